@@ -1,0 +1,129 @@
+/* CPU feature detection (once, cached) and ISA selection. */
+#include "core/internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(ATTN_HAVE_X86)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void) {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return ((uint64_t)edx << 32) | eax;
+}
+
+/* bit 0: avx2+fma+f16c usable, bit 1: avx512 f/bw/dq/vl usable */
+static int detect(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d))
+    return 0;
+  const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1,
+            f16c = (c >> 29) & 1;
+  if (!osxsave || !avx)
+    return 0;
+  const uint64_t xcr0 = xgetbv0();
+  if ((xcr0 & 6) != 6) /* XMM and YMM state enabled by the OS */
+    return 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return 0;
+  int flags = 0;
+  const int avx2 = (b >> 5) & 1;
+  if (avx2 && fma && f16c)
+    flags |= 1;
+  const int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1,
+            vl = (b >> 31) & 1;
+  if ((flags & 1) && f && dq && bw && vl && (xcr0 & 0xe0) == 0xe0)
+    flags |= 2;
+  return flags;
+}
+#else
+static int detect(void) { return 0; }
+#endif
+
+/* The one piece of global state: a cache of an immutable fact. Racing
+ * first callers compute the same value. */
+static atomic_int cpu_flags = -1;
+
+static int flags(void) {
+  int f = atomic_load_explicit(&cpu_flags, memory_order_relaxed);
+  if (f < 0) {
+    f = detect();
+    atomic_store_explicit(&cpu_flags, f, memory_order_relaxed);
+  }
+  return f;
+}
+
+int attn_cpu_has_avx2(void) { return (flags() & 1) != 0; }
+int attn_cpu_has_avx512(void) { return (flags() & 2) != 0; }
+
+const char *attn_isa_name(attn_isa isa) {
+  switch (isa) {
+  case ATTN_ISA_AUTO:
+    return "auto";
+  case ATTN_ISA_GENERIC:
+    return "generic";
+  case ATTN_ISA_AVX2:
+    return "avx2";
+  case ATTN_ISA_AVX512:
+    return "avx512";
+  }
+  return NULL;
+}
+
+attn_status attn_isa_parse(const char *name, attn_isa *out) {
+  if (!name || !out)
+    return ATTN_ERR_NULL_POINTER;
+  static const attn_isa all[] = {ATTN_ISA_AUTO, ATTN_ISA_GENERIC,
+                                 ATTN_ISA_AVX2, ATTN_ISA_AVX512};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    if (strcmp(name, attn_isa_name(all[i])) == 0) {
+      *out = all[i];
+      return ATTN_OK;
+    }
+  }
+  return ATTN_ERR_INVALID_ARGUMENT;
+}
+
+int attn_isa_supported(attn_isa isa) {
+  switch (isa) {
+  case ATTN_ISA_AUTO:
+  case ATTN_ISA_GENERIC:
+    return 1;
+  case ATTN_ISA_AVX2:
+    return attn_cpu_has_avx2();
+  case ATTN_ISA_AVX512:
+    return attn_cpu_has_avx512();
+  }
+  return 0;
+}
+
+static attn_isa widest(void) {
+  if (attn_cpu_has_avx512())
+    return ATTN_ISA_AVX512;
+  if (attn_cpu_has_avx2())
+    return ATTN_ISA_AVX2;
+  return ATTN_ISA_GENERIC;
+}
+
+attn_isa attn_isa_best(void) {
+  const char *env = getenv("ATTN_ISA");
+  attn_isa isa;
+  if (env && attn_isa_parse(env, &isa) == ATTN_OK && isa != ATTN_ISA_AUTO &&
+      attn_isa_supported(isa))
+    return isa;
+  return widest();
+}
+
+attn_status attn_isa_resolve(const attn_context *ctx, attn_isa want,
+                             attn_isa *out) {
+  if (want == ATTN_ISA_AUTO)
+    want = attn_context_isa(ctx);
+  if (attn_isa_name(want) == NULL)
+    return ATTN_ERR_INVALID_ARGUMENT;
+  if (!attn_isa_supported(want))
+    return ATTN_ERR_UNSUPPORTED_ISA;
+  *out = want;
+  return ATTN_OK;
+}

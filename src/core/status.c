@@ -1,0 +1,59 @@
+/* Status codes, their messages, and the version. */
+#include "core/internal.h"
+
+int attn_version_number(void) { return ATTN_VERSION_NUMBER; }
+
+const char *attn_version_string(void) { return "0.1.0"; }
+
+const char *attn_strerror(attn_status status) {
+  switch (status) {
+  case ATTN_OK:
+    return "success";
+  case ATTN_ERR_NULL_POINTER:
+    return "a required pointer is NULL";
+  case ATTN_ERR_INVALID_SHAPE:
+    return "invalid shape: a size is zero, negative or inconsistent";
+  case ATTN_ERR_HEAD_RATIO:
+    return "query heads must be a multiple of key/value heads";
+  case ATTN_ERR_HEAD_DIM:
+    return "head dimension must be in 1..256 and equal for Q and K";
+  case ATTN_ERR_OVERLAP:
+    return "the output memory overlaps an input or itself";
+  case ATTN_ERR_OVERFLOW:
+    return "a size or offset overflows 64 bits";
+  case ATTN_ERR_INVALID_SCALE:
+    return "scale must be finite";
+  case ATTN_ERR_INVALID_SOFTCAP:
+    return "softcap must be finite and >= 0 (0 = off)";
+  case ATTN_ERR_INVALID_WINDOW:
+    return "window bounds must be >= -1 (-1 = unbounded)";
+  case ATTN_ERR_INVALID_SEQLENS:
+    return "invalid sequence lengths (cu_seqlens or kv_lens)";
+  case ATTN_ERR_INVALID_DTYPE:
+    return "unsupported dtype or dtype combination";
+  case ATTN_ERR_UNSUPPORTED_ISA:
+    return "the requested instruction set is not available on this CPU";
+  case ATTN_ERR_OUT_OF_MEMORY:
+    return "out of memory";
+  case ATTN_ERR_WORKSPACE_TOO_SMALL:
+    return "the caller's workspace is smaller than required";
+  case ATTN_ERR_INVALID_ARGUMENT:
+    return "invalid argument";
+  case ATTN_ERR_INVALID_STRIDE:
+    return "invalid stride: negative, or output elements alias";
+  case ATTN_ERR_THREAD:
+    return "could not start a worker thread";
+  }
+  return "unknown status code";
+}
+
+attn_status attn_fail(const attn_params *p, attn_status st, const char *fmt,
+                      ...) {
+  if (p && p->error_message && p->error_message_size > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->error_message, p->error_message_size, fmt, ap);
+    va_end(ap);
+  }
+  return st;
+}

@@ -1,0 +1,20 @@
+/* Forward kernels for the avx2 instruction set: the shared body in
+ * fwd_body.h compiled with this ISA's vocabulary and tile sizes. */
+#define ATTN_SIMD_AVX2 1
+#include "kernels/simd.h"
+
+#include "kernels/kernels.h"
+#include "mask/mask.h"
+
+#define KSUFFIX avx2
+#define MR 6
+#define BR 48
+#define BC 64
+#include "kernels/fwd_body.h"
+
+const attn_kernel *attn_kernel_avx2(void) {
+  static const attn_kernel k = {ATTN_ISA_AVX2, VL, MR, NR, BR, BC, fwd_qtile_avx2};
+  return &k;
+}
+
+double attn_peak_loop_avx2(int64_t iters) { return peak_loop_avx2(iters); }

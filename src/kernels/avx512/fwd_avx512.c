@@ -1,0 +1,20 @@
+/* Forward kernels for the avx512 instruction set: the shared body in
+ * fwd_body.h compiled with this ISA's vocabulary and tile sizes. */
+#define ATTN_SIMD_AVX512 1
+#include "kernels/simd.h"
+
+#include "kernels/kernels.h"
+#include "mask/mask.h"
+
+#define KSUFFIX avx512
+#define MR 12
+#define BR 48
+#define BC 64
+#include "kernels/fwd_body.h"
+
+const attn_kernel *attn_kernel_avx512(void) {
+  static const attn_kernel k = {ATTN_ISA_AVX512, VL, MR, NR, BR, BC, fwd_qtile_avx512};
+  return &k;
+}
+
+double attn_peak_loop_avx512(int64_t iters) { return peak_loop_avx512(iters); }

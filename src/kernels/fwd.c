@@ -1,0 +1,328 @@
+/* The portable forward framework: validation, workspace, threads, packing
+ * of K and V, query tiles in and output rows out. The O(seq_q x seq_k) work
+ * happens in the per-ISA kernel (kernels.h) one query tile at a time.
+ *
+ * Work split (deterministic for every thread count): for each (sequence,
+ * kv head) the team packs K and V once (panel t goes to thread t mod T),
+ * meets at a barrier, then takes (query head of the group, query tile) items
+ * from a shared counter. Each output row is computed by exactly one thread
+ * with the same instruction sequence whatever T is, so results are
+ * bitwise identical across thread counts.
+ */
+#include "kernels/kernels.h"
+#include "mask/mask.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 64
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static const attn_kernel *kernel_for(attn_isa isa) {
+  switch (isa) {
+#if defined(ATTN_HAVE_X86)
+  case ATTN_ISA_AVX512:
+    return attn_kernel_avx512();
+  case ATTN_ISA_AVX2:
+    return attn_kernel_avx2();
+#endif
+  default:
+    return attn_kernel_generic();
+  }
+}
+
+/* Sizes of the workspace pieces. */
+typedef struct ws_layout {
+  size_t kpack, vpack;  /* shared packed K and V (bytes)          */
+  size_t per_thread;    /* one thread's scratch (bytes)           */
+  size_t q, s, acc, vec; /* offsets inside a thread's scratch      */
+  size_t lo, hi;
+  size_t total;
+  int threads;
+} ws_layout;
+
+static int mul_ok(size_t a, size_t b, size_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+
+static attn_status layout(const attn_problem *pr, const attn_kernel *k,
+                          int threads, ws_layout *w) {
+  const size_t nr = (size_t)k->nr, br = (size_t)k->br, bc = (size_t)k->bc;
+  const size_t d = (size_t)pr->d;
+  const size_t dvp = round_up((size_t)pr->dv, (size_t)k->vl);
+  const size_t keys = round_up((size_t)pr->sk_max, nr);
+  size_t a, b;
+  if (!mul_ok(keys, d, &a) || !mul_ok(a, sizeof(float), &a) ||
+      !mul_ok(keys, dvp, &b) || !mul_ok(b, sizeof(float), &b))
+    return ATTN_ERR_OVERFLOW;
+  w->kpack = round_up(a, ALIGN);
+  w->vpack = round_up(b, ALIGN);
+  size_t off = 0;
+  w->q = off;
+  off += round_up(br * d * sizeof(float), ALIGN);
+  w->s = off;
+  off += round_up(br * bc * sizeof(float), ALIGN);
+  w->acc = off;
+  off += round_up(br * dvp * sizeof(float), ALIGN);
+  w->vec = off; /* m, l, lse: 3 x br floats */
+  off += round_up(3 * br * sizeof(float), ALIGN);
+  w->lo = off;
+  off += round_up(br * sizeof(int64_t), ALIGN);
+  w->hi = off;
+  off += round_up(br * sizeof(int64_t), ALIGN);
+  w->per_thread = off;
+  w->threads = threads;
+  size_t t;
+  if (!mul_ok(off, (size_t)threads, &t) ||
+      __builtin_add_overflow(t, w->kpack, &t) ||
+      __builtin_add_overflow(t, w->vpack, &t) ||
+      __builtin_add_overflow(t, (size_t)ALIGN, &t))
+    return ATTN_ERR_OVERFLOW;
+  w->total = t;
+  return ATTN_OK;
+}
+
+static int threads_for(const attn_context *ctx, const attn_problem *pr,
+                       const attn_kernel *k) {
+  int n = pr->p->num_threads > 0 ? pr->p->num_threads
+                                 : attn_context_threads(ctx);
+  /* No more threads than query tiles of the largest group. */
+  const int64_t tiles = pr->group * ((pr->sq_max + k->br - 1) / k->br);
+  if (tiles < n)
+    n = (int)ATTN_MAX(tiles, 1);
+  return n;
+}
+
+typedef struct fwd_job {
+  const attn_problem *pr;
+  const attn_kernel *k;
+  ws_layout w;
+  int64_t dvp;
+  float *kpack, *vpack;
+  char *scratch;
+  atomic_llong counter;
+} fwd_job;
+
+static const void *elem(const attn_tensor *t, int64_t i0, int64_t i1,
+                        int64_t i2, int64_t i3) {
+  const int64_t off =
+      i0 * t->stride[0] + i1 * t->stride[1] + i2 * t->stride[2] +
+      i3 * t->stride[3];
+  return (const char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
+}
+
+/* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
+static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
+                       int64_t pnl, float *tmp) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const int64_t nr = job->k->nr, d = pr->d, dv = pr->dv, dvp = job->dvp;
+  float *kp = job->kpack + pnl * d * nr;
+  for (int64_t c = 0; c < nr; c++) {
+    const int64_t j = pnl * nr + c;
+    float *vrow = job->vpack + j * dvp;
+    if (j < sq->sk) {
+      attn_load_row_f32(elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
+                        p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
+      for (int64_t kk = 0; kk < d; kk++)
+        kp[kk * nr + c] = tmp[kk];
+      attn_load_row_f32(elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
+                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+      memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+    } else {
+      for (int64_t kk = 0; kk < d; kk++)
+        kp[kk * nr + c] = 0.0f;
+      memset(vrow, 0, sizeof(float) * (size_t)dvp);
+    }
+  }
+}
+
+static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
+                      int64_t qt, char *ws) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const attn_kernel *k = job->k;
+  const int64_t d = pr->d, dvp = job->dvp;
+  attn_qtile t;
+  t.i0 = qt * k->br;
+  t.rows = (int)ATTN_MIN((int64_t)k->br, sq->sq - t.i0);
+  t.d = d;
+  t.dvp = dvp;
+  float *qb = (float *)(ws + job->w.q);
+  const int rows_mr = (t.rows + k->mr - 1) / k->mr * k->mr;
+  for (int r = 0; r < t.rows; r++)
+    attn_load_row_f32(elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
+                      p->q.dtype, p->q.stride[3], d, pr->scale, qb + r * d);
+  memset(qb + t.rows * d, 0, sizeof(float) * (size_t)((rows_mr - t.rows) * d));
+  t.q = qb;
+  t.kp = job->kpack;
+  t.vp = job->vpack;
+  int64_t *lo = (int64_t *)(ws + job->w.lo), *hi = (int64_t *)(ws + job->w.hi);
+  attn_mask_row_ranges(p, sq->sq, sq->sk, t.i0, t.rows, lo, hi);
+  int64_t jl = INT64_MAX, jh = -1;
+  for (int r = 0; r < t.rows; r++)
+    if (lo[r] <= hi[r]) {
+      jl = ATTN_MIN(jl, lo[r]);
+      jh = ATTN_MAX(jh, hi[r]);
+    }
+  if (jh < 0)
+    jl = 0;
+  t.lo = lo;
+  t.hi = hi;
+  t.j_begin = jl / k->bc * k->bc;
+  t.j_end = jh + 1;
+  t.softcap = p->softcap;
+  t.alibi = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+  t.alibi_diag = sq->sk - sq->sq;
+  t.bias = NULL;
+  t.mask = NULL;
+  t.bias_si = t.bias_sj = t.mask_si = t.mask_sj = 0;
+  if (p->bias.data) {
+    const attn_tensor *b = &p->bias;
+    t.bias = (const float *)elem(b, b->shape[0] == 1 ? 0 : sq->b,
+                                 b->shape[1] == 1 ? 0 : h, 0, 0);
+    t.bias_si = b->shape[2] == 1 ? 0 : b->stride[2];
+    t.bias_sj = b->shape[3] == 1 ? 0 : b->stride[3];
+  }
+  if (p->mask.data) {
+    const attn_tensor *m = &p->mask;
+    t.mask = (const uint8_t *)elem(m, m->shape[0] == 1 ? 0 : sq->b,
+                                   m->shape[1] == 1 ? 0 : h, 0, 0);
+    t.mask_si = m->shape[2] == 1 ? 0 : m->stride[2];
+    t.mask_sj = m->shape[3] == 1 ? 0 : m->stride[3];
+  }
+  t.s = (float *)(ws + job->w.s);
+  t.acc = (float *)(ws + job->w.acc);
+  float *vec = (float *)(ws + job->w.vec);
+  t.m = vec;
+  t.l = vec + k->br;
+  t.lse = vec + 2 * k->br;
+  k->fwd_qtile(&t);
+  for (int r = 0; r < t.rows; r++) {
+    const int64_t i = sq->q_off + t.i0 + r;
+    attn_store_row(t.acc + r * dvp, pr->dv,
+                   (void *)elem(&p->o, sq->q_bat, i, h, 0), p->o.dtype,
+                   p->o.stride[3]);
+    if (p->lse) {
+      const int64_t li = pr->varlen
+                             ? h * p->q.shape[1] + i
+                             : (sq->b * pr->hq + h) * sq->sq + t.i0 + r;
+      p->lse[li] = t.lse[r];
+    }
+  }
+}
+
+static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
+  fwd_job *job = (fwd_job *)arg;
+  const attn_problem *pr = job->pr;
+  const attn_kernel *k = job->k;
+  char *ws = job->scratch + (size_t)tid * job->w.per_thread;
+  for (int64_t b = 0; b < pr->batch; b++) {
+    attn_seq sq;
+    attn_problem_seq(pr, b, &sq);
+    if (sq.sq == 0)
+      continue; /* the same decision on every thread: no barrier needed */
+    const int64_t npanels = (sq.sk + k->nr - 1) / k->nr;
+    const int64_t nqt = (sq.sq + k->br - 1) / k->br;
+    const int64_t items = pr->group * nqt;
+    for (int64_t g = 0; g < pr->hk; g++) {
+      /* The q buffer is free during packing: use it for one K row. */
+      float *tmp = (float *)(ws + job->w.q);
+      for (int64_t pnl = tid; pnl < npanels; pnl += nthreads)
+        pack_panel(job, &sq, g, pnl, tmp);
+      if (tid == 0)
+        atomic_store(&job->counter, 0);
+      attn_team_barrier(team);
+      for (;;) {
+        const int64_t it = atomic_fetch_add(&job->counter, 1);
+        if (it >= items)
+          break;
+        run_qtile(job, &sq, g * pr->group + it / nqt, it % nqt, ws);
+      }
+      attn_team_barrier(team);
+    }
+  }
+}
+
+attn_status attn_forward_check(const attn_params *p) {
+  attn_problem pr;
+  return attn_validate(p, &pr);
+}
+
+static attn_status prepare(attn_context *ctx, const attn_params *p,
+                           attn_problem *pr, const attn_kernel **k,
+                           ws_layout *w) {
+  attn_status st = attn_validate(p, pr);
+  if (st != ATTN_OK)
+    return st;
+  attn_isa isa;
+  st = attn_isa_resolve(ctx, p->isa, &isa);
+  if (st == ATTN_ERR_UNSUPPORTED_ISA)
+    return attn_fail(p, st, "isa %s is not supported by this CPU",
+                     attn_isa_name(p->isa == ATTN_ISA_AUTO ? attn_context_isa(ctx)
+                                                           : p->isa));
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "invalid isa");
+  *k = kernel_for(isa);
+  st = layout(pr, *k, threads_for(ctx, pr, *k), w);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "workspace size overflows");
+  return ATTN_OK;
+}
+
+attn_status attn_forward_workspace_size(attn_context *ctx,
+                                        const attn_params *p, size_t *bytes) {
+  if (!bytes)
+    return attn_fail(p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
+  attn_problem pr;
+  const attn_kernel *k;
+  ws_layout w;
+  attn_status st = prepare(ctx, p, &pr, &k, &w);
+  if (st == ATTN_OK)
+    *bytes = w.total;
+  return st;
+}
+
+attn_status attn_forward(attn_context *ctx, const attn_params *p) {
+  if (!p)
+    return ATTN_ERR_NULL_POINTER;
+  attn_problem pr;
+  fwd_job job;
+  attn_status st = prepare(ctx, p, &pr, &job.k, &job.w);
+  if (st != ATTN_OK)
+    return st;
+  job.pr = &pr;
+  job.dvp = (int64_t)round_up((size_t)pr.dv, (size_t)job.k->vl);
+  atomic_init(&job.counter, 0);
+
+  void *mem = NULL;
+  char *base;
+  if (p->workspace) {
+    if (p->workspace_size < job.w.total)
+      return attn_fail(p, ATTN_ERR_WORKSPACE_TOO_SMALL,
+                       "workspace of %zu bytes, %zu needed",
+                       p->workspace_size, job.w.total);
+    base = (char *)p->workspace;
+  } else {
+    mem = malloc(job.w.total);
+    if (!mem)
+      return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY,
+                       "could not allocate %zu bytes of workspace",
+                       job.w.total);
+    base = (char *)mem;
+  }
+  /* Align the pieces to cache lines inside whatever memory we were given. */
+  base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
+  job.kpack = (float *)base;
+  job.vpack = (float *)(base + job.w.kpack);
+  job.scratch = base + job.w.kpack + job.w.vpack;
+
+  st = attn_team_run(job.w.threads, fwd_worker, &job);
+  free(mem);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "could not start worker threads");
+  return ATTN_OK;
+}

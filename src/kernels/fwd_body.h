@@ -1,0 +1,281 @@
+/* The forward kernel body, written once against simd.h and compiled once
+ * per ISA (generic/fwd_generic.c, avx2/fwd_avx2.c, avx512/fwd_avx512.c).
+ *
+ * Before including: simd.h, kernels.h, mask/mask.h, and
+ *   KSUFFIX  name suffix (generic, avx2, avx512)
+ *   MR       query rows per micro-kernel call
+ *   BR       query rows per tile   (multiple of MR)
+ *   BC       keys per tile         (multiple of NR = 2 * VL)
+ *
+ * For one tile of BR queries against the keys [j_begin, j_end) the body
+ * runs, per key tile of BC keys (FlashAttention-2's loop order):
+ *
+ *   S   = Q Kᵀ              register-blocked MR x NR micro-kernel   (1)
+ *   S   = mods(S)            softcap, ALiBi, bias                    (2)
+ *   S   = -inf where masked  only for PARTIAL tiles                  (3)
+ *   m'  = max(m, rowmax S);  P = 2^((S - m') log2 e)                 (4)
+ *   l   = l 2^((m - m') log2 e) + rowsum P
+ *   acc = acc 2^((m - m') log2 e) + P V   MR x NR micro-kernel       (5)
+ *
+ * and at the end acc /= l, lse = m + log l (Milakov & Gimelshein 2018,
+ * "Online normalizer calculation for softmax"). A row that never saw a key
+ * keeps m = -inf, l = 0 and ends with acc = 0, lse = -inf.
+ */
+#include <math.h>
+
+#define NR (2 * VL)
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define KFN(name) CAT(name, KSUFFIX)
+
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define UNROLL
+#endif
+
+static const float kLog2e = 1.4426950408889634f;
+
+/* s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)  for r < MR.
+ * q: [MR][d] (row stride d), kp: [d][NR], s: row stride BC. */
+static inline void KFN(mk_qk)(const float *restrict q, int64_t d,
+                              const float *restrict kp, float *restrict s) {
+  vf c0[MR], c1[MR];
+  UNROLL for (int r = 0; r < MR; r++) {
+    c0[r] = vf_zero();
+    c1[r] = vf_zero();
+  }
+  for (int64_t k = 0; k < d; k++) {
+    const vf b0 = vf_load(kp + k * NR);
+    const vf b1 = vf_load(kp + k * NR + VL);
+    UNROLL for (int r = 0; r < MR; r++) {
+      const vf a = vf_set1(q[r * d + k]);
+      c0[r] = vf_fma(a, b0, c0[r]);
+      c1[r] = vf_fma(a, b1, c1[r]);
+    }
+  }
+  UNROLL for (int r = 0; r < MR; r++) {
+    vf_store(s + r * BC, c0[r]);
+    vf_store(s + r * BC + VL, c1[r]);
+  }
+}
+
+/* acc[r][0..NR) = alpha[r] * acc[r][0..NR) + sum_j p[r][j] * v[j][0..NR)
+ * p: [MR][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
+static inline void KFN(mk_pv2)(const float *restrict p, int ncol,
+                               const float *restrict v, int64_t dvp,
+                               const float *restrict alpha,
+                               float *restrict acc) {
+  vf c0[MR], c1[MR];
+  UNROLL for (int r = 0; r < MR; r++) {
+    const vf a = vf_set1(alpha[r]);
+    c0[r] = vf_mul(vf_load(acc + r * dvp), a);
+    c1[r] = vf_mul(vf_load(acc + r * dvp + VL), a);
+  }
+  for (int j = 0; j < ncol; j++) {
+    const vf b0 = vf_load(v + j * dvp);
+    const vf b1 = vf_load(v + j * dvp + VL);
+    UNROLL for (int r = 0; r < MR; r++) {
+      const vf a = vf_set1(p[r * BC + j]);
+      c0[r] = vf_fma(a, b0, c0[r]);
+      c1[r] = vf_fma(a, b1, c1[r]);
+    }
+  }
+  UNROLL for (int r = 0; r < MR; r++) {
+    vf_store(acc + r * dvp, c0[r]);
+    vf_store(acc + r * dvp + VL, c1[r]);
+  }
+}
+
+/* As mk_pv2 for a last column block one vector wide. */
+static inline void KFN(mk_pv1)(const float *restrict p, int ncol,
+                               const float *restrict v, int64_t dvp,
+                               const float *restrict alpha,
+                               float *restrict acc) {
+  vf c0[MR];
+  UNROLL for (int r = 0; r < MR; r++)
+    c0[r] = vf_mul(vf_load(acc + r * dvp), vf_set1(alpha[r]));
+  for (int j = 0; j < ncol; j++) {
+    const vf b0 = vf_load(v + j * dvp);
+    UNROLL for (int r = 0; r < MR; r++)
+      c0[r] = vf_fma(vf_set1(p[r * BC + j]), b0, c0[r]);
+  }
+  UNROLL for (int r = 0; r < MR; r++)
+    vf_store(acc + r * dvp, c0[r]);
+}
+
+/* (2) score modifications on valid rows, in the contract's order. */
+static void KFN(apply_mods)(const attn_qtile *t, float *s, int ncol,
+                            int64_t j0) {
+  if (t->softcap > 0) {
+    const vf c = vf_set1(t->softcap), inv = vf_set1(1.0f / t->softcap);
+    for (int r = 0; r < t->rows; r++)
+      for (int c0 = 0; c0 < ncol; c0 += VL) {
+        float *x = s + r * BC + c0;
+        vf_store(x, vf_mul(c, vf_tanh(vf_mul(vf_load(x), inv))));
+      }
+  }
+  if (t->alibi != 0) {
+    const float slope = t->alibi;
+    for (int r = 0; r < t->rows; r++) {
+      const int64_t diag = t->i0 + r + t->alibi_diag - j0;
+      float *x = s + r * BC;
+      for (int c = 0; c < ncol; c++) {
+        const int64_t dist = diag - c;
+        x[c] -= slope * (float)(dist < 0 ? -dist : dist);
+      }
+    }
+  }
+  if (t->bias) {
+    for (int r = 0; r < t->rows; r++) {
+      const float *b = t->bias + (t->i0 + r) * t->bias_si + j0 * t->bias_sj;
+      float *x = s + r * BC;
+      const int64_t n = ATTN_MIN(ncol, t->j_end - j0);
+      if (t->bias_sj == 1)
+        for (int64_t c = 0; c < n; c++)
+          x[c] += b[c];
+      else
+        for (int64_t c = 0; c < n; c++)
+          x[c] += b[c * t->bias_sj];
+    }
+  }
+}
+
+/* (3) the element predicate of a PARTIAL tile. */
+static void KFN(apply_mask)(const attn_qtile *t, float *s, int ncol,
+                            int64_t j0) {
+  for (int r = 0; r < t->rows; r++) {
+    float *x = s + r * BC;
+    const int64_t a = t->lo[r] - j0, b = t->hi[r] - j0; /* allowed a..b */
+    for (int c = 0; c < ncol; c++)
+      if (c < a || c > b)
+        x[c] = -INFINITY;
+    if (t->mask) {
+      const uint8_t *m = t->mask + (t->i0 + r) * t->mask_si;
+      const int64_t lo = ATTN_MAX(a, 0), hi = ATTN_MIN(b, ncol - 1);
+      for (int64_t c = lo; c <= hi; c++)
+        if (!m[(j0 + c) * t->mask_sj])
+          x[c] = -INFINITY;
+    }
+  }
+}
+
+/* (4) online softmax on the valid rows; writes P over S, alpha per row. */
+static void KFN(softmax_step)(const attn_qtile *t, float *s, int ncol,
+                              float *alpha) {
+  for (int r = 0; r < t->rows; r++) {
+    float *x = s + r * BC;
+    vf mx = vf_load(x);
+    for (int c = VL; c < ncol; c += VL)
+      mx = vf_max(mx, vf_load(x + c));
+    const float m_old = t->m[r];
+    float m_new = vf_hmax(mx);
+    m_new = m_new > m_old ? m_new : m_old;
+    /* Every key so far masked: P must be 0 and nothing may become NaN. */
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+    const vf l2e = vf_set1(kLog2e), neg = vf_set1(-m_use * kLog2e);
+    vf sum0 = vf_zero(), sum1 = vf_zero();
+    int c = 0;
+    for (; c + 2 * VL <= ncol; c += 2 * VL) {
+      const vf p0 = vf_exp2(vf_fma(vf_load(x + c), l2e, neg));
+      const vf p1 = vf_exp2(vf_fma(vf_load(x + c + VL), l2e, neg));
+      vf_store(x + c, p0);
+      vf_store(x + c + VL, p1);
+      sum0 = vf_add(sum0, p0);
+      sum1 = vf_add(sum1, p1);
+    }
+    for (; c < ncol; c += VL) {
+      const vf p0 = vf_exp2(vf_fma(vf_load(x + c), l2e, neg));
+      vf_store(x + c, p0);
+      sum0 = vf_add(sum0, p0);
+    }
+    const float a = exp2f((m_old - m_use) * kLog2e); /* m_old=-inf -> 0 */
+    alpha[r] = a;
+    t->l[r] = t->l[r] * a + vf_hsum(vf_add(sum0, sum1));
+    t->m[r] = m_new;
+  }
+}
+
+static void KFN(fwd_qtile)(const attn_qtile *t) {
+  const int rows_mr = (t->rows + MR - 1) / MR * MR; /* rows computed */
+  const int64_t d = t->d, dvp = t->dvp;
+  float alpha[BR];
+  for (int r = 0; r < rows_mr; r++) {
+    t->m[r] = -INFINITY;
+    t->l[r] = 0.0f;
+    alpha[r] = 1.0f;
+    memset(t->acc + r * dvp, 0, sizeof(float) * (size_t)dvp);
+  }
+  const int mods = t->softcap > 0 || t->alibi != 0 || t->bias != NULL;
+  for (int64_t j0 = t->j_begin; j0 < t->j_end; j0 += BC) {
+    const int64_t j1 = ATTN_MIN(j0 + BC, t->j_end);
+    const int ncol = (int)((j1 - j0 + NR - 1) / NR * NR);
+    attn_tile_kind kind = attn_mask_tile_kind(t->lo, t->hi, t->rows, j0, j1);
+    if (kind == ATTN_TILE_EMPTY)
+      continue;
+    if (t->mask) {
+      const attn_tile_kind mk = attn_mask_tensor_tile_kind(
+          t->mask + t->i0 * t->mask_si, t->mask_si, t->mask_sj, t->rows, j0,
+          j1);
+      if (mk == ATTN_TILE_EMPTY)
+        continue;
+      if (mk == ATTN_TILE_PARTIAL)
+        kind = ATTN_TILE_PARTIAL;
+    }
+    if (j1 - j0 < ncol)
+      kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
+
+    float *s = t->s;
+    for (int pc = 0; pc < ncol; pc += NR) { /* (1) */
+      const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+      for (int r = 0; r < rows_mr; r += MR)
+        KFN(mk_qk)(t->q + r * d, d, kp, s + r * BC + pc);
+    }
+    if (mods)
+      KFN(apply_mods)(t, s, ncol, j0); /* (2) */
+    if (kind == ATTN_TILE_PARTIAL)
+      KFN(apply_mask)(t, s, ncol, j0); /* (3) */
+    KFN(softmax_step)(t, s, ncol, alpha); /* (4) */
+    /* Rows past t->rows have zero queries and no mods: their S row is 0;
+     * zero it as P so they add nothing (their output is never read). */
+    for (int r = t->rows; r < rows_mr; r++)
+      memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);
+    const float *v = t->vp + j0 * dvp;
+    for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
+      for (int r = 0; r < rows_mr; r += MR) {
+        if (cb + NR <= dvp)
+          KFN(mk_pv2)(s + r * BC, ncol, v + cb, dvp, alpha + r,
+                      t->acc + r * dvp + cb);
+        else
+          KFN(mk_pv1)(s + r * BC, ncol, v + cb, dvp, alpha + r,
+                      t->acc + r * dvp + cb);
+      }
+    }
+  }
+  for (int r = 0; r < t->rows; r++) {
+    const float l = t->l[r];
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    float *o = t->acc + r * dvp;
+    for (int64_t c = 0; c < dvp; c++)
+      o[c] *= inv;
+    t->lse[r] = l > 0 ? t->m[r] + logf(l) : -INFINITY;
+  }
+}
+
+/* FMA throughput probe for attn_fma_peak_gflops: 12 independent chains
+ * (enough to hide FMA latency on every x86 core we know). Returns FLOPs. */
+static double KFN(peak_loop)(int64_t iters) {
+  vf a[12];
+  const vf x = vf_set1(0.999999f), y = vf_set1(1e-7f);
+  UNROLL for (int i = 0; i < 12; i++) a[i] = vf_set1((float)i);
+  for (int64_t it = 0; it < iters; it++) {
+    UNROLL for (int i = 0; i < 12; i++) a[i] = vf_fma(a[i], x, y);
+  }
+  vf s = a[0];
+  UNROLL for (int i = 1; i < 12; i++) s = vf_add(s, a[i]);
+  volatile float sink = vf_hsum(s);
+  (void)sink;
+  return (double)iters * 12.0 * 2.0 * VL;
+}

@@ -1,0 +1,20 @@
+/* Forward kernels for the generic instruction set: the shared body in
+ * fwd_body.h compiled with this ISA's vocabulary and tile sizes. */
+#define ATTN_SIMD_GENERIC 1
+#include "kernels/simd.h"
+
+#include "kernels/kernels.h"
+#include "mask/mask.h"
+
+#define KSUFFIX generic
+#define MR 4
+#define BR 48
+#define BC 64
+#include "kernels/fwd_body.h"
+
+const attn_kernel *attn_kernel_generic(void) {
+  static const attn_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC, fwd_qtile_generic};
+  return &k;
+}
+
+double attn_peak_loop_generic(int64_t iters) { return peak_loop_generic(iters); }

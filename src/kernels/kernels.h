@@ -1,0 +1,49 @@
+/* The interface between the portable forward framework (fwd.c) and the
+ * per-ISA kernels (generic/, avx2/, avx512/). */
+#ifndef ATTN_KERNELS_H
+#define ATTN_KERNELS_H
+
+#include "core/internal.h"
+
+/* One query tile of one head against all keys of its kv head. Everything
+ * is prepared by the framework; the kernel owns the O(tile x keys) loops. */
+typedef struct attn_qtile {
+  int rows;    /* valid query rows, 1..br                                   */
+  int64_t i0;  /* index of row 0 inside its sequence                        */
+  int64_t d;   /* head dim of Q and K                                       */
+  int64_t dvp; /* head dim of V padded to a multiple of the vector width    */
+  const float *q;  /* [br][d]  scale * queries; rows >= rows are zero        */
+  const float *kp; /* [ceil(sk/nr)][d][nr] keys, transposed into panels      */
+  const float *vp; /* [ceil(sk/nr)*nr][dvp] values, zero padded              */
+  const int64_t *lo, *hi; /* [rows] allowed keys lo..hi per row (inclusive) */
+  int64_t j_begin;        /* first key tile start (multiple of bc)           */
+  int64_t j_end;          /* one past the last allowed key of any row        */
+  float softcap;          /* 0 = off                                         */
+  float alibi;            /* ALiBi slope of this head; 0 = off               */
+  int64_t alibi_diag;     /* sk - sq: s -= alibi * |i + alibi_diag - j|      */
+  const float *bias;      /* (row 0, key 0) of this (b, h) or NULL           */
+  int64_t bias_si, bias_sj;
+  const uint8_t *mask;    /* (row 0, key 0) of this (b, h) or NULL           */
+  int64_t mask_si, mask_sj;
+  float *s;   /* scratch [br][bc]                                           */
+  float *m;   /* scratch [br]: running max                                  */
+  float *l;   /* scratch [br]: running sum                                  */
+  float *acc; /* out [br][dvp]: the normalised output rows                  */
+  float *lse; /* out [br]: log-sum-exp per row (-inf when no key)           */
+} attn_qtile;
+
+typedef struct attn_kernel {
+  attn_isa isa;
+  int vl; /* floats per vector                              */
+  int mr; /* rows of the register-blocked micro-kernels     */
+  int nr; /* keys per packed K panel (2 vectors)            */
+  int br; /* query rows per tile (multiple of mr)           */
+  int bc; /* keys per tile (multiple of nr)                 */
+  void (*fwd_qtile)(const attn_qtile *t);
+} attn_kernel;
+
+const attn_kernel *attn_kernel_generic(void);
+const attn_kernel *attn_kernel_avx2(void);
+const attn_kernel *attn_kernel_avx512(void);
+
+#endif

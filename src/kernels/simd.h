@@ -1,0 +1,220 @@
+/* The small SIMD vocabulary the kernel body (fwd_body.h) is written in.
+ *
+ * Include once per ISA translation unit after defining exactly one of
+ * ATTN_SIMD_AVX512, ATTN_SIMD_AVX2 or ATTN_SIMD_GENERIC. Every vector loop
+ * in the kernels is written once against these names:
+ *
+ *   vf            a vector of VL floats
+ *   vf_load/store unaligned load and store of VL floats
+ *   vf_set1/zero  broadcast, zero
+ *   vf_fma(a,b,c) a*b + c (fused where the ISA has it)
+ *   vf_add/sub/mul/div/max/min, vf_hmax/vf_hsum (horizontal, fixed order)
+ *   vf_round      round to nearest integer (ties to even), as float
+ *   vf_pow2i      2^n for integral-valued n in [-127, 127]; 2^-127 -> 0.0
+ *   vf_abs, vf_blend_lt(a, t, x, y): per lane a < t ? x : y
+ *
+ * The generic vocabulary is plain C on 8-float structs: no intrinsics, so
+ * the reference kernels read as ordinary loops.
+ */
+#ifndef ATTN_KERNELS_SIMD_H
+#define ATTN_KERNELS_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(ATTN_SIMD_AVX512)
+#include <immintrin.h>
+#define VL 16
+typedef __m512 vf;
+#define vf_load(p) _mm512_loadu_ps(p)
+#define vf_store(p, x) _mm512_storeu_ps((p), (x))
+#define vf_set1(x) _mm512_set1_ps(x)
+#define vf_zero() _mm512_setzero_ps()
+#define vf_fma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define vf_add(a, b) _mm512_add_ps((a), (b))
+#define vf_sub(a, b) _mm512_sub_ps((a), (b))
+#define vf_mul(a, b) _mm512_mul_ps((a), (b))
+#define vf_div(a, b) _mm512_div_ps((a), (b))
+#define vf_max(a, b) _mm512_max_ps((a), (b))
+#define vf_min(a, b) _mm512_min_ps((a), (b))
+#define vf_round(a)                                                            \
+  _mm512_roundscale_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+static inline vf vf_pow2i(vf n) {
+  __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+static inline vf vf_abs(vf a) {
+  return _mm512_castsi512_ps(_mm512_and_si512(
+      _mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
+}
+static inline vf vf_blend_lt(vf a, vf t, vf x, vf y) {
+  __mmask16 k = _mm512_cmp_ps_mask(a, t, _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(k, y, x);
+}
+static inline float vf_hmax(vf a) { return _mm512_reduce_max_ps(a); }
+static inline float vf_hsum(vf a) {
+  __m256 lo = _mm512_castps512_ps256(a);
+  __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+  __m256 s = _mm256_add_ps(lo, hi);
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_add_ss(t, _mm_movehdup_ps(t));
+  return _mm_cvtss_f32(t);
+}
+
+#elif defined(ATTN_SIMD_AVX2)
+#include <immintrin.h>
+#define VL 8
+typedef __m256 vf;
+#define vf_load(p) _mm256_loadu_ps(p)
+#define vf_store(p, x) _mm256_storeu_ps((p), (x))
+#define vf_set1(x) _mm256_set1_ps(x)
+#define vf_zero() _mm256_setzero_ps()
+#define vf_fma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define vf_add(a, b) _mm256_add_ps((a), (b))
+#define vf_sub(a, b) _mm256_sub_ps((a), (b))
+#define vf_mul(a, b) _mm256_mul_ps((a), (b))
+#define vf_div(a, b) _mm256_div_ps((a), (b))
+#define vf_max(a, b) _mm256_max_ps((a), (b))
+#define vf_min(a, b) _mm256_min_ps((a), (b))
+#define vf_round(a)                                                            \
+  _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+static inline vf vf_pow2i(vf n) {
+  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+static inline vf vf_abs(vf a) {
+  return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+static inline vf vf_blend_lt(vf a, vf t, vf x, vf y) {
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, t, _CMP_LT_OQ));
+}
+static inline float vf_hmax(vf a) {
+  __m128 t = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_max_ss(t, _mm_movehdup_ps(t));
+  return _mm_cvtss_f32(t);
+}
+static inline float vf_hsum(vf a) {
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_add_ss(t, _mm_movehdup_ps(t));
+  return _mm_cvtss_f32(t);
+}
+
+#elif defined(ATTN_SIMD_GENERIC)
+#include <math.h>
+#define VL 8
+typedef struct vf {
+  float x[VL];
+} vf;
+#define VF_MAP1(name, expr)                                                    \
+  static inline vf name(vf a) {                                                \
+    vf r;                                                                      \
+    for (int i = 0; i < VL; i++)                                               \
+      r.x[i] = (expr);                                                         \
+    return r;                                                                  \
+  }
+#define VF_MAP2(name, expr)                                                    \
+  static inline vf name(vf a, vf b) {                                          \
+    vf r;                                                                      \
+    for (int i = 0; i < VL; i++)                                               \
+      r.x[i] = (expr);                                                         \
+    return r;                                                                  \
+  }
+static inline vf vf_load(const float *p) {
+  vf r;
+  memcpy(r.x, p, sizeof r.x);
+  return r;
+}
+static inline void vf_store(float *p, vf a) { memcpy(p, a.x, sizeof a.x); }
+static inline vf vf_set1(float s) {
+  vf r;
+  for (int i = 0; i < VL; i++)
+    r.x[i] = s;
+  return r;
+}
+static inline vf vf_zero(void) { return vf_set1(0.0f); }
+static inline vf vf_fma(vf a, vf b, vf c) {
+  vf r;
+  for (int i = 0; i < VL; i++)
+    r.x[i] = fmaf(a.x[i], b.x[i], c.x[i]);
+  return r;
+}
+VF_MAP2(vf_add, a.x[i] + b.x[i])
+VF_MAP2(vf_sub, a.x[i] - b.x[i])
+VF_MAP2(vf_mul, a.x[i] * b.x[i])
+VF_MAP2(vf_div, a.x[i] / b.x[i])
+VF_MAP2(vf_max, a.x[i] > b.x[i] ? a.x[i] : b.x[i])
+VF_MAP2(vf_min, a.x[i] < b.x[i] ? a.x[i] : b.x[i])
+VF_MAP1(vf_round, nearbyintf(a.x[i]))
+VF_MAP1(vf_abs, fabsf(a.x[i]))
+static inline vf vf_pow2i(vf n) {
+  vf r;
+  for (int i = 0; i < VL; i++) {
+    uint32_t bits = (uint32_t)((int32_t)n.x[i] + 127) << 23;
+    memcpy(&r.x[i], &bits, 4);
+  }
+  return r;
+}
+static inline vf vf_blend_lt(vf a, vf t, vf x, vf y) {
+  vf r;
+  for (int i = 0; i < VL; i++)
+    r.x[i] = a.x[i] < t.x[i] ? x.x[i] : y.x[i];
+  return r;
+}
+static inline float vf_hmax(vf a) {
+  float m = a.x[0];
+  for (int i = 1; i < VL; i++)
+    m = a.x[i] > m ? a.x[i] : m;
+  return m;
+}
+static inline float vf_hsum(vf a) {
+  float s = 0.0f;
+  for (int i = 0; i < VL; i++)
+    s += a.x[i];
+  return s;
+}
+#else
+#error "define one of ATTN_SIMD_AVX512, ATTN_SIMD_AVX2, ATTN_SIMD_GENERIC"
+#endif
+
+/* 2^x for x <= ~127, built from the vocabulary above.
+ * x = n + f with n = round(x), |f| <= 1/2; 2^f by a degree-6 polynomial
+ * (minimax on [-1/2, 1/2], max relative error about 2e-7 in exact
+ * arithmetic); inputs below -127 (including -inf) give exactly 0. The test
+ * suite measures and prints the error over the whole range. */
+static inline vf vf_exp2(vf x) {
+  x = vf_max(x, vf_set1(-127.0f));
+  x = vf_min(x, vf_set1(127.0f));
+  const vf n = vf_round(x);
+  const vf f = vf_sub(x, n);
+  vf p = vf_set1(1.535336188319500e-4f);
+  p = vf_fma(p, f, vf_set1(1.339887440266574e-3f));
+  p = vf_fma(p, f, vf_set1(9.618437357674640e-3f));
+  p = vf_fma(p, f, vf_set1(5.550332471162809e-2f));
+  p = vf_fma(p, f, vf_set1(2.402264791363012e-1f));
+  p = vf_fma(p, f, vf_set1(6.931472028550421e-1f));
+  p = vf_fma(p, f, vf_set1(1.0f));
+  return vf_mul(p, vf_pow2i(n));
+}
+
+/* tanh(x): odd Taylor series below |x| = 0.4 (relative error < 1e-8 in
+ * exact arithmetic), 1 - 2/(e^2|x| + 1) above, sign restored. */
+static inline vf vf_tanh(vf x) {
+  const vf a = vf_abs(x);
+  const vf z = vf_mul(x, x);
+  vf s = vf_set1(21844.0f / 6081075.0f);
+  s = vf_fma(s, z, vf_set1(-1382.0f / 155925.0f));
+  s = vf_fma(s, z, vf_set1(62.0f / 2835.0f));
+  s = vf_fma(s, z, vf_set1(-17.0f / 315.0f));
+  s = vf_fma(s, z, vf_set1(2.0f / 15.0f));
+  s = vf_fma(s, z, vf_set1(-1.0f / 3.0f));
+  s = vf_fma(vf_mul(s, z), x, x);
+  const vf e = vf_exp2(vf_mul(a, vf_set1(2.0f * 1.4426950408889634f)));
+  vf big = vf_sub(vf_set1(1.0f), vf_div(vf_set1(2.0f), vf_add(e, vf_set1(1.0f))));
+  big = vf_blend_lt(x, vf_zero(), vf_sub(vf_zero(), big), big);
+  return vf_blend_lt(a, vf_set1(0.4f), s, big);
+}
+
+#endif
