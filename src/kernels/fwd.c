@@ -240,7 +240,9 @@ static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
         const int64_t it = atomic_fetch_add(&job->counter, 1);
         if (it >= items)
           break;
-        run_qtile(job, &sq, g * pr->group + it / nqt, it % nqt, ws);
+        /* Last query tiles first: under causal masks they see the most
+         * keys, and longest-first keeps the team busy until the end. */
+        run_qtile(job, &sq, g * pr->group + it / nqt, nqt - 1 - it % nqt, ws);
       }
       attn_team_barrier(team);
     }

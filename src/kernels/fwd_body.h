@@ -107,21 +107,21 @@ static inline void KFN(mk_pv1)(const float *restrict p, int ncol,
 }
 
 /* (2) score modifications on valid rows, in the contract's order. */
-static void KFN(apply_mods)(const attn_qtile *t, float *s, int ncol,
-                            int64_t j0) {
+static void KFN(apply_mods)(const attn_qtile *t, int r0, int r1, float *s,
+                            int ncol, int64_t j0) {
   if (t->softcap > 0) {
     const vf c = vf_set1(t->softcap), inv = vf_set1(1.0f / t->softcap);
-    for (int r = 0; r < t->rows; r++)
+    for (int r = r0; r < r1; r++)
       for (int c0 = 0; c0 < ncol; c0 += VL) {
-        float *x = s + r * BC + c0;
+        float *x = s + (r - r0) * BC + c0;
         vf_store(x, vf_mul(c, vf_tanh(vf_mul(vf_load(x), inv))));
       }
   }
   if (t->alibi != 0) {
     const float slope = t->alibi;
-    for (int r = 0; r < t->rows; r++) {
+    for (int r = r0; r < r1; r++) {
       const int64_t diag = t->i0 + r + t->alibi_diag - j0;
-      float *x = s + r * BC;
+      float *x = s + (r - r0) * BC;
       for (int c = 0; c < ncol; c++) {
         const int64_t dist = diag - c;
         x[c] -= slope * (float)(dist < 0 ? -dist : dist);
@@ -129,9 +129,9 @@ static void KFN(apply_mods)(const attn_qtile *t, float *s, int ncol,
     }
   }
   if (t->bias) {
-    for (int r = 0; r < t->rows; r++) {
+    for (int r = r0; r < r1; r++) {
       const float *b = t->bias + (t->i0 + r) * t->bias_si + j0 * t->bias_sj;
-      float *x = s + r * BC;
+      float *x = s + (r - r0) * BC;
       const int64_t n = ATTN_MIN(ncol, t->j_end - j0);
       if (t->bias_sj == 1)
         for (int64_t c = 0; c < n; c++)
@@ -144,10 +144,10 @@ static void KFN(apply_mods)(const attn_qtile *t, float *s, int ncol,
 }
 
 /* (3) the element predicate of a PARTIAL tile. */
-static void KFN(apply_mask)(const attn_qtile *t, float *s, int ncol,
-                            int64_t j0) {
-  for (int r = 0; r < t->rows; r++) {
-    float *x = s + r * BC;
+static void KFN(apply_mask)(const attn_qtile *t, int r0, int r1, float *s,
+                            int ncol, int64_t j0) {
+  for (int r = r0; r < r1; r++) {
+    float *x = s + (r - r0) * BC;
     const int64_t a = t->lo[r] - j0, b = t->hi[r] - j0; /* allowed a..b */
     for (int c = 0; c < ncol; c++)
       if (c < a || c > b)
@@ -163,10 +163,10 @@ static void KFN(apply_mask)(const attn_qtile *t, float *s, int ncol,
 }
 
 /* (4) online softmax on the valid rows; writes P over S, alpha per row. */
-static void KFN(softmax_step)(const attn_qtile *t, float *s, int ncol,
-                              float *alpha) {
-  for (int r = 0; r < t->rows; r++) {
-    float *x = s + r * BC;
+static void KFN(softmax_step)(const attn_qtile *t, int r0, int r1, float *s,
+                              int ncol, float *alpha) {
+  for (int r = r0; r < r1; r++) {
+    float *x = s + (r - r0) * BC;
     vf mx = vf_load(x);
     for (int c = VL; c < ncol; c += VL)
       mx = vf_max(mx, vf_load(x + c));
@@ -192,7 +192,7 @@ static void KFN(softmax_step)(const attn_qtile *t, float *s, int ncol,
       sum0 = vf_add(sum0, p0);
     }
     const float a = exp2f((m_old - m_use) * kLog2e); /* m_old=-inf -> 0 */
-    alpha[r] = a;
+    alpha[r - r0] = a;
     t->l[r] = t->l[r] * a + vf_hsum(vf_add(sum0, sum1));
     t->m[r] = m_new;
   }
@@ -227,30 +227,29 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     if (j1 - j0 < ncol)
       kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
 
-    float *s = t->s;
-    for (int pc = 0; pc < ncol; pc += NR) { /* (1) */
-      const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
-      for (int r = 0; r < rows_mr; r += MR)
-        KFN(mk_qk)(t->q + r * d, d, kp, s + r * BC + pc);
-    }
-    if (mods)
-      KFN(apply_mods)(t, s, ncol, j0); /* (2) */
-    if (kind == ATTN_TILE_PARTIAL)
-      KFN(apply_mask)(t, s, ncol, j0); /* (3) */
-    KFN(softmax_step)(t, s, ncol, alpha); /* (4) */
-    /* Rows past t->rows have zero queries and no mods: their S row is 0;
-     * zero it as P so they add nothing (their output is never read). */
-    for (int r = t->rows; r < rows_mr; r++)
-      memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);
+    /* One MR-row block at a time through steps (1)-(5): its S block
+     * (MR x BC) stays in L1 and the K and V tiles are reused from L1 by
+     * every row block. */
     const float *v = t->vp + j0 * dvp;
-    for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
-      for (int r = 0; r < rows_mr; r += MR) {
+    float *s = t->s;
+    for (int r0 = 0; r0 < rows_mr; r0 += MR) {
+      const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
+      for (int pc = 0; pc < ncol; pc += NR) /* (1) */
+        KFN(mk_qk)(t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR,
+                   s + pc);
+      if (mods)
+        KFN(apply_mods)(t, r0, r1, s, ncol, j0); /* (2) */
+      if (kind == ATTN_TILE_PARTIAL)
+        KFN(apply_mask)(t, r0, r1, s, ncol, j0); /* (3) */
+      KFN(softmax_step)(t, r0, r1, s, ncol, alpha + r0); /* (4) */
+      /* Rows past t->rows have zero queries: P = 0 adds nothing. */
+      for (int r = ATTN_MAX(r1, r0); r < r0 + MR; r++)
+        memset(s + (r - r0) * BC, 0, sizeof(float) * (size_t)ncol);
+      for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
         if (cb + NR <= dvp)
-          KFN(mk_pv2)(s + r * BC, ncol, v + cb, dvp, alpha + r,
-                      t->acc + r * dvp + cb);
+          KFN(mk_pv2)(s, ncol, v + cb, dvp, alpha + r0, t->acc + r0 * dvp + cb);
         else
-          KFN(mk_pv1)(s + r * BC, ncol, v + cb, dvp, alpha + r,
-                      t->acc + r * dvp + cb);
+          KFN(mk_pv1)(s, ncol, v + cb, dvp, alpha + r0, t->acc + r0 * dvp + cb);
       }
     }
   }

@@ -25,7 +25,7 @@ typedef struct attn_qtile {
   int64_t bias_si, bias_sj;
   const uint8_t *mask;    /* (row 0, key 0) of this (b, h) or NULL           */
   int64_t mask_si, mask_sj;
-  float *s;   /* scratch [br][bc]                                           */
+  float *s;   /* scratch [mr][bc]                                           */
   float *m;   /* scratch [br]: running max                                  */
   float *l;   /* scratch [br]: running sum                                  */
   float *acc; /* out [br][dvp]: the normalised output rows                  */

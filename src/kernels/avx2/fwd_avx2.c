@@ -8,8 +8,12 @@
 
 #define KSUFFIX avx2
 #define MR 6
+#ifndef BR
 #define BR 48
+#endif
+#ifndef BC
 #define BC 64
+#endif
 #include "kernels/fwd_body.h"
 
 const attn_kernel *attn_kernel_avx2(void) {
