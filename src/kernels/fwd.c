@@ -36,7 +36,8 @@ static const attn_kernel *kernel_for(attn_isa isa) {
 
 /* Sizes of the workspace pieces. */
 typedef struct ws_layout {
-  size_t kpack, vpack;  /* shared packed K and V (bytes)          */
+  size_t kpack, vpack;  /* packed K and V of one kv head (bytes)  */
+  int private_pack;     /* 1: each thread packs its own K and V  */
   size_t per_thread;    /* one thread's scratch (bytes)           */
   size_t q, s, acc, vec; /* offsets inside a thread's scratch      */
   size_t lo, hi;
@@ -73,12 +74,25 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
   off += round_up(br * sizeof(int64_t), ALIGN);
   w->hi = off;
   off += round_up(br * sizeof(int64_t), ALIGN);
-  w->per_thread = off;
   w->threads = threads;
+  /* Many (sequence, kv head) groups: every thread packs the groups it works
+   * on into its own buffers and never waits for the others. Few groups or
+   * very long keys: the team packs one shared copy, then splits the tiles. */
+  size_t pack;
+  if (__builtin_add_overflow(w->kpack, w->vpack, &pack))
+    return ATTN_ERR_OVERFLOW;
+  const int64_t groups = pr->batch * pr->hk;
+  w->private_pack = threads == 1 ||
+                    (groups >= 2 && pack <= ((size_t)64 << 20) / (size_t)threads);
   size_t t;
+  if (w->private_pack) {
+    if (__builtin_add_overflow(off, pack, &off))
+      return ATTN_ERR_OVERFLOW;
+    pack = 0;
+  }
+  w->per_thread = off;
   if (!mul_ok(off, (size_t)threads, &t) ||
-      __builtin_add_overflow(t, w->kpack, &t) ||
-      __builtin_add_overflow(t, w->vpack, &t) ||
+      __builtin_add_overflow(t, pack, &t) ||
       __builtin_add_overflow(t, (size_t)ALIGN, &t))
     return ATTN_ERR_OVERFLOW;
   w->total = t;
@@ -89,8 +103,9 @@ static int threads_for(const attn_context *ctx, const attn_problem *pr,
                        const attn_kernel *k) {
   int n = pr->p->num_threads > 0 ? pr->p->num_threads
                                  : attn_context_threads(ctx);
-  /* No more threads than query tiles of the largest group. */
-  const int64_t tiles = pr->group * ((pr->sq_max + k->br - 1) / k->br);
+  /* No more threads than query tiles. */
+  const int64_t tiles =
+      pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
   if (tiles < n)
     n = (int)ATTN_MAX(tiles, 1);
   return n;
@@ -101,8 +116,9 @@ typedef struct fwd_job {
   const attn_kernel *k;
   ws_layout w;
   int64_t dvp;
-  float *kpack, *vpack;
-  char *scratch;
+  float *kpack, *vpack; /* shared packs (shared mode)           */
+  char *scratch;        /* per-thread regions                     */
+  int64_t *item_base;   /* [batch+1] first item of each sequence   */
   atomic_llong counter;
 } fwd_job;
 
@@ -116,14 +132,14 @@ static const void *elem(const attn_tensor *t, int64_t i0, int64_t i1,
 
 /* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
 static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
-                       int64_t pnl, float *tmp) {
+                       int64_t pnl, float *kpack, float *vpack, float *tmp) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const int64_t nr = job->k->nr, d = pr->d, dv = pr->dv, dvp = job->dvp;
-  float *kp = job->kpack + pnl * d * nr;
+  float *kp = kpack + pnl * d * nr;
   for (int64_t c = 0; c < nr; c++) {
     const int64_t j = pnl * nr + c;
-    float *vrow = job->vpack + j * dvp;
+    float *vrow = vpack + j * dvp;
     if (j < sq->sk) {
       attn_load_row_f32(elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
                         p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
@@ -141,7 +157,8 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
 }
 
 static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
-                      int64_t qt, char *ws) {
+                      int64_t qt, const float *kpack, const float *vpack,
+                      char *ws) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const attn_kernel *k = job->k;
@@ -158,8 +175,8 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
                       p->q.dtype, p->q.stride[3], d, pr->scale, qb + r * d);
   memset(qb + t.rows * d, 0, sizeof(float) * (size_t)((rows_mr - t.rows) * d));
   t.q = qb;
-  t.kp = job->kpack;
-  t.vp = job->vpack;
+  t.kp = kpack;
+  t.vp = vpack;
   int64_t *lo = (int64_t *)(ws + job->w.lo), *hi = (int64_t *)(ws + job->w.hi);
   attn_mask_row_ranges(p, sq->sq, sq->sk, t.i0, t.rows, lo, hi);
   int64_t jl = INT64_MAX, jh = -1;
@@ -215,8 +232,10 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   }
 }
 
-static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
-  fwd_job *job = (fwd_job *)arg;
+/* Shared mode: per (sequence, kv head) group, pack together, barrier,
+ * share the tiles, barrier. */
+static void worker_shared(fwd_job *job, attn_team *team, int tid,
+                          int nthreads) {
   const attn_problem *pr = job->pr;
   const attn_kernel *k = job->k;
   char *ws = job->scratch + (size_t)tid * job->w.per_thread;
@@ -232,7 +251,7 @@ static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
       /* The q buffer is free during packing: use it for one K row. */
       float *tmp = (float *)(ws + job->w.q);
       for (int64_t pnl = tid; pnl < npanels; pnl += nthreads)
-        pack_panel(job, &sq, g, pnl, tmp);
+        pack_panel(job, &sq, g, pnl, job->kpack, job->vpack, tmp);
       if (tid == 0)
         atomic_store(&job->counter, 0);
       attn_team_barrier(team);
@@ -242,11 +261,57 @@ static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
           break;
         /* Last query tiles first: under causal masks they see the most
          * keys, and longest-first keeps the team busy until the end. */
-        run_qtile(job, &sq, g * pr->group + it / nqt, nqt - 1 - it % nqt, ws);
+        run_qtile(job, &sq, g * pr->group + it / nqt, nqt - 1 - it % nqt,
+                  job->kpack, job->vpack, ws);
       }
       attn_team_barrier(team);
     }
   }
+}
+
+/* Private mode: items (sequence, kv head, query head, tile) in one list;
+ * a thread packs a group into its own buffers when it first meets it. */
+static void worker_private(fwd_job *job, int tid) {
+  const attn_problem *pr = job->pr;
+  const attn_kernel *k = job->k;
+  char *ws = job->scratch + (size_t)tid * job->w.per_thread;
+  float *kpack = (float *)(ws + job->w.per_thread - job->w.kpack -
+                           job->w.vpack);
+  float *vpack = kpack + job->w.kpack / sizeof(float);
+  int64_t have_b = -1, have_g = -1, b = 0;
+  attn_seq sq;
+  attn_problem_seq(pr, 0, &sq);
+  for (;;) {
+    const int64_t it = atomic_fetch_add(&job->counter, 1);
+    if (it >= job->item_base[pr->batch])
+      break;
+    while (it >= job->item_base[b + 1])
+      b++; /* items are claimed in increasing order */
+    if (b != sq.b)
+      attn_problem_seq(pr, b, &sq);
+    const int64_t nqt = (sq.sq + k->br - 1) / k->br;
+    const int64_t local = it - job->item_base[b];
+    const int64_t g = local / (pr->group * nqt);
+    const int64_t rest = local % (pr->group * nqt);
+    if (b != have_b || g != have_g) {
+      float *tmp = (float *)(ws + job->w.q);
+      const int64_t npanels = (sq.sk + k->nr - 1) / k->nr;
+      for (int64_t pnl = 0; pnl < npanels; pnl++)
+        pack_panel(job, &sq, g, pnl, kpack, vpack, tmp);
+      have_b = b;
+      have_g = g;
+    }
+    run_qtile(job, &sq, g * pr->group + rest / nqt, nqt - 1 - rest % nqt,
+              kpack, vpack, ws);
+  }
+}
+
+static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
+  fwd_job *job = (fwd_job *)arg;
+  if (job->w.private_pack)
+    worker_private(job, tid);
+  else
+    worker_shared(job, team, tid, nthreads);
 }
 
 attn_status attn_forward_check(const attn_params *p) {
@@ -318,11 +383,31 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
   }
   /* Align the pieces to cache lines inside whatever memory we were given. */
   base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
-  job.kpack = (float *)base;
-  job.vpack = (float *)(base + job.w.kpack);
-  job.scratch = base + job.w.kpack + job.w.vpack;
+  if (job.w.private_pack) {
+    job.kpack = job.vpack = NULL;
+    job.scratch = base;
+  } else {
+    job.kpack = (float *)base;
+    job.vpack = (float *)(base + job.w.kpack);
+    job.scratch = base + job.w.kpack + job.w.vpack;
+  }
+  /* Item counts per sequence for the private mode's flat list. */
+  int64_t *item_base = malloc(sizeof(int64_t) * (size_t)(pr.batch + 1));
+  if (!item_base) {
+    free(mem);
+    return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  item_base[0] = 0;
+  for (int64_t b = 0; b < pr.batch; b++) {
+    attn_seq sq;
+    attn_problem_seq(&pr, b, &sq);
+    const int64_t nqt = (sq.sq + job.k->br - 1) / job.k->br;
+    item_base[b + 1] = item_base[b] + pr.hq * nqt;
+  }
+  job.item_base = item_base;
 
   st = attn_team_run(job.w.threads, fwd_worker, &job);
+  free(item_base);
   free(mem);
   if (st != ATTN_OK)
     return attn_fail(p, st, "could not start worker threads");
