@@ -107,7 +107,10 @@ ATTN_API size_t attn_dtype_size(attn_dtype dtype);
  *
  * For the additive bias and the boolean mask the axes are
  *     [batch, heads_q, seq_q, seq_k]
- * and an axis of size 1 (or stride 0) broadcasts.
+ * and an axis of size 1 broadcasts (its stride is then ignored). With packed
+ * batches (cu_seqlens) batch is the number of sequences and the seq axes are
+ * indexed by the position inside each sequence: they must be 1 or at least
+ * the longest sequence. kv_lens is then per sequence too.
  *
  * data == NULL means "absent" for the optional tensors (bias, mask).
  */
@@ -181,8 +184,9 @@ ATTN_API attn_isa attn_isa_best(void);
 typedef struct attn_params {
   /* --- operands ---------------------------------------------------- */
   attn_tensor q; /* [batch, seq_q, heads_q,  head_dim]    f32|bf16|f16   */
-  attn_tensor k; /* [batch, seq_k, heads_kv, head_dim]    same as q      */
-  attn_tensor v; /* [batch, seq_k, heads_kv, head_dim_v]  same as q      */
+  attn_tensor k; /* [batch, seq_k, heads_kv, head_dim]    f32|bf16|f16   */
+  attn_tensor v; /* [batch, seq_k, heads_kv, head_dim_v]  f32|bf16|f16   */
+  /* Q, K, V and O may each have any of the three storage dtypes. */
   attn_tensor o; /* [batch, seq_q, heads_q,  head_dim_v]  f32|bf16|f16   */
   float *lse;    /* optional out [batch, heads_q, seq_q], contiguous;
                     with cu_seqlens: [heads_q, total_q]                  */

@@ -10,6 +10,7 @@
 #define ATTN_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ATTN_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define ATTN_MAX_HEAD_DIM 256
+#define ATTN_MAX_THREADS 256 /* per call; more are clamped */
 
 /* Writes a formatted reason to p->error_message (if any); returns st. */
 attn_status attn_fail(const attn_params *p, attn_status st, const char *fmt,

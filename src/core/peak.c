@@ -36,7 +36,7 @@ attn_status attn_fma_peak_gflops(int num_threads, double seconds,
                                  double *gflops) {
   if (!gflops)
     return ATTN_ERR_NULL_POINTER;
-  if (num_threads < 0 || num_threads > 1024 || !(seconds > 0) ||
+  if (num_threads < 0 || num_threads > ATTN_MAX_THREADS || !(seconds > 0) ||
       seconds > 3600)
     return ATTN_ERR_INVALID_ARGUMENT;
   if (num_threads == 0)

@@ -6,7 +6,6 @@
 #include "core/internal.h"
 
 #include <pthread.h>
-#include <stdlib.h>
 
 struct attn_team {
   pthread_mutex_t mu;
@@ -67,22 +66,15 @@ attn_status attn_team_run(int n, attn_team_fn fn, void *arg) {
     fn(arg, &team, 0, 1);
     return ATTN_OK;
   }
-  pthread_t *ids = malloc(sizeof(pthread_t) * (size_t)n);
-  member *mem = malloc(sizeof(member) * (size_t)n);
-  if (!ids || !mem) {
-    free(ids);
-    free(mem);
-    return ATTN_ERR_OUT_OF_MEMORY;
-  }
-  if (pthread_mutex_init(&team.mu, NULL) != 0) {
-    free(ids);
-    free(mem);
+  /* No heap: a caller who passes a workspace gets no allocation. */
+  if (n > ATTN_MAX_THREADS)
+    n = ATTN_MAX_THREADS;
+  pthread_t ids[ATTN_MAX_THREADS];
+  member mem[ATTN_MAX_THREADS];
+  if (pthread_mutex_init(&team.mu, NULL) != 0)
     return ATTN_ERR_THREAD;
-  }
   if (pthread_cond_init(&team.cv, NULL) != 0) {
     pthread_mutex_destroy(&team.mu);
-    free(ids);
-    free(mem);
     return ATTN_ERR_THREAD;
   }
   int made = 1; /* the caller is member 0 */
@@ -103,7 +95,5 @@ attn_status attn_team_run(int n, attn_team_fn fn, void *arg) {
     pthread_join(ids[i], NULL);
   pthread_cond_destroy(&team.cv);
   pthread_mutex_destroy(&team.mu);
-  free(ids);
-  free(mem);
   return ATTN_OK;
 }

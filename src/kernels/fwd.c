@@ -36,6 +36,7 @@ static const attn_kernel *kernel_for(attn_isa isa) {
 
 /* Sizes of the workspace pieces. */
 typedef struct ws_layout {
+  size_t items;         /* item counts per sequence (bytes)       */
   size_t kpack, vpack;  /* packed K and V of one kv head (bytes)  */
   int private_pack;     /* 1: each thread packs its own K and V  */
   size_t per_thread;    /* one thread's scratch (bytes)           */
@@ -61,6 +62,9 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
     return ATTN_ERR_OVERFLOW;
   w->kpack = round_up(a, ALIGN);
   w->vpack = round_up(b, ALIGN);
+  if (!mul_ok((size_t)pr->batch + 1, sizeof(int64_t), &w->items))
+    return ATTN_ERR_OVERFLOW;
+  w->items = round_up(w->items, ALIGN);
   size_t off = 0;
   w->q = off;
   off += round_up(br * d * sizeof(float), ALIGN);
@@ -93,6 +97,7 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
   w->per_thread = off;
   if (!mul_ok(off, (size_t)threads, &t) ||
       __builtin_add_overflow(t, pack, &t) ||
+      __builtin_add_overflow(t, w->items, &t) ||
       __builtin_add_overflow(t, (size_t)ALIGN, &t))
     return ATTN_ERR_OVERFLOW;
   w->total = t;
@@ -108,7 +113,7 @@ static int threads_for(const attn_context *ctx, const attn_problem *pr,
       pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
   if (tiles < n)
     n = (int)ATTN_MAX(tiles, 1);
-  return n;
+  return ATTN_MIN(n, ATTN_MAX_THREADS);
 }
 
 typedef struct fwd_job {
@@ -316,7 +321,15 @@ static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
 
 attn_status attn_forward_check(const attn_params *p) {
   attn_problem pr;
-  return attn_validate(p, &pr);
+  attn_status st = attn_validate(p, &pr);
+  if (st != ATTN_OK)
+    return st;
+  attn_isa isa;
+  st = attn_isa_resolve(NULL, p->isa, &isa);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "isa %s is not supported by this CPU",
+                     attn_isa_name(p->isa));
+  return ATTN_OK;
 }
 
 static attn_status prepare(attn_context *ctx, const attn_params *p,
@@ -383,6 +396,8 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
   }
   /* Align the pieces to cache lines inside whatever memory we were given. */
   base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
+  int64_t *item_base = (int64_t *)base;
+  base += job.w.items;
   if (job.w.private_pack) {
     job.kpack = job.vpack = NULL;
     job.scratch = base;
@@ -392,11 +407,6 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
     job.scratch = base + job.w.kpack + job.w.vpack;
   }
   /* Item counts per sequence for the private mode's flat list. */
-  int64_t *item_base = malloc(sizeof(int64_t) * (size_t)(pr.batch + 1));
-  if (!item_base) {
-    free(mem);
-    return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
-  }
   item_base[0] = 0;
   for (int64_t b = 0; b < pr.batch; b++) {
     attn_seq sq;
@@ -407,7 +417,6 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
   job.item_base = item_base;
 
   st = attn_team_run(job.w.threads, fwd_worker, &job);
-  free(item_base);
   free(mem);
   if (st != ATTN_OK)
     return attn_fail(p, st, "could not start worker threads");

@@ -5,7 +5,8 @@
  *   KSUFFIX  name suffix (generic, avx2, avx512)
  *   MR       query rows per micro-kernel call
  *   BR       query rows per tile   (multiple of MR)
- *   BC       keys per tile         (multiple of NR = 2 * VL)
+ *   NV       vectors per K panel: NR = NV * VL keys (at most 4)
+ *   BC       keys per tile         (multiple of NR)
  *
  * For one tile of BR queries against the keys [j_begin, j_end) the body
  * runs, per key tile of BC keys (FlashAttention-2's loop order):
@@ -23,7 +24,7 @@
  */
 #include <math.h>
 
-#define NR (2 * VL)
+#define NR (NV * VL)
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 #define KFN(name) CAT(name, KSUFFIX)
@@ -42,68 +43,77 @@ static const float kLog2e = 1.4426950408889634f;
  * q: [MR][d] (row stride d), kp: [d][NR], s: row stride BC. */
 static inline void KFN(mk_qk)(const float *restrict q, int64_t d,
                               const float *restrict kp, float *restrict s) {
-  vf c0[MR], c1[MR];
+  vf c[MR][NV];
   UNROLL for (int r = 0; r < MR; r++) {
-    c0[r] = vf_zero();
-    c1[r] = vf_zero();
+    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
   }
   for (int64_t k = 0; k < d; k++) {
-    const vf b0 = vf_load(kp + k * NR);
-    const vf b1 = vf_load(kp + k * NR + VL);
+    vf b[NV];
+    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
     UNROLL for (int r = 0; r < MR; r++) {
       const vf a = vf_set1(q[r * d + k]);
-      c0[r] = vf_fma(a, b0, c0[r]);
-      c1[r] = vf_fma(a, b1, c1[r]);
+      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
   }
   UNROLL for (int r = 0; r < MR; r++) {
-    vf_store(s + r * BC, c0[r]);
-    vf_store(s + r * BC + VL, c1[r]);
+    UNROLL for (int v = 0; v < NV; v++) vf_store(s + r * BC + v * VL, c[r][v]);
   }
 }
 
-/* acc[r][0..NR) = alpha[r] * acc[r][0..NR) + sum_j p[r][j] * v[j][0..NR)
+/* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + sum_j p[r][j] * v[j][..]
+ * for r < MR, nv <= NV vectors (a compile-time constant at every call).
  * p: [MR][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
-static inline void KFN(mk_pv2)(const float *restrict p, int ncol,
-                               const float *restrict v, int64_t dvp,
-                               const float *restrict alpha,
-                               float *restrict acc) {
-  vf c0[MR], c1[MR];
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
+                              const float *restrict v, int64_t dvp,
+                              const float *restrict alpha,
+                              float *restrict acc) {
+  vf c[MR][NV];
   UNROLL for (int r = 0; r < MR; r++) {
     const vf a = vf_set1(alpha[r]);
-    c0[r] = vf_mul(vf_load(acc + r * dvp), a);
-    c1[r] = vf_mul(vf_load(acc + r * dvp + VL), a);
+    UNROLL for (int x = 0; x < nv; x++)
+      c[r][x] = vf_mul(vf_load(acc + r * dvp + x * VL), a);
   }
   for (int j = 0; j < ncol; j++) {
-    const vf b0 = vf_load(v + j * dvp);
-    const vf b1 = vf_load(v + j * dvp + VL);
+    vf b[NV];
+    UNROLL for (int x = 0; x < nv; x++) b[x] = vf_load(v + j * dvp + x * VL);
     UNROLL for (int r = 0; r < MR; r++) {
       const vf a = vf_set1(p[r * BC + j]);
-      c0[r] = vf_fma(a, b0, c0[r]);
-      c1[r] = vf_fma(a, b1, c1[r]);
+      UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_fma(a, b[x], c[r][x]);
     }
   }
   UNROLL for (int r = 0; r < MR; r++) {
-    vf_store(acc + r * dvp, c0[r]);
-    vf_store(acc + r * dvp + VL, c1[r]);
+    UNROLL for (int x = 0; x < nv; x++)
+      vf_store(acc + r * dvp + x * VL, c[r][x]);
   }
 }
 
-/* As mk_pv2 for a last column block one vector wide. */
-static inline void KFN(mk_pv1)(const float *restrict p, int ncol,
-                               const float *restrict v, int64_t dvp,
-                               const float *restrict alpha,
-                               float *restrict acc) {
-  vf c0[MR];
-  UNROLL for (int r = 0; r < MR; r++)
-    c0[r] = vf_mul(vf_load(acc + r * dvp), vf_set1(alpha[r]));
-  for (int j = 0; j < ncol; j++) {
-    const vf b0 = vf_load(v + j * dvp);
-    UNROLL for (int r = 0; r < MR; r++)
-      c0[r] = vf_fma(vf_set1(p[r * BC + j]), b0, c0[r]);
+/* P V for one row block over all of dvp, NR columns at a time. */
+static void KFN(pv_rows)(const float *restrict p, int ncol,
+                         const float *restrict v, int64_t dvp,
+                         const float *restrict alpha, float *restrict acc) {
+  int64_t cb = 0;
+  for (; cb + NR <= dvp; cb += NR)
+    KFN(mk_pv)(NV, p, ncol, v + cb, dvp, alpha, acc + cb);
+  switch ((dvp - cb) / VL) { /* tail: 0 .. NV-1 vectors */
+#if NV > 3
+  case 3:
+    KFN(mk_pv)(3, p, ncol, v + cb, dvp, alpha, acc + cb);
+    break;
+#endif
+#if NV > 2
+  case 2:
+    KFN(mk_pv)(2, p, ncol, v + cb, dvp, alpha, acc + cb);
+    break;
+#endif
+  case 1:
+    KFN(mk_pv)(1, p, ncol, v + cb, dvp, alpha, acc + cb);
+    break;
+  default:
+    break;
   }
-  UNROLL for (int r = 0; r < MR; r++)
-    vf_store(acc + r * dvp, c0[r]);
 }
 
 /* (2) score modifications on valid rows, in the contract's order. */
@@ -245,12 +255,7 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
       /* Rows past t->rows have zero queries: P = 0 adds nothing. */
       for (int r = ATTN_MAX(r1, r0); r < r0 + MR; r++)
         memset(s + (r - r0) * BC, 0, sizeof(float) * (size_t)ncol);
-      for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
-        if (cb + NR <= dvp)
-          KFN(mk_pv2)(s, ncol, v + cb, dvp, alpha + r0, t->acc + r0 * dvp + cb);
-        else
-          KFN(mk_pv1)(s, ncol, v + cb, dvp, alpha + r0, t->acc + r0 * dvp + cb);
-      }
+      KFN(pv_rows)(s, ncol, v, dvp, alpha + r0, t->acc + r0 * dvp); /* (5) */
     }
   }
   for (int r = 0; r < t->rows; r++) {

@@ -7,7 +7,7 @@
  *   vf            a vector of VL floats
  *   vf_load/store unaligned load and store of VL floats
  *   vf_set1/zero  broadcast, zero
- *   vf_fma(a,b,c) a*b + c (fused where the ISA has it)
+ *   vf_fma(a,b,c) a*b + c (fused on AVX2/AVX-512, two roundings in generic)
  *   vf_add/sub/mul/div/max/min, vf_hmax/vf_hsum (horizontal, fixed order)
  *   vf_round      round to nearest integer (ties to even), as float
  *   vf_pow2i      2^n for integral-valued n in [-127, 127]; 2^-127 -> 0.0
@@ -135,10 +135,13 @@ static inline vf vf_set1(float s) {
   return r;
 }
 static inline vf vf_zero(void) { return vf_set1(0.0f); }
+/* Multiply then add: the portable build may run where fmaf is a slow
+ * library call, and the generic kernels are the reference, not the fast
+ * path. */
 static inline vf vf_fma(vf a, vf b, vf c) {
   vf r;
   for (int i = 0; i < VL; i++)
-    r.x[i] = fmaf(a.x[i], b.x[i], c.x[i]);
+    r.x[i] = a.x[i] * b.x[i] + c.x[i];
   return r;
 }
 VF_MAP2(vf_add, a.x[i] + b.x[i])

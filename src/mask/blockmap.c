@@ -6,15 +6,19 @@ void attn_mask_row_ranges(const attn_params *p, int64_t sq, int64_t sk,
   /* The diagonal: bottom-right (also for windows without causal) puts the
    * last query on the last key; top-left puts query 0 on key 0. */
   const int64_t diag = p->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : sk - sq;
+  /* A window wider than both sequences is no window: clamp before the
+   * arithmetic so huge values cannot overflow. */
+  const int64_t wl = ATTN_MIN(p->window_left, sq + sk);
+  const int64_t wr = ATTN_MIN(p->window_right, sq + sk);
   for (int r = 0; r < rows; r++) {
     const int64_t i = i0 + r;
     int64_t a = 0, b = sk - 1;
     if (p->causal != ATTN_CAUSAL_NONE)
       b = ATTN_MIN(b, i + diag);
-    if (p->window_left >= 0)
-      a = ATTN_MAX(a, i + diag - p->window_left);
-    if (p->window_right >= 0)
-      b = ATTN_MIN(b, i + diag + p->window_right);
+    if (wl >= 0)
+      a = ATTN_MAX(a, i + diag - wl);
+    if (wr >= 0)
+      b = ATTN_MIN(b, i + diag + wr);
     lo[r] = a;
     hi[r] = b;
   }

@@ -7,7 +7,12 @@
 #include "mask/mask.h"
 
 #define KSUFFIX avx512
+#ifndef MR
 #define MR 12
+#endif
+#ifndef NV
+#define NV 2
+#endif
 #ifndef BR
 #define BR 48
 #endif

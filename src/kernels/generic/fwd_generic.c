@@ -7,7 +7,12 @@
 #include "mask/mask.h"
 
 #define KSUFFIX generic
+#ifndef MR
 #define MR 4
+#endif
+#ifndef NV
+#define NV 2
+#endif
 #ifndef BR
 #define BR 48
 #endif

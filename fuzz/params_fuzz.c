@@ -1,0 +1,436 @@
+/*
+ * params_fuzz.c - libFuzzer target for attn_forward.
+ *
+ * Carves a small problem (batch <= 2, heads <= 8, seq <= 16, dims <= 16) and
+ * its options out of the input bytes, then either
+ *   - valid mode: runs the generic kernels and the default ISA (1 thread and
+ *     several threads with a caller workspace) and checks that all succeed,
+ *     give no NaN, agree within a loose tolerance (generic vs default ISA),
+ *     are bitwise identical across thread counts, and that rows with
+ *     lse = -inf have o = 0; or
+ *   - invalid mode: breaks one argument in a way the header says is an error
+ *     and checks that attn_forward_check and attn_forward both return the
+ *     same error status (and a message), never crash, never succeed.
+ */
+#include "attn.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+typedef struct bytes {
+  const uint8_t *p;
+  size_t n;
+} bytes;
+
+/* Next input byte modulo mod (0 when the input is exhausted). */
+static int64_t take(bytes *b, int64_t mod) {
+  unsigned v = 0;
+  if (b->n > 0) {
+    v = *b->p++;
+    b->n--;
+  }
+  return mod > 0 ? (int64_t)(v % (unsigned)mod) : 0;
+}
+
+static float frand(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return (float)((double)((x * 0x2545F4914F6CDD1DULL) >> 40) / 8388608.0 - 1.0);
+}
+
+static void die(const char *what, int64_t id, const char *msg) {
+  fprintf(stderr, "params_fuzz: %s (case %lld): %s\n", what, (long long)id,
+          msg ? msg : "");
+  abort();
+}
+
+/* n values of magnitude mag, stored as dt (allocated). */
+static void *make(int64_t n, attn_dtype dt, float mag, uint64_t *s) {
+  size_t es = attn_dtype_size(dt);
+  void *p = calloc((size_t)(n > 0 ? n : 1), es ? es : 4);
+  if (p == NULL)
+    abort();
+  for (int64_t i = 0; i < n; i++) {
+    float f = mag * frand(s);
+    if (dt == ATTN_DTYPE_F32)
+      ((float *)p)[i] = f;
+    else if (dt == ATTN_DTYPE_BF16)
+      ((uint16_t *)p)[i] = attn_f32_to_bf16(f);
+    else
+      ((uint16_t *)p)[i] = attn_f32_to_f16(f);
+  }
+  return p;
+}
+
+static attn_tensor view(void *d, attn_dtype dt, int bhsd, int64_t b, int64_t s,
+                        int64_t h, int64_t dim) {
+  return bhsd ? attn_tensor_bhsd(d, dt, b, s, h, dim)
+              : attn_tensor_bshd(d, dt, b, s, h, dim);
+}
+
+/* Everything one case allocates, freed at the end. */
+typedef struct bufs {
+  void *q, *k, *v, *bias, *mask, *ws;
+  float *o[3], *lse[3], *alibi;
+  int32_t kv_lens[2], cu_q[5], cu_k[5];
+} bufs;
+
+static void free_bufs(bufs *m) {
+  free(m->q);
+  free(m->k);
+  free(m->v);
+  free(m->bias);
+  free(m->mask);
+  free(m->ws);
+  free(m->alibi);
+  for (int i = 0; i < 3; i++) {
+    free(m->o[i]);
+    free(m->lse[i]);
+  }
+}
+
+/* cases 0..29 of corrupt(), plus its default */
+#define NUM_INVALID_CASES 30
+
+/* Breaks p according to id; returns 0 when the case does not apply. */
+static int corrupt(attn_params *p, bufs *m, int64_t id, int varlen,
+                   int64_t sk) {
+  switch (id) {
+  case 0:
+    p->q.data = NULL;
+    return 1;
+  case 1:
+    p->q.shape[0] = 0;
+    p->o.shape[0] = 0;
+    return 1;
+  case 2:
+    p->k.shape[1] = -1;
+    return 1;
+  case 3:
+    p->q.shape[3] = 0;
+    p->k.shape[3] = 0;
+    return 1;
+  case 4:
+    p->q.shape[3] = 257;
+    p->k.shape[3] = 257;
+    return 1;
+  case 5:
+    p->k.shape[3] += 1;
+    return 1;
+  case 6: /* heads_q (<= 8) is not a multiple of heads_q + 1 */
+    p->k.shape[2] = p->q.shape[2] + 1;
+    p->v.shape[2] = p->q.shape[2] + 1;
+    return 1;
+  case 7:
+    p->scale = NAN;
+    return 1;
+  case 8:
+    p->scale = INFINITY;
+    return 1;
+  case 9:
+    p->softcap = -1.0f;
+    return 1;
+  case 10:
+    p->softcap = NAN;
+    return 1;
+  case 11:
+    p->window_left = -2;
+    return 1;
+  case 12:
+    p->window_right = -5;
+    return 1;
+  case 13:
+    p->o.data = p->q.data;
+    return 1;
+  case 14:
+    p->q.dtype = (attn_dtype)7;
+    return 1;
+  case 15: /* head_dim_v out of 1..256 */
+    p->v.shape[3] = 0;
+    p->o.shape[3] = 0;
+    return 1;
+  case 16:
+    p->q.stride[1] = -1;
+    return 1;
+  case 17:
+    p->o.shape[1] += 1;
+    return 1;
+  case 18:
+    p->v.shape[1] += 1;
+    return 1;
+  case 19: /* a float mask */
+    if (varlen || p->mask.data == NULL)
+      return 0;
+    p->mask.dtype = ATTN_DTYPE_F32;
+    return 1;
+  case 20: /* bias key axis neither 1 nor seq_k */
+    if (varlen || p->bias.data == NULL)
+      return 0;
+    p->bias.shape[3] = sk + 1;
+    p->bias.stride[3] = 1;
+    return 1;
+  case 21:
+    if (varlen || p->kv_lens == NULL)
+      return 0;
+    m->kv_lens[0] = -1;
+    return 1;
+  case 22:
+    if (varlen || p->kv_lens == NULL)
+      return 0;
+    m->kv_lens[0] = (int32_t)sk + 1;
+    return 1;
+  case 23: /* last offset beyond the packed rows */
+    if (!varlen)
+      return 0;
+    m->cu_q[p->varlen_batch] += 1;
+    return 1;
+  case 24: /* decreasing offsets */
+    if (!varlen || p->varlen_batch < 2)
+      return 0;
+    m->cu_k[1] = m->cu_k[2] + 1;
+    return 1;
+  case 25:
+    if (!varlen)
+      return 0;
+    p->cu_seqlens_k = NULL;
+    return 1;
+  case 26:
+    if (!varlen)
+      return 0;
+    p->varlen_batch = 0;
+    return 1;
+  case 27:
+    p->isa = (attn_isa)99;
+    return 1;
+  case 28:
+    p->causal = (attn_causal)7;
+    return 1;
+  case 29:
+    p->o.dtype = ATTN_DTYPE_BOOL;
+    return 1;
+  default:
+    p->q.shape[2] = 0;
+    p->o.shape[2] = 0;
+    return 1;
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  bytes in = {data, size};
+  bufs m;
+  memset(&m, 0, sizeof m);
+
+  const int invalid = take(&in, 4) == 3;
+  const int64_t inv_id = take(&in, NUM_INVALID_CASES + 1);
+  int64_t batch = 1 + take(&in, 2);
+  const int64_t hk = 1 + take(&in, 4);
+  const int64_t hq = hk * (1 + take(&in, 2));
+  int64_t sq = 1 + take(&in, 16);
+  int64_t sk = 1 + take(&in, 16);
+  const int64_t d = 1 + take(&in, 16);
+  const int64_t dv = 1 + take(&in, 16);
+  const attn_dtype dt = (attn_dtype)take(&in, 3);
+  const int bhsd = (int)take(&in, 2);
+  const attn_causal causal = (attn_causal)take(&in, 3);
+  const int64_t wl = take(&in, 4) == 0 ? take(&in, 18) - 1 : -1;
+  const int64_t wr = take(&in, 4) == 0 ? take(&in, 18) - 1 : -1;
+  const float softcap = take(&in, 4) == 0 ? 0.5f + (float)take(&in, 16) : 0;
+  float scale = 0;
+  if (take(&in, 3) == 0)
+    scale = 0.05f * (float)(1 + take(&in, 40)) * (take(&in, 2) ? -1.f : 1.f);
+  const int use_alibi = take(&in, 4) == 0;
+  const int use_bias = take(&in, 3) == 0;
+  const int64_t bias_bits = take(&in, 16);
+  const int use_mask = take(&in, 3) == 0;
+  const int64_t mask_bits = take(&in, 16);
+  const int use_kv_lens = take(&in, 4) == 0;
+  const int use_lse = (int)take(&in, 2);
+  const int varlen = take(&in, 5) == 0;
+  static const float mags[3] = {1.0f, 4.0f, 16.0f};
+  const float mag = mags[take(&in, 3)];
+  const int threads = 2 + (int)take(&in, 3);
+  int64_t nb = 0;
+  if (varlen) {
+    nb = 1 + take(&in, 3);
+    m.cu_q[0] = m.cu_k[0] = 0;
+    for (int64_t b = 0; b < nb; b++) {
+      m.cu_q[b + 1] = m.cu_q[b] + 1 + (int32_t)take(&in, 5);
+      m.cu_k[b + 1] = m.cu_k[b] + 1 + (int32_t)take(&in, 5);
+    }
+    batch = 1;
+    sq = m.cu_q[nb];
+    sk = m.cu_k[nb];
+  }
+  uint64_t seed = 0x243F6A8885A308D3ULL;
+  for (size_t i = 0; i < in.n; i++)
+    seed = (seed ^ in.p[i]) * 0x100000001B3ULL;
+  if (seed == 0)
+    seed = 1;
+
+  attn_params p;
+  attn_params_init(&p);
+  m.q = make(batch * sq * hq * d, dt, mag, &seed);
+  m.k = make(batch * sk * hk * d, dt, mag, &seed);
+  m.v = make(batch * sk * hk * dv, dt, mag, &seed);
+  const int64_t no = batch * sq * hq * dv, nl = batch * hq * sq;
+  for (int r = 0; r < 3; r++) {
+    m.o[r] = calloc((size_t)no, sizeof(float));
+    m.lse[r] = calloc((size_t)nl, sizeof(float));
+    if (m.o[r] == NULL || m.lse[r] == NULL)
+      abort();
+  }
+  p.q = view(m.q, dt, bhsd, batch, sq, hq, d);
+  p.k = view(m.k, dt, bhsd, batch, sk, hk, d);
+  p.v = view(m.v, dt, bhsd, batch, sk, hk, dv);
+  p.scale = scale;
+  p.softcap = softcap;
+  p.causal = causal;
+  p.window_left = wl;
+  p.window_right = wr;
+  if (use_alibi) {
+    m.alibi = calloc((size_t)hq, sizeof(float));
+    if (m.alibi == NULL || attn_alibi_slopes(hq, m.alibi) != ATTN_OK)
+      die("attn_alibi_slopes failed", -1, "");
+    p.alibi_slopes = m.alibi;
+  }
+  const int64_t full[4] = {batch, hq, sq, sk};
+  if (use_bias && !varlen) {
+    m.bias = make(batch * hq * sq * sk, ATTN_DTYPE_F32, mag, &seed);
+    p.bias = attn_tensor_contiguous(m.bias, ATTN_DTYPE_F32, batch, hq, sq, sk);
+    for (int a = 0; a < 4; a++) {
+      if (bias_bits >> a & 1) { /* broadcast this axis */
+        p.bias.shape[a] = 1;
+        p.bias.stride[a] = 0;
+      }
+    }
+  }
+  if (use_mask && !varlen) {
+    int64_t n = batch * hq * sq * sk;
+    m.mask = calloc((size_t)n, 1);
+    if (m.mask == NULL)
+      abort();
+    for (int64_t i = 0; i < n; i++)
+      ((unsigned char *)m.mask)[i] = frand(&seed) > -0.5f;
+    p.mask = attn_tensor_contiguous(m.mask, ATTN_DTYPE_BOOL, full[0], full[1],
+                                    full[2], full[3]);
+    for (int a = 0; a < 4; a++) {
+      if (mask_bits >> a & 1) {
+        p.mask.shape[a] = 1;
+        p.mask.stride[a] = 0;
+      }
+    }
+  }
+  if (use_kv_lens && !varlen) {
+    for (int64_t b = 0; b < batch; b++)
+      m.kv_lens[b] =
+          1 + (int32_t)((uint32_t)((frand(&seed) + 1.0f) * 8.0f) % sk);
+    p.kv_lens = m.kv_lens;
+  }
+  if (varlen) {
+    p.cu_seqlens_q = m.cu_q;
+    p.cu_seqlens_k = m.cu_k;
+    p.varlen_batch = nb;
+  }
+
+  char msg[256];
+  msg[0] = '\0';
+  p.error_message = msg;
+  p.error_message_size = sizeof msg;
+
+  if (invalid) {
+    p.o = view(m.o[0], ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
+    p.lse = use_lse ? m.lse[0] : NULL;
+    p.isa = ATTN_ISA_GENERIC;
+    if (corrupt(&p, &m, inv_id, varlen, sk)) {
+      attn_status c = attn_forward_check(&p);
+      if (c == ATTN_OK)
+        die("attn_forward_check accepted an invalid argument", inv_id, "");
+      if (msg[0] == '\0' || memchr(msg, '\0', sizeof msg) == NULL)
+        die("no error message", inv_id, attn_strerror(c));
+      msg[0] = '\0';
+      attn_status s = attn_forward(NULL, &p);
+      if (s == ATTN_OK)
+        die("attn_forward accepted an invalid argument", inv_id, "");
+      if (s != c)
+        die("attn_forward_check and attn_forward disagree", inv_id, msg);
+      if (p.isa == ATTN_ISA_GENERIC) { /* unless the ISA is what broke */
+        p.isa = ATTN_ISA_AUTO;
+        if (attn_forward(NULL, &p) != s)
+          die("generic and default ISA disagree on an error", inv_id, msg);
+      }
+    }
+    free_bufs(&m);
+    return 0;
+  }
+
+  /* valid: generic/1 thread, default/1 thread, default/N threads+workspace */
+  static const attn_isa isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AUTO,
+                                   ATTN_ISA_AUTO};
+  for (int r = 0; r < 3; r++) {
+    p.o = view(m.o[r], ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
+    p.lse = use_lse ? m.lse[r] : NULL;
+    p.isa = isas[r];
+    p.num_threads = r == 2 ? threads : 1;
+    p.workspace = NULL;
+    p.workspace_size = 0;
+    if (r == 2) {
+      size_t ws = 0;
+      if (attn_forward_workspace_size(NULL, &p, &ws) != ATTN_OK)
+        die("attn_forward_workspace_size failed", r, msg);
+      m.ws = malloc(ws ? ws : 1);
+      if (m.ws == NULL)
+        abort();
+      p.workspace = m.ws;
+      p.workspace_size = ws;
+    }
+    attn_status s = attn_forward(NULL, &p);
+    if (s != ATTN_OK)
+      die("attn_forward rejected a valid problem", r, msg);
+  }
+  const double otol = (dt == ATTN_DTYPE_F32 ? 1e-3 : 2e-2) * mag;
+  for (int64_t i = 0; i < no; i++) {
+    if (isnan(m.o[0][i]) || isnan(m.o[1][i]))
+      die("NaN in O", i, "");
+    if (!(fabs((double)m.o[0][i] - (double)m.o[1][i]) <= otol))
+      die("generic and default ISA differ in O", i, "");
+  }
+  if (memcmp(m.o[1], m.o[2], (size_t)no * sizeof(float)) != 0)
+    die("O depends on the thread count", threads, "");
+  if (use_lse) {
+    if (memcmp(m.lse[1], m.lse[2], (size_t)nl * sizeof(float)) != 0)
+      die("LSE depends on the thread count", threads, "");
+    for (int64_t i = 0; i < nl; i++) {
+      float a = m.lse[0][i], b = m.lse[1][i];
+      if (isnan(a) || isnan(b) || (a > 0 && isinf(a)))
+        die("NaN or +inf in LSE", i, "");
+      if (isinf(a) != isinf(b))
+        die("generic and default ISA differ on an empty row", i, "");
+      if (!isinf(a) &&
+          !(fabs((double)a - (double)b) <= 1e-3 * (1.0 + fabs((double)a))))
+        die("generic and default ISA differ in LSE", i, "");
+    }
+    /* a row with lse = -inf has o = 0; lse is [batch, heads_q, seq_q] */
+    for (int64_t b = 0; b < batch; b++)
+      for (int64_t h = 0; h < hq; h++)
+        for (int64_t i = 0; i < sq; i++) {
+          if (!isinf(m.lse[0][(b * hq + h) * sq + i]))
+            continue;
+          for (int64_t c = 0; c < dv; c++) {
+            int64_t at = bhsd ? ((b * hq + h) * sq + i) * dv + c
+                              : ((b * sq + i) * hq + h) * dv + c;
+            if (m.o[0][at] != 0.0f)
+              die("fully masked row has nonzero output", i, "");
+          }
+        }
+  }
+  free_bufs(&m);
+  return 0;
+}

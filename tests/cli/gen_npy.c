@@ -1,0 +1,383 @@
+/*
+ * gen_npy.c - writes and inspects .npy files for the CLI tests (so that the
+ * tests need no Python). Uses tools/npy.c.
+ *
+ *   gen_npy rand f32|f16 SEED PATH D0 [D1 ...]   uniform [-1, 1)
+ *   gen_npy fill f32|bool VALUE PATH D0 [D1 ...] every element = VALUE
+ *   gen_npy i32 PATH V0 [V1 ...]                 1-D int32 values
+ *   gen_npy f32v PATH V0 [V1 ...]                1-D float32 values
+ *   gen_npy bad KIND PATH                        a malformed file, KIND:
+ *       magic truncated header-len dtype big-endian fortran 5d trailing
+ *       syntax empty version dup-key missing-key huge-dim
+ *   gen_npy shape PATH                           prints "<descr> D0xD1..."
+ *   gen_npy transpose12 IN OUT                   swaps axes 1 and 2 (4-D f32)
+ *   gen_npy compare A B TOL                      same shape, max |a-b| <= TOL
+ *   gen_npy finite PATH                          every f32 element finite
+ *
+ * Exit status 0 on success, 1 on a failed check or error, 2 on bad usage.
+ */
+#include "npy.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(void) {
+  fprintf(stderr, "usage: gen_npy rand|fill|i32|f32v|bad|shape|transpose12|"
+                  "compare|finite ... (see gen_npy.c)\n");
+  return 2;
+}
+
+static int parse_dims(int n, char **s, int64_t *shape) {
+  if (n < 1 || n > NPY_MAX_DIMS)
+    return -1;
+  for (int i = 0; i < n; i++) {
+    char *end;
+    long long v = strtoll(s[i], &end, 10);
+    if (end == s[i] || *end != '\0' || v < 0)
+      return -1;
+    shape[i] = v;
+  }
+  return 0;
+}
+
+static int64_t count_of(int n, const int64_t *shape) {
+  int64_t c = 1;
+  for (int i = 0; i < n; i++)
+    c *= shape[i];
+  return c;
+}
+
+static int write_or_report(const char *path, npy_dtype dt, const void *data,
+                           int ndim, const int64_t *shape) {
+  char err[512];
+  if (npy_write(path, dt, data, ndim, shape, err, sizeof err) != 0) {
+    fprintf(stderr, "gen_npy: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+static int read_or_report(const char *path, npy_array *a) {
+  char err[512];
+  if (npy_read(path, a, err, sizeof err) != 0) {
+    fprintf(stderr, "gen_npy: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+/* IEEE half from float, round to nearest even (normal range only). */
+static uint16_t to_half(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  int32_t e = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+  uint32_t m = x & 0x7fffffu;
+  if (e <= 0)
+    return (uint16_t)sign; /* flush tiny values to zero */
+  if (e >= 31)
+    return (uint16_t)(sign | 0x7c00u);
+  uint32_t h = sign | (uint32_t)e << 10 | m >> 13;
+  uint32_t rest = m & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u)))
+    h++;
+  return (uint16_t)h;
+}
+
+static int cmd_rand(int argc, char **argv) {
+  int64_t shape[NPY_MAX_DIMS];
+  if (argc < 6 || parse_dims(argc - 5, argv + 5, shape) != 0)
+    return usage();
+  int half = strcmp(argv[2], "f16") == 0;
+  if (!half && strcmp(argv[2], "f32") != 0)
+    return usage();
+  uint64_t s = strtoull(argv[3], NULL, 10) * 0x9E3779B97F4A7C15ULL + 7;
+  int ndim = argc - 5;
+  int64_t n = count_of(ndim, shape);
+  void *buf = malloc(n ? (size_t)n * 4 : 1);
+  if (buf == NULL)
+    return 1;
+  for (int64_t i = 0; i < n; i++) {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    uint64_t r = s * 0x2545F4914F6CDD1DULL;
+    float f = (float)((double)(r >> 40) / 8388608.0 - 1.0);
+    if (half)
+      ((uint16_t *)buf)[i] = to_half(f);
+    else
+      ((float *)buf)[i] = f;
+  }
+  int rc = write_or_report(argv[4], half ? NPY_DTYPE_F16 : NPY_DTYPE_F32, buf,
+                           ndim, shape);
+  free(buf);
+  return rc;
+}
+
+static int cmd_fill(int argc, char **argv) {
+  int64_t shape[NPY_MAX_DIMS];
+  if (argc < 6 || parse_dims(argc - 5, argv + 5, shape) != 0)
+    return usage();
+  int is_bool = strcmp(argv[2], "bool") == 0;
+  if (!is_bool && strcmp(argv[2], "f32") != 0)
+    return usage();
+  double v = strtod(argv[3], NULL);
+  int ndim = argc - 5;
+  int64_t n = count_of(ndim, shape);
+  void *buf = malloc(n ? (size_t)n * 4 : 1);
+  if (buf == NULL)
+    return 1;
+  for (int64_t i = 0; i < n; i++) {
+    if (is_bool)
+      ((unsigned char *)buf)[i] = v != 0.0;
+    else
+      ((float *)buf)[i] = (float)v;
+  }
+  int rc = write_or_report(argv[4], is_bool ? NPY_DTYPE_BOOL : NPY_DTYPE_F32,
+                           buf, ndim, shape);
+  free(buf);
+  return rc;
+}
+
+static int cmd_values(int argc, char **argv, int is_int) {
+  if (argc < 3)
+    return usage();
+  int64_t n = argc - 3;
+  void *buf = malloc(n ? (size_t)n * 4 : 1);
+  if (buf == NULL)
+    return 1;
+  for (int64_t i = 0; i < n; i++) {
+    if (is_int)
+      ((int32_t *)buf)[i] = (int32_t)strtol(argv[3 + i], NULL, 10);
+    else
+      ((float *)buf)[i] = strtof(argv[3 + i], NULL);
+  }
+  int64_t shape[1] = {n};
+  int rc = write_or_report(argv[2], is_int ? NPY_DTYPE_I32 : NPY_DTYPE_F32, buf,
+                           1, shape);
+  free(buf);
+  return rc;
+}
+
+/* Writes preamble (version major.0) + header text (padded) + nbytes zeros. */
+static int write_raw(const char *path, int major, const char *header,
+                     size_t nbytes, int pad) {
+  FILE *f = fopen(path, "wb");
+  if (f == NULL) {
+    perror(path);
+    return 1;
+  }
+  size_t hlen = strlen(header);
+  size_t pre = major == 1 ? 10 : 12;
+  size_t padn = pad ? (64 - (pre + hlen + 1) % 64) % 64 : 0;
+  size_t total = hlen + padn + 1;
+  fwrite("\x93NUMPY", 1, 6, f);
+  fputc(major, f);
+  fputc(0, f);
+  fputc((int)(total & 0xff), f);
+  fputc((int)((total >> 8) & 0xff), f);
+  if (major != 1) {
+    fputc((int)((total >> 16) & 0xff), f);
+    fputc((int)((total >> 24) & 0xff), f);
+  }
+  fputs(header, f);
+  for (size_t i = 0; i < padn; i++)
+    fputc(' ', f);
+  fputc('\n', f);
+  for (size_t i = 0; i < nbytes; i++)
+    fputc(0, f);
+  return fclose(f) == 0 ? 0 : 1;
+}
+
+static int cmd_bad(int argc, char **argv) {
+  if (argc != 4)
+    return usage();
+  const char *kind = argv[2], *path = argv[3];
+  const char *ok =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+  if (strcmp(kind, "magic") == 0) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+      return 1;
+    fputs("\x93NUMPZ\x01\x00this is not an npy file\n", f);
+    return fclose(f) == 0 ? 0 : 1;
+  }
+  if (strcmp(kind, "empty") == 0) {
+    FILE *f = fopen(path, "wb");
+    return f != NULL && fclose(f) == 0 ? 0 : 1;
+  }
+  if (strcmp(kind, "truncated") == 0)
+    return write_raw(path, 1, ok, 23, 1); /* 24 needed */
+  if (strcmp(kind, "trailing") == 0)
+    return write_raw(path, 1, ok, 25, 1);
+  if (strcmp(kind, "header-len") == 0) {
+    /* header length field far beyond the end of the file */
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+      return 1;
+    fwrite("\x93NUMPY\x02\x00\xff\xff\x00\x00{'descr': '<f4'", 1, 27, f);
+    return fclose(f) == 0 ? 0 : 1;
+  }
+  if (strcmp(kind, "dtype") == 0)
+    return write_raw(
+        path, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }",
+        48, 1);
+  if (strcmp(kind, "big-endian") == 0)
+    return write_raw(
+        path, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }",
+        24, 1);
+  if (strcmp(kind, "fortran") == 0)
+    return write_raw(
+        path, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+        24, 1);
+  if (strcmp(kind, "5d") == 0)
+    return write_raw(path, 1,
+                     "{'descr': '<f4', 'fortran_order': False, "
+                     "'shape': (1, 1, 1, 2, 3), }",
+                     24, 1);
+  if (strcmp(kind, "syntax") == 0)
+    return write_raw(path, 1,
+                     "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3}",
+                     24, 1);
+  if (strcmp(kind, "version") == 0)
+    return write_raw(path, 9, ok, 24, 1);
+  if (strcmp(kind, "dup-key") == 0)
+    return write_raw(path, 1,
+                     "{'descr': '<f4', 'descr': '<f4', 'fortran_order': "
+                     "False, 'shape': (2, 3), }",
+                     24, 1);
+  if (strcmp(kind, "missing-key") == 0)
+    return write_raw(path, 1, "{'descr': '<f4', 'shape': (2, 3), }", 24, 1);
+  if (strcmp(kind, "huge-dim") == 0)
+    return write_raw(path, 1,
+                     "{'descr': '<f4', 'fortran_order': False, "
+                     "'shape': (4294967296, 4294967296, 4), }",
+                     24, 1);
+  return usage();
+}
+
+static int cmd_shape(int argc, char **argv) {
+  npy_array a;
+  if (argc != 3)
+    return usage();
+  if (read_or_report(argv[2], &a))
+    return 1;
+  printf("%s ", npy_dtype_descr(a.dtype));
+  if (a.ndim == 0)
+    printf("scalar");
+  for (int i = 0; i < a.ndim; i++)
+    printf("%s%lld", i ? "x" : "", (long long)a.shape[i]);
+  printf("\n");
+  npy_free(&a);
+  return 0;
+}
+
+static int cmd_transpose12(int argc, char **argv) {
+  npy_array a;
+  if (argc != 4)
+    return usage();
+  if (read_or_report(argv[2], &a))
+    return 1;
+  if (a.dtype != NPY_DTYPE_F32 || a.ndim != 4) {
+    fprintf(stderr, "gen_npy: transpose12 needs a 4-D float32 array\n");
+    npy_free(&a);
+    return 1;
+  }
+  const int64_t *s = a.shape;
+  float *out = malloc(a.count ? (size_t)a.count * 4 : 1);
+  const float *in = a.data;
+  if (out == NULL) {
+    npy_free(&a);
+    return 1;
+  }
+  for (int64_t i0 = 0; i0 < s[0]; i0++)
+    for (int64_t i1 = 0; i1 < s[1]; i1++)
+      for (int64_t i2 = 0; i2 < s[2]; i2++)
+        for (int64_t i3 = 0; i3 < s[3]; i3++)
+          out[((i0 * s[2] + i2) * s[1] + i1) * s[3] + i3] =
+              in[((i0 * s[1] + i1) * s[2] + i2) * s[3] + i3];
+  int64_t ns[4] = {s[0], s[2], s[1], s[3]};
+  int rc = write_or_report(argv[3], NPY_DTYPE_F32, out, 4, ns);
+  free(out);
+  npy_free(&a);
+  return rc;
+}
+
+static int cmd_compare(int argc, char **argv) {
+  npy_array a, b;
+  if (argc != 5)
+    return usage();
+  double tol = strtod(argv[4], NULL);
+  if (read_or_report(argv[2], &a))
+    return 1;
+  if (read_or_report(argv[3], &b)) {
+    npy_free(&a);
+    return 1;
+  }
+  int rc = 0;
+  if (a.dtype != NPY_DTYPE_F32 || b.dtype != NPY_DTYPE_F32 ||
+      a.ndim != b.ndim || memcmp(a.shape, b.shape, sizeof a.shape) != 0) {
+    fprintf(stderr, "gen_npy: compare: dtype or shape differ\n");
+    rc = 1;
+  } else {
+    double maxd = 0.0;
+    const float *x = a.data, *y = b.data;
+    for (int64_t i = 0; i < a.count; i++) {
+      double d;
+      if (isinf(x[i]) && isinf(y[i]) && (x[i] > 0) == (y[i] > 0))
+        d = 0.0;
+      else
+        d = fabs((double)x[i] - (double)y[i]);
+      if (!(d <= maxd))
+        maxd = isnan(d) ? INFINITY : d;
+    }
+    printf("max abs diff %.3e\n", maxd);
+    rc = maxd <= tol ? 0 : 1;
+  }
+  npy_free(&a);
+  npy_free(&b);
+  return rc;
+}
+
+static int cmd_finite(int argc, char **argv) {
+  npy_array a;
+  if (argc != 3)
+    return usage();
+  if (read_or_report(argv[2], &a))
+    return 1;
+  int rc = a.dtype == NPY_DTYPE_F32 ? 0 : 1;
+  const float *x = a.data;
+  for (int64_t i = 0; rc == 0 && i < a.count; i++)
+    if (!isfinite(x[i]))
+      rc = 1;
+  npy_free(&a);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage();
+  const char *c = argv[1];
+  if (strcmp(c, "rand") == 0)
+    return cmd_rand(argc, argv);
+  if (strcmp(c, "fill") == 0)
+    return cmd_fill(argc, argv);
+  if (strcmp(c, "i32") == 0)
+    return cmd_values(argc, argv, 1);
+  if (strcmp(c, "f32v") == 0)
+    return cmd_values(argc, argv, 0);
+  if (strcmp(c, "bad") == 0)
+    return cmd_bad(argc, argv);
+  if (strcmp(c, "shape") == 0)
+    return cmd_shape(argc, argv);
+  if (strcmp(c, "transpose12") == 0)
+    return cmd_transpose12(argc, argv);
+  if (strcmp(c, "compare") == 0)
+    return cmd_compare(argc, argv);
+  if (strcmp(c, "finite") == 0)
+    return cmd_finite(argc, argv);
+  return usage();
+}

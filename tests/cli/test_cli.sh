@@ -1,0 +1,355 @@
+#!/bin/sh
+# test_cli.sh - tests of the `attn` command line, no Python needed.
+#
+#   test_cli.sh ATTN SCRATCH_DIR GEN_NPY
+#
+# ATTN is the attn binary, GEN_NPY the helper built from tests/cli/gen_npy.c
+# (default: $GEN_NPY, else gen_npy next to ATTN). Every bad input must give a
+# non-zero exit below 128 (no crash) and exactly one stderr line "attn: ...";
+# every good run must exit 0 with an empty stderr and outputs of the right
+# shape. The last line is "N passed, N failed"; the exit status is non-zero
+# on any failure. The option strings below ($QKV, $O, ...) are split on
+# purpose, so the scratch path must not contain blanks.
+# shellcheck disable=SC2086
+
+ATTN=$1
+S=$2
+G=${3:-${GEN_NPY:-$(dirname "$ATTN")/gen_npy}}
+if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ]; then
+  echo "usage: test_cli.sh ATTN SCRATCH_DIR [GEN_NPY]" >&2
+  exit 2
+fi
+case $S in
+*[[:space:]]*)
+  echo "test_cli.sh: the scratch path must not contain blanks" >&2
+  exit 2
+  ;;
+esac
+mkdir -p "$S" || exit 2
+S=$(cd "$S" && pwd)
+D=$S/in
+mkdir -p "$D" || exit 2
+
+npass=0
+nfail=0
+pass() {
+  npass=$((npass + 1))
+  echo "PASS: $1"
+}
+failed() {
+  nfail=$((nfail + 1))
+  echo "FAIL: $1"
+}
+
+# expect_fail CODE DESCRIPTION ARGS... : attn must fail with exit CODE ("" =
+# any code 1..127) and exactly one stderr line starting with "attn: ".
+expect_fail() {
+  code=$1
+  desc=$2
+  shift 2
+  "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
+  rc=$?
+  lines=$(grep -c '' "$S/stderr")
+  first=$(head -n 1 "$S/stderr")
+  if [ "$rc" -ge 128 ]; then
+    failed "$desc: crashed (exit $rc)"
+  elif [ "$rc" -eq 0 ]; then
+    failed "$desc: exit 0, expected failure"
+  elif [ -n "$code" ] && [ "$rc" -ne "$code" ]; then
+    failed "$desc: exit $rc, expected $code ($first)"
+  elif [ "$lines" -ne 1 ]; then
+    failed "$desc: $lines lines on stderr, expected 1"
+    sed 's/^/    /' "$S/stderr" | head -n 20
+  else
+    case $first in
+    "attn: "?*) pass "$desc [$first]" ;;
+    *) failed "$desc: stderr does not start with 'attn: ': $first" ;;
+    esac
+  fi
+}
+
+# expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
+expect_ok() {
+  desc=$1
+  shift
+  "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    failed "$desc: exit $rc: $(head -n 1 "$S/stderr")"
+    return 1
+  fi
+  if [ -s "$S/stderr" ]; then
+    failed "$desc: unexpected stderr: $(head -n 1 "$S/stderr")"
+    return 1
+  fi
+  pass "$desc"
+  return 0
+}
+
+# expect_shape DESCRIPTION FILE "DESCR SHAPE"
+expect_shape() {
+  got=$("$G" shape "$2" 2>&1)
+  if [ "$got" = "$3" ]; then
+    pass "$1 shape $3"
+  else
+    failed "$1: shape '$got', expected '$3'"
+  fi
+}
+
+# expect_same DESCRIPTION A B TOL
+expect_same() {
+  if out=$("$G" compare "$2" "$3" "$4" 2>&1); then
+    pass "$1 ($out)"
+  else
+    failed "$1: $out (tolerance $4)"
+  fi
+}
+
+expect_finite() {
+  if "$G" finite "$2"; then
+    pass "$1 finite"
+  else
+    failed "$1: output has non-finite values"
+  fi
+}
+
+gen() {
+  "$G" "$@" || {
+    echo "test_cli.sh: gen_npy $* failed" >&2
+    exit 2
+  }
+}
+
+# --- inputs: batch 2, seq_q 5, seq_k 7, heads 4 (kv 2), dim 8, dim_v 6 ----
+gen rand f32 1 "$D/q.npy" 2 5 4 8
+gen rand f32 2 "$D/k.npy" 2 7 2 8
+gen rand f32 3 "$D/v.npy" 2 7 2 6
+gen rand f16 1 "$D/q16.npy" 2 5 4 8
+gen transpose12 "$D/q.npy" "$D/qt.npy"
+gen transpose12 "$D/k.npy" "$D/kt.npy"
+gen transpose12 "$D/v.npy" "$D/vt.npy"
+gen rand f32 4 "$D/k_dim9.npy" 2 7 2 9
+gen rand f32 5 "$D/v_seq6.npy" 2 6 2 6
+gen rand f32 6 "$D/k_b3.npy" 3 7 2 8
+gen rand f32 6 "$D/v_b3.npy" 3 7 2 6
+gen rand f32 7 "$D/k_h3.npy" 2 7 3 8
+gen rand f32 7 "$D/v_h3.npy" 2 7 3 6
+gen rand f32 8 "$D/q3d.npy" 5 4 8
+gen fill bool 1 "$D/mask_true.npy" 1 1 5 7
+gen fill bool 0 "$D/mask_false.npy" 2 4 5 7
+gen fill f32 1 "$D/mask_f32.npy" 1 1 5 7
+gen fill bool 1 "$D/mask_badshape.npy" 1 1 5 6
+gen fill f32 0 "$D/bias_zero.npy" 1 4 1 7
+gen rand f32 9 "$D/bias_full.npy" 2 4 5 7
+gen rand f32 10 "$D/bias_2d.npy" 5 7
+gen rand f32 11 "$D/bias_bad.npy" 1 4 5 6
+gen rand f32 12 "$D/bias_5k.npy" 3 4 5 7
+gen f32v "$D/alibi.npy" 0.5 0.25 0.125 0.0625
+gen f32v "$D/alibi3.npy" 0.5 0.25 0.125
+gen i32 "$D/lens_full.npy" 7 7
+gen i32 "$D/lens.npy" 7 3
+gen i32 "$D/lens3.npy" 7 3 1
+gen i32 "$D/lens_big.npy" 7 8
+gen i32 "$D/lens_neg.npy" 7 -1
+gen f32v "$D/lens_f32.npy" 7 3
+gen fill f32 0 "$D/zeros_o.npy" 2 5 4 6
+gen fill f32 -inf "$D/ninf_lse.npy" 2 4 5
+# packed: 2 sequences, q lengths 2 and 4, k lengths 4 and 5
+gen rand f32 13 "$D/pq.npy" 6 4 8
+gen rand f32 14 "$D/pk.npy" 9 2 8
+gen rand f32 15 "$D/pv.npy" 9 2 6
+gen i32 "$D/cuq.npy" 0 2 6
+gen i32 "$D/cuk.npy" 0 4 9
+gen i32 "$D/cuk_dec.npy" 0 5 4
+gen i32 "$D/cuk_big.npy" 0 4 99
+gen i32 "$D/cuk_neg.npy" 0 -4 9
+gen i32 "$D/cuk_len4.npy" 0 4 6 9
+for k in magic truncated header-len dtype big-endian fortran 5d trailing \
+  syntax empty version dup-key missing-key huge-dim; do
+  gen bad "$k" "$D/bad_$k.npy"
+done
+
+Q="--q $D/q.npy"
+K="--k $D/k.npy"
+V="--v $D/v.npy"
+O="--out $S/o.npy"
+QKV="$Q $K $V"
+
+# --- usage errors: exit 2 ------------------------------------------------
+expect_fail 2 "no command"
+expect_fail 2 "unknown command" frobnicate
+expect_fail 2 "unknown flag" run $QKV $O --frobnicate
+expect_fail 2 "unknown flag (single dash)" run $QKV $O -x
+expect_fail 2 "stray argument" run $QKV $O extra
+expect_fail 2 "missing value at end" run $QKV --out
+expect_fail 2 "missing value before a flag" run --q --k "$D/k.npy" $V $O
+expect_fail 2 "empty value" run $QKV $O --scale=
+expect_fail 2 "missing --out" run $QKV
+expect_fail 2 "missing --q" run $K $V $O
+expect_fail 2 "duplicate --q" run $QKV $O --q "$D/q.npy"
+expect_fail 2 "--scale nan" run $QKV $O --scale nan
+expect_fail 2 "--scale inf" run $QKV $O --scale inf
+expect_fail 2 "--scale -inf" run $QKV $O --scale=-inf
+expect_fail 2 "--scale 1e99 (float overflow)" run $QKV $O --scale 1e99
+expect_fail 2 "--scale not a number" run $QKV $O --scale abc
+expect_fail 2 "--scale trailing junk" run $QKV $O --scale 0.5x
+expect_fail 2 "--scale 0" run $QKV $O --scale 0
+expect_fail 2 "--softcap nan" run $QKV $O --softcap nan
+expect_fail 2 "--layout bad" run $QKV $O --layout sbhd
+expect_fail 2 "--dtype bad" run $QKV $O --dtype f64
+expect_fail 2 "--isa bad" run $QKV $O --isa sse9
+expect_fail 2 "--threads negative" run $QKV $O --threads -1
+expect_fail 2 "--threads not a number" run $QKV $O --threads many
+expect_fail 2 "--window without comma" run $QKV $O --window 3
+expect_fail 2 "--window not integers" run $QKV $O --window a,b
+expect_fail 2 "--window missing right" run $QKV $O --window 3,
+expect_fail 2 "--window three values" run $QKV $O --window 1,2,3
+expect_fail 2 "both causal flags" run $QKV $O --causal --causal-top-left
+expect_fail 2 "flag with a value" run $QKV $O --causal=1
+expect_fail 2 "--cu-seqlens-q alone" run $QKV $O --cu-seqlens-q "$D/cuq.npy"
+expect_fail 2 "cu_seqlens with --bias" run --q "$D/pq.npy" --k "$D/pk.npy" \
+  --v "$D/pv.npy" $O --cu-seqlens-q "$D/cuq.npy" --cu-seqlens-k "$D/cuk.npy" \
+  --bias "$D/bias_2d.npy"
+expect_fail 2 "bench unknown flag" bench --frobnicate
+expect_fail 2 "bench --seq 0" bench --seq 0
+expect_fail 2 "bench heads not divisible" bench --heads 6 --kv-heads 4
+expect_fail 2 "peak --seconds -1" peak --seconds -1
+
+# --- file errors: exit 1 -------------------------------------------------
+expect_fail 1 "missing file" run --q "$D/nope.npy" $K $V $O
+expect_fail 1 "directory as input" run --q "$D" $K $V $O
+for k in magic truncated header-len dtype big-endian fortran 5d trailing \
+  syntax empty version dup-key missing-key huge-dim; do
+  expect_fail 1 "malformed npy: $k" run --q "$D/bad_$k.npy" $K $V $O
+done
+expect_fail 1 "malformed mask" run $QKV $O --mask "$D/bad_truncated.npy"
+expect_fail 1 "unwritable output" run $QKV --out "$S/no/such/dir/o.npy"
+expect_fail 1 "unwritable lse" run $QKV $O --lse "$S/no/such/dir/lse.npy"
+
+# --- shape and value errors: exit 1 --------------------------------------
+expect_fail 1 "Q is 3-D without cu_seqlens" run --q "$D/q3d.npy" $K $V $O
+expect_fail 1 "Q int32" run --q "$D/lens.npy" $K $V $O
+expect_fail 1 "head dim mismatch" run $Q --k "$D/k_dim9.npy" $V $O
+expect_fail 1 "K/V seq mismatch" run $Q $K --v "$D/v_seq6.npy" $O
+expect_fail 1 "batch mismatch" run $Q --k "$D/k_b3.npy" --v "$D/v_b3.npy" $O
+expect_fail 1 "heads not dividing" run $Q --k "$D/k_h3.npy" --v "$D/v_h3.npy" $O
+expect_fail 1 "bhsd layout of bshd data" run $QKV $O --layout bhsd
+expect_fail 1 "--window -2,0" run $QKV $O --window -2,0
+expect_fail 1 "--softcap negative" run $QKV $O --softcap -1
+expect_fail 1 "mask dtype float" run $QKV $O --mask "$D/mask_f32.npy"
+expect_fail 1 "mask shape" run $QKV $O --mask "$D/mask_badshape.npy"
+expect_fail 1 "bias shape" run $QKV $O --bias "$D/bias_bad.npy"
+expect_fail 1 "bias batch 3 vs 2" run $QKV $O --bias "$D/bias_5k.npy"
+expect_fail 1 "alibi length" run $QKV $O --alibi "$D/alibi3.npy"
+expect_fail 1 "kv-lens length" run $QKV $O --kv-lens "$D/lens3.npy"
+expect_fail 1 "kv-lens dtype" run $QKV $O --kv-lens "$D/lens_f32.npy"
+expect_fail 1 "kv-lens of length 3" run $QKV $O --kv-lens "$D/cuk_big.npy"
+expect_fail 1 "kv-lens beyond seq_k" run $QKV $O --kv-lens "$D/lens_big.npy"
+expect_fail 1 "kv-lens negative" run $QKV $O --kv-lens "$D/lens_neg.npy"
+PK="--q $D/pq.npy --k $D/pk.npy --v $D/pv.npy --cu-seqlens-q $D/cuq.npy"
+expect_fail 1 "cu_seqlens non-monotonic" run $PK $O --cu-seqlens-k "$D/cuk_dec.npy"
+expect_fail 1 "cu_seqlens out of range" run $PK $O --cu-seqlens-k "$D/cuk_big.npy"
+expect_fail 1 "cu_seqlens negative" run $PK $O --cu-seqlens-k "$D/cuk_neg.npy"
+expect_fail 1 "cu_seqlens lengths differ" run $PK $O --cu-seqlens-k "$D/cuk_len4.npy"
+expect_fail 1 "cu_seqlens 4-D inputs" run $QKV $O --cu-seqlens-q "$D/cuq.npy" \
+  --cu-seqlens-k "$D/cuk.npy"
+
+# --- good paths -----------------------------------------------------------
+if expect_ok "--help" --help; then
+  if grep -q "attn run" "$S/stdout"; then pass "--help text"; else failed "--help text"; fi
+fi
+if expect_ok "--version" --version; then
+  if grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+$' "$S/stdout"; then
+    pass "--version text $(cat "$S/stdout")"
+  else
+    failed "--version text: $(cat "$S/stdout")"
+  fi
+fi
+expect_ok "run --help" run --help
+
+if expect_ok "basic run" run $QKV --out "$S/base.npy"; then
+  expect_shape "basic run" "$S/base.npy" "<f4 2x5x4x6"
+  expect_finite "basic run" "$S/base.npy"
+fi
+if expect_ok "run with --lse" run $QKV --out "$S/o_lse.npy" --lse "$S/lse.npy"; then
+  expect_shape "lse" "$S/lse.npy" "<f4 2x4x5"
+  expect_finite "lse" "$S/lse.npy"
+  expect_same "O with and without --lse" "$S/base.npy" "$S/o_lse.npy" 0
+fi
+if expect_ok "bhsd layout" run --q "$D/qt.npy" --k "$D/kt.npy" --v "$D/vt.npy" \
+  --out "$S/ot.npy" --layout bhsd --lse "$S/lset.npy"; then
+  expect_shape "bhsd" "$S/ot.npy" "<f4 2x4x5x6"
+  "$G" transpose12 "$S/ot.npy" "$S/ott.npy"
+  expect_same "bhsd == bshd" "$S/base.npy" "$S/ott.npy" 1e-5
+  expect_same "bhsd lse == bshd lse" "$S/lse.npy" "$S/lset.npy" 1e-5
+fi
+if expect_ok "explicit bshd layout" run $QKV $O --layout=bshd; then
+  expect_same "--layout=bshd" "$S/base.npy" "$S/o.npy" 0
+fi
+if expect_ok "mask all true, broadcast" run $QKV $O --mask "$D/mask_true.npy"; then
+  expect_same "all-true mask == no mask" "$S/base.npy" "$S/o.npy" 1e-6
+fi
+if expect_ok "bias zero, broadcast" run $QKV $O --bias "$D/bias_zero.npy"; then
+  expect_same "zero bias == no bias" "$S/base.npy" "$S/o.npy" 1e-6
+fi
+if expect_ok "mask all false" run $QKV $O --mask "$D/mask_false.npy" --lse "$S/l.npy"; then
+  expect_same "fully masked O is 0" "$D/zeros_o.npy" "$S/o.npy" 0
+  expect_same "fully masked LSE is -inf" "$D/ninf_lse.npy" "$S/l.npy" 0
+fi
+if expect_ok "bias full" run $QKV $O --bias "$D/bias_full.npy"; then
+  expect_finite "bias full" "$S/o.npy"
+fi
+if expect_ok "bias 2-D" run $QKV $O --bias "$D/bias_2d.npy"; then
+  expect_shape "bias 2-D" "$S/o.npy" "<f4 2x5x4x6"
+fi
+if expect_ok "kv-lens full" run $QKV $O --kv-lens "$D/lens_full.npy"; then
+  expect_same "full kv-lens == none" "$S/base.npy" "$S/o.npy" 1e-6
+fi
+expect_ok "kv-lens" run $QKV $O --kv-lens "$D/lens.npy" --lse "$S/l.npy"
+expect_ok "--causal" run $QKV $O --causal
+expect_ok "--causal-top-left" run $QKV $O --causal-top-left --lse "$S/l.npy"
+expect_ok "--window 2,1" run $QKV $O --window 2,1
+expect_ok "--window=-1,-1" run $QKV $O --window=-1,-1
+expect_ok "--causal --window 3,0" run $QKV $O --causal --window 3,0
+expect_ok "--softcap 5" run $QKV $O --softcap 5
+expect_ok "--scale 0.3" run $QKV $O --scale 0.3
+expect_ok "--scale -1e-3" run $QKV $O --scale -1e-3
+expect_ok "--alibi" run $QKV $O --alibi "$D/alibi.npy"
+if expect_ok "--threads 1" run $QKV $O --threads 1; then
+  expect_same "threads 1 == default, bitwise" "$S/base.npy" "$S/o.npy" 0
+fi
+if expect_ok "--isa generic" run $QKV $O --isa generic; then
+  expect_same "generic ~ default" "$S/base.npy" "$S/o.npy" 1e-4
+fi
+if expect_ok "--dtype bf16" run $QKV $O --dtype bf16; then
+  expect_same "bf16 ~ f32" "$S/base.npy" "$S/o.npy" 5e-2
+fi
+if expect_ok "--dtype f16" run $QKV $O --dtype f16; then
+  expect_same "f16 ~ f32" "$S/base.npy" "$S/o.npy" 1e-2
+fi
+if expect_ok "float16 Q input" run --q "$D/q16.npy" $K $V $O; then
+  expect_same "f16 input ~ f32" "$S/base.npy" "$S/o.npy" 1e-2
+fi
+if expect_ok "cu_seqlens" run $PK --cu-seqlens-k "$D/cuk.npy" $O --lse "$S/l.npy" \
+  --causal; then
+  expect_shape "cu_seqlens O" "$S/o.npy" "<f4 6x4x6"
+  expect_shape "cu_seqlens LSE" "$S/l.npy" "<f4 1x4x6"
+  expect_finite "cu_seqlens O" "$S/o.npy"
+fi
+if expect_ok "bench" bench --batch 1 --heads 4 --kv-heads 2 --seq-q 33 \
+  --seq-k 65 --dim 16 --dim-v 8 --repeat 2 --warmup 0 --peak 100 --causal; then
+  if grep -q "^check: ok" "$S/stdout"; then pass "bench check ok"; else
+    failed "bench check: $(cat "$S/stdout")"; fi
+fi
+if expect_ok "bench --json bf16" bench --seq 32 --heads 2 --dim 8 --repeat 1 \
+  --warmup 0 --peak 50 --dtype bf16 --json; then
+  case $(cat "$S/stdout") in
+  "{"*'"check":"ok"'*"}") pass "bench json" ;;
+  *) failed "bench json: $(cat "$S/stdout")" ;;
+  esac
+fi
+expect_ok "bench --no-check" bench --seq 16 --dim 4 --repeat 1 --peak 10 --no-check
+expect_ok "peak" peak --seconds 0.05 --threads 1
+
+echo "$npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]

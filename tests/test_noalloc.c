@@ -1,0 +1,136 @@
+/*
+ * test_noalloc: attn.h says of attn_params.workspace "optional caller memory:
+ * then no allocation at all". Linked with -Wl,--wrap=malloc (and calloc,
+ * realloc, aligned_alloc, posix_memalign), this counts the library's heap
+ * allocations during attn_forward calls given a large enough workspace.
+ *
+ * One thread and several threads are reported separately (starting threads
+ * may need memory the library cannot take from the workspace; the header
+ * makes no exception for it). Last line: "N passed, N failed".
+ */
+#include "attn.h"
+#include "test_common.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long n_pass, n_fail;
+static atomic_int counting;
+static atomic_long n_allocs;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+int __real_posix_memalign(void **p, size_t a, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+void *__wrap_aligned_alloc(size_t a, size_t n);
+int __wrap_posix_memalign(void **p, size_t a, size_t n);
+
+void *__wrap_malloc(size_t n) {
+  if (counting)
+    atomic_fetch_add(&n_allocs, 1);
+  return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t m) {
+  if (counting)
+    atomic_fetch_add(&n_allocs, 1);
+  return __real_calloc(n, m);
+}
+void *__wrap_realloc(void *p, size_t n) {
+  if (counting)
+    atomic_fetch_add(&n_allocs, 1);
+  return __real_realloc(p, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n) {
+  if (counting)
+    atomic_fetch_add(&n_allocs, 1);
+  return __real_aligned_alloc(a, n);
+}
+int __wrap_posix_memalign(void **p, size_t a, size_t n) {
+  if (counting)
+    atomic_fetch_add(&n_allocs, 1);
+  return __real_posix_memalign(p, a, n);
+}
+
+/* Allocations made by one attn_forward call with a workspace. */
+static long allocs_in_call(int threads, attn_isa isa, attn_causal causal,
+                           int varlen) {
+  enum { SQ = 100, SK = 140, HQ = 4, HK = 2, D = 64 };
+  static float q[SQ * HQ * D], k[SK * HK * D], v[SK * HK * D], o[SQ * HQ * D];
+  static float lse[HQ * SQ];
+  static int32_t cq[3] = {0, 40, SQ}, ck[3] = {0, 70, SK};
+  attn_params p;
+  size_t bytes = 0;
+  void *ws;
+  long n;
+  tc_rng r = {7};
+  for (int i = 0; i < SQ * HQ * D; i++)
+    q[i] = (float)tc_normal(&r);
+  for (int i = 0; i < SK * HK * D; i++)
+    k[i] = (float)tc_normal(&r), v[i] = (float)tc_normal(&r);
+  attn_params_init(&p);
+  p.q = attn_tensor_bshd(q, ATTN_DTYPE_F32, 1, SQ, HQ, D);
+  p.k = attn_tensor_bshd(k, ATTN_DTYPE_F32, 1, SK, HK, D);
+  p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, 1, SK, HK, D);
+  p.o = attn_tensor_bshd(o, ATTN_DTYPE_F32, 1, SQ, HQ, D);
+  p.lse = lse;
+  p.causal = causal;
+  p.num_threads = threads;
+  p.isa = isa;
+  if (varlen) {
+    p.cu_seqlens_q = cq;
+    p.cu_seqlens_k = ck;
+    p.varlen_batch = 2;
+  }
+  if (attn_forward_workspace_size(NULL, &p, &bytes) != ATTN_OK)
+    return -1;
+  ws = malloc(bytes + 64);
+  p.workspace = (void *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  p.workspace_size = bytes;
+  attn_forward(NULL, &p); /* warm-up: one-time CPU detection etc. */
+  atomic_store(&n_allocs, 0);
+  atomic_store(&counting, 1);
+  if (attn_forward(NULL, &p) != ATTN_OK)
+    atomic_store(&n_allocs, -1000000);
+  atomic_store(&counting, 0);
+  n = atomic_load(&n_allocs);
+  free(ws);
+  return n;
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0); /* keep output if a sanitizer aborts */
+  static const attn_isa isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                   ATTN_ISA_AVX512};
+  static const int threads[3] = {1, 2, 4};
+  for (int i = 0; i < 3; i++) {
+    if (!attn_isa_supported(isas[i])) {
+      printf("isa %s: not supported on this CPU, skipped\n",
+             attn_isa_name(isas[i]));
+      continue;
+    }
+    for (int t = 0; t < 3; t++)
+      for (int c = 0; c < 2; c++)
+        for (int vl = 0; vl < 2; vl++) {
+          long n = allocs_in_call(
+              threads[t], isas[i],
+              c ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE, vl);
+          if (n == 0) {
+            n_pass++;
+          } else {
+            n_fail++;
+            printf("FAIL: isa %s, %d thread(s), causal %d, varlen %d: %ld "
+                   "heap allocation(s) inside attn_forward with a caller "
+                   "workspace\n",
+                   attn_isa_name(isas[i]), threads[t], c, vl, n);
+          }
+        }
+  }
+  printf("%ld passed, %ld failed\n", n_pass, n_fail);
+  return n_fail ? 1 : 0;
+}
