@@ -123,12 +123,12 @@ typedef struct attn_tensor {
 
 /* Contiguous [batch, seq, heads, dim] view of data. */
 ATTN_API attn_tensor attn_tensor_bshd(void *data, attn_dtype dtype,
-                                      int64_t batch, int64_t seq,
-                                      int64_t heads, int64_t dim);
+                                      int64_t batch, int64_t seq, int64_t heads,
+                                      int64_t dim);
 /* Contiguous [batch, heads, seq, dim] memory, seen in the logical order. */
 ATTN_API attn_tensor attn_tensor_bhsd(void *data, attn_dtype dtype,
-                                      int64_t batch, int64_t seq,
-                                      int64_t heads, int64_t dim);
+                                      int64_t batch, int64_t seq, int64_t heads,
+                                      int64_t dim);
 /* Contiguous 4-D view with the axes in the order given (bias and mask). */
 ATTN_API attn_tensor attn_tensor_contiguous(void *data, attn_dtype dtype,
                                             int64_t d0, int64_t d1, int64_t d2,
@@ -198,11 +198,11 @@ typedef struct attn_params {
   attn_tensor bias;          /* optional f32 [b|1, hq|1, sq|1, sk|1]      */
 
   /* --- masks ------------------------------------------------------- */
-  attn_causal causal;   /* default NONE                                  */
-  int64_t window_left;  /* keys left of the diagonal seen; -1 = all      */
-  int64_t window_right; /* keys right of the diagonal seen; -1 = all     */
-  attn_tensor mask;     /* optional bool [b|1, hq|1, sq|1, sk|1],
-                           nonzero = may attend                          */
+  attn_causal causal;     /* default NONE                                  */
+  int64_t window_left;    /* keys left of the diagonal seen; -1 = all      */
+  int64_t window_right;   /* keys right of the diagonal seen; -1 = all     */
+  attn_tensor mask;       /* optional bool [b|1, hq|1, sq|1, sk|1],
+                             nonzero = may attend                          */
   const int32_t *kv_lens; /* optional [batch]: keys j >= kv_lens[b] are
                              padding, never read. The causal/window
                              diagonal uses this effective length.        */
@@ -214,9 +214,9 @@ typedef struct attn_params {
   int64_t varlen_batch;        /* number of sequences when cu_seqlens set */
 
   /* --- execution --------------------------------------------------- */
-  int num_threads; /* 0 = the context's (or all online CPUs)            */
-  attn_isa isa;    /* AUTO = the context's choice                       */
-  void *workspace; /* optional caller memory: then no allocation at all */
+  int num_threads;       /* 0 = the context's (or all online CPUs)            */
+  attn_isa isa;          /* AUTO = the context's choice                       */
+  void *workspace;       /* optional caller memory: then no allocation at all */
   size_t workspace_size; /* bytes at workspace; see attn_workspace_size  */
 
   /* --- diagnostics (optional) -------------------------------------- */

@@ -75,8 +75,8 @@ const char *attn_isa_name(attn_isa isa) {
 attn_status attn_isa_parse(const char *name, attn_isa *out) {
   if (!name || !out)
     return ATTN_ERR_NULL_POINTER;
-  static const attn_isa all[] = {ATTN_ISA_AUTO, ATTN_ISA_GENERIC,
-                                 ATTN_ISA_AVX2, ATTN_ISA_AVX512};
+  static const attn_isa all[] = {ATTN_ISA_AUTO, ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                 ATTN_ISA_AVX512};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     if (strcmp(name, attn_isa_name(all[i])) == 0) {
       *out = all[i];

@@ -23,14 +23,14 @@ attn_status attn_fail(const attn_params *p, attn_status st, const char *fmt,
 /* The call after validation: every size resolved, every option checked. */
 typedef struct attn_problem {
   const attn_params *p;
-  int64_t batch;        /* sequences: q.shape[0], or varlen_batch        */
-  int64_t hq, hk;       /* query heads, key/value heads                  */
-  int64_t group;        /* hq / hk                                       */
-  int64_t d, dv;        /* head dims of Q/K and of V/O                   */
-  int64_t sq_max;       /* longest query sequence                        */
-  int64_t sk_max;       /* longest key sequence (before kv_lens)         */
-  int varlen;           /* cu_seqlens given                              */
-  float scale;          /* resolved scale                                */
+  int64_t batch;  /* sequences: q.shape[0], or varlen_batch        */
+  int64_t hq, hk; /* query heads, key/value heads                  */
+  int64_t group;  /* hq / hk                                       */
+  int64_t d, dv;  /* head dims of Q/K and of V/O                   */
+  int64_t sq_max; /* longest query sequence                        */
+  int64_t sk_max; /* longest key sequence (before kv_lens)         */
+  int varlen;     /* cu_seqlens given                              */
+  float scale;    /* resolved scale                                */
 } attn_problem;
 
 /* Position and length of sequence b in the Q and K tensors. */
@@ -63,8 +63,7 @@ int attn_context_threads(const attn_context *ctx);
 /* Threads: runs fn(arg, tid, nthreads) on up to n threads (the caller is
  * tid 0). nthreads may come out lower than n if a thread cannot start. */
 typedef struct attn_team attn_team;
-typedef void (*attn_team_fn)(void *arg, attn_team *team, int tid,
-                             int nthreads);
+typedef void (*attn_team_fn)(void *arg, attn_team *team, int tid, int nthreads);
 attn_status attn_team_run(int n, attn_team_fn fn, void *arg);
 void attn_team_barrier(attn_team *team);
 

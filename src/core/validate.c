@@ -95,11 +95,12 @@ static attn_status check_broadcast(const attn_params *p, const attn_tensor *t,
     const int64_t n = t->shape[i];
     /* With packed batches, rows are indexed by position inside their
      * sequence, so a longer axis is fine. */
-    const int ok = n == 1 || n == full[i] || (pr->varlen && i >= 2 && n >= full[i]);
+    const int ok =
+        n == 1 || n == full[i] || (pr->varlen && i >= 2 && n >= full[i]);
     if (!ok)
       FAIL(ATTN_ERR_INVALID_SHAPE,
-           "%s.shape[%d] = %lld does not broadcast to %s = %lld",
-           names[which], i, (long long)n, ax[i], (long long)full[i]);
+           "%s.shape[%d] = %lld does not broadcast to %s = %lld", names[which],
+           i, (long long)n, ax[i], (long long)full[i]);
   }
   return ATTN_OK;
 }
@@ -155,8 +156,8 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
          (long long)o->shape[2], (long long)hq);
   if (hq % hk != 0)
     FAIL(ATTN_ERR_HEAD_RATIO,
-         "q heads (%lld) must be a multiple of k/v heads (%lld)",
-         (long long)hq, (long long)hk);
+         "q heads (%lld) must be a multiple of k/v heads (%lld)", (long long)hq,
+         (long long)hk);
   const int64_t d = q->shape[3], dv = v->shape[3];
   if (k->shape[3] != d)
     FAIL(ATTN_ERR_HEAD_DIM, "q head_dim (%lld) must equal k head_dim (%lld)",
@@ -180,8 +181,8 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
       o->shape[0] != q->shape[0])
     FAIL(ATTN_ERR_INVALID_SHAPE,
          "batch sizes differ: q %lld, k %lld, v %lld, o %lld",
-         (long long)q->shape[0], (long long)k->shape[0],
-         (long long)v->shape[0], (long long)o->shape[0]);
+         (long long)q->shape[0], (long long)k->shape[0], (long long)v->shape[0],
+         (long long)o->shape[0]);
 
   pr->p = p;
   pr->hq = hq;
@@ -237,13 +238,12 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
   }
   if (p->kv_lens) {
     for (int64_t b = 0; b < pr->batch; b++) {
-      const int64_t cap = pr->varlen ? (int64_t)p->cu_seqlens_k[b + 1] -
-                                           p->cu_seqlens_k[b]
-                                     : k->shape[1];
+      const int64_t cap =
+          pr->varlen ? (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b]
+                     : k->shape[1];
       if (p->kv_lens[b] < 0 || p->kv_lens[b] > cap)
-        FAIL(ATTN_ERR_INVALID_SEQLENS,
-             "kv_lens[%lld] = %d must be in 0..%lld", (long long)b,
-             (int)p->kv_lens[b], (long long)cap);
+        FAIL(ATTN_ERR_INVALID_SEQLENS, "kv_lens[%lld] = %d must be in 0..%lld",
+             (long long)b, (int)p->kv_lens[b], (long long)cap);
     }
   }
 
@@ -295,8 +295,7 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
         continue;
       extent(ins[i], &lo, &hi);
       if (overlaps(llo, lhi, lo, hi))
-        FAIL(ATTN_ERR_OVERLAP, "lse overlaps %s in memory",
-             names[in_names[i]]);
+        FAIL(ATTN_ERR_OVERLAP, "lse overlaps %s in memory", names[in_names[i]]);
     }
   }
   return ATTN_OK;

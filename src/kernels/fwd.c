@@ -36,10 +36,10 @@ static const attn_kernel *kernel_for(attn_isa isa) {
 
 /* Sizes of the workspace pieces. */
 typedef struct ws_layout {
-  size_t items;         /* item counts per sequence (bytes)       */
-  size_t kpack, vpack;  /* packed K and V of one kv head (bytes)  */
-  int private_pack;     /* 1: each thread packs its own K and V  */
-  size_t per_thread;    /* one thread's scratch (bytes)           */
+  size_t items;          /* item counts per sequence (bytes)       */
+  size_t kpack, vpack;   /* packed K and V of one kv head (bytes)  */
+  int private_pack;      /* 1: each thread packs its own K and V  */
+  size_t per_thread;     /* one thread's scratch (bytes)           */
   size_t q, s, acc, vec; /* offsets inside a thread's scratch      */
   size_t lo, hi;
   size_t total;
@@ -86,8 +86,9 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
   if (__builtin_add_overflow(w->kpack, w->vpack, &pack))
     return ATTN_ERR_OVERFLOW;
   const int64_t groups = pr->batch * pr->hk;
-  w->private_pack = threads == 1 ||
-                    (groups >= 2 && pack <= ((size_t)64 << 20) / (size_t)threads);
+  w->private_pack =
+      threads == 1 ||
+      (groups >= 2 && pack <= ((size_t)64 << 20) / (size_t)threads);
   size_t t;
   if (w->private_pack) {
     if (__builtin_add_overflow(off, pack, &off))
@@ -106,11 +107,10 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
 
 static int threads_for(const attn_context *ctx, const attn_problem *pr,
                        const attn_kernel *k) {
-  int n = pr->p->num_threads > 0 ? pr->p->num_threads
-                                 : attn_context_threads(ctx);
+  int n =
+      pr->p->num_threads > 0 ? pr->p->num_threads : attn_context_threads(ctx);
   /* No more threads than query tiles. */
-  const int64_t tiles =
-      pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
+  const int64_t tiles = pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
   if (tiles < n)
     n = (int)ATTN_MAX(tiles, 1);
   return ATTN_MIN(n, ATTN_MAX_THREADS);
@@ -129,9 +129,8 @@ typedef struct fwd_job {
 
 static const void *elem(const attn_tensor *t, int64_t i0, int64_t i1,
                         int64_t i2, int64_t i3) {
-  const int64_t off =
-      i0 * t->stride[0] + i1 * t->stride[1] + i2 * t->stride[2] +
-      i3 * t->stride[3];
+  const int64_t off = i0 * t->stride[0] + i1 * t->stride[1] +
+                      i2 * t->stride[2] + i3 * t->stride[3];
   return (const char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
 }
 
@@ -146,12 +145,12 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
     const int64_t j = pnl * nr + c;
     float *vrow = vpack + j * dvp;
     if (j < sq->sk) {
-      attn_load_row_f32(elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
-                        p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
+      attn_load_row_f32(elem(&p->k, sq->q_bat, sq->k_off + j, g, 0), p->k.dtype,
+                        p->k.stride[3], d, 1.0f, tmp);
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = tmp[kk];
-      attn_load_row_f32(elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
-                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+      attn_load_row_f32(elem(&p->v, sq->q_bat, sq->k_off + j, g, 0), p->v.dtype,
+                        p->v.stride[3], dv, 1.0f, vrow);
       memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
     } else {
       for (int64_t kk = 0; kk < d; kk++)
@@ -229,9 +228,8 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
                    (void *)elem(&p->o, sq->q_bat, i, h, 0), p->o.dtype,
                    p->o.stride[3]);
     if (p->lse) {
-      const int64_t li = pr->varlen
-                             ? h * p->q.shape[1] + i
-                             : (sq->b * pr->hq + h) * sq->sq + t.i0 + r;
+      const int64_t li = pr->varlen ? h * p->q.shape[1] + i
+                                    : (sq->b * pr->hq + h) * sq->sq + t.i0 + r;
       p->lse[li] = t.lse[r];
     }
   }
@@ -280,8 +278,8 @@ static void worker_private(fwd_job *job, int tid) {
   const attn_problem *pr = job->pr;
   const attn_kernel *k = job->k;
   char *ws = job->scratch + (size_t)tid * job->w.per_thread;
-  float *kpack = (float *)(ws + job->w.per_thread - job->w.kpack -
-                           job->w.vpack);
+  float *kpack =
+      (float *)(ws + job->w.per_thread - job->w.kpack - job->w.vpack);
   float *vpack = kpack + job->w.kpack / sizeof(float);
   int64_t have_b = -1, have_g = -1, b = 0;
   attn_seq sq;
@@ -306,8 +304,8 @@ static void worker_private(fwd_job *job, int tid) {
       have_b = b;
       have_g = g;
     }
-    run_qtile(job, &sq, g * pr->group + rest / nqt, nqt - 1 - rest % nqt,
-              kpack, vpack, ws);
+    run_qtile(job, &sq, g * pr->group + rest / nqt, nqt - 1 - rest % nqt, kpack,
+              vpack, ws);
   }
 }
 
@@ -342,8 +340,9 @@ static attn_status prepare(attn_context *ctx, const attn_params *p,
   st = attn_isa_resolve(ctx, p->isa, &isa);
   if (st == ATTN_ERR_UNSUPPORTED_ISA)
     return attn_fail(p, st, "isa %s is not supported by this CPU",
-                     attn_isa_name(p->isa == ATTN_ISA_AUTO ? attn_context_isa(ctx)
-                                                           : p->isa));
+                     attn_isa_name(p->isa == ATTN_ISA_AUTO
+                                       ? attn_context_isa(ctx)
+                                       : p->isa));
   if (st != ATTN_OK)
     return attn_fail(p, st, "invalid isa");
   *k = kernel_for(isa);
@@ -353,8 +352,8 @@ static attn_status prepare(attn_context *ctx, const attn_params *p,
   return ATTN_OK;
 }
 
-attn_status attn_forward_workspace_size(attn_context *ctx,
-                                        const attn_params *p, size_t *bytes) {
+attn_status attn_forward_workspace_size(attn_context *ctx, const attn_params *p,
+                                        size_t *bytes) {
   if (!bytes)
     return attn_fail(p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
   attn_problem pr;
@@ -383,8 +382,8 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
   if (p->workspace) {
     if (p->workspace_size < job.w.total)
       return attn_fail(p, ATTN_ERR_WORKSPACE_TOO_SMALL,
-                       "workspace of %zu bytes, %zu needed",
-                       p->workspace_size, job.w.total);
+                       "workspace of %zu bytes, %zu needed", p->workspace_size,
+                       job.w.total);
     base = (char *)p->workspace;
   } else {
     mem = malloc(job.w.total);

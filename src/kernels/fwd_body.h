@@ -66,15 +66,15 @@ static inline void KFN(mk_qk)(const float *restrict q, int64_t d,
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
-                              const float *restrict v, int64_t dvp,
-                              const float *restrict alpha,
-                              float *restrict acc) {
+static inline void
+KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
+           const float *restrict v, int64_t dvp, const float *restrict alpha,
+           float *restrict acc) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < MR; r++) {
     const vf a = vf_set1(alpha[r]);
-    UNROLL for (int x = 0; x < nv; x++)
-      c[r][x] = vf_mul(vf_load(acc + r * dvp + x * VL), a);
+    UNROLL for (int x = 0; x < nv; x++) c[r][x] =
+        vf_mul(vf_load(acc + r * dvp + x * VL), a);
   }
   for (int j = 0; j < ncol; j++) {
     vf b[NV];
@@ -86,7 +86,7 @@ static inline void KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
   }
   UNROLL for (int r = 0; r < MR; r++) {
     UNROLL for (int x = 0; x < nv; x++)
-      vf_store(acc + r * dvp + x * VL, c[r][x]);
+        vf_store(acc + r * dvp + x * VL, c[r][x]);
   }
 }
 
@@ -226,9 +226,9 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     if (kind == ATTN_TILE_EMPTY)
       continue;
     if (t->mask) {
-      const attn_tile_kind mk = attn_mask_tensor_tile_kind(
-          t->mask + t->i0 * t->mask_si, t->mask_si, t->mask_sj, t->rows, j0,
-          j1);
+      const attn_tile_kind mk =
+          attn_mask_tensor_tile_kind(t->mask + t->i0 * t->mask_si, t->mask_si,
+                                     t->mask_sj, t->rows, j0, j1);
       if (mk == ATTN_TILE_EMPTY)
         continue;
       if (mk == ATTN_TILE_PARTIAL)
@@ -244,13 +244,12 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     float *s = t->s;
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
       const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
-      for (int pc = 0; pc < ncol; pc += NR) /* (1) */
-        KFN(mk_qk)(t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR,
-                   s + pc);
+      for (int pc = 0; pc < ncol; pc += NR)      /* (1) */
+        KFN(mk_qk)(t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR, s + pc);
       if (mods)
         KFN(apply_mods)(t, r0, r1, s, ncol, j0); /* (2) */
       if (kind == ATTN_TILE_PARTIAL)
-        KFN(apply_mask)(t, r0, r1, s, ncol, j0); /* (3) */
+        KFN(apply_mask)(t, r0, r1, s, ncol, j0);         /* (3) */
       KFN(softmax_step)(t, r0, r1, s, ncol, alpha + r0); /* (4) */
       /* Rows past t->rows have zero queries: P = 0 adds nothing. */
       for (int r = ATTN_MAX(r1, r0); r < r0 + MR; r++)

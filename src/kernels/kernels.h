@@ -23,7 +23,7 @@ typedef struct attn_qtile {
   int64_t alibi_diag;     /* sk - sq: s -= alibi * |i + alibi_diag - j|      */
   const float *bias;      /* (row 0, key 0) of this (b, h) or NULL           */
   int64_t bias_si, bias_sj;
-  const uint8_t *mask;    /* (row 0, key 0) of this (b, h) or NULL           */
+  const uint8_t *mask; /* (row 0, key 0) of this (b, h) or NULL           */
   int64_t mask_si, mask_sj;
   float *s;   /* scratch [mr][bc]                                           */
   float *m;   /* scratch [br]: running max                                  */

@@ -44,8 +44,8 @@ static inline vf vf_pow2i(vf n) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
 }
 static inline vf vf_abs(vf a) {
-  return _mm512_castsi512_ps(_mm512_and_si512(
-      _mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
+  return _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
 }
 static inline vf vf_blend_lt(vf a, vf t, vf x, vf y) {
   __mmask16 k = _mm512_cmp_ps_mask(a, t, _CMP_LT_OQ);
@@ -215,7 +215,8 @@ static inline vf vf_tanh(vf x) {
   s = vf_fma(s, z, vf_set1(-1.0f / 3.0f));
   s = vf_fma(vf_mul(s, z), x, x);
   const vf e = vf_exp2(vf_mul(a, vf_set1(2.0f * 1.4426950408889634f)));
-  vf big = vf_sub(vf_set1(1.0f), vf_div(vf_set1(2.0f), vf_add(e, vf_set1(1.0f))));
+  vf big =
+      vf_sub(vf_set1(1.0f), vf_div(vf_set1(2.0f), vf_add(e, vf_set1(1.0f))));
   big = vf_blend_lt(x, vf_zero(), vf_sub(vf_zero(), big), big);
   return vf_blend_lt(a, vf_set1(0.4f), s, big);
 }

@@ -39,6 +39,7 @@ attn_tile_kind attn_mask_tensor_tile_kind(const uint8_t *m, int64_t si,
       break;
     }
   }
-  return ones == 0 ? ATTN_TILE_EMPTY
-                   : ones == total ? ATTN_TILE_FULL : ATTN_TILE_PARTIAL;
+  return ones == 0       ? ATTN_TILE_EMPTY
+         : ones == total ? ATTN_TILE_FULL
+                         : ATTN_TILE_PARTIAL;
 }

@@ -22,7 +22,8 @@
 #include "kernels/fwd_body.h"
 
 const attn_kernel *attn_kernel_avx2(void) {
-  static const attn_kernel k = {ATTN_ISA_AVX2, VL, MR, NR, BR, BC, fwd_qtile_avx2};
+  static const attn_kernel k = {ATTN_ISA_AVX2, VL, MR, NR, BR, BC,
+                                fwd_qtile_avx2};
   return &k;
 }
 

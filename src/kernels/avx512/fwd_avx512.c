@@ -22,7 +22,8 @@
 #include "kernels/fwd_body.h"
 
 const attn_kernel *attn_kernel_avx512(void) {
-  static const attn_kernel k = {ATTN_ISA_AVX512, VL, MR, NR, BR, BC, fwd_qtile_avx512};
+  static const attn_kernel k = {ATTN_ISA_AVX512, VL, MR, NR, BR, BC,
+                                fwd_qtile_avx512};
   return &k;
 }
 

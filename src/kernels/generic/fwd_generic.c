@@ -22,8 +22,11 @@
 #include "kernels/fwd_body.h"
 
 const attn_kernel *attn_kernel_generic(void) {
-  static const attn_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC, fwd_qtile_generic};
+  static const attn_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC,
+                                fwd_qtile_generic};
   return &k;
 }
 
-double attn_peak_loop_generic(int64_t iters) { return peak_loop_generic(iters); }
+double attn_peak_loop_generic(int64_t iters) {
+  return peak_loop_generic(iters);
+}
