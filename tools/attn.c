@@ -631,8 +631,20 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Peak resident set size so far, MiB. */
+/* Peak resident set size so far, MiB. On Linux VmHWM from /proc: unlike
+ * ru_maxrss it is not inherited across exec from a large parent. */
 static double maxrss_mib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f) {
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+        break;
+    fclose(f);
+    if (kib >= 0)
+      return (double)kib / 1024.0;
+  }
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0)
     return 0.0;

@@ -24,6 +24,10 @@
  */
 #include <math.h>
 
+#ifndef PHASED
+#define PHASED 1
+#endif
+
 #define NR (NV * VL)
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
@@ -90,6 +94,41 @@ KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
   }
 }
 
+/* P V for a last column block of nv < NV vectors. */
+static void KFN(pv_tail)(const float *restrict p, int ncol,
+                         const float *restrict v, int64_t dvp,
+                         const float *restrict alpha, float *restrict acc,
+                         int nv) {
+  switch (nv) {
+#if NV > 5
+  case 5:
+    KFN(mk_pv)(5, p, ncol, v, dvp, alpha, acc);
+    break;
+#endif
+#if NV > 4
+  case 4:
+    KFN(mk_pv)(4, p, ncol, v, dvp, alpha, acc);
+    break;
+#endif
+#if NV > 3
+  case 3:
+    KFN(mk_pv)(3, p, ncol, v, dvp, alpha, acc);
+    break;
+#endif
+#if NV > 2
+  case 2:
+    KFN(mk_pv)(2, p, ncol, v, dvp, alpha, acc);
+    break;
+#endif
+  case 1:
+    KFN(mk_pv)(1, p, ncol, v, dvp, alpha, acc);
+    break;
+  default:
+    break;
+  }
+}
+
+#if !PHASED
 /* P V for one row block over all of dvp, NR columns at a time. */
 static void KFN(pv_rows)(const float *restrict p, int ncol,
                          const float *restrict v, int64_t dvp,
@@ -97,24 +136,10 @@ static void KFN(pv_rows)(const float *restrict p, int ncol,
   int64_t cb = 0;
   for (; cb + NR <= dvp; cb += NR)
     KFN(mk_pv)(NV, p, ncol, v + cb, dvp, alpha, acc + cb);
-  switch ((dvp - cb) / VL) { /* tail: 0 .. NV-1 vectors */
-#if NV > 3
-  case 3:
-    KFN(mk_pv)(3, p, ncol, v + cb, dvp, alpha, acc + cb);
-    break;
-#endif
-#if NV > 2
-  case 2:
-    KFN(mk_pv)(2, p, ncol, v + cb, dvp, alpha, acc + cb);
-    break;
-#endif
-  case 1:
-    KFN(mk_pv)(1, p, ncol, v + cb, dvp, alpha, acc + cb);
-    break;
-  default:
-    break;
-  }
+  if (cb < dvp)
+    KFN(pv_tail)(p, ncol, v + cb, dvp, alpha, acc + cb, (int)((dvp - cb) / VL));
 }
+#endif
 
 /* (2) score modifications on valid rows, in the contract's order. */
 static void KFN(apply_mods)(const attn_qtile *t, int r0, int r1, float *s,
@@ -201,7 +226,8 @@ static void KFN(softmax_step)(const attn_qtile *t, int r0, int r1, float *s,
       vf_store(x + c, p0);
       sum0 = vf_add(sum0, p0);
     }
-    const float a = exp2f((m_old - m_use) * kLog2e); /* m_old=-inf -> 0 */
+    /* The max seldom moves after the first tiles: skip the exp then. */
+    const float a = m_old == m_use ? 1.0f : exp2f((m_old - m_use) * kLog2e);
     alpha[r - r0] = a;
     t->l[r] = t->l[r] * a + vf_hsum(vf_add(sum0, sum1));
     t->m[r] = m_new;
@@ -237,11 +263,38 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     if (j1 - j0 < ncol)
       kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
 
-    /* One MR-row block at a time through steps (1)-(5): its S block
-     * (MR x BC) stays in L1 and the K and V tiles are reused from L1 by
-     * every row block. */
     const float *v = t->vp + j0 * dvp;
     float *s = t->s;
+#if PHASED
+    /* GEMM order: each K panel stays in L1 while every row block uses it,
+     * then each V column block stays in L1 for every row block. */
+    for (int pc = 0; pc < ncol; pc += NR) /* (1) */
+      for (int r0 = 0; r0 < rows_mr; r0 += MR)
+        KFN(mk_qk)(t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR,
+                   s + r0 * BC + pc);
+    for (int r0 = 0; r0 < rows_mr; r0 += MR) {
+      const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
+      float *sr = s + r0 * BC;
+      if (r1 > r0) {
+        if (mods)
+          KFN(apply_mods)(t, r0, r1, sr, ncol, j0); /* (2) */
+        if (kind == ATTN_TILE_PARTIAL)
+          KFN(apply_mask)(t, r0, r1, sr, ncol, j0);         /* (3) */
+        KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0); /* (4) */
+      }
+      for (int r = ATTN_MAX(r1, r0); r < r0 + MR; r++)
+        memset(sr + (r - r0) * BC, 0, sizeof(float) * (size_t)ncol);
+    }
+    int64_t cb = 0; /* (5) */
+    for (; cb + NR <= dvp; cb += NR)
+      for (int r0 = 0; r0 < rows_mr; r0 += MR)
+        KFN(mk_pv)(NV, s + r0 * BC, ncol, v + cb, dvp, alpha + r0,
+                   t->acc + r0 * dvp + cb);
+    if (cb < dvp)
+      for (int r0 = 0; r0 < rows_mr; r0 += MR)
+        KFN(pv_tail)(s + r0 * BC, ncol, v + cb, dvp, alpha + r0,
+                     t->acc + r0 * dvp + cb, (int)((dvp - cb) / VL));
+#else
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
       const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
       for (int pc = 0; pc < ncol; pc += NR)      /* (1) */
@@ -256,6 +309,7 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
         memset(s + (r - r0) * BC, 0, sizeof(float) * (size_t)ncol);
       KFN(pv_rows)(s, ncol, v, dvp, alpha + r0, t->acc + r0 * dvp); /* (5) */
     }
+#endif
   }
   for (int r = 0; r < t->rows; r++) {
     const float l = t->l[r];

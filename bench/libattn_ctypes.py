@@ -1,0 +1,246 @@
+"""Minimal ctypes binding of libattn's forward call (include/attn.h).
+
+Only what bench/compare.py needs: attn_tensor, attn_params, attn_params_init,
+attn_forward, attn_strerror, attn_fma_peak_gflops, attn_version_string and
+attn_isa_best. The structures mirror attn.h field for field, in order; ctypes
+applies the same natural alignment as the C compiler on x86-64 / AArch64
+(enums are 4-byte ints, int64 and pointers 8-byte aligned).
+
+    python3 bench/libattn_ctypes.py --check-layout [--cc cc]
+
+compiles a tiny C program against include/attn.h that prints sizeof and every
+offsetof, and compares them with this module's layout.
+"""
+
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# enum attn_dtype
+ATTN_DTYPE_F32 = 0
+ATTN_DTYPE_BF16 = 1
+ATTN_DTYPE_F16 = 2
+ATTN_DTYPE_BOOL = 3
+# enum attn_causal
+ATTN_CAUSAL_NONE = 0
+ATTN_CAUSAL_BOTTOM_RIGHT = 1
+ATTN_CAUSAL_TOP_LEFT = 2
+# enum attn_isa
+ATTN_ISA_NAMES = {0: "auto", 1: "generic", 2: "avx2", 3: "avx512"}
+
+c_enum = ctypes.c_int  # C enums with small values: int on every ABI we target
+
+
+class AttnTensor(ctypes.Structure):
+    """typedef struct attn_tensor"""
+
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("dtype", c_enum),
+        ("shape", ctypes.c_int64 * 4),
+        ("stride", ctypes.c_int64 * 4),
+    ]
+
+
+class AttnParams(ctypes.Structure):
+    """typedef struct attn_params"""
+
+    _fields_ = [
+        # operands
+        ("q", AttnTensor),
+        ("k", AttnTensor),
+        ("v", AttnTensor),
+        ("o", AttnTensor),
+        ("lse", ctypes.POINTER(ctypes.c_float)),
+        # scores
+        ("scale", ctypes.c_float),
+        ("softcap", ctypes.c_float),
+        ("alibi_slopes", ctypes.POINTER(ctypes.c_float)),
+        ("bias", AttnTensor),
+        # masks
+        ("causal", c_enum),
+        ("window_left", ctypes.c_int64),
+        ("window_right", ctypes.c_int64),
+        ("mask", AttnTensor),
+        ("kv_lens", ctypes.POINTER(ctypes.c_int32)),
+        # packed variable-length batches
+        ("cu_seqlens_q", ctypes.POINTER(ctypes.c_int32)),
+        ("cu_seqlens_k", ctypes.POINTER(ctypes.c_int32)),
+        ("varlen_batch", ctypes.c_int64),
+        # execution
+        ("num_threads", ctypes.c_int),
+        ("isa", c_enum),
+        ("workspace", ctypes.c_void_p),
+        ("workspace_size", ctypes.c_size_t),
+        # diagnostics
+        ("error_message", ctypes.c_char_p),
+        ("error_message_size", ctypes.c_size_t),
+    ]
+
+
+def find_library(build_dir=None):
+    """Path of libattn.so in build_dir (default <repo>/build)."""
+    build_dir = build_dir or os.path.join(ROOT, "build")
+    for name in ("libattn.so", "libattn.so.0", "libattn.dylib"):
+        p = os.path.join(build_dir, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(
+        "libattn.so not found in %s: build first "
+        "(cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j2)"
+        % build_dir
+    )
+
+
+class LibAttn:
+    """The loaded shared library with typed entry points."""
+
+    def __init__(self, path=None):
+        self.path = path or find_library()
+        lib = ctypes.CDLL(self.path)
+        self.lib = lib
+        lib.attn_version_string.restype = ctypes.c_char_p
+        lib.attn_version_string.argtypes = []
+        lib.attn_strerror.restype = ctypes.c_char_p
+        lib.attn_strerror.argtypes = [c_enum]
+        lib.attn_params_init.restype = None
+        lib.attn_params_init.argtypes = [ctypes.POINTER(AttnParams)]
+        lib.attn_forward.restype = c_enum
+        lib.attn_forward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttnParams)]
+        lib.attn_fma_peak_gflops.restype = c_enum
+        lib.attn_fma_peak_gflops.argtypes = [
+            ctypes.c_int,
+            ctypes.c_double,
+            ctypes.POINTER(ctypes.c_double),
+        ]
+        lib.attn_isa_best.restype = c_enum
+        lib.attn_isa_best.argtypes = []
+
+    def version(self):
+        return self.lib.attn_version_string().decode()
+
+    def isa_best(self):
+        return ATTN_ISA_NAMES.get(self.lib.attn_isa_best(), "?")
+
+    def fma_peak_gflops(self, threads, seconds=0.5):
+        out = ctypes.c_double(0.0)
+        st = self.lib.attn_fma_peak_gflops(threads, seconds, ctypes.byref(out))
+        if st != 0:
+            raise RuntimeError("attn_fma_peak_gflops: " + self.strerror(st))
+        return out.value
+
+    def strerror(self, status):
+        s = self.lib.attn_strerror(status)
+        return s.decode() if s else "status %d" % status
+
+    @staticmethod
+    def tensor_f32(arr):
+        """attn_tensor view of a float32 numpy array [batch, seq, heads, dim]
+        (any strides, in elements; the array must stay alive)."""
+        if arr.dtype.itemsize != 4 or arr.dtype.kind != "f" or arr.ndim != 4:
+            raise ValueError("need a 4-D float32 array")
+        t = AttnTensor()
+        t.data = arr.ctypes.data
+        t.dtype = ATTN_DTYPE_F32
+        for i in range(4):
+            t.shape[i] = arr.shape[i]
+            if arr.strides[i] % 4:
+                raise ValueError("stride not a multiple of the element size")
+            t.stride[i] = arr.strides[i] // 4
+        return t
+
+    def make_params(self, q, k, v, o, causal=ATTN_CAUSAL_NONE, num_threads=0,
+                    scale=0.0):
+        """attn_params for f32 arrays q, k, v, o in [batch, seq, heads, dim]
+        (torch's [batch, heads, seq, dim] works too: pass a transposed view)."""
+        p = AttnParams()
+        self.lib.attn_params_init(ctypes.byref(p))
+        p.q = self.tensor_f32(q)
+        p.k = self.tensor_f32(k)
+        p.v = self.tensor_f32(v)
+        p.o = self.tensor_f32(o)
+        p.causal = causal
+        p.num_threads = num_threads
+        p.scale = scale
+        # keep a message buffer alive with the params
+        p._errbuf = ctypes.create_string_buffer(512)
+        p.error_message = ctypes.cast(p._errbuf, ctypes.c_char_p)
+        p.error_message_size = 512
+        return p
+
+    def forward(self, p):
+        st = self.lib.attn_forward(None, ctypes.byref(p))
+        if st != 0:
+            msg = p._errbuf.value.decode(errors="replace") if hasattr(p, "_errbuf") else ""
+            raise RuntimeError("attn_forward: %s%s" % (self.strerror(st),
+                                                        (" (" + msg + ")") if msg else ""))
+
+
+# ---------------------------------------------------------------------------
+# Layout check against the real header
+# ---------------------------------------------------------------------------
+def _c_layout(cc="cc"):
+    fields_t = [f for f, _ in AttnTensor._fields_]
+    fields_p = [f for f, _ in AttnParams._fields_]
+    lines = ['#include <attn.h>', '#include <stddef.h>', '#include <stdio.h>',
+             'int main(void) {',
+             '  printf("attn_tensor sizeof %zu\\n", sizeof(attn_tensor));',
+             '  printf("attn_params sizeof %zu\\n", sizeof(attn_params));']
+    for f in fields_t:
+        lines.append('  printf("attn_tensor %s %%zu\\n", offsetof(attn_tensor, %s));' % (f, f))
+    for f in fields_p:
+        lines.append('  printf("attn_params %s %%zu\\n", offsetof(attn_params, %s));' % (f, f))
+    lines += ['  return 0;', '}']
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "layout.c")
+        exe = os.path.join(d, "layout")
+        with open(src, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        subprocess.check_call([cc, "-std=c11", "-I", os.path.join(ROOT, "include"),
+                               src, "-o", exe])
+        out = subprocess.check_output([exe]).decode()
+    return {tuple(l.split()[:2]): int(l.split()[2]) for l in out.splitlines()}
+
+
+def _py_layout():
+    r = {("attn_tensor", "sizeof"): ctypes.sizeof(AttnTensor),
+         ("attn_params", "sizeof"): ctypes.sizeof(AttnParams)}
+    for name, cls in (("attn_tensor", AttnTensor), ("attn_params", AttnParams)):
+        for f, _ in cls._fields_:
+            r[(name, f)] = getattr(cls, f).offset
+    return r
+
+
+def check_layout(cc="cc", verbose=True):
+    """True when every sizeof/offsetof matches the C compiler's."""
+    c = _c_layout(cc)
+    py = _py_layout()
+    ok = True
+    for key in sorted(c):
+        if c[key] != py.get(key):
+            ok = False
+            print("MISMATCH %s.%s: C %d, ctypes %s" % (key[0], key[1], c[key], py.get(key)))
+        elif verbose:
+            print("ok %-12s %-20s %4d" % (key[0], key[1], c[key]))
+    if set(c) != set(py):
+        ok = False
+        print("field sets differ:", set(c) ^ set(py))
+    print("layout", "matches" if ok else "DOES NOT match", "include/attn.h (%d checks)" % len(c))
+    return ok
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check-layout", action="store_true")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    a = ap.parse_args()
+    if a.check_layout:
+        sys.exit(0 if check_layout(a.cc) else 1)
+    ap.print_help()

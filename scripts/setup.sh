@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine needs to build and test libattn:
+# cmake, gcc, clang, make, pkg-config, python3 (+ binutils for readelf and
+# clang-format for the style check). Idempotent and non-interactive: when every
+# tool is already on PATH it does nothing, so repeated runs are instant.
+#
+#   scripts/setup.sh            # as root (or with sudo available)
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+
+# tool on PATH -> Debian package providing it
+declare -A pkg_for=(
+  [cmake]=cmake
+  [gcc]=gcc
+  [cc]=gcc
+  [clang]=clang
+  [make]=make
+  [pkg-config]=pkg-config
+  [python3]=python3
+  [readelf]=binutils
+  [clang-format]=clang-format
+)
+# Beyond the tools: libc6-dev (C headers, static libm/libpthread for the
+# static-link smoke test) and clang's sanitizer runtimes, both probed by
+# compiling, because --no-install-recommends leaves them out.
+
+probe_dir=$(mktemp -d)
+trap 'rm -rf "$probe_dir"' EXIT
+
+# C headers (libc6-dev is only a Recommends of gcc, and apt runs without them)
+have_libc_dev() {
+  printf '#include <stdio.h>\nint main(void){return 0;}\n' >"$probe_dir/t.c" &&
+    gcc -o "$probe_dir/t" "$probe_dir/t.c" >/dev/null 2>&1
+}
+# clang's ASan/UBSan runtimes (Debian: libclang-rt-<major>-dev, a Recommends)
+have_clang_sanitizers() {
+  printf 'int main(void){return 0;}\n' >"$probe_dir/s.c" &&
+    clang -fsanitize=address,undefined -o "$probe_dir/s" "$probe_dir/s.c" \
+      >/dev/null 2>&1
+}
+clang_rt_pkg() {
+  local major
+  major=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
+  echo "libclang-rt-${major:-14}-dev"
+}
+
+missing=()
+for tool in cmake gcc cc clang make pkg-config python3 readelf clang-format; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    missing+=("${pkg_for[$tool]}")
+  fi
+done
+if command -v gcc >/dev/null 2>&1 && ! have_libc_dev; then
+  missing+=(libc6-dev)
+fi
+if command -v clang >/dev/null 2>&1 && ! have_clang_sanitizers; then
+  missing+=("$(clang_rt_pkg)")
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all build tools present, nothing to install"
+  exit 0
+fi
+
+# de-duplicate; libc6-dev always goes along when gcc or clang is installed
+missing+=(libc6-dev)
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "setup: installing ${missing[*]}"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo -n"
+  else
+    echo "setup: not root and no sudo; install these yourself: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup: apt-get not found (not Debian/Ubuntu?); install: ${missing[*]}" >&2
+  exit 1
+fi
+
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+  --no-install-recommends "${missing[@]}"
+
+# clang was just installed: its sanitizer runtimes are a separate package
+if ! have_clang_sanitizers; then
+  rt=$(clang_rt_pkg)
+  echo "setup: installing $rt (clang ASan/UBSan runtimes)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends "$rt"
+fi
+
+for tool in cmake gcc clang make pkg-config python3; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "setup: $tool still missing after apt-get install" >&2
+    exit 1
+  }
+done
+have_libc_dev || { echo "setup: gcc cannot build a C program" >&2; exit 1; }
+have_clang_sanitizers || {
+  echo "setup: clang -fsanitize=address,undefined cannot link" >&2
+  exit 1
+}
+echo "setup: done"
