@@ -214,15 +214,15 @@ static void KFN(softmax_step)(const attn_qtile *t, int r0, int r1, float *s,
     vf sum0 = vf_zero(), sum1 = vf_zero();
     int c = 0;
     for (; c + 2 * VL <= ncol; c += 2 * VL) {
-      const vf p0 = vf_exp2(vf_fma(vf_load(x + c), l2e, neg));
-      const vf p1 = vf_exp2(vf_fma(vf_load(x + c + VL), l2e, neg));
+      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
+      const vf p1 = vf_exp2_nonpos(vf_fma(vf_load(x + c + VL), l2e, neg));
       vf_store(x + c, p0);
       vf_store(x + c + VL, p1);
       sum0 = vf_add(sum0, p0);
       sum1 = vf_add(sum1, p1);
     }
     for (; c < ncol; c += VL) {
-      const vf p0 = vf_exp2(vf_fma(vf_load(x + c), l2e, neg));
+      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
       vf_store(x + c, p0);
       sum0 = vf_add(sum0, p0);
     }

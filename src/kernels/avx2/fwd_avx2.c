@@ -8,10 +8,10 @@
 
 #define KSUFFIX avx2
 #ifndef MR
-#define MR 6
+#define MR 3
 #endif
 #ifndef NV
-#define NV 2
+#define NV 4
 #endif
 #ifndef BR
 #define BR 48

@@ -8,7 +8,7 @@
 
 #define KSUFFIX avx512
 #ifndef MR
-#define MR 12
+#define MR 6
 #endif
 #ifndef NV
 #define NV 2
