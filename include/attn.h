@@ -222,6 +222,21 @@ typedef struct attn_params {
   /* --- diagnostics (optional) -------------------------------------- */
   char *error_message;       /* if set, a failing call writes a precise  */
   size_t error_message_size; /* NUL-terminated reason here               */
+
+  /* --- backward (attn_backward only; ignored by attn_forward) ------- */
+  /* q, k, v, every score and mask option above, and o and lse as the
+   * forward wrote them are the backward's inputs: lse is then required
+   * and read, not written. */
+  attn_tensor dout; /* in  [batch, seq_q, heads_q, head_dim_v]  dL/dO,
+                       f32|bf16|f16                                   */
+  attn_tensor dq;   /* out [batch, seq_q, heads_q,  head_dim]   dL/dQ  */
+  attn_tensor dk;   /* out [batch, seq_k, heads_kv, head_dim]   dL/dK,
+                       summed over the query heads of each group      */
+  attn_tensor dv;   /* out [batch, seq_k, heads_kv, head_dim_v] dL/dV  */
+  /* dq, dk, dv: f32|bf16|f16 each; keys never read (kv_lens padding,
+   * rows past the last cu_seqlens) get 0. */
+  attn_tensor dbias; /* optional out f32 with exactly bias's shape:
+                        dL/dbias summed over the axes bias broadcasts */
 } attn_params;
 
 /* Sets every field to its default (nothing attached, no mask, AUTO). */
@@ -265,6 +280,41 @@ ATTN_API attn_status attn_forward_workspace_size(attn_context *ctx,
 /* O (and LSE) from Q, K, V and the options in p. ctx may be NULL. Results
  * are bitwise identical for every thread count. */
 ATTN_API attn_status attn_forward(attn_context *ctx, const attn_params *p);
+
+/*
+ * Backward pass: dQ, dK, dV (and dBias) from Q, K, V, the forward's O and
+ * LSE, and dO = dL/dO, for every option of the forward (same p, with the
+ * backward fields set). FlashAttention-2's recomputation (Dao 2023): the
+ * probabilities are recomputed tile by tile from the LSE, nothing of size
+ * seq_q x seq_k is allocated (workspace is linear in the sequence lengths).
+ *
+ *     P    = exp(S - lse)             S: the forward's scores
+ *     dV   = P^T dO                   (summed over a kv head's query heads)
+ *     dS   = P * (dP - D),  dP = dO V^T,  D = rowsum(dO * O)
+ *     dBias= dS                       (summed over bias's broadcast axes)
+ *     dS'  = dS * (1 - tanh^2(scale q.k / softcap))     when softcap > 0
+ *     dQ   = scale * dS' K,   dK = scale * dS'^T Q
+ *
+ * Rows the forward saw as fully masked (lse = -inf) contribute nothing:
+ * their dQ is 0, never NaN. Results are bitwise identical for every thread
+ * count (no reduction order depends on scheduling). Accumulation is f32.
+ */
+
+/* Validates p for attn_backward without computing (the forward's checks
+ * plus dout, dq, dk, dv, dbias and lse); writes the reason to
+ * p->error_message. */
+ATTN_API attn_status attn_backward_check(const attn_params *p);
+
+/* Bytes of workspace attn_backward needs for p (with p's thread count and
+ * ISA under ctx); pass that much in p->workspace and the call allocates
+ * nothing. About (2 + 2 * min(8, key tiles)) x the size of Q plus dO in f32,
+ * plus a few hundred KiB per thread. */
+ATTN_API attn_status attn_backward_workspace_size(attn_context *ctx,
+                                                  const attn_params *p,
+                                                  size_t *bytes);
+
+/* dq, dk, dv (and dbias if set) from the inputs in p. ctx may be NULL. */
+ATTN_API attn_status attn_backward(attn_context *ctx, const attn_params *p);
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */

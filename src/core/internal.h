@@ -44,6 +44,12 @@ typedef struct attn_seq {
 } attn_seq;
 
 attn_status attn_validate(const attn_params *p, attn_problem *out);
+/* attn_validate plus the backward's operands (validate_bwd.c). */
+attn_status attn_validate_bwd(const attn_params *p, attn_problem *out);
+/* Byte range [lo, hi) a valid view touches; 0 on overflow. */
+int attn_tensor_extent(const attn_tensor *t, uintptr_t *lo, uintptr_t *hi);
+/* 1 when two index tuples of t reach the same element. */
+int attn_tensor_self_aliases(const attn_tensor *t);
 void attn_problem_seq(const attn_problem *pr, int64_t b, attn_seq *s);
 
 /* Dtype conversion of n elements with a source stride (elements). */

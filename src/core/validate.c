@@ -13,7 +13,7 @@ static int is_storage(attn_dtype d) {
 }
 
 /* Byte range [lo, hi) touched by t; returns 0 on overflow. */
-static int extent(const attn_tensor *t, uintptr_t *lo, uintptr_t *hi) {
+int attn_tensor_extent(const attn_tensor *t, uintptr_t *lo, uintptr_t *hi) {
   int64_t last = 0;
   for (int i = 0; i < 4; i++) {
     int64_t term;
@@ -48,14 +48,14 @@ static attn_status check_view(const attn_params *p, const attn_tensor *t,
   for (int i = 0; i < 4; i++)
     if (__builtin_mul_overflow(count, t->shape[i], &count))
       FAIL(ATTN_ERR_OVERFLOW, "%s has more than 2^63 elements", names[which]);
-  if (!extent(t, &lo, &hi))
+  if (!attn_tensor_extent(t, &lo, &hi))
     FAIL(ATTN_ERR_OVERFLOW, "%s: shape x stride overflows 64 bits",
          names[which]);
   return ATTN_OK;
 }
 
 /* No two index tuples of t may reach the same element (outputs only). */
-static int self_aliases(const attn_tensor *t) {
+int attn_tensor_self_aliases(const attn_tensor *t) {
   int ord[4] = {0, 1, 2, 3};
   for (int i = 1; i < 4; i++) /* sort axes by stride */
     for (int j = i; j > 0 && t->stride[ord[j]] < t->stride[ord[j - 1]]; j--) {
@@ -263,17 +263,17 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
   }
 
   /* outputs: no self-aliasing, no overlap with any input */
-  if (self_aliases(o))
+  if (attn_tensor_self_aliases(o))
     FAIL(ATTN_ERR_INVALID_STRIDE,
          "o strides make different elements share memory");
   uintptr_t olo, ohi, lo, hi;
-  extent(o, &olo, &ohi);
+  attn_tensor_extent(o, &olo, &ohi);
   const attn_tensor *ins[5] = {q, k, v, &p->bias, &p->mask};
   const int in_names[5] = {0, 1, 2, 4, 5};
   for (int i = 0; i < 5; i++) {
     if (!ins[i]->data)
       continue;
-    extent(ins[i], &lo, &hi);
+    attn_tensor_extent(ins[i], &lo, &hi);
     if (overlaps(olo, ohi, lo, hi))
       FAIL(ATTN_ERR_OVERLAP, "o overlaps %s in memory", names[in_names[i]]);
   }
@@ -293,7 +293,7 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
     for (int i = 0; i < 5; i++) {
       if (!ins[i]->data)
         continue;
-      extent(ins[i], &lo, &hi);
+      attn_tensor_extent(ins[i], &lo, &hi);
       if (overlaps(llo, lhi, lo, hi))
         FAIL(ATTN_ERR_OVERLAP, "lse overlaps %s in memory", names[in_names[i]]);
     }

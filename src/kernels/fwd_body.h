@@ -270,8 +270,8 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
      * then each V column block stays in L1 for every row block. */
     for (int pc = 0; pc < ncol; pc += NR) /* (1) */
       for (int r0 = 0; r0 < rows_mr; r0 += MR)
-        KFN(mk_qk)(t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR,
-                   s + r0 * BC + pc);
+        KFN(mk_qk)
+        (t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR, s + r0 * BC + pc);
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
       const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
       float *sr = s + r0 * BC;
@@ -288,12 +288,14 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     int64_t cb = 0; /* (5) */
     for (; cb + NR <= dvp; cb += NR)
       for (int r0 = 0; r0 < rows_mr; r0 += MR)
-        KFN(mk_pv)(NV, s + r0 * BC, ncol, v + cb, dvp, alpha + r0,
-                   t->acc + r0 * dvp + cb);
+        KFN(mk_pv)
+        (NV, s + r0 * BC, ncol, v + cb, dvp, alpha + r0,
+         t->acc + r0 * dvp + cb);
     if (cb < dvp)
       for (int r0 = 0; r0 < rows_mr; r0 += MR)
-        KFN(pv_tail)(s + r0 * BC, ncol, v + cb, dvp, alpha + r0,
-                     t->acc + r0 * dvp + cb, (int)((dvp - cb) / VL));
+        KFN(pv_tail)
+        (s + r0 * BC, ncol, v + cb, dvp, alpha + r0, t->acc + r0 * dvp + cb,
+         (int)((dvp - cb) / VL));
 #else
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
       const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */

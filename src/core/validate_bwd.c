@@ -1,0 +1,112 @@
+/* Validation of the backward's operands (attn_backward): the forward's
+ * checks (attn_validate) on q, k, v, o and every option, then dout, the
+ * gradients dq, dk, dv, the optional dbias, and the LSE, which the backward
+ * reads. */
+#include "core/internal.h"
+
+#define FAIL(st, ...) return attn_fail(p, (st), __VA_ARGS__)
+
+static int is_storage(attn_dtype d) {
+  return d == ATTN_DTYPE_F32 || d == ATTN_DTYPE_BF16 || d == ATTN_DTYPE_F16;
+}
+
+static int overlaps(uintptr_t alo, uintptr_t ahi, uintptr_t blo,
+                    uintptr_t bhi) {
+  return alo < bhi && blo < ahi;
+}
+
+/* Sizes > 0, strides >= 0, no overflow; shape equal to like's. */
+static attn_status check_like(const attn_params *p, const attn_tensor *t,
+                              const char *name, const attn_tensor *like,
+                              const char *like_name) {
+  for (int i = 0; i < 4; i++) {
+    if (t->shape[i] <= 0)
+      FAIL(ATTN_ERR_INVALID_SHAPE, "%s.shape[%d] = %lld must be > 0", name, i,
+           (long long)t->shape[i]);
+    if (t->stride[i] < 0)
+      FAIL(ATTN_ERR_INVALID_STRIDE, "%s.stride[%d] = %lld must be >= 0", name,
+           i, (long long)t->stride[i]);
+  }
+  int64_t count = 1;
+  for (int i = 0; i < 4; i++)
+    if (__builtin_mul_overflow(count, t->shape[i], &count))
+      FAIL(ATTN_ERR_OVERFLOW, "%s has more than 2^63 elements", name);
+  uintptr_t lo, hi;
+  if (!attn_tensor_extent(t, &lo, &hi))
+    FAIL(ATTN_ERR_OVERFLOW, "%s: shape x stride overflows 64 bits", name);
+  for (int i = 0; i < 4; i++)
+    if (t->shape[i] != like->shape[i])
+      FAIL(ATTN_ERR_INVALID_SHAPE,
+           "%s.shape[%d] = %lld must equal %s.shape[%d] = %lld", name, i,
+           (long long)t->shape[i], like_name, i, (long long)like->shape[i]);
+  return ATTN_OK;
+}
+
+attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
+  attn_status st = attn_validate(p, pr);
+  if (st != ATTN_OK)
+    return st;
+  if (!p->lse)
+    FAIL(ATTN_ERR_NULL_POINTER,
+         "lse is NULL: the backward needs the forward's LSE as input");
+  const attn_tensor *grads[5] = {&p->dout, &p->dq, &p->dk, &p->dv, &p->dbias};
+  static const char *const gname[5] = {"dout", "dq", "dk", "dv", "dbias"};
+  const attn_tensor *like[5] = {&p->o, &p->q, &p->k, &p->v, &p->bias};
+  static const char *const lname[5] = {"o", "q", "k", "v", "bias"};
+  const int n = p->dbias.data ? 5 : 4;
+  for (int i = 0; i < 4; i++)
+    if (!grads[i]->data)
+      FAIL(ATTN_ERR_NULL_POINTER, "%s.data is NULL", gname[i]);
+  if (p->dbias.data && !p->bias.data)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT, "dbias is set but there is no bias");
+  for (int i = 0; i < 4; i++)
+    if (!is_storage(grads[i]->dtype))
+      FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16",
+           gname[i], (int)grads[i]->dtype);
+  if (p->dbias.data && p->dbias.dtype != ATTN_DTYPE_F32)
+    FAIL(ATTN_ERR_INVALID_DTYPE, "dbias.dtype (%d) must be f32",
+         (int)p->dbias.dtype);
+  for (int i = 0; i < n; i++) {
+    st = check_like(p, grads[i], gname[i], like[i], lname[i]);
+    if (st != ATTN_OK)
+      return st;
+  }
+
+  /* Outputs (dq, dk, dv, dbias): no self-aliasing, no overlap with each
+   * other or with any input. */
+  uintptr_t lo[12], hi[12];
+  const char *name[12];
+  int m = 0;
+  const attn_tensor *ins[7] = {&p->q,    &p->k,    &p->v,   &p->o,
+                               &p->dout, &p->bias, &p->mask};
+  static const char *const iname[7] = {"q",    "k",    "v",   "o",
+                                       "dout", "bias", "mask"};
+  for (int i = 0; i < 7; i++)
+    if (ins[i]->data) {
+      attn_tensor_extent(ins[i], &lo[m], &hi[m]);
+      name[m++] = iname[i];
+    }
+  {
+    int64_t cnt;
+    const int64_t lb = pr->varlen ? 1 : pr->batch;
+    /* no overflow: attn_validate checked this size */
+    cnt = lb * pr->hq * (pr->varlen ? p->q.shape[1] : pr->sq_max);
+    lo[m] = (uintptr_t)p->lse;
+    hi[m] = lo[m] + (uintptr_t)cnt * sizeof(float);
+    name[m++] = "lse";
+  }
+  for (int i = 1; i < n; i++) {
+    if (attn_tensor_self_aliases(grads[i]))
+      FAIL(ATTN_ERR_INVALID_STRIDE,
+           "%s strides make different elements share memory", gname[i]);
+    uintptr_t glo, ghi;
+    attn_tensor_extent(grads[i], &glo, &ghi);
+    for (int j = 0; j < m; j++)
+      if (overlaps(glo, ghi, lo[j], hi[j]))
+        FAIL(ATTN_ERR_OVERLAP, "%s overlaps %s in memory", gname[i], name[j]);
+    lo[m] = glo;
+    hi[m] = ghi;
+    name[m++] = gname[i];
+  }
+  return ATTN_OK;
+}

@@ -1,0 +1,678 @@
+/* The portable backward framework: validation, workspace, threads, the
+ * f32 copies of Q and dO, and the deterministic split of the work. The
+ * O(seq_q x seq_k) work happens in the per-ISA block kernel (bwd_kernels.h).
+ *
+ * FlashAttention-2's backward (Dao 2023, Algorithm 2) with no floating-point
+ * atomics. Four phases, one team of threads, barriers between phases:
+ *
+ *   0  per (query head, row block): Qs = scale * Q and dO in f32 (padded
+ *      to the vector width), D = rowsum(dO * O), lse * log2(e); zeros for
+ *      gradient rows no key/query ever reaches (kv_lens padding, rows past
+ *      the last cu_seqlens).
+ *   A  items (sequence, kv head, key chunk): the keys of a sequence are cut
+ *      into at most ATTN_BWD_CHUNKS chunks of whole key tiles (a number that
+ *      depends on the sequence length only, never on the thread count).
+ *      For each key tile of its chunk the item loops, in a fixed order, over
+ *      the query heads of the group and all query tiles: dK and dV of the
+ *      tile are complete when it finishes (written out directly), and the
+ *      item's share of dQ goes to its own partial buffer dQc[chunk].
+ *   C  (only with dbias) items (bias batch, bias head, bias row tile): the
+ *      item recomputes dS for every (sequence, head, row) that its dbias
+ *      elements sum over, in a fixed order, and accumulates into dbias.
+ *   B  per (sequence, query head, query tile): dQ = scale * sum over the
+ *      chunks, in chunk order, of dQc.
+ *
+ * Items are claimed from shared counters, so which thread does an item
+ * varies; what an item computes, and in which order, does not: results are
+ * bitwise identical for every thread count.
+ *
+ * Memory: Q and dO once in f32, ATTN_BWD_CHUNKS f32 copies of dQ at most,
+ * and a few hundred KiB of tiles per thread: linear in the sequence
+ * lengths, nothing of size seq_q x seq_k.
+ */
+#include "kernels/bwd_kernels.h"
+#include "mask/mask.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 64
+#define ATTN_BWD_CHUNKS 8 /* most key chunks (dQ partial copies) */
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static const attn_bwd_kernel *kernel_for(attn_isa isa) {
+  switch (isa) {
+#if defined(ATTN_HAVE_X86)
+  case ATTN_ISA_AVX512:
+    return attn_bwd_kernel_avx512();
+  case ATTN_ISA_AVX2:
+    return attn_bwd_kernel_avx2();
+#endif
+  default:
+    return attn_bwd_kernel_generic();
+  }
+}
+
+typedef struct bwd_layout {
+  int64_t tq;         /* rows of q's seq axis times its batch        */
+  int64_t tqp;        /* tq + br zero rows (reads past a tile end)   */
+  int64_t dp, dvp;    /* head dims padded to the vector width        */
+  int64_t chunks;     /* dQ partial copies (<= ATTN_BWD_CHUNKS)      */
+  int64_t items_c;    /* dbias items                                 */
+  size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
+  size_t dd, dqc, base;
+  size_t per_thread; /* one thread's scratch                        */
+  size_t kt, vt, krow, dk, dv, s, ds, g, lo, hi, tmp;
+  size_t scratch; /* offset of thread 0's scratch                */
+  size_t total;
+  int threads;
+} bwd_layout;
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Key chunks of a sequence with sk keys. */
+static int64_t seq_chunks(int64_t sk, int64_t bc) {
+  return ATTN_MIN(cdiv(sk, bc), (int64_t)ATTN_BWD_CHUNKS);
+}
+
+static attn_status add_bytes(size_t *off, size_t count, size_t elem) {
+  size_t n;
+  if (__builtin_mul_overflow(count, elem, &n) ||
+      __builtin_add_overflow(n, (size_t)ALIGN, &n) ||
+      __builtin_add_overflow(*off, round_up(n - ALIGN, ALIGN), off))
+    return ATTN_ERR_OVERFLOW;
+  return ATTN_OK;
+}
+
+static attn_status layout(const attn_context *ctx, const attn_problem *pr,
+                          const attn_bwd_kernel *k, bwd_layout *w) {
+  const attn_params *p = pr->p;
+  const size_t br = (size_t)k->br, bc = (size_t)k->bc;
+  w->tq = p->q.shape[0] * p->q.shape[1];
+  w->tqp = w->tq + k->br;
+  w->dp = (int64_t)round_up((size_t)pr->d, (size_t)k->vl);
+  w->dvp = (int64_t)round_up((size_t)pr->dv, (size_t)k->vl);
+  w->chunks = 1;
+  int64_t items_a = 0;
+  for (int64_t b = 0; b < pr->batch; b++) {
+    attn_seq sq;
+    attn_problem_seq(pr, b, &sq);
+    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, k->bc) : 0;
+    w->chunks = ATTN_MAX(w->chunks, c);
+    items_a += c * pr->hk;
+  }
+  w->items_c = 0;
+  if (p->dbias.data) {
+    const int64_t *sh = p->dbias.shape;
+    w->items_c = sh[0] * sh[1] * (sh[2] == 1 ? 1 : cdiv(sh[2], k->br));
+  }
+  /* shared pieces */
+  const size_t hq = (size_t)pr->hq, tqp = (size_t)w->tqp;
+  size_t off = 0, n;
+  attn_status st = ATTN_OK;
+  w->qs = off;
+  if (__builtin_mul_overflow(hq * tqp, (size_t)w->dp, &n))
+    return ATTN_ERR_OVERFLOW;
+  st = add_bytes(&off, n, sizeof(float));
+  w->dos = off;
+  if (st || __builtin_mul_overflow(hq * tqp, (size_t)w->dvp, &n))
+    return ATTN_ERR_OVERFLOW;
+  st = add_bytes(&off, n, sizeof(float));
+  w->l2 = off;
+  if (st || add_bytes(&off, hq * tqp, sizeof(float)))
+    return ATTN_ERR_OVERFLOW;
+  w->dd = off;
+  if (add_bytes(&off, hq * tqp, sizeof(float)))
+    return ATTN_ERR_OVERFLOW;
+  w->dqc = off;
+  if (__builtin_mul_overflow((size_t)w->chunks * hq, (size_t)w->tq, &n) ||
+      __builtin_mul_overflow(n, (size_t)w->dp, &n) ||
+      add_bytes(&off, n, sizeof(float)))
+    return ATTN_ERR_OVERFLOW;
+  w->base = off;
+  if (add_bytes(&off, (size_t)pr->batch + 1, sizeof(int64_t)))
+    return ATTN_ERR_OVERFLOW;
+  w->scratch = off;
+  /* one thread's tiles (all small: head dims are at most 256) */
+  size_t t = 0;
+  const size_t dp = (size_t)w->dp, dvp = (size_t)w->dvp;
+  w->kt = t;
+  add_bytes(&t, bc * (size_t)pr->d, sizeof(float));
+  w->vt = t;
+  add_bytes(&t, bc * (size_t)pr->dv, sizeof(float));
+  w->krow = t;
+  add_bytes(&t, bc * dp, sizeof(float));
+  w->dk = t;
+  add_bytes(&t, bc * dp, sizeof(float));
+  w->dv = t;
+  add_bytes(&t, bc * dvp, sizeof(float));
+  w->s = t;
+  add_bytes(&t, br * bc, sizeof(float));
+  w->ds = t;
+  add_bytes(&t, br * bc, sizeof(float));
+  w->g = t;
+  add_bytes(&t, br * bc, sizeof(float));
+  w->lo = t;
+  add_bytes(&t, br, sizeof(int64_t));
+  w->hi = t;
+  add_bytes(&t, br, sizeof(int64_t));
+  w->tmp = t;
+  add_bytes(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
+  w->per_thread = t;
+
+  int nt = p->num_threads > 0 ? p->num_threads : attn_context_threads(ctx);
+  const int64_t most = ATTN_MAX(ATTN_MAX(items_a, w->items_c), 1);
+  if (most < nt)
+    nt = (int)most;
+  w->threads = ATTN_MIN(nt, ATTN_MAX_THREADS);
+  size_t all;
+  if (__builtin_mul_overflow(t, (size_t)w->threads, &all) ||
+      __builtin_add_overflow(all, off, &all) ||
+      __builtin_add_overflow(all, (size_t)ALIGN, &all))
+    return ATTN_ERR_OVERFLOW;
+  w->total = all;
+  return ATTN_OK;
+}
+
+typedef struct bwd_job {
+  const attn_problem *pr;
+  const attn_bwd_kernel *k;
+  bwd_layout w;
+  char *mem;          /* aligned workspace                       */
+  float *qs, *dos;    /* [hq][tqp][dp], [hq][tqp][dvp]           */
+  float *l2, *dd;     /* [hq][tqp]                               */
+  float *dqc;         /* [chunks][hq][tq][dp]                    */
+  int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
+  atomic_llong counter_a, counter_c;
+} bwd_job;
+
+static void *elem(const attn_tensor *t, int64_t i0, int64_t i1, int64_t i2,
+                  int64_t i3) {
+  const int64_t off = i0 * t->stride[0] + i1 * t->stride[1] +
+                      i2 * t->stride[2] + i3 * t->stride[3];
+  return (char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
+}
+
+/* First row of sequence sq in the [tq] row numbering. */
+static int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
+  return sq->q_bat * p->q.shape[1] + sq->q_off;
+}
+
+static void zero_rows(const attn_tensor *t, int64_t bat, int64_t r0,
+                      int64_t r1, int64_t h, float *zeros) {
+  for (int64_t r = r0; r < r1; r++)
+    attn_store_row(zeros, t->shape[3], elem(t, bat, r, h, 0), t->dtype,
+                   t->stride[3]);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Phase 0: f32 copies, D, lse, zeros                                      */
+/* ---------------------------------------------------------------------- */
+static void phase0(bwd_job *job, int tid, int nthreads) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const bwd_layout *w = &job->w;
+  const int64_t s0 = p->q.shape[1], d = pr->d, dv = pr->dv;
+  const int64_t dp = w->dp, dvp = w->dvp, br = job->k->br;
+  char *ws = job->mem + w->scratch + (size_t)tid * w->per_thread;
+  float *tmp = (float *)(ws + w->tmp);
+  float *obuf = (float *)(ws + w->krow); /* free during this phase */
+  const int64_t blocks = cdiv(w->tqp, br);
+  const int64_t vr0 = pr->varlen ? p->cu_seqlens_q[0] : 0;
+  const int64_t vr1 = pr->varlen ? p->cu_seqlens_q[pr->batch] : w->tq;
+  int64_t it = 0;
+  for (int64_t h = 0; h < pr->hq; h++)
+    for (int64_t blk = 0; blk < blocks; blk++, it++) {
+      if (it % nthreads != tid)
+        continue;
+      for (int64_t r = blk * br; r < ATTN_MIN(w->tqp, (blk + 1) * br); r++) {
+        float *q = job->qs + (h * w->tqp + r) * dp;
+        float *o = job->dos + (h * w->tqp + r) * dvp;
+        const int64_t li = h * w->tqp + r;
+        if (r >= w->tq || r < vr0 || r >= vr1) {
+          memset(q, 0, sizeof(float) * (size_t)dp);
+          memset(o, 0, sizeof(float) * (size_t)dvp);
+          job->l2[li] = -INFINITY;
+          job->dd[li] = 0.0f;
+          continue;
+        }
+        const int64_t tb = r / s0, i = r % s0;
+        attn_load_row_f32(elem(&p->q, tb, i, h, 0), p->q.dtype, p->q.stride[3],
+                          d, pr->scale, q);
+        memset(q + d, 0, sizeof(float) * (size_t)(dp - d));
+        attn_load_row_f32(elem(&p->dout, tb, i, h, 0), p->dout.dtype,
+                          p->dout.stride[3], dv, 1.0f, o);
+        memset(o + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+        attn_load_row_f32(elem(&p->o, tb, i, h, 0), p->o.dtype, p->o.stride[3],
+                          dv, 1.0f, obuf);
+        float acc = 0.0f;
+        for (int64_t c = 0; c < dv; c++)
+          acc += o[c] * obuf[c];
+        job->dd[li] = acc;
+        const float lse = pr->varlen ? p->lse[h * s0 + r]
+                                     : p->lse[(tb * pr->hq + h) * s0 + i];
+        job->l2[li] = lse == -INFINITY ? -INFINITY : lse * 1.4426950408889634f;
+      }
+    }
+  /* Gradient rows no query or key reaches: zero, one head per thread. */
+  (void)tmp;
+  float *zeros = (float *)(ws + w->dk);
+  memset(zeros, 0, sizeof(float) * (size_t)ATTN_MAX(dp, dvp));
+  for (int64_t g = tid; g < pr->hk; g += nthreads) {
+    for (int64_t b = 0; b < pr->batch; b++) {
+      attn_seq sq;
+      attn_problem_seq(pr, b, &sq);
+      const int64_t cap =
+          pr->varlen ? (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b]
+                     : p->k.shape[1];
+      zero_rows(&p->dk, sq.q_bat, sq.k_off + sq.sk, sq.k_off + cap, g, zeros);
+      zero_rows(&p->dv, sq.q_bat, sq.k_off + sq.sk, sq.k_off + cap, g, zeros);
+    }
+    if (pr->varlen) {
+      zero_rows(&p->dk, 0, p->cu_seqlens_k[pr->batch], p->k.shape[1], g,
+                zeros);
+      zero_rows(&p->dv, 0, p->cu_seqlens_k[pr->batch], p->k.shape[1], g,
+                zeros);
+    }
+  }
+  if (pr->varlen)
+    for (int64_t h = tid; h < pr->hq; h += nthreads) {
+      zero_rows(&p->dq, 0, 0, p->cu_seqlens_q[0], h, zeros);
+      zero_rows(&p->dq, 0, p->cu_seqlens_q[pr->batch], p->q.shape[1], h,
+                zeros);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Blocks                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Packs keys j0..j0+nkeys-1 of sequence sq, kv head g, into the thread's
+ * kt, vt and krow (zeros up to bc keys). */
+static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
+                      int64_t j0, int nkeys, char *ws) {
+  const attn_params *p = job->pr->p;
+  const bwd_layout *w = &job->w;
+  const int64_t d = job->pr->d, dv = job->pr->dv, dp = w->dp;
+  const int nr = job->k->nr, bc = job->k->bc;
+  float *kt = (float *)(ws + w->kt), *vt = (float *)(ws + w->vt);
+  float *krow = (float *)(ws + w->krow), *tmp = (float *)(ws + w->tmp);
+  for (int r = 0; r < bc; r++) {
+    float *kr = krow + r * dp;
+    float *ktp = kt + (r / nr) * d * nr + r % nr;
+    float *vtp = vt + (r / nr) * dv * nr + r % nr;
+    if (r < nkeys) {
+      const int64_t j = sq->k_off + j0 + r;
+      attn_load_row_f32(elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
+                        p->k.stride[3], d, 1.0f, kr);
+      memset(kr + d, 0, sizeof(float) * (size_t)(dp - d));
+      attn_load_row_f32(elem(&p->v, sq->q_bat, j, g, 0), p->v.dtype,
+                        p->v.stride[3], dv, 1.0f, tmp);
+      for (int64_t c = 0; c < d; c++)
+        ktp[c * nr] = kr[c];
+      for (int64_t c = 0; c < dv; c++)
+        vtp[c * nr] = tmp[c];
+    } else {
+      memset(kr, 0, sizeof(float) * (size_t)dp);
+      for (int64_t c = 0; c < d; c++)
+        ktp[c * nr] = 0.0f;
+      for (int64_t c = 0; c < dv; c++)
+        vtp[c * nr] = 0.0f;
+    }
+  }
+}
+
+/* Fills everything of the block (query tile i0.. of head h, keys
+ * j0..j0+nkeys-1) but the accumulators; returns 0 when no element of it
+ * may attend (nothing to do). */
+static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
+                       int64_t i0, int rows, int64_t j0, int nkeys, char *ws,
+                       attn_bblock *t) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const bwd_layout *w = &job->w;
+  int64_t *lo = (int64_t *)(ws + w->lo), *hi = (int64_t *)(ws + w->hi);
+  attn_mask_row_ranges(p, sq->sq, sq->sk, i0, rows, lo, hi);
+  attn_tile_kind kind = attn_mask_tile_kind(lo, hi, rows, j0, j0 + nkeys);
+  if (kind == ATTN_TILE_EMPTY)
+    return 0;
+  t->mask = NULL;
+  t->mask_si = t->mask_sj = 0;
+  if (p->mask.data) {
+    const attn_tensor *m = &p->mask;
+    t->mask = (const uint8_t *)elem(m, m->shape[0] == 1 ? 0 : sq->b,
+                                    m->shape[1] == 1 ? 0 : h, 0, 0);
+    t->mask_si = m->shape[2] == 1 ? 0 : m->stride[2];
+    t->mask_sj = m->shape[3] == 1 ? 0 : m->stride[3];
+    const attn_tile_kind mk = attn_mask_tensor_tile_kind(
+        t->mask + i0 * t->mask_si, t->mask_si, t->mask_sj, rows, j0,
+        j0 + nkeys);
+    if (mk == ATTN_TILE_EMPTY)
+      return 0;
+    if (mk == ATTN_TILE_PARTIAL)
+      kind = ATTN_TILE_PARTIAL;
+  }
+  const int64_t row = h * w->tqp + seq_row0(p, sq) + i0;
+  t->rows = rows;
+  t->nkeys = nkeys;
+  t->partial = kind == ATTN_TILE_PARTIAL;
+  t->i0 = i0;
+  t->j0 = j0;
+  t->d = pr->d;
+  t->dv = pr->dv;
+  t->dp = w->dp;
+  t->dvp = w->dvp;
+  t->q = job->qs + row * w->dp;
+  t->dout = job->dos + row * w->dvp;
+  t->lse2 = job->l2 + row;
+  t->dd = job->dd + row;
+  t->kt = (const float *)(ws + w->kt);
+  t->vt = (const float *)(ws + w->vt);
+  t->krow = (const float *)(ws + w->krow);
+  t->lo = lo;
+  t->hi = hi;
+  t->softcap = p->softcap;
+  t->alibi = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+  t->alibi_diag = sq->sk - sq->sq;
+  t->bias = NULL;
+  t->bias_si = t->bias_sj = 0;
+  if (p->bias.data) {
+    const attn_tensor *b = &p->bias;
+    t->bias = (const float *)elem(b, b->shape[0] == 1 ? 0 : sq->b,
+                                  b->shape[1] == 1 ? 0 : h, 0, 0);
+    t->bias_si = b->shape[2] == 1 ? 0 : b->stride[2];
+    t->bias_sj = b->shape[3] == 1 ? 0 : b->stride[3];
+  }
+  t->s = (float *)(ws + w->s);
+  t->ds = (float *)(ws + w->ds);
+  t->g = (float *)(ws + w->g);
+  t->dk = t->dvacc = t->dq = NULL;
+  return 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Phase A: dK, dV and the dQ partials                                     */
+/* ---------------------------------------------------------------------- */
+static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
+                         char *ws) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const attn_bwd_kernel *k = job->k;
+  const bwd_layout *w = &job->w;
+  const int64_t dp = w->dp, dvp = w->dvp;
+  attn_seq sq;
+  attn_problem_seq(pr, b, &sq);
+  const int64_t nkt = cdiv(sq.sk, k->bc), nqt = cdiv(sq.sq, k->br);
+  const int64_t nch = seq_chunks(sq.sk, k->bc), tpc = cdiv(nkt, nch);
+  const int64_t r0 = seq_row0(p, &sq);
+  for (int64_t hh = 0; hh < pr->group; hh++) {
+    const int64_t h = g * pr->group + hh;
+    memset(job->dqc + ((c * pr->hq + h) * w->tq + r0) * dp, 0,
+           sizeof(float) * (size_t)(sq.sq * dp));
+  }
+  float *dk = (float *)(ws + w->dk), *dv = (float *)(ws + w->dv);
+  for (int64_t kt = c * tpc; kt < ATTN_MIN(nkt, (c + 1) * tpc); kt++) {
+    const int64_t j0 = kt * k->bc;
+    const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
+    pack_keys(job, &sq, g, j0, nkeys, ws);
+    memset(dk, 0, sizeof(float) * (size_t)(k->bc * dp));
+    memset(dv, 0, sizeof(float) * (size_t)(k->bc * dvp));
+    for (int64_t hh = 0; hh < pr->group; hh++) {
+      const int64_t h = g * pr->group + hh;
+      for (int64_t qt = 0; qt < nqt; qt++) {
+        const int64_t i0 = qt * k->br;
+        const int rows = (int)ATTN_MIN((int64_t)k->br, sq.sq - i0);
+        attn_bblock t;
+        if (!block_setup(job, &sq, h, i0, rows, j0, nkeys, ws, &t))
+          continue;
+        t.dk = dk;
+        t.dvacc = dv;
+        t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
+        k->block(&t);
+      }
+    }
+    for (int r = 0; r < nkeys; r++) {
+      const int64_t j = sq.k_off + j0 + r;
+      attn_store_row(dk + r * dp, pr->d, elem(&p->dk, sq.q_bat, j, g, 0),
+                     p->dk.dtype, p->dk.stride[3]);
+      attn_store_row(dv + r * dvp, pr->dv, elem(&p->dv, sq.q_bat, j, g, 0),
+                     p->dv.dtype, p->dv.stride[3]);
+    }
+  }
+}
+
+static void phase_a(bwd_job *job, int tid) {
+  const attn_problem *pr = job->pr;
+  char *ws = job->mem + job->w.scratch + (size_t)tid * job->w.per_thread;
+  int64_t b = 0;
+  for (;;) {
+    const int64_t it = atomic_fetch_add(&job->counter_a, 1);
+    if (it >= job->item_base[pr->batch])
+      break;
+    while (it >= job->item_base[b + 1])
+      b++; /* items are claimed in increasing order */
+    const int64_t local = it - job->item_base[b];
+    /* chunk-major: the first chunks (the most work under causal masks)
+     * start first */
+    phase_a_item(job, b, local % pr->hk, local / pr->hk, ws);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Phase C: dbias                                                          */
+/* ---------------------------------------------------------------------- */
+static void phase_c_item(bwd_job *job, int64_t it, char *ws) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const attn_bwd_kernel *k = job->k;
+  const attn_tensor *db = &p->dbias;
+  const int64_t *sh = db->shape;
+  const int64_t nrt = sh[2] == 1 ? 1 : cdiv(sh[2], k->br);
+  const int64_t rt = it % nrt, ih = it / nrt % sh[1], ib = it / nrt / sh[1];
+  const int64_t row_lo = sh[2] == 1 ? 0 : rt * k->br;
+  const int64_t row_hi = sh[2] == 1 ? 1 : ATTN_MIN(sh[2], row_lo + k->br);
+  for (int64_t r = row_lo; r < row_hi; r++)
+    for (int64_t c = 0; c < sh[3]; c++)
+      *(float *)elem(db, ib, ih, r, c) = 0.0f;
+  const int64_t b_lo = sh[0] == 1 ? 0 : ib;
+  const int64_t b_hi = sh[0] == 1 ? pr->batch : ib + 1;
+  const int64_t h_lo = sh[1] == 1 ? 0 : ih, h_hi = sh[1] == 1 ? pr->hq : ih + 1;
+  for (int64_t b = b_lo; b < b_hi; b++) {
+    attn_seq sq;
+    attn_problem_seq(pr, b, &sq);
+    if (sq.sq == 0 || sq.sk == 0)
+      continue;
+    const int64_t nkt = cdiv(sq.sk, k->bc), nqt = cdiv(sq.sq, k->br);
+    const int64_t qt_lo = sh[2] == 1 ? 0 : rt;
+    const int64_t qt_hi = sh[2] == 1 ? nqt : ATTN_MIN(nqt, rt + 1);
+    for (int64_t h = h_lo; h < h_hi; h++)
+      for (int64_t qt = qt_lo; qt < qt_hi; qt++) {
+        const int64_t i0 = qt * k->br;
+        const int rows = (int)ATTN_MIN((int64_t)k->br, sq.sq - i0);
+        for (int64_t kt = 0; kt < nkt; kt++) {
+          const int64_t j0 = kt * k->bc;
+          const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
+          attn_bblock t;
+          if (!block_setup(job, &sq, h, i0, rows, j0, nkeys, ws, &t))
+            continue;
+          pack_keys(job, &sq, h / pr->group, j0, nkeys, ws);
+          k->block(&t);
+          for (int r = 0; r < rows; r++) {
+            const float *x = t.ds + r * k->bc;
+            const int64_t br = sh[2] == 1 ? 0 : i0 + r;
+            if (sh[3] == 1) {
+              float *e = (float *)elem(db, ib, ih, br, 0);
+              float acc = *e;
+              for (int c = 0; c < nkeys; c++)
+                acc += x[c];
+              *e = acc;
+            } else {
+              float *e = (float *)elem(db, ib, ih, br, j0);
+              for (int c = 0; c < nkeys; c++)
+                e[c * db->stride[3]] += x[c];
+            }
+          }
+        }
+      }
+  }
+}
+
+static void phase_c(bwd_job *job, int tid) {
+  char *ws = job->mem + job->w.scratch + (size_t)tid * job->w.per_thread;
+  for (;;) {
+    const int64_t it = atomic_fetch_add(&job->counter_c, 1);
+    if (it >= job->w.items_c)
+      break;
+    phase_c_item(job, it, ws);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Phase B: dQ = scale * sum of the chunks' partials, in chunk order       */
+/* ---------------------------------------------------------------------- */
+static void phase_b(bwd_job *job, int tid, int nthreads) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const bwd_layout *w = &job->w;
+  const int64_t dp = w->dp, br = job->k->br;
+  char *ws = job->mem + w->scratch + (size_t)tid * w->per_thread;
+  float *acc = (float *)(ws + w->tmp);
+  int64_t it = 0;
+  for (int64_t b = 0; b < pr->batch; b++) {
+    attn_seq sq;
+    attn_problem_seq(pr, b, &sq);
+    const int64_t nch = sq.sq > 0 ? seq_chunks(sq.sk, job->k->bc) : 0;
+    const int64_t r0 = seq_row0(p, &sq);
+    for (int64_t h = 0; h < pr->hq; h++)
+      for (int64_t i0 = 0; i0 < sq.sq; i0 += br, it++) {
+        if (it % nthreads != tid)
+          continue;
+        for (int64_t i = i0; i < ATTN_MIN(sq.sq, i0 + br); i++) {
+          memset(acc, 0, sizeof(float) * (size_t)dp);
+          for (int64_t c = 0; c < nch; c++) {
+            const float *x = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
+            for (int64_t e = 0; e < dp; e++)
+              acc[e] += x[e];
+          }
+          for (int64_t e = 0; e < dp; e++)
+            acc[e] *= pr->scale;
+          attn_store_row(acc, pr->d, elem(&p->dq, sq.q_bat, sq.q_off + i, h, 0),
+                         p->dq.dtype, p->dq.stride[3]);
+        }
+      }
+  }
+}
+
+static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
+  bwd_job *job = (bwd_job *)arg;
+  phase0(job, tid, nthreads);
+  attn_team_barrier(team);
+  phase_a(job, tid);
+  if (job->w.items_c)
+    phase_c(job, tid);
+  attn_team_barrier(team);
+  phase_b(job, tid, nthreads);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Entry points                                                            */
+/* ---------------------------------------------------------------------- */
+static attn_status prepare(attn_context *ctx, const attn_params *p,
+                           attn_problem *pr, const attn_bwd_kernel **k,
+                           bwd_layout *w) {
+  attn_status st = attn_validate_bwd(p, pr);
+  if (st != ATTN_OK)
+    return st;
+  attn_isa isa;
+  st = attn_isa_resolve(ctx, p->isa, &isa);
+  if (st == ATTN_ERR_UNSUPPORTED_ISA)
+    return attn_fail(p, st, "isa %s is not supported by this CPU",
+                     attn_isa_name(p->isa == ATTN_ISA_AUTO
+                                       ? attn_context_isa(ctx)
+                                       : p->isa));
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "invalid isa");
+  *k = kernel_for(isa);
+  st = layout(ctx, pr, *k, w);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "workspace size overflows");
+  return ATTN_OK;
+}
+
+attn_status attn_backward_check(const attn_params *p) {
+  attn_problem pr;
+  attn_status st = attn_validate_bwd(p, &pr);
+  if (st != ATTN_OK)
+    return st;
+  attn_isa isa;
+  st = attn_isa_resolve(NULL, p->isa, &isa);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "isa %s is not supported by this CPU",
+                     attn_isa_name(p->isa));
+  return ATTN_OK;
+}
+
+attn_status attn_backward_workspace_size(attn_context *ctx,
+                                         const attn_params *p, size_t *bytes) {
+  if (!bytes)
+    return attn_fail(p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
+  attn_problem pr;
+  const attn_bwd_kernel *k;
+  bwd_layout w;
+  attn_status st = prepare(ctx, p, &pr, &k, &w);
+  if (st == ATTN_OK)
+    *bytes = w.total;
+  return st;
+}
+
+attn_status attn_backward(attn_context *ctx, const attn_params *p) {
+  if (!p)
+    return ATTN_ERR_NULL_POINTER;
+  attn_problem pr;
+  bwd_job job;
+  attn_status st = prepare(ctx, p, &pr, &job.k, &job.w);
+  if (st != ATTN_OK)
+    return st;
+  job.pr = &pr;
+  atomic_init(&job.counter_a, 0);
+  atomic_init(&job.counter_c, 0);
+  void *mem = NULL;
+  char *base;
+  if (p->workspace) {
+    if (p->workspace_size < job.w.total)
+      return attn_fail(p, ATTN_ERR_WORKSPACE_TOO_SMALL,
+                       "workspace of %zu bytes, %zu needed", p->workspace_size,
+                       job.w.total);
+    base = (char *)p->workspace;
+  } else {
+    mem = malloc(job.w.total);
+    if (!mem)
+      return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY,
+                       "could not allocate %zu bytes of workspace",
+                       job.w.total);
+    base = (char *)mem;
+  }
+  base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
+  job.mem = base;
+  job.qs = (float *)(base + job.w.qs);
+  job.dos = (float *)(base + job.w.dos);
+  job.l2 = (float *)(base + job.w.l2);
+  job.dd = (float *)(base + job.w.dd);
+  job.dqc = (float *)(base + job.w.dqc);
+  job.item_base = (int64_t *)(base + job.w.base);
+  job.item_base[0] = 0;
+  for (int64_t b = 0; b < pr.batch; b++) {
+    attn_seq sq;
+    attn_problem_seq(&pr, b, &sq);
+    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc) : 0;
+    job.item_base[b + 1] = job.item_base[b] + c * pr.hk;
+  }
+  st = attn_team_run(job.w.threads, bwd_worker, &job);
+  free(mem);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "could not start worker threads");
+  return ATTN_OK;
+}

@@ -1,0 +1,242 @@
+/* The backward kernel body (one block, see bwd_kernels.h), written once
+ * against simd.h and compiled once per ISA (generic/bwd_generic.c,
+ * avx2/bwd_avx2.c, avx512/bwd_avx512.c).
+ *
+ * Before including: simd.h, bwd_kernels.h, and
+ *   KSUFFIX  name suffix (generic, avx2, avx512)
+ *   MR       rows per micro-kernel call
+ *   NV       vectors per panel: NR = NV * VL keys
+ *   BR       query rows per block (multiple of MR)
+ *   BC       keys per block (multiple of NR; NR multiple of MR)
+ *
+ * Two register-blocked micro-kernels do all the O(br x bc x d) work:
+ *   bmk_nt   C[MR][NR]  = A[MR][k] . Bpanel[k][NR]      S = Q K^T, dO V^T
+ *   bmk_acc  C[MR][nv] += A(r, j) . B[j][nv vectors]    P^T dO, dS^T Q, dS K
+ * where A(r, j) is read through two strides, so transposed operands need no
+ * copy. Every element is computed by the same instruction sequence whatever
+ * the thread count.
+ */
+#include <math.h>
+
+#define NR (NV * VL)
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define KFN(name) CAT(name, KSUFFIX)
+
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define UNROLL
+#endif
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+static const float kLog2e = 1.4426950408889634f;
+
+/* c[r][0..NR) = sum_{k<kdim} a[r*lda + k] * bp[k*NR + 0..NR), r < MR;
+ * c has row stride BC. */
+static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
+                                      int64_t kdim, const float *restrict bp,
+                                      float *restrict c) {
+  vf acc[MR][NV];
+  UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int v = 0; v < NV; v++) acc[r][v] = vf_zero();
+  }
+  for (int64_t k = 0; k < kdim; k++) {
+    vf b[NV];
+    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(bp + k * NR + v * VL);
+    UNROLL for (int r = 0; r < MR; r++) {
+      const vf x = vf_set1(a[r * lda + k]);
+      UNROLL for (int v = 0; v < NV; v++) acc[r][v] =
+          vf_fma(x, b[v], acc[r][v]);
+    }
+  }
+  UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int v = 0; v < NV; v++)
+        vf_store(c + r * BC + v * VL, acc[r][v]);
+  }
+}
+
+/* c[r][x] += sum_{j<n} a[r*ars + j*acs] * b[j*ldb + x] for r < MR and the
+ * nv vectors x (a compile-time constant at every call); only rows r < nst
+ * of c are read and written (rows past them are computed and dropped). */
+static ALWAYS_INLINE void KFN(bmk_acc)(const int nv, const float *restrict a,
+                                       int64_t ars, int64_t acs, int n,
+                                       const float *restrict b, int64_t ldb,
+                                       float *restrict c, int64_t ldc,
+                                       int nst) {
+  vf acc[MR][NV];
+  UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int x = 0; x < nv; x++) acc[r][x] =
+        r < nst ? vf_load(c + r * ldc + x * VL) : vf_zero();
+  }
+  for (int j = 0; j < n; j++) {
+    vf bv[NV];
+    UNROLL for (int x = 0; x < nv; x++) bv[x] = vf_load(b + j * ldb + x * VL);
+    UNROLL for (int r = 0; r < MR; r++) {
+      const vf s = vf_set1(a[r * ars + j * acs]);
+      UNROLL for (int x = 0; x < nv; x++) acc[r][x] =
+          vf_fma(s, bv[x], acc[r][x]);
+    }
+  }
+  UNROLL for (int r = 0; r < MR; r++) {
+    if (r < nst) {
+      UNROLL for (int x = 0; x < nv; x++)
+          vf_store(c + r * ldc + x * VL, acc[r][x]);
+    }
+  }
+}
+
+/* bmk_acc over all ncols (a multiple of VL) columns of c and b. */
+static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
+                          int n, const float *restrict b, int64_t ldb,
+                          float *restrict c, int64_t ldc, int64_t ncols,
+                          int nst) {
+  int64_t cb = 0;
+  for (; cb + NR <= ncols; cb += NR)
+    KFN(bmk_acc)(NV, a, ars, acs, n, b + cb, ldb, c + cb, ldc, nst);
+  switch ((int)((ncols - cb) / VL)) {
+#if NV > 3
+  case 3:
+    KFN(bmk_acc)(3, a, ars, acs, n, b + cb, ldb, c + cb, ldc, nst);
+    break;
+#endif
+#if NV > 2
+  case 2:
+    KFN(bmk_acc)(2, a, ars, acs, n, b + cb, ldb, c + cb, ldc, nst);
+    break;
+#endif
+  case 1:
+    KFN(bmk_acc)(1, a, ars, acs, n, b + cb, ldb, c + cb, ldc, nst);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The forward's score modifications and masks for valid row r (s: its row
+ * of ncol scores); g gets 1 - tanh^2 when softcap is on. */
+static void KFN(scores_row)(const attn_bblock *t, int r, float *restrict s,
+                            float *restrict g, int ncol, int partial) {
+  const int64_t j0 = t->j0;
+  if (t->softcap > 0) {
+    const vf c = vf_set1(t->softcap), inv = vf_set1(1.0f / t->softcap);
+    const vf one = vf_set1(1.0f);
+    for (int c0 = 0; c0 < ncol; c0 += VL) {
+      const vf th = vf_tanh(vf_mul(vf_load(s + c0), inv));
+      vf_store(s + c0, vf_mul(c, th));
+      vf_store(g + c0, vf_sub(one, vf_mul(th, th)));
+    }
+  }
+  if (t->alibi != 0) {
+    const float slope = t->alibi;
+    const int64_t diag = t->i0 + r + t->alibi_diag - j0;
+    for (int c = 0; c < ncol; c++) {
+      const int64_t dist = diag - c;
+      s[c] -= slope * (float)(dist < 0 ? -dist : dist);
+    }
+  }
+  if (t->bias) {
+    const float *b = t->bias + (t->i0 + r) * t->bias_si + j0 * t->bias_sj;
+    for (int c = 0; c < t->nkeys; c++)
+      s[c] += b[c * t->bias_sj];
+  }
+  if (partial) {
+    const int64_t a = t->lo[r] - j0, e = t->hi[r] - j0; /* allowed a..e */
+    for (int c = 0; c < ncol; c++)
+      if (c < a || c > e)
+        s[c] = -INFINITY;
+    if (t->mask) {
+      const uint8_t *m = t->mask + (t->i0 + r) * t->mask_si;
+      const int64_t lo = a > 0 ? a : 0, hi = e < ncol - 1 ? e : ncol - 1;
+      for (int64_t c = lo; c <= hi; c++)
+        if (!m[(j0 + c) * t->mask_sj])
+          s[c] = -INFINITY;
+    }
+  }
+}
+
+static void KFN(bwd_block)(const attn_bblock *t) {
+  const int rows = t->rows;
+  const int rows_mr = (rows + MR - 1) / MR * MR;
+  const int ncol = (t->nkeys + NR - 1) / NR * NR;
+  const int partial = t->partial || t->nkeys < ncol;
+  const int64_t d = t->d, dv = t->dv, dp = t->dp, dvp = t->dvp;
+  float *restrict s = t->s;
+  float *restrict ds = t->ds;
+
+  /* (1) S = Qs K^T */
+  for (int pc = 0; pc < ncol; pc += NR)
+    for (int r0 = 0; r0 < rows_mr; r0 += MR)
+      KFN(bmk_nt)
+      (t->q + r0 * dp, dp, d, t->kt + (pc / NR) * d * NR, s + r0 * BC + pc);
+  /* (2) the forward's pipeline, then P = 2^(S log2 e - lse log2 e) */
+  for (int r = 0; r < rows; r++) {
+    float *x = s + r * BC;
+    const float l2 = t->lse2[r];
+    if (l2 == -INFINITY) { /* the row sees no key: contributes nothing */
+      memset(x, 0, sizeof(float) * (size_t)ncol);
+      continue;
+    }
+    KFN(scores_row)(t, r, x, t->g + r * BC, ncol, partial);
+    const vf l2e = vf_set1(kLog2e), neg = vf_set1(-l2);
+    for (int c = 0; c < ncol; c += VL)
+      vf_store(x + c, vf_exp2(vf_fma(vf_load(x + c), l2e, neg)));
+  }
+  for (int r = rows; r < rows_mr; r++)
+    memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);
+
+  /* (3) dV += P^T dO: rows of dV are keys, the sum runs over queries */
+  if (t->dvacc)
+    for (int r0 = 0; r0 < ncol; r0 += MR)
+      KFN(acc_cols)
+      (s + r0, 1, BC, rows_mr, t->dout, dvp, t->dvacc + r0 * dvp, dvp, dvp, MR);
+
+  /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
+  for (int pc = 0; pc < ncol; pc += NR)
+    for (int r0 = 0; r0 < rows_mr; r0 += MR)
+      KFN(bmk_nt)
+      (t->dout + r0 * dvp, dvp, dv, t->vt + (pc / NR) * dv * NR,
+       ds + r0 * BC + pc);
+  for (int r = 0; r < rows_mr; r++) {
+    float *x = ds + r * BC;
+    const float *p = s + r * BC;
+    if (r >= rows || t->lse2[r] == -INFINITY) {
+      memset(x, 0, sizeof(float) * (size_t)ncol);
+      continue;
+    }
+    const vf dd = vf_set1(t->dd[r]);
+    for (int c = 0; c < ncol; c += VL)
+      vf_store(x + c, vf_mul(vf_load(p + c), vf_sub(vf_load(x + c), dd)));
+  }
+  if (!t->dk && !t->dq)
+    return; /* dBias only wants dS */
+
+  /* (6) softcap: the chain rule through c tanh(s / c) */
+  if (t->softcap > 0)
+    for (int r = 0; r < rows; r++) {
+      float *x = ds + r * BC;
+      const float *g = t->g + r * BC;
+      if (t->lse2[r] == -INFINITY)
+        continue;
+      for (int c = 0; c < ncol; c += VL)
+        vf_store(x + c, vf_mul(vf_load(x + c), vf_load(g + c)));
+    }
+
+  /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
+  if (t->dk)
+    for (int r0 = 0; r0 < ncol; r0 += MR)
+      KFN(acc_cols)
+      (ds + r0, 1, BC, rows_mr, t->q, dp, t->dk + r0 * dp, dp, dp, MR);
+  if (t->dq)
+    for (int r0 = 0; r0 < rows; r0 += MR)
+      KFN(acc_cols)
+      (ds + r0 * BC, BC, 1, ncol, t->krow, dp, t->dq + r0 * dp, dp, dp,
+       rows - r0 < MR ? rows - r0 : MR);
+}

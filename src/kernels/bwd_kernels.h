@@ -1,0 +1,67 @@
+/* The interface between the portable backward framework (bwd.c) and the
+ * per-ISA backward kernels (bwd_body.h compiled in generic/, avx2/,
+ * avx512/). */
+#ifndef ATTN_BWD_KERNELS_H
+#define ATTN_BWD_KERNELS_H
+
+#include "core/internal.h"
+
+/* One block: a tile of up to br query rows of one head against a tile of
+ * up to bc keys of its kv head. The framework prepares every operand in
+ * f32; the kernel recomputes P from the LSE and accumulates the gradients
+ * (FlashAttention-2's backward inner loop, Dao 2023, Algorithm 2):
+ *
+ *   S  = Qs K^T, mods, masks     exactly the forward's score pipeline
+ *   P  = 2^(S log2 e - lse2)     0 for masked keys and for lse = -inf
+ *   dV += P^T dO                 (dv != NULL)
+ *   dS = P * (dO V^T - D)        left in ds (rows >= rows are 0)
+ *   dS'= dS * (1 - tanh^2)       softcap only, when dk or dq is wanted
+ *   dK += dS'^T Qs               (dk != NULL)
+ *   dQ += dS' K                  (dq != NULL; caller multiplies by scale)
+ */
+typedef struct attn_bblock {
+  int rows;          /* valid query rows, 1..br                            */
+  int nkeys;         /* valid keys, 1..bc                                  */
+  int partial;       /* 1: run the element predicate (masks)               */
+  int64_t i0;        /* index of query row 0 inside its sequence           */
+  int64_t j0;        /* index of key 0 inside its sequence                 */
+  int64_t d, dv;     /* head dims of Q/K and of V/O                        */
+  int64_t dp, dvp;   /* d, dv padded to the vector width                   */
+  const float *q;    /* [br][dp] scale * queries; every row finite         */
+  const float *dout; /* [br][dvp] dO rows; every row finite                */
+  const float *lse2; /* [rows] lse * log2(e); -inf = row sees no key       */
+  const float *dd;   /* [rows] D = rowsum(dO * O)                          */
+  const float *kt;   /* [bc/nr][d][nr]  keys, transposed into panels       */
+  const float *vt;   /* [bc/nr][dv][nr] values, transposed into panels     */
+  const float *krow; /* [bc][dp] keys, rows >= nkeys zero                  */
+  const int64_t *lo, *hi; /* [rows] allowed keys per row (inclusive)      */
+  float softcap;          /* 0 = off                                       */
+  float alibi;            /* slope of this head; 0 = off                   */
+  int64_t alibi_diag;     /* sk - sq                                       */
+  const float *bias;      /* (row 0, key 0) of this (b, h), or NULL        */
+  int64_t bias_si, bias_sj;
+  const uint8_t *mask; /* (row 0, key 0) of this (b, h), or NULL          */
+  int64_t mask_si, mask_sj;
+  float *s;     /* scratch [br][bc]: P                                        */
+  float *ds;    /* out [br][bc]: dS (dS' after the call when dk or dq set)    */
+  float *g;     /* scratch [br][bc]: 1 - tanh^2 (softcap only)                */
+  float *dk;    /* [bc][dp] accumulator, or NULL                              */
+  float *dvacc; /* [bc][dvp] accumulator, or NULL                          */
+  float *dq;    /* [rows][dp] accumulator rows (row stride dp), or NULL    */
+} attn_bblock;
+
+typedef struct attn_bwd_kernel {
+  attn_isa isa;
+  int vl; /* floats per vector                  */
+  int mr; /* rows of the micro-kernels          */
+  int nr; /* keys per transposed panel          */
+  int br; /* query rows per block (mult. of mr) */
+  int bc; /* keys per block (multiple of nr)    */
+  void (*block)(const attn_bblock *t);
+} attn_bwd_kernel;
+
+const attn_bwd_kernel *attn_bwd_kernel_generic(void);
+const attn_bwd_kernel *attn_bwd_kernel_avx2(void);
+const attn_bwd_kernel *attn_bwd_kernel_avx512(void);
+
+#endif

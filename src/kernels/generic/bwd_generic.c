@@ -1,0 +1,27 @@
+/* Backward kernels for the generic instruction set: the shared body in
+ * bwd_body.h compiled with this ISA's vocabulary and tile sizes. */
+#define ATTN_SIMD_GENERIC 1
+#include "kernels/simd.h"
+
+#include "kernels/bwd_kernels.h"
+
+#define KSUFFIX generic
+#ifndef MR
+#define MR 4
+#endif
+#ifndef NV
+#define NV 2
+#endif
+#ifndef BR
+#define BR 64
+#endif
+#ifndef BC
+#define BC 64
+#endif
+#include "kernels/bwd_body.h"
+
+const attn_bwd_kernel *attn_bwd_kernel_generic(void) {
+  static const attn_bwd_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC,
+                                    bwd_block_generic};
+  return &k;
+}
