@@ -2,13 +2,17 @@
  * of K and V, query tiles in and output rows out. The O(seq_q x seq_k) work
  * happens in the per-ISA kernel (kernels.h) one query tile at a time.
  *
- * Work split (deterministic for every thread count): for each (sequence,
- * kv head) the team packs K and V once (panel t goes to thread t mod T),
- * meets at a barrier, then takes (query head of the group, query tile) items
- * from a shared counter. Each output row is computed by exactly one thread
- * with the same instruction sequence whatever T is, so results are
- * bitwise identical across thread counts.
- */
+ * Work is split into items (query head, query tile) inside groups
+ * (sequence, kv head), in one of two modes:
+ *   private  many groups: a thread takes groups nobody has started, packs
+ *            each into its own buffers and runs its items; when none are
+ *            left it helps with the items remaining in others. No barrier.
+ *   shared   few groups or very long keys: per group the team packs one
+ *            copy (panel t to thread t mod T), meets at a barrier, shares
+ *            the items, meets again.
+ * Each output row is computed by exactly one thread with the same
+ * instruction sequence whatever T is and whichever thread it is, so results
+ * are bitwise identical across thread counts. */
 #include "kernels/kernels.h"
 #include "mask/mask.h"
 
@@ -36,7 +40,7 @@ static const attn_kernel *kernel_for(attn_isa isa) {
 
 /* Sizes of the workspace pieces. */
 typedef struct ws_layout {
-  size_t items;          /* item counts per sequence (bytes)       */
+  size_t counters;       /* one claim counter per group (bytes)    */
   size_t kpack, vpack;   /* packed K and V of one kv head (bytes)  */
   int private_pack;      /* 1: each thread packs its own K and V  */
   size_t per_thread;     /* one thread's scratch (bytes)           */
@@ -62,9 +66,9 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
     return ATTN_ERR_OVERFLOW;
   w->kpack = round_up(a, ALIGN);
   w->vpack = round_up(b, ALIGN);
-  if (!mul_ok((size_t)pr->batch + 1, sizeof(int64_t), &w->items))
+  if (!mul_ok((size_t)(pr->batch * pr->hk), sizeof(atomic_llong), &w->counters))
     return ATTN_ERR_OVERFLOW;
-  w->items = round_up(w->items, ALIGN);
+  w->counters = round_up(w->counters, ALIGN);
   size_t off = 0;
   w->q = off;
   off += round_up(br * d * sizeof(float), ALIGN);
@@ -98,7 +102,7 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
   w->per_thread = off;
   if (!mul_ok(off, (size_t)threads, &t) ||
       __builtin_add_overflow(t, pack, &t) ||
-      __builtin_add_overflow(t, w->items, &t) ||
+      __builtin_add_overflow(t, w->counters, &t) ||
       __builtin_add_overflow(t, (size_t)ALIGN, &t))
     return ATTN_ERR_OVERFLOW;
   w->total = t;
@@ -121,10 +125,11 @@ typedef struct fwd_job {
   const attn_kernel *k;
   ws_layout w;
   int64_t dvp;
-  float *kpack, *vpack; /* shared packs (shared mode)           */
-  char *scratch;        /* per-thread regions                     */
-  int64_t *item_base;   /* [batch+1] first item of each sequence   */
-  atomic_llong counter;
+  float *kpack, *vpack;  /* shared packs (shared mode)           */
+  char *scratch;         /* per-thread regions                     */
+  atomic_llong *claimed; /* [batch * heads_kv] items taken per group  */
+  atomic_llong cursor;   /* next group nobody has started             */
+  atomic_llong counter;  /* shared mode: items taken in this group    */
 } fwd_job;
 
 static const void *elem(const attn_tensor *t, int64_t i0, int64_t i1,
@@ -272,47 +277,62 @@ static void worker_shared(fwd_job *job, attn_team *team, int tid,
   }
 }
 
-/* Private mode: items (sequence, kv head, query head, tile) in one list;
- * a thread packs a group into its own buffers when it first meets it. */
-static void worker_private(fwd_job *job, int tid) {
+/* Private mode, one group (sequence b, kv head g): claim items (query
+ * head, tile) from the group's counter; pack K and V into this thread's
+ * buffers only once an item is actually won. */
+static void private_group(fwd_job *job, int64_t gi, int64_t *have, char *ws,
+                          float *kpack, float *vpack) {
   const attn_problem *pr = job->pr;
   const attn_kernel *k = job->k;
-  char *ws = job->scratch + (size_t)tid * job->w.per_thread;
-  float *kpack =
-      (float *)(ws + job->w.per_thread - job->w.kpack - job->w.vpack);
-  float *vpack = kpack + job->w.kpack / sizeof(float);
-  int64_t have_b = -1, have_g = -1, b = 0;
+  const int64_t b = gi / pr->hk, g = gi % pr->hk;
   attn_seq sq;
-  attn_problem_seq(pr, 0, &sq);
+  attn_problem_seq(pr, b, &sq);
+  const int64_t nqt = (sq.sq + k->br - 1) / k->br;
+  const int64_t items = pr->group * nqt;
   for (;;) {
-    const int64_t it = atomic_fetch_add(&job->counter, 1);
-    if (it >= job->item_base[pr->batch])
-      break;
-    while (it >= job->item_base[b + 1])
-      b++; /* items are claimed in increasing order */
-    if (b != sq.b)
-      attn_problem_seq(pr, b, &sq);
-    const int64_t nqt = (sq.sq + k->br - 1) / k->br;
-    const int64_t local = it - job->item_base[b];
-    const int64_t g = local / (pr->group * nqt);
-    const int64_t rest = local % (pr->group * nqt);
-    if (b != have_b || g != have_g) {
+    const int64_t it = atomic_fetch_add(&job->claimed[gi], 1);
+    if (it >= items)
+      return;
+    if (*have != gi) {
       float *tmp = (float *)(ws + job->w.q);
       const int64_t npanels = (sq.sk + k->nr - 1) / k->nr;
       for (int64_t pnl = 0; pnl < npanels; pnl++)
         pack_panel(job, &sq, g, pnl, kpack, vpack, tmp);
-      have_b = b;
-      have_g = g;
+      *have = gi;
     }
-    run_qtile(job, &sq, g * pr->group + rest / nqt, nqt - 1 - rest % nqt, kpack,
+    /* Last query tiles first: under causal masks they see the most keys,
+     * and longest-first keeps the team busy until the end. */
+    run_qtile(job, &sq, g * pr->group + it / nqt, nqt - 1 - it % nqt, kpack,
               vpack, ws);
   }
+}
+
+/* Private mode: each thread takes groups nobody has started (so it packs
+ * each group it owns once and threads rarely share a group), then helps
+ * with whatever is left in the others. */
+static void worker_private(fwd_job *job, int tid, int nthreads) {
+  const attn_problem *pr = job->pr;
+  char *ws = job->scratch + (size_t)tid * job->w.per_thread;
+  float *kpack =
+      (float *)(ws + job->w.per_thread - job->w.kpack - job->w.vpack);
+  float *vpack = kpack + job->w.kpack / sizeof(float);
+  const int64_t groups = pr->batch * pr->hk;
+  int64_t have = -1;
+  for (;;) {
+    const int64_t gi = atomic_fetch_add(&job->cursor, 1);
+    if (gi >= groups)
+      break;
+    private_group(job, gi, &have, ws, kpack, vpack);
+  }
+  const int64_t start = groups * tid / nthreads;
+  for (int64_t n = 0; n < groups; n++)
+    private_group(job, (start + n) % groups, &have, ws, kpack, vpack);
 }
 
 static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   fwd_job *job = (fwd_job *)arg;
   if (job->w.private_pack)
-    worker_private(job, tid);
+    worker_private(job, tid, nthreads);
   else
     worker_shared(job, team, tid, nthreads);
 }
@@ -395,8 +415,8 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
   }
   /* Align the pieces to cache lines inside whatever memory we were given. */
   base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
-  int64_t *item_base = (int64_t *)base;
-  base += job.w.items;
+  job.claimed = (atomic_llong *)base;
+  base += job.w.counters;
   if (job.w.private_pack) {
     job.kpack = job.vpack = NULL;
     job.scratch = base;
@@ -405,15 +425,9 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
     job.vpack = (float *)(base + job.w.kpack);
     job.scratch = base + job.w.kpack + job.w.vpack;
   }
-  /* Item counts per sequence for the private mode's flat list. */
-  item_base[0] = 0;
-  for (int64_t b = 0; b < pr.batch; b++) {
-    attn_seq sq;
-    attn_problem_seq(&pr, b, &sq);
-    const int64_t nqt = (sq.sq + job.k->br - 1) / job.k->br;
-    item_base[b + 1] = item_base[b] + pr.hq * nqt;
-  }
-  job.item_base = item_base;
+  for (int64_t g = 0; g < pr.batch * pr.hk; g++)
+    atomic_init(&job.claimed[g], 0);
+  atomic_init(&job.cursor, 0);
 
   st = attn_team_run(job.w.threads, fwd_worker, &job);
   free(mem);
