@@ -24,10 +24,6 @@
  */
 #include <math.h>
 
-#ifndef PHASED
-#define PHASED 1
-#endif
-
 #define NR (NV * VL)
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
@@ -43,39 +39,46 @@
 
 static const float kLog2e = 1.4426950408889634f;
 
-/* s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)  for r < MR.
- * q: [MR][d] (row stride d), kp: [d][NR], s: row stride BC. */
-static inline void KFN(mk_qk)(const float *restrict q, int64_t d,
-                              const float *restrict kp, float *restrict s) {
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)  for r < mr <= MR, mr a
+ * compile-time constant at every call (so a last, short row block, or a
+ * single decode query, costs only its rows).
+ * q: [mr][d] (row stride d), kp: [d][NR], s: row stride BC. */
+static ALWAYS_INLINE void KFN(mk_qk)(const int mr, const float *restrict q,
+                                     int64_t d, const float *restrict kp,
+                                     float *restrict s) {
   vf c[MR][NV];
-  UNROLL for (int r = 0; r < MR; r++) {
+  UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
   }
   for (int64_t k = 0; k < d; k++) {
     vf b[NV];
     UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
-    UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int r = 0; r < mr; r++) {
       const vf a = vf_set1(q[r * d + k]);
       UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
   }
-  UNROLL for (int r = 0; r < MR; r++) {
+  UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) vf_store(s + r * BC + v * VL, c[r][v]);
   }
 }
 
 /* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + sum_j p[r][j] * v[j][..]
- * for r < MR, nv <= NV vectors (a compile-time constant at every call).
- * p: [MR][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline void
-KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
-           const float *restrict v, int64_t dvp, const float *restrict alpha,
-           float *restrict acc) {
+ * for r < mr <= MR and nv <= NV vectors, both compile-time constants at
+ * every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
+static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
+                                     const float *restrict p, int ncol,
+                                     const float *restrict v, int64_t dvp,
+                                     const float *restrict alpha,
+                                     float *restrict acc) {
   vf c[MR][NV];
-  UNROLL for (int r = 0; r < MR; r++) {
+  UNROLL for (int r = 0; r < mr; r++) {
     const vf a = vf_set1(alpha[r]);
     UNROLL for (int x = 0; x < nv; x++) c[r][x] =
         vf_mul(vf_load(acc + r * dvp + x * VL), a);
@@ -83,63 +86,115 @@ KFN(mk_pv)(const int nv, const float *restrict p, int ncol,
   for (int j = 0; j < ncol; j++) {
     vf b[NV];
     UNROLL for (int x = 0; x < nv; x++) b[x] = vf_load(v + j * dvp + x * VL);
-    UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int r = 0; r < mr; r++) {
       const vf a = vf_set1(p[r * BC + j]);
       UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_fma(a, b[x], c[r][x]);
     }
   }
-  UNROLL for (int r = 0; r < MR; r++) {
+  UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int x = 0; x < nv; x++)
         vf_store(acc + r * dvp + x * VL, c[r][x]);
   }
 }
 
-/* P V for a last column block of nv < NV vectors. */
-static void KFN(pv_tail)(const float *restrict p, int ncol,
-                         const float *restrict v, int64_t dvp,
-                         const float *restrict alpha, float *restrict acc,
-                         int nv) {
-  switch (nv) {
-#if NV > 5
-  case 5:
-    KFN(mk_pv)(5, p, ncol, v, dvp, alpha, acc);
-    break;
-#endif
-#if NV > 4
-  case 4:
-    KFN(mk_pv)(4, p, ncol, v, dvp, alpha, acc);
-    break;
-#endif
-#if NV > 3
-  case 3:
-    KFN(mk_pv)(3, p, ncol, v, dvp, alpha, acc);
-    break;
-#endif
-#if NV > 2
-  case 2:
-    KFN(mk_pv)(2, p, ncol, v, dvp, alpha, acc);
-    break;
-#endif
-  case 1:
-    KFN(mk_pv)(1, p, ncol, v, dvp, alpha, acc);
-    break;
-  default:
-    break;
+/* Expands CASE(n) for n = 1 .. MAXN (MAXN <= 12). */
+#define SWITCH_UPTO(MAXN, n, CASE)                                             \
+  switch (n) {                                                                 \
+  case 1:                                                                      \
+    CASE(1) break;                                                             \
+  case 2:                                                                      \
+    if (MAXN >= 2) {                                                           \
+      CASE(2)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 3:                                                                      \
+    if (MAXN >= 3) {                                                           \
+      CASE(3)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 4:                                                                      \
+    if (MAXN >= 4) {                                                           \
+      CASE(4)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 5:                                                                      \
+    if (MAXN >= 5) {                                                           \
+      CASE(5)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 6:                                                                      \
+    if (MAXN >= 6) {                                                           \
+      CASE(6)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 7:                                                                      \
+    if (MAXN >= 7) {                                                           \
+      CASE(7)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 8:                                                                      \
+    if (MAXN >= 8) {                                                           \
+      CASE(8)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 9:                                                                      \
+    if (MAXN >= 9) {                                                           \
+      CASE(9)                                                                  \
+    }                                                                          \
+    break;                                                                     \
+  case 10:                                                                     \
+    if (MAXN >= 10) {                                                          \
+      CASE(10)                                                                 \
+    }                                                                          \
+    break;                                                                     \
+  case 11:                                                                     \
+    if (MAXN >= 11) {                                                          \
+      CASE(11)                                                                 \
+    }                                                                          \
+    break;                                                                     \
+  case 12:                                                                     \
+    if (MAXN >= 12) {                                                          \
+      CASE(12)                                                                 \
+    }                                                                          \
+    break;                                                                     \
+  default:                                                                     \
+    break;                                                                     \
   }
+
+/* S for one row block of mr rows against one K panel. */
+static void KFN(qk_block)(int mr, const float *q, int64_t d, const float *kp,
+                          float *s) {
+#define QK_CASE(n) KFN(mk_qk)((n) <= MR ? (n) : MR, q, d, kp, s);
+  SWITCH_UPTO(MR, mr, QK_CASE)
+#undef QK_CASE
 }
 
-#if !PHASED
-/* P V for one row block over all of dvp, NR columns at a time. */
-static void KFN(pv_rows)(const float *restrict p, int ncol,
-                         const float *restrict v, int64_t dvp,
-                         const float *restrict alpha, float *restrict acc) {
-  int64_t cb = 0;
-  for (; cb + NR <= dvp; cb += NR)
-    KFN(mk_pv)(NV, p, ncol, v + cb, dvp, alpha, acc + cb);
-  if (cb < dvp)
-    KFN(pv_tail)(p, ncol, v + cb, dvp, alpha, acc + cb, (int)((dvp - cb) / VL));
+/* acc += P V for one row block of mr rows and one column block of nv
+ * vectors. */
+static void KFN(pv_block)(int mr, int nv, const float *p, int ncol,
+                          const float *v, int64_t dvp, const float *alpha,
+                          float *acc) {
+#define PV_ROWS(n, NVEC)                                                       \
+  KFN(mk_pv)((n) <= MR ? (n) : MR, NVEC, p, ncol, v, dvp, alpha, acc);
+#define PV_CASE_FULL(n) PV_ROWS(n, NV)
+#define PV_CASE_1(n) PV_ROWS(n, 1)
+#define PV_CASE_2(n) PV_ROWS(n, (2 <= NV ? 2 : NV))
+#define PV_CASE_3(n) PV_ROWS(n, (3 <= NV ? 3 : NV))
+  if (nv == NV) {
+    SWITCH_UPTO(MR, mr, PV_CASE_FULL)
+  } else if (nv == 1) {
+    SWITCH_UPTO(MR, mr, PV_CASE_1)
+  } else if (nv == 2) {
+    SWITCH_UPTO(MR, mr, PV_CASE_2)
+  } else if (nv == 3) {
+    SWITCH_UPTO(MR, mr, PV_CASE_3)
+  }
+#undef PV_ROWS
+#undef PV_CASE_FULL
+#undef PV_CASE_1
+#undef PV_CASE_2
+#undef PV_CASE_3
 }
-#endif
 
 /* (2) score modifications on valid rows, in the contract's order. */
 static void KFN(apply_mods)(const attn_qtile *t, int r0, int r1, float *s,
@@ -235,10 +290,9 @@ static void KFN(softmax_step)(const attn_qtile *t, int r0, int r1, float *s,
 }
 
 static void KFN(fwd_qtile)(const attn_qtile *t) {
-  const int rows_mr = (t->rows + MR - 1) / MR * MR; /* rows computed */
   const int64_t d = t->d, dvp = t->dvp;
   float alpha[BR];
-  for (int r = 0; r < rows_mr; r++) {
+  for (int r = 0; r < t->rows; r++) {
     t->m[r] = -INFINITY;
     t->l[r] = 0.0f;
     alpha[r] = 1.0f;
@@ -265,53 +319,30 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
 
     const float *v = t->vp + j0 * dvp;
     float *s = t->s;
-#if PHASED
     /* GEMM order: each K panel stays in L1 while every row block uses it,
-     * then each V column block stays in L1 for every row block. */
+     * then each V column block stays in L1 for every row block. The last
+     * row block computes only its valid rows. */
     for (int pc = 0; pc < ncol; pc += NR) /* (1) */
-      for (int r0 = 0; r0 < rows_mr; r0 += MR)
-        KFN(mk_qk)
-        (t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR, s + r0 * BC + pc);
-    for (int r0 = 0; r0 < rows_mr; r0 += MR) {
-      const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
+      for (int r0 = 0; r0 < t->rows; r0 += MR)
+        KFN(qk_block)
+        (ATTN_MIN(MR, t->rows - r0), t->q + r0 * d, d,
+         t->kp + ((j0 + pc) / NR) * d * NR, s + r0 * BC + pc);
+    for (int r0 = 0; r0 < t->rows; r0 += MR) {
+      const int r1 = ATTN_MIN(r0 + MR, t->rows); /* rows r0..r1-1 */
       float *sr = s + r0 * BC;
-      if (r1 > r0) {
-        if (mods)
-          KFN(apply_mods)(t, r0, r1, sr, ncol, j0); /* (2) */
-        if (kind == ATTN_TILE_PARTIAL)
-          KFN(apply_mask)(t, r0, r1, sr, ncol, j0);         /* (3) */
-        KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0); /* (4) */
-      }
-      for (int r = ATTN_MAX(r1, r0); r < r0 + MR; r++)
-        memset(sr + (r - r0) * BC, 0, sizeof(float) * (size_t)ncol);
-    }
-    int64_t cb = 0; /* (5) */
-    for (; cb + NR <= dvp; cb += NR)
-      for (int r0 = 0; r0 < rows_mr; r0 += MR)
-        KFN(mk_pv)
-        (NV, s + r0 * BC, ncol, v + cb, dvp, alpha + r0,
-         t->acc + r0 * dvp + cb);
-    if (cb < dvp)
-      for (int r0 = 0; r0 < rows_mr; r0 += MR)
-        KFN(pv_tail)
-        (s + r0 * BC, ncol, v + cb, dvp, alpha + r0, t->acc + r0 * dvp + cb,
-         (int)((dvp - cb) / VL));
-#else
-    for (int r0 = 0; r0 < rows_mr; r0 += MR) {
-      const int r1 = ATTN_MIN(r0 + MR, t->rows); /* valid rows r0..r1-1 */
-      for (int pc = 0; pc < ncol; pc += NR)      /* (1) */
-        KFN(mk_qk)(t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR, s + pc);
       if (mods)
-        KFN(apply_mods)(t, r0, r1, s, ncol, j0); /* (2) */
+        KFN(apply_mods)(t, r0, r1, sr, ncol, j0); /* (2) */
       if (kind == ATTN_TILE_PARTIAL)
-        KFN(apply_mask)(t, r0, r1, s, ncol, j0);         /* (3) */
-      KFN(softmax_step)(t, r0, r1, s, ncol, alpha + r0); /* (4) */
-      /* Rows past t->rows have zero queries: P = 0 adds nothing. */
-      for (int r = ATTN_MAX(r1, r0); r < r0 + MR; r++)
-        memset(s + (r - r0) * BC, 0, sizeof(float) * (size_t)ncol);
-      KFN(pv_rows)(s, ncol, v, dvp, alpha + r0, t->acc + r0 * dvp); /* (5) */
+        KFN(apply_mask)(t, r0, r1, sr, ncol, j0);         /* (3) */
+      KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0); /* (4) */
     }
-#endif
+    for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
+      const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
+      for (int r0 = 0; r0 < t->rows; r0 += MR)
+        KFN(pv_block)
+        (ATTN_MIN(MR, t->rows - r0), nv, s + r0 * BC, ncol, v + cb, dvp,
+         alpha + r0, t->acc + r0 * dvp + cb);
+    }
   }
   for (int r = 0; r < t->rows; r++) {
     const float l = t->l[r];
