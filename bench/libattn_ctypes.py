@@ -1,7 +1,7 @@
 """Minimal ctypes binding of libattn's forward call (include/attn.h).
 
-Only what bench/compare.py needs: attn_tensor, attn_params, attn_params_init,
-attn_forward, attn_strerror, attn_fma_peak_gflops, attn_version_string and
+Only what bench/compare.py and bench/compare_bwd.py need: attn_tensor,
+attn_params, attn_params_init, attn_forward, attn_backward, attn_strerror, attn_fma_peak_gflops, attn_version_string and
 attn_isa_best. The structures mirror attn.h field for field, in order; ctypes
 applies the same natural alignment as the C compiler on x86-64 / AArch64
 (enums are 4-byte ints, int64 and pointers 8-byte aligned).
@@ -80,6 +80,12 @@ class AttnParams(ctypes.Structure):
         # diagnostics
         ("error_message", ctypes.c_char_p),
         ("error_message_size", ctypes.c_size_t),
+        # backward (attn_backward)
+        ("dout", AttnTensor),
+        ("dq", AttnTensor),
+        ("dk", AttnTensor),
+        ("dv", AttnTensor),
+        ("dbias", AttnTensor),
     ]
 
 
@@ -112,6 +118,8 @@ class LibAttn:
         lib.attn_params_init.argtypes = [ctypes.POINTER(AttnParams)]
         lib.attn_forward.restype = c_enum
         lib.attn_forward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttnParams)]
+        lib.attn_backward.restype = c_enum
+        lib.attn_backward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttnParams)]
         lib.attn_fma_peak_gflops.restype = c_enum
         lib.attn_fma_peak_gflops.argtypes = [
             ctypes.c_int,

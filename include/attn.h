@@ -307,8 +307,9 @@ ATTN_API attn_status attn_backward_check(const attn_params *p);
 
 /* Bytes of workspace attn_backward needs for p (with p's thread count and
  * ISA under ctx); pass that much in p->workspace and the call allocates
- * nothing. About (2 + 2 * min(8, key tiles)) x the size of Q plus dO in f32,
- * plus a few hundred KiB per thread. */
+ * nothing. Linear in the sequence lengths: Q and dO once in f32, up to 8
+ * f32 partial copies of dQ (one per chunk of keys), about 100 KiB per
+ * thread; nothing of size seq_q x seq_k. */
 ATTN_API attn_status attn_backward_workspace_size(attn_context *ctx,
                                                   const attn_params *p,
                                                   size_t *bytes);

@@ -61,6 +61,12 @@ static const char usage_text[] =
     "  --threads N             worker threads (0 = all, default)\n"
     "  --isa generic|avx2|avx512|auto\n"
     "\n"
+    "attn grad [run's options] --dout DO.npy --dq DQ.npy --dk DK.npy\n"
+    "          --dv DV.npy [--dbias DB.npy] [--out O.npy]\n"
+    "    Gradients of sum(dO * O) (attn_backward): runs the forward for O and\n"
+    "    LSE, then writes float32 dQ, dK, dV of the shapes of Q, K, V (and\n"
+    "    dBias of the shape of --bias's array). DO has O's shape.\n"
+    "\n"
     "attn bench [options]      time attn_forward on pseudo-random data\n"
     "  --batch B (1) --heads H (8) --kv-heads HK (= heads) --seq N (4096,\n"
     "  both) --seq-q N --seq-k N --dim D (64) --dim-v DV (= dim) --causal\n"
@@ -89,6 +95,7 @@ enum {
   ARR_KV_LENS,
   ARR_CU_Q,
   ARR_CU_K,
+  ARR_DOUT,
   ARR_COUNT
 };
 
@@ -266,11 +273,24 @@ static void set_once(const char **slot, const char *value, const char *opt) {
 typedef struct run_opts {
   const char *q, *k, *v, *out, *lse, *alibi, *bias, *mask, *kv_lens, *cu_q,
       *cu_k, *layout, *scale, *window, *softcap, *dtype, *threads, *isa;
+  const char *dout, *dq, *dk, *dv, *dbias; /* attn grad only */
   int causal, causal_top_left;
 } run_opts;
 
-/* The field of o that holds the value of option name, or NULL. */
-static const char **run_value_slot(run_opts *o, const char *name) {
+/* The field of o that holds the value of option name, or NULL; the
+ * gradient options exist for `attn grad` only. */
+static const char **run_value_slot(run_opts *o, const char *name, int grad) {
+  const struct {
+    const char *name;
+    const char **slot;
+  } gtable[] = {
+      {"--dout", &o->dout}, {"--dq", &o->dq},       {"--dk", &o->dk},
+      {"--dv", &o->dv},     {"--dbias", &o->dbias},
+  };
+  for (size_t i = 0; grad && i < sizeof gtable / sizeof gtable[0]; i++) {
+    if (strcmp(gtable[i].name, name) == 0)
+      return gtable[i].slot;
+  }
   const struct {
     const char *name;
     const char **slot;
@@ -431,7 +451,9 @@ static void write_f32(const char *path, const float *data, int ndim,
     fail(EXIT_RUNTIME, "%s", err);
 }
 
-static int cmd_run(int argc, char **argv) {
+/* `attn run` (grad = 0) and `attn grad` (grad = 1). */
+static int cmd_run(int argc, char **argv, int grad) {
+  const char *cmd = grad ? "grad" : "run";
   run_opts o;
   memset(&o, 0, sizeof o);
   args a = {argc, argv, 1, {0}, NULL};
@@ -440,7 +462,7 @@ static int cmd_run(int argc, char **argv) {
       fputs(usage_text, stdout);
       return 0;
     }
-    const char **slot = run_value_slot(&o, a.name);
+    const char **slot = run_value_slot(&o, a.name, grad);
     if (slot != NULL) {
       set_once(slot, args_value(&a), a.name);
     } else if (is_opt(&a, "--causal")) {
@@ -450,17 +472,25 @@ static int cmd_run(int argc, char **argv) {
       args_flag(&a);
       o.causal_top_left = 1;
     } else {
-      args_unknown(&a, "run");
+      args_unknown(&a, cmd);
     }
   }
 
   /* --- option values (usage errors) --- */
-  if (o.q == NULL || o.k == NULL || o.v == NULL || o.out == NULL)
-    fail(EXIT_USAGE, "run: missing required option %s",
+  if (o.q == NULL || o.k == NULL || o.v == NULL || (!grad && o.out == NULL))
+    fail(EXIT_USAGE, "%s: missing required option %s", cmd,
          o.q == NULL   ? "--q"
          : o.k == NULL ? "--k"
          : o.v == NULL ? "--v"
                        : "--out");
+  if (grad && (!o.dout || !o.dq || !o.dk || !o.dv))
+    fail(EXIT_USAGE, "grad: missing required option %s",
+         !o.dout ? "--dout"
+         : !o.dq ? "--dq"
+         : !o.dk ? "--dk"
+                 : "--dv");
+  if (o.dbias && !o.bias)
+    fail(EXIT_USAGE, "grad: --dbias needs --bias");
   if (o.causal && o.causal_top_left)
     fail(EXIT_USAGE, "--causal and --causal-top-left are mutually exclusive");
   if ((o.cu_q == NULL) != (o.cu_k == NULL))
@@ -596,12 +626,48 @@ static int cmd_run(int argc, char **argv) {
     p.lse = lse;
   }
 
+  if (grad && lse == NULL) { /* the backward reads the forward's LSE */
+    lse = xcalloc(
+        mul64(mul64(lse_shape[0], lse_shape[1], "LSE"), lse_shape[2], "LSE"),
+        sizeof(float), "LSE");
+    p.lse = lse;
+  }
+
   char msg[512] = {0};
   p.error_message = msg;
   p.error_message_size = sizeof msg;
   attn_status st = attn_forward(NULL, &p);
   if (st != ATTN_OK)
     fail(EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  float *dq = NULL, *dk = NULL, *dv = NULL, *db = NULL;
+  if (grad) {
+    load(ARR_DOUT, o.dout);
+    require_float(ARR_DOUT, o.dout);
+    int64_t dd[4];
+    qkv_dims(ARR_DOUT, o.dout, "dO", varlen, bhsd, dd);
+    for (int i = 0; i < 4; i++)
+      if (dd[i] != od[i])
+        fail(EXIT_RUNTIME,
+             "%s: dO must have O's shape (axis %d is %lld, O's "
+             "%lld)",
+             o.dout, i, (long long)dd[i], (long long)od[i]);
+    p.dout = qkv_tensor(convert_input(&g_arr[ARR_DOUT], dt), dt, bhsd, dd);
+    dq = xcalloc(g_arr[ARR_Q].count, sizeof(float), "dQ");
+    dk = xcalloc(g_arr[ARR_K].count, sizeof(float), "dK");
+    dv = xcalloc(g_arr[ARR_V].count, sizeof(float), "dV");
+    p.dq = qkv_tensor(dq, ATTN_DTYPE_F32, bhsd, qd);
+    p.dk = qkv_tensor(dk, ATTN_DTYPE_F32, bhsd, kd);
+    p.dv = qkv_tensor(dv, ATTN_DTYPE_F32, bhsd, vd);
+    if (o.dbias) {
+      db = xcalloc(g_arr[ARR_BIAS].count, sizeof(float), "dBias");
+      p.dbias = attn_tensor_contiguous(db, ATTN_DTYPE_F32, p.bias.shape[0],
+                                       p.bias.shape[1], p.bias.shape[2],
+                                       p.bias.shape[3]);
+    }
+    st = attn_backward(NULL, &p);
+    if (st != ATTN_OK)
+      fail(EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  }
 
   int64_t out_shape[4];
   if (varlen) {
@@ -614,9 +680,17 @@ static int cmd_run(int argc, char **argv) {
     out_shape[2] = bhsd ? od[1] : od[2];
     out_shape[3] = od[3];
   }
-  write_f32(o.out, out, varlen ? 3 : 4, out_shape);
-  if (lse != NULL)
+  if (o.out != NULL)
+    write_f32(o.out, out, varlen ? 3 : 4, out_shape);
+  if (o.lse != NULL)
     write_f32(o.lse, lse, 3, lse_shape);
+  if (grad) {
+    write_f32(o.dq, dq, g_arr[ARR_Q].ndim, g_arr[ARR_Q].shape);
+    write_f32(o.dk, dk, g_arr[ARR_K].ndim, g_arr[ARR_K].shape);
+    write_f32(o.dv, dv, g_arr[ARR_V].ndim, g_arr[ARR_V].shape);
+    if (db != NULL)
+      write_f32(o.dbias, db, g_arr[ARR_BIAS].ndim, g_arr[ARR_BIAS].shape);
+  }
   cleanup();
   return 0;
 }
@@ -997,7 +1071,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "run") == 0)
-    return cmd_run(argc, argv);
+    return cmd_run(argc, argv, 0);
+  if (strcmp(cmd, "grad") == 0)
+    return cmd_run(argc, argv, 1);
   if (strcmp(cmd, "bench") == 0)
     return cmd_bench(argc, argv);
   if (strcmp(cmd, "peak") == 0)

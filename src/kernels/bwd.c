@@ -201,8 +201,8 @@ static int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
   return sq->q_bat * p->q.shape[1] + sq->q_off;
 }
 
-static void zero_rows(const attn_tensor *t, int64_t bat, int64_t r0,
-                      int64_t r1, int64_t h, float *zeros) {
+static void zero_rows(const attn_tensor *t, int64_t bat, int64_t r0, int64_t r1,
+                      int64_t h, float *zeros) {
   for (int64_t r = r0; r < r1; r++)
     attn_store_row(zeros, t->shape[3], elem(t, bat, r, h, 0), t->dtype,
                    t->stride[3]);
@@ -218,7 +218,6 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
   const int64_t s0 = p->q.shape[1], d = pr->d, dv = pr->dv;
   const int64_t dp = w->dp, dvp = w->dvp, br = job->k->br;
   char *ws = job->mem + w->scratch + (size_t)tid * w->per_thread;
-  float *tmp = (float *)(ws + w->tmp);
   float *obuf = (float *)(ws + w->krow); /* free during this phase */
   const int64_t blocks = cdiv(w->tqp, br);
   const int64_t vr0 = pr->varlen ? p->cu_seqlens_q[0] : 0;
@@ -258,7 +257,6 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
       }
     }
   /* Gradient rows no query or key reaches: zero, one head per thread. */
-  (void)tmp;
   float *zeros = (float *)(ws + w->dk);
   memset(zeros, 0, sizeof(float) * (size_t)ATTN_MAX(dp, dvp));
   for (int64_t g = tid; g < pr->hk; g += nthreads) {
@@ -268,21 +266,20 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
       const int64_t cap =
           pr->varlen ? (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b]
                      : p->k.shape[1];
-      zero_rows(&p->dk, sq.q_bat, sq.k_off + sq.sk, sq.k_off + cap, g, zeros);
-      zero_rows(&p->dv, sq.q_bat, sq.k_off + sq.sk, sq.k_off + cap, g, zeros);
+      /* no query: every key's gradient is 0 */
+      const int64_t from = sq.k_off + (sq.sq > 0 ? sq.sk : 0);
+      zero_rows(&p->dk, sq.q_bat, from, sq.k_off + cap, g, zeros);
+      zero_rows(&p->dv, sq.q_bat, from, sq.k_off + cap, g, zeros);
     }
     if (pr->varlen) {
-      zero_rows(&p->dk, 0, p->cu_seqlens_k[pr->batch], p->k.shape[1], g,
-                zeros);
-      zero_rows(&p->dv, 0, p->cu_seqlens_k[pr->batch], p->k.shape[1], g,
-                zeros);
+      zero_rows(&p->dk, 0, p->cu_seqlens_k[pr->batch], p->k.shape[1], g, zeros);
+      zero_rows(&p->dv, 0, p->cu_seqlens_k[pr->batch], p->k.shape[1], g, zeros);
     }
   }
   if (pr->varlen)
     for (int64_t h = tid; h < pr->hq; h += nthreads) {
       zero_rows(&p->dq, 0, 0, p->cu_seqlens_q[0], h, zeros);
-      zero_rows(&p->dq, 0, p->cu_seqlens_q[pr->batch], p->q.shape[1], h,
-                zeros);
+      zero_rows(&p->dq, 0, p->cu_seqlens_q[pr->batch], p->q.shape[1], h, zeros);
     }
 }
 
@@ -347,9 +344,9 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
                                     m->shape[1] == 1 ? 0 : h, 0, 0);
     t->mask_si = m->shape[2] == 1 ? 0 : m->stride[2];
     t->mask_sj = m->shape[3] == 1 ? 0 : m->stride[3];
-    const attn_tile_kind mk = attn_mask_tensor_tile_kind(
-        t->mask + i0 * t->mask_si, t->mask_si, t->mask_sj, rows, j0,
-        j0 + nkeys);
+    const attn_tile_kind mk =
+        attn_mask_tensor_tile_kind(t->mask + i0 * t->mask_si, t->mask_si,
+                                   t->mask_sj, rows, j0, j0 + nkeys);
     if (mk == ATTN_TILE_EMPTY)
       return 0;
     if (mk == ATTN_TILE_PARTIAL)
@@ -553,7 +550,8 @@ static void phase_b(bwd_job *job, int tid, int nthreads) {
         for (int64_t i = i0; i < ATTN_MIN(sq.sq, i0 + br); i++) {
           memset(acc, 0, sizeof(float) * (size_t)dp);
           for (int64_t c = 0; c < nch; c++) {
-            const float *x = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
+            const float *x =
+                job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
             for (int64_t e = 0; e < dp; e++)
               acc[e] += x[e];
           }

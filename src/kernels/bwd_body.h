@@ -175,7 +175,7 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   for (int pc = 0; pc < ncol; pc += NR)
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)
-      (t->q + r0 * dp, dp, d, t->kt + (pc / NR) * d * NR, s + r0 * BC + pc);
+  (t->q + r0 * dp, dp, d, t->kt + (pc / NR) * d * NR, s + r0 * BC + pc);
   /* (2) the forward's pipeline, then P = 2^(S log2 e - lse log2 e) */
   for (int r = 0; r < rows; r++) {
     float *x = s + r * BC;
@@ -196,14 +196,13 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   if (t->dvacc)
     for (int r0 = 0; r0 < ncol; r0 += MR)
       KFN(acc_cols)
-      (s + r0, 1, BC, rows_mr, t->dout, dvp, t->dvacc + r0 * dvp, dvp, dvp, MR);
+  (s + r0, 1, BC, rows_mr, t->dout, dvp, t->dvacc + r0 * dvp, dvp, dvp, MR);
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
   for (int pc = 0; pc < ncol; pc += NR)
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)
-      (t->dout + r0 * dvp, dvp, dv, t->vt + (pc / NR) * dv * NR,
-       ds + r0 * BC + pc);
+  (t->dout + r0 * dvp, dvp, dv, t->vt + (pc / NR) * dv * NR, ds + r0 * BC + pc);
   for (int r = 0; r < rows_mr; r++) {
     float *x = ds + r * BC;
     const float *p = s + r * BC;
@@ -233,10 +232,10 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   if (t->dk)
     for (int r0 = 0; r0 < ncol; r0 += MR)
       KFN(acc_cols)
-      (ds + r0, 1, BC, rows_mr, t->q, dp, t->dk + r0 * dp, dp, dp, MR);
+  (ds + r0, 1, BC, rows_mr, t->q, dp, t->dk + r0 * dp, dp, dp, MR);
   if (t->dq)
     for (int r0 = 0; r0 < rows; r0 += MR)
       KFN(acc_cols)
-      (ds + r0 * BC, BC, 1, ncol, t->krow, dp, t->dq + r0 * dp, dp, dp,
-       rows - r0 < MR ? rows - r0 : MR);
+  (ds + r0 * BC, BC, 1, ncol, t->krow, dp, t->dq + r0 * dp, dp, dp,
+   rows - r0 < MR ? rows - r0 : MR);
 }

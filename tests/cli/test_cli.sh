@@ -351,5 +351,60 @@ fi
 expect_ok "bench --no-check" bench --seq 16 --dim 4 --repeat 1 --peak 10 --no-check
 expect_ok "peak" peak --seconds 0.05 --threads 1
 
+# --- attn grad (backward) --------------------------------------------------
+gen rand f32 16 "$D/do.npy" 2 5 4 6
+gen rand f32 17 "$D/do_bad.npy" 2 5 4 5
+gen rand f32 18 "$D/pdo.npy" 6 4 6
+gen transpose12 "$D/do.npy" "$D/dot.npy"
+GO="--dout $D/do.npy --dq $S/dq.npy --dk $S/dk.npy --dv $S/dv.npy"
+expect_fail 2 "grad: missing --dout" grad $QKV --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+expect_fail 2 "grad: missing --dq" grad $QKV --dout "$D/do.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+expect_fail 2 "grad: missing --dv" grad $QKV --dout "$D/do.npy" --dq "$S/dq.npy" --dk "$S/dk.npy"
+expect_fail 2 "grad: --dbias without --bias" grad $QKV $GO --dbias "$S/db.npy"
+expect_fail 2 "grad: duplicate --dout" grad $QKV $GO --dout "$D/do.npy"
+expect_fail 2 "run: --dout is a grad option" run $QKV $O --dout "$D/do.npy"
+expect_fail 2 "grad: unknown flag" grad $QKV $GO --frobnicate
+expect_fail 2 "grad: --scale nan" grad $QKV $GO --scale nan
+expect_fail 1 "grad: dO of the wrong shape" grad $QKV --dout "$D/do_bad.npy" \
+  --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+expect_fail 1 "grad: dO missing file" grad $QKV --dout "$D/nope.npy" \
+  --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+expect_fail 1 "grad: dO garbage" grad $QKV --dout "$D/bad_magic.npy" \
+  --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+expect_fail 1 "grad: dO int32" grad $QKV --dout "$D/lens.npy" \
+  --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+expect_fail 1 "grad: head ratio" grad $Q --k "$D/k_h3.npy" --v "$D/v_h3.npy" $GO
+expect_fail 1 "grad: dq not writable" grad $QKV --dout "$D/do.npy" \
+  --dq "$S/no/such/dir/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"
+if expect_ok "grad" grad $QKV $GO --causal --softcap 5; then
+  expect_shape "grad dQ" "$S/dq.npy" "<f4 2x5x4x8"
+  expect_shape "grad dK" "$S/dk.npy" "<f4 2x7x2x8"
+  expect_shape "grad dV" "$S/dv.npy" "<f4 2x7x2x6"
+  expect_finite "grad dQ" "$S/dq.npy"
+  expect_finite "grad dK" "$S/dk.npy"
+  expect_finite "grad dV" "$S/dv.npy"
+  cp "$S/dq.npy" "$S/dq_base.npy"
+fi
+if expect_ok "grad threads 1 = threads 2" grad $QKV $GO --causal --softcap 5 \
+  --threads 1; then
+  expect_same "grad deterministic" "$S/dq_base.npy" "$S/dq.npy" 0
+fi
+if expect_ok "grad bhsd" grad --q "$D/qt.npy" --k "$D/kt.npy" --v "$D/vt.npy" \
+  --dout "$D/dot.npy" --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy" \
+  --layout bhsd; then
+  expect_shape "grad bhsd dQ" "$S/dq.npy" "<f4 2x4x5x8"
+fi
+if expect_ok "grad bias + dbias" grad $QKV $GO --bias "$D/bias_2d.npy" \
+  --dbias "$S/db.npy" --out "$S/o.npy" --lse "$S/l.npy"; then
+  expect_shape "grad dBias" "$S/db.npy" "<f4 5x7"
+  expect_finite "grad dBias" "$S/db.npy"
+  expect_shape "grad O" "$S/o.npy" "<f4 2x5x4x6"
+fi
+if expect_ok "grad cu_seqlens" grad $PK --cu-seqlens-k "$D/cuk.npy" --causal \
+  --dout "$D/pdo.npy" --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"; then
+  expect_shape "grad cu_seqlens dQ" "$S/dq.npy" "<f4 6x4x8"
+  expect_shape "grad cu_seqlens dK" "$S/dk.npy" "<f4 9x2x8"
+fi
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

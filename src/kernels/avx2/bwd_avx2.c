@@ -7,16 +7,16 @@
 
 #define KSUFFIX avx2
 #ifndef MR
-#define MR 4
+#define MR 6
 #endif
 #ifndef NV
 #define NV 2
 #endif
 #ifndef BR
-#define BR 64
+#define BR 48
 #endif
 #ifndef BC
-#define BC 64
+#define BC 48
 #endif
 #include "kernels/bwd_body.h"
 

@@ -1,0 +1,42 @@
+/*
+ * Reference gradients of attn_backward's contract (include/attn.h), for the
+ * tests only.
+ *
+ *   oracle_backward      double precision, analytic gradients straight from
+ *                        the documented formula: the oracle computes its own
+ *                        P, O and LSE in double from q, k, v (it trusts
+ *                        nothing the forward wrote);
+ *   oracle_backward_f32  the same loops in plain f32 from the forward's
+ *                        stored O and LSE (p->o, p->lse), as a naive
+ *                        implementation of the same algorithm would do,
+ *                        outputs rounded to their dtypes: the "naive
+ *                        same-precision" reference of the error policy.
+ *
+ * Result layout (contiguous whatever the views look like):
+ *   dq [q.shape[0], q.shape[1], heads_q, d]     dk [k.shape[0], k.shape[1],
+ *   heads_kv, d]   dv [.., heads_kv, dv]        dbias: bias.shape, row-major
+ */
+#ifndef ATTN_TEST_ORACLE_BWD_H
+#define ATTN_TEST_ORACLE_BWD_H
+
+#include "attn.h"
+
+#include <stdint.h>
+
+typedef struct oracle_grads {
+  int64_t n[4];   /* elements of dq, dk, dv, dbias (0 = no dbias) */
+  double *g[4];   /* dq, dk, dv, dbias                            */
+  double gmax[4]; /* max |g| per tensor                          */
+} oracle_grads;
+
+/* Both return 0, or -1 when out of memory. p must be valid for
+ * attn_backward (the f32 version reads p->o and p->lse). */
+int oracle_backward(const attn_params *p, oracle_grads *out);
+int oracle_backward_f32(const attn_params *p, oracle_grads *out);
+void oracle_grads_free(oracle_grads *g);
+
+/* Loss L = sum(dout * O) computed in double by the oracle's forward; used by
+ * the finite-difference check of oracle_backward. */
+double oracle_loss(const attn_params *p);
+
+#endif
