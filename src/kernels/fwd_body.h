@@ -69,6 +69,52 @@ static ALWAYS_INLINE void KFN(mk_qk)(const int mr, const float *restrict q,
   }
 }
 
+/* Steps (1) and (4) fused, for FULL tiles without score modifiers once
+ * every row of the block has a finite running max m[r]: P is computed from
+ * the accumulators while they are still in registers,
+ *     p = 2^(s log2e - m log2e),
+ * with the running max m left as it is (it may be stale: P may then exceed
+ * 1, and as long as it stays below 2^FUSED_TAU the normalisation by l is
+ * exact and nothing overflows; alpha = 1, so acc needs no rescaling). This
+ * removes the separate max and exp passes over S. Adds each row's sum of P
+ * to rowsum[r] and returns the largest exponent seen: the caller redoes the
+ * block the ordinary way if it exceeds FUSED_TAU.
+ * negm[r] = -m[r] log2e. */
+#define FUSED_TAU 16.0f
+static ALWAYS_INLINE float KFN(mk_qk_exp)(const int mr, const float *restrict q,
+                                          int64_t d, const float *restrict kp,
+                                          float *restrict p,
+                                          const float *restrict negm,
+                                          float *restrict rowsum) {
+  vf c[MR][NV];
+  UNROLL for (int r = 0; r < mr; r++) {
+    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
+  }
+  for (int64_t k = 0; k < d; k++) {
+    vf b[NV];
+    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vf a = vf_set1(q[r * d + k]);
+      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
+    }
+  }
+  const vf l2e = vf_set1(kLog2e);
+  vf big = vf_set1(-INFINITY);
+  UNROLL for (int r = 0; r < mr; r++) {
+    const vf nm = vf_set1(negm[r]);
+    vf sum = vf_zero();
+    UNROLL for (int v = 0; v < NV; v++) {
+      const vf x = vf_fma(c[r][v], l2e, nm);
+      big = vf_max(big, x);
+      const vf e = vf_exp2_nonpos(x);
+      vf_store(p + r * BC + v * VL, e);
+      sum = vf_add(sum, e);
+    }
+    rowsum[r] += vf_hsum(sum);
+  }
+  return vf_hmax(big);
+}
+
 /* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + sum_j p[r][j] * v[j][..]
  * for r < mr <= MR and nv <= NV vectors, both compile-time constants at
  * every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
@@ -167,6 +213,18 @@ static void KFN(qk_block)(int mr, const float *q, int64_t d, const float *kp,
 #define QK_CASE(n) KFN(mk_qk)((n) <= MR ? (n) : MR, q, d, kp, s);
   SWITCH_UPTO(MR, mr, QK_CASE)
 #undef QK_CASE
+}
+
+/* The fused S and P for one row block against one K panel. */
+static float KFN(qk_exp_block)(int mr, const float *q, int64_t d,
+                               const float *kp, float *p, const float *negm,
+                               float *rowsum) {
+  float big = 0.0f;
+#define QKE_CASE(n)                                                            \
+  big = KFN(mk_qk_exp)((n) <= MR ? (n) : MR, q, d, kp, p, negm, rowsum);
+  SWITCH_UPTO(MR, mr, QKE_CASE)
+#undef QKE_CASE
+  return big;
 }
 
 /* acc += P V for one row block of mr rows and one column block of nv
@@ -322,14 +380,49 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     /* GEMM order: each K panel stays in L1 while every row block uses it,
      * then each V column block stays in L1 for every row block. The last
      * row block computes only its valid rows. */
-    for (int pc = 0; pc < ncol; pc += NR) /* (1) */
-      for (int r0 = 0; r0 < t->rows; r0 += MR)
-        KFN(qk_block)
-        (ATTN_MIN(MR, t->rows - r0), t->q + r0 * d, d,
-         t->kp + ((j0 + pc) / NR) * d * NR, s + r0 * BC + pc);
-    for (int r0 = 0; r0 < t->rows; r0 += MR) {
+    /* Row blocks that may take the fused path (see mk_qk_exp). */
+    int fused[BR / MR];
+    float big[BR / MR], negm[BR], rowsum[BR];
+    const int full_plain = kind == ATTN_TILE_FULL && !mods;
+    for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
+      const int r1 = ATTN_MIN(r0 + MR, t->rows);
+      fused[b] = full_plain;
+      big[b] = -INFINITY;
+      for (int r = r0; r < r1; r++) {
+        fused[b] &= t->m[r] > -INFINITY;
+        negm[r] = -t->m[r] * kLog2e;
+        rowsum[r] = 0.0f;
+      }
+    }
+    for (int pc = 0; pc < ncol; pc += NR) { /* (1), fused with (4) */
+      const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+      for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
+        const int mr = ATTN_MIN(MR, t->rows - r0);
+        if (fused[b]) {
+          const float e =
+              KFN(qk_exp_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc,
+                                negm + r0, rowsum + r0);
+          big[b] = e > big[b] ? e : big[b];
+        } else {
+          KFN(qk_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc);
+        }
+      }
+    }
+    for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
       const int r1 = ATTN_MIN(r0 + MR, t->rows); /* rows r0..r1-1 */
       float *sr = s + r0 * BC;
+      if (fused[b] && big[b] <= FUSED_TAU) {
+        for (int r = r0; r < r1; r++) {
+          t->l[r] += rowsum[r];
+          alpha[r] = 1.0f;
+        }
+        continue;
+      }
+      if (fused[b]) /* a score far above the running max: redo S */
+        for (int pc = 0; pc < ncol; pc += NR)
+          KFN(qk_block)
+          (r1 - r0, t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR,
+           sr + pc);
       if (mods)
         KFN(apply_mods)(t, r0, r1, sr, ncol, j0); /* (2) */
       if (kind == ATTN_TILE_PARTIAL)
@@ -340,8 +433,8 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
       const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
       for (int r0 = 0; r0 < t->rows; r0 += MR)
         KFN(pv_block)
-        (ATTN_MIN(MR, t->rows - r0), nv, s + r0 * BC, ncol, v + cb, dvp,
-         alpha + r0, t->acc + r0 * dvp + cb);
+      (ATTN_MIN(MR, t->rows - r0), nv, s + r0 * BC, ncol, v + cb, dvp,
+       alpha + r0, t->acc + r0 * dvp + cb);
     }
   }
   for (int r = 0; r < t->rows; r++) {
