@@ -58,6 +58,13 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
 void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
                     int64_t stride);
 
+/* Workspace of one call: p->workspace if set (checked against need), else
+ * malloc (returned in *owned, for the caller to free). *base is aligned to
+ * ATTN_WORKSPACE_ALIGN; need must include that much slack. */
+#define ATTN_WORKSPACE_ALIGN 64
+attn_status attn_workspace_acquire(const attn_params *p, size_t need,
+                                   void **owned, char **base);
+
 /* CPU features: cached after the first call (thread-safe). */
 int attn_cpu_has_avx2(void);
 int attn_cpu_has_avx512(void);

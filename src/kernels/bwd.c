@@ -637,23 +637,11 @@ attn_status attn_backward(attn_context *ctx, const attn_params *p) {
   job.pr = &pr;
   atomic_init(&job.counter_a, 0);
   atomic_init(&job.counter_c, 0);
-  void *mem = NULL;
+  void *mem;
   char *base;
-  if (p->workspace) {
-    if (p->workspace_size < job.w.total)
-      return attn_fail(p, ATTN_ERR_WORKSPACE_TOO_SMALL,
-                       "workspace of %zu bytes, %zu needed", p->workspace_size,
-                       job.w.total);
-    base = (char *)p->workspace;
-  } else {
-    mem = malloc(job.w.total);
-    if (!mem)
-      return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY,
-                       "could not allocate %zu bytes of workspace",
-                       job.w.total);
-    base = (char *)mem;
-  }
-  base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
+  st = attn_workspace_acquire(p, job.w.total, &mem, &base);
+  if (st != ATTN_OK)
+    return st;
   job.mem = base;
   job.qs = (float *)(base + job.w.qs);
   job.dos = (float *)(base + job.w.dos);

@@ -397,24 +397,11 @@ attn_status attn_forward(attn_context *ctx, const attn_params *p) {
   job.dvp = (int64_t)round_up((size_t)pr.dv, (size_t)job.k->vl);
   atomic_init(&job.counter, 0);
 
-  void *mem = NULL;
+  void *mem;
   char *base;
-  if (p->workspace) {
-    if (p->workspace_size < job.w.total)
-      return attn_fail(p, ATTN_ERR_WORKSPACE_TOO_SMALL,
-                       "workspace of %zu bytes, %zu needed", p->workspace_size,
-                       job.w.total);
-    base = (char *)p->workspace;
-  } else {
-    mem = malloc(job.w.total);
-    if (!mem)
-      return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY,
-                       "could not allocate %zu bytes of workspace",
-                       job.w.total);
-    base = (char *)mem;
-  }
-  /* Align the pieces to cache lines inside whatever memory we were given. */
-  base = (char *)round_up((size_t)(uintptr_t)base, ALIGN);
+  st = attn_workspace_acquire(p, job.w.total, &mem, &base);
+  if (st != ATTN_OK)
+    return st;
   job.claimed = (atomic_llong *)base;
   base += job.w.counters;
   if (job.w.private_pack) {
