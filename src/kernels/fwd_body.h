@@ -418,11 +418,12 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
         }
         continue;
       }
-      if (fused[b]) /* a score far above the running max: redo S */
-        for (int pc = 0; pc < ncol; pc += NR)
-          KFN(qk_block)
-          (r1 - r0, t->q + r0 * d, d, t->kp + ((j0 + pc) / NR) * d * NR,
-           sr + pc);
+      if (fused[b]) { /* a score far above the running max: redo S */
+        for (int pc = 0; pc < ncol; pc += NR) {
+          const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+          KFN(qk_block)(r1 - r0, t->q + r0 * d, d, kp, sr + pc);
+        }
+      }
       if (mods)
         KFN(apply_mods)(t, r0, r1, sr, ncol, j0); /* (2) */
       if (kind == ATTN_TILE_PARTIAL)
@@ -431,10 +432,11 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     }
     for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
       const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
-      for (int r0 = 0; r0 < t->rows; r0 += MR)
-        KFN(pv_block)
-      (ATTN_MIN(MR, t->rows - r0), nv, s + r0 * BC, ncol, v + cb, dvp,
-       alpha + r0, t->acc + r0 * dvp + cb);
+      for (int r0 = 0; r0 < t->rows; r0 += MR) {
+        const int mr = ATTN_MIN(MR, t->rows - r0);
+        float *acc = t->acc + r0 * dvp + cb;
+        KFN(pv_block)(mr, nv, s + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc);
+      }
     }
   }
   for (int r = 0; r < t->rows; r++) {
