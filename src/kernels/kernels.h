@@ -25,7 +25,7 @@ typedef struct attn_qtile {
   int64_t bias_si, bias_sj;
   const uint8_t *mask; /* (row 0, key 0) of this (b, h) or NULL           */
   int64_t mask_si, mask_sj;
-  float *s;   /* scratch [mr][bc]                                           */
+  float *s;   /* scratch [br][bc]                                           */
   float *m;   /* scratch [br]: running max                                  */
   float *l;   /* scratch [br]: running sum                                  */
   float *acc; /* out [br][dvp]: the normalised output rows                  */
@@ -36,7 +36,7 @@ typedef struct attn_kernel {
   attn_isa isa;
   int vl; /* floats per vector                              */
   int mr; /* rows of the register-blocked micro-kernels     */
-  int nr; /* keys per packed K panel (2 vectors)            */
+  int nr; /* keys per packed K panel (nv vectors)           */
   int br; /* query rows per tile (multiple of mr)           */
   int bc; /* keys per tile (multiple of nr)                 */
   void (*fwd_qtile)(const attn_qtile *t);
