@@ -55,8 +55,9 @@ static const char usage_text[] =
     "  --cu-seqlens-k CK.npy   int32 [batch+1] cumulative key offsets; Q, K, "
     "V,\n"
     "                          O are then 3-D [total, heads, dim] (bhsd:\n"
-    "                          [heads, total, dim]); not combinable with\n"
-    "                          --bias, --mask or --kv-lens\n"
+    "                          [heads, total, dim]); --bias, --mask and\n"
+    "                          --kv-lens are then per sequence: [batch,\n"
+    "                          heads_q, longest seq_q, longest seq_k]\n"
     "  --dtype f32|bf16|f16    round Q, K, V to this storage type first\n"
     "  --threads N             worker threads (0 = all, default)\n"
     "  --isa generic|avx2|avx512|auto\n"
@@ -497,11 +498,6 @@ static int cmd_run(int argc, char **argv, int grad) {
     fail(EXIT_USAGE, "--cu-seqlens-q and --cu-seqlens-k must be given "
                      "together");
   int varlen = o.cu_q != NULL;
-  if (varlen && (o.bias || o.mask || o.kv_lens))
-    fail(EXIT_USAGE, "--cu-seqlens-* cannot be combined with %s",
-         o.bias   ? "--bias"
-         : o.mask ? "--mask"
-                  : "--kv-lens");
   int bhsd = 0;
   if (o.layout != NULL) {
     if (strcmp(o.layout, "bhsd") == 0)
@@ -576,30 +572,7 @@ static int cmd_run(int argc, char **argv, int grad) {
   p.o = qkv_tensor(out, ATTN_DTYPE_F32, bhsd, od);
 
   const int64_t heads_q = qd[2];
-  if (o.alibi != NULL) {
-    load(ARR_ALIBI, o.alibi);
-    require_float(ARR_ALIBI, o.alibi);
-    require_1d(ARR_ALIBI, o.alibi, heads_q, "ALiBi slopes [heads_q]");
-    p.alibi_slopes = g_arr[ARR_ALIBI].data;
-  }
-  const int64_t target[4] = {qd[0], qd[2], qd[1], kd[1]};
-  if (o.bias != NULL) {
-    load(ARR_BIAS, o.bias);
-    require_float(ARR_BIAS, o.bias);
-    p.bias = broadcast_tensor(ARR_BIAS, o.bias, "bias", ATTN_DTYPE_F32, target);
-  }
-  if (o.mask != NULL) {
-    load(ARR_MASK, o.mask);
-    require_dtype(ARR_MASK, o.mask, NPY_DTYPE_BOOL, "bool");
-    p.mask =
-        broadcast_tensor(ARR_MASK, o.mask, "mask", ATTN_DTYPE_BOOL, target);
-  }
-  if (o.kv_lens != NULL) {
-    load(ARR_KV_LENS, o.kv_lens);
-    require_dtype(ARR_KV_LENS, o.kv_lens, NPY_DTYPE_I32, "int32");
-    require_1d(ARR_KV_LENS, o.kv_lens, qd[0], "kv lengths [batch]");
-    p.kv_lens = g_arr[ARR_KV_LENS].data;
-  }
+  int64_t seqs = qd[0], max_sq = qd[1], max_sk = kd[1];
   if (varlen) {
     load(ARR_CU_Q, o.cu_q);
     load(ARR_CU_K, o.cu_k);
@@ -616,6 +589,43 @@ static int cmd_run(int argc, char **argv, int grad) {
     p.cu_seqlens_q = cq->data;
     p.cu_seqlens_k = g_arr[ARR_CU_K].data;
     p.varlen_batch = cq->shape[0] - 1;
+    /* Bias, mask and kv_lens are per sequence: [sequences, heads_q,
+     * longest query sequence, longest key sequence]. */
+    const int32_t *cuq = cq->data, *cuk = g_arr[ARR_CU_K].data;
+    int64_t mq = 0, mk = 0;
+    for (int64_t b = 0; b < p.varlen_batch; b++) {
+      mq =
+          (int64_t)cuq[b + 1] - cuq[b] > mq ? (int64_t)cuq[b + 1] - cuq[b] : mq;
+      mk =
+          (int64_t)cuk[b + 1] - cuk[b] > mk ? (int64_t)cuk[b + 1] - cuk[b] : mk;
+    }
+    seqs = p.varlen_batch;
+    max_sq = mq;
+    max_sk = mk;
+  }
+  if (o.alibi != NULL) {
+    load(ARR_ALIBI, o.alibi);
+    require_float(ARR_ALIBI, o.alibi);
+    require_1d(ARR_ALIBI, o.alibi, heads_q, "ALiBi slopes [heads_q]");
+    p.alibi_slopes = g_arr[ARR_ALIBI].data;
+  }
+  const int64_t target[4] = {seqs, heads_q, max_sq, max_sk};
+  if (o.bias != NULL) {
+    load(ARR_BIAS, o.bias);
+    require_float(ARR_BIAS, o.bias);
+    p.bias = broadcast_tensor(ARR_BIAS, o.bias, "bias", ATTN_DTYPE_F32, target);
+  }
+  if (o.mask != NULL) {
+    load(ARR_MASK, o.mask);
+    require_dtype(ARR_MASK, o.mask, NPY_DTYPE_BOOL, "bool");
+    p.mask =
+        broadcast_tensor(ARR_MASK, o.mask, "mask", ATTN_DTYPE_BOOL, target);
+  }
+  if (o.kv_lens != NULL) {
+    load(ARR_KV_LENS, o.kv_lens);
+    require_dtype(ARR_KV_LENS, o.kv_lens, NPY_DTYPE_I32, "int32");
+    require_1d(ARR_KV_LENS, o.kv_lens, seqs, "kv lengths [batch]");
+    p.kv_lens = g_arr[ARR_KV_LENS].data;
   }
   float *lse = NULL;
   int64_t lse_shape[3] = {qd[0], heads_q, qd[1]};

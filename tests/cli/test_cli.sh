@@ -164,6 +164,11 @@ gen i32 "$D/cuk_dec.npy" 0 5 4
 gen i32 "$D/cuk_big.npy" 0 4 99
 gen i32 "$D/cuk_neg.npy" 0 -4 9
 gen i32 "$D/cuk_len4.npy" 0 4 6 9
+# per-sequence extras: [sequences 2, heads 4, longest q 4, longest k 5]
+gen fill f32 0 "$D/pbias_zero.npy" 1 4 4 5
+gen fill bool 1 "$D/pmask_true.npy" 2 1 1 5
+gen i32 "$D/plens_full.npy" 4 5
+gen i32 "$D/plens_short.npy" 4 2
 for k in magic truncated header-len dtype big-endian fortran 5d trailing \
   syntax empty version dup-key missing-key huge-dim; do
   gen bad "$k" "$D/bad_$k.npy"
@@ -207,9 +212,9 @@ expect_fail 2 "--window three values" run $QKV $O --window 1,2,3
 expect_fail 2 "both causal flags" run $QKV $O --causal --causal-top-left
 expect_fail 2 "flag with a value" run $QKV $O --causal=1
 expect_fail 2 "--cu-seqlens-q alone" run $QKV $O --cu-seqlens-q "$D/cuq.npy"
-expect_fail 2 "cu_seqlens with --bias" run --q "$D/pq.npy" --k "$D/pk.npy" \
-  --v "$D/pv.npy" $O --cu-seqlens-q "$D/cuq.npy" --cu-seqlens-k "$D/cuk.npy" \
-  --bias "$D/bias_2d.npy"
+expect_fail 1 "cu_seqlens with a bias of the wrong seq axes" run \
+  --q "$D/pq.npy" --k "$D/pk.npy" --v "$D/pv.npy" $O \
+  --cu-seqlens-q "$D/cuq.npy" --cu-seqlens-k "$D/cuk.npy" --bias "$D/bias_2d.npy"
 expect_fail 2 "bench unknown flag" bench --frobnicate
 expect_fail 2 "bench --seq 0" bench --seq 0
 expect_fail 2 "bench heads not divisible" bench --heads 6 --kv-heads 4
@@ -335,6 +340,21 @@ if expect_ok "cu_seqlens" run $PK --cu-seqlens-k "$D/cuk.npy" $O --lse "$S/l.npy
   expect_shape "cu_seqlens O" "$S/o.npy" "<f4 6x4x6"
   expect_shape "cu_seqlens LSE" "$S/l.npy" "<f4 1x4x6"
   expect_finite "cu_seqlens O" "$S/o.npy"
+fi
+if expect_ok "cu_seqlens base" run $PK --cu-seqlens-k "$D/cuk.npy" \
+  --out "$S/pbase.npy" --causal; then
+  for extra in "--bias $D/pbias_zero.npy" "--mask $D/pmask_true.npy" \
+    "--kv-lens $D/plens_full.npy"; do
+    if expect_ok "cu_seqlens $extra" run $PK --cu-seqlens-k "$D/cuk.npy" \
+      $O --causal $extra; then
+      expect_same "cu_seqlens $extra changes nothing" "$S/pbase.npy" \
+        "$S/o.npy" 0
+    fi
+  done
+  if expect_ok "cu_seqlens --kv-lens shorter" run $PK \
+    --cu-seqlens-k "$D/cuk.npy" $O --causal --kv-lens "$D/plens_short.npy"; then
+    expect_finite "cu_seqlens --kv-lens shorter" "$S/o.npy"
+  fi
 fi
 if expect_ok "bench" bench --batch 1 --heads 4 --kv-heads 2 --seq-q 33 \
   --seq-k 65 --dim 16 --dim-v 8 --repeat 2 --warmup 0 --peak 100 --causal; then
