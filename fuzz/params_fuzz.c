@@ -1,5 +1,5 @@
 /*
- * params_fuzz.c - libFuzzer target for attn_forward.
+ * params_fuzz.c - libFuzzer target for attn_forward (and attn_backward).
  *
  * Carves a small problem (batch <= 2, heads <= 8, seq <= 16, dims <= 16) and
  * its options out of the input bytes, then either
@@ -430,6 +430,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               die("fully masked row has nonzero output", i, "");
           }
         }
+  }
+  if (use_lse) {
+    /* The backward on the same problem: no NaN, and the same bits on 1 and
+     * on N threads (dq, dk, dv are f32 and laid out like q, k, v). */
+    const int64_t nq = batch * sq * hq * d, nk = batch * sk * hk * d,
+                  nv = batch * sk * hk * dv;
+    float *dout = make(no, ATTN_DTYPE_F32, 1.0f, &seed);
+    float *g[2][3];
+    for (int r = 0; r < 2; r++) {
+      g[r][0] = calloc((size_t)nq, sizeof(float));
+      g[r][1] = calloc((size_t)nk, sizeof(float));
+      g[r][2] = calloc((size_t)nv, sizeof(float));
+      if (!g[r][0] || !g[r][1] || !g[r][2])
+        abort();
+    }
+    p.o = view(m.o[1], ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
+    p.lse = m.lse[1];
+    p.isa = ATTN_ISA_AUTO;
+    p.workspace = NULL;
+    p.workspace_size = 0;
+    p.dout = view(dout, ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
+    for (int r = 0; r < 2; r++) {
+      p.dq = view(g[r][0], ATTN_DTYPE_F32, bhsd, batch, sq, hq, d);
+      p.dk = view(g[r][1], ATTN_DTYPE_F32, bhsd, batch, sk, hk, d);
+      p.dv = view(g[r][2], ATTN_DTYPE_F32, bhsd, batch, sk, hk, dv);
+      p.num_threads = r == 0 ? 1 : threads;
+      if (attn_backward(NULL, &p) != ATTN_OK)
+        die("attn_backward rejected a valid problem", r, msg);
+    }
+    const int64_t n[3] = {nq, nk, nv};
+    for (int t = 0; t < 3; t++) {
+      for (int64_t i = 0; i < n[t]; i++)
+        if (isnan(g[0][t][i]))
+          die("NaN in a gradient", t, "");
+      if (memcmp(g[0][t], g[1][t], (size_t)n[t] * sizeof(float)) != 0)
+        die("a gradient depends on the thread count", t, "");
+    }
+    for (int r = 0; r < 2; r++)
+      for (int t = 0; t < 3; t++)
+        free(g[r][t]);
+    free(dout);
   }
   free_bufs(&m);
   return 0;
