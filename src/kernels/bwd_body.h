@@ -19,25 +19,6 @@
 #include <math.h>
 
 #define NR (NV * VL)
-#define CAT_(a, b) a##_##b
-#define CAT(a, b) CAT_(a, b)
-#define KFN(name) CAT(name, KSUFFIX)
-
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define UNROLL
-#endif
-
-#if defined(__GNUC__)
-#define ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define ALWAYS_INLINE inline
-#endif
-
-static const float kLog2e = 1.4426950408889634f;
 
 /* c[r][0..NR) = sum_{k<kdim} a[r*lda + k] * bp[k*NR + 0..NR), r < MR;
  * c has row stride BC. */

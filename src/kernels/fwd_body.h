@@ -25,25 +25,6 @@
 #include <math.h>
 
 #define NR (NV * VL)
-#define CAT_(a, b) a##_##b
-#define CAT(a, b) CAT_(a, b)
-#define KFN(name) CAT(name, KSUFFIX)
-
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define UNROLL
-#endif
-
-static const float kLog2e = 1.4426950408889634f;
-
-#if defined(__GNUC__)
-#define ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define ALWAYS_INLINE inline
-#endif
 
 /* s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)  for r < mr <= MR, mr a
  * compile-time constant at every call (so a last, short row block, or a

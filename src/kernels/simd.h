@@ -258,4 +258,26 @@ static inline vf vf_tanh(vf x) {
   return vf_blend_lt(a, vf_set1(0.4f), s, big);
 }
 
+/* Helpers for the kernel bodies (fwd_body.h, bwd_body.h): KFN(name) gives
+ * name_<KSUFFIX>, the including file's ISA suffix. */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define KFN(name) CAT(name, KSUFFIX)
+
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define UNROLL
+#endif
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+static const float kLog2e = 1.4426950408889634f;
+
 #endif
