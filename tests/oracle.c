@@ -55,18 +55,14 @@ float oracle_round_to(attn_dtype dtype, float x) {
 /* ---------------------------------------------------------------------- */
 /* Geometry of one sequence                                               */
 /* ---------------------------------------------------------------------- */
-typedef struct seq_geom {
-  int64_t b;      /* sequence: index into kv_lens, bias/mask batch axis  */
-  int64_t tb;     /* batch index into q/k/v/o (0 with cu_seqlens)        */
-  int64_t q0, k0; /* first row on the seq axis of q/o and of k/v         */
-  int64_t sq, sk; /* query rows; keys visible (kv_lens applied)          */
-} seq_geom;
-
-static int64_t num_seqs(const attn_params *p) {
+/* ---------------------------------------------------------------------- */
+/* Geometry of one sequence and the mask predicate (oracle.h)            */
+/* ---------------------------------------------------------------------- */
+int64_t oracle_num_seqs(const attn_params *p) {
   return p->cu_seqlens_q ? p->varlen_batch : p->q.shape[0];
 }
 
-static void seq_geom_get(const attn_params *p, int64_t b, seq_geom *g) {
+void oracle_seq_geom_get(const attn_params *p, int64_t b, oracle_seq_geom *g) {
   g->b = b;
   if (p->cu_seqlens_q) {
     g->tb = 0;
@@ -84,9 +80,7 @@ static void seq_geom_get(const attn_params *p, int64_t b, seq_geom *g) {
     g->sk = p->kv_lens[b];
 }
 
-/* Causal, window and mask tensor: may query i (local) see key j (local)?
- * Keys j >= sk are excluded by the loops. */
-static int allowed(const attn_params *p, const seq_geom *g, int64_t h,
+int oracle_allowed(const attn_params *p, const oracle_seq_geom *g, int64_t h,
                    int64_t i, int64_t j) {
   /* the diagonal: bottom-right (also for NONE) or top-left */
   int64_t off = p->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : g->sk - g->sq;
@@ -129,9 +123,9 @@ int oracle_forward(const attn_params *p, oracle_ref *r) {
   r->empty = malloc((size_t)r->n_rows);
   r->cond_o = calloc((size_t)r->n_rows, sizeof(double));
   r->cond_lse = calloc((size_t)r->n_rows, sizeof(double));
-  for (int64_t b = 0; b < num_seqs(p); b++) {
-    seq_geom g;
-    seq_geom_get(p, b, &g);
+  for (int64_t b = 0; b < oracle_num_seqs(p); b++) {
+    oracle_seq_geom g;
+    oracle_seq_geom_get(p, b, &g);
     if (g.sk > maxk)
       maxk = g.sk;
   }
@@ -152,9 +146,9 @@ int oracle_forward(const attn_params *p, oracle_ref *r) {
   for (int64_t x = 0; x < r->n_rows; x++)
     r->lse[x] = -INFINITY, r->empty[x] = 1;
 
-  for (int64_t b = 0; b < num_seqs(p); b++) {
-    seq_geom g;
-    seq_geom_get(p, b, &g);
+  for (int64_t b = 0; b < oracle_num_seqs(p); b++) {
+    oracle_seq_geom g;
+    oracle_seq_geom_get(p, b, &g);
     for (int64_t h = 0; h < hq; h++) {
       const int64_t kvh = h / (hq / hk);
       for (int64_t j = 0; j < g.sk; j++) {
@@ -177,7 +171,7 @@ int oracle_forward(const attn_params *p, oracle_ref *r) {
         for (int64_t j = 0; j < g.sk; j++) {
           double x = 0.0, ax = 0.0;
           s[j] = -INFINITY;
-          if (!allowed(p, &g, h, i, j))
+          if (!oracle_allowed(p, &g, h, i, j))
             continue;
           for (int64_t c = 0; c < d; c++) {
             x += qr[c] * kb[j * d + c];
@@ -270,9 +264,9 @@ int oracle_naive_f32(const attn_params *p, oracle_naive *nv) {
   nv->n_o = p->q.shape[0] * p->q.shape[1] * hq * dv;
   nv->o = calloc((size_t)nv->n_o, sizeof(float));
   nv->lse = malloc((size_t)nv->n_rows * sizeof(float));
-  for (int64_t b = 0; b < num_seqs(p); b++) {
-    seq_geom g;
-    seq_geom_get(p, b, &g);
+  for (int64_t b = 0; b < oracle_num_seqs(p); b++) {
+    oracle_seq_geom g;
+    oracle_seq_geom_get(p, b, &g);
     if (g.sk > maxk)
       maxk = g.sk;
   }
@@ -289,9 +283,9 @@ int oracle_naive_f32(const attn_params *p, oracle_naive *nv) {
   for (int64_t x = 0; x < nv->n_rows; x++)
     nv->lse[x] = -INFINITY;
 
-  for (int64_t b = 0; b < num_seqs(p); b++) {
-    seq_geom g;
-    seq_geom_get(p, b, &g);
+  for (int64_t b = 0; b < oracle_num_seqs(p); b++) {
+    oracle_seq_geom g;
+    oracle_seq_geom_get(p, b, &g);
     for (int64_t h = 0; h < hq; h++) {
       const int64_t kvh = h / (hq / hk);
       for (int64_t j = 0; j < g.sk; j++) {
@@ -309,7 +303,7 @@ int oracle_naive_f32(const attn_params *p, oracle_naive *nv) {
         for (int64_t j = 0; j < g.sk; j++) {
           float x = 0.0f;
           s[j] = -INFINITY;
-          if (!allowed(p, &g, h, i, j))
+          if (!oracle_allowed(p, &g, h, i, j))
             continue;
           for (int64_t c = 0; c < d; c++)
             x += qr[c] * kb[j * d + c];

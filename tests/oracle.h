@@ -51,6 +51,20 @@ typedef struct oracle_naive {
 double oracle_tensor_get(const attn_tensor *t, int64_t i0, int64_t i1,
                          int64_t i2, int64_t i3);
 
+/* Where sequence b lies in the tensors (packed batches, kv_lens applied). */
+typedef struct oracle_seq_geom {
+  int64_t b;      /* sequence: index into kv_lens, bias/mask batch axis  */
+  int64_t tb;     /* batch index into q/k/v/o (0 with cu_seqlens)        */
+  int64_t q0, k0; /* first row on the seq axis of q/o and of k/v         */
+  int64_t sq, sk; /* query rows; keys visible (kv_lens applied)          */
+} oracle_seq_geom;
+int64_t oracle_num_seqs(const attn_params *p);
+void oracle_seq_geom_get(const attn_params *p, int64_t b, oracle_seq_geom *g);
+/* Causal, window and mask tensor: may query i (local) see key j (local)?
+ * Keys j >= sk are the caller's to exclude. */
+int oracle_allowed(const attn_params *p, const oracle_seq_geom *g, int64_t h,
+                   int64_t i, int64_t j);
+
 /* Rounds x to dtype's precision (f32, bf16 or f16) with the tests' own RNE
  * conversion. */
 float oracle_round_to(attn_dtype dtype, float x);

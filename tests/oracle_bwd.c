@@ -13,46 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct geom {
-  int64_t b, tb, q0, k0, sq, sk;
-} geom;
-
-static int64_t nseqs(const attn_params *p) {
-  return p->cu_seqlens_q ? p->varlen_batch : p->q.shape[0];
-}
-
-static void geom_get(const attn_params *p, int64_t b, geom *g) {
-  g->b = b;
-  if (p->cu_seqlens_q) {
-    g->tb = 0;
-    g->q0 = p->cu_seqlens_q[b];
-    g->k0 = p->cu_seqlens_k[b];
-    g->sq = p->cu_seqlens_q[b + 1] - p->cu_seqlens_q[b];
-    g->sk = p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b];
-  } else {
-    g->tb = b;
-    g->q0 = g->k0 = 0;
-    g->sq = p->q.shape[1];
-    g->sk = p->k.shape[1];
-  }
-  if (p->kv_lens)
-    g->sk = p->kv_lens[b];
-}
-
-static int allowed(const attn_params *p, const geom *g, int64_t h, int64_t i,
-                   int64_t j) {
-  int64_t off = p->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : g->sk - g->sq;
-  if (p->causal != ATTN_CAUSAL_NONE && j > i + off)
-    return 0;
-  if (p->window_left >= 0 && j < i + off - p->window_left)
-    return 0;
-  if (p->window_right >= 0 && j > i + off + p->window_right)
-    return 0;
-  if (p->mask.data && oracle_tensor_get(&p->mask, g->b, h, i, j) == 0.0)
-    return 0;
-  return 1;
-}
-
 static int64_t bias_index(const attn_tensor *t, int64_t b, int64_t h, int64_t i,
                           int64_t j) {
   const int64_t *s = t->shape;
@@ -96,9 +56,9 @@ void oracle_grads_free(oracle_grads *g) {
     int64_t maxk = 1;                                                          \
     if (out && grads_alloc(p, out) != 0)                                       \
       return -1;                                                               \
-    for (int64_t b = 0; b < nseqs(p); b++) {                                   \
-      geom g;                                                                  \
-      geom_get(p, b, &g);                                                      \
+    for (int64_t b = 0; b < oracle_num_seqs(p); b++) {                         \
+      oracle_seq_geom g;                                                       \
+      oracle_seq_geom_get(p, b, &g);                                           \
       if (g.sk > maxk)                                                         \
         maxk = g.sk;                                                           \
     }                                                                          \
@@ -121,9 +81,9 @@ void oracle_grads_free(oracle_grads *g) {
           return -1;                                                           \
       }                                                                        \
     double total = 0.0;                                                        \
-    for (int64_t b = 0; b < nseqs(p); b++) {                                   \
-      geom g;                                                                  \
-      geom_get(p, b, &g);                                                      \
+    for (int64_t b = 0; b < oracle_num_seqs(p); b++) {                         \
+      oracle_seq_geom g;                                                       \
+      oracle_seq_geom_get(p, b, &g);                                           \
       for (int64_t h = 0; h < hq; h++) {                                       \
         const int64_t kvh = h / (hq / hk);                                     \
         for (int64_t i = 0; i < g.sq; i++) {                                   \
@@ -137,7 +97,7 @@ void oracle_grads_free(oracle_grads *g) {
             R x = 0;                                                           \
             s[j] = -INFINITY;                                                  \
             th[j] = 0;                                                         \
-            if (!allowed(p, &g, h, i, j))                                      \
+            if (!oracle_allowed(p, &g, h, i, j))                               \
               continue;                                                        \
             for (int64_t c = 0; c < d; c++)                                    \
               x +=                                                             \
