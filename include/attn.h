@@ -217,7 +217,8 @@ typedef struct attn_params {
   int num_threads;       /* 0 = the context's (or all online CPUs)            */
   attn_isa isa;          /* AUTO = the context's choice                       */
   void *workspace;       /* optional caller memory: then no allocation at all */
-  size_t workspace_size; /* bytes at workspace; see attn_workspace_size  */
+  size_t workspace_size; /* bytes at workspace; see attn_forward_ and
+                            attn_backward_workspace_size               */
 
   /* --- diagnostics (optional) -------------------------------------- */
   char *error_message;       /* if set, a failing call writes a precise  */
