@@ -7,6 +7,10 @@
 #include "mask/mask.h"
 
 #define KSUFFIX generic
+/* Tile sizes; each can be overridden at build time (-DMR=.. -DNV=.. -DBR=..
+ * -DBC=..) to compare variants (see "Tuning" in bench/RESULTS.md).
+ * MR rows x NV vectors is the register block; BR must be a multiple of MR
+ * and BC of NV * VL. */
 #ifndef MR
 #define MR 4
 #endif
