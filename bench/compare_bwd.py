@@ -39,32 +39,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def prepare_env(threads):
-    notes = []
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            notes.append("%s=%s unset for this command" % (var, os.environ.pop(var)))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ["ATTN_NUM_THREADS"] = str(threads)
-    return notes
-
-
-def _status_kib(field):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+# prepare_env, _status_kib and reset_peak_rss are compare.py's, which imports
+# only the standard library at load time, so this is safe before numpy/torch.
+sys.path.insert(0, HERE)
+from compare import _status_kib, prepare_env, reset_peak_rss  # noqa: E402
 
 
 class Problem:
@@ -125,7 +103,6 @@ def make_torch(torch, prob):
 
 def build_impl(impl, np, prob, threads, build):
     if impl == "libattn":
-        sys.path.insert(0, HERE)
         import libattn_ctypes as la
 
         return make_libattn(np, la, la.LibAttn(la.find_library(build)), prob, threads)
@@ -180,7 +157,6 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, HERE)
     import libattn_ctypes as la
 
     lib = la.LibAttn(la.find_library(args.build))

@@ -26,47 +26,27 @@
 
 #define NR (NV * VL)
 
-/* s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)  for r < mr <= MR, mr a
- * compile-time constant at every call (so a last, short row block, or a
- * single decode query, costs only its rows).
- * q: [mr][d] (row stride d), kp: [d][NR], s: row stride BC. */
-static ALWAYS_INLINE void KFN(mk_qk)(const int mr, const float *restrict q,
-                                     int64_t d, const float *restrict kp,
-                                     float *restrict s) {
-  vf c[MR][NV];
-  UNROLL for (int r = 0; r < mr; r++) {
-    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
-  }
-  for (int64_t k = 0; k < d; k++) {
-    vf b[NV];
-    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
-    UNROLL for (int r = 0; r < mr; r++) {
-      const vf a = vf_set1(q[r * d + k]);
-      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
-    }
-  }
-  UNROLL for (int r = 0; r < mr; r++) {
-    UNROLL for (int v = 0; v < NV; v++) vf_store(s + r * BC + v * VL, c[r][v]);
-  }
-}
-
-/* Steps (1) and (4) fused, for FULL tiles without score modifiers once
- * every row of the block has a finite running max m[r]: P is computed from
- * the accumulators while they are still in registers,
- *     p = 2^(s log2e - m log2e),
- * with the running max m left as it is (it may be stale: P may then exceed
- * 1, and as long as it stays below 2^FUSED_TAU the normalisation by l is
- * exact and nothing overflows; alpha = 1, so acc needs no rescaling). This
- * removes the separate max and exp passes over S. Adds each row's sum of P
- * to rowsum[r] and returns the largest exponent seen: the caller redoes the
- * block the ordinary way if it exceeds FUSED_TAU.
- * negm[r] = -m[r] log2e. */
+/* Step (1), S = Q Kᵀ for one row block against one K panel:
+ *     s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)   for r < mr <= MR,
+ * q: [mr][d] (row stride d), kp: [d][NR], out: row stride BC. mr and fuse
+ * are compile-time constants at every call (so a last, short row block, or
+ * a single decode query, costs only its rows).
+ *
+ * fuse = 0 stores S. fuse = 1 fuses step (4) for FULL tiles without score
+ * modifiers once every row of the block has a finite running max m[r]: P is
+ * computed from the accumulators while they are still in registers,
+ *     p = 2^(s log2e - m log2e),   negm[r] = -m[r] log2e,
+ * with the running max left as it is (it may be stale: P may then exceed 1,
+ * and as long as it stays below 2^FUSED_TAU the normalisation by l is exact
+ * and nothing overflows; alpha = 1, so acc needs no rescaling). This removes
+ * the separate max and exp passes over S. It adds each row's sum of P to
+ * rowsum[r] and returns the largest exponent seen: the caller redoes the
+ * block the ordinary way if it exceeds FUSED_TAU. */
 #define FUSED_TAU 16.0f
-static ALWAYS_INLINE float KFN(mk_qk_exp)(const int mr, const float *restrict q,
-                                          int64_t d, const float *restrict kp,
-                                          float *restrict p,
-                                          const float *restrict negm,
-                                          float *restrict rowsum) {
+static ALWAYS_INLINE float
+KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t d,
+           const float *restrict kp, float *restrict out,
+           const float *restrict negm, float *restrict rowsum) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
@@ -78,6 +58,13 @@ static ALWAYS_INLINE float KFN(mk_qk_exp)(const int mr, const float *restrict q,
       const vf a = vf_set1(q[r * d + k]);
       UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
+  }
+  if (!fuse) {
+    UNROLL for (int r = 0; r < mr; r++) {
+      UNROLL for (int v = 0; v < NV; v++)
+          vf_store(out + r * BC + v * VL, c[r][v]);
+    }
+    return 0.0f;
   }
   const vf l2e = vf_set1(kLog2e);
   vf big = vf_set1(-INFINITY);
@@ -88,7 +75,7 @@ static ALWAYS_INLINE float KFN(mk_qk_exp)(const int mr, const float *restrict q,
       const vf x = vf_fma(c[r][v], l2e, nm);
       big = vf_max(big, x);
       const vf e = vf_exp2_nonpos(x);
-      vf_store(p + r * BC + v * VL, e);
+      vf_store(out + r * BC + v * VL, e);
       sum = vf_add(sum, e);
     }
     rowsum[r] += vf_hsum(sum);
@@ -191,7 +178,7 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
 /* S for one row block of mr rows against one K panel. */
 static void KFN(qk_block)(int mr, const float *q, int64_t d, const float *kp,
                           float *s) {
-#define QK_CASE(n) KFN(mk_qk)((n) <= MR ? (n) : MR, q, d, kp, s);
+#define QK_CASE(n) KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, kp, s, NULL, NULL);
   SWITCH_UPTO(MR, mr, QK_CASE)
 #undef QK_CASE
 }
@@ -202,7 +189,7 @@ static float KFN(qk_exp_block)(int mr, const float *q, int64_t d,
                                float *rowsum) {
   float big = 0.0f;
 #define QKE_CASE(n)                                                            \
-  big = KFN(mk_qk_exp)((n) <= MR ? (n) : MR, q, d, kp, p, negm, rowsum);
+  big = KFN(mk_qk)(1, (n) <= MR ? (n) : MR, q, d, kp, p, negm, rowsum);
   SWITCH_UPTO(MR, mr, QKE_CASE)
 #undef QKE_CASE
   return big;
@@ -361,7 +348,7 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
     /* GEMM order: each K panel stays in L1 while every row block uses it,
      * then each V column block stays in L1 for every row block. The last
      * row block computes only its valid rows. */
-    /* Row blocks that may take the fused path (see mk_qk_exp). */
+    /* Row blocks that may take the fused path (see mk_qk). */
     int fused[BR / MR];
     float big[BR / MR], negm[BR], rowsum[BR];
     const int full_plain = kind == ATTN_TILE_FULL && !mods;

@@ -199,6 +199,17 @@ static inline float vf_hsum(vf a) {
 #error "define one of ATTN_SIMD_AVX512, ATTN_SIMD_AVX2, ATTN_SIMD_GENERIC"
 #endif
 
+/* 2^f for |f| <= 1/2: degree-6 minimax polynomial (Horner). */
+static inline vf vf_exp2_frac(vf f) {
+  vf p = vf_set1(1.535336188319500e-4f);
+  p = vf_fma(p, f, vf_set1(1.339887440266574e-3f));
+  p = vf_fma(p, f, vf_set1(9.618437357674640e-3f));
+  p = vf_fma(p, f, vf_set1(5.550332471162809e-2f));
+  p = vf_fma(p, f, vf_set1(2.402264791363012e-1f));
+  p = vf_fma(p, f, vf_set1(6.931472028550421e-1f));
+  return vf_fma(p, f, vf_set1(1.0f));
+}
+
 /* 2^x for x <= ~127, built from the vocabulary above.
  * x = n + f with n = round(x), |f| <= 1/2; 2^f by a degree-6 polynomial
  * (minimax on [-1/2, 1/2], max relative error about 2e-7 in exact
@@ -209,13 +220,7 @@ static inline vf vf_exp2(vf x) {
   x = vf_min(x, vf_set1(127.0f));
   const vf n = vf_round(x);
   const vf f = vf_sub(x, n);
-  vf p = vf_set1(1.535336188319500e-4f);
-  p = vf_fma(p, f, vf_set1(1.339887440266574e-3f));
-  p = vf_fma(p, f, vf_set1(9.618437357674640e-3f));
-  p = vf_fma(p, f, vf_set1(5.550332471162809e-2f));
-  p = vf_fma(p, f, vf_set1(2.402264791363012e-1f));
-  p = vf_fma(p, f, vf_set1(6.931472028550421e-1f));
-  p = vf_fma(p, f, vf_set1(1.0f));
+  const vf p = vf_exp2_frac(f);
   return vf_mul(p, vf_pow2i(n));
 }
 
@@ -229,13 +234,7 @@ static inline vf vf_exp2_nonpos(vf x) {
   x = vf_max(x, vf_set1(-127.0f));
   const vf t = vf_add(x, magic);
   const vf f = vf_sub(x, vf_sub(t, magic)); /* x - round(x), |f| <= 1/2 */
-  vf p = vf_set1(1.535336188319500e-4f);
-  p = vf_fma(p, f, vf_set1(1.339887440266574e-3f));
-  p = vf_fma(p, f, vf_set1(9.618437357674640e-3f));
-  p = vf_fma(p, f, vf_set1(5.550332471162809e-2f));
-  p = vf_fma(p, f, vf_set1(2.402264791363012e-1f));
-  p = vf_fma(p, f, vf_set1(6.931472028550421e-1f));
-  p = vf_fma(p, f, vf_set1(1.0f));
+  const vf p = vf_exp2_frac(f);
   return vf_mul(p, vf_shl23(t));
 }
 
