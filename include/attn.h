@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_MINOR 2
 #define ATTN_VERSION_PATCH 0
 #define ATTN_VERSION_NUMBER                                                    \
   (ATTN_VERSION_MAJOR * 10000 + ATTN_VERSION_MINOR * 100 + ATTN_VERSION_PATCH)
@@ -79,7 +79,11 @@ typedef enum attn_status {
   ATTN_ERR_WORKSPACE_TOO_SMALL = -14, /* caller workspace below required    */
   ATTN_ERR_INVALID_ARGUMENT = -15,    /* any other bad option value         */
   ATTN_ERR_INVALID_STRIDE = -16,      /* a stride is negative               */
-  ATTN_ERR_THREAD = -17               /* creating a worker thread failed    */
+  ATTN_ERR_THREAD = -17,              /* reserved: never returned (a thread
+                                         that cannot start is replaced by
+                                         running its share on the caller) */
+  ATTN_ERR_ABI = -18 /* a struct size this library does not know: the
+                        program was built against a newer attn.h      */
 } attn_status;
 
 /* A short, static, English explanation of a status ("head ratio: ..."). */
@@ -238,10 +242,68 @@ typedef struct attn_params {
    * rows past the last cu_seqlens) get 0. */
   attn_tensor dbias; /* optional out f32 with exactly bias's shape:
                         dL/dbias summed over the axes bias broadcasts */
+
+  /* ================= appended in 0.2 (see "ABI" below) ============== */
+
+  /* --- positions ---------------------------------------------------- */
+  /* Query i of a sequence sits at position
+   *     qpos(i) = i + seq_k - seq_q + q_pos_offset (+ q_pos_offsets[b])
+   * and key j at
+   *     kpos(j) = j + k_pos_offset (+ k_pos_offsets[b]),
+   * where seq_k is the sequence's effective key count (kv_lens applied).
+   * Causal, window, prefix and ALiBi read only these positions:
+   *   bottom-right causal   kpos <= qpos
+   *   top-left causal       kpos <= qpos - (seq_k - seq_q)
+   *   window (L, R)         qpos' - L <= kpos <= qpos' + R, qpos' being
+   *                         the causal alignment's qpos (bottom-right
+   *                         without causal)
+   *   ALiBi                 s -= slope * |qpos - kpos|
+   * With every offset 0 (the default) this is exactly the contract above.
+   * A split-KV decode, a paged cache, chunked prefill or ring attention
+   * only sets offsets. */
+  int64_t q_pos_offset;
+  int64_t k_pos_offset;
+  const int64_t *q_pos_offsets; /* optional [batch]: per sequence, added  */
+  const int64_t *k_pos_offsets; /* optional [batch]: per sequence, added  */
+
+  /* --- more masks --------------------------------------------------- */
+  /* Prefix-LM: -1 (default) = off; N >= 0: the query at position p sees
+   * key position j when j < N or j <= p (bidirectional over the first N
+   * keys, causal after them). Narrows with window, kv_lens and mask like
+   * every other mask; together with causal it is ATTN_ERR_INVALID_ARGUMENT.
+   *        k0 k1 k2 k3 k4        prefix_len = 2, seq_q = seq_k = 5
+   *   q0    x  x  .  .  .
+   *   q1    x  x  .  .  .
+   *   q2    x  x  x  .  .
+   *   q3    x  x  x  x  .
+   *   q4    x  x  x  x  x                                              */
+  int64_t prefix_len;
+
+  /* Optional: a mask compiled once by attn_mask_compile for these shapes
+   * and mask options (see below). The call then skips compiling; its mask
+   * options, shapes, kv_lens, cu_seqlens and positions must be the ones
+   * the mask was compiled with (checked: ATTN_ERR_INVALID_ARGUMENT). */
+  const struct attn_mask *compiled_mask;
 } attn_params;
 
-/* Sets every field to its default (nothing attached, no mask, AUTO). */
-ATTN_API void attn_params_init(attn_params *p);
+/* ------------------------------------------------------------------------ */
+/* ABI: structs grow at the end, programs keep working                     */
+/* ------------------------------------------------------------------------ */
+/*
+ * Every function that takes attn_params or attn_context_options has a
+ * "_sized" form that also takes sizeof the struct as the caller's attn.h
+ * declared it. The unsuffixed names below are header-inline wrappers that
+ * pass sizeof(*p), so a program compiled against this header tells the
+ * library which fields it knows: a later libattn.so.0 with appended fields
+ * reads only those and uses the defaults for the rest. A size the library
+ * does not know (a newer header's, or garbage) is ATTN_ERR_ABI.
+ *
+ * Programs built against 0.1's attn.h call the exported unsuffixed symbols,
+ * which the library keeps and treats as the 0.1 layout.
+ */
+#define ATTN_PARAMS_SIZE_0_1 ((size_t)offsetof(attn_params, q_pos_offset))
+
+ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
 
 /* ------------------------------------------------------------------------ */
 /* Context: optional, opaque, holds defaults (threads, ISA).                */
@@ -253,10 +315,14 @@ typedef struct attn_context_options {
   attn_isa isa;    /* AUTO = widest, or environment ATTN_ISA             */
 } attn_context_options;
 
-ATTN_API void attn_context_options_init(attn_context_options *opt);
-/* opt may be NULL for defaults. */
-ATTN_API attn_status attn_context_create(attn_context **out,
-                                         const attn_context_options *opt);
+ATTN_API void attn_context_options_init_sized(attn_context_options *opt,
+                                             size_t size);
+/* opt may be NULL for defaults. Creates the context's thread pool (its
+ * workers start lazily, on the first call that wants more than one
+ * thread, and live until attn_context_free). */
+ATTN_API attn_status attn_context_create_sized(attn_context **out,
+                                               const attn_context_options *opt,
+                                               size_t size);
 /* Accepts NULL. */
 ATTN_API void attn_context_free(attn_context *ctx);
 /* The ISA a call with isa = AUTO will use under this context (ctx may be
@@ -269,18 +335,21 @@ ATTN_API attn_isa attn_context_isa(const attn_context *ctx);
 
 /* Validates p without computing. Returns the status attn_forward would
  * return for bad input and writes the reason to p->error_message. */
-ATTN_API attn_status attn_forward_check(const attn_params *p);
+ATTN_API attn_status attn_forward_check_sized(const attn_params *p,
+                                              size_t size);
 
 /* Bytes of workspace attn_forward needs for p (with p's thread count and
  * ISA under ctx). Pass a buffer this big (64-byte aligned is best) in
  * p->workspace and the call allocates nothing. */
-ATTN_API attn_status attn_forward_workspace_size(attn_context *ctx,
-                                                 const attn_params *p,
-                                                 size_t *bytes);
+ATTN_API attn_status attn_forward_workspace_size_sized(attn_context *ctx,
+                                                       const attn_params *p,
+                                                       size_t size,
+                                                       size_t *bytes);
 
 /* O (and LSE) from Q, K, V and the options in p. ctx may be NULL. Results
  * are bitwise identical for every thread count. */
-ATTN_API attn_status attn_forward(attn_context *ctx, const attn_params *p);
+ATTN_API attn_status attn_forward_sized(attn_context *ctx,
+                                        const attn_params *p, size_t size);
 
 /*
  * Backward pass: dQ, dK, dV (and dBias) from Q, K, V, the forward's O and
@@ -304,19 +373,112 @@ ATTN_API attn_status attn_forward(attn_context *ctx, const attn_params *p);
 /* Validates p for attn_backward without computing (the forward's checks
  * plus dout, dq, dk, dv, dbias and lse); writes the reason to
  * p->error_message. */
-ATTN_API attn_status attn_backward_check(const attn_params *p);
+ATTN_API attn_status attn_backward_check_sized(const attn_params *p,
+                                               size_t size);
 
 /* Bytes of workspace attn_backward needs for p (with p's thread count and
  * ISA under ctx); pass that much in p->workspace and the call allocates
  * nothing. Linear in the sequence lengths: Q and dO once in f32, up to 8
  * f32 partial copies of dQ (one per chunk of keys), about 100 KiB per
  * thread; nothing of size seq_q x seq_k. */
+ATTN_API attn_status attn_backward_workspace_size_sized(attn_context *ctx,
+                                                        const attn_params *p,
+                                                        size_t size,
+                                                        size_t *bytes);
+
+/* dq, dk, dv (and dbias if set) from the inputs in p. ctx may be NULL. */
+ATTN_API attn_status attn_backward_sized(attn_context *ctx,
+                                         const attn_params *p, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Compiled masks                                                           */
+/* ------------------------------------------------------------------------ */
+/*
+ * Every mask option (causal in either alignment, window, prefix, kv_lens,
+ * the ends of packed sequences, the boolean mask tensor, positions) becomes
+ * one structure: for each (sequence, query tile of ATTN_TILE_Q rows) the
+ * runs of key tiles (ATTN_TILE_K keys each) that are not empty, each run
+ * FULL (no per-element test) or PARTIAL (the element predicate runs on
+ * it). The forward and the backward walk only those runs, so skipped tiles
+ * cost nothing. Every call compiles its mask internally (in its workspace);
+ * attn_mask_compile does it once for many calls (heads, layers, steps).
+ *
+ * A compiled mask keeps a pointer to the boolean mask tensor (if any): the
+ * tensor must stay alive and unchanged while the compiled mask is used.
+ */
+#define ATTN_TILE_Q 48 /* query rows per tile, both passes, every ISA */
+#define ATTN_TILE_K 64 /* keys per tile, both passes, every ISA       */
+
+typedef struct attn_mask attn_mask;
+
+/* Compiles the mask options of p for p's shapes (the operands' data are
+ * not read; q, k, v and o must be valid views). */
+ATTN_API attn_status attn_mask_compile_sized(const attn_params *p, size_t size,
+                                             attn_mask **out);
+/* Accepts NULL. */
+ATTN_API void attn_mask_free(attn_mask *m);
+/* Number of FULL, PARTIAL and EMPTY (query tile, key tile) pairs summed
+ * over every sequence and mask head: the work a call will do. */
+ATTN_API attn_status attn_mask_tile_counts(const attn_mask *m, int64_t *full,
+                                           int64_t *partial, int64_t *empty);
+
+/* The header-inline wrappers (see "ABI"). The library itself exports the
+ * unsuffixed names too, as the 0.1 entry points. */
+#if !defined(ATTN_BUILDING_LIBRARY)
+static inline void attn_params_init(attn_params *p) {
+  attn_params_init_sized(p, sizeof *p);
+}
+static inline void attn_context_options_init(attn_context_options *opt) {
+  attn_context_options_init_sized(opt, sizeof *opt);
+}
+static inline attn_status attn_context_create(attn_context **out,
+                                              const attn_context_options *opt) {
+  return attn_context_create_sized(out, opt, sizeof *opt);
+}
+static inline attn_status attn_forward_check(const attn_params *p) {
+  return attn_forward_check_sized(p, sizeof *p);
+}
+static inline attn_status attn_forward_workspace_size(attn_context *ctx,
+                                                      const attn_params *p,
+                                                      size_t *bytes) {
+  return attn_forward_workspace_size_sized(ctx, p, sizeof *p, bytes);
+}
+static inline attn_status attn_forward(attn_context *ctx,
+                                       const attn_params *p) {
+  return attn_forward_sized(ctx, p, sizeof *p);
+}
+static inline attn_status attn_backward_check(const attn_params *p) {
+  return attn_backward_check_sized(p, sizeof *p);
+}
+static inline attn_status attn_backward_workspace_size(attn_context *ctx,
+                                                       const attn_params *p,
+                                                       size_t *bytes) {
+  return attn_backward_workspace_size_sized(ctx, p, sizeof *p, bytes);
+}
+static inline attn_status attn_backward(attn_context *ctx,
+                                        const attn_params *p) {
+  return attn_backward_sized(ctx, p, sizeof *p);
+}
+static inline attn_status attn_mask_compile(const attn_params *p,
+                                            attn_mask **out) {
+  return attn_mask_compile_sized(p, sizeof *p, out);
+}
+#else /* the library: the 0.1 entry points, exported under these names */
+ATTN_API void attn_params_init(attn_params *p);
+ATTN_API void attn_context_options_init(attn_context_options *opt);
+ATTN_API attn_status attn_context_create(attn_context **out,
+                                         const attn_context_options *opt);
+ATTN_API attn_status attn_forward_check(const attn_params *p);
+ATTN_API attn_status attn_forward_workspace_size(attn_context *ctx,
+                                                 const attn_params *p,
+                                                 size_t *bytes);
+ATTN_API attn_status attn_forward(attn_context *ctx, const attn_params *p);
+ATTN_API attn_status attn_backward_check(const attn_params *p);
 ATTN_API attn_status attn_backward_workspace_size(attn_context *ctx,
                                                   const attn_params *p,
                                                   size_t *bytes);
-
-/* dq, dk, dv (and dbias if set) from the inputs in p. ctx may be NULL. */
 ATTN_API attn_status attn_backward(attn_context *ctx, const attn_params *p);
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */

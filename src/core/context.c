@@ -2,6 +2,7 @@
 #include "core/internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct attn_context {
@@ -9,11 +10,23 @@ struct attn_context {
   attn_isa isa;    /* resolved, never AUTO */
 };
 
-void attn_context_options_init(attn_context_options *opt) {
-  if (!opt)
+/* Every attn_context_options size a released attn.h declared. */
+static int options_size_known(size_t size) {
+  return size == sizeof(attn_context_options);
+}
+
+void attn_context_options_init_sized(attn_context_options *opt, size_t size) {
+  if (!opt || !options_size_known(size))
     return;
-  opt->num_threads = 0;
-  opt->isa = ATTN_ISA_AUTO;
+  attn_context_options o;
+  memset(&o, 0, sizeof o);
+  o.num_threads = 0;
+  o.isa = ATTN_ISA_AUTO;
+  memcpy(opt, &o, size);
+}
+
+void attn_context_options_init(attn_context_options *opt) {
+  attn_context_options_init_sized(opt, sizeof *opt);
 }
 
 static int default_threads(void) {
@@ -32,15 +45,19 @@ static int default_threads(void) {
   return (int)n;
 }
 
-attn_status attn_context_create(attn_context **out,
-                                const attn_context_options *opt) {
+attn_status attn_context_create_sized(attn_context **out,
+                                      const attn_context_options *opt,
+                                      size_t size) {
   if (!out)
     return ATTN_ERR_NULL_POINTER;
   *out = NULL;
   attn_context_options o;
   attn_context_options_init(&o);
-  if (opt)
-    o = *opt;
+  if (opt) {
+    if (!options_size_known(size))
+      return ATTN_ERR_ABI;
+    memcpy(&o, opt, size);
+  }
   if (o.num_threads < 0)
     return ATTN_ERR_INVALID_ARGUMENT;
   attn_isa isa = o.isa;
@@ -57,6 +74,11 @@ attn_status attn_context_create(attn_context **out,
   c->isa = isa;
   *out = c;
   return ATTN_OK;
+}
+
+attn_status attn_context_create(attn_context **out,
+                                const attn_context_options *opt) {
+  return attn_context_create_sized(out, opt, sizeof *opt);
 }
 
 void attn_context_free(attn_context *ctx) { free(ctx); }

@@ -43,6 +43,11 @@ typedef struct attn_seq {
   int64_t sk;    /* key rows actually attended (kv_lens applied)          */
 } attn_seq;
 
+/* Copies the caller's attn_params of `size` bytes (their attn.h's sizeof)
+ * over defaults into *out; ATTN_ERR_ABI for a size no release declared. */
+attn_status attn_params_import(const attn_params *p, size_t size,
+                               attn_params *out);
+
 attn_status attn_validate(const attn_params *p, attn_problem *out);
 /* attn_validate plus the backward's operands (validate_bwd.c). */
 attn_status attn_validate_bwd(const attn_params *p, attn_problem *out);

@@ -3,7 +3,7 @@
 
 int attn_version_number(void) { return ATTN_VERSION_NUMBER; }
 
-const char *attn_version_string(void) { return "0.1.0"; }
+const char *attn_version_string(void) { return "0.2.0"; }
 
 const char *attn_strerror(attn_status status) {
   switch (status) {
@@ -43,6 +43,9 @@ const char *attn_strerror(attn_status status) {
     return "invalid stride: negative, or output elements alias";
   case ATTN_ERR_THREAD:
     return "could not start a worker thread";
+  case ATTN_ERR_ABI:
+    return "a struct size this library does not know (built against a newer "
+           "attn.h?)";
   }
   return "unknown status code";
 }

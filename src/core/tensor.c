@@ -48,15 +48,3 @@ attn_tensor attn_tensor_contiguous(void *data, attn_dtype dtype, int64_t d0,
   const int64_t stride[4] = {d1 * d2 * d3, d2 * d3, d3, 1};
   return make(data, dtype, shape, stride);
 }
-
-void attn_params_init(attn_params *p) {
-  if (!p)
-    return;
-  memset(p, 0, sizeof *p);
-  p->causal = ATTN_CAUSAL_NONE;
-  p->window_left = -1;
-  p->window_right = -1;
-  p->isa = ATTN_ISA_AUTO;
-  p->bias.dtype = ATTN_DTYPE_F32;
-  p->mask.dtype = ATTN_DTYPE_BOOL;
-}

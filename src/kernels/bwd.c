@@ -600,9 +600,13 @@ static attn_status prepare(attn_context *ctx, const attn_params *p,
   return ATTN_OK;
 }
 
-attn_status attn_backward_check(const attn_params *p) {
+attn_status attn_backward_check_sized(const attn_params *user, size_t size) {
+  attn_params full, *p = &full;
+  attn_status st = attn_params_import(user, size, &full);
+  if (st != ATTN_OK)
+    return st;
   attn_problem pr;
-  attn_status st = attn_validate_bwd(p, &pr);
+  st = attn_validate_bwd(p, &pr);
   if (st != ATTN_OK)
     return st;
   attn_isa isa;
@@ -613,8 +617,13 @@ attn_status attn_backward_check(const attn_params *p) {
   return ATTN_OK;
 }
 
-attn_status attn_backward_workspace_size(attn_context *ctx,
-                                         const attn_params *p, size_t *bytes) {
+attn_status attn_backward_workspace_size_sized(attn_context *ctx,
+                                               const attn_params *user,
+                                               size_t size, size_t *bytes) {
+  attn_params full, *p = &full;
+  attn_status st0 = attn_params_import(user, size, &full);
+  if (st0 != ATTN_OK)
+    return st0;
   if (!bytes)
     return attn_fail(p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
   attn_problem pr;
@@ -626,12 +635,15 @@ attn_status attn_backward_workspace_size(attn_context *ctx,
   return st;
 }
 
-attn_status attn_backward(attn_context *ctx, const attn_params *p) {
-  if (!p)
-    return ATTN_ERR_NULL_POINTER;
+attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
+                                size_t size) {
+  attn_params full, *p = &full;
+  attn_status st = attn_params_import(user, size, &full);
+  if (st != ATTN_OK)
+    return st;
   attn_problem pr;
   bwd_job job;
-  attn_status st = prepare(ctx, p, &pr, &job.k, &job.w);
+  st = prepare(ctx, p, &pr, &job.k, &job.w);
   if (st != ATTN_OK)
     return st;
   job.pr = &pr;
@@ -661,4 +673,17 @@ attn_status attn_backward(attn_context *ctx, const attn_params *p) {
   if (st != ATTN_OK)
     return attn_fail(p, st, "could not start worker threads");
   return ATTN_OK;
+}
+
+/* The 0.1 entry points (attn.h, "ABI"). */
+attn_status attn_backward_check(const attn_params *p) {
+  return attn_backward_check_sized(p, ATTN_PARAMS_SIZE_0_1);
+}
+attn_status attn_backward_workspace_size(attn_context *ctx,
+                                         const attn_params *p, size_t *bytes) {
+  return attn_backward_workspace_size_sized(ctx, p, ATTN_PARAMS_SIZE_0_1,
+                                            bytes);
+}
+attn_status attn_backward(attn_context *ctx, const attn_params *p) {
+  return attn_backward_sized(ctx, p, ATTN_PARAMS_SIZE_0_1);
 }
