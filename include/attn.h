@@ -306,8 +306,33 @@ typedef struct attn_params {
 ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
 
 /* ------------------------------------------------------------------------ */
-/* Context: optional, opaque, holds defaults (threads, ISA).                */
+/* Context: optional, opaque, holds defaults (threads, ISA) and a pool.     */
 /* ------------------------------------------------------------------------ */
+/*
+ * A context holds the default thread count and ISA of the calls made under
+ * it, and a persistent thread pool: its workers start on the first call
+ * that wants more than one thread and sleep between calls (after spinning
+ * a few microseconds, so back-to-back calls start fast) until
+ * attn_context_free. ctx == NULL means the default context, made on first
+ * use (thread-safe) from the environment and never freed.
+ *
+ * Environment (read when a context is made, for the values its options
+ * leave at 0 / AUTO; once per process for the default context):
+ *   ATTN_NUM_THREADS  1..1024 (unset or empty: every online CPU)
+ *   ATTN_ISA          generic, avx2, avx512 or auto (unset or empty: auto)
+ * A bad value is an error, never ignored: ATTN_ERR_INVALID_ARGUMENT (not a
+ * number in range, not an ISA name) or ATTN_ERR_UNSUPPORTED_ISA (an ISA
+ * this CPU lacks), from attn_context_create, and from every call on the
+ * default context with the reason in p->error_message.
+ *
+ * Concurrency: any number of threads may call with one context (or NULL)
+ * at once. The pool serves one call at a time; a call that finds it busy
+ * does not wait but runs on a team of threads started for that call alone
+ * (slower to start, same results). Results never depend on which. A
+ * context must not be freed while a call is using it. After fork, the
+ * child may keep using (and free) the parent's contexts: workers are not
+ * inherited, so its calls run on temporary teams.
+ */
 typedef struct attn_context attn_context;
 
 typedef struct attn_context_options {
@@ -316,10 +341,13 @@ typedef struct attn_context_options {
 } attn_context_options;
 
 ATTN_API void attn_context_options_init_sized(attn_context_options *opt,
-                                             size_t size);
+                                              size_t size);
 /* opt may be NULL for defaults. Creates the context's thread pool (its
  * workers start lazily, on the first call that wants more than one
- * thread, and live until attn_context_free). */
+ * thread, and live until attn_context_free). Reads ATTN_NUM_THREADS and
+ * ATTN_ISA for what opt leaves to the environment (see above): a bad value
+ * gives ATTN_ERR_INVALID_ARGUMENT or ATTN_ERR_UNSUPPORTED_ISA and no
+ * context. */
 ATTN_API attn_status attn_context_create_sized(attn_context **out,
                                                const attn_context_options *opt,
                                                size_t size);
@@ -348,8 +376,8 @@ ATTN_API attn_status attn_forward_workspace_size_sized(attn_context *ctx,
 
 /* O (and LSE) from Q, K, V and the options in p. ctx may be NULL. Results
  * are bitwise identical for every thread count. */
-ATTN_API attn_status attn_forward_sized(attn_context *ctx,
-                                        const attn_params *p, size_t size);
+ATTN_API attn_status attn_forward_sized(attn_context *ctx, const attn_params *p,
+                                        size_t size);
 
 /*
  * Backward pass: dQ, dK, dV (and dBias) from Q, K, V, the forward's O and

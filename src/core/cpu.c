@@ -42,8 +42,8 @@ static int detect(void) {
 static int detect(void) { return 0; }
 #endif
 
-/* The one piece of global state: a cache of an immutable fact. Racing
- * first callers compute the same value. */
+/* Global state (the only other piece is context.c's default context): a
+ * cache of an immutable fact. Racing first callers compute the same value. */
 static atomic_int cpu_flags = -1;
 
 static int flags(void) {
@@ -107,13 +107,38 @@ static attn_isa widest(void) {
   return ATTN_ISA_GENERIC;
 }
 
-attn_isa attn_isa_best(void) {
+attn_status attn_isa_env(attn_isa *out, char *why, size_t why_size) {
   const char *env = getenv("ATTN_ISA");
+  attn_isa isa = ATTN_ISA_AUTO;
+  if (env && *env && attn_isa_parse(env, &isa) != ATTN_OK) {
+    if (why && why_size)
+      snprintf(why, why_size,
+               "ATTN_ISA='%.64s%s' is not generic, avx2, avx512 or auto", env,
+               strlen(env) > 64 ? "..." : "");
+    return ATTN_ERR_INVALID_ARGUMENT;
+  }
+  if (isa == ATTN_ISA_AUTO) {
+    *out = widest();
+    return ATTN_OK;
+  }
+  if (!attn_isa_supported(isa)) {
+    if (why && why_size)
+      snprintf(why, why_size,
+               "ATTN_ISA='%s' names an instruction set this CPU lacks "
+               "(the widest it has is %s)",
+               env, attn_isa_name(widest()));
+    return ATTN_ERR_UNSUPPORTED_ISA;
+  }
+  *out = isa;
+  return ATTN_OK;
+}
+
+/* Tolerant: a bad or unsupported ATTN_ISA counts as unset. */
+attn_isa attn_isa_best(void) {
   attn_isa isa;
-  if (env && attn_isa_parse(env, &isa) == ATTN_OK && isa != ATTN_ISA_AUTO &&
-      attn_isa_supported(isa))
-    return isa;
-  return widest();
+  if (attn_isa_env(&isa, NULL, 0) != ATTN_OK)
+    isa = widest();
+  return isa;
 }
 
 attn_status attn_isa_resolve(const attn_context *ctx, attn_isa want,

@@ -49,6 +49,13 @@ attn_status attn_params_import(const attn_params *p, size_t size,
                                attn_params *out);
 
 attn_status attn_validate(const attn_params *p, attn_problem *out);
+/* The options appended in 0.2 (validate_opts.c), called by attn_validate. */
+attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr);
+/* ATTN_ERR_OVERLAP when the output bytes [lo, hi) named `what` overlap
+ * alibi_slopes, kv_lens, cu_seqlens or the position offset arrays. */
+attn_status attn_check_aux_overlap(const attn_params *p,
+                                   const attn_problem *pr, uintptr_t lo,
+                                   uintptr_t hi, const char *what);
 /* attn_validate plus the backward's operands (validate_bwd.c). */
 attn_status attn_validate_bwd(const attn_params *p, attn_problem *out);
 /* Byte range [lo, hi) a valid view touches; 0 on overflow. */
@@ -73,17 +80,49 @@ attn_status attn_workspace_acquire(const attn_params *p, size_t need,
 /* CPU features: cached after the first call (thread-safe). */
 int attn_cpu_has_avx2(void);
 int attn_cpu_has_avx512(void);
-/* Resolves AUTO and checks support. */
+/* Resolves AUTO (the context's ISA; ctx NULL = the default context's, or
+ * attn_isa_best() when it cannot be made) and checks support. */
 attn_status attn_isa_resolve(const attn_context *ctx, attn_isa want,
                              attn_isa *out);
-int attn_context_threads(const attn_context *ctx);
+/* The ISA the environment asks for: ATTN_ISA unset, empty or "auto" gives
+ * the widest supported. ATTN_ERR_INVALID_ARGUMENT for a value that names
+ * no ISA, ATTN_ERR_UNSUPPORTED_ISA for one this CPU lacks; the reason then
+ * goes to why (if why_size > 0). attn_isa_best() is the tolerant form. */
+attn_status attn_isa_env(attn_isa *out, char *why, size_t why_size);
 
-/* Threads: runs fn(arg, tid, nthreads) on up to n threads (the caller is
- * tid 0). nthreads may come out lower than n if a thread cannot start. */
+/* Contexts (context.c). ctx == NULL means the default context: made
+ * lazily (thread-safe) from the environment, never freed. */
+typedef struct attn_pool attn_pool;
+/* *out = ctx, or the default context. When the default context cannot be
+ * made because ATTN_NUM_THREADS or ATTN_ISA is bad: ATTN_ERR_INVALID_ARGUMENT
+ * or ATTN_ERR_UNSUPPORTED_ISA, with the reason through attn_fail(p, ...). */
+attn_status attn_context_resolve(attn_context *ctx, const attn_params *p,
+                                 attn_context **out);
+/* The context's thread count (ctx NULL: the default context's, or the
+ * tolerant reading of the environment when it cannot be made). */
+int attn_context_threads(const attn_context *ctx);
+/* The context's pool (ctx NULL: the default context's; NULL when that
+ * cannot be made). */
+attn_pool *attn_context_pool(attn_context *ctx);
+
+/* Threads (threads.c): runs fn(arg, team, tid, nthreads) on up to n
+ * threads (the caller is tid 0) and returns when every thread is done.
+ * nthreads may come out lower than n if a thread cannot start; the call
+ * still succeeds (these return ATTN_OK). attn_team_barrier: a barrier
+ * across the team. attn_team_run_ctx uses ctx's pool (NULL: the default
+ * context's); when that pool is busy with another call it runs on a
+ * temporary team started for this call. attn_team_run(n, ...) is
+ * attn_team_run_ctx(NULL, n, ...). */
 typedef struct attn_team attn_team;
 typedef void (*attn_team_fn)(void *arg, attn_team *team, int tid, int nthreads);
+attn_status attn_team_run_ctx(attn_context *ctx, int n, attn_team_fn fn,
+                              void *arg);
 attn_status attn_team_run(int n, attn_team_fn fn, void *arg);
 void attn_team_barrier(attn_team *team);
+/* A pool with no workers yet (they start on demand); NULL when out of
+ * memory. attn_pool_free joins the workers; accepts NULL. */
+attn_pool *attn_pool_create(void);
+void attn_pool_free(attn_pool *pool);
 
 /* FMA peak micro-kernels (per ISA). */
 double attn_peak_loop_generic(int64_t iters);

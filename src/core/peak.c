@@ -1,6 +1,6 @@
 /* attn_fma_peak_gflops: this machine's f32 FMA throughput, measured with
  * the widest supported ISA on every thread of a team. */
-#include "core/internal.h"
+#include "kernels/table.h"
 
 #include <time.h>
 
@@ -16,13 +16,12 @@ typedef struct peak_job {
 } peak_job;
 
 static double loop(int64_t iters) {
-#if defined(ATTN_HAVE_X86)
-  if (attn_cpu_has_avx512())
-    return attn_peak_loop_avx512(iters);
-  if (attn_cpu_has_avx2())
-    return attn_peak_loop_avx2(iters);
-#endif
-  return attn_peak_loop_generic(iters);
+  attn_kernels t;
+  attn_kernels_for(attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
+                   : attn_isa_supported(ATTN_ISA_AVX2) ? ATTN_ISA_AVX2
+                                                       : ATTN_ISA_GENERIC,
+                   &t);
+  return t.peak_loop(iters);
 }
 
 static void peak_worker(void *arg, attn_team *team, int tid, int n) {

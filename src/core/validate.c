@@ -116,6 +116,10 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
     if (!is_storage(qkvo[i]->dtype))
       FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16",
            names[i], (int)qkvo[i]->dtype);
+  if (p->q.shape[3] == 0 || p->k.shape[3] == 0 || p->v.shape[3] == 0)
+    FAIL(ATTN_ERR_HEAD_DIM, "head_dim (q %lld, k %lld, v %lld) must be >= 1",
+         (long long)p->q.shape[3], (long long)p->k.shape[3],
+         (long long)p->v.shape[3]);
   for (int i = 0; i < 4; i++) {
     attn_status st = check_view(p, qkvo[i], i);
     if (st != ATTN_OK)
@@ -262,12 +266,19 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
       return st;
   }
 
+  attn_status sto = attn_validate_opts(p, pr);
+  if (sto != ATTN_OK)
+    return sto;
+
   /* outputs: no self-aliasing, no overlap with any input */
   if (attn_tensor_self_aliases(o))
     FAIL(ATTN_ERR_INVALID_STRIDE,
          "o strides make different elements share memory");
   uintptr_t olo, ohi, lo, hi;
   attn_tensor_extent(o, &olo, &ohi);
+  sto = attn_check_aux_overlap(p, pr, olo, ohi, "o");
+  if (sto != ATTN_OK)
+    return sto;
   const attn_tensor *ins[5] = {q, k, v, &p->bias, &p->mask};
   const int in_names[5] = {0, 1, 2, 4, 5};
   for (int i = 0; i < 5; i++) {
@@ -290,6 +301,9 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
     const uintptr_t lhi = llo + (uintptr_t)n;
     if (overlaps(llo, lhi, olo, ohi))
       FAIL(ATTN_ERR_OVERLAP, "lse overlaps o in memory");
+    sto = attn_check_aux_overlap(p, pr, llo, lhi, "lse");
+    if (sto != ATTN_OK)
+      return sto;
     for (int i = 0; i < 5; i++) {
       if (!ins[i]->data)
         continue;

@@ -101,6 +101,9 @@ attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
            "%s strides make different elements share memory", gname[i]);
     uintptr_t glo, ghi;
     attn_tensor_extent(grads[i], &glo, &ghi);
+    st = attn_check_aux_overlap(p, pr, glo, ghi, gname[i]);
+    if (st != ATTN_OK)
+      return st;
     for (int j = 0; j < m; j++)
       if (overlaps(glo, ghi, lo[j], hi[j]))
         FAIL(ATTN_ERR_OVERLAP, "%s overlaps %s in memory", gname[i], name[j]);

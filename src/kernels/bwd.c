@@ -30,8 +30,7 @@
  * and a few hundred KiB of tiles per thread: linear in the sequence
  * lengths, nothing of size seq_q x seq_k.
  */
-#include "kernels/bwd_kernels.h"
-#include "mask/mask.h"
+#include "kernels/plan.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -43,19 +42,6 @@
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-static const attn_bwd_kernel *kernel_for(attn_isa isa) {
-  switch (isa) {
-#if defined(ATTN_HAVE_X86)
-  case ATTN_ISA_AVX512:
-    return attn_bwd_kernel_avx512();
-  case ATTN_ISA_AVX2:
-    return attn_bwd_kernel_avx2();
-#endif
-  default:
-    return attn_bwd_kernel_generic();
-  }
-}
-
 typedef struct bwd_layout {
   int64_t tq;         /* rows of q's seq axis times its batch        */
   int64_t tqp;        /* tq + br zero rows (reads past a tile end)   */
@@ -65,7 +51,8 @@ typedef struct bwd_layout {
   size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
   size_t dd, dqc, base;
   size_t per_thread; /* one thread's scratch                        */
-  size_t kt, vt, krow, dk, dv, s, ds, g, lo, hi, tmp;
+  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp;
+  size_t tiles;   /* offset of the call's own tile lists (if not compiled) */
   size_t scratch; /* offset of thread 0's scratch                */
   size_t total;
   int threads;
@@ -87,8 +74,14 @@ static attn_status add_bytes(size_t *off, size_t count, size_t elem) {
   return ATTN_OK;
 }
 
-static attn_status layout(const attn_context *ctx, const attn_problem *pr,
-                          const attn_bwd_kernel *k, bwd_layout *w) {
+/* Rows of padding after every buffer of bc key rows: the key-row loops of
+ * the body run in steps of MR (at most 8), past bc when MR does not divide
+ * it; those rows are computed and dropped. */
+#define KEY_PAD 8
+
+static attn_status layout(const attn_plan *pl, bwd_layout *w) {
+  const attn_problem *pr = &pl->pr;
+  const attn_bwd_kernel *k = pl->k.bwd;
   const attn_params *p = pr->p;
   const size_t br = (size_t)k->br, bc = (size_t)k->bc;
   w->tq = p->q.shape[0] * p->q.shape[1];
@@ -135,41 +128,35 @@ static attn_status layout(const attn_context *ctx, const attn_problem *pr,
   w->base = off;
   if (add_bytes(&off, (size_t)pr->batch + 1, sizeof(int64_t)))
     return ATTN_ERR_OVERFLOW;
+  w->tiles = off;
+  if (add_bytes(&off, pl->tiles_bytes, 1))
+    return ATTN_ERR_OVERFLOW;
   w->scratch = off;
   /* one thread's tiles (all small: head dims are at most 256) */
-  size_t t = 0;
-  const size_t dp = (size_t)w->dp, dvp = (size_t)w->dvp;
-  w->kt = t;
-  add_bytes(&t, bc * (size_t)pr->d, sizeof(float));
-  w->vt = t;
-  add_bytes(&t, bc * (size_t)pr->dv, sizeof(float));
-  w->krow = t;
-  add_bytes(&t, bc * dp, sizeof(float));
-  w->dk = t;
-  add_bytes(&t, bc * dp, sizeof(float));
-  w->dv = t;
-  add_bytes(&t, bc * dvp, sizeof(float));
-  w->s = t;
-  add_bytes(&t, br * bc, sizeof(float));
-  w->ds = t;
-  add_bytes(&t, br * bc, sizeof(float));
-  w->g = t;
-  add_bytes(&t, br * bc, sizeof(float));
-  w->lo = t;
-  add_bytes(&t, br, sizeof(int64_t));
-  w->hi = t;
-  add_bytes(&t, br, sizeof(int64_t));
-  w->tmp = t;
-  add_bytes(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
-  w->per_thread = t;
+  attn_ws t = {0, 0};
+  const size_t dp = (size_t)w->dp, dvp = (size_t)w->dvp, bcp = bc + KEY_PAD;
+  w->kt = attn_ws_add(&t, bc * (size_t)pr->d, sizeof(float));
+  w->vt = attn_ws_add(&t, bc * (size_t)pr->dv, sizeof(float));
+  w->krow = attn_ws_add(&t, bc * dp, sizeof(float));
+  w->dk = attn_ws_add(&t, bcp * dp, sizeof(float));
+  w->dv = attn_ws_add(&t, bcp * dvp, sizeof(float));
+  w->dkm = attn_ws_add(&t, bcp * dp, sizeof(float));
+  w->dvm = attn_ws_add(&t, bcp * dvp, sizeof(float));
+  w->s = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
+  w->ds = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
+  w->g = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
+  w->lo = attn_ws_add(&t, br, sizeof(int64_t));
+  w->hi = attn_ws_add(&t, br, sizeof(int64_t));
+  w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
+  w->per_thread = t.off;
 
-  int nt = p->num_threads > 0 ? p->num_threads : attn_context_threads(ctx);
+  int nt = pl->threads;
   const int64_t most = ATTN_MAX(ATTN_MAX(items_a, w->items_c), 1);
   if (most < nt)
     nt = (int)most;
   w->threads = ATTN_MIN(nt, ATTN_MAX_THREADS);
   size_t all;
-  if (__builtin_mul_overflow(t, (size_t)w->threads, &all) ||
+  if (__builtin_mul_overflow(t.off, (size_t)w->threads, &all) ||
       __builtin_add_overflow(all, off, &all) ||
       __builtin_add_overflow(all, (size_t)ALIGN, &all))
     return ATTN_ERR_OVERFLOW;
@@ -178,23 +165,19 @@ static attn_status layout(const attn_context *ctx, const attn_problem *pr,
 }
 
 typedef struct bwd_job {
+  const attn_plan *pl;
   const attn_problem *pr;
   const attn_bwd_kernel *k;
+  const attn_tiles *tiles; /* the mask's tile lists               */
+  attn_tiles own;          /* the call's own, when not compiled   */
   bwd_layout w;
   char *mem;          /* aligned workspace                       */
   float *qs, *dos;    /* [hq][tqp][dp], [hq][tqp][dvp]           */
-  float *l2, *dd;     /* [hq][tqp]                               */
+  float *l2, *dd;     /* [hq][tqp]: the forward's LSE, D          */
   float *dqc;         /* [chunks][hq][tq][dp]                    */
   int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
   atomic_llong counter_a, counter_c;
 } bwd_job;
-
-static void *elem(const attn_tensor *t, int64_t i0, int64_t i1, int64_t i2,
-                  int64_t i3) {
-  const int64_t off = i0 * t->stride[0] + i1 * t->stride[1] +
-                      i2 * t->stride[2] + i3 * t->stride[3];
-  return (char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
-}
 
 /* First row of sequence sq in the [tq] row numbering. */
 static int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
@@ -204,7 +187,7 @@ static int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
 static void zero_rows(const attn_tensor *t, int64_t bat, int64_t r0, int64_t r1,
                       int64_t h, float *zeros) {
   for (int64_t r = r0; r < r1; r++)
-    attn_store_row(zeros, t->shape[3], elem(t, bat, r, h, 0), t->dtype,
+    attn_store_row(zeros, t->shape[3], attn_elem(t, bat, r, h, 0), t->dtype,
                    t->stride[3]);
 }
 
@@ -239,21 +222,22 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
           continue;
         }
         const int64_t tb = r / s0, i = r % s0;
-        attn_load_row_f32(elem(&p->q, tb, i, h, 0), p->q.dtype, p->q.stride[3],
-                          d, pr->scale, q);
+        attn_load_row_f32(attn_elem(&p->q, tb, i, h, 0), p->q.dtype,
+                          p->q.stride[3], d, pr->scale, q);
+        attn_row_poison(q, d);
         memset(q + d, 0, sizeof(float) * (size_t)(dp - d));
-        attn_load_row_f32(elem(&p->dout, tb, i, h, 0), p->dout.dtype,
+        attn_load_row_f32(attn_elem(&p->dout, tb, i, h, 0), p->dout.dtype,
                           p->dout.stride[3], dv, 1.0f, o);
         memset(o + dv, 0, sizeof(float) * (size_t)(dvp - dv));
-        attn_load_row_f32(elem(&p->o, tb, i, h, 0), p->o.dtype, p->o.stride[3],
-                          dv, 1.0f, obuf);
+        attn_load_row_f32(attn_elem(&p->o, tb, i, h, 0), p->o.dtype,
+                          p->o.stride[3], dv, 1.0f, obuf);
         float acc = 0.0f;
         for (int64_t c = 0; c < dv; c++)
           acc += o[c] * obuf[c];
         job->dd[li] = acc;
         const float lse = pr->varlen ? p->lse[h * s0 + r]
                                      : p->lse[(tb * pr->hq + h) * s0 + i];
-        job->l2[li] = lse == -INFINITY ? -INFINITY : lse * 1.4426950408889634f;
+        job->l2[li] = lse;
       }
     }
   /* Gradient rows no query or key reaches: zero, one head per thread. */
@@ -303,10 +287,11 @@ static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
     float *vtp = vt + (r / nr) * dv * nr + r % nr;
     if (r < nkeys) {
       const int64_t j = sq->k_off + j0 + r;
-      attn_load_row_f32(elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
+      attn_load_row_f32(attn_elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
                         p->k.stride[3], d, 1.0f, kr);
+      attn_row_poison(kr, d);
       memset(kr + d, 0, sizeof(float) * (size_t)(dp - d));
-      attn_load_row_f32(elem(&p->v, sq->q_bat, j, g, 0), p->v.dtype,
+      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, j, g, 0), p->v.dtype,
                         p->v.stride[3], dv, 1.0f, tmp);
       for (int64_t c = 0; c < d; c++)
         ktp[c * nr] = kr[c];
@@ -331,27 +316,14 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const bwd_layout *w = &job->w;
-  int64_t *lo = (int64_t *)(ws + w->lo), *hi = (int64_t *)(ws + w->hi);
-  attn_mask_row_ranges(p, sq->sq, sq->sk, i0, rows, lo, hi);
-  attn_tile_kind kind = attn_mask_tile_kind(lo, hi, rows, j0, j0 + nkeys);
+  int n;
+  const attn_tile_run *runs =
+      attn_tiles_get(job->tiles, sq->b, h, i0 / job->k->br, &n);
+  const attn_tile_kind kind = attn_tiles_kind(runs, n, j0 / job->k->bc);
   if (kind == ATTN_TILE_EMPTY)
     return 0;
-  t->mask = NULL;
-  t->mask_si = t->mask_sj = 0;
-  if (p->mask.data) {
-    const attn_tensor *m = &p->mask;
-    t->mask = (const uint8_t *)elem(m, m->shape[0] == 1 ? 0 : sq->b,
-                                    m->shape[1] == 1 ? 0 : h, 0, 0);
-    t->mask_si = m->shape[2] == 1 ? 0 : m->stride[2];
-    t->mask_sj = m->shape[3] == 1 ? 0 : m->stride[3];
-    const attn_tile_kind mk =
-        attn_mask_tensor_tile_kind(t->mask + i0 * t->mask_si, t->mask_si,
-                                   t->mask_sj, rows, j0, j0 + nkeys);
-    if (mk == ATTN_TILE_EMPTY)
-      return 0;
-    if (mk == ATTN_TILE_PARTIAL)
-      kind = ATTN_TILE_PARTIAL;
-  }
+  int64_t *lo = (int64_t *)(ws + w->lo), *hi = (int64_t *)(ws + w->hi);
+  attn_plan_tile(job->pl, sq, h, i0, rows, lo, hi, &t->sc, &t->mv);
   const int64_t row = h * w->tqp + seq_row0(p, sq) + i0;
   t->rows = rows;
   t->nkeys = nkeys;
@@ -364,25 +336,11 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->dvp = w->dvp;
   t->q = job->qs + row * w->dp;
   t->dout = job->dos + row * w->dvp;
-  t->lse2 = job->l2 + row;
+  t->lse = job->l2 + row;
   t->dd = job->dd + row;
   t->kt = (const float *)(ws + w->kt);
   t->vt = (const float *)(ws + w->vt);
   t->krow = (const float *)(ws + w->krow);
-  t->lo = lo;
-  t->hi = hi;
-  t->softcap = p->softcap;
-  t->alibi = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
-  t->alibi_diag = sq->sk - sq->sq;
-  t->bias = NULL;
-  t->bias_si = t->bias_sj = 0;
-  if (p->bias.data) {
-    const attn_tensor *b = &p->bias;
-    t->bias = (const float *)elem(b, b->shape[0] == 1 ? 0 : sq->b,
-                                  b->shape[1] == 1 ? 0 : h, 0, 0);
-    t->bias_si = b->shape[2] == 1 ? 0 : b->stride[2];
-    t->bias_sj = b->shape[3] == 1 ? 0 : b->stride[3];
-  }
   t->s = (float *)(ws + w->s);
   t->ds = (float *)(ws + w->ds);
   t->g = (float *)(ws + w->g);
@@ -411,31 +369,42 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
            sizeof(float) * (size_t)(sq.sq * dp));
   }
   float *dk = (float *)(ws + w->dk), *dv = (float *)(ws + w->dv);
+  float *dkm = (float *)(ws + w->dkm), *dvm = (float *)(ws + w->dvm);
+  const size_t nk = (size_t)k->bc * (size_t)dp,
+               nv = (size_t)k->bc * (size_t)dvp;
   for (int64_t kt = c * tpc; kt < ATTN_MIN(nkt, (c + 1) * tpc); kt++) {
     const int64_t j0 = kt * k->bc;
     const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
     pack_keys(job, &sq, g, j0, nkeys, ws);
-    memset(dk, 0, sizeof(float) * (size_t)(k->bc * dp));
-    memset(dv, 0, sizeof(float) * (size_t)(k->bc * dvp));
+    memset(dk, 0, sizeof(float) * nk);
+    memset(dv, 0, sizeof(float) * nv);
+    /* Three levels for accuracy with many query heads per kv head: a
+     * block's sum (in the kernel), a head's (dkm, dvm), all heads'. */
     for (int64_t hh = 0; hh < pr->group; hh++) {
       const int64_t h = g * pr->group + hh;
+      memset(dkm, 0, sizeof(float) * nk);
+      memset(dvm, 0, sizeof(float) * nv);
       for (int64_t qt = 0; qt < nqt; qt++) {
         const int64_t i0 = qt * k->br;
         const int rows = (int)ATTN_MIN((int64_t)k->br, sq.sq - i0);
         attn_bblock t;
         if (!block_setup(job, &sq, h, i0, rows, j0, nkeys, ws, &t))
           continue;
-        t.dk = dk;
-        t.dvacc = dv;
+        t.dk = dkm;
+        t.dvacc = dvm;
         t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
         k->block(&t);
       }
+      for (size_t e = 0; e < nk; e++)
+        dk[e] += dkm[e];
+      for (size_t e = 0; e < nv; e++)
+        dv[e] += dvm[e];
     }
     for (int r = 0; r < nkeys; r++) {
       const int64_t j = sq.k_off + j0 + r;
-      attn_store_row(dk + r * dp, pr->d, elem(&p->dk, sq.q_bat, j, g, 0),
+      attn_store_row(dk + r * dp, pr->d, attn_elem(&p->dk, sq.q_bat, j, g, 0),
                      p->dk.dtype, p->dk.stride[3]);
-      attn_store_row(dv + r * dvp, pr->dv, elem(&p->dv, sq.q_bat, j, g, 0),
+      attn_store_row(dv + r * dvp, pr->dv, attn_elem(&p->dv, sq.q_bat, j, g, 0),
                      p->dv.dtype, p->dv.stride[3]);
     }
   }
@@ -473,7 +442,7 @@ static void phase_c_item(bwd_job *job, int64_t it, char *ws) {
   const int64_t row_hi = sh[2] == 1 ? 1 : ATTN_MIN(sh[2], row_lo + k->br);
   for (int64_t r = row_lo; r < row_hi; r++)
     for (int64_t c = 0; c < sh[3]; c++)
-      *(float *)elem(db, ib, ih, r, c) = 0.0f;
+      *(float *)attn_elem(db, ib, ih, r, c) = 0.0f;
   const int64_t b_lo = sh[0] == 1 ? 0 : ib;
   const int64_t b_hi = sh[0] == 1 ? pr->batch : ib + 1;
   const int64_t h_lo = sh[1] == 1 ? 0 : ih, h_hi = sh[1] == 1 ? pr->hq : ih + 1;
@@ -501,13 +470,13 @@ static void phase_c_item(bwd_job *job, int64_t it, char *ws) {
             const float *x = t.ds + r * k->bc;
             const int64_t br = sh[2] == 1 ? 0 : i0 + r;
             if (sh[3] == 1) {
-              float *e = (float *)elem(db, ib, ih, br, 0);
+              float *e = (float *)attn_elem(db, ib, ih, br, 0);
               float acc = *e;
               for (int c = 0; c < nkeys; c++)
                 acc += x[c];
               *e = acc;
             } else {
-              float *e = (float *)elem(db, ib, ih, br, j0);
+              float *e = (float *)attn_elem(db, ib, ih, br, j0);
               for (int c = 0; c < nkeys; c++)
                 e[c * db->stride[3]] += x[c];
             }
@@ -557,7 +526,8 @@ static void phase_b(bwd_job *job, int tid, int nthreads) {
           }
           for (int64_t e = 0; e < dp; e++)
             acc[e] *= pr->scale;
-          attn_store_row(acc, pr->d, elem(&p->dq, sq.q_bat, sq.q_off + i, h, 0),
+          attn_store_row(acc, pr->d,
+                         attn_elem(&p->dq, sq.q_bat, sq.q_off + i, h, 0),
                          p->dq.dtype, p->dq.stride[3]);
         }
       }
@@ -566,6 +536,8 @@ static void phase_b(bwd_job *job, int tid, int nthreads) {
 
 static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   bwd_job *job = (bwd_job *)arg;
+  if (job->tiles == &job->own) /* compile the mask: slots split by tid */
+    attn_tiles_fill(&job->own, job->pr, tid, nthreads);
   phase0(job, tid, nthreads);
   attn_team_barrier(team);
   phase_a(job, tid);
@@ -578,80 +550,51 @@ static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
 /* ---------------------------------------------------------------------- */
 /* Entry points                                                            */
 /* ---------------------------------------------------------------------- */
-static attn_status prepare(attn_context *ctx, const attn_params *p,
-                           attn_problem *pr, const attn_bwd_kernel **k,
-                           bwd_layout *w) {
-  attn_status st = attn_validate_bwd(p, pr);
+static attn_status prepare(attn_context *ctx, const attn_params *user,
+                           size_t size, attn_plan *pl, bwd_layout *w) {
+  attn_status st = attn_plan_prepare(ctx, user, size, ATTN_PASS_BWD, pl);
   if (st != ATTN_OK)
     return st;
-  attn_isa isa;
-  st = attn_isa_resolve(ctx, p->isa, &isa);
-  if (st == ATTN_ERR_UNSUPPORTED_ISA)
-    return attn_fail(p, st, "isa %s is not supported by this CPU",
-                     attn_isa_name(p->isa == ATTN_ISA_AUTO
-                                       ? attn_context_isa(ctx)
-                                       : p->isa));
+  st = layout(pl, w);
   if (st != ATTN_OK)
-    return attn_fail(p, st, "invalid isa");
-  *k = kernel_for(isa);
-  st = layout(ctx, pr, *k, w);
-  if (st != ATTN_OK)
-    return attn_fail(p, st, "workspace size overflows");
+    return attn_fail(&pl->p, st, "workspace size overflows");
   return ATTN_OK;
 }
 
 attn_status attn_backward_check_sized(const attn_params *user, size_t size) {
-  attn_params full, *p = &full;
-  attn_status st = attn_params_import(user, size, &full);
-  if (st != ATTN_OK)
-    return st;
-  attn_problem pr;
-  st = attn_validate_bwd(p, &pr);
-  if (st != ATTN_OK)
-    return st;
-  attn_isa isa;
-  st = attn_isa_resolve(NULL, p->isa, &isa);
-  if (st != ATTN_OK)
-    return attn_fail(p, st, "isa %s is not supported by this CPU",
-                     attn_isa_name(p->isa));
-  return ATTN_OK;
+  attn_plan pl;
+  return attn_plan_prepare(NULL, user, size, ATTN_PASS_BWD, &pl);
 }
 
 attn_status attn_backward_workspace_size_sized(attn_context *ctx,
                                                const attn_params *user,
                                                size_t size, size_t *bytes) {
-  attn_params full, *p = &full;
-  attn_status st0 = attn_params_import(user, size, &full);
-  if (st0 != ATTN_OK)
-    return st0;
-  if (!bytes)
-    return attn_fail(p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
-  attn_problem pr;
-  const attn_bwd_kernel *k;
+  attn_plan pl;
   bwd_layout w;
-  attn_status st = prepare(ctx, p, &pr, &k, &w);
-  if (st == ATTN_OK)
-    *bytes = w.total;
-  return st;
+  attn_status st = prepare(ctx, user, size, &pl, &w);
+  if (st != ATTN_OK)
+    return st;
+  if (!bytes)
+    return attn_fail(&pl.p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
+  *bytes = w.total;
+  return ATTN_OK;
 }
 
 attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
                                 size_t size) {
-  attn_params full, *p = &full;
-  attn_status st = attn_params_import(user, size, &full);
-  if (st != ATTN_OK)
-    return st;
-  attn_problem pr;
+  attn_plan pl;
   bwd_job job;
-  st = prepare(ctx, p, &pr, &job.k, &job.w);
+  attn_status st = prepare(ctx, user, size, &pl, &job.w);
   if (st != ATTN_OK)
     return st;
-  job.pr = &pr;
+  job.pl = &pl;
+  job.pr = &pl.pr;
+  job.k = pl.k.bwd;
   atomic_init(&job.counter_a, 0);
   atomic_init(&job.counter_c, 0);
   void *mem;
   char *base;
-  st = attn_workspace_acquire(p, job.w.total, &mem, &base);
+  st = attn_workspace_acquire(&pl.p, job.w.total, &mem, &base);
   if (st != ATTN_OK)
     return st;
   job.mem = base;
@@ -661,18 +604,22 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   job.dd = (float *)(base + job.w.dd);
   job.dqc = (float *)(base + job.w.dqc);
   job.item_base = (int64_t *)(base + job.w.base);
-  job.item_base[0] = 0;
-  for (int64_t b = 0; b < pr.batch; b++) {
-    attn_seq sq;
-    attn_problem_seq(&pr, b, &sq);
-    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc) : 0;
-    job.item_base[b + 1] = job.item_base[b] + c * pr.hk;
+  job.tiles = pl.compiled;
+  if (!job.tiles) {
+    job.own = pl.tiles;
+    attn_tiles_attach(&job.own, &pl.pr, base + job.w.tiles);
+    job.tiles = &job.own;
   }
-  st = attn_team_run(job.w.threads, bwd_worker, &job);
+  job.item_base[0] = 0;
+  for (int64_t b = 0; b < pl.pr.batch; b++) {
+    attn_seq sq;
+    attn_problem_seq(&pl.pr, b, &sq);
+    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc) : 0;
+    job.item_base[b + 1] = job.item_base[b] + c * pl.pr.hk;
+  }
+  st = attn_team_run_ctx(pl.ctx, job.w.threads, bwd_worker, &job);
   free(mem);
-  if (st != ATTN_OK)
-    return attn_fail(p, st, "could not start worker threads");
-  return ATTN_OK;
+  return st;
 }
 
 /* The 0.1 entry points (attn.h, "ABI"). */

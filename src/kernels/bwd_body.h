@@ -7,7 +7,8 @@
  *   MR       rows per micro-kernel call
  *   NV       vectors per panel: NR = NV * VL keys
  *   BR       query rows per block (multiple of MR)
- *   BC       keys per block (multiple of NR; NR multiple of MR)
+ *   BC       keys per block (multiple of NR); buffers of BC rows have
+ *            MR rows of padding (the key-row loops run in steps of MR)
  *
  * Two register-blocked micro-kernels do all the O(br x bc x d) work:
  *   bmk_nt   C[MR][NR]  = A[MR][k] . Bpanel[k][NR]      S = Q K^T, dO V^T
@@ -19,29 +20,15 @@
 #include <math.h>
 
 #define NR (NV * VL)
+#include "kernels/mk_qk.h"
+#include "kernels/score_body.h"
 
-/* c[r][0..NR) = sum_{k<kdim} a[r*lda + k] * bp[k*NR + 0..NR), r < MR;
- * c has row stride BC. */
+/* c[r][0..NR) = sum_k a[r*lda + k] * bp[k*NR + 0..NR) for r < MR (c: row
+ * stride BC): the shared micro-kernel, all MR rows, no fusion. */
 static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
                                       int64_t kdim, const float *restrict bp,
                                       float *restrict c) {
-  vf acc[MR][NV];
-  UNROLL for (int r = 0; r < MR; r++) {
-    UNROLL for (int v = 0; v < NV; v++) acc[r][v] = vf_zero();
-  }
-  for (int64_t k = 0; k < kdim; k++) {
-    vf b[NV];
-    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(bp + k * NR + v * VL);
-    UNROLL for (int r = 0; r < MR; r++) {
-      const vf x = vf_set1(a[r * lda + k]);
-      UNROLL for (int v = 0; v < NV; v++) acc[r][v] =
-          vf_fma(x, b[v], acc[r][v]);
-    }
-  }
-  UNROLL for (int r = 0; r < MR; r++) {
-    UNROLL for (int v = 0; v < NV; v++)
-        vf_store(c + r * BC + v * VL, acc[r][v]);
-  }
+  KFN(mk_qk)(0, MR, a, lda, kdim, bp, c, NULL, NULL);
 }
 
 /* c[r][x] += sum_{j<n} a[r*ars + j*acs] * b[j*ldb + x] for r < MR and the
@@ -54,8 +41,7 @@ static ALWAYS_INLINE void KFN(bmk_acc)(const int nv, const float *restrict a,
                                        int nst) {
   vf acc[MR][NV];
   UNROLL for (int r = 0; r < MR; r++) {
-    UNROLL for (int x = 0; x < nv; x++) acc[r][x] =
-        r < nst ? vf_load(c + r * ldc + x * VL) : vf_zero();
+    UNROLL for (int x = 0; x < nv; x++) acc[r][x] = vf_zero();
   }
   for (int j = 0; j < n; j++) {
     vf bv[NV];
@@ -66,10 +52,12 @@ static ALWAYS_INLINE void KFN(bmk_acc)(const int nv, const float *restrict a,
           vf_fma(s, bv[x], acc[r][x]);
     }
   }
+  /* The block's sum is added to the running one only now (two levels). */
   UNROLL for (int r = 0; r < MR; r++) {
     if (r < nst) {
       UNROLL for (int x = 0; x < nv; x++)
-          vf_store(c + r * ldc + x * VL, acc[r][x]);
+          vf_store(c + r * ldc + x * VL,
+                   vf_add(vf_load(c + r * ldc + x * VL), acc[r][x]));
     }
   }
 }
@@ -101,48 +89,6 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
   }
 }
 
-/* The forward's score modifications and masks for valid row r (s: its row
- * of ncol scores); g gets 1 - tanh^2 when softcap is on. */
-static void KFN(scores_row)(const attn_bblock *t, int r, float *restrict s,
-                            float *restrict g, int ncol, int partial) {
-  const int64_t j0 = t->j0;
-  if (t->softcap > 0) {
-    const vf c = vf_set1(t->softcap), inv = vf_set1(1.0f / t->softcap);
-    const vf one = vf_set1(1.0f);
-    for (int c0 = 0; c0 < ncol; c0 += VL) {
-      const vf th = vf_tanh(vf_mul(vf_load(s + c0), inv));
-      vf_store(s + c0, vf_mul(c, th));
-      vf_store(g + c0, vf_sub(one, vf_mul(th, th)));
-    }
-  }
-  if (t->alibi != 0) {
-    const float slope = t->alibi;
-    const int64_t diag = t->i0 + r + t->alibi_diag - j0;
-    for (int c = 0; c < ncol; c++) {
-      const int64_t dist = diag - c;
-      s[c] -= slope * (float)(dist < 0 ? -dist : dist);
-    }
-  }
-  if (t->bias) {
-    const float *b = t->bias + (t->i0 + r) * t->bias_si + j0 * t->bias_sj;
-    for (int c = 0; c < t->nkeys; c++)
-      s[c] += b[c * t->bias_sj];
-  }
-  if (partial) {
-    const int64_t a = t->lo[r] - j0, e = t->hi[r] - j0; /* allowed a..e */
-    for (int c = 0; c < ncol; c++)
-      if (c < a || c > e)
-        s[c] = -INFINITY;
-    if (t->mask) {
-      const uint8_t *m = t->mask + (t->i0 + r) * t->mask_si;
-      const int64_t lo = a > 0 ? a : 0, hi = e < ncol - 1 ? e : ncol - 1;
-      for (int64_t c = lo; c <= hi; c++)
-        if (!m[(j0 + c) * t->mask_sj])
-          s[c] = -INFINITY;
-    }
-  }
-}
-
 static void KFN(bwd_block)(const attn_bblock *t) {
   const int rows = t->rows;
   const int rows_mr = (rows + MR - 1) / MR * MR;
@@ -157,18 +103,20 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)
   (t->q + r0 * dp, dp, d, t->kt + (pc / NR) * d * NR, s + r0 * BC + pc);
-  /* (2) the forward's pipeline, then P = 2^(S log2 e - lse log2 e) */
+  /* (2) the forward's pipeline, then P = 2^((S - lse) log2 e) */
   for (int r = 0; r < rows; r++) {
     float *x = s + r * BC;
-    const float l2 = t->lse2[r];
-    if (l2 == -INFINITY) { /* the row sees no key: contributes nothing */
+    const float lse = t->lse[r];
+    if (lse == -INFINITY) { /* the row sees no key: contributes nothing */
       memset(x, 0, sizeof(float) * (size_t)ncol);
       continue;
     }
-    KFN(scores_row)(t, r, x, t->g + r * BC, ncol, partial);
-    const vf l2e = vf_set1(kLog2e), neg = vf_set1(-l2);
-    for (int c = 0; c < ncol; c += VL)
-      vf_store(x + c, vf_exp2(vf_fma(vf_load(x + c), l2e, neg)));
+    KFN(score_fwd_row)
+    (&t->sc, t->i0 + r, t->j0, x, t->sc.softcap > 0 ? t->g + r * BC : NULL,
+     ncol);
+    if (partial)
+      attn_mask_apply(&t->mv, r, r + 1, t->j0, ncol, x, BC);
+    KFN(softmax_exp_row)(x, ncol, lse);
   }
   for (int r = rows; r < rows_mr; r++)
     memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);
@@ -187,7 +135,7 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   for (int r = 0; r < rows_mr; r++) {
     float *x = ds + r * BC;
     const float *p = s + r * BC;
-    if (r >= rows || t->lse2[r] == -INFINITY) {
+    if (r >= rows || t->lse[r] == -INFINITY) {
       memset(x, 0, sizeof(float) * (size_t)ncol);
       continue;
     }
@@ -198,16 +146,10 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   if (!t->dk && !t->dq)
     return; /* dBias only wants dS */
 
-  /* (6) softcap: the chain rule through c tanh(s / c) */
-  if (t->softcap > 0)
-    for (int r = 0; r < rows; r++) {
-      float *x = ds + r * BC;
-      const float *g = t->g + r * BC;
-      if (t->lse2[r] == -INFINITY)
-        continue;
-      for (int c = 0; c < ncol; c += VL)
-        vf_store(x + c, vf_mul(vf_load(x + c), vf_load(g + c)));
-    }
+  /* (6) the modifiers' backward rules (softcap's chain rule) */
+  for (int r = 0; r < rows; r++)
+    if (t->lse[r] != -INFINITY)
+      KFN(score_bwd_row)(&t->sc, ds + r * BC, t->g + r * BC, ncol);
 
   /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
   if (t->dk)

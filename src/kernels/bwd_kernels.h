@@ -5,6 +5,8 @@
 #define ATTN_BWD_KERNELS_H
 
 #include "core/internal.h"
+#include "kernels/score.h"
+#include "mask/mask.h"
 
 /* One block: a tile of up to br query rows of one head against a tile of
  * up to bc keys of its kv head. The framework prepares every operand in
@@ -12,7 +14,7 @@
  * (FlashAttention-2's backward inner loop, Dao 2023, Algorithm 2):
  *
  *   S  = Qs K^T, mods, masks     exactly the forward's score pipeline
- *   P  = 2^(S log2 e - lse2)     0 for masked keys and for lse = -inf
+ *   P  = exp(S - lse)            0 for masked keys and for lse = -inf
  *   dV += P^T dO                 (dv != NULL)
  *   dS = P * (dO V^T - D)        left in ds (rows >= rows are 0)
  *   dS'= dS * (1 - tanh^2)       softcap only, when dk or dq is wanted
@@ -29,19 +31,13 @@ typedef struct attn_bblock {
   int64_t dp, dvp;   /* d, dv padded to the vector width                   */
   const float *q;    /* [br][dp] scale * queries; every row finite         */
   const float *dout; /* [br][dvp] dO rows; every row finite                */
-  const float *lse2; /* [rows] lse * log2(e); -inf = row sees no key       */
+  const float *lse;  /* [rows] the forward's LSE; -inf = row sees no key  */
   const float *dd;   /* [rows] D = rowsum(dO * O)                          */
   const float *kt;   /* [bc/nr][d][nr]  keys, transposed into panels       */
   const float *vt;   /* [bc/nr][dv][nr] values, transposed into panels     */
   const float *krow; /* [bc][dp] keys, rows >= nkeys zero                  */
-  const int64_t *lo, *hi; /* [rows] allowed keys per row (inclusive)      */
-  float softcap;          /* 0 = off                                       */
-  float alibi;            /* slope of this head; 0 = off                   */
-  int64_t alibi_diag;     /* sk - sq                                       */
-  const float *bias;      /* (row 0, key 0) of this (b, h), or NULL        */
-  int64_t bias_si, bias_sj;
-  const uint8_t *mask; /* (row 0, key 0) of this (b, h), or NULL          */
-  int64_t mask_si, mask_sj;
+  attn_score sc;     /* score modifiers of this (sequence, head)           */
+  attn_mask_view mv; /* element predicate (PARTIAL blocks)                 */
   float *s;     /* scratch [br][bc]: P                                        */
   float *ds;    /* out [br][bc]: dS (dS' after the call when dk or dq set)    */
   float *g;     /* scratch [br][bc]: 1 - tanh^2 (softcap only)                */

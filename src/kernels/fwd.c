@@ -13,8 +13,7 @@
  * Each output row is computed by exactly one thread with the same
  * instruction sequence whatever T is and whichever thread it is, so results
  * are bitwise identical across thread counts. */
-#include "kernels/kernels.h"
-#include "mask/mask.h"
+#include "kernels/plan.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -25,27 +24,15 @@
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-static const attn_kernel *kernel_for(attn_isa isa) {
-  switch (isa) {
-#if defined(ATTN_HAVE_X86)
-  case ATTN_ISA_AVX512:
-    return attn_kernel_avx512();
-  case ATTN_ISA_AVX2:
-    return attn_kernel_avx2();
-#endif
-  default:
-    return attn_kernel_generic();
-  }
-}
-
 /* Sizes of the workspace pieces. */
 typedef struct ws_layout {
-  size_t counters;       /* one claim counter per group (bytes)    */
-  size_t kpack, vpack;   /* packed K and V of one kv head (bytes)  */
-  int private_pack;      /* 1: each thread packs its own K and V  */
-  size_t per_thread;     /* one thread's scratch (bytes)           */
-  size_t q, s, acc, vec; /* offsets inside a thread's scratch      */
+  size_t counters;             /* one claim counter per group (bytes)    */
+  size_t kpack, vpack;         /* packed K and V of one kv head (bytes)  */
+  int private_pack;            /* 1: each thread packs its own K and V  */
+  size_t per_thread;           /* one thread's scratch (bytes)           */
+  size_t q, s, acc, accm, vec; /* offsets inside a thread's scratch */
   size_t lo, hi;
+  size_t tiles; /* bytes of the call's own tile lists (0: compiled)  */
   size_t total;
   int threads;
 } ws_layout;
@@ -54,8 +41,9 @@ static int mul_ok(size_t a, size_t b, size_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
 
-static attn_status layout(const attn_problem *pr, const attn_kernel *k,
-                          int threads, ws_layout *w) {
+static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
+  const attn_problem *pr = &pl->pr;
+  const attn_kernel *k = pl->k.fwd;
   const size_t nr = (size_t)k->nr, br = (size_t)k->br, bc = (size_t)k->bc;
   const size_t d = (size_t)pr->d;
   const size_t dvp = round_up((size_t)pr->dv, (size_t)k->vl);
@@ -69,19 +57,16 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
   if (!mul_ok((size_t)(pr->batch * pr->hk), sizeof(atomic_llong), &w->counters))
     return ATTN_ERR_OVERFLOW;
   w->counters = round_up(w->counters, ALIGN);
-  size_t off = 0;
-  w->q = off;
-  off += round_up(br * d * sizeof(float), ALIGN);
-  w->s = off;
-  off += round_up(br * bc * sizeof(float), ALIGN);
-  w->acc = off;
-  off += round_up(br * dvp * sizeof(float), ALIGN);
-  w->vec = off; /* m, l, lse: 3 x br floats */
-  off += round_up(3 * br * sizeof(float), ALIGN);
-  w->lo = off;
-  off += round_up(br * sizeof(int64_t), ALIGN);
-  w->hi = off;
-  off += round_up(br * sizeof(int64_t), ALIGN);
+  w->tiles = round_up(pl->tiles_bytes, ALIGN);
+  attn_ws t = {0, 0};
+  w->q = attn_ws_add(&t, br * d, sizeof(float));
+  w->s = attn_ws_add(&t, br * bc, sizeof(float));
+  w->acc = attn_ws_add(&t, br * dvp, sizeof(float));
+  w->accm = attn_ws_add(&t, br * dvp, sizeof(float));
+  w->vec = attn_ws_add(&t, 3 * br, sizeof(float)); /* m, l, lse */
+  w->lo = attn_ws_add(&t, br, sizeof(int64_t));
+  w->hi = attn_ws_add(&t, br, sizeof(int64_t));
+  size_t off = t.off;
   w->threads = threads;
   /* Many (sequence, kv head) groups: every thread packs the groups it works
    * on into its own buffers and never waits for the others. Few groups or
@@ -93,26 +78,27 @@ static attn_status layout(const attn_problem *pr, const attn_kernel *k,
   w->private_pack =
       threads == 1 ||
       (groups >= 2 && pack <= ((size_t)64 << 20) / (size_t)threads);
-  size_t t;
+  size_t all;
   if (w->private_pack) {
     if (__builtin_add_overflow(off, pack, &off))
       return ATTN_ERR_OVERFLOW;
     pack = 0;
   }
   w->per_thread = off;
-  if (!mul_ok(off, (size_t)threads, &t) ||
-      __builtin_add_overflow(t, pack, &t) ||
-      __builtin_add_overflow(t, w->counters, &t) ||
-      __builtin_add_overflow(t, (size_t)ALIGN, &t))
+  if (!mul_ok(off, (size_t)threads, &all) ||
+      __builtin_add_overflow(all, pack, &all) ||
+      __builtin_add_overflow(all, w->counters, &all) ||
+      __builtin_add_overflow(all, w->tiles, &all) ||
+      __builtin_add_overflow(all, (size_t)ALIGN, &all))
     return ATTN_ERR_OVERFLOW;
-  w->total = t;
+  w->total = all;
   return ATTN_OK;
 }
 
-static int threads_for(const attn_context *ctx, const attn_problem *pr,
-                       const attn_kernel *k) {
-  int n =
-      pr->p->num_threads > 0 ? pr->p->num_threads : attn_context_threads(ctx);
+static int threads_for(const attn_plan *pl) {
+  const attn_problem *pr = &pl->pr;
+  const attn_kernel *k = pl->k.fwd;
+  int n = pl->threads;
   /* No more threads than query tiles. */
   const int64_t tiles = pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
   if (tiles < n)
@@ -121,8 +107,11 @@ static int threads_for(const attn_context *ctx, const attn_problem *pr,
 }
 
 typedef struct fwd_job {
+  const attn_plan *pl;
   const attn_problem *pr;
   const attn_kernel *k;
+  const attn_tiles *tiles; /* the mask's tile lists */
+  attn_tiles own;          /* the call's own, when not compiled */
   ws_layout w;
   int64_t dvp;
   float *kpack, *vpack;  /* shared packs (shared mode)           */
@@ -131,13 +120,6 @@ typedef struct fwd_job {
   atomic_llong cursor;   /* next group nobody has started             */
   atomic_llong counter;  /* shared mode: items taken in this group    */
 } fwd_job;
-
-static const void *elem(const attn_tensor *t, int64_t i0, int64_t i1,
-                        int64_t i2, int64_t i3) {
-  const int64_t off = i0 * t->stride[0] + i1 * t->stride[1] +
-                      i2 * t->stride[2] + i3 * t->stride[3];
-  return (const char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
-}
 
 /* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
 static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
@@ -150,12 +132,13 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
     const int64_t j = pnl * nr + c;
     float *vrow = vpack + j * dvp;
     if (j < sq->sk) {
-      attn_load_row_f32(elem(&p->k, sq->q_bat, sq->k_off + j, g, 0), p->k.dtype,
-                        p->k.stride[3], d, 1.0f, tmp);
+      attn_load_row_f32(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
+                        p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
+      attn_row_poison(tmp, d);
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = tmp[kk];
-      attn_load_row_f32(elem(&p->v, sq->q_bat, sq->k_off + j, g, 0), p->v.dtype,
-                        p->v.stride[3], dv, 1.0f, vrow);
+      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
+                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
       memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
     } else {
       for (int64_t kk = 0; kk < d; kk++)
@@ -179,49 +162,22 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.dvp = dvp;
   float *qb = (float *)(ws + job->w.q);
   const int rows_mr = (t.rows + k->mr - 1) / k->mr * k->mr;
-  for (int r = 0; r < t.rows; r++)
-    attn_load_row_f32(elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
-                      p->q.dtype, p->q.stride[3], d, pr->scale, qb + r * d);
+  for (int r = 0; r < t.rows; r++) {
+    float *row = qb + r * d;
+    attn_load_row_f32(attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
+                      p->q.dtype, p->q.stride[3], d, pr->scale, row);
+    attn_row_poison(row, d);
+  }
   memset(qb + t.rows * d, 0, sizeof(float) * (size_t)((rows_mr - t.rows) * d));
   t.q = qb;
   t.kp = kpack;
   t.vp = vpack;
   int64_t *lo = (int64_t *)(ws + job->w.lo), *hi = (int64_t *)(ws + job->w.hi);
-  attn_mask_row_ranges(p, sq->sq, sq->sk, t.i0, t.rows, lo, hi);
-  int64_t jl = INT64_MAX, jh = -1;
-  for (int r = 0; r < t.rows; r++)
-    if (lo[r] <= hi[r]) {
-      jl = ATTN_MIN(jl, lo[r]);
-      jh = ATTN_MAX(jh, hi[r]);
-    }
-  if (jh < 0)
-    jl = 0;
-  t.lo = lo;
-  t.hi = hi;
-  t.j_begin = jl / k->bc * k->bc;
-  t.j_end = jh + 1;
-  t.softcap = p->softcap;
-  t.alibi = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
-  t.alibi_diag = sq->sk - sq->sq;
-  t.bias = NULL;
-  t.mask = NULL;
-  t.bias_si = t.bias_sj = t.mask_si = t.mask_sj = 0;
-  if (p->bias.data) {
-    const attn_tensor *b = &p->bias;
-    t.bias = (const float *)elem(b, b->shape[0] == 1 ? 0 : sq->b,
-                                 b->shape[1] == 1 ? 0 : h, 0, 0);
-    t.bias_si = b->shape[2] == 1 ? 0 : b->stride[2];
-    t.bias_sj = b->shape[3] == 1 ? 0 : b->stride[3];
-  }
-  if (p->mask.data) {
-    const attn_tensor *m = &p->mask;
-    t.mask = (const uint8_t *)elem(m, m->shape[0] == 1 ? 0 : sq->b,
-                                   m->shape[1] == 1 ? 0 : h, 0, 0);
-    t.mask_si = m->shape[2] == 1 ? 0 : m->stride[2];
-    t.mask_sj = m->shape[3] == 1 ? 0 : m->stride[3];
-  }
+  t.j_end = attn_plan_tile(job->pl, sq, h, t.i0, t.rows, lo, hi, &t.sc, &t.mv);
+  t.runs = attn_tiles_get(job->tiles, sq->b, h, qt, &t.nruns);
   t.s = (float *)(ws + job->w.s);
   t.acc = (float *)(ws + job->w.acc);
+  t.accm = (float *)(ws + job->w.accm);
   float *vec = (float *)(ws + job->w.vec);
   t.m = vec;
   t.l = vec + k->br;
@@ -230,7 +186,7 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   for (int r = 0; r < t.rows; r++) {
     const int64_t i = sq->q_off + t.i0 + r;
     attn_store_row(t.acc + r * dvp, pr->dv,
-                   (void *)elem(&p->o, sq->q_bat, i, h, 0), p->o.dtype,
+                   attn_elem(&p->o, sq->q_bat, i, h, 0), p->o.dtype,
                    p->o.stride[3]);
     if (p->lse) {
       const int64_t li = pr->varlen ? h * p->q.shape[1] + i
@@ -331,6 +287,10 @@ static void worker_private(fwd_job *job, int tid, int nthreads) {
 
 static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   fwd_job *job = (fwd_job *)arg;
+  if (job->tiles == &job->own) { /* compile the mask: slots split by tid */
+    attn_tiles_fill(&job->own, job->pr, tid, nthreads);
+    attn_team_barrier(team);
+  }
   if (job->w.private_pack)
     worker_private(job, tid, nthreads);
   else
@@ -338,75 +298,47 @@ static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
 }
 
 attn_status attn_forward_check_sized(const attn_params *user, size_t size) {
-  attn_params full, *p = &full;
-  attn_status st = attn_params_import(user, size, &full);
-  if (st != ATTN_OK)
-    return st;
-  attn_problem pr;
-  st = attn_validate(p, &pr);
-  if (st != ATTN_OK)
-    return st;
-  attn_isa isa;
-  st = attn_isa_resolve(NULL, p->isa, &isa);
-  if (st != ATTN_OK)
-    return attn_fail(p, st, "isa %s is not supported by this CPU",
-                     attn_isa_name(p->isa));
-  return ATTN_OK;
+  attn_plan pl;
+  return attn_plan_prepare(NULL, user, size, ATTN_PASS_FWD, &pl);
 }
 
-static attn_status prepare(attn_context *ctx, const attn_params *p,
-                           attn_problem *pr, const attn_kernel **k,
-                           ws_layout *w) {
-  attn_status st = attn_validate(p, pr);
+static attn_status prepare(attn_context *ctx, const attn_params *user,
+                           size_t size, attn_plan *pl, ws_layout *w) {
+  attn_status st = attn_plan_prepare(ctx, user, size, ATTN_PASS_FWD, pl);
   if (st != ATTN_OK)
     return st;
-  attn_isa isa;
-  st = attn_isa_resolve(ctx, p->isa, &isa);
-  if (st == ATTN_ERR_UNSUPPORTED_ISA)
-    return attn_fail(p, st, "isa %s is not supported by this CPU",
-                     attn_isa_name(p->isa == ATTN_ISA_AUTO
-                                       ? attn_context_isa(ctx)
-                                       : p->isa));
+  st = layout(pl, threads_for(pl), w);
   if (st != ATTN_OK)
-    return attn_fail(p, st, "invalid isa");
-  *k = kernel_for(isa);
-  st = layout(pr, *k, threads_for(ctx, pr, *k), w);
-  if (st != ATTN_OK)
-    return attn_fail(p, st, "workspace size overflows");
+    return attn_fail(&pl->p, st, "workspace size overflows");
   return ATTN_OK;
 }
 
 attn_status attn_forward_workspace_size_sized(attn_context *ctx,
                                               const attn_params *user,
                                               size_t size, size_t *bytes) {
-  attn_params full, *p = &full;
-  attn_status st0 = attn_params_import(user, size, &full);
-  if (st0 != ATTN_OK)
-    return st0;
-  if (!bytes)
-    return attn_fail(p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
-  attn_problem pr;
-  const attn_kernel *k;
+  attn_plan pl;
   ws_layout w;
-  attn_status st = prepare(ctx, p, &pr, &k, &w);
-  if (st == ATTN_OK)
-    *bytes = w.total;
-  return st;
+  attn_status st = prepare(ctx, user, size, &pl, &w);
+  if (st != ATTN_OK)
+    return st;
+  if (!bytes)
+    return attn_fail(&pl.p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
+  *bytes = w.total;
+  return ATTN_OK;
 }
 
 attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
                                size_t size) {
-  attn_params full, *p = &full;
-  attn_status st = attn_params_import(user, size, &full);
-  if (st != ATTN_OK)
-    return st;
-  attn_problem pr;
+  attn_plan pl;
   fwd_job job;
-  st = prepare(ctx, p, &pr, &job.k, &job.w);
+  attn_status st = prepare(ctx, user, size, &pl, &job.w);
   if (st != ATTN_OK)
     return st;
-  job.pr = &pr;
-  job.dvp = (int64_t)round_up((size_t)pr.dv, (size_t)job.k->vl);
+  const attn_params *p = &pl.p;
+  job.pl = &pl;
+  job.pr = &pl.pr;
+  job.k = pl.k.fwd;
+  job.dvp = (int64_t)round_up((size_t)pl.pr.dv, (size_t)job.k->vl);
   atomic_init(&job.counter, 0);
 
   void *mem;
@@ -416,6 +348,13 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
     return st;
   job.claimed = (atomic_llong *)base;
   base += job.w.counters;
+  job.tiles = pl.compiled;
+  if (!job.tiles) {
+    job.own = pl.tiles;
+    attn_tiles_attach(&job.own, &pl.pr, base);
+    job.tiles = &job.own;
+  }
+  base += job.w.tiles;
   if (job.w.private_pack) {
     job.kpack = job.vpack = NULL;
     job.scratch = base;
@@ -424,15 +363,13 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
     job.vpack = (float *)(base + job.w.kpack);
     job.scratch = base + job.w.kpack + job.w.vpack;
   }
-  for (int64_t g = 0; g < pr.batch * pr.hk; g++)
+  for (int64_t g = 0; g < pl.pr.batch * pl.pr.hk; g++)
     atomic_init(&job.claimed[g], 0);
   atomic_init(&job.cursor, 0);
 
-  st = attn_team_run(job.w.threads, fwd_worker, &job);
+  st = attn_team_run_ctx(pl.ctx, job.w.threads, fwd_worker, &job);
   free(mem);
-  if (st != ATTN_OK)
-    return attn_fail(p, st, "could not start worker threads");
-  return ATTN_OK;
+  return st;
 }
 
 /* The 0.1 entry points (attn.h, "ABI"). */

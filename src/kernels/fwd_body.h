@@ -1,19 +1,21 @@
 /* The forward kernel body, written once against simd.h and compiled once
  * per ISA (generic/fwd_generic.c, avx2/fwd_avx2.c, avx512/fwd_avx512.c).
  *
- * Before including: simd.h, kernels.h, mask/mask.h, and
+ * Before including: simd.h, kernels.h (which brings mask.h and score.h),
+ * and
  *   KSUFFIX  name suffix (generic, avx2, avx512)
  *   MR       query rows per micro-kernel call
  *   BR       query rows per tile   (multiple of MR)
  *   NV       vectors per K panel: NR = NV * VL keys (at most 4)
  *   BC       keys per tile         (multiple of NR)
  *
- * For one tile of BR queries against the keys [j_begin, j_end) the body
- * runs, per key tile of BC keys (FlashAttention-2's loop order):
+ * For one tile of BR queries the body walks the runs of its compiled mask
+ * (mask.h: only non-empty key tiles, each FULL or PARTIAL) and runs, per
+ * key tile of BC = ATTN_TILE_K keys (FlashAttention-2's loop order):
  *
  *   S   = Q Kᵀ              register-blocked MR x NR micro-kernel   (1)
- *   S   = mods(S)            softcap, ALiBi, bias                    (2)
- *   S   = -inf where masked  only for PARTIAL tiles                  (3)
+ *   S   = mods(S)            softcap, ALiBi, bias (score_body.h)     (2)
+ *   S   = -inf where masked  only for PARTIAL tiles (mask/)          (3)
  *   m'  = max(m, rowmax S);  P = 2^((S - m') log2 e)                 (4)
  *   l   = l 2^((m - m') log2 e) + rowsum P
  *   acc = acc 2^((m - m') log2 e) + P V   MR x NR micro-kernel       (5)
@@ -25,65 +27,11 @@
 #include <math.h>
 
 #define NR (NV * VL)
+#include "kernels/mk_qk.h"
+#include "kernels/score_body.h"
 
-/* Step (1), S = Q Kᵀ for one row block against one K panel:
- *     s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)   for r < mr <= MR,
- * q: [mr][d] (row stride d), kp: [d][NR], out: row stride BC. mr and fuse
- * are compile-time constants at every call (so a last, short row block, or
- * a single decode query, costs only its rows).
- *
- * fuse = 0 stores S. fuse = 1 fuses step (4) for FULL tiles without score
- * modifiers once every row of the block has a finite running max m[r]: P is
- * computed from the accumulators while they are still in registers,
- *     p = 2^(s log2e - m log2e),   negm[r] = -m[r] log2e,
- * with the running max left as it is (it may be stale: P may then exceed 1,
- * and as long as it stays below 2^FUSED_TAU the normalisation by l is exact
- * and nothing overflows; alpha = 1, so acc needs no rescaling). This removes
- * the separate max and exp passes over S. It adds each row's sum of P to
- * rowsum[r] and returns the largest exponent seen: the caller redoes the
- * block the ordinary way if it exceeds FUSED_TAU. */
-#define FUSED_TAU 16.0f
-static ALWAYS_INLINE float
-KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t d,
-           const float *restrict kp, float *restrict out,
-           const float *restrict negm, float *restrict rowsum) {
-  vf c[MR][NV];
-  UNROLL for (int r = 0; r < mr; r++) {
-    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
-  }
-  for (int64_t k = 0; k < d; k++) {
-    vf b[NV];
-    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
-    UNROLL for (int r = 0; r < mr; r++) {
-      const vf a = vf_set1(q[r * d + k]);
-      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
-    }
-  }
-  if (!fuse) {
-    UNROLL for (int r = 0; r < mr; r++) {
-      UNROLL for (int v = 0; v < NV; v++)
-          vf_store(out + r * BC + v * VL, c[r][v]);
-    }
-    return 0.0f;
-  }
-  const vf l2e = vf_set1(kLog2e);
-  vf big = vf_set1(-INFINITY);
-  UNROLL for (int r = 0; r < mr; r++) {
-    const vf nm = vf_set1(negm[r]);
-    vf sum = vf_zero();
-    UNROLL for (int v = 0; v < NV; v++) {
-      const vf x = vf_fma(c[r][v], l2e, nm);
-      big = vf_max(big, x);
-      const vf e = vf_exp2_nonpos(x);
-      vf_store(out + r * BC + v * VL, e);
-      sum = vf_add(sum, e);
-    }
-    rowsum[r] += vf_hsum(sum);
-  }
-  return vf_hmax(big);
-}
-
-/* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + sum_j p[r][j] * v[j][..]
+/* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + (sum_j p[r][j] * v[j][..]),
+ * the tile's sum formed on its own first,
  * for r < mr <= MR and nv <= NV vectors, both compile-time constants at
  * every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
 static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
@@ -93,9 +41,7 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
                                      float *restrict acc) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
-    const vf a = vf_set1(alpha[r]);
-    UNROLL for (int x = 0; x < nv; x++) c[r][x] =
-        vf_mul(vf_load(acc + r * dvp + x * VL), a);
+    UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_zero();
   }
   for (int j = 0; j < ncol; j++) {
     vf b[NV];
@@ -105,9 +51,12 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
       UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_fma(a, b[x], c[r][x]);
     }
   }
+  /* The tile's sum is added to the running one only now (two levels). */
   UNROLL for (int r = 0; r < mr; r++) {
+    const vf a = vf_set1(alpha[r]);
     UNROLL for (int x = 0; x < nv; x++)
-        vf_store(acc + r * dvp + x * VL, c[r][x]);
+        vf_store(acc + r * dvp + x * VL,
+                 vf_fma(vf_load(acc + r * dvp + x * VL), a, c[r][x]));
   }
 }
 
@@ -178,7 +127,8 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
 /* S for one row block of mr rows against one K panel. */
 static void KFN(qk_block)(int mr, const float *q, int64_t d, const float *kp,
                           float *s) {
-#define QK_CASE(n) KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, kp, s, NULL, NULL);
+#define QK_CASE(n)                                                             \
+  KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL);
   SWITCH_UPTO(MR, mr, QK_CASE)
 #undef QK_CASE
 }
@@ -189,7 +139,7 @@ static float KFN(qk_exp_block)(int mr, const float *q, int64_t d,
                                float *rowsum) {
   float big = 0.0f;
 #define QKE_CASE(n)                                                            \
-  big = KFN(mk_qk)(1, (n) <= MR ? (n) : MR, q, d, kp, p, negm, rowsum);
+  big = KFN(mk_qk)(1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum);
   SWITCH_UPTO(MR, mr, QKE_CASE)
 #undef QKE_CASE
   return big;
@@ -222,65 +172,11 @@ static void KFN(pv_block)(int mr, int nv, const float *p, int ncol,
 #undef PV_CASE_3
 }
 
-/* (2) score modifications on valid rows, in the contract's order. */
-static void KFN(apply_mods)(const attn_qtile *t, int r0, int r1, float *s,
-                            int ncol, int64_t j0) {
-  if (t->softcap > 0) {
-    const vf c = vf_set1(t->softcap), inv = vf_set1(1.0f / t->softcap);
-    for (int r = r0; r < r1; r++)
-      for (int c0 = 0; c0 < ncol; c0 += VL) {
-        float *x = s + (r - r0) * BC + c0;
-        vf_store(x, vf_mul(c, vf_tanh(vf_mul(vf_load(x), inv))));
-      }
-  }
-  if (t->alibi != 0) {
-    const float slope = t->alibi;
-    for (int r = r0; r < r1; r++) {
-      const int64_t diag = t->i0 + r + t->alibi_diag - j0;
-      float *x = s + (r - r0) * BC;
-      for (int c = 0; c < ncol; c++) {
-        const int64_t dist = diag - c;
-        x[c] -= slope * (float)(dist < 0 ? -dist : dist);
-      }
-    }
-  }
-  if (t->bias) {
-    for (int r = r0; r < r1; r++) {
-      const float *b = t->bias + (t->i0 + r) * t->bias_si + j0 * t->bias_sj;
-      float *x = s + (r - r0) * BC;
-      const int64_t n = ATTN_MIN(ncol, t->j_end - j0);
-      if (t->bias_sj == 1)
-        for (int64_t c = 0; c < n; c++)
-          x[c] += b[c];
-      else
-        for (int64_t c = 0; c < n; c++)
-          x[c] += b[c * t->bias_sj];
-    }
-  }
-}
-
-/* (3) the element predicate of a PARTIAL tile. */
-static void KFN(apply_mask)(const attn_qtile *t, int r0, int r1, float *s,
-                            int ncol, int64_t j0) {
-  for (int r = r0; r < r1; r++) {
-    float *x = s + (r - r0) * BC;
-    const int64_t a = t->lo[r] - j0, b = t->hi[r] - j0; /* allowed a..b */
-    for (int c = 0; c < ncol; c++)
-      if (c < a || c > b)
-        x[c] = -INFINITY;
-    if (t->mask) {
-      const uint8_t *m = t->mask + (t->i0 + r) * t->mask_si;
-      const int64_t lo = ATTN_MAX(a, 0), hi = ATTN_MIN(b, ncol - 1);
-      for (int64_t c = lo; c <= hi; c++)
-        if (!m[(j0 + c) * t->mask_sj])
-          x[c] = -INFINITY;
-    }
-  }
-}
-
-/* (4) online softmax on the valid rows; writes P over S, alpha per row. */
+/* (4) online softmax on rows r0..r1-1 (s: their scores, row stride BC):
+ * P over S, alpha per row; the running max m, and the sums l (top) and
+ * lm (this group of tiles) and the top accumulator acc rescaled. */
 static void KFN(softmax_step)(const attn_qtile *t, int r0, int r1, float *s,
-                              int ncol, float *alpha) {
+                              int ncol, float *alpha, float *lm) {
   for (int r = r0; r < r1; r++) {
     float *x = s + (r - r0) * BC;
     vf mx = vf_load(x);
@@ -291,144 +187,144 @@ static void KFN(softmax_step)(const attn_qtile *t, int r0, int r1, float *s,
     m_new = m_new > m_old ? m_new : m_old;
     /* Every key so far masked: P must be 0 and nothing may become NaN. */
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-    const vf l2e = vf_set1(kLog2e), neg = vf_set1(-m_use * kLog2e);
-    vf sum0 = vf_zero(), sum1 = vf_zero();
-    int c = 0;
-    for (; c + 2 * VL <= ncol; c += 2 * VL) {
-      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
-      const vf p1 = vf_exp2_nonpos(vf_fma(vf_load(x + c + VL), l2e, neg));
-      vf_store(x + c, p0);
-      vf_store(x + c + VL, p1);
-      sum0 = vf_add(sum0, p0);
-      sum1 = vf_add(sum1, p1);
-    }
-    for (; c < ncol; c += VL) {
-      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
-      vf_store(x + c, p0);
-      sum0 = vf_add(sum0, p0);
-    }
+    const float sum = vf_hsum(KFN(softmax_exp_row)(x, ncol, m_use));
     /* The max seldom moves after the first tiles: skip the exp then. */
     const float a = m_old == m_use ? 1.0f : exp2f((m_old - m_use) * kLog2e);
     alpha[r - r0] = a;
-    t->l[r] = t->l[r] * a + vf_hsum(vf_add(sum0, sum1));
+    if (a != 1.0f) {
+      float *acc = t->acc + r * t->dvp;
+      for (int64_t c = 0; c < t->dvp; c++)
+        acc[c] *= a;
+      t->l[r] *= a;
+    }
+    lm[r] = lm[r] * a + sum;
     t->m[r] = m_new;
   }
 }
 
-static void KFN(fwd_qtile)(const attn_qtile *t) {
-  const int64_t d = t->d, dvp = t->dvp;
-  float alpha[BR];
-  for (int r = 0; r < t->rows; r++) {
-    t->m[r] = -INFINITY;
-    t->l[r] = 0.0f;
-    alpha[r] = 1.0f;
-    memset(t->acc + r * dvp, 0, sizeof(float) * (size_t)dvp);
-  }
-  const int mods = t->softcap > 0 || t->alibi != 0 || t->bias != NULL;
-  for (int64_t j0 = t->j_begin; j0 < t->j_end; j0 += BC) {
-    const int64_t j1 = ATTN_MIN(j0 + BC, t->j_end);
-    const int ncol = (int)((j1 - j0 + NR - 1) / NR * NR);
-    attn_tile_kind kind = attn_mask_tile_kind(t->lo, t->hi, t->rows, j0, j1);
-    if (kind == ATTN_TILE_EMPTY)
-      continue;
-    if (t->mask) {
-      const attn_tile_kind mk =
-          attn_mask_tensor_tile_kind(t->mask + t->i0 * t->mask_si, t->mask_si,
-                                     t->mask_sj, t->rows, j0, j1);
-      if (mk == ATTN_TILE_EMPTY)
-        continue;
-      if (mk == ATTN_TILE_PARTIAL)
-        kind = ATTN_TILE_PARTIAL;
-    }
-    if (j1 - j0 < ncol)
-      kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
+/* Accuracy at any length: P V is summed in three levels, each a short
+ * f32 sum: within a key tile (registers), over FLUSH tiles (accm, lm),
+ * and over the groups (acc, l). */
+#define FLUSH 16
 
-    const float *v = t->vp + j0 * dvp;
-    float *s = t->s;
-    /* GEMM order: each K panel stays in L1 while every row block uses it,
-     * then each V column block stays in L1 for every row block. The last
-     * row block computes only its valid rows. */
-    /* Row blocks that may take the fused path (see mk_qk). */
-    int fused[BR / MR];
-    float big[BR / MR], negm[BR], rowsum[BR];
-    const int full_plain = kind == ATTN_TILE_FULL && !mods;
-    for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
-      const int r1 = ATTN_MIN(r0 + MR, t->rows);
-      fused[b] = full_plain;
-      big[b] = -INFINITY;
-      for (int r = r0; r < r1; r++) {
-        fused[b] &= t->m[r] > -INFINITY;
-        negm[r] = -t->m[r] * kLog2e;
-        rowsum[r] = 0.0f;
-      }
-    }
-    for (int pc = 0; pc < ncol; pc += NR) { /* (1), fused with (4) */
-      const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
-      for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
-        const int mr = ATTN_MIN(MR, t->rows - r0);
-        if (fused[b]) {
-          const float e =
-              KFN(qk_exp_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc,
-                                negm + r0, rowsum + r0);
-          big[b] = e > big[b] ? e : big[b];
-        } else {
-          KFN(qk_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc);
-        }
-      }
-    }
-    for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
-      const int r1 = ATTN_MIN(r0 + MR, t->rows); /* rows r0..r1-1 */
-      float *sr = s + r0 * BC;
-      if (fused[b] && big[b] <= FUSED_TAU) {
-        for (int r = r0; r < r1; r++) {
-          t->l[r] += rowsum[r];
-          alpha[r] = 1.0f;
-        }
-        continue;
-      }
-      if (fused[b]) { /* a score far above the running max: redo S */
-        for (int pc = 0; pc < ncol; pc += NR) {
-          const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
-          KFN(qk_block)(r1 - r0, t->q + r0 * d, d, kp, sr + pc);
-        }
-      }
-      if (mods)
-        KFN(apply_mods)(t, r0, r1, sr, ncol, j0); /* (2) */
-      if (kind == ATTN_TILE_PARTIAL)
-        KFN(apply_mask)(t, r0, r1, sr, ncol, j0);         /* (3) */
-      KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0); /* (4) */
-    }
-    for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
-      const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
-      for (int r0 = 0; r0 < t->rows; r0 += MR) {
-        const int mr = ATTN_MIN(MR, t->rows - r0);
-        float *acc = t->acc + r0 * dvp + cb;
-        KFN(pv_block)(mr, nv, s + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc);
-      }
-    }
-  }
+static void KFN(flush)(const attn_qtile *t, float *lm) {
   for (int r = 0; r < t->rows; r++) {
-    const float l = t->l[r];
-    const float inv = l > 0 ? 1.0f / l : 0.0f;
-    float *o = t->acc + r * dvp;
-    for (int64_t c = 0; c < dvp; c++)
-      o[c] *= inv;
-    t->lse[r] = l > 0 ? t->m[r] + logf(l) : -INFINITY;
+    float *acc = t->acc + r * t->dvp, *accm = t->accm + r * t->dvp;
+    for (int64_t c = 0; c < t->dvp; c++) {
+      acc[c] += accm[c];
+      accm[c] = 0.0f;
+    }
+    t->l[r] += lm[r];
+    lm[r] = 0.0f;
   }
 }
 
-/* FMA throughput probe for attn_fma_peak_gflops: 12 independent chains
- * (enough to hide FMA latency on every x86 core we know). Returns FLOPs. */
-static double KFN(peak_loop)(int64_t iters) {
-  vf a[12];
-  const vf x = vf_set1(0.999999f), y = vf_set1(1e-7f);
-  UNROLL for (int i = 0; i < 12; i++) a[i] = vf_set1((float)i);
-  for (int64_t it = 0; it < iters; it++) {
-    UNROLL for (int i = 0; i < 12; i++) a[i] = vf_fma(a[i], x, y);
+/* Steps (1)-(5) on key tile [j0, j1) of the given kind. */
+static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
+                          attn_tile_kind kind, float *alpha, float *lm) {
+  const int64_t d = t->d, dvp = t->dvp;
+  const int ncol = (int)((j1 - j0 + NR - 1) / NR * NR);
+  if (j1 - j0 < ncol)
+    kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
+  const int mods = attn_score_any(&t->sc);
+  const float *v = t->vp + j0 * dvp;
+  float *s = t->s;
+  /* GEMM order: each K panel stays in L1 while every row block uses it,
+   * then each V column block stays in L1 for every row block. The last
+   * row block computes only its valid rows. Row blocks whose rows all
+   * have a moderate finite running max may take the fused path (mk_qk). */
+  int fused[BR / MR];
+  float big[BR / MR], negm[BR], rowsum[BR];
+  const int full_plain = kind == ATTN_TILE_FULL && !mods;
+  for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
+    const int r1 = ATTN_MIN(r0 + MR, t->rows);
+    fused[b] = full_plain;
+    big[b] = -INFINITY;
+    for (int r = r0; r < r1; r++) {
+      fused[b] &= t->m[r] > -65536.0f && t->m[r] < 65536.0f;
+      negm[r] = -t->m[r] * kLog2e;
+      rowsum[r] = 0.0f;
+    }
   }
-  vf s = a[0];
-  UNROLL for (int i = 1; i < 12; i++) s = vf_add(s, a[i]);
-  volatile float sink = vf_hsum(s);
-  (void)sink;
-  return (double)iters * 12.0 * 2.0 * VL;
+  for (int pc = 0; pc < ncol; pc += NR) { /* (1), fused with (4) */
+    const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+    for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
+      const int mr = ATTN_MIN(MR, t->rows - r0);
+      if (fused[b]) {
+        const float e = KFN(qk_exp_block)(
+            mr, t->q + r0 * d, d, kp, s + r0 * BC + pc, negm + r0, rowsum + r0);
+        big[b] = e > big[b] ? e : big[b];
+      } else {
+        KFN(qk_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc);
+      }
+    }
+  }
+  for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
+    const int r1 = ATTN_MIN(r0 + MR, t->rows); /* rows r0..r1-1 */
+    float *sr = s + r0 * BC;
+    if (fused[b] && big[b] <= FUSED_TAU) {
+      for (int r = r0; r < r1; r++) {
+        lm[r] += rowsum[r];
+        alpha[r] = 1.0f;
+      }
+      continue;
+    }
+    if (fused[b]) { /* a score far above the running max: redo S */
+      for (int pc = 0; pc < ncol; pc += NR) {
+        const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+        KFN(qk_block)(r1 - r0, t->q + r0 * d, d, kp, sr + pc);
+      }
+    }
+    if (mods) /* (2) */
+      for (int r = r0; r < r1; r++)
+        KFN(score_fwd_row)
+        (&t->sc, t->i0 + r, j0, sr + (r - r0) * BC, NULL, ncol);
+    if (kind == ATTN_TILE_PARTIAL) /* (3) */
+      attn_mask_apply(&t->mv, r0, r1, j0, ncol, sr, BC);
+    KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0, lm); /* (4) */
+  }
+  for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
+    const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
+    for (int r0 = 0; r0 < t->rows; r0 += MR) {
+      const int mr = ATTN_MIN(MR, t->rows - r0);
+      float *acc = t->accm + r0 * dvp + cb;
+      KFN(pv_block)(mr, nv, s + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc);
+    }
+  }
+}
+
+static void KFN(fwd_qtile)(const attn_qtile *t) {
+  const int64_t dvp = t->dvp;
+  float alpha[BR], lm[BR];
+  for (int r = 0; r < t->rows; r++) {
+    t->m[r] = -INFINITY;
+    t->l[r] = 0.0f;
+    lm[r] = 0.0f;
+    alpha[r] = 1.0f;
+    memset(t->acc + r * dvp, 0, sizeof(float) * (size_t)dvp);
+    memset(t->accm + r * dvp, 0, sizeof(float) * (size_t)dvp);
+  }
+  int tiles = 0;
+  for (int ri = 0; ri < t->nruns; ri++) {
+    const attn_tile_run *run = &t->runs[ri];
+    for (int64_t kt = run->kt0; kt < run->kt1; kt++) {
+      const int64_t j0 = kt * BC, j1 = ATTN_MIN(j0 + BC, t->j_end);
+      if (j1 <= j0)
+        break;
+      KFN(key_tile)(t, j0, j1, (attn_tile_kind)run->kind, alpha, lm);
+      if (++tiles % FLUSH == 0)
+        KFN(flush)(t, lm);
+    }
+  }
+  KFN(flush)(t, lm);
+  for (int r = 0; r < t->rows; r++) {
+    /* l = 0: the row saw no key (o = 0, lse = -inf); l NaN: it saw a
+     * non-finite score (o and lse NaN, as IEEE arithmetic gives). */
+    const float l = t->l[r];
+    const float inv = l > 0 ? 1.0f / l : l == 0 ? 0.0f : NAN;
+    float *o = t->acc + r * dvp;
+    for (int64_t c = 0; c < dvp; c++)
+      o[c] *= inv;
+    t->lse[r] = l > 0 ? t->m[r] + logf(l) : l == 0 ? -INFINITY : NAN;
+  }
 }

@@ -4,9 +4,12 @@
 #define ATTN_KERNELS_H
 
 #include "core/internal.h"
+#include "kernels/score.h"
+#include "mask/mask.h"
 
-/* One query tile of one head against all keys of its kv head. Everything
- * is prepared by the framework; the kernel owns the O(tile x keys) loops. */
+/* One query tile of one head against the key tiles of its runs.
+ * Everything is prepared by the framework; the kernel owns the
+ * O(tile x keys) loops. */
 typedef struct attn_qtile {
   int rows;    /* valid query rows, 1..br                                   */
   int64_t i0;  /* index of row 0 inside its sequence                        */
@@ -15,21 +18,17 @@ typedef struct attn_qtile {
   const float *q;  /* [br][d]  scale * queries; rows >= rows are zero        */
   const float *kp; /* [ceil(sk/nr)][d][nr] keys, transposed into panels      */
   const float *vp; /* [ceil(sk/nr)*nr][dvp] values, zero padded              */
-  const int64_t *lo, *hi; /* [rows] allowed keys lo..hi per row (inclusive) */
-  int64_t j_begin;        /* first key tile start (multiple of bc)           */
-  int64_t j_end;          /* one past the last allowed key of any row        */
-  float softcap;          /* 0 = off                                         */
-  float alibi;            /* ALiBi slope of this head; 0 = off               */
-  int64_t alibi_diag;     /* sk - sq: s -= alibi * |i + alibi_diag - j|      */
-  const float *bias;      /* (row 0, key 0) of this (b, h) or NULL           */
-  int64_t bias_si, bias_sj;
-  const uint8_t *mask; /* (row 0, key 0) of this (b, h) or NULL           */
-  int64_t mask_si, mask_sj;
-  float *s;   /* scratch [br][bc]                                           */
-  float *m;   /* scratch [br]: running max                                  */
-  float *l;   /* scratch [br]: running sum                                  */
-  float *acc; /* out [br][dvp]: the normalised output rows                  */
-  float *lse; /* out [br]: log-sum-exp per row (-inf when no key)           */
+  const attn_tile_run *runs; /* the non-empty key tiles (mask.h)            */
+  int nruns;
+  int64_t j_end;     /* one past the last key any row may see               */
+  attn_score sc;     /* score modifiers of this (sequence, head)            */
+  attn_mask_view mv; /* element predicate of PARTIAL tiles                  */
+  float *s;    /* scratch [br][bc]                                          */
+  float *m;    /* scratch [br]: running max                                 */
+  float *l;    /* scratch [br]: running sum                                 */
+  float *acc;  /* out [br][dvp]: the normalised output rows                 */
+  float *accm; /* scratch [br][dvp]: the sum of the current tile group      */
+  float *lse;  /* out [br]: log-sum-exp per row (-inf when no key)          */
 } attn_qtile;
 
 typedef struct attn_kernel {

@@ -216,8 +216,10 @@ static inline vf vf_exp2_frac(vf f) {
  * arithmetic); inputs below -127 (including -inf) give exactly 0. The test
  * suite measures and prints the error over the whole range. */
 static inline vf vf_exp2(vf x) {
-  x = vf_max(x, vf_set1(-127.0f));
-  x = vf_min(x, vf_set1(127.0f));
+  /* The clamp's operand order keeps NaN: x86 max/min return their second
+   * operand when either is NaN (and the generic ones do the same). */
+  x = vf_max(vf_set1(-127.0f), x);
+  x = vf_min(vf_set1(127.0f), x);
   const vf n = vf_round(x);
   const vf f = vf_sub(x, n);
   const vf p = vf_exp2_frac(f);
@@ -227,11 +229,14 @@ static inline vf vf_exp2(vf x) {
 /* 2^x for x <= 0 (or a tiny rounding above), the softmax's exp: as
  * vf_exp2 with the rounding done by adding 1.5*2^23 + 127, whose low
  * mantissa bits are then round(x) + 127, the biased exponent of 2^n.
- * Inputs below -127, and -inf, give exactly 0. Two operations fewer than
+ * Inputs below -127, and -inf, give exactly 0; NaN gives NaN. Inputs must
+ * stay below 128 (the exponent would wrap): the callers guarantee it (the
+ * softmax subtracts the exact row max; the fused path of fwd_body.h checks
+ * its largest input and redoes the block above 16). Two operations fewer than
  * vf_exp2 on the hottest non-FMA path of the kernel. */
 static inline vf vf_exp2_nonpos(vf x) {
   const vf magic = vf_set1(12583039.0f); /* 1.5 * 2^23 + 127 */
-  x = vf_max(x, vf_set1(-127.0f));
+  x = vf_max(vf_set1(-127.0f), x);       /* NaN stays NaN (see vf_exp2) */
   const vf t = vf_add(x, magic);
   const vf f = vf_sub(x, vf_sub(t, magic)); /* x - round(x), |f| <= 1/2 */
   const vf p = vf_exp2_frac(f);

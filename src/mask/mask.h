@@ -1,20 +1,25 @@
-/* Masks compiled to tiles.
+/* Masks compiled to tile lists (DESIGN.md section 3; attn.h, "Compiled
+ * masks").
  *
- * Every analytic mask (causal in either alignment, sliding window, key
- * padding, sequence end) becomes, for each query row i, one contiguous range
- * of allowed keys lo[i]..hi[i] (inclusive; empty when hi < lo). For a tile of
- * rows x keys [j0, j1) that gives its kind:
- *   EMPTY   no row may see any key of the tile: skipped, no work at all;
- *   FULL    every row sees every key: no per-element test;
- *   PARTIAL anything else: the element predicate runs on the tile.
- * A boolean mask tensor is scanned per tile (bytes, not FLOPs) and can turn
- * a FULL tile into PARTIAL or EMPTY. Nothing here is O(seq_q x seq_k) in
- * memory.
+ * Two questions define a mask kind: for one query row, which keys may it
+ * see (an analytic kind narrows the row's interval of key indices; see
+ * attn_mask_kind), and for one element, is it allowed (the predicate of a
+ * PARTIAL tile: the row's interval, then the boolean mask tensor). From
+ * those, every (sequence, query tile of ATTN_TILE_Q rows, mask head) gets
+ * its runs of key tiles (ATTN_TILE_K keys): FULL (no per-element test) or
+ * PARTIAL; tiles in no run are EMPTY and cost nothing. The forward and the
+ * backward walk only the runs. Nothing here is O(seq_q x seq_k) in memory.
+ *
+ * Adding an analytic kind: one file defining an attn_mask_kind, one line
+ * in the registry of rows.c, one predicate in the test oracle. Kernel
+ * bodies never learn mask kinds: they call attn_mask_apply on PARTIAL
+ * tiles.
  */
 #ifndef ATTN_MASK_H
 #define ATTN_MASK_H
 
 #include "core/internal.h"
+#include "pos/pos.h"
 
 typedef enum attn_tile_kind {
   ATTN_TILE_EMPTY = 0,
@@ -22,32 +27,95 @@ typedef enum attn_tile_kind {
   ATTN_TILE_PARTIAL = 2
 } attn_tile_kind;
 
-/* Allowed key range for rows i0..i0+rows-1 of a sequence with sq queries and
- * sk keys, under p's causal and window options. */
-void attn_mask_row_ranges(const attn_params *p, int64_t sq, int64_t sk,
-                          int64_t i0, int rows, int64_t *lo, int64_t *hi);
+/* One query row as the analytic kinds see it. */
+typedef struct attn_mask_row {
+  int64_t qpos;   /* the row's position                       */
+  int64_t k0;     /* position of key 0                        */
+  int64_t sq, sk; /* the sequence's query and (real) key count */
+} attn_mask_row;
 
-/* Kind of the tile rows x [j0, j1) given the per-row ranges. */
-static inline attn_tile_kind attn_mask_tile_kind(const int64_t *lo,
-                                                 const int64_t *hi, int rows,
-                                                 int64_t j0, int64_t j1) {
-  int any = 0, all = 1;
-  for (int r = 0; r < rows; r++) {
-    const int64_t a = lo[r] > j0 ? lo[r] : j0;
-    const int64_t b = hi[r] < j1 - 1 ? hi[r] : j1 - 1;
-    if (a <= b)
-      any = 1;
-    if (lo[r] > j0 || hi[r] < j1 - 1)
-      all = 0;
-  }
-  return !any ? ATTN_TILE_EMPTY : all ? ATTN_TILE_FULL : ATTN_TILE_PARTIAL;
+typedef struct attn_mask_kind {
+  const char *name;
+  int (*active)(const attn_params *p);
+  /* Narrows [*lo, *hi] (inclusive key indices) to the keys the row may
+   * see; an empty result has *hi < *lo. */
+  void (*narrow)(const attn_params *p, const attn_mask_row *row, int64_t *lo,
+                 int64_t *hi);
+} attn_mask_kind;
+
+extern const attn_mask_kind attn_mask_kind_causal; /* causal.c */
+extern const attn_mask_kind attn_mask_kind_window; /* window.c */
+extern const attn_mask_kind attn_mask_kind_prefix; /* prefix.c */
+
+/* Allowed key interval lo[r]..hi[r] of rows i0..i0+rows-1 of sequence s,
+ * under every active analytic kind (rows.c). */
+void attn_mask_rows(const attn_params *p, const attn_seq *s,
+                    const attn_pos *pos, int64_t i0, int rows, int64_t *lo,
+                    int64_t *hi);
+
+/* The element predicate of one (sequence, head, query tile). */
+typedef struct attn_mask_view {
+  int64_t i0;             /* row 0 of the tile inside its sequence     */
+  const int64_t *lo, *hi; /* [rows] the analytic intervals            */
+  const uint8_t *tensor;  /* (row 0 of the sequence, key 0) of this
+                             (batch, head) slice of the mask, or NULL */
+  int64_t tsi, tsj;       /* its row and key strides (0 broadcasts)   */
+} attn_mask_view;
+
+/* Sets s[r - r0][c] = -inf for every disallowed element of rows r0..r1-1
+ * of the tile and keys j0 + c, c < ncol (row stride lds). */
+void attn_mask_apply(const attn_mask_view *mv, int r0, int r1, int64_t j0,
+                     int ncol, float *s, int64_t lds);
+
+/* The (batch, head) slice of the mask tensor (tensor.c). */
+void attn_mask_tensor_view(const attn_params *p, int64_t b, int64_t h,
+                           attn_mask_view *mv);
+/* Kind of the mask tensor over rows i0..i0+rows-1 and keys [j0, j1). */
+attn_tile_kind attn_mask_tensor_tile_kind(const attn_mask_view *mv, int rows,
+                                          int64_t j0, int64_t j1);
+
+/* ---- tile lists ------------------------------------------------------ */
+typedef struct attn_tile_run {
+  int64_t kt0, kt1; /* key tiles kt0..kt1-1                   */
+  int64_t kind;     /* ATTN_TILE_FULL or ATTN_TILE_PARTIAL   */
+} attn_tile_run;
+
+/* The runs of every (sequence, query tile, mask head) slot, each slot
+ * with room for cap runs. */
+typedef struct attn_tiles {
+  int64_t batch;      /* sequences                                  */
+  int64_t mheads;     /* 1, or heads_q when the mask tensor varies   */
+  int64_t cap;        /* runs per slot                               */
+  int64_t nslots;     /* sum over sequences of query tiles x mheads  */
+  int64_t *qt_base;   /* [batch + 1] first query tile of sequence b  */
+  int32_t *nruns;     /* [nslots]                                    */
+  attn_tile_run *run; /* [nslots][cap]                               */
+} attn_tiles;
+
+/* Sizes the lists of pr; *bytes is the memory attn_tiles_attach needs. */
+attn_status attn_tiles_plan(const attn_problem *pr, attn_tiles *t,
+                            size_t *bytes);
+/* Points t's arrays into mem (64-byte aligned, *bytes of plan) and fills
+ * qt_base. */
+void attn_tiles_attach(attn_tiles *t, const attn_problem *pr, void *mem);
+/* Compiles the slots slot % step == first (a thread's share). */
+void attn_tiles_fill(const attn_tiles *t, const attn_problem *pr, int64_t first,
+                     int64_t step);
+/* The runs of query tile qt of sequence b for query head h. */
+static inline const attn_tile_run *
+attn_tiles_get(const attn_tiles *t, int64_t b, int64_t h, int64_t qt, int *n) {
+  const int64_t slot =
+      (t->qt_base[b] + qt) * t->mheads + (t->mheads == 1 ? 0 : h);
+  *n = t->nruns[slot];
+  return t->run + slot * t->cap;
 }
+/* Kind of key tile kt in the runs (binary search). */
+attn_tile_kind attn_tiles_kind(const attn_tile_run *run, int n, int64_t kt);
 
-/* Kind of a boolean mask tensor's tile: m points at (row 0, key 0) of the
- * tile's (batch, head) slice; si, sj are row and key strides (0 broadcasts).
- */
-attn_tile_kind attn_mask_tensor_tile_kind(const uint8_t *m, int64_t si,
-                                          int64_t sj, int rows, int64_t j0,
-                                          int64_t j1);
+/* ---- compiled masks (compiled.c) ------------------------------------- */
+/* The tile lists of a call: those of p->compiled_mask when it matches pr
+ * (else ATTN_ERR_INVALID_ARGUMENT with the reason), or NULL when the call
+ * must compile its own. */
+attn_status attn_mask_lookup(const attn_problem *pr, const attn_tiles **out);
 
 #endif

@@ -4,7 +4,6 @@
 #include "kernels/simd.h"
 
 #include "kernels/kernels.h"
-#include "mask/mask.h"
 
 #define KSUFFIX avx512
 /* Tile sizes; each can be overridden at build time (-DMR=.. -DNV=.. -DBR=..
@@ -25,10 +24,11 @@
 #endif
 #include "kernels/fwd_body.h"
 
+_Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
+               "one tile geometry for every pass and ISA (attn.h)");
+
 const attn_kernel *attn_kernel_avx512(void) {
   static const attn_kernel k = {ATTN_ISA_AVX512, VL, MR, NR, BR, BC,
                                 fwd_qtile_avx512};
   return &k;
 }
-
-double attn_peak_loop_avx512(int64_t iters) { return peak_loop_avx512(iters); }

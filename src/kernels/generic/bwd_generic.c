@@ -13,12 +13,15 @@
 #define NV 2
 #endif
 #ifndef BR
-#define BR 64
+#define BR ATTN_TILE_Q
 #endif
 #ifndef BC
-#define BC 64
+#define BC ATTN_TILE_K
 #endif
 #include "kernels/bwd_body.h"
+
+_Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
+               "one tile geometry for every pass and ISA (attn.h)");
 
 const attn_bwd_kernel *attn_bwd_kernel_generic(void) {
   static const attn_bwd_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC,

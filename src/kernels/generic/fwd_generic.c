@@ -4,7 +4,6 @@
 #include "kernels/simd.h"
 
 #include "kernels/kernels.h"
-#include "mask/mask.h"
 
 #define KSUFFIX generic
 /* Tile sizes; each can be overridden at build time (-DMR=.. -DNV=.. -DBR=..
@@ -25,12 +24,11 @@
 #endif
 #include "kernels/fwd_body.h"
 
+_Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
+               "one tile geometry for every pass and ISA (attn.h)");
+
 const attn_kernel *attn_kernel_generic(void) {
   static const attn_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC,
                                 fwd_qtile_generic};
   return &k;
-}
-
-double attn_peak_loop_generic(int64_t iters) {
-  return peak_loop_generic(iters);
 }

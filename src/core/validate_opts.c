@@ -1,0 +1,62 @@
+/* Validation of the options appended in 0.2 (positions, prefix-LM) and
+ * of the small input arrays (alibi_slopes, kv_lens, cu_seqlens, position
+ * offsets) against every output range. */
+#include "core/internal.h"
+
+#include "pos/pos.h"
+
+#define FAIL(st, ...) return attn_fail(p, (st), __VA_ARGS__)
+
+static int offset_ok(int64_t x) {
+  return x >= -ATTN_POS_OFFSET_MAX && x <= ATTN_POS_OFFSET_MAX;
+}
+
+attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr) {
+  if (p->prefix_len < -1)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "prefix_len (%lld) must be >= -1 (-1 = off)",
+         (long long)p->prefix_len);
+  if (p->prefix_len >= 0 && p->causal != ATTN_CAUSAL_NONE)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "prefix_len (%lld) and causal cannot be combined: the prefix-LM "
+         "mask is causal after its prefix",
+         (long long)p->prefix_len);
+  if (!offset_ok(p->q_pos_offset) || !offset_ok(p->k_pos_offset))
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "q_pos_offset (%lld) and k_pos_offset (%lld) must be within +-2^48",
+         (long long)p->q_pos_offset, (long long)p->k_pos_offset);
+  const int64_t *arr[2] = {p->q_pos_offsets, p->k_pos_offsets};
+  static const char *const an[2] = {"q_pos_offsets", "k_pos_offsets"};
+  for (int a = 0; a < 2; a++)
+    if (arr[a])
+      for (int64_t b = 0; b < pr->batch; b++)
+        if (!offset_ok(arr[a][b]))
+          FAIL(ATTN_ERR_INVALID_ARGUMENT,
+               "%s[%lld] (%lld) must be within +-2^48", an[a], (long long)b,
+               (long long)arr[a][b]);
+  return ATTN_OK;
+}
+
+attn_status attn_check_aux_overlap(const attn_params *p, const attn_problem *pr,
+                                   uintptr_t lo, uintptr_t hi,
+                                   const char *what) {
+  const void *ptr[6] = {p->alibi_slopes, p->kv_lens,       p->cu_seqlens_q,
+                        p->cu_seqlens_k, p->q_pos_offsets, p->k_pos_offsets};
+  const size_t n[6] = {(size_t)pr->hq * sizeof(float),
+                       (size_t)pr->batch * sizeof(int32_t),
+                       ((size_t)pr->batch + 1) * sizeof(int32_t),
+                       ((size_t)pr->batch + 1) * sizeof(int32_t),
+                       (size_t)pr->batch * sizeof(int64_t),
+                       (size_t)pr->batch * sizeof(int64_t)};
+  static const char *const name[6] = {"alibi_slopes",  "kv_lens",
+                                      "cu_seqlens_q",  "cu_seqlens_k",
+                                      "q_pos_offsets", "k_pos_offsets"};
+  for (int i = 0; i < 6; i++) {
+    if (!ptr[i])
+      continue;
+    const uintptr_t a = (uintptr_t)ptr[i];
+    if (a < hi && lo < a + n[i])
+      FAIL(ATTN_ERR_OVERLAP, "%s overlaps %s in memory", what, name[i]);
+  }
+  return ATTN_OK;
+}

@@ -1,0 +1,60 @@
+/* The one Q·Kᵀ micro-kernel, included by both kernel bodies (fwd_body.h
+ * for S = Q Kᵀ, bwd_body.h for S = Q Kᵀ and dP = dO Vᵀ), compiled with the
+ * including body's MR, NV (NR = NV * VL) and BC. */
+
+/* Step (1), S = Q Kᵀ for one row block against one K panel:
+ *     s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)   for r < mr <= MR,
+ * q: [mr][d] (row stride lda), kp: [d][NR], out: row stride BC. mr and fuse
+ * are compile-time constants at every call (so a last, short row block, or
+ * a single decode query, costs only its rows).
+ *
+ * fuse = 0 stores S. fuse = 1 fuses step (4) for FULL tiles without score
+ * modifiers once every row of the block has a finite running max m[r]: P is
+ * computed from the accumulators while they are still in registers,
+ *     p = 2^(s log2e - m log2e),   negm[r] = -m[r] log2e,
+ * with the running max left as it is (it may be stale: P may then exceed 1,
+ * and as long as it stays below 2^FUSED_TAU the normalisation by l is exact
+ * and nothing overflows; alpha = 1, so acc needs no rescaling). This removes
+ * the separate max and exp passes over S. It adds each row's sum of P to
+ * rowsum[r] and returns the largest exponent seen: the caller redoes the
+ * block the ordinary way if it exceeds FUSED_TAU. */
+#define FUSED_TAU 16.0f
+static ALWAYS_INLINE float
+KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t lda,
+           int64_t d, const float *restrict kp, float *restrict out,
+           const float *restrict negm, float *restrict rowsum) {
+  vf c[MR][NV];
+  UNROLL for (int r = 0; r < mr; r++) {
+    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
+  }
+  for (int64_t k = 0; k < d; k++) {
+    vf b[NV];
+    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vf a = vf_set1(q[r * lda + k]);
+      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
+    }
+  }
+  if (!fuse) {
+    UNROLL for (int r = 0; r < mr; r++) {
+      UNROLL for (int v = 0; v < NV; v++)
+          vf_store(out + r * BC + v * VL, c[r][v]);
+    }
+    return 0.0f;
+  }
+  const vf l2e = vf_set1(kLog2e);
+  vf big = vf_set1(-INFINITY);
+  UNROLL for (int r = 0; r < mr; r++) {
+    const vf nm = vf_set1(negm[r]);
+    vf sum = vf_zero();
+    UNROLL for (int v = 0; v < NV; v++) {
+      const vf x = vf_fma(c[r][v], l2e, nm);
+      big = vf_max(big, x);
+      const vf e = vf_exp2_nonpos(x);
+      vf_store(out + r * BC + v * VL, e);
+      sum = vf_add(sum, e);
+    }
+    rowsum[r] += vf_hsum(sum);
+  }
+  return vf_hmax(big);
+}

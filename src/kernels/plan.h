@@ -1,0 +1,57 @@
+/* What the forward and backward frameworks (fwd.c, bwd.c) share, written
+ * once: preparing a call (ABI import, validation, ISA, kernel table,
+ * threads), workspace layout, the tile lists of the mask, and the setup of
+ * one (sequence, head, query tile). */
+#ifndef ATTN_PLAN_H
+#define ATTN_PLAN_H
+
+#include "kernels/table.h"
+
+typedef enum attn_pass { ATTN_PASS_FWD = 0, ATTN_PASS_BWD = 1 } attn_pass;
+
+/* A call after preparation. */
+typedef struct attn_plan {
+  attn_params p;     /* the caller's params over defaults (abi.c)      */
+  attn_problem pr;   /* sizes; pr.p points at p                        */
+  attn_kernels k;    /* the kernel table of the resolved ISA           */
+  attn_context *ctx; /* the context (never NULL: the default one)      */
+  int threads;       /* wanted before the work-based clamp             */
+  const attn_tiles *compiled; /* p.compiled_mask's lists, or NULL      */
+  attn_tiles tiles; /* the call's own lists (when compiled is NULL)   */
+  size_t tiles_bytes;
+} attn_plan;
+
+/* Import, validate (forward or backward), resolve the ISA and fill the
+ * kernel table. ctx may be NULL. */
+attn_status attn_plan_prepare(attn_context *ctx, const attn_params *user,
+                              size_t size, attn_pass pass, attn_plan *pl);
+
+/* The lists the call walks: the compiled ones or its own. */
+static inline const attn_tiles *attn_plan_tiles(const attn_plan *pl) {
+  return pl->compiled ? pl->compiled : &pl->tiles;
+}
+
+/* Workspace layout: 64-byte aligned pieces, overflow remembered. */
+typedef struct attn_ws {
+  size_t off;
+  int overflow;
+} attn_ws;
+size_t attn_ws_add(attn_ws *w, size_t count, size_t elem);
+
+/* Address of element (i0, i1, i2, i3) of t. */
+static inline void *attn_elem(const attn_tensor *t, int64_t i0, int64_t i1,
+                              int64_t i2, int64_t i3) {
+  const int64_t off = i0 * t->stride[0] + i1 * t->stride[1] +
+                      i2 * t->stride[2] + i3 * t->stride[3];
+  return (char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
+}
+
+/* Everything a kernel needs about query tile [i0, i0 + rows) of sequence
+ * s and head h: the rows' key intervals (lo, hi: [rows]), the score
+ * modifiers and the mask predicate. Returns one past the last key any row
+ * sees (0 when none). */
+int64_t attn_plan_tile(const attn_plan *pl, const attn_seq *s, int64_t h,
+                       int64_t i0, int rows, int64_t *lo, int64_t *hi,
+                       attn_score *sc, attn_mask_view *mv);
+
+#endif

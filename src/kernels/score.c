@@ -1,0 +1,32 @@
+/* Setup of the score modifiers (score.h). */
+#include "kernels/score.h"
+
+#include <math.h>
+
+void attn_score_setup(const attn_params *p, const attn_seq *s,
+                      const attn_pos *pos, int64_t h, attn_score *sc) {
+  sc->softcap = p->softcap;
+  sc->alibi = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+  sc->qk = pos->q0 - pos->k0;
+  sc->sk = s->sk;
+  sc->bias = NULL;
+  sc->bias_si = sc->bias_sj = 0;
+  if (p->bias.data) {
+    const attn_tensor *b = &p->bias;
+    const int64_t off = (b->shape[0] == 1 ? 0 : s->b * b->stride[0]) +
+                        (b->shape[1] == 1 ? 0 : h * b->stride[1]);
+    sc->bias = (const float *)b->data + off;
+    sc->bias_si = b->shape[2] == 1 ? 0 : b->stride[2];
+    sc->bias_sj = b->shape[3] == 1 ? 0 : b->stride[3];
+  }
+}
+
+int attn_row_poison(float *x, int64_t n) {
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++)
+    bad |= !isfinite(x[i]);
+  if (bad)
+    for (int64_t i = 0; i < n; i++)
+      x[i] = NAN;
+  return bad;
+}

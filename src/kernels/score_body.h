@@ -1,0 +1,91 @@
+/* The score pipeline, written once against simd.h and included by both
+ * kernel bodies (fwd_body.h, bwd_body.h) of every ISA. Each modifier's
+ * forward rule sits beside its backward rule.
+ *
+ *   modifier   forward                     backward (dS' = dS * ds_out/ds_in)
+ *   softcap    s = c tanh(s / c)           dS' = dS (1 - tanh^2)
+ *   ALiBi      s -= slope |qk + i - j|     derivative 1
+ *   bias       s += bias[i][j]             derivative 1; dBias = dS
+ *   mask       s = -inf where disallowed   P = 0 there, so dS = 0
+ *
+ * The mask's element predicate lives in src/mask/ (attn_mask_apply). */
+
+/* Forward rules on row i (inside its sequence), keys j0 .. j0 + ncol - 1
+ * (ncol a multiple of VL; bias is read only below sc->sk). When g is not
+ * NULL it receives softcap's derivative 1 - tanh^2 for the backward. */
+static inline void KFN(score_fwd_row)(const attn_score *sc, int64_t i,
+                                      int64_t j0, float *restrict s,
+                                      float *restrict g, int ncol) {
+  if (sc->softcap > 0) {
+    const vf c = vf_set1(sc->softcap), inv = vf_set1(1.0f / sc->softcap);
+    const vf one = vf_set1(1.0f);
+    for (int c0 = 0; c0 < ncol; c0 += VL) {
+      const vf th = vf_tanh(vf_mul(vf_load(s + c0), inv));
+      vf_store(s + c0, vf_mul(c, th));
+      if (g)
+        vf_store(g + c0, vf_sub(one, vf_mul(th, th)));
+    }
+  }
+  if (sc->alibi != 0) {
+    const float slope = sc->alibi;
+    const int64_t diag = sc->qk + i - j0;
+    for (int c = 0; c < ncol; c++) {
+      const int64_t dist = diag - c;
+      s[c] -= slope * (float)(dist < 0 ? -dist : dist);
+    }
+  }
+  if (sc->bias) {
+    const float *b = sc->bias + i * sc->bias_si + j0 * sc->bias_sj;
+    const int64_t n = ATTN_MIN((int64_t)ncol, sc->sk - j0);
+    if (sc->bias_sj == 1)
+      for (int64_t c = 0; c < n; c++)
+        s[c] += b[c];
+    else
+      for (int64_t c = 0; c < n; c++)
+        s[c] += b[c * sc->bias_sj];
+  }
+}
+
+/* Backward rules on one row of dS (in place), g from score_fwd_row. */
+static inline void KFN(score_bwd_row)(const attn_score *sc, float *restrict ds,
+                                      const float *restrict g, int ncol) {
+  if (sc->softcap > 0)
+    for (int c = 0; c < ncol; c += VL)
+      vf_store(ds + c, vf_mul(vf_load(ds + c), vf_load(g + c)));
+}
+
+/* exp2 of (s - m) log2(e) for the softmax, s in x[0..n): the one FMA
+ * s log2e - m log2e when |m| is moderate; (s - m) log2e when it is not,
+ * so that huge finite scores (|s| ~ 1e9 and beyond, where the FMA's
+ * rounding of m log2e alone exceeds 1) still give exactly 1 at the max.
+ * Writes P over x and returns the sum of P (vector). */
+static ALWAYS_INLINE vf KFN(softmax_exp_row)(float *restrict x, int n,
+                                             float m) {
+  const vf l2e = vf_set1(kLog2e);
+  vf sum0 = vf_zero(), sum1 = vf_zero();
+  int c = 0;
+  if (fabsf(m) < 65536.0f) {
+    const vf neg = vf_set1(-m * kLog2e);
+    for (; c + 2 * VL <= n; c += 2 * VL) {
+      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
+      const vf p1 = vf_exp2_nonpos(vf_fma(vf_load(x + c + VL), l2e, neg));
+      vf_store(x + c, p0);
+      vf_store(x + c + VL, p1);
+      sum0 = vf_add(sum0, p0);
+      sum1 = vf_add(sum1, p1);
+    }
+    for (; c < n; c += VL) {
+      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
+      vf_store(x + c, p0);
+      sum0 = vf_add(sum0, p0);
+    }
+  } else {
+    const vf mv = vf_set1(m);
+    for (; c < n; c += VL) {
+      const vf p0 = vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c), mv), l2e));
+      vf_store(x + c, p0);
+      sum0 = vf_add(sum0, p0);
+    }
+  }
+  return vf_add(sum0, sum1);
+}

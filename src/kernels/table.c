@@ -1,0 +1,43 @@
+/* The kernel tables (table.h). */
+#include "kernels/table.h"
+
+static void fill_generic(attn_kernels *t) {
+  t->isa = ATTN_ISA_GENERIC;
+  t->fwd = attn_kernel_generic();
+  t->bwd = attn_bwd_kernel_generic();
+  t->peak_loop = attn_peak_loop_generic;
+}
+
+#if defined(ATTN_HAVE_X86)
+static void fill_avx2(attn_kernels *t) {
+  fill_generic(t);
+  t->isa = ATTN_ISA_AVX2;
+  t->fwd = attn_kernel_avx2();
+  t->bwd = attn_bwd_kernel_avx2();
+  t->peak_loop = attn_peak_loop_avx2;
+}
+
+static void fill_avx512(attn_kernels *t) {
+  fill_avx2(t);
+  t->isa = ATTN_ISA_AVX512;
+  t->fwd = attn_kernel_avx512();
+  t->bwd = attn_bwd_kernel_avx512();
+  t->peak_loop = attn_peak_loop_avx512;
+}
+#endif
+
+void attn_kernels_for(attn_isa isa, attn_kernels *t) {
+  switch (isa) {
+#if defined(ATTN_HAVE_X86)
+  case ATTN_ISA_AVX512:
+    fill_avx512(t);
+    return;
+  case ATTN_ISA_AVX2:
+    fill_avx2(t);
+    return;
+#endif
+  default:
+    fill_generic(t);
+    return;
+  }
+}
