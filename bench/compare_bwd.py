@@ -78,9 +78,7 @@ def make_libattn(np, la, lib, prob, threads):
     p.dout, p.dq, p.dk, p.dv = t(prob.do), t(prob.dq), t(prob.dk), t(prob.dv)
 
     def run():
-        st = lib.lib.attn_backward(None, ctypes.byref(p))
-        if st != 0:
-            raise RuntimeError("attn_backward: " + lib.strerror(st))
+        lib.backward(p)
         return prob.dq, prob.dk, prob.dv
 
     return run

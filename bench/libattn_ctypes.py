@@ -1,7 +1,7 @@
 """Minimal ctypes binding of libattn's forward call (include/attn.h).
 
 Only what bench/compare.py and bench/compare_bwd.py need: attn_tensor,
-attn_params, attn_params_init, attn_forward, attn_backward, attn_strerror, attn_fma_peak_gflops, attn_version_string and
+attn_params, attn_params_init_sized, attn_forward_sized, attn_backward_sized, attn_strerror, attn_fma_peak_gflops, attn_version_string and
 attn_isa_best. The structures mirror attn.h field for field, in order; ctypes
 applies the same natural alignment as the C compiler on x86-64 / AArch64
 (enums are 4-byte ints, int64 and pointers 8-byte aligned).
@@ -86,6 +86,13 @@ class AttnParams(ctypes.Structure):
         ("dk", AttnTensor),
         ("dv", AttnTensor),
         ("dbias", AttnTensor),
+        # appended in 0.2: positions, prefix-LM, compiled mask
+        ("q_pos_offset", ctypes.c_int64),
+        ("k_pos_offset", ctypes.c_int64),
+        ("q_pos_offsets", ctypes.POINTER(ctypes.c_int64)),
+        ("k_pos_offsets", ctypes.POINTER(ctypes.c_int64)),
+        ("prefix_len", ctypes.c_int64),
+        ("compiled_mask", ctypes.c_void_p),
     ]
 
 
@@ -114,12 +121,17 @@ class LibAttn:
         lib.attn_version_string.argtypes = []
         lib.attn_strerror.restype = ctypes.c_char_p
         lib.attn_strerror.argtypes = [c_enum]
-        lib.attn_params_init.restype = None
-        lib.attn_params_init.argtypes = [ctypes.POINTER(AttnParams)]
-        lib.attn_forward.restype = c_enum
-        lib.attn_forward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttnParams)]
-        lib.attn_backward.restype = c_enum
-        lib.attn_backward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttnParams)]
+        # The sized entry points (attn.h, "ABI"): this module's struct is
+        # this release's, so it passes its own size like the header does. A
+        # 0.1 library has only the unsuffixed symbols, which read the 0.1
+        # prefix of the struct: used, with the size dropped, for baselines.
+        self.sized = hasattr(lib, "attn_forward_sized")
+        self._init = getattr(lib, "attn_params_init" + ("_sized" if self.sized else ""))
+        self._init.restype = None
+        self._fwd = getattr(lib, "attn_forward" + ("_sized" if self.sized else ""))
+        self._bwd = getattr(lib, "attn_backward" + ("_sized" if self.sized else ""))
+        for fn in (self._fwd, self._bwd):
+            fn.restype = c_enum
         lib.attn_fma_peak_gflops.restype = c_enum
         lib.attn_fma_peak_gflops.argtypes = [
             ctypes.c_int,
@@ -167,7 +179,7 @@ class LibAttn:
         """attn_params for f32 arrays q, k, v, o in [batch, seq, heads, dim]
         (torch's [batch, heads, seq, dim] works too: pass a transposed view)."""
         p = AttnParams()
-        self.lib.attn_params_init(ctypes.byref(p))
+        self._call(self._init, p)
         p.q = self.tensor_f32(q)
         p.k = self.tensor_f32(k)
         p.v = self.tensor_f32(v)
@@ -181,8 +193,20 @@ class LibAttn:
         p.error_message_size = 512
         return p
 
+    def _call(self, fn, *args):
+        """fn(args..., &p[, sizeof p]): the last arg is the params struct."""
+        *rest, p = args
+        if self.sized:
+            return fn(*rest, ctypes.byref(p), ctypes.c_size_t(ctypes.sizeof(p)))
+        return fn(*rest, ctypes.byref(p))
+
+    def backward(self, p):
+        st = self._call(self._bwd, None, p)
+        if st != 0:
+            raise RuntimeError("attn_backward: " + self.strerror(st))
+
     def forward(self, p):
-        st = self.lib.attn_forward(None, ctypes.byref(p))
+        st = self._call(self._fwd, None, p)
         if st != 0:
             msg = p._errbuf.value.decode(errors="replace") if hasattr(p, "_errbuf") else ""
             raise RuntimeError("attn_forward: %s%s" % (self.strerror(st),

@@ -105,9 +105,8 @@ static attn_status check_broadcast(const attn_params *p, const attn_tensor *t,
   return ATTN_OK;
 }
 
-attn_status attn_validate(const attn_params *p, attn_problem *pr) {
-  if (!p)
-    return ATTN_ERR_NULL_POINTER;
+/* Operands present, storage dtypes, head dims >= 1, valid views. */
+static attn_status check_operands(const attn_params *p) {
   const attn_tensor *qkvo[4] = {&p->q, &p->k, &p->v, &p->o};
   for (int i = 0; i < 4; i++)
     if (!qkvo[i]->data)
@@ -125,9 +124,11 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
     if (st != ATTN_OK)
       return st;
   }
-  const attn_tensor *q = &p->q, *k = &p->k, *v = &p->v, *o = &p->o;
 
-  /* scalar options */
+  return ATTN_OK;
+}
+
+static attn_status check_scalars(const attn_params *p) {
   if (!isfinite(p->scale))
     FAIL(ATTN_ERR_INVALID_SCALE, "scale (%g) must be finite", (double)p->scale);
   if (!isfinite(p->softcap) || p->softcap < 0)
@@ -150,6 +151,12 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
   if (p->workspace && p->workspace_size == 0)
     FAIL(ATTN_ERR_WORKSPACE_TOO_SMALL, "workspace given with size 0");
 
+  return ATTN_OK;
+}
+
+/* Heads, head dims, batch and sequence lengths: fills pr. */
+static attn_status check_sizes(const attn_params *p, attn_problem *pr) {
+  const attn_tensor *q = &p->q, *k = &p->k, *v = &p->v, *o = &p->o;
   /* heads and head dims */
   const int64_t hq = q->shape[2], hk = k->shape[2];
   if (v->shape[2] != hk)
@@ -251,6 +258,21 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
     }
   }
 
+  return ATTN_OK;
+}
+
+attn_status attn_validate(const attn_params *p, attn_problem *pr) {
+  if (!p)
+    return ATTN_ERR_NULL_POINTER;
+  attn_status st0 = check_operands(p);
+  if (st0 == ATTN_OK)
+    st0 = check_scalars(p);
+  if (st0 == ATTN_OK)
+    st0 = check_sizes(p, pr);
+  if (st0 != ATTN_OK)
+    return st0;
+  const attn_tensor *q = &p->q, *k = &p->k, *v = &p->v, *o = &p->o;
+  const int64_t d = q->shape[3];
   /* scale */
   pr->scale = p->scale != 0.0f ? p->scale : (float)(1.0 / sqrt((double)d));
 
@@ -274,7 +296,7 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
   if (attn_tensor_self_aliases(o))
     FAIL(ATTN_ERR_INVALID_STRIDE,
          "o strides make different elements share memory");
-  uintptr_t olo, ohi, lo, hi;
+  uintptr_t olo = 0, ohi = 0, lo = 0, hi = 0;
   attn_tensor_extent(o, &olo, &ohi);
   sto = attn_check_aux_overlap(p, pr, olo, ohi, "o");
   if (sto != ATTN_OK)
@@ -291,7 +313,7 @@ attn_status attn_validate(const attn_params *p, attn_problem *pr) {
   if (p->lse) {
     int64_t n;
     const int64_t lb = pr->varlen ? 1 : pr->batch;
-    if (__builtin_mul_overflow(lb, hq, &n) ||
+    if (__builtin_mul_overflow(lb, pr->hq, &n) ||
         __builtin_mul_overflow(n, pr->varlen ? q->shape[1] : pr->sq_max, &n) ||
         __builtin_mul_overflow(n, (int64_t)sizeof(float), &n))
       FAIL(ATTN_ERR_OVERFLOW, "lse size overflows 64 bits");

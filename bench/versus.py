@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Two builds of libattn and PyTorch's SDPA, forward and backward, in one run.
+
+For a change to the core ("no regression beyond noise against the numbers
+before this change, measured in the same run"): the library of a baseline
+build (--base, e.g. a build of the previous commit) and of the current build
+(--build) run side by side with torch.nn.functional.scaled_dot_product_attention
+on the same threads, alternating (rotating order every round), medians of
+--rounds rounds after one warm-up call each. FLOPs: 4*sq*sk*d per head
+forward (2.5x that backward), halved for causal; the FMA peak is measured
+in the same run (attn_fma_peak_gflops of the current build).
+
+Both builds are called through ctypes. A build that exports the sized entry
+points (0.2 and later) gets this release's struct and its size; an older
+one gets the 0.1 prefix of the struct through the unsuffixed symbols.
+
+    python3 bench/versus.py --base /tmp/old/b --build build --threads 2 \
+        --markdown bench/out/versus.md
+"""
+
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from compare import machine_info, prepare_env  # noqa: E402
+
+SHAPES = [  # (batch, heads, seq, head_dim, causal)
+    (1, 8, 128, 64, False),
+    (1, 8, 128, 64, True),
+    (1, 8, 512, 64, False),
+    (1, 8, 512, 64, True),
+    (1, 8, 4096, 64, False),
+    (1, 8, 4096, 64, True),
+    (1, 8, 4096, 128, False),
+    (1, 8, 4096, 128, True),
+]
+
+
+def load(la, build):
+    """A LibAttn on build's library (libattn_ctypes handles 0.1 builds)."""
+    return la.LibAttn(la.find_library(build))
+
+
+def make_libattn(la, lib, np, prob, threads, backward):
+    q, k, v, o, lse, do, dq, dk, dv = prob
+    tr = lambda a: a.transpose(0, 2, 1, 3)  # noqa: E731  bhsd -> logical bshd
+    causal = la.ATTN_CAUSAL_TOP_LEFT if prob.causal else la.ATTN_CAUSAL_NONE
+    p = lib.make_params(tr(q), tr(k), tr(v), tr(o), causal=causal,
+                        num_threads=threads)
+    p.lse = lse.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    if not backward:
+        return lambda: lib.forward(p)
+    lib.forward(p)
+    t = la.LibAttn.tensor_f32
+    p.dout, p.dq, p.dk, p.dv = t(tr(do)), t(tr(dq)), t(tr(dk)), t(tr(dv))
+    return lambda: lib.backward(p)
+
+
+class Problem(tuple):
+    causal = False
+
+
+def make_problem(np, shape, seed=0):
+    b, h, s, d, causal = shape
+    rng = np.random.default_rng(seed)
+    a = lambda: rng.standard_normal((b, h, s, d), dtype=np.float32)  # noqa: E731
+    z = lambda: np.zeros((b, h, s, d), dtype=np.float32)  # noqa: E731
+    prob = Problem((a(), a(), a(), z(), np.zeros((b, h, s), np.float32), a(),
+                    z(), z(), z()))
+    prob.causal = causal
+    return prob
+
+
+def make_torch(torch, prob, backward):
+    import torch.nn.functional as F
+    q, k, v = (torch.from_numpy(x) for x in prob[:3])
+    do = torch.from_numpy(prob[5])
+    if not backward:
+        return lambda: F.scaled_dot_product_attention(q, k, v,
+                                                      is_causal=prob.causal)
+    qq, kk, vv = (x.clone().requires_grad_(True) for x in (q, k, v))
+
+    def run():
+        out = F.scaled_dot_product_attention(qq, kk, vv, is_causal=prob.causal)
+        return torch.autograd.grad(out, (qq, kk, vv), do)
+
+    return run
+
+
+def median_times(fns, rounds):
+    names = list(fns)
+    for n in names:
+        fns[n]()  # warm-up
+    times = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            t0 = time.perf_counter()
+            fns[n]()
+            times[n].append(time.perf_counter() - t0)
+    return {n: statistics.median(times[n]) for n in names}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base", required=True, help="baseline build directory")
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--markdown", help="also write the table here")
+    args = ap.parse_args()
+    notes = prepare_env(args.threads)
+    import numpy as np
+    import torch
+    import libattn_ctypes as la
+
+    torch.set_num_threads(args.threads)
+    new, base = load(la, args.build), load(la, args.base)
+    peak = new.fma_peak_gflops(args.threads, 1.0)
+    lines = ["# libattn %s vs %s vs PyTorch %s" % (new.version(), base.version(),
+                                                  torch.__version__), ""]
+    lines += ["- " + x for x in machine_info() + notes]
+    lines += ["- threads: %d for everyone; FMA peak %.0f GFLOP/s (measured now)"
+              % (args.threads, peak), "",
+              "| pass | shape | new ms | base ms | torch ms | new GFLOP/s | "
+              "% peak | new/base time | torch/new time |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for backward in (False, True):
+        for shape in SHAPES:
+            prob = make_problem(np, shape)
+            fns = {
+                "new": make_libattn(la, new, np, prob, args.threads, backward),
+                "base": make_libattn(la, base, np, prob, args.threads, backward),
+                "torch": make_torch(torch, prob, backward),
+            }
+            rounds = args.rounds if shape[2] >= 4096 else args.rounds * 5
+            t = median_times(fns, rounds)
+            b, h, s, d, causal = shape
+            flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)
+            flops *= 2.5 if backward else 1.0
+            gf = flops / t["new"] / 1e9
+            lines.append("| %s | b%d h%d s%d d%d%s | %.3f | %.3f | %.3f | %.1f | "
+                         "%.0f%% | %.2f | %.2f |" % (
+                             "bwd" if backward else "fwd", b, h, s, d,
+                             " causal" if causal else "", t["new"] * 1e3,
+                             t["base"] * 1e3, t["torch"] * 1e3, gf,
+                             100 * gf / peak, t["new"] / t["base"],
+                             t["torch"] / t["new"]))
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
+        with open(args.markdown, "w") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
