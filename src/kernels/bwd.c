@@ -65,15 +65,6 @@ static int64_t seq_chunks(int64_t sk, int64_t bc) {
   return ATTN_MIN(cdiv(sk, bc), (int64_t)ATTN_BWD_CHUNKS);
 }
 
-static attn_status add_bytes(size_t *off, size_t count, size_t elem) {
-  size_t n;
-  if (__builtin_mul_overflow(count, elem, &n) ||
-      __builtin_add_overflow(n, (size_t)ALIGN, &n) ||
-      __builtin_add_overflow(*off, round_up(n - ALIGN, ALIGN), off))
-    return ATTN_ERR_OVERFLOW;
-  return ATTN_OK;
-}
-
 /* Rows of padding after every buffer of bc key rows: the key-row loops of
  * the body run in steps of MR (at most 8), past bc when MR does not divide
  * it; those rows are computed and dropped. */
@@ -103,34 +94,23 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
     w->items_c = sh[0] * sh[1] * (sh[2] == 1 ? 1 : cdiv(sh[2], k->br));
   }
   /* shared pieces */
-  const size_t hq = (size_t)pr->hq, tqp = (size_t)w->tqp;
-  size_t off = 0, n;
-  attn_status st = ATTN_OK;
-  w->qs = off;
-  if (__builtin_mul_overflow(hq * tqp, (size_t)w->dp, &n))
+  attn_ws sh = {0, 0};
+  const size_t rows = attn_ws_mul(&sh, (size_t)pr->hq, (size_t)w->tqp);
+  w->qs =
+      attn_ws_add(&sh, attn_ws_mul(&sh, rows, (size_t)w->dp), sizeof(float));
+  w->dos =
+      attn_ws_add(&sh, attn_ws_mul(&sh, rows, (size_t)w->dvp), sizeof(float));
+  w->l2 = attn_ws_add(&sh, rows, sizeof(float));
+  w->dd = attn_ws_add(&sh, rows, sizeof(float));
+  const size_t dqc = attn_ws_mul(
+      &sh, attn_ws_mul(&sh, (size_t)w->chunks * (size_t)pr->hq, (size_t)w->tq),
+      (size_t)w->dp);
+  w->dqc = attn_ws_add(&sh, dqc, sizeof(float));
+  w->base = attn_ws_add(&sh, (size_t)pr->batch + 1, sizeof(int64_t));
+  w->tiles = attn_ws_add(&sh, pl->tiles_bytes, 1);
+  if (sh.overflow)
     return ATTN_ERR_OVERFLOW;
-  st = add_bytes(&off, n, sizeof(float));
-  w->dos = off;
-  if (st || __builtin_mul_overflow(hq * tqp, (size_t)w->dvp, &n))
-    return ATTN_ERR_OVERFLOW;
-  st = add_bytes(&off, n, sizeof(float));
-  w->l2 = off;
-  if (st || add_bytes(&off, hq * tqp, sizeof(float)))
-    return ATTN_ERR_OVERFLOW;
-  w->dd = off;
-  if (add_bytes(&off, hq * tqp, sizeof(float)))
-    return ATTN_ERR_OVERFLOW;
-  w->dqc = off;
-  if (__builtin_mul_overflow((size_t)w->chunks * hq, (size_t)w->tq, &n) ||
-      __builtin_mul_overflow(n, (size_t)w->dp, &n) ||
-      add_bytes(&off, n, sizeof(float)))
-    return ATTN_ERR_OVERFLOW;
-  w->base = off;
-  if (add_bytes(&off, (size_t)pr->batch + 1, sizeof(int64_t)))
-    return ATTN_ERR_OVERFLOW;
-  w->tiles = off;
-  if (add_bytes(&off, pl->tiles_bytes, 1))
-    return ATTN_ERR_OVERFLOW;
+  size_t off = sh.off;
   w->scratch = off;
   /* one thread's tiles (all small: head dims are at most 256) */
   attn_ws t = {0, 0};

@@ -37,6 +37,15 @@ typedef struct attn_ws {
   int overflow;
 } attn_ws;
 size_t attn_ws_add(attn_ws *w, size_t count, size_t elem);
+/* a * b, remembering an overflow in w. */
+static inline size_t attn_ws_mul(attn_ws *w, size_t a, size_t b) {
+  size_t n;
+  if (__builtin_mul_overflow(a, b, &n)) {
+    w->overflow = 1;
+    return 0;
+  }
+  return n;
+}
 
 /* Address of element (i0, i1, i2, i3) of t. */
 static inline void *attn_elem(const attn_tensor *t, int64_t i0, int64_t i1,
