@@ -3,12 +3,10 @@
 # Include this from tests/CMakeLists.txt:
 #   include(${PROJECT_SOURCE_DIR}/fuzz/replay.cmake)
 set(ATTN_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
-get_filename_component(ATTN_FUZZ_TOOLS_DIR ${CMAKE_CURRENT_LIST_DIR}/../tools
-                       ABSOLUTE)
 
-add_executable(npy_replay ${ATTN_FUZZ_DIR}/replay.c ${ATTN_FUZZ_DIR}/npy_fuzz.c
-                          ${ATTN_FUZZ_TOOLS_DIR}/npy.c)
-target_include_directories(npy_replay PRIVATE ${ATTN_FUZZ_TOOLS_DIR})
+# The .npy reader of the library (attn_npy_parse, include/attn/io.h).
+add_executable(npy_replay ${ATTN_FUZZ_DIR}/replay.c ${ATTN_FUZZ_DIR}/npy_fuzz.c)
+target_link_libraries(npy_replay PRIVATE attn_static)
 add_test(NAME fuzz_npy_replay
          COMMAND npy_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/npy)
 

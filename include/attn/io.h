@@ -10,8 +10,9 @@
  *     ...                                     // a.data: a.count elements
  *     attn_npy_free(&a);
  *
- * Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
- * Read: versions 1.0, 2.0 and 3.0; dtypes '<f4', '<f2', '|b1', '<i4' and
+ * Format:
+ * https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html Read:
+ * versions 1.0, 2.0 and 3.0; dtypes '<f4', '<f2', '|b1', '<i4' and
  * '<i8' (numpy's spelling on every little-endian machine); C order; 0 to
  * ATTN_NPY_MAX_DIMS dimensions. Written: version 1.0, the data 64-byte
  * aligned in the file, as numpy writes it.
@@ -25,7 +26,8 @@
  * Fortran order, negative or overflowing shapes, a file shorter than its
  * header says, and trailing bytes after the data. Streams (pipes, FIFOs,
  * character devices such as /dev/zero) are read the same way: they fail at
- * the first wrong byte and their buffer grows only as data arrives.
+ * the first wrong byte and their buffer grows only as data arrives (opening
+ * a FIFO waits for its writer, as with any reader).
  *
  * All functions return ATTN_OK or a negative attn_status, never print, and
  * on failure write a one-line reason (no newline, control characters shown
@@ -61,11 +63,11 @@ extern "C" {
  * the integer types have no attn_dtype.
  */
 typedef enum attn_npy_dtype {
-  ATTN_NPY_F32 = 0,   /* '<f4' float32                                   */
-  ATTN_NPY_F16 = 2,   /* '<f2' IEEE half, raw bits as uint16_t           */
-  ATTN_NPY_BOOL = 3,  /* '|b1' one byte, nonzero = true (not checked)     */
-  ATTN_NPY_I32 = 16,  /* '<i4' int32 (lengths, cu_seqlens)               */
-  ATTN_NPY_I64 = 17   /* '<i8' int64 (positions)                         */
+  ATTN_NPY_F32 = 0,  /* '<f4' float32                                   */
+  ATTN_NPY_F16 = 2,  /* '<f2' IEEE half, raw bits as uint16_t           */
+  ATTN_NPY_BOOL = 3, /* '|b1' one byte, nonzero = true (not checked)     */
+  ATTN_NPY_I32 = 16, /* '<i4' int32 (lengths, cu_seqlens)               */
+  ATTN_NPY_I64 = 17  /* '<i8' int64 (positions)                         */
 } attn_npy_dtype;
 
 /* Bytes of one element of dtype, 0 for an unknown value. */

@@ -520,7 +520,9 @@ static attn_status read_head(const npy_file *f, attn_npy *a, npy_msg *m) {
   }
   if (got < hlen)
     st = fail(m, ATTN_ERR_INVALID_ARGUMENT,
-              "header length %zu exceeds the file size", hlen);
+              "header length %zu exceeds the input (truncated header: %zu "
+              "bytes)",
+              hlen, got);
   else
     st = header_parse(h, hlen, a, m);
   free(h);
@@ -578,8 +580,7 @@ static attn_status read_payload_stream(const npy_file *f, attn_npy *a,
     size_t ncap = cap > a->nbytes / 2 ? a->nbytes : cap * 2;
     unsigned char *nb = realloc(buf, ncap);
     if (nb == NULL)
-      return fail(m, ATTN_ERR_OUT_OF_MEMORY, "out of memory (%zu bytes)",
-                  ncap);
+      return fail(m, ATTN_ERR_OUT_OF_MEMORY, "out of memory (%zu bytes)", ncap);
     a->data = buf = nb;
     cap = ncap;
   }
@@ -626,10 +627,9 @@ attn_status attn_npy_read(const char *path, attn_npy *out, char *err,
 /* Preamble and header of a version 1.0 file for (dt, ndim, shape), padded
  * so that the data starts on a 64-byte boundary; checks the arguments.
  * Sets *head_len and *nbytes (the payload). */
-static attn_status head_build(attn_npy_dtype dt, int ndim,
-                              const int64_t *shape, const void *data,
-                              unsigned char head[512], size_t *head_len,
-                              size_t *nbytes, npy_msg *m) {
+static attn_status head_build(attn_npy_dtype dt, int ndim, const int64_t *shape,
+                              const void *data, unsigned char head[512],
+                              size_t *head_len, size_t *nbytes, npy_msg *m) {
   size_t esize = attn_npy_dtype_size(dt);
   if (esize == 0)
     return fail(m, ATTN_ERR_INVALID_DTYPE, "unknown dtype %d", (int)dt);

@@ -1,15 +1,12 @@
-# Command-line tests: builds gen_npy (writes/inspects .npy files so the tests
-# need no Python) and registers tests/cli/test_cli.sh with ctest.
+# Command-line tests: builds gen_npy (writes/inspects .npy files with the
+# library's attn/io.h, so the tests need no Python) and registers
+# tests/cli/test_cli.sh with ctest (label cli).
 # Include this from tests/CMakeLists.txt:
 #   include(${PROJECT_SOURCE_DIR}/tests/cli/cli.cmake)
 set(ATTN_CLI_TEST_DIR ${CMAKE_CURRENT_LIST_DIR})
-get_filename_component(ATTN_CLI_TOOLS_DIR ${CMAKE_CURRENT_LIST_DIR}/../../tools
-                       ABSOLUTE)
 
-add_executable(gen_npy ${ATTN_CLI_TEST_DIR}/gen_npy.c
-                       ${ATTN_CLI_TOOLS_DIR}/npy.c)
-target_include_directories(gen_npy PRIVATE ${ATTN_CLI_TOOLS_DIR})
-target_link_libraries(gen_npy PRIVATE m)
+add_executable(gen_npy ${ATTN_CLI_TEST_DIR}/gen_npy.c)
+target_link_libraries(gen_npy PRIVATE attn_static m)
 
 if(TARGET attn_cli)
   add_test(NAME cli

@@ -1,6 +1,6 @@
 /*
  * gen_npy.c - writes and inspects .npy files for the CLI tests (so that the
- * tests need no Python). Uses tools/npy.c.
+ * tests need no Python). Uses the library's reader and writer (attn/io.h).
  *
  *   gen_npy rand f32|f16 SEED PATH D0 [D1 ...]   uniform [-1, 1)
  *   gen_npy fill f32|bool VALUE PATH D0 [D1 ...] every element = VALUE
@@ -8,7 +8,13 @@
  *   gen_npy f32v PATH V0 [V1 ...]                1-D float32 values
  *   gen_npy bad KIND PATH                        a malformed file, KIND:
  *       magic truncated header-len dtype big-endian fortran 5d trailing
- *       syntax empty version dup-key missing-key huge-dim
+ *       syntax empty version dup-key missing-key huge-dim negative-dim
+ *       object structured truncated-header huge-shape 9d
+ *   gen_npy prefixmask PATH SQ SK N QOFF KOFF    bool [1, 1, SQ, SK]: the
+ *       prefix-LM mask of attn.h, query i at position i + SK - SQ + QOFF,
+ *       key j at j + KOFF, visible when kpos < N or kpos <= qpos
+ *   gen_npy head N                               the first N bytes of a
+ *       valid 2x3 float32 file to stdout (for pipes)
  *   gen_npy shape PATH                           prints "<descr> D0xD1..."
  *   gen_npy transpose12 IN OUT                   swaps axes 1 and 2 (4-D f32)
  *   gen_npy compare A B TOL                      same shape, max |a-b| <= TOL
@@ -16,7 +22,7 @@
  *
  * Exit status 0 on success, 1 on a failed check or error, 2 on bad usage.
  */
-#include "npy.h"
+#include "attn/io.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -26,12 +32,12 @@
 
 static int usage(void) {
   fprintf(stderr, "usage: gen_npy rand|fill|i32|f32v|bad|shape|transpose12|"
-                  "compare|finite ... (see gen_npy.c)\n");
+                  "compare|finite|prefixmask|head ... (see gen_npy.c)\n");
   return 2;
 }
 
 static int parse_dims(int n, char **s, int64_t *shape) {
-  if (n < 1 || n > NPY_MAX_DIMS)
+  if (n < 1 || n > ATTN_NPY_MAX_DIMS)
     return -1;
   for (int i = 0; i < n; i++) {
     char *end;
@@ -50,19 +56,19 @@ static int64_t count_of(int n, const int64_t *shape) {
   return c;
 }
 
-static int write_or_report(const char *path, npy_dtype dt, const void *data,
-                           int ndim, const int64_t *shape) {
+static int write_or_report(const char *path, attn_npy_dtype dt,
+                           const void *data, int ndim, const int64_t *shape) {
   char err[512];
-  if (npy_write(path, dt, data, ndim, shape, err, sizeof err) != 0) {
+  if (attn_npy_write(path, dt, ndim, shape, data, err, sizeof err) != ATTN_OK) {
     fprintf(stderr, "gen_npy: %s\n", err);
     return 1;
   }
   return 0;
 }
 
-static int read_or_report(const char *path, npy_array *a) {
+static int read_or_report(const char *path, attn_npy *a) {
   char err[512];
-  if (npy_read(path, a, err, sizeof err) != 0) {
+  if (attn_npy_read(path, a, err, sizeof err) != ATTN_OK) {
     fprintf(stderr, "gen_npy: %s\n", err);
     return 1;
   }
@@ -88,7 +94,7 @@ static uint16_t to_half(float f) {
 }
 
 static int cmd_rand(int argc, char **argv) {
-  int64_t shape[NPY_MAX_DIMS];
+  int64_t shape[ATTN_NPY_MAX_DIMS];
   if (argc < 6 || parse_dims(argc - 5, argv + 5, shape) != 0)
     return usage();
   int half = strcmp(argv[2], "f16") == 0;
@@ -111,14 +117,14 @@ static int cmd_rand(int argc, char **argv) {
     else
       ((float *)buf)[i] = f;
   }
-  int rc = write_or_report(argv[4], half ? NPY_DTYPE_F16 : NPY_DTYPE_F32, buf,
+  int rc = write_or_report(argv[4], half ? ATTN_NPY_F16 : ATTN_NPY_F32, buf,
                            ndim, shape);
   free(buf);
   return rc;
 }
 
 static int cmd_fill(int argc, char **argv) {
-  int64_t shape[NPY_MAX_DIMS];
+  int64_t shape[ATTN_NPY_MAX_DIMS];
   if (argc < 6 || parse_dims(argc - 5, argv + 5, shape) != 0)
     return usage();
   int is_bool = strcmp(argv[2], "bool") == 0;
@@ -136,8 +142,8 @@ static int cmd_fill(int argc, char **argv) {
     else
       ((float *)buf)[i] = (float)v;
   }
-  int rc = write_or_report(argv[4], is_bool ? NPY_DTYPE_BOOL : NPY_DTYPE_F32,
-                           buf, ndim, shape);
+  int rc = write_or_report(argv[4], is_bool ? ATTN_NPY_BOOL : ATTN_NPY_F32, buf,
+                           ndim, shape);
   free(buf);
   return rc;
 }
@@ -156,7 +162,7 @@ static int cmd_values(int argc, char **argv, int is_int) {
       ((float *)buf)[i] = strtof(argv[3 + i], NULL);
   }
   int64_t shape[1] = {n};
-  int rc = write_or_report(argv[2], is_int ? NPY_DTYPE_I32 : NPY_DTYPE_F32, buf,
+  int rc = write_or_report(argv[2], is_int ? ATTN_NPY_I32 : ATTN_NPY_F32, buf,
                            1, shape);
   free(buf);
   return rc;
@@ -190,6 +196,42 @@ static int write_raw(const char *path, int major, const char *header,
   for (size_t i = 0; i < nbytes; i++)
     fputc(0, f);
   return fclose(f) == 0 ? 0 : 1;
+}
+
+/* The kinds of cmd_bad added for the library reader (attn/io.h). */
+static int bad_more(const char *kind, const char *path) {
+  if (strcmp(kind, "negative-dim") == 0)
+    return write_raw(
+        path, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }",
+        24, 1);
+  if (strcmp(kind, "object") == 0)
+    return write_raw(path, 1,
+                     "{'descr': '|O', 'fortran_order': False, 'shape': (3,), }",
+                     24, 1);
+  if (strcmp(kind, "structured") == 0)
+    return write_raw(path, 1,
+                     "{'descr': [('a', '<f4'), ('b', '<f4')], "
+                     "'fortran_order': False, 'shape': (3,), }",
+                     24, 1);
+  if (strcmp(kind, "truncated-header") == 0) {
+    /* the header says 118 bytes, the file ends inside the dict */
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+      return 1;
+    fwrite("\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran", 1, 35, f);
+    return fclose(f) == 0 ? 0 : 1;
+  }
+  if (strcmp(kind, "huge-shape") == 0) /* 4 TiB declared, no data */
+    return write_raw(path, 1,
+                     "{'descr': '<f4', 'fortran_order': False, "
+                     "'shape': (1099511627776,), }",
+                     0, 1);
+  if (strcmp(kind, "9d") == 0)
+    return write_raw(path, 1,
+                     "{'descr': '<f4', 'fortran_order': False, "
+                     "'shape': (1, 1, 1, 1, 1, 1, 1, 2, 3), }",
+                     24, 1);
+  return usage();
 }
 
 static int cmd_bad(int argc, char **argv) {
@@ -256,41 +298,81 @@ static int cmd_bad(int argc, char **argv) {
                      "{'descr': '<f4', 'fortran_order': False, "
                      "'shape': (4294967296, 4294967296, 4), }",
                      24, 1);
-  return usage();
+  return bad_more(kind, path);
+}
+
+static int cmd_prefixmask(int argc, char **argv) {
+  if (argc != 8)
+    return usage();
+  int64_t sq = strtoll(argv[3], NULL, 10), sk = strtoll(argv[4], NULL, 10);
+  int64_t n = strtoll(argv[5], NULL, 10), qoff = strtoll(argv[6], NULL, 10);
+  int64_t koff = strtoll(argv[7], NULL, 10);
+  if (sq < 1 || sk < 1 || sq > 4096 || sk > 4096)
+    return usage();
+  unsigned char *m = malloc((size_t)(sq * sk));
+  if (m == NULL)
+    return 1;
+  for (int64_t i = 0; i < sq; i++) {
+    for (int64_t j = 0; j < sk; j++) {
+      int64_t qpos = i + sk - sq + qoff, kpos = j + koff;
+      m[i * sk + j] = kpos < n || kpos <= qpos;
+    }
+  }
+  int64_t shape[4] = {1, 1, sq, sk};
+  int rc = write_or_report(argv[2], ATTN_NPY_BOOL, m, 4, shape);
+  free(m);
+  return rc;
+}
+
+/* The first n bytes of a valid [2, 3] float32 file, to stdout. */
+static int cmd_head(int argc, char **argv) {
+  if (argc != 3)
+    return usage();
+  float data[6] = {1, 2, 3, 4, 5, 6};
+  int64_t shape[2] = {2, 3};
+  unsigned char buf[256];
+  size_t len = 0;
+  if (attn_npy_encode(ATTN_NPY_F32, 2, shape, data, buf, sizeof buf, &len, NULL,
+                      0) != ATTN_OK)
+    return 1;
+  long n = strtol(argv[2], NULL, 10);
+  if (n < 0 || (size_t)n > len)
+    n = (long)len;
+  return fwrite(buf, 1, (size_t)n, stdout) == (size_t)n ? 0 : 1;
 }
 
 static int cmd_shape(int argc, char **argv) {
-  npy_array a;
+  attn_npy a;
   if (argc != 3)
     return usage();
   if (read_or_report(argv[2], &a))
     return 1;
-  printf("%s ", npy_dtype_descr(a.dtype));
+  printf("%s ", attn_npy_dtype_descr(a.dtype));
   if (a.ndim == 0)
     printf("scalar");
   for (int i = 0; i < a.ndim; i++)
     printf("%s%lld", i ? "x" : "", (long long)a.shape[i]);
   printf("\n");
-  npy_free(&a);
+  attn_npy_free(&a);
   return 0;
 }
 
 static int cmd_transpose12(int argc, char **argv) {
-  npy_array a;
+  attn_npy a;
   if (argc != 4)
     return usage();
   if (read_or_report(argv[2], &a))
     return 1;
-  if (a.dtype != NPY_DTYPE_F32 || a.ndim != 4) {
+  if (a.dtype != ATTN_NPY_F32 || a.ndim != 4) {
     fprintf(stderr, "gen_npy: transpose12 needs a 4-D float32 array\n");
-    npy_free(&a);
+    attn_npy_free(&a);
     return 1;
   }
   const int64_t *s = a.shape;
   float *out = malloc(a.count ? (size_t)a.count * 4 : 1);
   const float *in = a.data;
   if (out == NULL) {
-    npy_free(&a);
+    attn_npy_free(&a);
     return 1;
   }
   for (int64_t i0 = 0; i0 < s[0]; i0++)
@@ -300,26 +382,26 @@ static int cmd_transpose12(int argc, char **argv) {
           out[((i0 * s[2] + i2) * s[1] + i1) * s[3] + i3] =
               in[((i0 * s[1] + i1) * s[2] + i2) * s[3] + i3];
   int64_t ns[4] = {s[0], s[2], s[1], s[3]};
-  int rc = write_or_report(argv[3], NPY_DTYPE_F32, out, 4, ns);
+  int rc = write_or_report(argv[3], ATTN_NPY_F32, out, 4, ns);
   free(out);
-  npy_free(&a);
+  attn_npy_free(&a);
   return rc;
 }
 
 static int cmd_compare(int argc, char **argv) {
-  npy_array a, b;
+  attn_npy a, b;
   if (argc != 5)
     return usage();
   double tol = strtod(argv[4], NULL);
   if (read_or_report(argv[2], &a))
     return 1;
   if (read_or_report(argv[3], &b)) {
-    npy_free(&a);
+    attn_npy_free(&a);
     return 1;
   }
   int rc = 0;
-  if (a.dtype != NPY_DTYPE_F32 || b.dtype != NPY_DTYPE_F32 ||
-      a.ndim != b.ndim || memcmp(a.shape, b.shape, sizeof a.shape) != 0) {
+  if (a.dtype != ATTN_NPY_F32 || b.dtype != ATTN_NPY_F32 || a.ndim != b.ndim ||
+      memcmp(a.shape, b.shape, sizeof a.shape) != 0) {
     fprintf(stderr, "gen_npy: compare: dtype or shape differ\n");
     rc = 1;
   } else {
@@ -337,23 +419,23 @@ static int cmd_compare(int argc, char **argv) {
     printf("max abs diff %.3e\n", maxd);
     rc = maxd <= tol ? 0 : 1;
   }
-  npy_free(&a);
-  npy_free(&b);
+  attn_npy_free(&a);
+  attn_npy_free(&b);
   return rc;
 }
 
 static int cmd_finite(int argc, char **argv) {
-  npy_array a;
+  attn_npy a;
   if (argc != 3)
     return usage();
   if (read_or_report(argv[2], &a))
     return 1;
-  int rc = a.dtype == NPY_DTYPE_F32 ? 0 : 1;
+  int rc = a.dtype == ATTN_NPY_F32 ? 0 : 1;
   const float *x = a.data;
   for (int64_t i = 0; rc == 0 && i < a.count; i++)
     if (!isfinite(x[i]))
       rc = 1;
-  npy_free(&a);
+  attn_npy_free(&a);
   return rc;
 }
 
@@ -379,5 +461,9 @@ int main(int argc, char **argv) {
     return cmd_compare(argc, argv);
   if (strcmp(c, "finite") == 0)
     return cmd_finite(argc, argv);
+  if (strcmp(c, "prefixmask") == 0)
+    return cmd_prefixmask(argc, argv);
+  if (strcmp(c, "head") == 0)
+    return cmd_head(argc, argv);
   return usage();
 }

@@ -7,7 +7,8 @@
 # (default: $GEN_NPY, else gen_npy next to ATTN). Every bad input must give a
 # non-zero exit below 128 (no crash) and exactly one stderr line "attn: ...";
 # every good run must exit 0 with an empty stderr and outputs of the right
-# shape. The last line is "N passed, N failed"; the exit status is non-zero
+# shape. Exit status 2 is a usage error (flags, their values, one file named
+# twice), 1 a runtime error (files, their contents, the library's checks). The last line is "N passed, N failed"; the exit status is non-zero
 # on any failure. The option strings below ($QKV, $O, ...) are split on
 # purpose, so the scratch path must not contain blanks.
 # shellcheck disable=SC2086
@@ -41,13 +42,18 @@ failed() {
   echo "FAIL: $1"
 }
 
+# Every attn run is limited to 60 s where timeout(1) exists, so that a
+# reader stuck on an endless input fails the test instead of hanging it.
+LIMIT=""
+if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 60"; fi
+
 # expect_fail CODE DESCRIPTION ARGS... : attn must fail with exit CODE ("" =
 # any code 1..127) and exactly one stderr line starting with "attn: ".
 expect_fail() {
   code=$1
   desc=$2
   shift 2
-  "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
+  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
   rc=$?
   lines=$(grep -c '' "$S/stderr")
   first=$(head -n 1 "$S/stderr")
@@ -68,11 +74,20 @@ expect_fail() {
   fi
 }
 
+# expect_msg DESCRIPTION TEXT : the last expect_fail's stderr contains TEXT.
+expect_msg() {
+  if grep -qF -- "$2" "$S/stderr"; then
+    pass "$1 message"
+  else
+    failed "$1: message '$(head -n 1 "$S/stderr")' lacks '$2'"
+  fi
+}
+
 # expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
 expect_ok() {
   desc=$1
   shift
-  "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
+  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
   rc=$?
   if [ "$rc" -ne 0 ]; then
     failed "$desc: exit $rc: $(head -n 1 "$S/stderr")"
@@ -102,6 +117,15 @@ expect_same() {
     pass "$1 ($out)"
   else
     failed "$1: $out (tolerance $4)"
+  fi
+}
+
+# expect_differ DESCRIPTION A B : the arrays differ somewhere.
+expect_differ() {
+  if out=$("$G" compare "$2" "$3" 0 2>&1); then
+    failed "$1: identical ($out)"
+  else
+    pass "$1 ($out)"
   fi
 }
 
@@ -169,8 +193,10 @@ gen fill f32 0 "$D/pbias_zero.npy" 1 4 4 5
 gen fill bool 1 "$D/pmask_true.npy" 2 1 1 5
 gen i32 "$D/plens_full.npy" 4 5
 gen i32 "$D/plens_short.npy" 4 2
-for k in magic truncated header-len dtype big-endian fortran 5d trailing \
-  syntax empty version dup-key missing-key huge-dim; do
+BAD_KINDS="magic truncated header-len dtype big-endian fortran 5d trailing
+  syntax empty version dup-key missing-key huge-dim negative-dim object
+  structured truncated-header huge-shape 9d"
+for k in $BAD_KINDS; do
   gen bad "$k" "$D/bad_$k.npy"
 done
 
@@ -210,6 +236,11 @@ expect_fail 2 "--window not integers" run $QKV $O --window a,b
 expect_fail 2 "--window missing right" run $QKV $O --window 3,
 expect_fail 2 "--window three values" run $QKV $O --window 1,2,3
 expect_fail 2 "both causal flags" run $QKV $O --causal --causal-top-left
+expect_fail 2 "--window -2,0 (out of range)" run $QKV $O --window -2,0
+expect_fail 2 "--window 1,-5 (out of range)" run $QKV $O --window 1,-5
+expect_fail 2 "--softcap negative" run $QKV $O --softcap -1
+expect_fail 2 "--threads 257" run $QKV $O --threads 257
+expect_msg "--threads 257" "1 to 256"
 expect_fail 2 "flag with a value" run $QKV $O --causal=1
 expect_fail 2 "--cu-seqlens-q alone" run $QKV $O --cu-seqlens-q "$D/cuq.npy"
 expect_fail 1 "cu_seqlens with a bias of the wrong seq axes" run \
@@ -219,12 +250,15 @@ expect_fail 2 "bench unknown flag" bench --frobnicate
 expect_fail 2 "bench --seq 0" bench --seq 0
 expect_fail 2 "bench heads not divisible" bench --heads 6 --kv-heads 4
 expect_fail 2 "peak --seconds -1" peak --seconds -1
+expect_fail 2 "bench --threads 100000" bench --threads 100000 --seq 16
+expect_msg "bench --threads 100000" "--threads: 100000 is out of range"
+expect_fail 2 "peak --threads 100000" peak --threads 100000
+expect_fail 2 "bench --threads -3" bench --threads -3
 
 # --- file errors: exit 1 -------------------------------------------------
 expect_fail 1 "missing file" run --q "$D/nope.npy" $K $V $O
 expect_fail 1 "directory as input" run --q "$D" $K $V $O
-for k in magic truncated header-len dtype big-endian fortran 5d trailing \
-  syntax empty version dup-key missing-key huge-dim; do
+for k in $BAD_KINDS; do
   expect_fail 1 "malformed npy: $k" run --q "$D/bad_$k.npy" $K $V $O
 done
 expect_fail 1 "malformed mask" run $QKV $O --mask "$D/bad_truncated.npy"
@@ -239,8 +273,6 @@ expect_fail 1 "K/V seq mismatch" run $Q $K --v "$D/v_seq6.npy" $O
 expect_fail 1 "batch mismatch" run $Q --k "$D/k_b3.npy" --v "$D/v_b3.npy" $O
 expect_fail 1 "heads not dividing" run $Q --k "$D/k_h3.npy" --v "$D/v_h3.npy" $O
 expect_fail 1 "bhsd layout of bshd data" run $QKV $O --layout bhsd
-expect_fail 1 "--window -2,0" run $QKV $O --window -2,0
-expect_fail 1 "--softcap negative" run $QKV $O --softcap -1
 expect_fail 1 "mask dtype float" run $QKV $O --mask "$D/mask_f32.npy"
 expect_fail 1 "mask shape" run $QKV $O --mask "$D/mask_badshape.npy"
 expect_fail 1 "bias shape" run $QKV $O --bias "$D/bias_bad.npy"
@@ -424,6 +456,164 @@ if expect_ok "grad cu_seqlens" grad $PK --cu-seqlens-k "$D/cuk.npy" --causal \
   --dout "$D/pdo.npy" --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy"; then
   expect_shape "grad cu_seqlens dQ" "$S/dq.npy" "<f4 6x4x8"
   expect_shape "grad cu_seqlens dK" "$S/dk.npy" "<f4 9x2x8"
+fi
+
+# --- hostile .npy inputs: fail fast, exit 1 -------------------------------
+expect_fail 1 "4 TiB declared, none there" run --q "$D/bad_huge-shape.npy" $K $V $O
+expect_msg "4 TiB declared, none there" \
+  "truncated data: 0 bytes, expected 4398046511104"
+expect_fail 1 "--q /dev/zero" run --q /dev/zero $K $V $O
+expect_msg "--q /dev/zero" "bad magic"
+expect_fail 1 "--mask /dev/zero" run $QKV $O --mask /dev/zero
+expect_fail 1 "--q /dev/null" run --q /dev/null $K $V $O
+expect_fail 1 "malformed npy: negative dimension" run --q "$D/bad_negative-dim.npy" $K $V $O
+expect_msg "negative dimension" "negative dimension"
+expect_fail 1 "malformed npy: object dtype" run --q "$D/bad_object.npy" $K $V $O
+expect_msg "object dtype" "object dtype"
+expect_fail 1 "malformed npy: header past EOF" run --q "$D/bad_truncated-header.npy" $K $V $O
+expect_msg "header past EOF" "exceeds the file size"
+if command -v mkfifo >/dev/null 2>&1 && mkfifo "$S/fifo" 2>/dev/null; then
+  # feed_fifo CMD... : runs CMD with stdout into the FIFO, in the background
+  feed_fifo() {
+    "$@" >"$S/fifo" 2>/dev/null &
+    feeder=$!
+  }
+  unfeed() {
+    kill "$feeder" 2>/dev/null
+    wait "$feeder" 2>/dev/null
+  }
+  feed_fifo cat "$D/q.npy"
+  if expect_ok "Q from a FIFO" run --q "$S/fifo" $K $V --out "$S/o_fifo.npy"; then
+    expect_same "Q from a FIFO == from a file" "$S/base.npy" "$S/o_fifo.npy" 0
+  fi
+  unfeed
+  feed_fifo "$G" head 40
+  expect_fail 1 "FIFO ending inside the header" run --q "$S/fifo" $K $V $O
+  unfeed
+  feed_fifo cat "$D/bad_huge-shape.npy"
+  expect_fail 1 "FIFO declaring 4 TiB, sending none" run --q "$S/fifo" $K $V $O
+  expect_msg "FIFO declaring 4 TiB" "truncated data"
+  unfeed
+  feed_fifo cat "$D/q.npy" "$D/k.npy"
+  expect_fail 1 "FIFO with bytes after the data" run --q "$S/fifo" $K $V $O
+  expect_msg "FIFO with bytes after the data" "trailing bytes"
+  unfeed
+  feed_fifo cat /dev/zero
+  expect_fail 1 "FIFO of endless zeros" run --q "$S/fifo" $K $V $O
+  unfeed
+  rm -f "$S/fifo"
+fi
+
+# --- one file named twice: usage error, nothing overwritten ---------------
+mkdir -p "$S/sub"
+rm -f "$S/same.npy" "$S/dangle.npy" "$S/dangle_target.npy" "$S/hard.npy"
+cp "$D/q.npy" "$S/q_copy.npy"
+cp "$D/do.npy" "$S/do_copy.npy"
+expect_fail 2 "--out X --lse X (new file)" run $QKV --out "$S/same.npy" --lse "$S/same.npy"
+expect_msg "--out X --lse X" "--out and --lse name the same file"
+expect_fail 2 "--out X --lse X spelt differently" run $QKV \
+  --out "$S/same.npy" --lse "$S/sub/../same.npy"
+cp "$D/q.npy" "$S/same.npy"
+expect_fail 2 "--out X --lse X (existing file)" run $QKV --out "$S/same.npy" \
+  --lse "$S/./same.npy"
+if ln "$S/same.npy" "$S/hard.npy" 2>/dev/null; then
+  expect_fail 2 "--out and --lse hard links of one file" run $QKV \
+    --out "$S/same.npy" --lse "$S/hard.npy"
+fi
+if ln -s "$S/dangle_target.npy" "$S/dangle.npy" 2>/dev/null; then
+  expect_fail 2 "--out via a dangling symlink, --lse its target" run $QKV \
+    --out "$S/dangle.npy" --lse "$S/dangle_target.npy"
+fi
+expect_fail 2 "--out is --q" run --q "$S/q_copy.npy" $K $V --out "$S/q_copy.npy"
+expect_msg "--out is --q" "is the same file as input --q"
+expect_same "--out is --q: Q untouched" "$D/q.npy" "$S/q_copy.npy" 0
+expect_fail 2 "--lse is --mask" run $QKV $O --mask "$D/mask_true.npy" \
+  --lse "$D/../in/mask_true.npy"
+expect_fail 2 "grad: --dq X --dk X" grad $QKV --dout "$D/do.npy" \
+  --dq "$S/dsame.npy" --dk "$S/dsame.npy" --dv "$S/dv.npy"
+expect_fail 2 "grad: --dv is --v" grad $QKV --dout "$D/do.npy" \
+  --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$D/v.npy"
+expect_fail 2 "grad: --out is --dout" grad $QKV --dout "$S/do_copy.npy" \
+  --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy" --out "$S/do_copy.npy"
+expect_fail 2 "missing input named as output too" run --q "$S/none.npy" $K $V \
+  --out "$S/none.npy"
+gen rand f32 21 "$D/x.npy" 2 5 4 8
+if expect_ok "one file as --q, --k and --v" run --q "$D/x.npy" --k "$D/x.npy" \
+  --v "$D/x.npy" --out "$S/o_self.npy"; then
+  expect_shape "self-attention" "$S/o_self.npy" "<f4 2x5x4x8"
+fi
+expect_ok "/dev/null as --out and --lse (special files are exempt)" run $QKV \
+  --out /dev/null --lse /dev/null
+expect_ok "--threads 256" run $QKV $O --threads 256
+
+# --- --prefix, --q-pos-offset, --k-pos-offset ------------------------------
+expect_fail 2 "--prefix with --causal" run $QKV $O --prefix 2 --causal
+expect_msg "--prefix with --causal" "mutually exclusive"
+expect_fail 2 "--prefix with --causal-top-left" run $QKV $O --causal-top-left --prefix 2
+expect_fail 2 "--prefix -1" run $QKV $O --prefix -1
+expect_fail 2 "--prefix not an integer" run $QKV $O --prefix two
+expect_fail 2 "--prefix without a value" run $QKV $O --prefix
+expect_fail 2 "--prefix twice" run $QKV $O --prefix 1 --prefix 2
+expect_fail 2 "--q-pos-offset 1.5" run $QKV $O --q-pos-offset 1.5
+expect_fail 2 "--k-pos-offset overflow" run $QKV $O --k-pos-offset 99999999999999999999
+expect_fail 2 "grad: --prefix with --causal" grad $QKV $GO --prefix 1 --causal
+# seq_q 5, seq_k 7: one query tile. Query i sits at position i + 2.
+gen prefixmask "$D/pm_5.npy" 5 7 5 0 0
+gen prefixmask "$D/pm_5_qm1_k1.npy" 5 7 5 -1 1
+gen prefixmask "$D/pm_0_qm4.npy" 5 7 0 -4 0
+expect_ok "--causal" run $QKV --out "$S/o_causal.npy" --causal
+if expect_ok "--prefix 5" run $QKV --out "$S/o_prefix.npy" --prefix 5 \
+  --lse "$S/l_prefix.npy"; then
+  expect_ok "--mask of the same prefix-LM pattern" run $QKV \
+    --out "$S/o_pmask.npy" --mask "$D/pm_5.npy" --lse "$S/l_pmask.npy"
+  expect_same "--prefix 5 == its --mask" "$S/o_pmask.npy" "$S/o_prefix.npy" 1e-6
+  expect_same "--prefix 5 LSE == its --mask's" "$S/l_pmask.npy" "$S/l_prefix.npy" 1e-6
+  expect_differ "--prefix 5 != no mask" "$S/base.npy" "$S/o_prefix.npy"
+  expect_differ "--prefix 5 != --causal" "$S/o_causal.npy" "$S/o_prefix.npy"
+fi
+if expect_ok "--prefix 5 --q-pos-offset -1 --k-pos-offset 1" run $QKV \
+  --out "$S/o_prefix.npy" --prefix 5 --q-pos-offset -1 --k-pos-offset 1; then
+  expect_ok "--mask of that pattern" run $QKV --out "$S/o_pmask.npy" \
+    --mask "$D/pm_5_qm1_k1.npy"
+  expect_same "prefix with offsets == its --mask" "$S/o_pmask.npy" \
+    "$S/o_prefix.npy" 1e-6
+fi
+if expect_ok "--prefix 0 --q-pos-offset -4" run $QKV --out "$S/o_prefix.npy" \
+  --prefix 0 --q-pos-offset=-4; then
+  expect_ok "--mask of that pattern" run $QKV --out "$S/o_pmask.npy" \
+    --mask "$D/pm_0_qm4.npy"
+  expect_same "prefix 0, query offset -4 == its --mask" "$S/o_pmask.npy" \
+    "$S/o_prefix.npy" 1e-6
+fi
+if expect_ok "--prefix 0" run $QKV --out "$S/o_prefix.npy" --prefix 0; then
+  expect_same "--prefix 0 == --causal" "$S/o_causal.npy" "$S/o_prefix.npy" 1e-6
+fi
+if expect_ok "--prefix 7 (every key)" run $QKV --out "$S/o_prefix.npy" --prefix 7; then
+  expect_same "--prefix seq_k == no mask" "$S/base.npy" "$S/o_prefix.npy" 1e-6
+fi
+expect_ok "--causal-top-left" run $QKV --out "$S/o_tl.npy" --causal-top-left
+if expect_ok "--causal --q-pos-offset -2" run $QKV --out "$S/o_off.npy" \
+  --causal --q-pos-offset -2; then
+  expect_same "--causal, queries 2 back == --causal-top-left" "$S/o_tl.npy" \
+    "$S/o_off.npy" 1e-6
+fi
+if expect_ok "--causal --k-pos-offset 2" run $QKV --out "$S/o_off.npy" \
+  --causal --k-pos-offset 2; then
+  expect_same "--causal, keys 2 on == --causal-top-left" "$S/o_tl.npy" \
+    "$S/o_off.npy" 1e-6
+fi
+if expect_ok "--alibi --q-pos-offset 3" run $QKV --out "$S/o_off.npy" \
+  --alibi "$D/alibi.npy" --q-pos-offset 3; then
+  expect_ok "--alibi" run $QKV --out "$S/o_alibi.npy" --alibi "$D/alibi.npy"
+  expect_differ "ALiBi reads the query offset" "$S/o_alibi.npy" "$S/o_off.npy"
+fi
+if expect_ok "grad --prefix 5" grad $QKV --dout "$D/do.npy" --dq "$S/dq_p.npy" \
+  --dk "$S/dk_p.npy" --dv "$S/dv_p.npy" --prefix 5; then
+  expect_ok "grad --mask of that pattern" grad $QKV --dout "$D/do.npy" \
+    --dq "$S/dq_m.npy" --dk "$S/dk_m.npy" --dv "$S/dv_m.npy" --mask "$D/pm_5.npy"
+  expect_same "grad --prefix 5 dQ == its --mask's" "$S/dq_m.npy" "$S/dq_p.npy" 1e-5
+  expect_same "grad --prefix 5 dK == its --mask's" "$S/dk_m.npy" "$S/dk_p.npy" 1e-5
+  expect_same "grad --prefix 5 dV == its --mask's" "$S/dv_m.npy" "$S/dv_p.npy" 1e-5
 fi
 
 echo "$npass passed, $nfail failed"

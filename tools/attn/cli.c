@@ -1,0 +1,67 @@
+/*
+ * cli.c - failing, and the allocations released before exiting.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Everything to release at exit, in order of registration. */
+static struct {
+  void (*release)(void *);
+  void *ptr;
+} g_deferred[64];
+static size_t g_ndeferred;
+
+void cli_cleanup(void) {
+  while (g_ndeferred > 0) {
+    g_ndeferred--;
+    g_deferred[g_ndeferred].release(g_deferred[g_ndeferred].ptr);
+  }
+}
+
+void cli_fail(int code, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    snprintf(msg, sizeof msg, "error");
+  for (char *c = msg; *c; c++) {
+    if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+      *c = ' ';
+  }
+  fflush(stdout);
+  fprintf(stderr, "attn: %s\n", msg);
+  cli_cleanup();
+  exit(code);
+}
+
+void cli_defer(void (*release)(void *), void *ptr) {
+  if (g_ndeferred == sizeof g_deferred / sizeof g_deferred[0]) {
+    release(ptr);
+    cli_fail(CLI_EXIT_RUNTIME, "internal error: too many buffers");
+  }
+  g_deferred[g_ndeferred].release = release;
+  g_deferred[g_ndeferred].ptr = ptr;
+  g_ndeferred++;
+}
+
+void *cli_calloc(int64_t count, size_t size, const char *what) {
+  if (count < 0 || (count > 0 && (uint64_t)count > SIZE_MAX / size))
+    cli_fail(CLI_EXIT_RUNTIME, "%s: size overflows", what);
+  size_t bytes = (size_t)count * size;
+  void *p = calloc(bytes ? bytes : 1, 1);
+  if (p == NULL)
+    cli_fail(CLI_EXIT_RUNTIME, "%s: out of memory (%zu bytes)", what, bytes);
+  cli_defer(free, p);
+  return p;
+}
+
+int64_t cli_mul(int64_t a, int64_t b, int code, const char *what) {
+  if (a < 0 || b < 0 || (b != 0 && a > INT64_MAX / b))
+    cli_fail(code, "%s: size overflows 64 bits", what);
+  return a * b;
+}

@@ -1,0 +1,122 @@
+/*
+ * cmd_grad.c - `attn grad`: gradients on .npy files (attn_forward, then
+ * attn_backward). Takes every option of `attn run` (cmd_run.h).
+ */
+#include "cli.h"
+#include "cmd_run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char cmd_grad_help[] =
+    "attn grad [run's options] --dout DO.npy --dq DQ.npy --dk DK.npy\n"
+    "          --dv DV.npy [--dbias DB.npy] [--out O.npy]\n"
+    "    Gradients of sum(dO * O) (attn_backward): runs the forward for O and\n"
+    "    LSE, then writes float32 dQ, dK, dV of the shapes of Q, K, V (and\n"
+    "    dBias of the shape of --bias's array). DO has O's shape.\n";
+
+typedef struct grad_opts {
+  run_opts run;
+  const char *dout, *dq, *dk, *dv, *dbias;
+} grad_opts;
+
+/* Consumes the current option if it is one of grad's own; 0 if not. */
+static int grad_take(grad_opts *o, args *a) {
+  const struct {
+    const char *name;
+    const char **slot;
+  } table[] = {
+      {"--dout", &o->dout}, {"--dq", &o->dq},       {"--dk", &o->dk},
+      {"--dv", &o->dv},     {"--dbias", &o->dbias},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+    if (args_is(a, table[i].name)) {
+      args_set_once(table[i].slot, args_value(a), a->name);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void parse(int argc, char **argv, grad_opts *o) {
+  args a = args_start(argc, argv);
+  memset(o, 0, sizeof *o);
+  while (args_next(&a)) {
+    if (args_is(&a, "--help")) {
+      cli_print_help();
+      cli_cleanup();
+      exit(0);
+    }
+    if (!grad_take(o, &a) && !run_opts_take(&o->run, &a))
+      args_unknown(&a, "grad");
+  }
+  run_opts_require(&o->run, "grad", 0);
+  if (!o->dout || !o->dq || !o->dk || !o->dv)
+    cli_fail(CLI_EXIT_USAGE, "grad: missing required option %s",
+             !o->dout ? "--dout"
+             : !o->dq ? "--dq"
+             : !o->dk ? "--dk"
+                      : "--dv");
+  if (o->dbias && !o->run.bias)
+    cli_fail(CLI_EXIT_USAGE, "grad: --dbias needs --bias");
+}
+
+static void check_files(const grad_opts *o) {
+  cli_path files[16];
+  int n = 0;
+  run_opts_paths(&o->run, files, &n);
+  const cli_path add[] = {
+      {"--dq", o->dq, 1},       {"--dk", o->dk, 1},     {"--dv", o->dv, 1},
+      {"--dbias", o->dbias, 1}, {"--dout", o->dout, 0},
+  };
+  for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
+    files[n++] = add[i];
+  paths_check_distinct(files, n);
+}
+
+/* The forward (for O and LSE), then the backward. */
+static void compute(const grad_opts *o, const operands *ops, attn_params *p) {
+  char msg[512] = {0};
+  p->error_message = msg;
+  p->error_message_size = sizeof msg;
+  attn_status st = attn_forward(NULL, p);
+  if (st != ATTN_OK)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  operands_load_grad(ops, o->dout, o->dbias != NULL, p);
+  st = attn_backward(NULL, p);
+  if (st != ATTN_OK)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  p->error_message = NULL;
+  p->error_message_size = 0;
+}
+
+int cmd_grad(int argc, char **argv) {
+  grad_opts o;
+  parse(argc, argv, &o);
+  attn_params p;
+  attn_params_init(&p);
+  operand_spec spec;
+  run_opts_apply(&o.run, &p, &spec);
+  check_files(&o);
+
+  operands ops;
+  operands_load(&spec, &p, &ops);
+  int64_t lse_shape[3];
+  float *lse = operands_lse(&ops, &p, lse_shape); /* the backward reads it */
+  compute(&o, &ops, &p);
+
+  int64_t out_shape[4];
+  int out_ndim = operands_out_shape(&ops, out_shape);
+  if (o.run.out != NULL)
+    operands_write(o.run.out, p.o.data, out_ndim, out_shape);
+  if (o.run.lse != NULL)
+    operands_write(o.run.lse, lse, 3, lse_shape);
+  operands_write(o.dq, p.dq.data, ops.q->ndim, ops.q->shape);
+  operands_write(o.dk, p.dk.data, ops.k->ndim, ops.k->shape);
+  operands_write(o.dv, p.dv.data, ops.v->ndim, ops.v->shape);
+  if (o.dbias != NULL)
+    operands_write(o.dbias, p.dbias.data, ops.bias->ndim, ops.bias->shape);
+  cli_cleanup();
+  return 0;
+}

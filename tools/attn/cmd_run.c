@@ -1,0 +1,300 @@
+/*
+ * cmd_run.c - `attn run`: attention on .npy files (attn_forward). Its
+ * options are shared with `attn grad` (cmd_run.h).
+ */
+#include "cmd_run.h"
+
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char cmd_run_help[] =
+    "attn run --q Q.npy --k K.npy --v V.npy --out O.npy [options]\n"
+    "    Q [batch, seq_q, heads_q, dim], K [batch, seq_k, heads_kv, dim],\n"
+    "    V [batch, seq_k, heads_kv, dim_v] (bshd; bhsd swaps seq and heads).\n"
+    "    Inputs float32 or float16 .npy; O is float32 [batch, seq_q, heads_q,\n"
+    "    dim_v] in the layout of the inputs.\n"
+    "  --lse LSE.npy           write float32 log-sum-exp [batch, heads_q, "
+    "seq_q]\n"
+    "                          ([1, heads_q, total_q] with --cu-seqlens-*)\n"
+    "  --layout bshd|bhsd      axis order of Q, K, V, O (default bshd)\n"
+    "  --scale S               score scale, finite, nonzero (default "
+    "1/sqrt(dim))\n"
+    "  --causal                causal mask, bottom-right aligned "
+    "(FlashAttention)\n"
+    "  --causal-top-left       causal mask, top-left aligned (PyTorch)\n"
+    "  --window L,R            sliding window from the diagonal, -1 = "
+    "unbounded\n"
+    "  --prefix N              prefix-LM mask: every query sees the first N "
+    "keys,\n"
+    "                          causal after them (N >= 0; not with "
+    "--causal*)\n"
+    "  --q-pos-offset N        added to every query position (default 0)\n"
+    "  --k-pos-offset N        added to every key position (default 0);\n"
+    "                          causal, window, prefix and ALiBi read "
+    "positions\n"
+    "  --softcap C             s = C * tanh(s / C); 0 = off\n"
+    "  --alibi SLOPES.npy      float32 [heads_q] ALiBi slopes\n"
+    "  --bias BIAS.npy         float32, up to 4-D, broadcastable (numpy "
+    "rules)\n"
+    "                          to [batch, heads_q, seq_q, seq_k]\n"
+    "  --mask MASK.npy         bool, same broadcasting; true = may attend\n"
+    "  --kv-lens LENS.npy      int32 [batch]; keys at index >= length are "
+    "padding\n"
+    "  --cu-seqlens-q CQ.npy   int32 [batch+1] cumulative query offsets\n"
+    "  --cu-seqlens-k CK.npy   int32 [batch+1] cumulative key offsets; Q, K, "
+    "V,\n"
+    "                          O are then 3-D [total, heads, dim] (bhsd:\n"
+    "                          [heads, total, dim]); --bias, --mask and\n"
+    "                          --kv-lens are then per sequence: [batch,\n"
+    "                          heads_q, longest seq_q, longest seq_k]\n"
+    "  --dtype f32|bf16|f16    round Q, K, V to this storage type first\n"
+    "  --threads N             worker threads (0 = all, default; at most "
+    "256)\n"
+    "  --isa generic|avx2|avx512|auto\n";
+
+/* ---------------------------------------------------------------------- */
+/* Parsing                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* The field of o that holds the value of option name, or NULL. */
+static const char **value_slot(run_opts *o, const char *name) {
+  const struct {
+    const char *name;
+    const char **slot;
+  } table[] = {
+      {"--q", &o->q},
+      {"--k", &o->k},
+      {"--v", &o->v},
+      {"--out", &o->out},
+      {"--lse", &o->lse},
+      {"--layout", &o->layout},
+      {"--scale", &o->scale},
+      {"--window", &o->window},
+      {"--prefix", &o->prefix},
+      {"--q-pos-offset", &o->q_pos_offset},
+      {"--k-pos-offset", &o->k_pos_offset},
+      {"--softcap", &o->softcap},
+      {"--alibi", &o->alibi},
+      {"--bias", &o->bias},
+      {"--mask", &o->mask},
+      {"--kv-lens", &o->kv_lens},
+      {"--cu-seqlens-q", &o->cu_q},
+      {"--cu-seqlens-k", &o->cu_k},
+      {"--dtype", &o->dtype},
+      {"--threads", &o->threads},
+      {"--isa", &o->isa},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+    if (strcmp(table[i].name, name) == 0)
+      return table[i].slot;
+  }
+  return NULL;
+}
+
+int run_opts_take(run_opts *o, args *a) {
+  const char **slot = value_slot(o, a->name);
+  if (slot != NULL) {
+    args_set_once(slot, args_value(a), a->name);
+  } else if (args_is(a, "--causal")) {
+    args_flag(a);
+    o->causal = 1;
+  } else if (args_is(a, "--causal-top-left")) {
+    args_flag(a);
+    o->causal_top_left = 1;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+void run_opts_require(const run_opts *o, const char *cmd, int need_out) {
+  if (o->q == NULL || o->k == NULL || o->v == NULL ||
+      (need_out && o->out == NULL))
+    cli_fail(CLI_EXIT_USAGE, "%s: missing required option %s", cmd,
+             o->q == NULL   ? "--q"
+             : o->k == NULL ? "--k"
+             : o->v == NULL ? "--v"
+                            : "--out");
+}
+
+/* --causal, --causal-top-left, --prefix, --window, --*-pos-offset. */
+static void apply_masks(const run_opts *o, attn_params *p) {
+  if (o->causal && o->causal_top_left)
+    cli_fail(CLI_EXIT_USAGE,
+             "--causal and --causal-top-left are mutually exclusive");
+  if (o->prefix != NULL && (o->causal || o->causal_top_left))
+    cli_fail(CLI_EXIT_USAGE,
+             "--prefix and --%s are mutually exclusive (the prefix-LM mask "
+             "is already causal after the prefix)",
+             o->causal ? "causal" : "causal-top-left");
+  p->causal = o->causal            ? ATTN_CAUSAL_BOTTOM_RIGHT
+              : o->causal_top_left ? ATTN_CAUSAL_TOP_LEFT
+                                   : ATTN_CAUSAL_NONE;
+  if (o->prefix != NULL) {
+    p->prefix_len = args_int("--prefix", o->prefix, INT64_MIN, INT64_MAX);
+    if (p->prefix_len < 0)
+      cli_fail(CLI_EXIT_USAGE,
+               "--prefix: the prefix length must be >= 0, got %s", o->prefix);
+  }
+  if (o->q_pos_offset != NULL)
+    p->q_pos_offset =
+        args_int("--q-pos-offset", o->q_pos_offset, INT64_MIN, INT64_MAX);
+  if (o->k_pos_offset != NULL)
+    p->k_pos_offset =
+        args_int("--k-pos-offset", o->k_pos_offset, INT64_MIN, INT64_MAX);
+}
+
+/* --window L,R: each -1 (unbounded) or >= 0. */
+static void apply_window(const char *w, attn_params *p) {
+  const char *comma = strchr(w, ',');
+  char left[64];
+  size_t n = comma ? (size_t)(comma - w) : 0;
+  if (comma == NULL || n == 0 || n >= sizeof left || comma[1] == '\0')
+    cli_fail(CLI_EXIT_USAGE,
+             "--window: expected L,R (integers, -1 = unbounded), got '%s'", w);
+  memcpy(left, w, n);
+  left[n] = '\0';
+  p->window_left = args_int("--window", left, INT64_MIN, INT64_MAX);
+  p->window_right = args_int("--window", comma + 1, INT64_MIN, INT64_MAX);
+  if (p->window_left < -1 || p->window_right < -1)
+    cli_fail(CLI_EXIT_USAGE,
+             "--window: each bound must be -1 (unbounded) or >= 0, got '%s'",
+             w);
+}
+
+/* --scale, --softcap. */
+static void apply_scores(const run_opts *o, attn_params *p) {
+  if (o->scale != NULL) {
+    double s = args_real("--scale", o->scale);
+    if (s == 0.0)
+      cli_fail(CLI_EXIT_USAGE, "--scale: must be nonzero (omit it for the "
+                               "default 1/sqrt(dim))");
+    if (fabs(s) > 3.4e38 || (float)s == 0.0f)
+      cli_fail(CLI_EXIT_USAGE, "--scale: '%s' is out of float range", o->scale);
+    p->scale = (float)s;
+  }
+  if (o->softcap != NULL) {
+    double c = args_real("--softcap", o->softcap);
+    if (fabs(c) > 3.4e38)
+      cli_fail(CLI_EXIT_USAGE, "--softcap: '%s' is out of float range",
+               o->softcap);
+    if (c < 0)
+      cli_fail(CLI_EXIT_USAGE, "--softcap: must be >= 0 (0 = off), got '%s'",
+               o->softcap);
+    p->softcap = (float)c;
+  }
+}
+
+void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec) {
+  memset(spec, 0, sizeof *spec);
+  apply_masks(o, p);
+  if ((o->cu_q == NULL) != (o->cu_k == NULL))
+    cli_fail(CLI_EXIT_USAGE,
+             "--cu-seqlens-q and --cu-seqlens-k must be given together");
+  if (o->layout != NULL) {
+    if (strcmp(o->layout, "bhsd") == 0)
+      spec->bhsd = 1;
+    else if (strcmp(o->layout, "bshd") != 0)
+      cli_fail(CLI_EXIT_USAGE,
+               "--layout: unknown layout '%s' (expected bshd or bhsd)",
+               o->layout);
+  }
+  apply_scores(o, p);
+  if (o->window != NULL)
+    apply_window(o->window, p);
+  spec->dtype = ATTN_DTYPE_F32;
+  if (o->dtype != NULL)
+    spec->dtype = args_dtype("--dtype", o->dtype);
+  if (o->threads != NULL)
+    p->num_threads = args_threads(o->threads);
+  if (o->isa != NULL)
+    p->isa = args_isa("--isa", o->isa);
+  spec->q = o->q;
+  spec->k = o->k;
+  spec->v = o->v;
+  spec->alibi = o->alibi;
+  spec->bias = o->bias;
+  spec->mask = o->mask;
+  spec->kv_lens = o->kv_lens;
+  spec->cu_q = o->cu_q;
+  spec->cu_k = o->cu_k;
+}
+
+void run_opts_paths(const run_opts *o, cli_path *list, int *n) {
+  const cli_path add[] = {
+      {"--out", o->out, 1},
+      {"--lse", o->lse, 1},
+      {"--q", o->q, 0},
+      {"--k", o->k, 0},
+      {"--v", o->v, 0},
+      {"--alibi", o->alibi, 0},
+      {"--bias", o->bias, 0},
+      {"--mask", o->mask, 0},
+      {"--kv-lens", o->kv_lens, 0},
+      {"--cu-seqlens-q", o->cu_q, 0},
+      {"--cu-seqlens-k", o->cu_k, 0},
+  };
+  for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
+    list[(*n)++] = add[i];
+}
+
+/* ---------------------------------------------------------------------- */
+/* attn run                                                               */
+/* ---------------------------------------------------------------------- */
+
+static void parse(int argc, char **argv, run_opts *o) {
+  args a = args_start(argc, argv);
+  memset(o, 0, sizeof *o);
+  while (args_next(&a)) {
+    if (args_is(&a, "--help")) {
+      cli_print_help();
+      cli_cleanup();
+      exit(0);
+    }
+    if (!run_opts_take(o, &a))
+      args_unknown(&a, "run");
+  }
+}
+
+static void compute(attn_params *p) {
+  char msg[512] = {0};
+  p->error_message = msg;
+  p->error_message_size = sizeof msg;
+  attn_status st = attn_forward(NULL, p);
+  if (st != ATTN_OK)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  p->error_message = NULL;
+  p->error_message_size = 0;
+}
+
+int cmd_run(int argc, char **argv) {
+  run_opts o;
+  parse(argc, argv, &o);
+  run_opts_require(&o, "run", 1);
+  attn_params p;
+  attn_params_init(&p);
+  operand_spec spec;
+  run_opts_apply(&o, &p, &spec);
+  cli_path files[16];
+  int nfiles = 0;
+  run_opts_paths(&o, files, &nfiles);
+  paths_check_distinct(files, nfiles);
+
+  operands ops;
+  operands_load(&spec, &p, &ops);
+  int64_t lse_shape[3];
+  float *lse = o.lse != NULL ? operands_lse(&ops, &p, lse_shape) : NULL;
+  compute(&p);
+
+  int64_t out_shape[4];
+  int out_ndim = operands_out_shape(&ops, out_shape);
+  operands_write(o.out, p.o.data, out_ndim, out_shape);
+  if (lse != NULL)
+    operands_write(o.lse, lse, 3, lse_shape);
+  cli_cleanup();
+  return 0;
+}

@@ -1,0 +1,34 @@
+/*
+ * cmd_run.h - the options of `attn run`, which `attn grad` shares.
+ */
+#ifndef ATTN_CLI_CMD_RUN_H
+#define ATTN_CLI_CMD_RUN_H
+
+#include "args.h"
+#include "operands.h"
+#include "paths.h"
+
+/* run's options as given (NULL / 0 = absent). */
+typedef struct run_opts {
+  const char *q, *k, *v, *out, *lse;                       /* files */
+  const char *alibi, *bias, *mask, *kv_lens, *cu_q, *cu_k; /* files */
+  const char *layout, *scale, *window, *softcap, *dtype, *threads, *isa;
+  const char *prefix, *q_pos_offset, *k_pos_offset;
+  int causal, causal_top_left;
+} run_opts;
+
+/* Consumes the current option of a if it is one of run's; 0 if not. */
+int run_opts_take(run_opts *o, args *a);
+
+/* Usage error naming the first of --q, --k, --v (and --out when need_out)
+ * that is missing; cmd is "run" or "grad". */
+void run_opts_require(const run_opts *o, const char *cmd, int need_out);
+
+/* Checks and converts the option values (usage errors) into p's option
+ * fields (p initialised by the caller) and the input files into spec. */
+void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec);
+
+/* Appends run's files to list at *n (room for 11 more). */
+void run_opts_paths(const run_opts *o, cli_path *list, int *n);
+
+#endif /* ATTN_CLI_CMD_RUN_H */

@@ -1,0 +1,57 @@
+/*
+ * main.c - the `attn` command line: the command table, --help, --version.
+ *
+ * Each command is one file (cmd_<name>.c) with its help text beside its
+ * parser; args.c reads options, operands.c reads and writes .npy operands
+ * (through the library's attn/io.h), paths.c refuses one file named twice.
+ * Exit status and error output: see cli.h.
+ */
+#include "cli.h"
+
+#include "attn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"run", cmd_run_help, cmd_run},
+    {"grad", cmd_grad_help, cmd_grad},
+    {"bench", cmd_bench_help, cmd_bench},
+    {"peak", cmd_peak_help, cmd_peak},
+};
+
+void cli_print_help(void) {
+  fputs("usage: attn <command> [options]\n\n", stdout);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    fputs(commands[i].help, stdout);
+    fputs("\n", stdout);
+  }
+  fputs("attn --help | --version\n"
+        "\n"
+        "Exit status: 0 ok, 1 runtime or library error (files, their "
+        "contents,\n"
+        "the library's checks), 2 usage error (flags and their values, the "
+        "same\n"
+        "file given twice).\n",
+        stdout);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    cli_fail(CLI_EXIT_USAGE, "missing command (try attn --help)");
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+      strcmp(cmd, "help") == 0) {
+    cli_print_help();
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("%s\n", attn_version_string());
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(cmd, commands[i].name) == 0)
+      return commands[i].main(argc, argv);
+  }
+  cli_fail(CLI_EXIT_USAGE, "unknown command '%s' (try attn --help)", cmd);
+}
