@@ -22,6 +22,15 @@
  *
  * A query row whose keys are all masked gets o = 0 and lse = -inf (never NaN).
  *
+ * Non-finite inputs: -inf in the bias masks. Any other non-finite value a
+ * row can see (in its Q row, in a K row or bias element it may attend to)
+ * makes its o and lse NaN; a non-finite V element reaches, through P V,
+ * the rows that see that key. Rows that cannot see it keep their results,
+ * with one exception: inside a tile of ATTN_TILE_Q queries x ATTN_TILE_K
+ * keys that has any visible element, a non-finite V (backward: K, V, Q or
+ * dO) of a masked element can reach the tile's other rows through 0 * x.
+ * Keys beyond kv_lens and tiles with no visible element are never read.
+ *
  * Nothing of size seq_q x seq_k is ever allocated: the kernels stream key tiles
  * through an online softmax (Milakov & Gimelshein 2018; Dao et al. 2022).
  *

@@ -1,17 +1,19 @@
 /*
- * Reference gradients for the tests: see oracle_bwd.h. Written for clarity:
- * one (sequence, head, query row) at a time, every rule spelled out, in a
- * real type R that is double (oracle_backward) or float (the naive f32
- * reference).
+ * Backward oracle: see oracle_bwd.h. Written for clarity: one (sequence,
+ * head, query row) at a time, every rule spelled out, in a real type R that
+ * is double (oracle_backward) or float (the naive f32 reference). Which keys
+ * a row sees comes from oracle_mask.c, ALiBi's distance from oracle_pos.c.
  */
 #include "oracle_bwd.h"
 
-#include "oracle.h"
 #include "test_common.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char *const oracle_grad_names[4] = {"dq", "dk", "dv", "dbias"};
 
 static int64_t bias_index(const attn_tensor *t, int64_t b, int64_t h, int64_t i,
                           int64_t j) {
@@ -45,153 +47,201 @@ void oracle_grads_free(oracle_grads *g) {
   memset(g, 0, sizeof *g);
 }
 
-/* The whole computation, in type R; naive = 1 reads O and LSE from p. */
-#define DEFINE_BACKWARD(NAME, R, EXP, TANH, LOG, naive)                        \
-  static int NAME(const attn_params *p, oracle_grads *out, double *loss) {     \
-    const int64_t hq = p->q.shape[2], hk = p->k.shape[2];                      \
-    const int64_t d = p->q.shape[3], dv = p->v.shape[3];                       \
-    const int64_t S0 = p->q.shape[1], K0 = p->k.shape[1];                      \
-    const R scale = p->scale == 0.0f ? (R)(1.0 / sqrt((double)d)) : p->scale;  \
-    const R cap = p->softcap;                                                  \
-    int64_t maxk = 1;                                                          \
-    if (out && grads_alloc(p, out) != 0)                                       \
-      return -1;                                                               \
-    for (int64_t b = 0; b < oracle_num_seqs(p); b++) {                         \
-      oracle_seq_geom g;                                                       \
-      oracle_seq_geom_get(p, b, &g);                                           \
-      if (g.sk > maxk)                                                         \
-        maxk = g.sk;                                                           \
-    }                                                                          \
-    R *s = malloc((size_t)maxk * sizeof(R));                                   \
-    R *th = malloc((size_t)maxk * sizeof(R));                                  \
-    R *pr = malloc((size_t)maxk * sizeof(R));                                  \
-    R *qr = malloc((size_t)d * sizeof(R));                                     \
-    R *dor = malloc((size_t)dv * sizeof(R));                                   \
-    R *orow = malloc((size_t)dv * sizeof(R));                                  \
-    R *dqr = malloc((size_t)d * sizeof(R));                                    \
-    if (!s || !th || !pr || !qr || !dor || !orow || !dqr) {                    \
-      free(s), free(th), free(pr), free(qr), free(dor), free(orow), free(dqr); \
-      return -1;                                                               \
-    }                                                                          \
-    R *acc[4] = {0};                                                           \
-    if (out)                                                                   \
-      for (int t = 0; t < 4; t++) {                                            \
-        acc[t] = calloc((size_t)out->n[t] + 1, sizeof(R));                     \
-        if (!acc[t])                                                           \
-          return -1;                                                           \
+/* The state of one backward in type R: the (sequence, head) being done,
+ * one row's scratch and the gradient accumulators. */
+#define DEFINE_BWD_STATE(NAME, R)                                              \
+  typedef struct NAME {                                                        \
+    const attn_params *p;                                                      \
+    oracle_seq_geom g;                                                         \
+    int64_t h, kvh, d, dv;                                                     \
+    R scale, cap;                                                              \
+    R *s, *th, *pr, *qr, *dor, *orow, *dqr;                                    \
+    R *acc[4];                                                                 \
+    int64_t n[4]; /* 0: only the loss */                                       \
+    double total; /* sum(dout * O)     */                                      \
+  } NAME;
+DEFINE_BWD_STATE(bwd64, double)
+DEFINE_BWD_STATE(bwd32, float)
+
+/* Scores of row i (s = -inf where masked, th = their tanh when softcapped);
+ * loads q and dout of the row; returns the max score. */
+#define DEFINE_BWD_SCORES(NAME, ST, R, TANH)                                   \
+  static R NAME(ST *x, int64_t i) {                                            \
+    const attn_params *p = x->p;                                               \
+    const int64_t qi = x->g.q0 + i;                                            \
+    R m = -INFINITY;                                                           \
+    for (int64_t c = 0; c < x->d; c++)                                         \
+      x->qr[c] = (R)oracle_tensor_get(&p->q, x->g.tb, qi, x->h, c);            \
+    for (int64_t c = 0; c < x->dv; c++)                                        \
+      x->dor[c] = (R)oracle_tensor_get(&p->dout, x->g.tb, qi, x->h, c);        \
+    for (int64_t j = 0; j < x->g.sk; j++) {                                    \
+      R s = 0;                                                                 \
+      x->s[j] = -INFINITY;                                                     \
+      x->th[j] = 0;                                                            \
+      if (!oracle_allowed(p, &x->g, x->h, i, j))                               \
+        continue;                                                              \
+      for (int64_t c = 0; c < x->d; c++)                                       \
+        s += x->qr[c] *                                                        \
+             (R)oracle_tensor_get(&p->k, x->g.tb, x->g.k0 + j, x->kvh, c);     \
+      s *= x->scale;                                                           \
+      if (x->cap > 0) {                                                        \
+        x->th[j] = TANH(s / x->cap);                                           \
+        s = x->cap * x->th[j];                                                 \
       }                                                                        \
-    double total = 0.0;                                                        \
-    for (int64_t b = 0; b < oracle_num_seqs(p); b++) {                         \
-      oracle_seq_geom g;                                                       \
-      oracle_seq_geom_get(p, b, &g);                                           \
-      for (int64_t h = 0; h < hq; h++) {                                       \
-        const int64_t kvh = h / (hq / hk);                                     \
-        for (int64_t i = 0; i < g.sq; i++) {                                   \
-          const int64_t qi = g.q0 + i;                                         \
-          R m = -INFINITY, sum = 0;                                            \
-          for (int64_t c = 0; c < d; c++)                                      \
-            qr[c] = (R)oracle_tensor_get(&p->q, g.tb, qi, h, c);               \
-          for (int64_t c = 0; c < dv; c++)                                     \
-            dor[c] = (R)oracle_tensor_get(&p->dout, g.tb, qi, h, c);           \
-          for (int64_t j = 0; j < g.sk; j++) {                                 \
-            R x = 0;                                                           \
-            s[j] = -INFINITY;                                                  \
-            th[j] = 0;                                                         \
-            if (!oracle_allowed(p, &g, h, i, j))                               \
-              continue;                                                        \
-            for (int64_t c = 0; c < d; c++)                                    \
-              x +=                                                             \
-                  qr[c] * (R)oracle_tensor_get(&p->k, g.tb, g.k0 + j, kvh, c); \
-            x *= scale;                                                        \
-            if (cap > 0) {                                                     \
-              th[j] = TANH(x / cap);                                           \
-              x = cap * th[j];                                                 \
-            }                                                                  \
-            if (p->alibi_slopes)                                               \
-              x -= (R)p->alibi_slopes[h] * (R)llabs(i + g.sk - g.sq - j);      \
-            if (p->bias.data)                                                  \
-              x += (R)oracle_tensor_get(&p->bias, g.b, h, i, j);               \
-            s[j] = x;                                                          \
-            if (x > m)                                                         \
-              m = x;                                                           \
-          }                                                                    \
-          if (m == -INFINITY)                                                  \
-            continue; /* no key: zero gradients */                             \
-          for (int64_t j = 0; j < g.sk; j++)                                   \
-            if (s[j] != -INFINITY)                                             \
-              sum += EXP(s[j] - m);                                            \
-          R lse = m + LOG(sum);                                                \
-          if (naive) {                                                         \
-            const int64_t li =                                                 \
-                p->cu_seqlens_q ? h * S0 + qi : (g.tb * hq + h) * S0 + i;      \
-            lse = (R)p->lse[li];                                               \
-          }                                                                    \
-          for (int64_t j = 0; j < g.sk; j++)                                   \
-            pr[j] = s[j] == -INFINITY ? 0 : EXP(s[j] - lse);                   \
-          for (int64_t c = 0; c < dv; c++) {                                   \
-            R o = 0;                                                           \
-            if (naive)                                                         \
-              o = (R)oracle_tensor_get(&p->o, g.tb, qi, h, c);                 \
-            else                                                               \
-              for (int64_t j = 0; j < g.sk; j++)                               \
-                if (pr[j] != 0)                                                \
-                  o += pr[j] *                                                 \
-                       (R)oracle_tensor_get(&p->v, g.tb, g.k0 + j, kvh, c);    \
-            orow[c] = o;                                                       \
-          }                                                                    \
-          R dd = 0;                                                            \
-          for (int64_t c = 0; c < dv; c++)                                     \
-            dd += dor[c] * orow[c];                                            \
-          total += (double)dd;                                                 \
-          if (!out)                                                            \
-            continue;                                                          \
-          for (int64_t c = 0; c < d; c++)                                      \
-            dqr[c] = 0;                                                        \
-          for (int64_t j = 0; j < g.sk; j++) {                                 \
-            if (pr[j] == 0)                                                    \
-              continue;                                                        \
-            const int64_t kj = g.k0 + j;                                       \
-            R dp = 0;                                                          \
-            const int64_t vi = ((g.tb * K0 + kj) * hk + kvh) * dv;             \
-            for (int64_t c = 0; c < dv; c++) {                                 \
-              dp += dor[c] * (R)oracle_tensor_get(&p->v, g.tb, kj, kvh, c);    \
-              acc[2][vi + c] += pr[j] * dor[c];                                \
-            }                                                                  \
-            R ds = pr[j] * (dp - dd);                                          \
-            if (out->n[3])                                                     \
-              acc[3][bias_index(&p->bias, g.b, h, i, j)] += ds;                \
-            if (cap > 0)                                                       \
-              ds *= 1 - th[j] * th[j];                                         \
-            const int64_t ki = ((g.tb * K0 + kj) * hk + kvh) * d;              \
-            for (int64_t c = 0; c < d; c++) {                                  \
-              const R kc = (R)oracle_tensor_get(&p->k, g.tb, kj, kvh, c);      \
-              dqr[c] += ds * kc;                                               \
-              acc[1][ki + c] += scale * ds * qr[c];                            \
-            }                                                                  \
-          }                                                                    \
-          const int64_t qo = ((g.tb * S0 + qi) * hq + h) * d;                  \
-          for (int64_t c = 0; c < d; c++)                                      \
-            acc[0][qo + c] = scale * dqr[c];                                   \
-        }                                                                      \
-      }                                                                        \
+      if (p->alibi_slopes)                                                     \
+        s -= (R)p->alibi_slopes[x->h] * (R)oracle_alibi_dist(p, &x->g, i, j);  \
+      if (p->bias.data)                                                        \
+        s += (R)oracle_tensor_get(&p->bias, x->g.b, x->h, i, j);               \
+      x->s[j] = s;                                                             \
+      if (s > m)                                                               \
+        m = s;                                                                 \
     }                                                                          \
-    if (out)                                                                   \
-      for (int t = 0; t < 4; t++) {                                            \
-        for (int64_t x = 0; x < out->n[t]; x++) {                              \
-          out->g[t][x] = (double)acc[t][x];                                    \
-          if (fabs(out->g[t][x]) > out->gmax[t])                               \
-            out->gmax[t] = fabs(out->g[t][x]);                                 \
-        }                                                                      \
-        free(acc[t]);                                                          \
-      }                                                                        \
-    free(s), free(th), free(pr), free(qr), free(dor), free(orow), free(dqr);   \
-    if (loss)                                                                  \
-      *loss = total;                                                           \
-    return 0;                                                                  \
+    return m;                                                                  \
   }
 
-DEFINE_BACKWARD(backward_f64, double, exp, tanh, log, 0)
-DEFINE_BACKWARD(backward_f32, float, expf, tanhf, logf, 1)
+/* Probabilities pr of row i from its scores (max m), the row's O (own, or
+ * the forward's when naive) and D = rowsum(dout * O), returned. */
+#define DEFINE_BWD_PROBS(NAME, ST, R, EXP, LOG, NAIVE)                         \
+  static R NAME(ST *x, int64_t i, R m) {                                       \
+    const attn_params *p = x->p;                                               \
+    const int64_t qi = x->g.q0 + i;                                            \
+    R sum = 0, dd = 0;                                                         \
+    for (int64_t j = 0; j < x->g.sk; j++)                                      \
+      if (x->s[j] != -INFINITY)                                                \
+        sum += EXP(x->s[j] - m);                                               \
+    R lse = m + LOG(sum);                                                      \
+    if (NAIVE)                                                                 \
+      lse = (R)p->lse[oracle_row_index(p, x->g.tb, x->h, qi)];                 \
+    for (int64_t j = 0; j < x->g.sk; j++)                                      \
+      x->pr[j] = x->s[j] == -INFINITY ? 0 : EXP(x->s[j] - lse);                \
+    for (int64_t c = 0; c < x->dv; c++) {                                      \
+      R o = 0;                                                                 \
+      if (NAIVE)                                                               \
+        o = (R)oracle_tensor_get(&p->o, x->g.tb, qi, x->h, c);                 \
+      else                                                                     \
+        for (int64_t j = 0; j < x->g.sk; j++)                                  \
+          if (x->pr[j] != 0)                                                   \
+            o += x->pr[j] *                                                    \
+                 (R)oracle_tensor_get(&p->v, x->g.tb, x->g.k0 + j, x->kvh, c); \
+      x->orow[c] = o;                                                          \
+    }                                                                          \
+    for (int64_t c = 0; c < x->dv; c++)                                        \
+      dd += x->dor[c] * x->orow[c];                                            \
+    return dd;                                                                 \
+  }
+
+/* Gradients of row i: dV += P^T dO, dS = P (dP - D), dBias += dS, the
+ * softcap's chain rule, dQ = scale dS K, dK += scale dS^T Q. */
+#define DEFINE_BWD_GRADS(NAME, ST, R)                                          \
+  static void NAME(ST *x, int64_t i, R dd) {                                   \
+    const attn_params *p = x->p;                                               \
+    const int64_t S0 = p->q.shape[1], K0 = p->k.shape[1];                      \
+    const int64_t hq = p->q.shape[2], hk = p->k.shape[2];                      \
+    const int64_t qi = x->g.q0 + i, tb = x->g.tb;                              \
+    for (int64_t c = 0; c < x->d; c++)                                         \
+      x->dqr[c] = 0;                                                           \
+    for (int64_t j = 0; j < x->g.sk; j++) {                                    \
+      if (x->pr[j] == 0)                                                       \
+        continue;                                                              \
+      const int64_t kj = x->g.k0 + j;                                          \
+      const int64_t vi = ((tb * K0 + kj) * hk + x->kvh) * x->dv;               \
+      const int64_t ki = ((tb * K0 + kj) * hk + x->kvh) * x->d;                \
+      R dp = 0;                                                                \
+      for (int64_t c = 0; c < x->dv; c++) {                                    \
+        dp += x->dor[c] * (R)oracle_tensor_get(&p->v, tb, kj, x->kvh, c);      \
+        x->acc[2][vi + c] += x->pr[j] * x->dor[c];                             \
+      }                                                                        \
+      R ds = x->pr[j] * (dp - dd);                                             \
+      if (x->n[3])                                                             \
+        x->acc[3][bias_index(&p->bias, x->g.b, x->h, i, j)] += ds;             \
+      if (x->cap > 0)                                                          \
+        ds *= 1 - x->th[j] * x->th[j];                                         \
+      for (int64_t c = 0; c < x->d; c++) {                                     \
+        const R kc = (R)oracle_tensor_get(&p->k, tb, kj, x->kvh, c);           \
+        x->dqr[c] += ds * kc;                                                  \
+        x->acc[1][ki + c] += x->scale * ds * x->qr[c];                         \
+      }                                                                        \
+    }                                                                          \
+    const int64_t qo = ((tb * S0 + qi) * hq + x->h) * x->d;                    \
+    for (int64_t c = 0; c < x->d; c++)                                         \
+      x->acc[0][qo + c] = x->scale * x->dqr[c];                                \
+  }
+
+/* The whole backward: loops over sequences, heads and rows. */
+#define DEFINE_BWD_RUN(NAME, ST, R, SCORES, PROBS, GRADS)                      \
+  static void NAME(ST *x) {                                                    \
+    const attn_params *p = x->p;                                               \
+    for (int64_t b = 0; b < oracle_num_seqs(p); b++) {                         \
+      oracle_seq_geom_get(p, b, &x->g);                                        \
+      for (x->h = 0; x->h < p->q.shape[2]; x->h++) {                           \
+        x->kvh = x->h / (p->q.shape[2] / p->k.shape[2]);                       \
+        for (int64_t i = 0; i < x->g.sq; i++) {                                \
+          const R m = SCORES(x, i);                                            \
+          if (m == -INFINITY)                                                  \
+            continue; /* no key: zero gradients */                             \
+          const R dd = PROBS(x, i, m);                                         \
+          x->total += (double)dd;                                              \
+          if (x->n[0])                                                         \
+            GRADS(x, i, dd);                                                   \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+  }
+
+/* Allocation around the run; out == NULL computes only the loss. */
+#define DEFINE_BACKWARD(NAME, ST, R, RUN)                                      \
+  static int NAME(const attn_params *p, oracle_grads *out, double *loss) {     \
+    ST x;                                                                      \
+    int ok = 1;                                                                \
+    const int64_t maxk = oracle_max_keys(p);                                   \
+    memset(&x, 0, sizeof x);                                                   \
+    x.p = p;                                                                   \
+    x.d = p->q.shape[3], x.dv = p->v.shape[3];                                 \
+    x.scale = p->scale == 0.0f ? (R)(1.0 / sqrt((double)x.d)) : p->scale;      \
+    x.cap = p->softcap;                                                        \
+    if (out && grads_alloc(p, out) != 0)                                       \
+      return -1;                                                               \
+    x.s = malloc((size_t)maxk * sizeof(R));                                    \
+    x.th = malloc((size_t)maxk * sizeof(R));                                   \
+    x.pr = malloc((size_t)maxk * sizeof(R));                                   \
+    x.qr = malloc((size_t)x.d * sizeof(R));                                    \
+    x.dor = malloc((size_t)x.dv * sizeof(R));                                  \
+    x.orow = malloc((size_t)x.dv * sizeof(R));                                 \
+    x.dqr = malloc((size_t)x.d * sizeof(R));                                   \
+    ok = x.s && x.th && x.pr && x.qr && x.dor && x.orow && x.dqr;              \
+    for (int t = 0; out && t < 4; t++) {                                       \
+      x.n[t] = out->n[t];                                                      \
+      x.acc[t] = calloc((size_t)out->n[t] + 1, sizeof(R));                     \
+      ok = ok && x.acc[t];                                                     \
+    }                                                                          \
+    if (ok)                                                                    \
+      RUN(&x);                                                                 \
+    for (int t = 0; ok && out && t < 4; t++)                                   \
+      for (int64_t k = 0; k < out->n[t]; k++) {                                \
+        out->g[t][k] = (double)x.acc[t][k];                                    \
+        if (fabs(out->g[t][k]) > out->gmax[t])                                 \
+          out->gmax[t] = fabs(out->g[t][k]);                                   \
+      }                                                                        \
+    for (int t = 0; t < 4; t++)                                                \
+      free(x.acc[t]);                                                          \
+    free(x.s), free(x.th), free(x.pr), free(x.qr), free(x.dor);                \
+    free(x.orow), free(x.dqr);                                                 \
+    if (loss)                                                                  \
+      *loss = x.total;                                                         \
+    return ok ? 0 : -1;                                                        \
+  }
+
+DEFINE_BWD_SCORES(scores64, bwd64, double, tanh)
+DEFINE_BWD_PROBS(probs64, bwd64, double, exp, log, 0)
+DEFINE_BWD_GRADS(grads64, bwd64, double)
+DEFINE_BWD_RUN(run64, bwd64, double, scores64, probs64, grads64)
+DEFINE_BACKWARD(backward_f64, bwd64, double, run64)
+
+DEFINE_BWD_SCORES(scores32, bwd32, float, tanhf)
+DEFINE_BWD_PROBS(probs32, bwd32, float, expf, logf, 1)
+DEFINE_BWD_GRADS(grads32, bwd32, float)
+DEFINE_BWD_RUN(run32, bwd32, float, scores32, probs32, grads32)
+DEFINE_BACKWARD(backward_f32, bwd32, float, run32)
 
 int oracle_backward(const attn_params *p, oracle_grads *out) {
   return backward_f64(p, out, NULL);
@@ -213,4 +263,76 @@ double oracle_loss(const attn_params *p) {
   if (backward_f64(p, NULL, &l) != 0)
     return NAN;
   return l;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Comparison                                                             */
+/* ---------------------------------------------------------------------- */
+static const attn_tensor *grad_view(const attn_params *p, int t) {
+  return t == 0 ? &p->dq : t == 1 ? &p->dk : t == 2 ? &p->dv : &p->dbias;
+}
+
+double oracle_grad_value(const attn_params *p, int t, int64_t x) {
+  const attn_tensor *v = grad_view(p, t);
+  const int64_t *s = v->shape;
+  const int64_t i3 = x % s[3], i2 = x / s[3] % s[2],
+                i1 = x / s[3] / s[2] % s[1], i0 = x / s[3] / s[2] / s[1];
+  return oracle_tensor_get(v, i0, i1, i2, i3);
+}
+
+/* One gradient tensor; returns 0 when it fails (and says why, once). */
+static int compare_one(const attn_params *p, const oracle_grads *ref,
+                       const oracle_grads *nv, int t, oracle_grad_cmp *c) {
+  double err = 0, en = 0;
+  int64_t bad = -1;
+  for (int64_t x = 0; x < ref->n[t]; x++) {
+    const double kv = oracle_grad_value(p, t, x);
+    if (!isfinite(kv)) {
+      c->nonfinite[t]++;
+      continue;
+    }
+    const double e = fabs(kv - ref->g[t][x]);
+    if (e > err)
+      err = e, bad = x;
+    const double e2 = fabs(nv->g[t][x] - ref->g[t][x]);
+    if (isfinite(e2) && e2 > en)
+      en = e2;
+  }
+  /* gmax_all: a gradient can vanish by cancellation (one visible key:
+   * dS = P (dP - D) = 0 exactly), so the floor takes the scale of all */
+  const double gmax_all =
+      fmax(fmax(ref->gmax[0], ref->gmax[1]), fmax(ref->gmax[2], ref->gmax[t]));
+  const attn_dtype dt = grad_view(p, t)->dtype;
+  double floor = 1e-5 * gmax_all + 1e-7;
+  if (dt == ATTN_DTYPE_BF16)
+    floor += ref->gmax[t] * ldexp(1.0, -8);
+  else if (dt == ATTN_DTYPE_F16)
+    floor += ref->gmax[t] * ldexp(1.0, -11);
+  c->err[t] = err, c->naive[t] = en, c->floor[t] = floor;
+  c->budget[t] = err / (2 * en + floor);
+  if (c->nonfinite[t]) {
+    if (!c->problem[0])
+      snprintf(c->problem, sizeof c->problem, "%s has %lld non-finite elements",
+               oracle_grad_names[t], (long long)c->nonfinite[t]);
+    return 0;
+  }
+  if (c->budget[t] > 1.0) {
+    if (!c->problem[0])
+      snprintf(c->problem, sizeof c->problem,
+               "%s err %.3g at %lld (got %.9g want %.9g) > 2 * naive %.3g + "
+               "floor %.3g",
+               oracle_grad_names[t], err, (long long)bad,
+               oracle_grad_value(p, t, bad), ref->g[t][bad], en, floor);
+    return 0;
+  }
+  return 1;
+}
+
+void oracle_grads_compare(const attn_params *p, const oracle_grads *ref,
+                          const oracle_grads *nv, oracle_grad_cmp *c) {
+  memset(c, 0, sizeof *c);
+  c->ok = 1;
+  for (int t = 0; t < 4; t++)
+    if (ref->n[t] && !compare_one(p, ref, nv, t, c))
+      c->ok = 0;
 }

@@ -1,6 +1,6 @@
 /*
- * Reference gradients of attn_backward's contract (include/attn.h), for the
- * tests only.
+ * Backward oracle: reference gradients of attn_backward's contract
+ * (include/attn.h), for the tests only.
  *
  *   oracle_backward      double precision, analytic gradients straight from
  *                        the documented formula: the oracle computes its own
@@ -12,6 +12,9 @@
  *                        outputs rounded to their dtypes: the "naive
  *                        same-precision" reference of the error policy.
  *
+ * Masks and ALiBi come from oracle_mask.h and oracle_pos.h, as for the
+ * forward oracle.
+ *
  * Result layout (contiguous whatever the views look like):
  *   dq [q.shape[0], q.shape[1], heads_q, d]     dk [k.shape[0], k.shape[1],
  *   heads_kv, d]   dv [.., heads_kv, dv]        dbias: bias.shape, row-major
@@ -19,9 +22,7 @@
 #ifndef ATTN_TEST_ORACLE_BWD_H
 #define ATTN_TEST_ORACLE_BWD_H
 
-#include "attn.h"
-
-#include <stdint.h>
+#include "oracle_mask.h"
 
 typedef struct oracle_grads {
   int64_t n[4];   /* elements of dq, dk, dv, dbias (0 = no dbias) */
@@ -39,4 +40,28 @@ void oracle_grads_free(oracle_grads *g);
  * the finite-difference check of oracle_backward. */
 double oracle_loss(const attn_params *p);
 
-#endif
+/* Names of the four gradients: "dq", "dk", "dv", "dbias". */
+extern const char *const oracle_grad_names[4];
+
+/* Element x (contiguous oracle index) of gradient t of the kernel's views. */
+double oracle_grad_value(const attn_params *p, int t, int64_t x);
+
+/*
+ * Kernel gradients (p->dq, dk, dv, dbias) against the oracle. Pass rule per
+ * gradient tensor (the forward's, FlashAttention's):
+ *   max |kernel - oracle| <= 2 * max |naive f32 - oracle| + floor
+ * floor = 1e-5 * max|oracle| over dq, dk, dv and this tensor + 1e-7
+ * (+ max|oracle of this tensor| * 2^-8 for bf16, 2^-11 for f16 outputs).
+ * Every gradient element must be finite.
+ */
+typedef struct oracle_grad_cmp {
+  double err[4], naive[4], floor[4], budget[4];
+  int64_t nonfinite[4];
+  char problem[320]; /* first failing tensor, "" when none */
+  int ok;
+} oracle_grad_cmp;
+
+void oracle_grads_compare(const attn_params *p, const oracle_grads *ref,
+                          const oracle_grads *nv, oracle_grad_cmp *c);
+
+#endif /* ATTN_TEST_ORACLE_BWD_H */

@@ -1,8 +1,9 @@
 /*
  * Small helpers shared by the test programs: a seeded RNG, independent
  * bf16/f16 conversions (the tests do not trust the library's own), timing and
- * environment parsing. Header-only on purpose: every test is one .c file plus
- * oracle.c.
+ * environment parsing. Header-only on purpose: any test program may include
+ * it, with or without the oracles (oracle.h) and the problem generator
+ * (problem.h).
  */
 #ifndef ATTN_TEST_COMMON_H
 #define ATTN_TEST_COMMON_H

@@ -1,19 +1,23 @@
 /*
  * test_determinism: attn.h promises bitwise identical results for every
- * thread count. For several shapes (causal, varlen, GQA/MQA, masks, a
- * 1000-token sequence, a long decode) and for every supported ISA separately,
- * o and lse from 1 thread are compared with memcmp against 2..8 threads,
- * num_threads = 0, a context, and a caller-provided workspace. The 1-thread
- * result is also checked against the oracle (same rule as test_forward).
+ * thread count. For several hand-picked problems (problem.h: causal, varlen,
+ * GQA/MQA, masks, a 1000-token sequence, a long decode, and with the 0.2
+ * options prefix-LM, position offsets and a compiled mask used by every
+ * call) and for every supported ISA separately, o and lse from 1 thread are
+ * compared with memcmp against 2..8 threads, num_threads = 0, a context,
+ * and a caller-provided workspace. The 1-thread result is also checked
+ * against the oracle (same rule as test_forward).
  *
  * The portable generic kernels are slow, so they run the long shapes marked
  * big = 1 at a quarter of the length (the 1000-token causal shape runs in
  * full on every ISA). ATTN_TEST_QUICK=1 quarters every long shape
- * (sanitizer builds).
+ * (sanitizer builds). ATTN_TEST_NEW_OPTIONS=0 leaves out the shapes with
+ * the 0.2 options.
  * Last line: "N passed, N failed".
  */
 #include "attn.h"
-#include "oracle.h"
+#include "oracle_fwd.h"
+#include "problem.h"
 #include "test_common.h"
 
 #include <math.h>
@@ -37,364 +41,228 @@ static long n_pass, n_fail;
 
 typedef struct dshape {
   const char *name;
-  int64_t batch, hq, hk, sq, sk, d, dv;
+  struct {
+    int64_t batch, hq, hk, sq, sk, d, dv;
+  } n;
   attn_dtype in_dt, out_dt;
   attn_causal causal;
+  int window; /* 1: (wl, wr) below, else none */
   int64_t wl, wr;
   float softcap;
   int alibi, bias, mask, kvlens, bhsd;
   int nseq; /* > 0: varlen with these lengths */
-  int32_t lq[4], lk[4];
+  int64_t lq[4], lk[4];
   int big; /* 1: a quarter of the length for the (slow) generic ISA and
               under ATTN_TEST_QUICK; 2: only under ATTN_TEST_QUICK */
+  /* the 0.2 options (shapes using them are skipped when switched off) */
+  int new_options;
+  int64_t prefix_len; /* used when > 0 */
+  int64_t q_pos_offset, k_pos_offset;
+  int pos_per_seq; /* offsets 5 - 7 b (queries) and 3 b (keys) */
+  int compiled;    /* needs the compiled masks linked */
 } dshape;
 
 static const dshape shapes[] = {
-    {"mha 129x129 d64",
-     2,
-     4,
-     4,
-     129,
-     129,
-     64,
-     64,
-     ATTN_DTYPE_F32,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_NONE,
-     -1,
-     -1,
-     0,
-     0,
-     0,
-     0,
-     0,
-     0,
-     0,
-     {0},
-     {0},
-     0},
+    {"mha 129x129 d64", {2, 4, 4, 129, 129, 64, 64}, .in_dt = ATTN_DTYPE_F32},
     {"gqa causal-br 200x333 d128 bf16",
-     2,
-     8,
-     2,
-     200,
-     333,
-     128,
-     128,
-     ATTN_DTYPE_BF16,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_BOTTOM_RIGHT,
-     -1,
-     -1,
-     0,
-     0,
-     0,
-     0,
-     0,
-     1,
-     0,
-     {0},
-     {0},
-     0},
+     {2, 8, 2, 200, 333, 128, 128},
+     .in_dt = ATTN_DTYPE_BF16,
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .bhsd = 1},
     {"causal-tl window softcap alibi bias f16->bf16 d80/59",
-     1,
-     4,
-     2,
-     150,
-     97,
-     80,
-     59,
-     ATTN_DTYPE_F16,
-     ATTN_DTYPE_BF16,
-     ATTN_CAUSAL_TOP_LEFT,
-     32,
-     0,
-     20.0f,
-     1,
-     1,
-     0,
-     0,
-     0,
-     0,
-     {0},
-     {0},
-     0},
+     {1, 4, 2, 150, 97, 80, 59},
+     .in_dt = ATTN_DTYPE_F16,
+     .out_dt = ATTN_DTYPE_BF16,
+     .causal = ATTN_CAUSAL_TOP_LEFT,
+     .window = 1,
+     .wl = 32,
+     .wr = 0,
+     .softcap = 20.0f,
+     .alibi = 1,
+     .bias = 1},
     {"varlen mqa kv_lens d96",
-     1,
-     6,
-     1,
-     0,
-     0,
-     96,
-     96,
-     ATTN_DTYPE_F32,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_BOTTOM_RIGHT,
-     -1,
-     -1,
-     0,
-     0,
-     0,
-     0,
-     1,
-     0,
-     3,
-     {100, 0, 257},
-     {300, 17, 64},
-     0},
+     {1, 6, 1, 0, 0, 96, 96},
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .kvlens = 1,
+     .nseq = 3,
+     .lq = {100, 0, 257},
+     .lk = {300, 17, 64}},
     {"mask window 70x90 d32",
-     3,
-     3,
-     1,
-     70,
-     90,
-     32,
-     32,
-     ATTN_DTYPE_F32,
-     ATTN_DTYPE_F16,
-     ATTN_CAUSAL_NONE,
-     20,
-     40,
-     0,
-     0,
-     0,
-     1,
-     0,
-     0,
-     0,
-     {0},
-     {0},
-     0},
+     {3, 3, 1, 70, 90, 32, 32},
+     .out_dt = ATTN_DTYPE_F16,
+     .window = 1,
+     .wl = 20,
+     .wr = 40,
+     .mask = 1},
     {"long causal 1000x1000 d64",
-     1,
-     2,
-     2,
-     1000,
-     1000,
-     64,
-     64,
-     ATTN_DTYPE_F32,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_BOTTOM_RIGHT,
-     -1,
-     -1,
-     0,
-     0,
-     0,
-     0,
-     0,
-     0,
-     0,
-     {0},
-     {0},
-     2},
+     {1, 2, 2, 1000, 1000, 64, 64},
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .big = 2},
     {"long 1000x1000 d128 gqa bf16",
-     1,
-     4,
-     2,
-     1000,
-     1000,
-     128,
-     128,
-     ATTN_DTYPE_BF16,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_NONE,
-     -1,
-     -1,
-     0,
-     0,
-     0,
-     0,
-     0,
-     1,
-     0,
-     {0},
-     {0},
-     1},
+     {1, 4, 2, 1000, 1000, 128, 128},
+     .in_dt = ATTN_DTYPE_BF16,
+     .bhsd = 1,
+     .big = 1},
     {"decode 1x4000 d128 gqa kv_lens",
-     2,
-     8,
-     2,
-     1,
-     4000,
-     128,
-     128,
-     ATTN_DTYPE_F32,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_BOTTOM_RIGHT,
-     -1,
-     -1,
-     0,
-     0,
-     0,
-     0,
-     1,
-     0,
-     0,
-     {0},
-     {0},
-     1},
+     {2, 8, 2, 1, 4000, 128, 128},
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .kvlens = 1,
+     .big = 1},
     {"decode 4x2500 d64 mqa",
-     1,
-     8,
-     1,
-     4,
-     2500,
-     64,
-     64,
-     ATTN_DTYPE_F16,
-     ATTN_DTYPE_F32,
-     ATTN_CAUSAL_NONE,
-     -1,
-     -1,
-     0,
-     1,
-     0,
-     0,
-     0,
-     0,
-     0,
-     {0},
-     {0},
-     1},
+     {1, 8, 1, 4, 2500, 64, 64},
+     .in_dt = ATTN_DTYPE_F16,
+     .alibi = 1,
+     .big = 1},
+    {"prefix-lm window alibi offsets 140x170 d64",
+     {2, 4, 2, 140, 170, 64, 64},
+     .window = 1,
+     .wl = 60,
+     .wr = 10,
+     .alibi = 1,
+     .new_options = 1,
+     .prefix_len = 50,
+     .q_pos_offset = -20,
+     .k_pos_offset = 7},
+    {"varlen per-seq offsets causal-tl kv_lens d48",
+     {1, 4, 4, 0, 0, 48, 48},
+     .causal = ATTN_CAUSAL_TOP_LEFT,
+     .kvlens = 1,
+     .nseq = 3,
+     .lq = {97, 1, 130},
+     .lk = {129, 64, 49},
+     .new_options = 1,
+     .pos_per_seq = 1},
+    {"compiled mask causal-br mask gqa 300x300 d64",
+     {1, 6, 2, 300, 300, 64, 64},
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .mask = 1,
+     .new_options = 1,
+     .compiled = 1},
 };
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
-typedef struct dbufs {
-  void *q, *k, *v, *o;
-  float *lse, *bias, *slopes;
-  uint8_t *mask;
-  int32_t cu_q[5], cu_k[5], kv_lens[4];
-  size_t o_bytes, lse_bytes;
-} dbufs;
-
-static void put(attn_dtype dt, void *base, int64_t i, float x) {
-  if (dt == ATTN_DTYPE_F32)
-    ((float *)base)[i] = x;
-  else if (dt == ATTN_DTYPE_BF16)
-    ((uint16_t *)base)[i] = tc_f32_to_bf16(x);
-  else
-    ((uint16_t *)base)[i] = tc_f32_to_f16(x);
-}
-
-static void build(const dshape *s, int shrink, attn_params *p, dbufs *m) {
-  tc_rng r = {0xDE7E12ull};
-  int64_t batch = s->batch, sq = s->sq, sk = s->sk, nq, nk;
-  const size_t ies = attn_dtype_size(s->in_dt);
-  memset(m, 0, sizeof *m);
-  attn_params_init(p);
+/* The tp_problem of shape s (at a quarter of the length with shrink). */
+static void shape_problem(const dshape *s, int shrink, tp_problem *c) {
+  int64_t sq = s->n.sq, sk = s->n.sk;
   if (shrink) {
     sq = sq > 1 ? sq / 4 : sq;
     sk = sk / 4;
   }
-  if (s->nseq) {
-    m->cu_q[0] = m->cu_k[0] = 0;
-    for (int b = 0; b < s->nseq; b++) {
-      m->cu_q[b + 1] = m->cu_q[b] + s->lq[b];
-      m->cu_k[b + 1] = m->cu_k[b] + s->lk[b];
-    }
-    batch = 1;
-    sq = m->cu_q[s->nseq];
-    sk = m->cu_k[s->nseq];
-    p->cu_seqlens_q = m->cu_q;
-    p->cu_seqlens_k = m->cu_k;
-    p->varlen_batch = s->nseq;
-  }
-  nq = batch * sq * s->hq;
-  nk = batch * sk * s->hk;
-  m->q = tc_alloc((size_t)(nq * s->d) * ies);
-  m->k = tc_alloc((size_t)(nk * s->d) * ies);
-  m->v = tc_alloc((size_t)(nk * s->dv) * ies);
-  m->o_bytes = (size_t)(nq * s->dv) * attn_dtype_size(s->out_dt);
-  m->o = tc_alloc(m->o_bytes);
-  m->lse_bytes = (size_t)nq * sizeof(float);
-  m->lse = tc_alloc(m->lse_bytes);
-  for (int64_t i = 0; i < nq * s->d; i++)
-    put(s->in_dt, m->q, i, (float)tc_normal(&r));
-  for (int64_t i = 0; i < nk * s->d; i++)
-    put(s->in_dt, m->k, i, (float)tc_normal(&r));
-  for (int64_t i = 0; i < nk * s->dv; i++)
-    put(s->in_dt, m->v, i, (float)tc_normal(&r));
-  if (s->bhsd) {
-    p->q = attn_tensor_bhsd(m->q, s->in_dt, batch, sq, s->hq, s->d);
-    p->k = attn_tensor_bhsd(m->k, s->in_dt, batch, sk, s->hk, s->d);
-    p->v = attn_tensor_bhsd(m->v, s->in_dt, batch, sk, s->hk, s->dv);
-  } else {
-    p->q = attn_tensor_bshd(m->q, s->in_dt, batch, sq, s->hq, s->d);
-    p->k = attn_tensor_bshd(m->k, s->in_dt, batch, sk, s->hk, s->d);
-    p->v = attn_tensor_bshd(m->v, s->in_dt, batch, sk, s->hk, s->dv);
-  }
-  p->o = attn_tensor_bshd(m->o, s->out_dt, batch, sq, s->hq, s->dv);
-  p->lse = m->lse;
-  p->causal = s->causal;
-  p->window_left = s->wl;
-  p->window_right = s->wr;
-  p->softcap = s->softcap;
-  if (s->alibi) {
-    m->slopes = tc_alloc((size_t)s->hq * sizeof(float));
-    for (int64_t h = 0; h < s->hq; h++)
-      m->slopes[h] = (float)tc_uniform(&r, 0.0, 0.3);
-    p->alibi_slopes = m->slopes;
-  }
+  tp_problem_init(c, s->n.batch, s->n.hq, s->n.hk, sq, sk, s->n.d, s->n.dv);
+  c->seed = 0xDE7E12ull;
+  c->in_dt = s->in_dt, c->out_dt = s->out_dt;
+  c->order[TP_Q] = c->order[TP_K] = c->order[TP_V] = s->bhsd;
+  c->causal = s->causal;
+  if (s->window)
+    c->wl = s->wl, c->wr = s->wr;
+  c->softcap = s->softcap;
+  c->alibi = s->alibi ? 2 : 0;
   if (s->bias) { /* [1, hq, sq, sk] broadcast over batch */
-    const int64_t n = s->hq * sq * sk;
-    m->bias = tc_alloc((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++)
-      m->bias[i] = (float)tc_normal(&r);
-    p->bias = attn_tensor_contiguous(m->bias, ATTN_DTYPE_F32, 1, s->hq, sq, sk);
+    c->bias = 1;
+    c->bias_mode[0] = TP_AX_ONE;
   }
   if (s->mask) { /* [b, 1, sq, sk] */
-    const int64_t n = batch * sq * sk;
-    m->mask = tc_alloc((size_t)n);
-    for (int64_t i = 0; i < n; i++)
-      m->mask[i] = (uint8_t)tc_chance(&r, 0.6);
-    p->mask =
-        attn_tensor_contiguous(m->mask, ATTN_DTYPE_BOOL, batch, 1, sq, sk);
+    c->mask = 1;
+    c->mask_mode[1] = TP_AX_ONE;
+    c->mask_p = 0.6;
   }
-  if (s->kvlens) {
-    const int64_t nb = s->nseq ? s->nseq : batch;
-    for (int64_t b = 0; b < nb; b++) {
-      const int64_t n = s->nseq ? s->lk[b] : sk;
-      m->kv_lens[b] = (int32_t)(b == 0 ? n : tc_range(&r, 0, n));
-    }
-    p->kv_lens = m->kv_lens;
+  if (s->nseq)
+    tp_problem_varlen(c, s->nseq, s->lq, s->lk);
+  c->kvlens = s->kvlens;
+  for (int64_t b = 0; s->kvlens && b < c->nseq; b++) {
+    const int64_t n = s->nseq ? s->lk[b] : c->sk;
+    c->kv_lens[b] = (int32_t)(b == 0 ? n : n * (b + 1) / 5);
   }
+  c->prefix_len = s->prefix_len > 0 ? s->prefix_len : -1;
+  c->q_pos_offset = s->q_pos_offset;
+  c->k_pos_offset = s->k_pos_offset;
+  c->pos_per_seq = s->pos_per_seq;
+  for (int b = 0; b < TP_MAX_SEQS; b++)
+    c->q_pos_offsets[b] = 5 - 7 * b, c->k_pos_offsets[b] = 3 * b;
+  c->compiled = s->compiled;
 }
 
-static void dbufs_free(dbufs *m) {
-  free(m->q), free(m->k), free(m->v), free(m->o), free(m->lse);
-  free(m->bias), free(m->slopes), free(m->mask);
+typedef struct dref {
+  const dshape *s;
+  void *o;
+  float *lse;
+} dref;
+
+static int same_as(const tp_bufs *m, const dref *r) {
+  return memcmp(m->mem[TP_O], r->o, m->bytes[TP_O]) == 0 &&
+         memcmp(m->lse_mem + 8, r->lse, (size_t)m->n_lse * sizeof(float)) == 0;
 }
 
-static int same_as(const dbufs *m, const void *o_ref, const float *lse_ref) {
-  return memcmp(m->o, o_ref, m->o_bytes) == 0 &&
-         memcmp(m->lse, lse_ref, m->lse_bytes) == 0;
+static void clear_outputs(tp_bufs *m) {
+  memset(m->mem[TP_O], 0xEE, m->bytes[TP_O]);
+  memset(m->lse_mem + 8, 0xEE, (size_t)m->n_lse * sizeof(float));
+}
+
+/* Through a context with 5 threads. */
+static void run_context(attn_params *p, tp_bufs *m, attn_isa isa,
+                        const dref *r) {
+  attn_context *ctx = NULL;
+  attn_context_options opt;
+  attn_context_options_init(&opt);
+  opt.num_threads = 5;
+  opt.isa = isa;
+  attn_status st = attn_context_create(&ctx, &opt);
+  CHECK(st == ATTN_OK, "attn_context_create");
+  if (st == ATTN_OK) {
+    clear_outputs(m);
+    p->num_threads = 0;
+    p->isa = ATTN_ISA_AUTO;
+    st = attn_forward(ctx, p);
+    CHECK(st == ATTN_OK && same_as(m, r),
+          "[%s] %s: context (5 threads) differs", r->s->name,
+          attn_isa_name(isa));
+    p->isa = isa;
+  }
+  attn_context_free(ctx);
+}
+
+/* Caller workspace, 1 and 4 threads. */
+static void run_workspace(attn_params *p, tp_bufs *m, attn_isa isa,
+                          const dref *r) {
+  const int ths[2] = {1, 4};
+  for (int i = 0; i < 2; i++) {
+    char why[320] = "";
+    p->num_threads = ths[i];
+    const int ok = tp_attach_workspace(NULL, p, m, 0, why, sizeof why);
+    CHECK(ok, "[%s] workspace size: %s", r->s->name, why);
+    if (!ok)
+      continue;
+    memset(m->ws, 0xC3, p->workspace_size);
+    clear_outputs(m);
+    const attn_status st = attn_forward(NULL, p);
+    CHECK(st == ATTN_OK && same_as(m, r),
+          "[%s] %s: caller workspace (%zu bytes, %d threads) differs "
+          "(status %d: %s)",
+          r->s->name, attn_isa_name(isa), p->workspace_size, ths[i], (int)st,
+          p->error_message);
+    p->workspace = NULL;
+    p->workspace_size = 0;
+  }
 }
 
 /* Reference: 1 thread. Then every other way of running must match it. */
-static void run_isa(const dshape *s, attn_params *p, dbufs *m, attn_isa isa,
+static void run_isa(const dshape *s, attn_params *p, tp_bufs *m, attn_isa isa,
                     const oracle_ref *ref, const oracle_naive *nv, int shrink) {
-  char err[256] = "";
-  void *o_ref;
-  float *lse_ref;
-  attn_status st;
   oracle_cmp cmp;
-
+  dref r = {s, NULL, NULL};
   p->isa = isa;
-  p->error_message = err;
-  p->error_message_size = sizeof err;
   p->num_threads = 1;
   p->workspace = NULL;
   p->workspace_size = 0;
-  st = attn_forward(NULL, p);
+  attn_status st = attn_forward(NULL, p);
   CHECK(st == ATTN_OK, "[%s] %s, 1 thread: %s (%s)", s->name,
-        attn_isa_name(isa), attn_strerror(st), err);
+        attn_isa_name(isa), attn_strerror(st), p->error_message);
   if (st != ATTN_OK)
     return;
-  o_ref = tc_alloc(m->o_bytes);
-  lse_ref = tc_alloc(m->lse_bytes);
-  memcpy(o_ref, m->o, m->o_bytes);
-  memcpy(lse_ref, m->lse, m->lse_bytes);
+  r.o = tc_alloc(m->bytes[TP_O]);
+  r.lse = tc_alloc((size_t)m->n_lse * sizeof(float));
+  memcpy(r.o, m->mem[TP_O], m->bytes[TP_O]);
+  memcpy(r.lse, m->lse_mem + 8, (size_t)m->n_lse * sizeof(float));
 
   oracle_compare(p, ref, nv, &cmp); /* the reference run is also right */
   CHECK(cmp.ok, "[%s] %s: wrong result: %s", s->name, attn_isa_name(isa),
@@ -406,82 +274,45 @@ static void run_isa(const dshape *s, attn_params *p, dbufs *m, attn_isa isa,
   for (int t = 0; t <= 8; t++) {
     if (t == 1)
       continue;
-    memset(m->o, 0xEE, m->o_bytes);
-    memset(m->lse, 0xEE, m->lse_bytes);
+    clear_outputs(m);
     p->num_threads = t;
     st = attn_forward(NULL, p);
-    CHECK(st == ATTN_OK && same_as(m, o_ref, lse_ref),
+    CHECK(st == ATTN_OK && same_as(m, &r),
           "[%s] %s: %d threads differ from 1 thread (status %d)", s->name,
           attn_isa_name(isa), t, (int)st);
   }
-  { /* through a context with 5 threads */
-    attn_context *ctx = NULL;
-    attn_context_options opt;
-    attn_context_options_init(&opt);
-    opt.num_threads = 5;
-    opt.isa = isa;
-    st = attn_context_create(&ctx, &opt);
-    CHECK(st == ATTN_OK, "attn_context_create");
-    if (st == ATTN_OK) {
-      memset(m->o, 0xEE, m->o_bytes);
-      p->num_threads = 0;
-      p->isa = ATTN_ISA_AUTO;
-      st = attn_forward(ctx, p);
-      CHECK(st == ATTN_OK && same_as(m, o_ref, lse_ref),
-            "[%s] %s: context (5 threads) differs", s->name,
-            attn_isa_name(isa));
-      p->isa = isa;
-    }
-    attn_context_free(ctx);
-  }
-  { /* caller workspace, 1 and 4 threads */
-    const int ths[2] = {1, 4};
-    for (int i = 0; i < 2; i++) {
-      size_t bytes = 0;
-      void *ws;
-      p->num_threads = ths[i];
-      st = attn_forward_workspace_size(NULL, p, &bytes);
-      CHECK(st == ATTN_OK, "[%s] workspace size: %s", s->name, err);
-      if (st != ATTN_OK)
-        continue;
-      ws = tc_alloc(bytes + 64);
-      memset(ws, 0xC3, bytes + 64);
-      p->workspace = (void *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-      p->workspace_size = bytes;
-      memset(m->o, 0xEE, m->o_bytes);
-      st = attn_forward(NULL, p);
-      CHECK(st == ATTN_OK && same_as(m, o_ref, lse_ref),
-            "[%s] %s: caller workspace (%zu bytes, %d threads) differs "
-            "(status %d: %s)",
-            s->name, attn_isa_name(isa), bytes, ths[i], (int)st, err);
-      p->workspace = NULL;
-      p->workspace_size = 0;
-      free(ws);
-    }
-  }
-  free(o_ref);
-  free(lse_ref);
+  run_context(p, m, isa, &r);
+  run_workspace(p, m, isa, &r);
+  free(r.o);
+  free(r.lse);
 }
 
 /* One shape at a given size on the ISAs listed. */
 static void run_shape(const dshape *s, int shrink, const attn_isa *isas,
                       int n_isas) {
   attn_params p;
-  dbufs m;
+  tp_bufs m;
+  tp_problem c;
   oracle_ref ref;
   oracle_naive nv;
+  char err[256] = "";
   if (n_isas == 0)
     return;
-  build(s, shrink, &p, &m);
+  shape_problem(s, shrink, &c);
+  tp_build(&c, &p, &m);
+  p.error_message = err;
+  p.error_message_size = sizeof err;
+  CHECK(m.compile_status == ATTN_OK, "[%s] attn_mask_compile: %s", s->name,
+        attn_strerror(m.compile_status));
   if (oracle_forward(&p, &ref) != 0 || oracle_naive_f32(&p, &nv) != 0) {
     printf("oracle: out of memory\n");
     exit(2);
   }
-  for (int i = 0; i < n_isas; i++)
+  for (int i = 0; i < n_isas && m.compile_status == ATTN_OK; i++)
     run_isa(s, &p, &m, isas[i], &ref, &nv, shrink);
   oracle_ref_free(&ref);
   oracle_naive_free(&nv);
-  dbufs_free(&m);
+  tp_bufs_free(&m);
 }
 
 int main(void) {
@@ -501,6 +332,13 @@ int main(void) {
   }
   for (int s = 0; s < N_SHAPES; s++) {
     const dshape *sh = &shapes[s];
+    if ((sh->new_options && !tp_new_options()) ||
+        (sh->compiled && !tp_compiled_masks())) {
+      printf("  %-52s skipped (%s)\n", sh->name,
+             tp_new_options() ? "compiled masks not linked"
+                              : "ATTN_TEST_NEW_OPTIONS=0");
+      continue;
+    }
     if (quick && sh->big) {
       run_shape(sh, 1, all, 1);
       run_shape(sh, 1, fast, n_fast);

@@ -4,6 +4,9 @@
  * realloc, aligned_alloc, posix_memalign), this counts the library's heap
  * allocations during attn_forward calls given a large enough workspace.
  *
+ * Masks: none, causal, and prefix-LM with position offsets (left out with
+ * ATTN_TEST_NEW_OPTIONS=0).
+ *
  * One thread and several threads are reported separately (starting threads
  * may need memory the library cannot take from the workspace; the header
  * makes no exception for it). Last line: "N passed, N failed".
@@ -57,13 +60,14 @@ int __wrap_posix_memalign(void **p, size_t a, size_t n) {
   return __real_posix_memalign(p, a, n);
 }
 
-/* Allocations made by one attn_forward call with a workspace. */
-static long allocs_in_call(int threads, attn_isa isa, attn_causal causal,
-                           int varlen) {
+/* Allocations made by one attn_forward call with a workspace; causal 3:
+ * prefix-LM with position offsets instead (the 0.2 options). */
+static long allocs_in_call(int threads, attn_isa isa, int causal, int varlen) {
   enum { SQ = 100, SK = 140, HQ = 4, HK = 2, D = 64 };
   static float q[SQ * HQ * D], k[SK * HK * D], v[SK * HK * D], o[SQ * HQ * D];
   static float lse[HQ * SQ];
   static int32_t cq[3] = {0, 40, SQ}, ck[3] = {0, 70, SK};
+  static int64_t qoffs[2] = {3, -7};
   attn_params p;
   size_t bytes = 0;
   void *ws;
@@ -79,7 +83,14 @@ static long allocs_in_call(int threads, attn_isa isa, attn_causal causal,
   p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, 1, SK, HK, D);
   p.o = attn_tensor_bshd(o, ATTN_DTYPE_F32, 1, SQ, HQ, D);
   p.lse = lse;
-  p.causal = causal;
+  if (causal == 3) {
+    p.prefix_len = 30;
+    p.q_pos_offset = -2;
+    p.k_pos_offset = 5;
+    p.q_pos_offsets = qoffs;
+  } else {
+    p.causal = (attn_causal)causal;
+  }
   p.num_threads = threads;
   p.isa = isa;
   if (varlen) {
@@ -108,6 +119,9 @@ int main(void) {
   static const attn_isa isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
                                    ATTN_ISA_AVX512};
   static const int threads[3] = {1, 2, 4};
+  static const int masks[3] = {ATTN_CAUSAL_NONE, ATTN_CAUSAL_BOTTOM_RIGHT, 3};
+  /* ATTN_TEST_NEW_OPTIONS=0 leaves out the 0.2 options */
+  const int n_masks = tc_env_ll("ATTN_TEST_NEW_OPTIONS", 1) != 0 ? 3 : 2;
   for (int i = 0; i < 3; i++) {
     if (!attn_isa_supported(isas[i])) {
       printf("isa %s: not supported on this CPU, skipped\n",
@@ -115,19 +129,17 @@ int main(void) {
       continue;
     }
     for (int t = 0; t < 3; t++)
-      for (int c = 0; c < 2; c++)
+      for (int c = 0; c < n_masks; c++)
         for (int vl = 0; vl < 2; vl++) {
-          long n = allocs_in_call(
-              threads[t], isas[i],
-              c ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE, vl);
+          long n = allocs_in_call(threads[t], isas[i], masks[c], vl);
           if (n == 0) {
             n_pass++;
           } else {
             n_fail++;
-            printf("FAIL: isa %s, %d thread(s), causal %d, varlen %d: %ld "
-                   "heap allocation(s) inside attn_forward with a caller "
-                   "workspace\n",
-                   attn_isa_name(isas[i]), threads[t], c, vl, n);
+            printf("FAIL: isa %s, %d thread(s), mask %d (3: prefix-LM), "
+                   "varlen %d: %ld heap allocation(s) inside attn_forward "
+                   "with a caller workspace\n",
+                   attn_isa_name(isas[i]), threads[t], masks[c], vl, n);
           }
         }
   }

@@ -13,15 +13,15 @@
  * ctx == NULL). Its workers are started lazily, by the first call that
  * wants more threads than the pool has (up to ATTN_MAX_THREADS - 1), and
  * live until attn_context_free; they start with the asynchronous signals
- * blocked, so those go to the program's own threads. Worker i (tid i) has its own
- * condition variable and a "go" word: a call publishes its job in the
- * pool, stores the job's generation into the go words of workers 1..n-1
- * only (workers beyond the team stay asleep) and signals those that sleep.
- * A worker that finishes a job spins on its go word for about
- * ATTN_SPIN_NS (a few microseconds) before it sleeps on its condition
- * variable, so back-to-back calls hand over without a futex wake-up and idle
- * workers burn no CPU. The caller, done with its share, waits the same way
- * (spin, then sleep) for the last worker; barriers spin, then sleep, too.
+ * blocked, so those go to the program's own threads. Worker i (tid i) has its
+ * own condition variable and a "go" word (a count of the jobs posted to it): a
+ * call publishes its job in the pool, bumps the go words of workers 1..n-1 only
+ * (workers beyond the team stay asleep) and signals those that sleep. A worker
+ * that finishes a job spins on its go word for about ATTN_SPIN_NS (a few
+ * microseconds) before it sleeps on its condition variable, so back-to-back
+ * calls hand over without a futex wake-up and idle workers burn no CPU. The
+ * caller, done with its share, waits the same way (spin, then sleep) for the
+ * last worker; barriers spin, then sleep, too.
  *
  * Concurrent calls on one context: the pool serves one call at a time. A
  * call that finds it busy (another thread's call is running on it) does not
@@ -80,22 +80,33 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A bounded spin: while (!ready && spin_more(&s)) ...; gives up after
+ * about ATTN_SPIN_NS (the clock is read every 32 rounds only). */
+typedef struct spinner {
+  unsigned rounds;
+  uint64_t deadline;
+} spinner;
+
+static int spin_more(spinner *s) {
+  if ((++s->rounds & 31) == 0) {
+    const uint64_t t = now_ns();
+    if (s->deadline == 0)
+      s->deadline = t + ATTN_SPIN_NS;
+    else if (t >= s->deadline)
+      return 0;
+  }
+  cpu_relax();
+  return 1;
+}
+
 /* Spins for about ATTN_SPIN_NS while *w == old; returns the last value. */
 static unsigned spin_while_equal(atomic_uint *w, unsigned old) {
-  uint64_t deadline = 0;
-  for (unsigned i = 1;; i++) {
-    const unsigned v = atomic_load_explicit(w, memory_order_acquire);
-    if (v != old)
-      return v;
-    if ((i & 31) == 0) {
-      const uint64_t t = now_ns();
-      if (deadline == 0)
-        deadline = t + ATTN_SPIN_NS;
-      else if (t >= deadline)
-        return v;
-    }
-    cpu_relax();
-  }
+  spinner s = {0, 0};
+  unsigned v;
+  while ((v = atomic_load_explicit(w, memory_order_acquire)) == old &&
+         spin_more(&s))
+    ;
+  return v;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -214,24 +225,22 @@ typedef struct worker {
   attn_pool *pool;
   int tid;
   int sleeping;   /* in pthread_cond_wait on cv; under pool->mu */
-  unsigned start; /* the pool's generation when it was started   */
-  atomic_uint go; /* generation of the last job posted to it;
-                     written under pool->mu                   */
+  atomic_uint go; /* jobs posted to this worker (it has run them
+                     all but perhaps the last); under pool->mu */
   pthread_cond_t cv;
   pthread_t id;
 } worker;
 
 struct attn_pool {
-  pthread_mutex_t mu;   /* go words, sleeping flags, shutdown, done */
-  pthread_cond_t done;  /* the caller sleeps here for the last worker */
-  atomic_int busy;      /* 1 while a call owns the pool              */
-  atomic_int pending;   /* workers still running the current job     */
-  int shutdown;         /* under mu                                  */
-  unsigned gen;         /* last job's generation (owner only)        */
-  int nworkers;         /* started: tids 1..nworkers (owner only)    */
-  pid_t pid;            /* process that started the workers          */
-  worker *w;            /* [ATTN_MAX_THREADS], index = tid; lazily   */
-  attn_team team;       /* the current job's team (reused)           */
+  pthread_mutex_t mu;  /* go words, sleeping flags, shutdown, done */
+  pthread_cond_t done; /* the caller sleeps here for the last worker */
+  atomic_int busy;     /* 1 while a call owns the pool              */
+  atomic_int pending;  /* workers still running the current job     */
+  int shutdown;        /* under mu                                  */
+  int nworkers;        /* started: tids 1..nworkers (owner only)    */
+  pid_t pid;           /* process that started the workers          */
+  worker *w;           /* [ATTN_MAX_THREADS], index = tid; lazily   */
+  attn_team team;      /* the current job's team (reused)           */
 };
 
 attn_pool *attn_pool_create(void) {
@@ -256,7 +265,6 @@ attn_pool *attn_pool_create(void) {
   atomic_init(&p->busy, 0);
   atomic_init(&p->pending, 0);
   p->shutdown = 0;
-  p->gen = 0;
   p->nworkers = 0;
   p->pid = 0;
   p->w = NULL;
@@ -266,7 +274,7 @@ attn_pool *attn_pool_create(void) {
 static void *worker_main(void *vp) {
   worker *self = (worker *)vp;
   attn_pool *pool = self->pool;
-  unsigned seen = self->start; /* jobs before this one are not ours */
+  unsigned seen = 0; /* jobs of this worker taken so far */
   for (;;) {
     unsigned g = spin_while_equal(&self->go, seen);
     if (g == seen) {
@@ -311,7 +319,7 @@ static int pool_grow(attn_pool *pool, int want) {
   }
   sigset_t all, old;
   sigfillset(&all);
-  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE,
+  static const int sync_signals[] = {SIGSEGV, SIGBUS,  SIGFPE,
                                      SIGILL,  SIGTRAP, SIGABRT};
   for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
     sigdelset(&all, sync_signals[i]);
@@ -322,8 +330,7 @@ static int pool_grow(attn_pool *pool, int want) {
     w->pool = pool;
     w->tid = tid;
     w->sleeping = 0;
-    w->start = pool->gen;
-    atomic_init(&w->go, pool->gen);
+    atomic_init(&w->go, 0);
     if (pthread_cond_init(&w->cv, NULL) != 0)
       break;
     if (pthread_create(&w->id, NULL, worker_main, w) != 0) {
@@ -351,11 +358,15 @@ static void pool_run(attn_pool *pool, int n, attn_team_fn fn, void *arg) {
   t->fn = fn;
   t->arg = arg;
   atomic_store_explicit(&pool->pending, n - 1, memory_order_relaxed);
-  const unsigned g = ++pool->gen;
   int wake[ATTN_MAX_THREADS];
   int nwake = 0;
   pthread_mutex_lock(&pool->mu);
   for (int i = 1; i < n; i++) {
+    /* Each worker counts its own jobs: one posted is taken before the
+     * next (pending reaches 0 first), so the count cannot wrap onto a
+     * value the worker still holds. */
+    const unsigned g =
+        atomic_load_explicit(&pool->w[i].go, memory_order_relaxed) + 1;
     atomic_store_explicit(&pool->w[i].go, g, memory_order_release);
     if (pool->w[i].sleeping)
       wake[nwake++] = i;
@@ -369,19 +380,10 @@ static void pool_run(attn_pool *pool, int n, attn_team_fn fn, void *arg) {
   fn(arg, t, 0, n);
 
   /* Wait for the last worker: spin, then sleep. */
-  uint64_t deadline = 0;
-  for (unsigned i = 1;; i++) {
-    if (atomic_load_explicit(&pool->pending, memory_order_acquire) == 0)
-      return;
-    if ((i & 31) == 0) {
-      const uint64_t now = now_ns();
-      if (deadline == 0)
-        deadline = now + ATTN_SPIN_NS;
-      else if (now >= deadline)
-        break;
-    }
-    cpu_relax();
-  }
+  spinner s = {0, 0};
+  while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0 &&
+         spin_more(&s))
+    ;
   pthread_mutex_lock(&pool->mu);
   while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0)
     pthread_cond_wait(&pool->done, &pool->mu);
@@ -419,27 +421,42 @@ void attn_pool_free(attn_pool *pool) {
 /* ---------------------------------------------------------------------- */
 /* Entry points                                                            */
 /* ---------------------------------------------------------------------- */
+/* Runs the job on ctx's pool if it is free, else on a temporary team. */
+static void run_team(attn_context *ctx, int n, attn_team_fn fn, void *arg) {
+  attn_pool *pool = attn_context_pool(ctx);
+  int expected = 0;
+  if (!pool || !atomic_compare_exchange_strong_explicit(&pool->busy, &expected,
+                                                        1, memory_order_acquire,
+                                                        memory_order_relaxed)) {
+    run_temporary(n, fn, arg); /* no pool, or busy with another call */
+    return;
+  }
+  if (pool->nworkers == 0) {
+    pool->pid = getpid();
+  } else if (pool->pid != getpid()) {
+    /* A forked child: the workers stayed in the parent. Keep the pool
+     * marked busy forever, so that nobody here dispatches to it. */
+    run_temporary(n, fn, arg);
+    return;
+  }
+  pool_run(pool, n, fn, arg);
+  atomic_store_explicit(&pool->busy, 0, memory_order_release);
+}
+
 attn_status attn_team_run_ctx(attn_context *ctx, int n, attn_team_fn fn,
                               void *arg) {
   if (n > ATTN_MAX_THREADS)
     n = ATTN_MAX_THREADS;
   if (n <= 1)
     return run_alone(fn, arg);
-  attn_pool *pool = attn_context_pool(ctx);
-  int expected = 0;
-  if (!pool || !atomic_compare_exchange_strong_explicit(
-                   &pool->busy, &expected, 1, memory_order_acquire,
-                   memory_order_relaxed))
-    return run_temporary(n, fn, arg); /* no pool, or busy with another call */
-  if (pool->nworkers == 0) {
-    pool->pid = getpid();
-  } else if (pool->pid != getpid()) {
-    /* A forked child: the workers stayed in the parent. Keep the pool
-     * marked busy forever, so that nobody here dispatches to it. */
-    return run_temporary(n, fn, arg);
-  }
-  pool_run(pool, n, fn, arg);
-  atomic_store_explicit(&pool->busy, 0, memory_order_release);
+  /* Waiting on the team must not be a cancellation point: a cancelled
+   * caller would leave the pool busy and its lock held. */
+  int cancel_state;
+  const int set =
+      pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state) == 0;
+  run_team(ctx, n, fn, arg);
+  if (set)
+    pthread_setcancelstate(cancel_state, NULL);
   return ATTN_OK;
 }
 

@@ -1,0 +1,43 @@
+/*
+ * The test oracles' shared basics (oracle.c): reading a strided attn_tensor of
+ * any dtype as double, and rounding to a storage dtype, with the tests' own
+ * conversions (test_common.h), never the library's.
+ *
+ * The oracles, one per topic, each built on the previous ones (oracle.h
+ * includes them all):
+ *   oracle_pos.h   where each sequence lies, qpos / kpos, the ALiBi distance
+ *   oracle_mask.h  the element predicate: may query i see key j
+ *   oracle_fwd.h   double-precision forward, naive f32 forward, comparison
+ *   oracle_bwd.h   double-precision backward, naive f32 backward, comparison
+ * A new option is one rule in one of them: every test reads the same ones.
+ */
+#ifndef ATTN_TEST_ORACLE_BASE_H
+#define ATTN_TEST_ORACLE_BASE_H
+
+#include "attn.h"
+
+#include <stdint.h>
+
+/* Element at logical index (i0, i1, i2, i3) of t, as double (bool: 0 or 1).
+ * An axis of size 1 broadcasts (its index and stride are ignored). */
+double oracle_tensor_get(const attn_tensor *t, int64_t i0, int64_t i1,
+                         int64_t i2, int64_t i3);
+
+/* Rounds x to dtype's precision (f32, bf16 or f16) with the tests' own RNE
+ * conversion. */
+float oracle_round_to(attn_dtype dtype, float x);
+
+/* Index of a row of lse (and of the oracles' row arrays): lse is
+ * [batch, heads_q, seq_q], with cu_seqlens [heads_q, total_q]. */
+static inline int64_t oracle_row_index(const attn_params *p, int64_t tb,
+                                       int64_t h, int64_t r) {
+  return (tb * p->q.shape[2] + h) * p->q.shape[1] + r;
+}
+
+/* Index of o[tb, r, h, 0] in the oracles' contiguous o. */
+static inline int64_t oracle_o_index(const attn_params *p, int64_t tb,
+                                     int64_t r, int64_t h) {
+  return ((tb * p->q.shape[1] + r) * p->q.shape[2] + h) * p->v.shape[3];
+}
+
+#endif /* ATTN_TEST_ORACLE_BASE_H */
