@@ -2,7 +2,7 @@
  * replay.c - runs a fuzz target's LLVMFuzzerTestOneInput without libFuzzer:
  * over every file of the given directories (or the given files), and
  * optionally over N deterministic mutations of them (a poor man's fuzzer for
- * CI). Link it with one target, e.g. replay.c + npy_fuzz.c + tools/npy.c.
+ * CI). Link it with one target, e.g. replay.c + npy_fuzz.c + the library.
  *
  *   replay [--mutate N] [--seed S] DIR|FILE...
  *

@@ -53,9 +53,9 @@ attn_status attn_validate(const attn_params *p, attn_problem *out);
 attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr);
 /* ATTN_ERR_OVERLAP when the output bytes [lo, hi) named `what` overlap
  * alibi_slopes, kv_lens, cu_seqlens or the position offset arrays. */
-attn_status attn_check_aux_overlap(const attn_params *p,
-                                   const attn_problem *pr, uintptr_t lo,
-                                   uintptr_t hi, const char *what);
+attn_status attn_check_aux_overlap(const attn_params *p, const attn_problem *pr,
+                                   uintptr_t lo, uintptr_t hi,
+                                   const char *what);
 /* attn_validate plus the backward's operands (validate_bwd.c). */
 attn_status attn_validate_bwd(const attn_params *p, attn_problem *out);
 /* Byte range [lo, hi) a valid view touches; 0 on overflow. */

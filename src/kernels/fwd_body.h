@@ -275,10 +275,10 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
         KFN(qk_block)(r1 - r0, t->q + r0 * d, d, kp, sr + pc);
       }
     }
-    if (mods) /* (2) */
-      for (int r = r0; r < r1; r++)
-        KFN(score_fwd_row)
-        (&t->sc, t->i0 + r, j0, sr + (r - r0) * BC, NULL, ncol);
+    for (int r = r0; r < r1 && mods; r++) { /* (2) */
+      float *x = sr + (r - r0) * BC;
+      KFN(score_fwd_row)(&t->sc, t->i0 + r, j0, x, NULL, ncol);
+    }
     if (kind == ATTN_TILE_PARTIAL) /* (3) */
       attn_mask_apply(&t->mv, r0, r1, j0, ncol, sr, BC);
     KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0, lm); /* (4) */
