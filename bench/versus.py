@@ -5,8 +5,8 @@ For a change to the core ("no regression beyond noise against the numbers
 before this change, measured in the same run"): the library of a baseline
 build (--base, e.g. a build of the previous commit) and of the current build
 (--build) run side by side with torch.nn.functional.scaled_dot_product_attention
-on the same threads, alternating (rotating order every round), medians of
---rounds rounds after one warm-up call each. FLOPs: 4*sq*sk*d per head
+on the same threads, alternating burst by burst (see median_times), medians
+of --rounds rounds after one warm-up call each. FLOPs: 4*sq*sk*d per head
 forward (2.5x that backward), halved for causal; the FMA peak is measured
 in the same run (attn_fma_peak_gflops of the current build).
 
@@ -94,16 +94,28 @@ def make_torch(torch, prob, backward):
 
 
 def median_times(fns, rounds):
+    """Median seconds per call of each function. A sample is a burst of
+    back-to-back calls of one implementation (at least ~30 ms, so a layer
+    stack's steady state, with its threads warm, is what is timed); the
+    implementations alternate burst by burst in a rotating order, with a
+    short untimed pause between bursts so that one implementation's
+    spinning idle workers do not take a core from the next."""
     names = list(fns)
+    burst = {}
     for n in names:
         fns[n]()  # warm-up
+        t0 = time.perf_counter()
+        fns[n]()
+        burst[n] = max(1, int(0.03 / max(time.perf_counter() - t0, 1e-6)))
     times = {n: [] for n in names}
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
+            time.sleep(0.02)
             t0 = time.perf_counter()
-            fns[n]()
-            times[n].append(time.perf_counter() - t0)
+            for _ in range(burst[n]):
+                fns[n]()
+            times[n].append((time.perf_counter() - t0) / burst[n])
     return {n: statistics.median(times[n]) for n in names}
 
 
@@ -113,6 +125,9 @@ def main():
     ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--max-seq", type=int, default=1 << 30,
+                    help="only shapes with seq <= this")
+    ap.add_argument("--fwd-only", action="store_true")
     ap.add_argument("--markdown", help="also write the table here")
     args = ap.parse_args()
     notes = prepare_env(args.threads)
@@ -125,21 +140,25 @@ def main():
     peak = new.fma_peak_gflops(args.threads, 1.0)
     lines = ["# libattn %s vs %s vs PyTorch %s" % (new.version(), base.version(),
                                                   torch.__version__), ""]
-    lines += ["- " + x for x in machine_info() + notes]
+    flags = open("/proc/cpuinfo").read()
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "?"
+    lines += ["- CPU: %s (%s), %d CPUs; libattn ISA %s" % (
+        machine_info(), isa, os.cpu_count(), new.isa_best())]
+    lines += ["- " + x for x in notes]
     lines += ["- threads: %d for everyone; FMA peak %.0f GFLOP/s (measured now)"
               % (args.threads, peak), "",
               "| pass | shape | new ms | base ms | torch ms | new GFLOP/s | "
               "% peak | new/base time | torch/new time |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for backward in (False, True):
-        for shape in SHAPES:
+    for backward in (False,) if args.fwd_only else (False, True):
+        for shape in [x for x in SHAPES if x[2] <= args.max_seq]:
             prob = make_problem(np, shape)
             fns = {
                 "new": make_libattn(la, new, np, prob, args.threads, backward),
                 "base": make_libattn(la, base, np, prob, args.threads, backward),
                 "torch": make_torch(torch, prob, backward),
             }
-            rounds = args.rounds if shape[2] >= 4096 else args.rounds * 5
+            rounds = args.rounds
             t = median_times(fns, rounds)
             b, h, s, d, causal = shape
             flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)

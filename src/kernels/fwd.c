@@ -32,7 +32,7 @@ typedef struct ws_layout {
   size_t per_thread;           /* one thread's scratch (bytes)           */
   size_t q, s, acc, accm, vec; /* offsets inside a thread's scratch */
   size_t lo, hi;
-  size_t tiles; /* bytes of the call's own tile lists (0: compiled)  */
+  size_t runs; /* offset of a thread's runs of one query tile        */
   size_t total;
   int threads;
 } ws_layout;
@@ -57,7 +57,6 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   if (!mul_ok((size_t)(pr->batch * pr->hk), sizeof(atomic_llong), &w->counters))
     return ATTN_ERR_OVERFLOW;
   w->counters = round_up(w->counters, ALIGN);
-  w->tiles = round_up(pl->tiles_bytes, ALIGN);
   attn_ws t = {0, 0};
   w->q = attn_ws_add(&t, br * d, sizeof(float));
   w->s = attn_ws_add(&t, br * bc, sizeof(float));
@@ -66,6 +65,7 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   w->vec = attn_ws_add(&t, 3 * br, sizeof(float)); /* m, l, lse */
   w->lo = attn_ws_add(&t, br, sizeof(int64_t));
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
+  w->runs = attn_ws_add(&t, (size_t)pl->tiles.cap, sizeof(attn_tile_run));
   size_t off = t.off;
   w->threads = threads;
   /* Many (sequence, kv head) groups: every thread packs the groups it works
@@ -88,7 +88,6 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   if (!mul_ok(off, (size_t)threads, &all) ||
       __builtin_add_overflow(all, pack, &all) ||
       __builtin_add_overflow(all, w->counters, &all) ||
-      __builtin_add_overflow(all, w->tiles, &all) ||
       __builtin_add_overflow(all, (size_t)ALIGN, &all))
     return ATTN_ERR_OVERFLOW;
   w->total = all;
@@ -110,8 +109,8 @@ typedef struct fwd_job {
   const attn_plan *pl;
   const attn_problem *pr;
   const attn_kernel *k;
-  const attn_tiles *tiles; /* the mask's tile lists */
-  attn_tiles own;          /* the call's own, when not compiled */
+  const attn_tiles *tiles; /* a compiled mask's lists, or NULL: each
+                              query tile compiles its own runs */
   ws_layout w;
   int64_t dvp;
   float *kpack, *vpack;  /* shared packs (shared mode)           */
@@ -174,7 +173,13 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.vp = vpack;
   int64_t *lo = (int64_t *)(ws + job->w.lo), *hi = (int64_t *)(ws + job->w.hi);
   t.j_end = attn_plan_tile(job->pl, sq, h, t.i0, t.rows, lo, hi, &t.sc, &t.mv);
-  t.runs = attn_tiles_get(job->tiles, sq->b, h, qt, &t.nruns);
+  if (job->tiles) {
+    t.runs = attn_tiles_get(job->tiles, sq->b, h, qt, &t.nruns);
+  } else {
+    attn_tile_run *runs = (attn_tile_run *)(ws + job->w.runs);
+    t.nruns = attn_tiles_compile_one(pr, sq, h, qt, runs);
+    t.runs = runs;
+  }
   t.s = (float *)(ws + job->w.s);
   t.acc = (float *)(ws + job->w.acc);
   t.accm = (float *)(ws + job->w.accm);
@@ -287,10 +292,6 @@ static void worker_private(fwd_job *job, int tid, int nthreads) {
 
 static void fwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   fwd_job *job = (fwd_job *)arg;
-  if (job->tiles == &job->own) { /* compile the mask: slots split by tid */
-    attn_tiles_fill(&job->own, job->pr, tid, nthreads);
-    attn_team_barrier(team);
-  }
   if (job->w.private_pack)
     worker_private(job, tid, nthreads);
   else
@@ -349,12 +350,6 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   job.claimed = (atomic_llong *)base;
   base += job.w.counters;
   job.tiles = pl.compiled;
-  if (!job.tiles) {
-    job.own = pl.tiles;
-    attn_tiles_attach(&job.own, &pl.pr, base);
-    job.tiles = &job.own;
-  }
-  base += job.w.tiles;
   if (job.w.private_pack) {
     job.kpack = job.vpack = NULL;
     job.scratch = base;

@@ -147,9 +147,9 @@ static float KFN(qk_exp_block)(int mr, const float *q, int64_t d,
 
 /* acc += P V for one row block of mr rows and one column block of nv
  * vectors. */
-static void KFN(pv_block)(int mr, int nv, const float *p, int ncol,
-                          const float *v, int64_t dvp, const float *alpha,
-                          float *acc) {
+static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
+                                        int ncol, const float *v, int64_t dvp,
+                                        const float *alpha, float *acc) {
 #define PV_ROWS(n, NVEC)                                                       \
   KFN(mk_pv)((n) <= MR ? (n) : MR, NVEC, p, ncol, v, dvp, alpha, acc);
 #define PV_CASE_FULL(n) PV_ROWS(n, NV)

@@ -32,12 +32,11 @@ attn_status attn_plan_prepare(attn_context *ctx, const attn_params *user,
   st = attn_mask_lookup(&pl->pr, &pl->compiled);
   if (st != ATTN_OK)
     return st;
-  pl->tiles_bytes = 0;
-  if (!pl->compiled) {
-    st = attn_tiles_plan(&pl->pr, &pl->tiles, &pl->tiles_bytes);
-    if (st != ATTN_OK)
-      return attn_fail(p, st, "the mask's tile lists overflow");
-  }
+  st = attn_tiles_plan(&pl->pr, &pl->tiles, &pl->tiles_bytes);
+  if (st != ATTN_OK)
+    return attn_fail(p, st, "the mask's tile lists overflow");
+  if (pl->compiled)
+    pl->tiles_bytes = 0; /* the call walks the compiled lists */
   return ATTN_OK;
 }
 

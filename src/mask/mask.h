@@ -101,6 +101,12 @@ void attn_tiles_attach(attn_tiles *t, const attn_problem *pr, void *mem);
 /* Compiles the slots slot % step == first (a thread's share). */
 void attn_tiles_fill(const attn_tiles *t, const attn_problem *pr, int64_t first,
                      int64_t step);
+/* Compiles the runs of one query tile (qt of sequence s, query head h)
+ * into run (room for the plan's cap runs); returns how many. The forward
+ * compiles each query tile this way right before using it, so its threads
+ * never wait for each other. */
+int attn_tiles_compile_one(const attn_problem *pr, const attn_seq *s, int64_t h,
+                           int64_t qt, attn_tile_run *run);
 /* The runs of query tile qt of sequence b for query head h. */
 static inline const attn_tile_run *
 attn_tiles_get(const attn_tiles *t, int64_t b, int64_t h, int64_t qt, int *n) {

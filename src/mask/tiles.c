@@ -69,6 +69,16 @@ static void push(attn_tile_run *run, int32_t *n, int64_t kt0, int64_t kt1,
 
 /* One slot: sequence s, query tile qt, head h (for the mask tensor). */
 static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
+                      int64_t qt, attn_tile_run *run, int32_t *n);
+
+int attn_tiles_compile_one(const attn_problem *pr, const attn_seq *s, int64_t h,
+                           int64_t qt, attn_tile_run *run) {
+  int32_t n = 0;
+  fill_slot(pr, s, h, qt, run, &n);
+  return n;
+}
+
+static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
                       int64_t qt, attn_tile_run *run, int32_t *n) {
   const attn_params *p = pr->p;
   int64_t lo[TQ], hi[TQ];
