@@ -128,21 +128,19 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
 static void KFN(qk_block)(int mr, const float *q, int64_t d, const float *kp,
                           float *s) {
 #define QK_CASE(n)                                                             \
-  KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL);
+  KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL, NULL);
   SWITCH_UPTO(MR, mr, QK_CASE)
 #undef QK_CASE
 }
 
 /* The fused S and P for one row block against one K panel. */
-static float KFN(qk_exp_block)(int mr, const float *q, int64_t d,
-                               const float *kp, float *p, const float *negm,
-                               float *rowsum) {
-  float big = 0.0f;
+static void KFN(qk_exp_block)(int mr, const float *q, int64_t d,
+                              const float *kp, float *p, const float *negm,
+                              float *rowsum, float *rowmax) {
 #define QKE_CASE(n)                                                            \
-  big = KFN(mk_qk)(1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum);
+  KFN(mk_qk)(1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum, rowmax);
   SWITCH_UPTO(MR, mr, QKE_CASE)
 #undef QKE_CASE
-  return big;
 }
 
 /* acc += P V for one row block of mr rows and one column block of nv
@@ -220,68 +218,78 @@ static void KFN(flush)(const attn_qtile *t, float *lm) {
 }
 
 /* Steps (1)-(5) on key tile [j0, j1) of the given kind. */
+/* Steps (2)-(4) the ordinary way on rows ra..rb-1 (s: row ra's scores,
+ * row stride BC). */
+static void KFN(plain_rows)(const attn_qtile *t, int ra, int rb, float *s,
+                            int64_t j0, int ncol, attn_tile_kind kind,
+                            float *alpha, float *lm) {
+  for (int r = ra; r < rb && attn_score_any(&t->sc); r++) /* (2) */
+    KFN(score_fwd_row)(&t->sc, t->i0 + r, j0, s + (r - ra) * BC, NULL, ncol);
+  if (kind == ATTN_TILE_PARTIAL) /* (3) */
+    attn_mask_apply(&t->mv, ra, rb, j0, ncol, s, BC);
+  KFN(softmax_step)(t, ra, rb, s, ncol, alpha + ra, lm); /* (4) */
+}
+
+/* Whether fused row r (largest exponent mx against negm) is kept: P must
+ * stay below 2^FUSED_TAU, and a row without a max yet (guess m = 0) must
+ * have its largest P at least 2^-FUSED_TAU. NaN fails both tests. */
+static int KFN(fused_ok)(float m, float mx) {
+  if (m == -INFINITY)
+    return mx >= -FUSED_TAU && mx <= FUSED_TAU;
+  return m > -65536.0f && m < 65536.0f && mx <= FUSED_TAU;
+}
+
+/* Steps (1)-(5) on key tile [j0, j1) of the given kind. */
 static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
                           attn_tile_kind kind, float *alpha, float *lm) {
   const int64_t d = t->d, dvp = t->dvp;
   const int ncol = (int)((j1 - j0 + NR - 1) / NR * NR);
   if (j1 - j0 < ncol)
     kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
-  const int mods = attn_score_any(&t->sc);
   const float *v = t->vp + j0 * dvp;
   float *s = t->s;
   /* GEMM order: each K panel stays in L1 while every row block uses it,
    * then each V column block stays in L1 for every row block. The last
-   * row block computes only its valid rows. Row blocks whose rows all
-   * have a moderate finite running max may take the fused path (mk_qk). */
-  int fused[BR / MR];
-  float big[BR / MR], negm[BR], rowsum[BR];
-  const int full_plain = kind == ATTN_TILE_FULL && !mods;
-  for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
-    const int r1 = ATTN_MIN(r0 + MR, t->rows);
-    fused[b] = full_plain;
-    big[b] = -INFINITY;
-    for (int r = r0; r < r1; r++) {
-      fused[b] &= t->m[r] > -65536.0f && t->m[r] < 65536.0f;
-      negm[r] = -t->m[r] * kLog2e;
-      rowsum[r] = 0.0f;
-    }
+   * row block computes only its valid rows. FULL tiles without score
+   * modifiers take the fused path (mk_qk); each row is then kept or redone
+   * on its own. */
+  const int fused = kind == ATTN_TILE_FULL && !attn_score_any(&t->sc);
+  float negm[BR], rowsum[BR], rowmax[BR * VL];
+  for (int r = 0; r < t->rows && fused; r++) {
+    const float m = t->m[r];
+    negm[r] = m > -65536.0f && m < 65536.0f ? -m * kLog2e : 0.0f;
+    rowsum[r] = 0.0f;
+    vf_store(rowmax + r * VL, vf_set1(-INFINITY));
   }
   for (int pc = 0; pc < ncol; pc += NR) { /* (1), fused with (4) */
     const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
-    for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
+    for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
-      if (fused[b]) {
-        const float e = KFN(qk_exp_block)(
-            mr, t->q + r0 * d, d, kp, s + r0 * BC + pc, negm + r0, rowsum + r0);
-        big[b] = e > big[b] ? e : big[b];
-      } else {
+      if (fused)
+        KFN(qk_exp_block)
+        (mr, t->q + r0 * d, d, kp, s + r0 * BC + pc, negm + r0, rowsum + r0,
+         rowmax + r0 * VL);
+      else
         KFN(qk_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc);
-      }
     }
   }
-  for (int r0 = 0, b = 0; r0 < t->rows; r0 += MR, b++) {
-    const int r1 = ATTN_MIN(r0 + MR, t->rows); /* rows r0..r1-1 */
-    float *sr = s + r0 * BC;
-    if (fused[b] && big[b] <= FUSED_TAU) {
-      for (int r = r0; r < r1; r++) {
-        lm[r] += rowsum[r];
-        alpha[r] = 1.0f;
-      }
+  if (!fused)
+    KFN(plain_rows)(t, 0, t->rows, s, j0, ncol, kind, alpha, lm);
+  for (int r = 0; r < t->rows && fused; r++) {
+    const float mx = vf_hmax(vf_load(rowmax + r * VL));
+    if (KFN(fused_ok)(t->m[r], mx)) {
+      if (t->m[r] == -INFINITY)
+        t->m[r] = 0.0f; /* P was taken against the guess 0 */
+      lm[r] += rowsum[r];
+      alpha[r] = 1.0f;
       continue;
     }
-    if (fused[b]) { /* a score far above the running max: redo S */
-      for (int pc = 0; pc < ncol; pc += NR) {
-        const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
-        KFN(qk_block)(r1 - r0, t->q + r0 * d, d, kp, sr + pc);
-      }
+    float *sr = s + r * BC; /* a score far from the max: redo the row */
+    for (int pc = 0; pc < ncol; pc += NR) {
+      const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+      KFN(qk_block)(1, t->q + r * d, d, kp, sr + pc);
     }
-    for (int r = r0; r < r1 && mods; r++) { /* (2) */
-      float *x = sr + (r - r0) * BC;
-      KFN(score_fwd_row)(&t->sc, t->i0 + r, j0, x, NULL, ncol);
-    }
-    if (kind == ATTN_TILE_PARTIAL) /* (3) */
-      attn_mask_apply(&t->mv, r0, r1, j0, ncol, sr, BC);
-    KFN(softmax_step)(t, r0, r1, sr, ncol, alpha + r0, lm); /* (4) */
+    KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
   }
   for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);

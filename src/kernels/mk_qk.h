@@ -16,13 +16,19 @@
  * and as long as it stays below 2^FUSED_TAU the normalisation by l is exact
  * and nothing overflows; alpha = 1, so acc needs no rescaling). This removes
  * the separate max and exp passes over S. It adds each row's sum of P to
- * rowsum[r] and returns the largest exponent seen: the caller redoes the
- * block the ordinary way if it exceeds FUSED_TAU. */
+ * rowsum[r] and folds the exponents of row r into the vector rowmax[r][VL]
+ * (a per-row maximum, reduced by the caller once per tile): the caller
+ * redoes a row the ordinary way if its largest exponent exceeds FUSED_TAU.
+ * A row that has seen no key yet may take the fused path too, guessing
+ * m = 0 (negm[r] = 0): the caller accepts the guess when the row's largest
+ * exponent lies within +-FUSED_TAU. Every decision is per row, so no row's
+ * result depends on another row's data. */
 #define FUSED_TAU 16.0f
-static ALWAYS_INLINE float
+static ALWAYS_INLINE void
 KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t lda,
            int64_t d, const float *restrict kp, float *restrict out,
-           const float *restrict negm, float *restrict rowsum) {
+           const float *restrict negm, float *restrict rowsum,
+           float *restrict rowmax) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
@@ -40,21 +46,20 @@ KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t lda,
       UNROLL for (int v = 0; v < NV; v++)
           vf_store(out + r * BC + v * VL, c[r][v]);
     }
-    return 0.0f;
+    return;
   }
   const vf l2e = vf_set1(kLog2e);
-  vf big = vf_set1(-INFINITY);
   UNROLL for (int r = 0; r < mr; r++) {
     const vf nm = vf_set1(negm[r]);
-    vf sum = vf_zero();
+    vf sum = vf_zero(), big = vf_load(rowmax + r * VL);
     UNROLL for (int v = 0; v < NV; v++) {
       const vf x = vf_fma(c[r][v], l2e, nm);
-      big = vf_max(big, x);
+      big = vf_max(x, big); /* NaN in x stays in big */
       const vf e = vf_exp2_nonpos(x);
       vf_store(out + r * BC + v * VL, e);
       sum = vf_add(sum, e);
     }
+    vf_store(rowmax + r * VL, big);
     rowsum[r] += vf_hsum(sum);
   }
-  return vf_hmax(big);
 }
