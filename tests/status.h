@@ -13,18 +13,6 @@
 
 extern long n_pass, n_fail;
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      n_pass++;                                                                \
-    } else {                                                                   \
-      n_fail++;                                                                \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                              \
-      printf(__VA_ARGS__);                                                     \
-      printf("\n");                                                            \
-    }                                                                          \
-  } while (0)
-
 /* A small valid problem: batch 2, seq_q 5, seq_k 7, heads 4/2, dims 8/8, on
  * fixed buffers (the checks point views into them and next to them). */
 enum { B = 2, SQ = 5, SK = 7, HQ = 4, HK = 2, D = 8, DV = 8 };

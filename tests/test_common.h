@@ -15,6 +15,20 @@
 #include <string.h>
 #include <time.h>
 
+/* The tally of a test program: it defines `long n_pass, n_fail` at file
+ * scope; CHECK(cond, fmt, ...) counts, and prints the first 50 failures
+ * with their place. */
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (cond) {                                                                \
+      n_pass++;                                                                \
+    } else if (n_fail++ < 50) {                                                \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);                              \
+      printf(__VA_ARGS__);                                                     \
+      printf("\n");                                                            \
+    }                                                                          \
+  } while (0)
+
 /* ---------------------------------------------------------------------- */
 /* RNG: splitmix64, deterministic on every platform.                      */
 /* ---------------------------------------------------------------------- */

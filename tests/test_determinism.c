@@ -27,18 +27,6 @@
 
 static long n_pass, n_fail;
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      n_pass++;                                                                \
-    } else {                                                                   \
-      n_fail++;                                                                \
-      printf("FAIL: ");                                                        \
-      printf(__VA_ARGS__);                                                     \
-      printf("\n");                                                            \
-    }                                                                          \
-  } while (0)
-
 typedef struct dshape {
   const char *name;
   struct {

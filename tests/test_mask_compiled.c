@@ -32,20 +32,6 @@
 
 static long n_pass, n_fail;
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      n_pass++;                                                                \
-    } else {                                                                   \
-      n_fail++;                                                                \
-      if (n_fail <= 30) {                                                      \
-        printf("FAIL %s:%d: ", __FILE__, __LINE__);                            \
-        printf(__VA_ARGS__);                                                   \
-        printf("\n");                                                          \
-      }                                                                        \
-    }                                                                          \
-  } while (0)
-
 /* ---------------------------------------------------------------------- */
 /* Tile counts against the oracle                                         */
 /* ---------------------------------------------------------------------- */

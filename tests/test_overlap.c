@@ -31,18 +31,6 @@
 
 static long n_pass, n_fail;
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      n_pass++;                                                                \
-    } else {                                                                   \
-      n_fail++;                                                                \
-      printf("FAIL: ");                                                        \
-      printf(__VA_ARGS__);                                                     \
-      printf("\n");                                                            \
-    }                                                                          \
-  } while (0)
-
 /* batch 2, seq_q 6, seq_k 7, 2 query heads, 1 kv head, head_dim 8 */
 #define B 2
 #define SQ 6

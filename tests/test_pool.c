@@ -36,6 +36,7 @@
 static long n_pass, n_fail;
 static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
 
+#undef CHECK /* test_common.h's, without the lock */
 #define CHECK(cond, ...)                                                       \
   do {                                                                         \
     pthread_mutex_lock(&report_mu);                                            \
