@@ -155,6 +155,44 @@ static attn_status check_scalars(const attn_params *p) {
 }
 
 /* Heads, head dims, batch and sequence lengths: fills pr. */
+/* Packed variable-length batches: cu_seqlens and the longest sequences. */
+static attn_status check_varlen(const attn_params *p, attn_problem *pr) {
+  const attn_tensor *q = &p->q, *k = &p->k;
+  pr->varlen = 1;
+  if (p->varlen_batch <= 0)
+    FAIL(ATTN_ERR_INVALID_SEQLENS,
+         "varlen_batch (%lld) must be > 0 with cu_seqlens",
+         (long long)p->varlen_batch);
+  if (q->shape[0] != 1)
+    FAIL(ATTN_ERR_INVALID_SHAPE,
+         "with cu_seqlens, q/k/v/o must have batch 1 (got %lld)",
+         (long long)q->shape[0]);
+  pr->batch = p->varlen_batch;
+  const int32_t *cq = p->cu_seqlens_q, *ck = p->cu_seqlens_k;
+  if (cq[0] != 0 || ck[0] != 0)
+    FAIL(ATTN_ERR_INVALID_SEQLENS, "cu_seqlens must start at 0 (got %d, %d)",
+         (int)cq[0], (int)ck[0]);
+  pr->sq_max = 0;
+  pr->sk_max = 0;
+  for (int64_t b = 0; b < pr->batch; b++) {
+    if (cq[b + 1] < cq[b] || ck[b + 1] < ck[b])
+      FAIL(ATTN_ERR_INVALID_SEQLENS,
+           "cu_seqlens must be non-decreasing (at index %lld)",
+           (long long)b + 1);
+    pr->sq_max = ATTN_MAX(pr->sq_max, (int64_t)cq[b + 1] - cq[b]);
+    pr->sk_max = ATTN_MAX(pr->sk_max, (int64_t)ck[b + 1] - ck[b]);
+  }
+  if (cq[pr->batch] > q->shape[1])
+    FAIL(ATTN_ERR_INVALID_SEQLENS,
+         "cu_seqlens_q ends at %d, beyond the %lld rows of q",
+         (int)cq[pr->batch], (long long)q->shape[1]);
+  if (ck[pr->batch] > k->shape[1])
+    FAIL(ATTN_ERR_INVALID_SEQLENS,
+         "cu_seqlens_k ends at %d, beyond the %lld rows of k",
+         (int)ck[pr->batch], (long long)k->shape[1]);
+  return ATTN_OK;
+}
+
 static attn_status check_sizes(const attn_params *p, attn_problem *pr) {
   const attn_tensor *q = &p->q, *k = &p->k, *v = &p->v, *o = &p->o;
   /* heads and head dims */
@@ -206,38 +244,9 @@ static attn_status check_sizes(const attn_params *p, attn_problem *pr) {
     FAIL(ATTN_ERR_INVALID_SEQLENS,
          "cu_seqlens_q and cu_seqlens_k must be given together");
   if (p->cu_seqlens_q) {
-    pr->varlen = 1;
-    if (p->varlen_batch <= 0)
-      FAIL(ATTN_ERR_INVALID_SEQLENS,
-           "varlen_batch (%lld) must be > 0 with cu_seqlens",
-           (long long)p->varlen_batch);
-    if (q->shape[0] != 1)
-      FAIL(ATTN_ERR_INVALID_SHAPE,
-           "with cu_seqlens, q/k/v/o must have batch 1 (got %lld)",
-           (long long)q->shape[0]);
-    pr->batch = p->varlen_batch;
-    const int32_t *cq = p->cu_seqlens_q, *ck = p->cu_seqlens_k;
-    if (cq[0] != 0 || ck[0] != 0)
-      FAIL(ATTN_ERR_INVALID_SEQLENS, "cu_seqlens must start at 0 (got %d, %d)",
-           (int)cq[0], (int)ck[0]);
-    pr->sq_max = 0;
-    pr->sk_max = 0;
-    for (int64_t b = 0; b < pr->batch; b++) {
-      if (cq[b + 1] < cq[b] || ck[b + 1] < ck[b])
-        FAIL(ATTN_ERR_INVALID_SEQLENS,
-             "cu_seqlens must be non-decreasing (at index %lld)",
-             (long long)b + 1);
-      pr->sq_max = ATTN_MAX(pr->sq_max, (int64_t)cq[b + 1] - cq[b]);
-      pr->sk_max = ATTN_MAX(pr->sk_max, (int64_t)ck[b + 1] - ck[b]);
-    }
-    if (cq[pr->batch] > q->shape[1])
-      FAIL(ATTN_ERR_INVALID_SEQLENS,
-           "cu_seqlens_q ends at %d, beyond the %lld rows of q",
-           (int)cq[pr->batch], (long long)q->shape[1]);
-    if (ck[pr->batch] > k->shape[1])
-      FAIL(ATTN_ERR_INVALID_SEQLENS,
-           "cu_seqlens_k ends at %d, beyond the %lld rows of k",
-           (int)ck[pr->batch], (long long)k->shape[1]);
+    attn_status st = check_varlen(p, pr);
+    if (st != ATTN_OK)
+      return st;
   } else {
     if (p->varlen_batch != 0)
       FAIL(ATTN_ERR_INVALID_SEQLENS,
