@@ -82,112 +82,149 @@ static void check(attn_status st, const char *what) {
   }
 }
 
+/* Wq, Wk, Wv, Wo: normal, standard deviation 0.3. */
+static void init_model(model *m) {
+  for (int i = 0; i < E * DH; i++) {
+    m->wq[i] = 0.3f * nrand();
+    m->wk[i] = 0.3f * nrand();
+    m->wv[i] = 0.3f * nrand();
+  }
+  for (int i = 0; i < DH * VOCAB; i++)
+    m->wo[i] = 0.3f * nrand();
+}
+
+/* activations: [BATCH][T][...] (bshd with one head) */
+typedef struct acts {
+  int tok[BATCH][T];
+  float x[BATCH * T * E], q[BATCH * T * DH], k[BATCH * T * DH],
+      v[BATCH * T * DH], o[BATCH * T * DH], lse[BATCH * T],
+      logits[BATCH * T * VOCAB], dlog[BATCH * T * VOCAB], dout[BATCH * T * DH],
+      dq[BATCH * T * DH], dk[BATCH * T * DH], dv[BATCH * T * DH];
+} acts;
+
+/* The attention layer's parameters, on a's buffers. */
+static void bind_params(attn_params *p, acts *a) {
+  attn_params_init(p);
+  p->q = attn_tensor_bshd(a->q, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->k = attn_tensor_bshd(a->k, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->v = attn_tensor_bshd(a->v, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->o = attn_tensor_bshd(a->o, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->dout = attn_tensor_bshd(a->dout, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->dq = attn_tensor_bshd(a->dq, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->dk = attn_tensor_bshd(a->dk, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->dv = attn_tensor_bshd(a->dv, ATTN_DTYPE_F32, BATCH, T, 1, DH);
+  p->lse = a->lse;
+  p->causal = ATTN_CAUSAL_BOTTOM_RIGHT; /* seq_q = seq_k: same as top-left */
+  p->num_threads = 1;
+}
+
+/* A fresh batch: tokens (a random permutation of the vocabulary, twice) and
+ * their input features. */
+static void fresh_batch(acts *a) {
+  memset(a->x, 0, sizeof a->x);
+  for (int b = 0; b < BATCH; b++) {
+    int perm[VOCAB];
+    for (int i = 0; i < VOCAB; i++)
+      perm[i] = i;
+    for (int i = VOCAB - 1; i > 0; i--) {
+      int j = (int)(urand() * (i + 1)), t = perm[i];
+      perm[i] = perm[j];
+      perm[j] = t;
+    }
+    for (int t = 0; t < T; t++) {
+      a->tok[b][t] = perm[t % HALF];
+      float *e = a->x + (b * T + t) * E;
+      e[a->tok[b][t]] = 1.0f;
+      if (t > 0)
+        e[VOCAB + a->tok[b][t - 1]] = 1.0f;
+    }
+  }
+}
+
+/* Q, K, V, attention, logits. */
+static void forward(const model *m, acts *a, const attn_params *p) {
+  matmul(a->x, 0, m->wq, 0, a->q, BATCH * T, DH, E, 0);
+  matmul(a->x, 0, m->wk, 0, a->k, BATCH * T, DH, E, 0);
+  matmul(a->x, 0, m->wv, 0, a->v, BATCH * T, DH, E, 0);
+  check(attn_forward(NULL, p), "attn_forward");
+  matmul(a->o, 0, m->wo, 0, a->logits, BATCH * T, VOCAB, DH, 0);
+}
+
+/* Cross-entropy on the second half (t = L .. 2L-2, target x[t-L+1]): the
+ * mean loss, the accuracy (*acc) and the logits' gradient (dlog). */
+static double cross_entropy(acts *a, double *acc) {
+  const int counted = BATCH * (HALF - 1);
+  int correct = 0;
+  double loss = 0;
+  memset(a->dlog, 0, sizeof a->dlog);
+  for (int b = 0; b < BATCH; b++)
+    for (int t = HALF; t < T - 1; t++) {
+      const float *z = a->logits + (b * T + t) * VOCAB;
+      float *dz = a->dlog + (b * T + t) * VOCAB;
+      const int target = a->tok[b][t - HALF + 1];
+      float mx = z[0];
+      int arg = 0;
+      for (int c = 1; c < VOCAB; c++)
+        if (z[c] > mx)
+          mx = z[c], arg = c;
+      double sum = 0;
+      for (int c = 0; c < VOCAB; c++)
+        sum += exp(z[c] - mx);
+      loss += -(z[target] - mx - log(sum));
+      correct += arg == target;
+      for (int c = 0; c < VOCAB; c++)
+        dz[c] = (float)(exp(z[c] - mx) / sum) / (float)counted;
+      dz[target] -= 1.0f / (float)counted;
+    }
+  loss /= counted;
+  *acc = (double)correct / counted;
+  return loss;
+}
+
+/* The weights' gradients (g) from dlog, through attn_backward. */
+static void backward(const model *m, model *g, acts *a, const attn_params *p) {
+  /* dWo = O^T dZ, dO = dZ Wo^T */
+  matmul(a->o, 1, a->dlog, 0, g->wo, DH, VOCAB, BATCH * T, 0);
+  matmul(a->dlog, 0, m->wo, 1, a->dout, BATCH * T, DH, VOCAB, 0);
+  check(attn_backward(NULL, p), "attn_backward");
+  matmul(a->x, 1, a->dq, 0, g->wq, E, DH, BATCH * T, 0); /* dWq = X^T dQ */
+  matmul(a->x, 1, a->dk, 0, g->wk, E, DH, BATCH * T, 0);
+  matmul(a->x, 1, a->dv, 0, g->wv, E, DH, BATCH * T, 0);
+}
+
+/* plain SGD */
+static void sgd(model *m, const model *g, float lr) {
+  for (int i = 0; i < E * DH; i++) {
+    m->wq[i] -= lr * g->wq[i];
+    m->wk[i] -= lr * g->wk[i];
+    m->wv[i] -= lr * g->wv[i];
+  }
+  for (int i = 0; i < DH * VOCAB; i++)
+    m->wo[i] -= lr * g->wo[i];
+}
+
 int main(int argc, char **argv) {
   const int steps = argc > 1 ? atoi(argv[1]) : 600;
   const float lr = 0.5f;
   model m, g;
-  for (int i = 0; i < E * DH; i++) {
-    m.wq[i] = 0.3f * nrand();
-    m.wk[i] = 0.3f * nrand();
-    m.wv[i] = 0.3f * nrand();
-  }
-  for (int i = 0; i < DH * VOCAB; i++)
-    m.wo[i] = 0.3f * nrand();
-
-  /* activations: [BATCH][T][...] (bshd with one head) */
-  static int tok[BATCH][T];
-  static float x[BATCH * T * E], q[BATCH * T * DH], k[BATCH * T * DH],
-      v[BATCH * T * DH], o[BATCH * T * DH], lse[BATCH * T],
-      logits[BATCH * T * VOCAB], dlog[BATCH * T * VOCAB], dout[BATCH * T * DH],
-      dq[BATCH * T * DH], dk[BATCH * T * DH], dv[BATCH * T * DH];
+  init_model(&m);
+  static acts a;
   attn_params p;
-  attn_params_init(&p);
-  p.q = attn_tensor_bshd(q, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.k = attn_tensor_bshd(k, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.o = attn_tensor_bshd(o, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.dout = attn_tensor_bshd(dout, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.dq = attn_tensor_bshd(dq, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.dk = attn_tensor_bshd(dk, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.dv = attn_tensor_bshd(dv, ATTN_DTYPE_F32, BATCH, T, 1, DH);
-  p.lse = lse;
-  p.causal = ATTN_CAUSAL_BOTTOM_RIGHT; /* seq_q = seq_k: same as top-left */
-  p.num_threads = 1;
+  bind_params(&p, &a);
 
   double first_loss = -1, loss = 0, acc = 0;
   for (int step = 0; step <= steps; step++) {
-    /* a fresh batch */
-    memset(x, 0, sizeof x);
-    for (int b = 0; b < BATCH; b++) {
-      int perm[VOCAB];
-      for (int i = 0; i < VOCAB; i++)
-        perm[i] = i;
-      for (int i = VOCAB - 1; i > 0; i--) {
-        int j = (int)(urand() * (i + 1)), t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-      }
-      for (int t = 0; t < T; t++) {
-        tok[b][t] = perm[t % HALF];
-        float *e = x + (b * T + t) * E;
-        e[tok[b][t]] = 1.0f;
-        if (t > 0)
-          e[VOCAB + tok[b][t - 1]] = 1.0f;
-      }
-    }
-    /* forward */
-    matmul(x, 0, m.wq, 0, q, BATCH * T, DH, E, 0);
-    matmul(x, 0, m.wk, 0, k, BATCH * T, DH, E, 0);
-    matmul(x, 0, m.wv, 0, v, BATCH * T, DH, E, 0);
-    check(attn_forward(NULL, &p), "attn_forward");
-    matmul(o, 0, m.wo, 0, logits, BATCH * T, VOCAB, DH, 0);
-    /* cross-entropy on the second half (t = L .. 2L-2, target x[t-L+1]) */
-    const int counted = BATCH * (HALF - 1);
-    int correct = 0;
-    loss = 0;
-    memset(dlog, 0, sizeof dlog);
-    for (int b = 0; b < BATCH; b++)
-      for (int t = HALF; t < T - 1; t++) {
-        const float *z = logits + (b * T + t) * VOCAB;
-        float *dz = dlog + (b * T + t) * VOCAB;
-        const int target = tok[b][t - HALF + 1];
-        float mx = z[0];
-        int arg = 0;
-        for (int c = 1; c < VOCAB; c++)
-          if (z[c] > mx)
-            mx = z[c], arg = c;
-        double sum = 0;
-        for (int c = 0; c < VOCAB; c++)
-          sum += exp(z[c] - mx);
-        loss += -(z[target] - mx - log(sum));
-        correct += arg == target;
-        for (int c = 0; c < VOCAB; c++)
-          dz[c] = (float)(exp(z[c] - mx) / sum) / (float)counted;
-        dz[target] -= 1.0f / (float)counted;
-      }
-    loss /= counted;
-    acc = (double)correct / counted;
+    fresh_batch(&a);
+    forward(&m, &a, &p);
+    loss = cross_entropy(&a, &acc);
     if (first_loss < 0)
       first_loss = loss;
     if (step % 100 == 0 || step == steps)
       printf("step %4d  loss %.4f  accuracy %.3f\n", step, loss, acc);
     if (step == steps)
       break;
-    /* backward */
-    matmul(o, 1, dlog, 0, g.wo, DH, VOCAB, BATCH * T, 0);    /* dWo = O^T dZ */
-    matmul(dlog, 0, m.wo, 1, dout, BATCH * T, DH, VOCAB, 0); /* dO = dZ Wo^T */
-    check(attn_backward(NULL, &p), "attn_backward");
-    matmul(x, 1, dq, 0, g.wq, E, DH, BATCH * T, 0); /* dWq = X^T dQ */
-    matmul(x, 1, dk, 0, g.wk, E, DH, BATCH * T, 0);
-    matmul(x, 1, dv, 0, g.wv, E, DH, BATCH * T, 0);
-    /* plain SGD */
-    for (int i = 0; i < E * DH; i++) {
-      m.wq[i] -= lr * g.wq[i];
-      m.wk[i] -= lr * g.wk[i];
-      m.wv[i] -= lr * g.wv[i];
-    }
-    for (int i = 0; i < DH * VOCAB; i++)
-      m.wo[i] -= lr * g.wo[i];
+    backward(&m, &g, &a, &p);
+    sgd(&m, &g, lr);
   }
   const int ok = loss <= 0.5 * first_loss && acc >= 0.9;
   printf("loss %.4f -> %.4f, final accuracy %.3f (chance %.3f): %s\n",

@@ -100,9 +100,9 @@ static void free_bufs(bufs *m) {
 /* cases 0..29 of corrupt(), plus its default */
 #define NUM_INVALID_CASES 30
 
-/* Breaks p according to id; returns 0 when the case does not apply. */
-static int corrupt(attn_params *p, bufs *m, int64_t id, int varlen,
-                   int64_t sk) {
+/* corrupt() cases 0..18: the tensors' shapes, strides, data and dtypes and
+ * the scalar options. */
+static int corrupt_core(attn_params *p, int64_t id) {
   switch (id) {
   case 0:
     p->q.data = NULL;
@@ -163,9 +163,17 @@ static int corrupt(attn_params *p, bufs *m, int64_t id, int varlen,
   case 17:
     p->o.shape[1] += 1;
     return 1;
-  case 18:
+  default: /* 18 */
     p->v.shape[1] += 1;
     return 1;
+  }
+}
+
+/* corrupt() cases 19..26: the optional inputs (mask, bias, kv_lens, varlen
+ * offsets); 0 when the case has nothing to break. */
+static int corrupt_optional(attn_params *p, bufs *m, int64_t id, int varlen,
+                            int64_t sk) {
+  switch (id) {
   case 19: /* a float mask */
     if (varlen || p->mask.data == NULL)
       return 0;
@@ -202,11 +210,18 @@ static int corrupt(attn_params *p, bufs *m, int64_t id, int varlen,
       return 0;
     p->cu_seqlens_k = NULL;
     return 1;
-  case 26:
+  default: /* 26 */
     if (!varlen)
       return 0;
     p->varlen_batch = 0;
     return 1;
+  }
+}
+
+/* corrupt() cases 27..29 (the enums, the output dtype) and the default (no
+ * heads). */
+static int corrupt_enums(attn_params *p, int64_t id) {
+  switch (id) {
   case 27:
     p->isa = (attn_isa)99;
     return 1;
@@ -223,255 +238,372 @@ static int corrupt(attn_params *p, bufs *m, int64_t id, int varlen,
   }
 }
 
+/* Breaks p according to id; returns 0 when the case does not apply. */
+static int corrupt(attn_params *p, bufs *m, int64_t id, int varlen,
+                   int64_t sk) {
+  if (id >= 0 && id <= 18)
+    return corrupt_core(p, id);
+  if (id >= 19 && id <= 26)
+    return corrupt_optional(p, m, id, varlen, sk);
+  return corrupt_enums(p, id);
+}
+
+/* The problem and options carved out of one input. */
+typedef struct fuzz_case {
+  int invalid;
+  int64_t inv_id;
+  int64_t batch, hk, hq, sq, sk, d, dv;
+  attn_dtype dt;
+  int bhsd;
+  attn_causal causal;
+  int64_t wl, wr;
+  float softcap, scale;
+  int use_alibi, use_bias, use_mask, use_kv_lens, use_lse, varlen;
+  int64_t bias_bits, mask_bits;
+  float mag;
+  int threads;
+  int64_t nb; /* varlen: sequences, offsets in bufs cu_q and cu_k */
+  uint64_t seed;
+} fuzz_case;
+
+#define MSG_SIZE 256
+
+/* varlen: nb sequences of 1..5 query and key rows packed into one batch. */
+static void carve_varlen(bytes *in, fuzz_case *c, bufs *m) {
+  c->nb = 0;
+  if (!c->varlen)
+    return;
+  c->nb = 1 + take(in, 3);
+  m->cu_q[0] = m->cu_k[0] = 0;
+  for (int64_t b = 0; b < c->nb; b++) {
+    m->cu_q[b + 1] = m->cu_q[b] + 1 + (int32_t)take(in, 5);
+    m->cu_k[b + 1] = m->cu_k[b] + 1 + (int32_t)take(in, 5);
+  }
+  c->batch = 1;
+  c->sq = m->cu_q[c->nb];
+  c->sk = m->cu_k[c->nb];
+}
+
+/* The data seed: a hash of the input bytes left after carving. */
+static uint64_t data_seed(const bytes *in) {
+  uint64_t seed = 0x243F6A8885A308D3ULL;
+  for (size_t i = 0; i < in->n; i++)
+    seed = (seed ^ in->p[i]) * 0x100000001B3ULL;
+  if (seed == 0)
+    seed = 1;
+  return seed;
+}
+
+/* Carves the problem and its options out of the input, in input order. */
+static void carve(bytes *in, fuzz_case *c, bufs *m) {
+  c->invalid = take(in, 4) == 3;
+  c->inv_id = take(in, NUM_INVALID_CASES + 1);
+  c->batch = 1 + take(in, 2);
+  c->hk = 1 + take(in, 4);
+  c->hq = c->hk * (1 + take(in, 2));
+  c->sq = 1 + take(in, 16);
+  c->sk = 1 + take(in, 16);
+  c->d = 1 + take(in, 16);
+  c->dv = 1 + take(in, 16);
+  c->dt = (attn_dtype)take(in, 3);
+  c->bhsd = (int)take(in, 2);
+  c->causal = (attn_causal)take(in, 3);
+  c->wl = take(in, 4) == 0 ? take(in, 18) - 1 : -1;
+  c->wr = take(in, 4) == 0 ? take(in, 18) - 1 : -1;
+  c->softcap = take(in, 4) == 0 ? 0.5f + (float)take(in, 16) : 0;
+  c->scale = 0;
+  if (take(in, 3) == 0) {
+    /* two takes in a defined order (one expression would leave it open) */
+    const int64_t mag = take(in, 40);
+    const int64_t neg = take(in, 2);
+    c->scale = 0.05f * (float)(1 + mag) * (neg ? -1.f : 1.f);
+  }
+  c->use_alibi = take(in, 4) == 0;
+  c->use_bias = take(in, 3) == 0;
+  c->bias_bits = take(in, 16);
+  c->use_mask = take(in, 3) == 0;
+  c->mask_bits = take(in, 16);
+  c->use_kv_lens = take(in, 4) == 0;
+  c->use_lse = (int)take(in, 2);
+  c->varlen = take(in, 5) == 0;
+  static const float mags[3] = {1.0f, 4.0f, 16.0f};
+  c->mag = mags[take(in, 3)];
+  c->threads = 2 + (int)take(in, 3);
+  carve_varlen(in, c, m);
+  c->seed = data_seed(in);
+}
+
+/* q, k, v (random, of magnitude mag), three O and LSE buffers, and the
+ * scalar options. */
+static void build_core(fuzz_case *c, bufs *m, attn_params *p) {
+  const int64_t batch = c->batch, hq = c->hq, hk = c->hk, sq = c->sq,
+                sk = c->sk, d = c->d, dv = c->dv;
+  m->q = make(batch * sq * hq * d, c->dt, c->mag, &c->seed);
+  m->k = make(batch * sk * hk * d, c->dt, c->mag, &c->seed);
+  m->v = make(batch * sk * hk * dv, c->dt, c->mag, &c->seed);
+  const int64_t no = batch * sq * hq * dv, nl = batch * hq * sq;
+  for (int r = 0; r < 3; r++) {
+    m->o[r] = calloc((size_t)no, sizeof(float));
+    m->lse[r] = calloc((size_t)nl, sizeof(float));
+    if (m->o[r] == NULL || m->lse[r] == NULL)
+      abort();
+  }
+  p->q = view(m->q, c->dt, c->bhsd, batch, sq, hq, d);
+  p->k = view(m->k, c->dt, c->bhsd, batch, sk, hk, d);
+  p->v = view(m->v, c->dt, c->bhsd, batch, sk, hk, dv);
+  p->scale = c->scale;
+  p->softcap = c->softcap;
+  p->causal = c->causal;
+  p->window_left = c->wl;
+  p->window_right = c->wr;
+  if (c->use_alibi) {
+    m->alibi = calloc((size_t)hq, sizeof(float));
+    if (m->alibi == NULL || attn_alibi_slopes(hq, m->alibi) != ATTN_OK)
+      die("attn_alibi_slopes failed", -1, "");
+    p->alibi_slopes = m->alibi;
+  }
+}
+
+/* A random bias; the axes set in bias_bits broadcast. */
+static void build_bias(fuzz_case *c, bufs *m, attn_params *p) {
+  const int64_t batch = c->batch, hq = c->hq, sq = c->sq, sk = c->sk;
+  m->bias = make(batch * hq * sq * sk, ATTN_DTYPE_F32, c->mag, &c->seed);
+  p->bias = attn_tensor_contiguous(m->bias, ATTN_DTYPE_F32, batch, hq, sq, sk);
+  for (int a = 0; a < 4; a++) {
+    if (c->bias_bits >> a & 1) { /* broadcast this axis */
+      p->bias.shape[a] = 1;
+      p->bias.stride[a] = 0;
+    }
+  }
+}
+
+/* A random boolean mask (about 3/4 set); the axes set in mask_bits
+ * broadcast. */
+static void build_mask(fuzz_case *c, bufs *m, attn_params *p) {
+  const int64_t full[4] = {c->batch, c->hq, c->sq, c->sk};
+  int64_t n = c->batch * c->hq * c->sq * c->sk;
+  m->mask = calloc((size_t)n, 1);
+  if (m->mask == NULL)
+    abort();
+  for (int64_t i = 0; i < n; i++)
+    ((unsigned char *)m->mask)[i] = frand(&c->seed) > -0.5f;
+  p->mask = attn_tensor_contiguous(m->mask, ATTN_DTYPE_BOOL, full[0], full[1],
+                                   full[2], full[3]);
+  for (int a = 0; a < 4; a++) {
+    if (c->mask_bits >> a & 1) {
+      p->mask.shape[a] = 1;
+      p->mask.stride[a] = 0;
+    }
+  }
+}
+
+/* The optional inputs the case asked for: bias, mask and kv_lens (not with
+ * varlen), or the varlen offsets. */
+static void build_optional(fuzz_case *c, bufs *m, attn_params *p) {
+  if (c->use_bias && !c->varlen)
+    build_bias(c, m, p);
+  if (c->use_mask && !c->varlen)
+    build_mask(c, m, p);
+  if (c->use_kv_lens && !c->varlen) {
+    for (int64_t b = 0; b < c->batch; b++)
+      m->kv_lens[b] =
+          1 + (int32_t)((uint32_t)((frand(&c->seed) + 1.0f) * 8.0f) % c->sk);
+    p->kv_lens = m->kv_lens;
+  }
+  if (c->varlen) {
+    p->cu_seqlens_q = m->cu_q;
+    p->cu_seqlens_k = m->cu_k;
+    p->varlen_batch = c->nb;
+  }
+}
+
+/* Invalid mode: one argument broken; attn_forward_check and attn_forward
+ * must both refuse it, with the same status and a message. */
+static void run_invalid(const fuzz_case *c, bufs *m, attn_params *p,
+                        char *msg) {
+  const int64_t inv_id = c->inv_id;
+  p->o = view(m->o[0], ATTN_DTYPE_F32, c->bhsd, c->batch, c->sq, c->hq, c->dv);
+  p->lse = c->use_lse ? m->lse[0] : NULL;
+  p->isa = ATTN_ISA_GENERIC;
+  if (!corrupt(p, m, inv_id, c->varlen, c->sk))
+    return;
+  attn_status chk = attn_forward_check(p);
+  if (chk == ATTN_OK)
+    die("attn_forward_check accepted an invalid argument", inv_id, "");
+  if (msg[0] == '\0' || memchr(msg, '\0', MSG_SIZE) == NULL)
+    die("no error message", inv_id, attn_strerror(chk));
+  msg[0] = '\0';
+  attn_status s = attn_forward(NULL, p);
+  if (s == ATTN_OK)
+    die("attn_forward accepted an invalid argument", inv_id, "");
+  if (s != chk)
+    die("attn_forward_check and attn_forward disagree", inv_id, msg);
+  if (p->isa == ATTN_ISA_GENERIC) { /* unless the ISA is what broke */
+    p->isa = ATTN_ISA_AUTO;
+    if (attn_forward(NULL, p) != s)
+      die("generic and default ISA disagree on an error", inv_id, msg);
+  }
+}
+
+/* Valid mode, the forward: generic/1 thread into o[0], default/1 thread
+ * into o[1], default/N threads + a caller workspace into o[2]. */
+static void run_valid_forward(const fuzz_case *c, bufs *m, attn_params *p,
+                              const char *msg) {
+  static const attn_isa isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AUTO,
+                                   ATTN_ISA_AUTO};
+  for (int r = 0; r < 3; r++) {
+    p->o =
+        view(m->o[r], ATTN_DTYPE_F32, c->bhsd, c->batch, c->sq, c->hq, c->dv);
+    p->lse = c->use_lse ? m->lse[r] : NULL;
+    p->isa = isas[r];
+    p->num_threads = r == 2 ? c->threads : 1;
+    p->workspace = NULL;
+    p->workspace_size = 0;
+    if (r == 2) {
+      size_t ws = 0;
+      if (attn_forward_workspace_size(NULL, p, &ws) != ATTN_OK)
+        die("attn_forward_workspace_size failed", r, msg);
+      m->ws = malloc(ws ? ws : 1);
+      if (m->ws == NULL)
+        abort();
+      p->workspace = m->ws;
+      p->workspace_size = ws;
+    }
+    attn_status s = attn_forward(NULL, p);
+    if (s != ATTN_OK)
+      die("attn_forward rejected a valid problem", r, msg);
+  }
+}
+
+/* O: no NaN, generic vs default ISA within a loose tolerance, bitwise the
+ * same on 1 and N threads. */
+static void check_forward_o(const fuzz_case *c, const bufs *m) {
+  const int64_t no = c->batch * c->sq * c->hq * c->dv;
+  const double otol = (c->dt == ATTN_DTYPE_F32 ? 1e-3 : 2e-2) * c->mag;
+  for (int64_t i = 0; i < no; i++) {
+    if (isnan(m->o[0][i]) || isnan(m->o[1][i]))
+      die("NaN in O", i, "");
+    if (!(fabs((double)m->o[0][i] - (double)m->o[1][i]) <= otol))
+      die("generic and default ISA differ in O", i, "");
+  }
+  if (memcmp(m->o[1], m->o[2], (size_t)no * sizeof(float)) != 0)
+    die("O depends on the thread count", c->threads, "");
+}
+
+/* LSE: the same bits on 1 and N threads, no NaN or +inf, generic vs default
+ * ISA close and empty (-inf) on the same rows. */
+static void check_forward_lse(const fuzz_case *c, const bufs *m) {
+  const int64_t nl = c->batch * c->hq * c->sq;
+  if (memcmp(m->lse[1], m->lse[2], (size_t)nl * sizeof(float)) != 0)
+    die("LSE depends on the thread count", c->threads, "");
+  for (int64_t i = 0; i < nl; i++) {
+    float a = m->lse[0][i], b = m->lse[1][i];
+    if (isnan(a) || isnan(b) || (a > 0 && isinf(a)))
+      die("NaN or +inf in LSE", i, "");
+    if (isinf(a) != isinf(b))
+      die("generic and default ISA differ on an empty row", i, "");
+    if (!isinf(a) &&
+        !(fabs((double)a - (double)b) <= 1e-3 * (1.0 + fabs((double)a))))
+      die("generic and default ISA differ in LSE", i, "");
+  }
+}
+
+/* A row with lse = -inf has o = 0; lse is [batch, heads_q, seq_q]. */
+static void check_masked_rows(const fuzz_case *c, const bufs *m) {
+  const int64_t hq = c->hq, sq = c->sq, dv = c->dv;
+  for (int64_t b = 0; b < c->batch; b++)
+    for (int64_t h = 0; h < hq; h++)
+      for (int64_t i = 0; i < sq; i++) {
+        if (!isinf(m->lse[0][(b * hq + h) * sq + i]))
+          continue;
+        for (int64_t col = 0; col < dv; col++) {
+          int64_t at = c->bhsd ? ((b * hq + h) * sq + i) * dv + col
+                               : ((b * sq + i) * hq + h) * dv + col;
+          if (m->o[0][at] != 0.0f)
+            die("fully masked row has nonzero output", i, "");
+        }
+      }
+}
+
+/* The backward on the same problem: no NaN, and the same bits on 1 and on N
+ * threads (dq, dk, dv are f32 and laid out like q, k, v). */
+static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
+                         const char *msg) {
+  const int64_t batch = c->batch, hq = c->hq, hk = c->hk, sq = c->sq,
+                sk = c->sk, d = c->d, dv = c->dv;
+  const int64_t no = batch * sq * hq * dv;
+  const int64_t nq = batch * sq * hq * d, nk = batch * sk * hk * d,
+                nv = batch * sk * hk * dv;
+  float *dout = make(no, ATTN_DTYPE_F32, 1.0f, &c->seed);
+  float *g[2][3];
+  for (int r = 0; r < 2; r++) {
+    g[r][0] = calloc((size_t)nq, sizeof(float));
+    g[r][1] = calloc((size_t)nk, sizeof(float));
+    g[r][2] = calloc((size_t)nv, sizeof(float));
+    if (!g[r][0] || !g[r][1] || !g[r][2])
+      abort();
+  }
+  p->o = view(m->o[1], ATTN_DTYPE_F32, c->bhsd, batch, sq, hq, dv);
+  p->lse = m->lse[1];
+  p->isa = ATTN_ISA_AUTO;
+  p->workspace = NULL;
+  p->workspace_size = 0;
+  p->dout = view(dout, ATTN_DTYPE_F32, c->bhsd, batch, sq, hq, dv);
+  for (int r = 0; r < 2; r++) {
+    p->dq = view(g[r][0], ATTN_DTYPE_F32, c->bhsd, batch, sq, hq, d);
+    p->dk = view(g[r][1], ATTN_DTYPE_F32, c->bhsd, batch, sk, hk, d);
+    p->dv = view(g[r][2], ATTN_DTYPE_F32, c->bhsd, batch, sk, hk, dv);
+    p->num_threads = r == 0 ? 1 : c->threads;
+    if (attn_backward(NULL, p) != ATTN_OK)
+      die("attn_backward rejected a valid problem", r, msg);
+  }
+  const int64_t n[3] = {nq, nk, nv};
+  for (int t = 0; t < 3; t++) {
+    for (int64_t i = 0; i < n[t]; i++)
+      if (isnan(g[0][t][i]))
+        die("NaN in a gradient", t, "");
+    if (memcmp(g[0][t], g[1][t], (size_t)n[t] * sizeof(float)) != 0)
+      die("a gradient depends on the thread count", t, "");
+  }
+  for (int r = 0; r < 2; r++)
+    for (int t = 0; t < 3; t++)
+      free(g[r][t]);
+  free(dout);
+}
+
+/* Valid mode: the forward three ways and its checks, then (with LSE) the
+ * backward. */
+static void run_valid(fuzz_case *c, bufs *m, attn_params *p, const char *msg) {
+  run_valid_forward(c, m, p, msg);
+  check_forward_o(c, m);
+  if (c->use_lse) {
+    check_forward_lse(c, m);
+    check_masked_rows(c, m);
+    run_backward(c, m, p, msg);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bytes in = {data, size};
   bufs m;
   memset(&m, 0, sizeof m);
-
-  const int invalid = take(&in, 4) == 3;
-  const int64_t inv_id = take(&in, NUM_INVALID_CASES + 1);
-  int64_t batch = 1 + take(&in, 2);
-  const int64_t hk = 1 + take(&in, 4);
-  const int64_t hq = hk * (1 + take(&in, 2));
-  int64_t sq = 1 + take(&in, 16);
-  int64_t sk = 1 + take(&in, 16);
-  const int64_t d = 1 + take(&in, 16);
-  const int64_t dv = 1 + take(&in, 16);
-  const attn_dtype dt = (attn_dtype)take(&in, 3);
-  const int bhsd = (int)take(&in, 2);
-  const attn_causal causal = (attn_causal)take(&in, 3);
-  const int64_t wl = take(&in, 4) == 0 ? take(&in, 18) - 1 : -1;
-  const int64_t wr = take(&in, 4) == 0 ? take(&in, 18) - 1 : -1;
-  const float softcap = take(&in, 4) == 0 ? 0.5f + (float)take(&in, 16) : 0;
-  float scale = 0;
-  if (take(&in, 3) == 0)
-    scale = 0.05f * (float)(1 + take(&in, 40)) * (take(&in, 2) ? -1.f : 1.f);
-  const int use_alibi = take(&in, 4) == 0;
-  const int use_bias = take(&in, 3) == 0;
-  const int64_t bias_bits = take(&in, 16);
-  const int use_mask = take(&in, 3) == 0;
-  const int64_t mask_bits = take(&in, 16);
-  const int use_kv_lens = take(&in, 4) == 0;
-  const int use_lse = (int)take(&in, 2);
-  const int varlen = take(&in, 5) == 0;
-  static const float mags[3] = {1.0f, 4.0f, 16.0f};
-  const float mag = mags[take(&in, 3)];
-  const int threads = 2 + (int)take(&in, 3);
-  int64_t nb = 0;
-  if (varlen) {
-    nb = 1 + take(&in, 3);
-    m.cu_q[0] = m.cu_k[0] = 0;
-    for (int64_t b = 0; b < nb; b++) {
-      m.cu_q[b + 1] = m.cu_q[b] + 1 + (int32_t)take(&in, 5);
-      m.cu_k[b + 1] = m.cu_k[b] + 1 + (int32_t)take(&in, 5);
-    }
-    batch = 1;
-    sq = m.cu_q[nb];
-    sk = m.cu_k[nb];
-  }
-  uint64_t seed = 0x243F6A8885A308D3ULL;
-  for (size_t i = 0; i < in.n; i++)
-    seed = (seed ^ in.p[i]) * 0x100000001B3ULL;
-  if (seed == 0)
-    seed = 1;
+  fuzz_case c;
+  carve(&in, &c, &m);
 
   attn_params p;
   attn_params_init(&p);
-  m.q = make(batch * sq * hq * d, dt, mag, &seed);
-  m.k = make(batch * sk * hk * d, dt, mag, &seed);
-  m.v = make(batch * sk * hk * dv, dt, mag, &seed);
-  const int64_t no = batch * sq * hq * dv, nl = batch * hq * sq;
-  for (int r = 0; r < 3; r++) {
-    m.o[r] = calloc((size_t)no, sizeof(float));
-    m.lse[r] = calloc((size_t)nl, sizeof(float));
-    if (m.o[r] == NULL || m.lse[r] == NULL)
-      abort();
-  }
-  p.q = view(m.q, dt, bhsd, batch, sq, hq, d);
-  p.k = view(m.k, dt, bhsd, batch, sk, hk, d);
-  p.v = view(m.v, dt, bhsd, batch, sk, hk, dv);
-  p.scale = scale;
-  p.softcap = softcap;
-  p.causal = causal;
-  p.window_left = wl;
-  p.window_right = wr;
-  if (use_alibi) {
-    m.alibi = calloc((size_t)hq, sizeof(float));
-    if (m.alibi == NULL || attn_alibi_slopes(hq, m.alibi) != ATTN_OK)
-      die("attn_alibi_slopes failed", -1, "");
-    p.alibi_slopes = m.alibi;
-  }
-  const int64_t full[4] = {batch, hq, sq, sk};
-  if (use_bias && !varlen) {
-    m.bias = make(batch * hq * sq * sk, ATTN_DTYPE_F32, mag, &seed);
-    p.bias = attn_tensor_contiguous(m.bias, ATTN_DTYPE_F32, batch, hq, sq, sk);
-    for (int a = 0; a < 4; a++) {
-      if (bias_bits >> a & 1) { /* broadcast this axis */
-        p.bias.shape[a] = 1;
-        p.bias.stride[a] = 0;
-      }
-    }
-  }
-  if (use_mask && !varlen) {
-    int64_t n = batch * hq * sq * sk;
-    m.mask = calloc((size_t)n, 1);
-    if (m.mask == NULL)
-      abort();
-    for (int64_t i = 0; i < n; i++)
-      ((unsigned char *)m.mask)[i] = frand(&seed) > -0.5f;
-    p.mask = attn_tensor_contiguous(m.mask, ATTN_DTYPE_BOOL, full[0], full[1],
-                                    full[2], full[3]);
-    for (int a = 0; a < 4; a++) {
-      if (mask_bits >> a & 1) {
-        p.mask.shape[a] = 1;
-        p.mask.stride[a] = 0;
-      }
-    }
-  }
-  if (use_kv_lens && !varlen) {
-    for (int64_t b = 0; b < batch; b++)
-      m.kv_lens[b] =
-          1 + (int32_t)((uint32_t)((frand(&seed) + 1.0f) * 8.0f) % sk);
-    p.kv_lens = m.kv_lens;
-  }
-  if (varlen) {
-    p.cu_seqlens_q = m.cu_q;
-    p.cu_seqlens_k = m.cu_k;
-    p.varlen_batch = nb;
-  }
+  build_core(&c, &m, &p);
+  build_optional(&c, &m, &p);
 
-  char msg[256];
+  char msg[MSG_SIZE];
   msg[0] = '\0';
   p.error_message = msg;
   p.error_message_size = sizeof msg;
 
-  if (invalid) {
-    p.o = view(m.o[0], ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
-    p.lse = use_lse ? m.lse[0] : NULL;
-    p.isa = ATTN_ISA_GENERIC;
-    if (corrupt(&p, &m, inv_id, varlen, sk)) {
-      attn_status c = attn_forward_check(&p);
-      if (c == ATTN_OK)
-        die("attn_forward_check accepted an invalid argument", inv_id, "");
-      if (msg[0] == '\0' || memchr(msg, '\0', sizeof msg) == NULL)
-        die("no error message", inv_id, attn_strerror(c));
-      msg[0] = '\0';
-      attn_status s = attn_forward(NULL, &p);
-      if (s == ATTN_OK)
-        die("attn_forward accepted an invalid argument", inv_id, "");
-      if (s != c)
-        die("attn_forward_check and attn_forward disagree", inv_id, msg);
-      if (p.isa == ATTN_ISA_GENERIC) { /* unless the ISA is what broke */
-        p.isa = ATTN_ISA_AUTO;
-        if (attn_forward(NULL, &p) != s)
-          die("generic and default ISA disagree on an error", inv_id, msg);
-      }
-    }
-    free_bufs(&m);
-    return 0;
-  }
-
-  /* valid: generic/1 thread, default/1 thread, default/N threads+workspace */
-  static const attn_isa isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AUTO,
-                                   ATTN_ISA_AUTO};
-  for (int r = 0; r < 3; r++) {
-    p.o = view(m.o[r], ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
-    p.lse = use_lse ? m.lse[r] : NULL;
-    p.isa = isas[r];
-    p.num_threads = r == 2 ? threads : 1;
-    p.workspace = NULL;
-    p.workspace_size = 0;
-    if (r == 2) {
-      size_t ws = 0;
-      if (attn_forward_workspace_size(NULL, &p, &ws) != ATTN_OK)
-        die("attn_forward_workspace_size failed", r, msg);
-      m.ws = malloc(ws ? ws : 1);
-      if (m.ws == NULL)
-        abort();
-      p.workspace = m.ws;
-      p.workspace_size = ws;
-    }
-    attn_status s = attn_forward(NULL, &p);
-    if (s != ATTN_OK)
-      die("attn_forward rejected a valid problem", r, msg);
-  }
-  const double otol = (dt == ATTN_DTYPE_F32 ? 1e-3 : 2e-2) * mag;
-  for (int64_t i = 0; i < no; i++) {
-    if (isnan(m.o[0][i]) || isnan(m.o[1][i]))
-      die("NaN in O", i, "");
-    if (!(fabs((double)m.o[0][i] - (double)m.o[1][i]) <= otol))
-      die("generic and default ISA differ in O", i, "");
-  }
-  if (memcmp(m.o[1], m.o[2], (size_t)no * sizeof(float)) != 0)
-    die("O depends on the thread count", threads, "");
-  if (use_lse) {
-    if (memcmp(m.lse[1], m.lse[2], (size_t)nl * sizeof(float)) != 0)
-      die("LSE depends on the thread count", threads, "");
-    for (int64_t i = 0; i < nl; i++) {
-      float a = m.lse[0][i], b = m.lse[1][i];
-      if (isnan(a) || isnan(b) || (a > 0 && isinf(a)))
-        die("NaN or +inf in LSE", i, "");
-      if (isinf(a) != isinf(b))
-        die("generic and default ISA differ on an empty row", i, "");
-      if (!isinf(a) &&
-          !(fabs((double)a - (double)b) <= 1e-3 * (1.0 + fabs((double)a))))
-        die("generic and default ISA differ in LSE", i, "");
-    }
-    /* a row with lse = -inf has o = 0; lse is [batch, heads_q, seq_q] */
-    for (int64_t b = 0; b < batch; b++)
-      for (int64_t h = 0; h < hq; h++)
-        for (int64_t i = 0; i < sq; i++) {
-          if (!isinf(m.lse[0][(b * hq + h) * sq + i]))
-            continue;
-          for (int64_t c = 0; c < dv; c++) {
-            int64_t at = bhsd ? ((b * hq + h) * sq + i) * dv + c
-                              : ((b * sq + i) * hq + h) * dv + c;
-            if (m.o[0][at] != 0.0f)
-              die("fully masked row has nonzero output", i, "");
-          }
-        }
-  }
-  if (use_lse) {
-    /* The backward on the same problem: no NaN, and the same bits on 1 and
-     * on N threads (dq, dk, dv are f32 and laid out like q, k, v). */
-    const int64_t nq = batch * sq * hq * d, nk = batch * sk * hk * d,
-                  nv = batch * sk * hk * dv;
-    float *dout = make(no, ATTN_DTYPE_F32, 1.0f, &seed);
-    float *g[2][3];
-    for (int r = 0; r < 2; r++) {
-      g[r][0] = calloc((size_t)nq, sizeof(float));
-      g[r][1] = calloc((size_t)nk, sizeof(float));
-      g[r][2] = calloc((size_t)nv, sizeof(float));
-      if (!g[r][0] || !g[r][1] || !g[r][2])
-        abort();
-    }
-    p.o = view(m.o[1], ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
-    p.lse = m.lse[1];
-    p.isa = ATTN_ISA_AUTO;
-    p.workspace = NULL;
-    p.workspace_size = 0;
-    p.dout = view(dout, ATTN_DTYPE_F32, bhsd, batch, sq, hq, dv);
-    for (int r = 0; r < 2; r++) {
-      p.dq = view(g[r][0], ATTN_DTYPE_F32, bhsd, batch, sq, hq, d);
-      p.dk = view(g[r][1], ATTN_DTYPE_F32, bhsd, batch, sk, hk, d);
-      p.dv = view(g[r][2], ATTN_DTYPE_F32, bhsd, batch, sk, hk, dv);
-      p.num_threads = r == 0 ? 1 : threads;
-      if (attn_backward(NULL, &p) != ATTN_OK)
-        die("attn_backward rejected a valid problem", r, msg);
-    }
-    const int64_t n[3] = {nq, nk, nv};
-    for (int t = 0; t < 3; t++) {
-      for (int64_t i = 0; i < n[t]; i++)
-        if (isnan(g[0][t][i]))
-          die("NaN in a gradient", t, "");
-      if (memcmp(g[0][t], g[1][t], (size_t)n[t] * sizeof(float)) != 0)
-        die("a gradient depends on the thread count", t, "");
-    }
-    for (int r = 0; r < 2; r++)
-      for (int t = 0; t < 3; t++)
-        free(g[r][t]);
-    free(dout);
-  }
+  if (c.invalid)
+    run_invalid(&c, &m, &p, msg);
+  else
+    run_valid(&c, &m, &p, msg);
   free_bufs(&m);
   return 0;
 }

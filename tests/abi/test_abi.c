@@ -148,6 +148,110 @@ static void check_oracle(const attn_params *p, const char *what) {
   oracle_grads_free(&gn);
 }
 
+/* The consumer's header: its magic and its sizeof(attn_params), which must
+ * be 0.1's. 0 when the header could be read. */
+static int read_consumer_header(FILE *f, const char *path) {
+  uint32_t magic = 0;
+  uint64_t psize = 0;
+  if (!get(f, &magic, sizeof magic) || !get(f, &psize, sizeof psize) ||
+      magic != ABI_MAGIC) {
+    CHECK(0, "%s: bad header", path);
+    return -1;
+  }
+  CHECK(psize == ATTN_PARAMS_SIZE_0_1,
+        "the consumer's attn_params is %llu bytes, ATTN_PARAMS_SIZE_0_1 is "
+        "%zu: it was not built against the 0.1 header",
+        (unsigned long long)psize, ATTN_PARAMS_SIZE_0_1);
+  CHECK(psize < sizeof(attn_params),
+        "today's attn_params (%zu bytes) is not larger than 0.1's (%llu)",
+        sizeof(attn_params), (unsigned long long)psize);
+  return 0;
+}
+
+/* The consumer's o, lse, dq, dk, dv, dbias of one run (n[t] floats each, in
+ * f) against today's in bf, bitwise. -1 when one is missing from f. */
+static int compare_outputs(FILE *f, const char *what, const int64_t n[6],
+                           const abi_bufs *bf) {
+  static const char *const names[6] = {"o", "lse", "dq", "dk", "dv", "dbias"};
+  const float *mine[6] = {bf->o, bf->lse, bf->dq, bf->dk, bf->dv, bf->dbias};
+  for (int t = 0; t < 6; t++) {
+    if (n[t] == 0)
+      continue;
+    float *theirs = malloc((size_t)n[t] * sizeof(float));
+    if (!theirs || !get(f, theirs, (size_t)n[t] * sizeof(float))) {
+      CHECK(0, "%s: %s missing from the consumer's output", what, names[t]);
+      free(theirs);
+      return -1;
+    }
+    const int64_t at = first_diff(theirs, mine[t], n[t]);
+    CHECK(at < 0,
+          "%s: %s differs between the 0.1 consumer and today's header at "
+          "%lld: %.9g vs %.9g",
+          what, names[t], (long long)at, at < 0 ? 0.0 : (double)theirs[at],
+          at < 0 ? 0.0 : (double)mine[t][at]);
+    free(theirs);
+  }
+  return 0;
+}
+
+/* Case c on isa through today's header, compared with the consumer's record
+ * of it (next in f) and checked against the oracle. -1 when the record is
+ * missing or does not fit: the rest of f cannot be read. */
+static int compare_run(FILE *f, int c, int isa) {
+  char what[128];
+  snprintf(what, sizeof what, "case %s, isa %s", abi_cases[c].name,
+           attn_isa_name((attn_isa)isa));
+  int32_t hdr[4];
+  int64_t n[6];
+  if (!get(f, hdr, sizeof hdr) || !get(f, n, sizeof n) || hdr[0] != c ||
+      hdr[1] != isa) {
+    CHECK(0, "%s: missing from the consumer's output", what);
+    return -1;
+  }
+  attn_params p;
+  abi_bufs bf;
+  attn_status sf, sb;
+  attn_params_init(&p);
+  abi_case_build(&abi_cases[c], &bf, &p, abi_case_seed(c));
+  abi_case_run(&abi_cases[c], &bf, &p, (attn_isa)isa, &sf, &sb);
+  CHECK(sf == ATTN_OK && sb == ATTN_OK,
+        "%s: today's header: forward %d, backward %d (%s)", what, (int)sf,
+        (int)sb, bf.why);
+  CHECK(hdr[2] == (int32_t)sf && hdr[3] == (int32_t)sb,
+        "%s: 0.1 consumer got statuses (%d, %d), today's header (%d, %d)", what,
+        (int)hdr[2], (int)hdr[3], (int)sf, (int)sb);
+  const int64_t want[6] = {bf.n_o, bf.n_lse, bf.n_q, bf.n_k, bf.n_v, bf.n_bias};
+  if (memcmp(n, want, sizeof n) != 0) {
+    CHECK(0, "%s: the consumer's sizes differ", what);
+    abi_bufs_free(&bf);
+    return -1;
+  }
+  if (compare_outputs(f, what, n, &bf) != 0) {
+    abi_bufs_free(&bf);
+    return -1;
+  }
+  if (sf == ATTN_OK && sb == ATTN_OK)
+    check_oracle(&p, what);
+  abi_bufs_free(&bf);
+  return 0;
+}
+
+/* Every case on every supported ISA, in the consumer's order; the number of
+ * runs compared, or -1 when f ended or went wrong before the last. */
+static int compare_all_runs(FILE *f) {
+  int runs = 0;
+  for (int c = 0; c < ABI_NUM_CASES; c++) {
+    for (int isa = ATTN_ISA_GENERIC; isa <= ATTN_ISA_AVX512; isa++) {
+      if (!attn_isa_supported((attn_isa)isa))
+        continue;
+      if (compare_run(f, c, isa) != 0)
+        return -1;
+      runs++;
+    }
+  }
+  return runs;
+}
+
 static void part1(const char *consumer) {
   char path[512];
   const char *tmp = getenv("TMPDIR");
@@ -160,95 +264,15 @@ static void part1(const char *consumer) {
     CHECK(0, "abi_consumer_0_1 wrote no %s", path);
     return;
   }
-  uint32_t magic = 0;
-  uint64_t psize = 0;
-  if (!get(f, &magic, sizeof magic) || !get(f, &psize, sizeof psize) ||
-      magic != ABI_MAGIC) {
-    CHECK(0, "%s: bad header", path);
-    fclose(f);
-    remove(path);
-    return;
-  }
-  CHECK(psize == ATTN_PARAMS_SIZE_0_1,
-        "the consumer's attn_params is %llu bytes, ATTN_PARAMS_SIZE_0_1 is "
-        "%zu: it was not built against the 0.1 header",
-        (unsigned long long)psize, ATTN_PARAMS_SIZE_0_1);
-  CHECK(psize < sizeof(attn_params),
-        "today's attn_params (%zu bytes) is not larger than 0.1's (%llu)",
-        sizeof(attn_params), (unsigned long long)psize);
-
-  int runs = 0;
-  for (int c = 0; c < ABI_NUM_CASES; c++) {
-    for (int isa = ATTN_ISA_GENERIC; isa <= ATTN_ISA_AVX512; isa++) {
-      if (!attn_isa_supported((attn_isa)isa))
-        continue;
-      char what[128];
-      snprintf(what, sizeof what, "case %s, isa %s", abi_cases[c].name,
-               attn_isa_name((attn_isa)isa));
-      int32_t hdr[4];
-      int64_t n[6];
-      if (!get(f, hdr, sizeof hdr) || !get(f, n, sizeof n) || hdr[0] != c ||
-          hdr[1] != isa) {
-        CHECK(0, "%s: missing from the consumer's output", what);
-        fclose(f);
-        remove(path);
-        return;
-      }
-      attn_params p;
-      abi_bufs bf;
-      attn_status sf, sb;
-      attn_params_init(&p);
-      abi_case_build(&abi_cases[c], &bf, &p, abi_case_seed(c));
-      abi_case_run(&abi_cases[c], &bf, &p, (attn_isa)isa, &sf, &sb);
-      CHECK(sf == ATTN_OK && sb == ATTN_OK,
-            "%s: today's header: forward %d, backward %d (%s)", what, (int)sf,
-            (int)sb, bf.why);
-      CHECK(hdr[2] == (int32_t)sf && hdr[3] == (int32_t)sb,
-            "%s: 0.1 consumer got statuses (%d, %d), today's header (%d, %d)",
-            what, (int)hdr[2], (int)hdr[3], (int)sf, (int)sb);
-      const int64_t want[6] = {bf.n_o, bf.n_lse, bf.n_q,
-                               bf.n_k, bf.n_v,   bf.n_bias};
-      if (memcmp(n, want, sizeof n) != 0) {
-        CHECK(0, "%s: the consumer's sizes differ", what);
-        abi_bufs_free(&bf);
-        fclose(f);
-        remove(path);
-        return;
-      }
-      static const char *const names[6] = {"o",  "lse", "dq",
-                                           "dk", "dv",  "dbias"};
-      const float *mine[6] = {bf.o, bf.lse, bf.dq, bf.dk, bf.dv, bf.dbias};
-      for (int t = 0; t < 6; t++) {
-        if (n[t] == 0)
-          continue;
-        float *theirs = malloc((size_t)n[t] * sizeof(float));
-        if (!theirs || !get(f, theirs, (size_t)n[t] * sizeof(float))) {
-          CHECK(0, "%s: %s missing from the consumer's output", what, names[t]);
-          free(theirs);
-          abi_bufs_free(&bf);
-          fclose(f);
-          remove(path);
-          return;
-        }
-        const int64_t at = first_diff(theirs, mine[t], n[t]);
-        CHECK(at < 0,
-              "%s: %s differs between the 0.1 consumer and today's header at "
-              "%lld: %.9g vs %.9g",
-              what, names[t], (long long)at, at < 0 ? 0.0 : (double)theirs[at],
-              at < 0 ? 0.0 : (double)mine[t][at]);
-        free(theirs);
-      }
-      if (sf == ATTN_OK && sb == ATTN_OK)
-        check_oracle(&p, what);
-      abi_bufs_free(&bf);
-      runs++;
-    }
-  }
+  int runs = -1;
+  if (read_consumer_header(f, path) == 0)
+    runs = compare_all_runs(f);
   fclose(f);
   remove(path);
-  printf("part 1: %d runs of the 0.1 consumer compared (bitwise) with today's "
-         "header, and against the oracle\n",
-         runs);
+  if (runs >= 0)
+    printf("part 1: %d runs of the 0.1 consumer compared (bitwise) with "
+           "today's header, and against the oracle\n",
+           runs);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -328,6 +352,150 @@ static attn_status call(int fn, const attn_params *p, size_t size,
   }
 }
 
+/* fname[fn] with an unknown size: ATTN_ERR_ABI, no output written, and a
+ * reason in error_message exactly when the size covers that field (printed
+ * when print_reason is set). */
+static void check_bad_size(int fn, size_t size, int print_reason,
+                           small_problem *sp, const params_holder *h) {
+  const size_t S01 = ATTN_PARAMS_SIZE_0_1;
+  float o_before[sizeof sp->o / 4], lse_before[sizeof sp->lse / 4];
+  memcpy(o_before, sp->o, sizeof sp->o);
+  memcpy(lse_before, sp->lse, sizeof sp->lse);
+  memset(sp->dq, PAT, sizeof sp->dq);
+  memset(sp->dk, PAT, sizeof sp->dk);
+  memset(sp->dv, PAT, sizeof sp->dv);
+  memset(sp->why, 'x', sizeof sp->why);
+  size_t bytes = 777;
+  const attn_status st = call(fn, &h->p, size, &bytes);
+  char sz[32];
+  if (size == SIZE_MAX)
+    snprintf(sz, sizeof sz, "SIZE_MAX");
+  else
+    snprintf(sz, sizeof sz, "%zu", size);
+  CHECK(st == ATTN_ERR_ABI, "%s(size %s): status %d (%s), want %d", fname[fn],
+        sz, (int)st, attn_strerror(st), (int)ATTN_ERR_ABI);
+  const int wrote_outputs = memcmp(o_before, sp->o, sizeof sp->o) != 0 ||
+                            memcmp(lse_before, sp->lse, sizeof sp->lse) != 0 ||
+                            !all_bytes(sp->dq, sizeof sp->dq, PAT) ||
+                            !all_bytes(sp->dk, sizeof sp->dk, PAT) ||
+                            !all_bytes(sp->dv, sizeof sp->dv, PAT) ||
+                            bytes != 777;
+  CHECK(!wrote_outputs, "%s(size %s): wrote an output", fname[fn], sz);
+  if (size > S01) {
+    const char *nul = memchr(sp->why, '\0', sizeof sp->why);
+    CHECK(nul != NULL && nul != sp->why && sp->why[0] != 'x',
+          "%s(size %s): no NUL-terminated reason in error_message", fname[fn],
+          sz);
+    if (print_reason && nul)
+      printf("part 2: message for SIZE_MAX: \"%s\"\n", sp->why);
+  } else {
+    CHECK(all_bytes(sp->why, sizeof sp->why, 'x'),
+          "%s(size %s): wrote error_message although the size (below "
+          "0.1's %zu) does not cover that field",
+          fname[fn], sz, S01);
+  }
+}
+
+/* fname[fn] with the known sizes (0.1's and today's): ATTN_OK. */
+static void check_good_sizes(int fn, small_problem *sp,
+                             const params_holder *h) {
+  const size_t good[2] = {ATTN_PARAMS_SIZE_0_1, sizeof(attn_params)};
+  for (int i = 0; i < 2; i++) {
+    size_t bytes = 0;
+    memset(sp->why, 0, sizeof sp->why);
+    const attn_status st = call(fn, &h->p, good[i], &bytes);
+    CHECK(st == ATTN_OK, "%s(size %zu): status %d (%s)", fname[fn], good[i],
+          (int)st, sp->why);
+  }
+}
+
+/* A 0.1-sized call ignores the appended fields, whatever they hold. */
+static void check_01_ignores_new_fields(small_problem *sp,
+                                        const params_holder *h) {
+  const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
+  float o_ref[sizeof sp->o / 4], lse_ref[sizeof sp->lse / 4];
+  CHECK(attn_forward_sized(NULL, &h->p, S) == ATTN_OK, "forward: %s", sp->why);
+  memcpy(o_ref, sp->o, sizeof sp->o);
+  memcpy(lse_ref, sp->lse, sizeof sp->lse);
+  params_holder g = *h;
+  g.p.q_pos_offset = 1000;
+  g.p.k_pos_offset = -7;
+  g.p.prefix_len = 3;
+  memset(sp->o, PAT, sizeof sp->o);
+  memset(sp->lse, PAT, sizeof sp->lse);
+  attn_status st = attn_forward_sized(NULL, &g.p, S01);
+  CHECK(st == ATTN_OK && memcmp(o_ref, sp->o, sizeof sp->o) == 0 &&
+            memcmp(lse_ref, sp->lse, sizeof sp->lse) == 0,
+        "forward with the 0.1 size read the 0.2 fields (status %d)", (int)st);
+  st = attn_backward_check_sized(&g.p, S01);
+  CHECK(st == ATTN_OK, "backward check with the 0.1 size: status %d", (int)st);
+}
+
+/* attn_params_init_sized: nothing written with an unknown size, exactly the
+ * given size (and the right defaults) with a known one. */
+static void check_params_init_sized(const size_t *bad, int nbad) {
+  const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
+  for (int i = 0; i < nbad; i++) {
+    params_holder buf;
+    memset(&buf, PAT, sizeof buf);
+    attn_params_init_sized(&buf.p, bad[i]);
+    CHECK(all_bytes(&buf, sizeof buf, PAT),
+          "attn_params_init_sized(size %zu) wrote into the struct", bad[i]);
+  }
+  params_holder buf;
+  memset(&buf, PAT, sizeof buf);
+  attn_params_init_sized(&buf.p, S01);
+  CHECK(all_bytes((const char *)&buf + S01, sizeof buf - S01, PAT),
+        "attn_params_init_sized(0.1 size) wrote past %zu bytes", S01);
+  CHECK(buf.p.window_left == -1 && buf.p.window_right == -1 &&
+            buf.p.q.data == NULL && buf.p.dbias.data == NULL,
+        "attn_params_init_sized(0.1 size): wrong defaults");
+  memset(&buf, PAT, sizeof buf);
+  attn_params_init_sized(&buf.p, S);
+  CHECK(all_bytes(buf.tail, sizeof buf.tail, PAT),
+        "attn_params_init_sized(sizeof) wrote past the struct");
+  CHECK(buf.p.prefix_len == -1 && buf.p.q_pos_offset == 0 &&
+            buf.p.k_pos_offset == 0 && buf.p.q_pos_offsets == NULL &&
+            buf.p.k_pos_offsets == NULL && buf.p.compiled_mask == NULL &&
+            buf.p.window_left == -1,
+        "attn_params_init_sized(sizeof): wrong defaults for 0.2 fields");
+  attn_params_init_sized(NULL, S); /* must not crash */
+}
+
+/* attn_context_options_init_sized / attn_context_create_sized: an unknown
+ * size writes nothing and gives ATTN_ERR_ABI with *out = NULL; sizeof
+ * works. */
+static void check_context_sized(void) {
+  const size_t so = sizeof(attn_context_options);
+  const size_t obad[] = {0, 1, so - 1, so + 8, so + 64, SIZE_MAX};
+  for (size_t i = 0; i < sizeof obad / sizeof obad[0]; i++) {
+    struct {
+      attn_context_options o;
+      unsigned char tail[128];
+    } ob;
+    memset(&ob, PAT, sizeof ob);
+    attn_context_options_init_sized(&ob.o, obad[i]);
+    CHECK(all_bytes(&ob, sizeof ob, PAT),
+          "attn_context_options_init_sized(size %zu) wrote", obad[i]);
+    memset(&ob, 0, sizeof ob);
+    attn_context *ctx = (attn_context *)&ob; /* must be overwritten */
+    const attn_status st = attn_context_create_sized(&ctx, &ob.o, obad[i]);
+    CHECK(st == ATTN_ERR_ABI,
+          "attn_context_create_sized(size %zu): status %d, want %d", obad[i],
+          (int)st, (int)ATTN_ERR_ABI);
+    CHECK(ctx == NULL,
+          "attn_context_create_sized(size %zu): *out not set to NULL", obad[i]);
+    if (st == ATTN_OK && ctx != (attn_context *)&ob)
+      attn_context_free(ctx);
+  }
+  attn_context_options o;
+  attn_context_options_init(&o);
+  attn_context *ctx = NULL;
+  CHECK(attn_context_create_sized(&ctx, &o, so) == ATTN_OK && ctx,
+        "attn_context_create_sized(sizeof) failed");
+  attn_context_free(ctx);
+}
+
 static void part2(void) {
   const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
   const size_t bad[] = {0, 1, S01 - 8, S01 + 8, S - 8, S + 8, S + 64, SIZE_MAX};
@@ -345,138 +513,13 @@ static void part2(void) {
         sp.why);
 
   for (int fn = 0; fn < F_COUNT; fn++) {
-    for (int i = 0; i < nbad; i++) {
-      const size_t size = bad[i];
-      float o_before[sizeof sp.o / 4], lse_before[sizeof sp.lse / 4];
-      memcpy(o_before, sp.o, sizeof sp.o);
-      memcpy(lse_before, sp.lse, sizeof sp.lse);
-      memset(sp.dq, PAT, sizeof sp.dq);
-      memset(sp.dk, PAT, sizeof sp.dk);
-      memset(sp.dv, PAT, sizeof sp.dv);
-      memset(sp.why, 'x', sizeof sp.why);
-      size_t bytes = 777;
-      const attn_status st = call(fn, &h.p, size, &bytes);
-      char sz[32];
-      if (size == SIZE_MAX)
-        snprintf(sz, sizeof sz, "SIZE_MAX");
-      else
-        snprintf(sz, sizeof sz, "%zu", size);
-      CHECK(st == ATTN_ERR_ABI, "%s(size %s): status %d (%s), want %d",
-            fname[fn], sz, (int)st, attn_strerror(st), (int)ATTN_ERR_ABI);
-      const int wrote_outputs =
-          memcmp(o_before, sp.o, sizeof sp.o) != 0 ||
-          memcmp(lse_before, sp.lse, sizeof sp.lse) != 0 ||
-          !all_bytes(sp.dq, sizeof sp.dq, PAT) ||
-          !all_bytes(sp.dk, sizeof sp.dk, PAT) ||
-          !all_bytes(sp.dv, sizeof sp.dv, PAT) || bytes != 777;
-      CHECK(!wrote_outputs, "%s(size %s): wrote an output", fname[fn], sz);
-      if (size > S01) {
-        const char *nul = memchr(sp.why, '\0', sizeof sp.why);
-        CHECK(nul != NULL && nul != sp.why && sp.why[0] != 'x',
-              "%s(size %s): no NUL-terminated reason in error_message",
-              fname[fn], sz);
-        if (fn == F_FWD && i == nbad - 1 && nul)
-          printf("part 2: message for SIZE_MAX: \"%s\"\n", sp.why);
-      } else {
-        CHECK(all_bytes(sp.why, sizeof sp.why, 'x'),
-              "%s(size %s): wrote error_message although the size (below "
-              "0.1's %zu) does not cover that field",
-              fname[fn], sz, S01);
-      }
-    }
-    /* the known sizes work */
-    const size_t good[2] = {S01, S};
-    for (int i = 0; i < 2; i++) {
-      size_t bytes = 0;
-      memset(sp.why, 0, sizeof sp.why);
-      const attn_status st = call(fn, &h.p, good[i], &bytes);
-      CHECK(st == ATTN_OK, "%s(size %zu): status %d (%s)", fname[fn], good[i],
-            (int)st, sp.why);
-    }
+    for (int i = 0; i < nbad; i++)
+      check_bad_size(fn, bad[i], fn == F_FWD && i == nbad - 1, &sp, &h);
+    check_good_sizes(fn, &sp, &h);
   }
-
-  /* A 0.1-sized call ignores the appended fields, whatever they hold. */
-  {
-    float o_ref[sizeof sp.o / 4], lse_ref[sizeof sp.lse / 4];
-    CHECK(attn_forward_sized(NULL, &h.p, S) == ATTN_OK, "forward: %s", sp.why);
-    memcpy(o_ref, sp.o, sizeof sp.o);
-    memcpy(lse_ref, sp.lse, sizeof sp.lse);
-    params_holder g = h;
-    g.p.q_pos_offset = 1000;
-    g.p.k_pos_offset = -7;
-    g.p.prefix_len = 3;
-    memset(sp.o, PAT, sizeof sp.o);
-    memset(sp.lse, PAT, sizeof sp.lse);
-    attn_status st = attn_forward_sized(NULL, &g.p, S01);
-    CHECK(st == ATTN_OK && memcmp(o_ref, sp.o, sizeof sp.o) == 0 &&
-              memcmp(lse_ref, sp.lse, sizeof sp.lse) == 0,
-          "forward with the 0.1 size read the 0.2 fields (status %d)", (int)st);
-    st = attn_backward_check_sized(&g.p, S01);
-    CHECK(st == ATTN_OK, "backward check with the 0.1 size: status %d",
-          (int)st);
-  }
-
-  /* attn_params_init_sized */
-  for (int i = 0; i < nbad; i++) {
-    params_holder buf;
-    memset(&buf, PAT, sizeof buf);
-    attn_params_init_sized(&buf.p, bad[i]);
-    CHECK(all_bytes(&buf, sizeof buf, PAT),
-          "attn_params_init_sized(size %zu) wrote into the struct", bad[i]);
-  }
-  {
-    params_holder buf;
-    memset(&buf, PAT, sizeof buf);
-    attn_params_init_sized(&buf.p, S01);
-    CHECK(all_bytes((const char *)&buf + S01, sizeof buf - S01, PAT),
-          "attn_params_init_sized(0.1 size) wrote past %zu bytes", S01);
-    CHECK(buf.p.window_left == -1 && buf.p.window_right == -1 &&
-              buf.p.q.data == NULL && buf.p.dbias.data == NULL,
-          "attn_params_init_sized(0.1 size): wrong defaults");
-    memset(&buf, PAT, sizeof buf);
-    attn_params_init_sized(&buf.p, S);
-    CHECK(all_bytes(buf.tail, sizeof buf.tail, PAT),
-          "attn_params_init_sized(sizeof) wrote past the struct");
-    CHECK(buf.p.prefix_len == -1 && buf.p.q_pos_offset == 0 &&
-              buf.p.k_pos_offset == 0 && buf.p.q_pos_offsets == NULL &&
-              buf.p.k_pos_offsets == NULL && buf.p.compiled_mask == NULL &&
-              buf.p.window_left == -1,
-          "attn_params_init_sized(sizeof): wrong defaults for 0.2 fields");
-    attn_params_init_sized(NULL, S); /* must not crash */
-  }
-
-  /* attn_context_options_init_sized / attn_context_create_sized */
-  {
-    const size_t so = sizeof(attn_context_options);
-    const size_t obad[] = {0, 1, so - 1, so + 8, so + 64, SIZE_MAX};
-    for (size_t i = 0; i < sizeof obad / sizeof obad[0]; i++) {
-      struct {
-        attn_context_options o;
-        unsigned char tail[128];
-      } ob;
-      memset(&ob, PAT, sizeof ob);
-      attn_context_options_init_sized(&ob.o, obad[i]);
-      CHECK(all_bytes(&ob, sizeof ob, PAT),
-            "attn_context_options_init_sized(size %zu) wrote", obad[i]);
-      memset(&ob, 0, sizeof ob);
-      attn_context *ctx = (attn_context *)&ob; /* must be overwritten */
-      const attn_status st = attn_context_create_sized(&ctx, &ob.o, obad[i]);
-      CHECK(st == ATTN_ERR_ABI,
-            "attn_context_create_sized(size %zu): status %d, want %d", obad[i],
-            (int)st, (int)ATTN_ERR_ABI);
-      CHECK(ctx == NULL,
-            "attn_context_create_sized(size %zu): *out not set to NULL",
-            obad[i]);
-      if (st == ATTN_OK && ctx != (attn_context *)&ob)
-        attn_context_free(ctx);
-    }
-    attn_context_options o;
-    attn_context_options_init(&o);
-    attn_context *ctx = NULL;
-    CHECK(attn_context_create_sized(&ctx, &o, so) == ATTN_OK && ctx,
-          "attn_context_create_sized(sizeof) failed");
-    attn_context_free(ctx);
-  }
+  check_01_ignores_new_fields(&sp, &h);
+  check_params_init_sized(bad, nbad);
+  check_context_sized();
   printf("part 2: unknown sizes checked\n");
 }
 
