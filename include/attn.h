@@ -377,7 +377,9 @@ ATTN_API attn_status attn_forward_check_sized(const attn_params *p,
 
 /* Bytes of workspace attn_forward needs for p (with p's thread count and
  * ISA under ctx). Pass a buffer this big (64-byte aligned is best) in
- * p->workspace and the call allocates nothing. */
+ * p->workspace and the call allocates nothing (once a context's pool has
+ * its workers: the first call that starts them, or the first call on the
+ * default context, which creates it, allocates those once). */
 ATTN_API attn_status attn_forward_workspace_size_sized(attn_context *ctx,
                                                        const attn_params *p,
                                                        size_t size,
