@@ -99,10 +99,11 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   float *restrict ds = t->ds;
 
   /* (1) S = Qs K^T */
-  for (int pc = 0; pc < ncol; pc += NR)
+  for (int pc = 0; pc < ncol; pc += NR) {
+    const float *kp = t->kt + (pc / NR) * d * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
-      KFN(bmk_nt)
-  (t->q + r0 * dp, dp, d, t->kt + (pc / NR) * d * NR, s + r0 * BC + pc);
+      KFN(bmk_nt)(t->q + r0 * dp, dp, d, kp, s + r0 * BC + pc);
+  }
   /* (2) the forward's pipeline, then P = 2^((S - lse) log2 e) */
   for (int r = 0; r < rows; r++) {
     float *x = s + r * BC;
@@ -111,9 +112,8 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       memset(x, 0, sizeof(float) * (size_t)ncol);
       continue;
     }
-    KFN(score_fwd_row)
-    (&t->sc, t->i0 + r, t->j0, x, t->sc.softcap > 0 ? t->g + r * BC : NULL,
-     ncol);
+    float *g = t->sc.softcap > 0 ? t->g + r * BC : NULL;
+    KFN(score_fwd_row)(&t->sc, t->i0 + r, t->j0, x, g, ncol);
     if (partial)
       attn_mask_apply(&t->mv, r, r + 1, t->j0, ncol, x, BC);
     KFN(softmax_exp_row)(x, ncol, lse);
@@ -122,16 +122,17 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);
 
   /* (3) dV += P^T dO: rows of dV are keys, the sum runs over queries */
-  if (t->dvacc)
-    for (int r0 = 0; r0 < ncol; r0 += MR)
-      KFN(acc_cols)
-  (s + r0, 1, BC, rows_mr, t->dout, dvp, t->dvacc + r0 * dvp, dvp, dvp, MR);
+  for (int r0 = 0; r0 < ncol && t->dvacc; r0 += MR) {
+    float *c = t->dvacc + r0 * dvp;
+    KFN(acc_cols)(s + r0, 1, BC, rows_mr, t->dout, dvp, c, dvp, dvp, MR);
+  }
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
-  for (int pc = 0; pc < ncol; pc += NR)
+  for (int pc = 0; pc < ncol; pc += NR) {
+    const float *vp = t->vt + (pc / NR) * dv * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
-      KFN(bmk_nt)
-  (t->dout + r0 * dvp, dvp, dv, t->vt + (pc / NR) * dv * NR, ds + r0 * BC + pc);
+      KFN(bmk_nt)(t->dout + r0 * dvp, dvp, dv, vp, ds + r0 * BC + pc);
+  }
   for (int r = 0; r < rows_mr; r++) {
     float *x = ds + r * BC;
     const float *p = s + r * BC;
@@ -152,13 +153,13 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       KFN(score_bwd_row)(&t->sc, ds + r * BC, t->g + r * BC, ncol);
 
   /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
-  if (t->dk)
-    for (int r0 = 0; r0 < ncol; r0 += MR)
-      KFN(acc_cols)
-  (ds + r0, 1, BC, rows_mr, t->q, dp, t->dk + r0 * dp, dp, dp, MR);
-  if (t->dq)
-    for (int r0 = 0; r0 < rows; r0 += MR)
-      KFN(acc_cols)
-  (ds + r0 * BC, BC, 1, ncol, t->krow, dp, t->dq + r0 * dp, dp, dp,
-   rows - r0 < MR ? rows - r0 : MR);
+  for (int r0 = 0; r0 < ncol && t->dk; r0 += MR) {
+    float *c = t->dk + r0 * dp;
+    KFN(acc_cols)(ds + r0, 1, BC, rows_mr, t->q, dp, c, dp, dp, MR);
+  }
+  for (int r0 = 0; r0 < rows && t->dq; r0 += MR) {
+    float *c = t->dq + r0 * dp;
+    const int nst = rows - r0 < MR ? rows - r0 : MR;
+    KFN(acc_cols)(ds + r0 * BC, BC, 1, ncol, t->krow, dp, c, dp, dp, nst);
+  }
 }

@@ -265,12 +265,12 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
+      const float *qr = t->q + r0 * d, *nm = negm + r0;
+      float *out = s + r0 * BC + pc, *rs = rowsum + r0, *rm = rowmax + r0 * VL;
       if (fused)
-        KFN(qk_exp_block)
-        (mr, t->q + r0 * d, d, kp, s + r0 * BC + pc, negm + r0, rowsum + r0,
-         rowmax + r0 * VL);
+        KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm);
       else
-        KFN(qk_block)(mr, t->q + r0 * d, d, kp, s + r0 * BC + pc);
+        KFN(qk_block)(mr, qr, d, kp, out);
     }
   }
   if (!fused)
