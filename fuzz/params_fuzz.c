@@ -80,10 +80,12 @@ static attn_tensor view(void *d, attn_dtype dt, int bhsd, int64_t b, int64_t s,
 typedef struct bufs {
   void *q, *k, *v, *bias, *mask, *ws;
   float *o[3], *lse[3], *alibi;
+  attn_mask *cmask; /* a compiled mask (valid mode), or NULL */
   int32_t kv_lens[2], cu_q[5], cu_k[5];
 } bufs;
 
 static void free_bufs(bufs *m) {
+  attn_mask_free(m->cmask);
   free(m->q);
   free(m->k);
   free(m->v);
@@ -263,6 +265,8 @@ typedef struct fuzz_case {
   float mag;
   int threads;
   int64_t nb; /* varlen: sequences, offsets in bufs cu_q and cu_k */
+  int64_t prefix, qoff, koff; /* prefix-LM (-1 off), position offsets   */
+  int use_compiled;           /* valid mode: through attn_mask_compile   */
   uint64_t seed;
 } fuzz_case;
 
@@ -330,6 +334,15 @@ static void carve(bytes *in, fuzz_case *c, bufs *m) {
   c->mag = mags[take(in, 3)];
   c->threads = 2 + (int)take(in, 3);
   carve_varlen(in, c, m);
+  /* options of issue 6, carved last and switched on by nonzero bytes, so
+   * that older corpora (whose bytes run out here: take gives 0) decode as
+   * before */
+  c->prefix = -1;
+  if (take(in, 5) == 4 && c->causal == ATTN_CAUSAL_NONE)
+    c->prefix = take(in, 18);
+  c->qoff = take(in, 4) == 3 ? take(in, 33) - 16 : 0;
+  c->koff = take(in, 4) == 3 ? take(in, 33) - 16 : 0;
+  c->use_compiled = take(in, 4) == 3;
   c->seed = data_seed(in);
 }
 
@@ -415,6 +428,9 @@ static void build_optional(fuzz_case *c, bufs *m, attn_params *p) {
     p->cu_seqlens_k = m->cu_k;
     p->varlen_batch = c->nb;
   }
+  p->prefix_len = c->prefix;
+  p->q_pos_offset = c->qoff;
+  p->k_pos_offset = c->koff;
 }
 
 /* Invalid mode: one argument broken; attn_forward_check and attn_forward
@@ -574,6 +590,13 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
 /* Valid mode: the forward three ways and its checks, then (with LSE) the
  * backward. */
 static void run_valid(fuzz_case *c, bufs *m, attn_params *p, const char *msg) {
+  if (c->use_compiled) { /* one compiled mask for every call below */
+    p->o =
+        view(m->o[0], ATTN_DTYPE_F32, c->bhsd, c->batch, c->sq, c->hq, c->dv);
+    if (attn_mask_compile(p, &m->cmask) != ATTN_OK)
+      die("attn_mask_compile rejected a valid problem", 0, msg);
+    p->compiled_mask = m->cmask;
+  }
   run_valid_forward(c, m, p, msg);
   check_forward_o(c, m);
   if (c->use_lse) {
