@@ -177,7 +177,7 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
     t.runs = attn_tiles_get(job->tiles, sq->b, h, qt, &t.nruns);
   } else {
     attn_tile_run *runs = (attn_tile_run *)(ws + job->w.runs);
-    t.nruns = attn_tiles_compile_one(pr, sq, h, qt, runs);
+    t.nruns = attn_tiles_compile_one(pr, sq, h, qt, lo, hi, runs);
     t.runs = runs;
   }
   t.s = (float *)(ws + job->w.s);

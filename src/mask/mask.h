@@ -102,11 +102,13 @@ void attn_tiles_attach(attn_tiles *t, const attn_problem *pr, void *mem);
 void attn_tiles_fill(const attn_tiles *t, const attn_problem *pr, int64_t first,
                      int64_t step);
 /* Compiles the runs of one query tile (qt of sequence s, query head h)
- * into run (room for the plan's cap runs); returns how many. The forward
- * compiles each query tile this way right before using it, so its threads
- * never wait for each other. */
+ * from its rows' key intervals lo/hi (attn_mask_rows) into run (room for
+ * the plan's cap runs); returns how many. The forward compiles each query
+ * tile this way right before using it, from the intervals it computes for
+ * the tile anyway, so its threads never wait for each other. */
 int attn_tiles_compile_one(const attn_problem *pr, const attn_seq *s, int64_t h,
-                           int64_t qt, attn_tile_run *run);
+                           int64_t qt, const int64_t *lo, const int64_t *hi,
+                           attn_tile_run *run);
 /* The runs of query tile qt of sequence b for query head h. */
 static inline const attn_tile_run *
 attn_tiles_get(const attn_tiles *t, int64_t b, int64_t h, int64_t qt, int *n) {

@@ -67,26 +67,13 @@ static void push(attn_tile_run *run, int32_t *n, int64_t kt0, int64_t kt1,
   (*n)++;
 }
 
-/* One slot: sequence s, query tile qt, head h (for the mask tensor). */
-static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
-                      int64_t qt, attn_tile_run *run, int32_t *n);
-
-int attn_tiles_compile_one(const attn_problem *pr, const attn_seq *s, int64_t h,
-                           int64_t qt, attn_tile_run *run) {
-  int32_t n = 0;
-  fill_slot(pr, s, h, qt, run, &n);
-  return n;
-}
-
-static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
-                      int64_t qt, attn_tile_run *run, int32_t *n) {
+/* The runs of one query tile from its rows' key intervals lo/hi ([rows],
+ * row 0 = row i0 of sequence s; h: the query head, for the mask tensor). */
+static int32_t runs_from_rows(const attn_problem *pr, const attn_seq *s,
+                              int64_t h, int64_t i0, int rows,
+                              const int64_t *lo, const int64_t *hi,
+                              attn_tile_run *run) {
   const attn_params *p = pr->p;
-  int64_t lo[TQ], hi[TQ];
-  attn_pos pos;
-  attn_pos_seq(p, s, &pos);
-  const int64_t i0 = qt * TQ;
-  const int rows = (int)ATTN_MIN((int64_t)TQ, s->sq - i0);
-  attn_mask_rows(p, s, &pos, i0, rows, lo, hi);
   int64_t ulo = INT64_MAX, uhi = -1, flo = INT64_MIN, fhi = INT64_MAX;
   for (int r = 0; r < rows; r++) {
     if (lo[r] > hi[r]) { /* an empty row: no tile is FULL */
@@ -98,9 +85,9 @@ static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
     flo = ATTN_MAX(flo, lo[r]);
     fhi = ATTN_MIN(fhi, hi[r]);
   }
-  *n = 0;
+  int32_t n = 0;
   if (uhi < ulo)
-    return;                                       /* no row sees any key */
+    return 0;                                     /* no row sees any key */
   const int64_t t0 = ulo / TK, t1 = uhi / TK + 1; /* non-empty tiles   */
   int64_t f0 = t1, f1 = t1;                       /* FULL tiles: f0..f1-1 */
   if (flo <= fhi) {
@@ -110,10 +97,10 @@ static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
       f0 = f1 = t1;
   }
   if (!p->mask.data) {
-    push(run, n, t0, ATTN_MIN(f0, t1), ATTN_TILE_PARTIAL);
-    push(run, n, f0, f1, ATTN_TILE_FULL);
-    push(run, n, f1, t1, ATTN_TILE_PARTIAL);
-    return;
+    push(run, &n, t0, ATTN_MIN(f0, t1), ATTN_TILE_PARTIAL);
+    push(run, &n, f0, f1, ATTN_TILE_FULL);
+    push(run, &n, f1, t1, ATTN_TILE_PARTIAL);
+    return n;
   }
   attn_mask_view mv;
   attn_mask_tensor_view(p, s->b, h, &mv);
@@ -127,8 +114,29 @@ static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
       k = ATTN_TILE_EMPTY;
     else if (tk == ATTN_TILE_PARTIAL)
       k = ATTN_TILE_PARTIAL;
-    push(run, n, kt, kt + 1, k);
+    push(run, &n, kt, kt + 1, k);
   }
+  return n;
+}
+
+int attn_tiles_compile_one(const attn_problem *pr, const attn_seq *s, int64_t h,
+                           int64_t qt, const int64_t *lo, const int64_t *hi,
+                           attn_tile_run *run) {
+  const int64_t i0 = qt * TQ;
+  const int rows = (int)ATTN_MIN((int64_t)TQ, s->sq - i0);
+  return runs_from_rows(pr, s, h, i0, rows, lo, hi, run);
+}
+
+/* One slot: sequence s, query tile qt, head h (for the mask tensor). */
+static void fill_slot(const attn_problem *pr, const attn_seq *s, int64_t h,
+                      int64_t qt, attn_tile_run *run, int32_t *n) {
+  int64_t lo[TQ], hi[TQ];
+  attn_pos pos;
+  attn_pos_seq(pr->p, s, &pos);
+  const int64_t i0 = qt * TQ;
+  const int rows = (int)ATTN_MIN((int64_t)TQ, s->sq - i0);
+  attn_mask_rows(pr->p, s, &pos, i0, rows, lo, hi);
+  *n = runs_from_rows(pr, s, h, i0, rows, lo, hi, run);
 }
 
 void attn_tiles_fill(const attn_tiles *t, const attn_problem *pr, int64_t first,

@@ -77,18 +77,9 @@ static void check_files(const grad_opts *o) {
 
 /* The forward (for O and LSE), then the backward. */
 static void compute(const grad_opts *o, const operands *ops, attn_params *p) {
-  char msg[512] = {0};
-  p->error_message = msg;
-  p->error_message_size = sizeof msg;
-  attn_status st = attn_forward(NULL, p);
-  if (st != ATTN_OK)
-    cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  run_call(attn_forward, p);
   operands_load_grad(ops, o->dout, o->dbias != NULL, p);
-  st = attn_backward(NULL, p);
-  if (st != ATTN_OK)
-    cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
-  p->error_message = NULL;
-  p->error_message_size = 0;
+  run_call(attn_backward, p);
 }
 
 int cmd_grad(int argc, char **argv) {

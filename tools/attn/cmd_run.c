@@ -260,11 +260,12 @@ static void parse(int argc, char **argv, run_opts *o) {
   }
 }
 
-static void compute(attn_params *p) {
+void run_call(attn_status (*fn)(attn_context *, const attn_params *),
+              attn_params *p) {
   char msg[512] = {0};
   p->error_message = msg;
   p->error_message_size = sizeof msg;
-  attn_status st = attn_forward(NULL, p);
+  const attn_status st = fn(NULL, p);
   if (st != ATTN_OK)
     cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
   p->error_message = NULL;
@@ -288,7 +289,7 @@ int cmd_run(int argc, char **argv) {
   operands_load(&spec, &p, &ops);
   int64_t lse_shape[3];
   float *lse = o.lse != NULL ? operands_lse(&ops, &p, lse_shape) : NULL;
-  compute(&p);
+  run_call(attn_forward, &p);
 
   int64_t out_shape[4];
   int out_ndim = operands_out_shape(&ops, out_shape);

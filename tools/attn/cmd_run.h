@@ -28,6 +28,11 @@ void run_opts_require(const run_opts *o, const char *cmd, int need_out);
  * fields (p initialised by the caller) and the input files into spec. */
 void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec);
 
+/* Calls fn (attn_forward or attn_backward) on p; a failing status ends the
+ * program with the library's message (exit 1). */
+void run_call(attn_status (*fn)(attn_context *, const attn_params *),
+              attn_params *p);
+
 /* Appends run's files to list at *n (room for 11 more). */
 void run_opts_paths(const run_opts *o, cli_path *list, int *n);
 
