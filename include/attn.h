@@ -57,7 +57,7 @@ extern "C" {
 #endif
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 2
+#define ATTN_VERSION_MINOR 3
 #define ATTN_VERSION_PATCH 0
 #define ATTN_VERSION_NUMBER                                                    \
   (ATTN_VERSION_MAJOR * 10000 + ATTN_VERSION_MINOR * 100 + ATTN_VERSION_PATCH)
@@ -293,6 +293,24 @@ typedef struct attn_params {
    * options, shapes, kv_lens, cu_seqlens and positions must be the ones
    * the mask was compiled with (checked: ATTN_ERR_INVALID_ARGUMENT). */
   const struct attn_mask *compiled_mask;
+
+  /* ================= appended in 0.3 ================================ */
+
+  /* --- T5 bucketed relative-position bias (Raffel et al. 2020) -------- */
+  /* Optional f32 table [rel_buckets, heads_q], row-major, added inside the
+   * kernel (never materialised as seq_q x seq_k):
+   *     s += rel_bias[bucket(kpos - qpos) * heads_q + h]
+   * with the positions above and bucket() the T5 reference's (see
+   * attn_t5_bucket: half the buckets for each direction when
+   * rel_bidirectional, exact below half of them, logarithmic up to
+   * rel_max_distance). Applied after softcap, like ALiBi and bias. */
+  const float *rel_bias;
+  int64_t rel_buckets;      /* >= 1 when rel_bias is set (default 32)    */
+  int64_t rel_max_distance; /* >= 1 (default 128)                        */
+  int rel_bidirectional;    /* nonzero: encoder-style, both directions  */
+  /* backward only, optional out: dL/d(rel_bias), f32 [rel_buckets,
+   * heads_q], summed over batch, rows and keys (overwritten, not added) */
+  float *drel_bias;
 } attn_params;
 
 /* ------------------------------------------------------------------------ */
@@ -311,6 +329,7 @@ typedef struct attn_params {
  * which the library keeps and treats as the 0.1 layout.
  */
 #define ATTN_PARAMS_SIZE_0_1 ((size_t)offsetof(attn_params, q_pos_offset))
+#define ATTN_PARAMS_SIZE_0_2 ((size_t)offsetof(attn_params, rel_bias))
 
 ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
 
@@ -461,6 +480,176 @@ ATTN_API void attn_mask_free(attn_mask *m);
 ATTN_API attn_status attn_mask_tile_counts(const attn_mask *m, int64_t *full,
                                            int64_t *partial, int64_t *empty);
 
+/* ------------------------------------------------------------------------ */
+/* Position schemes (0.3)                                                   */
+/* ------------------------------------------------------------------------ */
+/*
+ * Every scheme reads the positions of attn_params ("positions"): query i of
+ * a sequence at i + seq_k - seq_q + offsets, key j at j + offsets, seq_k
+ * being the effective key count (kv_lens). ALiBi (alibi_slopes) and T5
+ * (rel_bias) are applied inside the kernels; RoPE rotates Q and K before
+ * the call (attn_rope_apply_qk) or on the way into a KV cache; sinusoidal
+ * and learned absolute tables are added to the layer's input (attn/layer.h).
+ */
+
+/* RoPE (Su et al. 2021). Pairs rotated by angle pos * inv_freq[i]:
+ *   HALF         (x[i], x[i + dims/2])   GPT-NeoX, Llama
+ *   INTERLEAVED  (x[2i], x[2i + 1])      GPT-J
+ *   inv_freq[i] = base^(-2i / dims), i = 0 .. dims/2 - 1, then scaled. */
+typedef enum attn_rope_style {
+  ATTN_ROPE_HALF = 0,
+  ATTN_ROPE_INTERLEAVED = 1
+} attn_rope_style;
+
+/* Context-extension scalings (as Hugging Face transformers defines them):
+ *   LINEAR  positions / factor (position interpolation)
+ *   NTK     base * factor^(dims / (dims - 2)) (NTK-aware)
+ *   YARN    Peng et al. 2023: per-frequency ramp between interpolation and
+ *           extrapolation (beta_fast, beta_slow, original_max_position),
+ *           cos and sin multiplied by mscale (0 = 0.1 ln(factor) + 1)
+ *   LLAMA3  Llama 3.1: low frequencies / factor, high kept, smooth between
+ *           (low_freq_factor, high_freq_factor, original_max_position) */
+typedef enum attn_rope_scaling {
+  ATTN_ROPE_SCALING_NONE = 0,
+  ATTN_ROPE_SCALING_LINEAR = 1,
+  ATTN_ROPE_SCALING_NTK = 2,
+  ATTN_ROPE_SCALING_YARN = 3,
+  ATTN_ROPE_SCALING_LLAMA3 = 4
+} attn_rope_scaling;
+
+typedef struct attn_rope {
+  double base;               /* default 10000; > 1                           */
+  attn_rope_style style;     /* default HALF                                  */
+  int64_t dims;              /* rotated leading dims, even; 0 (default) = all */
+  attn_rope_scaling scaling; /* default NONE                           */
+  double factor;             /* scaling factor, > 0 (default 1)        */
+  double original_max_position; /* YARN, LLAMA3 (default 8192)            */
+  double low_freq_factor;       /* LLAMA3 (default 1)                     */
+  double high_freq_factor;      /* LLAMA3 (default 4)                     */
+  double beta_fast;             /* YARN (default 32)                      */
+  double beta_slow;             /* YARN (default 1)                       */
+  double mscale;                /* YARN: 0 (default) = 0.1 ln(factor) + 1 */
+} attn_rope;
+
+ATTN_API void attn_rope_init_sized(attn_rope *r, size_t size);
+
+/* inv_freq[dims/2] (dims = r->dims or head_dim) after scaling, and the
+ * factor cos and sin are multiplied by (1 except YARN). */
+ATTN_API attn_status attn_rope_frequencies_sized(const attn_rope *r,
+                                                 size_t size, int64_t head_dim,
+                                                 float *inv_freq,
+                                                 float *mscale);
+
+/* Rotates x [batch, seq, heads, head_dim] into y (same shape; y may be x
+ * itself, any other overlap is ATTN_ERR_OVERLAP; f32|bf16|f16 each). Row i
+ * of batch b sits at positions[b * seq + i] when positions is set, else at
+ * i + pos_offset (+ pos_offsets[b]). Angles are computed in double.
+ * inverse rotates by the opposite angle: it undoes the rotation and is its
+ * gradient (dL/dx from dL/dy). */
+ATTN_API attn_status attn_rope_apply_sized(const attn_rope *r, size_t size,
+                                           attn_tensor x, attn_tensor y,
+                                           const int64_t *positions,
+                                           int64_t pos_offset,
+                                           const int64_t *pos_offsets,
+                                           int inverse);
+
+/* Rotates p->q into q_out and p->k into k_out (same shapes; may be p->q and
+ * p->k themselves) at exactly the positions the attention call p gives
+ * them: kv_lens, packed sequences (cu_seqlens) and every offset apply.
+ * With inverse, maps dL/d(rotated) to dL/d(unrotated). */
+ATTN_API attn_status attn_rope_apply_qk_sized(
+    const attn_rope *r, size_t rope_size, const attn_params *p,
+    size_t params_size, attn_tensor q_out, attn_tensor k_out, int inverse);
+
+/* The sinusoidal table of Vaswani et al. 2017 for n positions starting at
+ * pos0: out[p * d_model + 2i] = sin(pos / base^(2i / d_model)),
+ * out[p * d_model + 2i + 1] = cos(...). base 0 = 10000. Computed in double. */
+ATTN_API attn_status attn_sinusoidal_table(int64_t n, int64_t d_model,
+                                           int64_t pos0, double base,
+                                           float *out);
+
+/* T5's bucket for relative position rel = key position - query position
+ * (the reference implementation's arithmetic, in f32 like it). Returns the
+ * bucket in 0 .. buckets - 1, or -1 for invalid arguments. */
+ATTN_API int64_t attn_t5_bucket(int64_t rel, int64_t buckets,
+                                int64_t max_distance, int bidirectional);
+
+/* ------------------------------------------------------------------------ */
+/* KV caches and decoding (0.3)                                             */
+/* ------------------------------------------------------------------------ */
+/*
+ * A KV cache is caller memory described by attn_kv_cache (like
+ * FlashAttention's flash_attn_with_kvcache and vLLM's paged attention: the
+ * engine owns the blocks, libattn reads and appends):
+ *
+ *   contiguous (page_size == 0):
+ *     k [num_seqs, capacity, heads_kv, head_dim]     v [..., head_dim_v]
+ *   paged (page_size > 0):
+ *     k [num_pages, page_size, heads_kv, head_dim]   v [..., head_dim_v]
+ *     block_table [num_seqs, blocks_per_seq]: token t of sequence s is at
+ *     page block_table[s * blocks_per_seq + t / page_size], row
+ *     t % page_size; capacity = blocks_per_seq * page_size.
+ *
+ * seq_lens[s] tokens of sequence s are stored (its keys sit at positions
+ * 0 .. seq_lens[s] - 1, plus k_pos_offsets[s] when given). Storage is f32,
+ * bf16 or f16. Paged and contiguous caches holding the same tokens give
+ * bitwise the same results, equal to attn_forward on the same keys.
+ */
+typedef struct attn_kv_cache {
+  attn_dtype dtype;   /* storage of k and v                           */
+  int64_t num_seqs;   /* sequences                                    */
+  int64_t heads_kv;   /* kv heads                                     */
+  int64_t head_dim;   /* of k                                         */
+  int64_t head_dim_v; /* of v (0 = head_dim)                          */
+  int64_t capacity;   /* contiguous: tokens per sequence              */
+  void *k;            /* see above; rows are dense                    */
+  void *v;
+  int32_t *seq_lens;          /* [num_seqs] tokens stored; append advances it */
+  int64_t page_size;          /* 0 = contiguous                               */
+  int64_t num_pages;          /* paged: pages in k and v                      */
+  int64_t blocks_per_seq;     /* paged: columns of block_table        */
+  const int32_t *block_table; /* paged: [num_seqs, blocks_per_seq]    */
+} attn_kv_cache;
+
+ATTN_API void attn_kv_cache_init_sized(attn_kv_cache *c, size_t size);
+
+/* Appends n_new[s] tokens (n_new NULL: k_new's seq for every sequence) of
+ * k_new [num_seqs, seq_new, heads_kv, head_dim] and v_new to each
+ * sequence at seq_lens[s], rotating the keys by rope (NULL = none) at
+ * their positions on the way in, then advances seq_lens. A sequence
+ * without room (a full cache), a page index outside the pool or a page
+ * used twice is an error and nothing is written. */
+ATTN_API attn_status attn_kv_cache_append_sized(
+    attn_context *ctx, const attn_kv_cache *c, size_t cache_size,
+    attn_tensor k_new, attn_tensor v_new, const int32_t *n_new,
+    const attn_rope *rope, size_t rope_size);
+
+/* Attention of p->q [num_seqs, seq_q, heads_q, head_dim] against the
+ * cache into p->o (and p->lse): p's k, v and kv_lens must be unset (the
+ * cache supplies them, with kv_lens = seq_lens); every other option of p
+ * applies, positions included (query i of sequence s at
+ * seq_lens[s] - seq_q + i). rope (NULL = none) rotates the queries at
+ * those positions first (the keys were rotated by append). seq_q up to
+ * ATTN_TILE_Q rows per pass of the decode kernel. */
+ATTN_API attn_status attn_kv_cache_attend_sized(
+    attn_context *ctx, const attn_kv_cache *c, size_t cache_size,
+    const attn_params *p, size_t params_size, const attn_rope *rope,
+    size_t rope_size);
+
+/* The decode kernel: for a few query rows against many keys, every query
+ * head of a kv head is served by one pass over its keys; keys are split in
+ * chunks of ATTN_DECODE_CHUNK (never depending on the thread count) whose
+ * partial results merge by LSE in a fixed order. attn_forward takes this
+ * path by itself when seq_q <= ATTN_DECODE_MAX_ROWS. */
+#define ATTN_DECODE_CHUNK 512
+#define ATTN_DECODE_MAX_ROWS ATTN_TILE_Q
+
+/* Measures this machine's memory read bandwidth (GB/s, 1e9 bytes) on
+ * num_threads threads (0 = all) for about seconds, streaming a buffer far
+ * larger than the caches. */
+ATTN_API attn_status attn_read_bandwidth_gbps(int num_threads, double seconds,
+                                              double *gbps);
+
 /* The header-inline wrappers (see "ABI"). The library itself exports the
  * unsuffixed names too, as the 0.1 entry points. */
 #if !defined(ATTN_BUILDING_LIBRARY)
@@ -501,6 +690,46 @@ static inline attn_status attn_backward(attn_context *ctx,
 static inline attn_status attn_mask_compile(const attn_params *p,
                                             attn_mask **out) {
   return attn_mask_compile_sized(p, sizeof *p, out);
+}
+static inline void attn_rope_init(attn_rope *r) {
+  attn_rope_init_sized(r, sizeof *r);
+}
+static inline attn_status attn_rope_frequencies(const attn_rope *r,
+                                                int64_t head_dim,
+                                                float *inv_freq,
+                                                float *mscale) {
+  return attn_rope_frequencies_sized(r, sizeof *r, head_dim, inv_freq, mscale);
+}
+static inline attn_status
+attn_rope_apply(const attn_rope *r, attn_tensor x, attn_tensor y,
+                const int64_t *positions, int64_t pos_offset,
+                const int64_t *pos_offsets, int inverse) {
+  return attn_rope_apply_sized(r, sizeof *r, x, y, positions, pos_offset,
+                               pos_offsets, inverse);
+}
+static inline attn_status attn_rope_apply_qk(const attn_rope *r,
+                                             const attn_params *p,
+                                             attn_tensor q_out,
+                                             attn_tensor k_out, int inverse) {
+  return attn_rope_apply_qk_sized(r, sizeof *r, p, sizeof *p, q_out, k_out,
+                                  inverse);
+}
+static inline void attn_kv_cache_init(attn_kv_cache *c) {
+  attn_kv_cache_init_sized(c, sizeof *c);
+}
+static inline attn_status
+attn_kv_cache_append(attn_context *ctx, const attn_kv_cache *c,
+                     attn_tensor k_new, attn_tensor v_new, const int32_t *n_new,
+                     const attn_rope *rope) {
+  return attn_kv_cache_append_sized(ctx, c, sizeof *c, k_new, v_new, n_new,
+                                    rope, sizeof(attn_rope));
+}
+static inline attn_status attn_kv_cache_attend(attn_context *ctx,
+                                               const attn_kv_cache *c,
+                                               const attn_params *p,
+                                               const attn_rope *rope) {
+  return attn_kv_cache_attend_sized(ctx, c, sizeof *c, p, sizeof *p, rope,
+                                    sizeof(attn_rope));
 }
 #else /* the library: the 0.1 entry points, exported under these names */
 ATTN_API void attn_params_init(attn_params *p);

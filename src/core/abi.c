@@ -9,8 +9,8 @@
 #include <string.h>
 
 /* Every attn_params size a released attn.h declared, oldest first. */
-static const size_t params_sizes[] = {ATTN_PARAMS_SIZE_0_1,
-                                      sizeof(attn_params)};
+static const size_t params_sizes[] = {
+    ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2, sizeof(attn_params)};
 
 static void params_defaults(attn_params *p) {
   memset(p, 0, sizeof *p);
@@ -22,6 +22,8 @@ static void params_defaults(attn_params *p) {
   p->mask.dtype = ATTN_DTYPE_BOOL;
   p->dbias.dtype = ATTN_DTYPE_F32;
   p->prefix_len = -1;
+  p->rel_buckets = 32;
+  p->rel_max_distance = 128;
 }
 
 static int params_size_known(size_t size) {

@@ -85,7 +85,7 @@ else
   fail "missing bin/attn"
 fi
 
-# SONAME must be the versioned one: libattn.so -> libattn.so.0 -> libattn.so.0.1.0
+# SONAME must be the versioned one: libattn.so -> libattn.so.0 -> libattn.so.0.3.0 (the project version)
 soname=""
 if command -v readelf >/dev/null 2>&1; then
   soname=$(readelf -d "$libdir/libattn.so" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
@@ -102,7 +102,7 @@ if [ -f "$libdir/libattn.so.0" ]; then pass "installed libattn.so.0"; else fail 
 # ---------------------------------------------------------------- pkg-config
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 ver=$(pkg-config --modversion attn 2>/dev/null || true)
-if [ "$ver" = "0.1.0" ]; then pass "pkg-config --modversion attn = $ver"; else fail "pkg-config --modversion attn = '$ver'"; fi
+if [ "$ver" = "$(sed -n "s/^project(attn VERSION \([0-9.]*\).*/\1/p" "$(dirname "$0")/../../CMakeLists.txt")" ]; then pass "pkg-config --modversion attn = $ver"; else fail "pkg-config --modversion attn = '$ver'"; fi
 
 incdir=$(pkg-config --variable=includedir attn 2>/dev/null || true)
 if [ -f "$incdir/attn.h" ] && [ "$(cd "$incdir" && pwd -P)" = "$(cd "$prefix/include" && pwd -P)" ]; then
