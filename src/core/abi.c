@@ -54,9 +54,10 @@ attn_status attn_params_import(const attn_params *p, size_t size,
      * the message buffer where we expect it. */
     if (size > ATTN_PARAMS_SIZE_0_1)
       attn_fail(p, ATTN_ERR_ABI,
-                "attn_params is %zu bytes, but libattn %s knows %zu (0.1) "
-                "and %zu (this release): built against a newer attn.h?",
-                size, attn_version_string(), params_sizes[0],
+                "attn_params is %zu bytes, but libattn %s knows %zu (0.1), "
+                "%zu (0.2) and %zu (this release): built against a newer "
+                "attn.h?",
+                size, attn_version_string(), params_sizes[0], params_sizes[1],
                 sizeof(attn_params));
     return ATTN_ERR_ABI;
   }

@@ -2,18 +2,19 @@
  * Test "abi" (include/attn.h, "ABI"): structs grow at the end and programs
  * keep working.
  *
- *   test_abi CONSUMER
+ *   test_abi CONSUMER_0_1 CONSUMER_0_2
  *
- * Part 1, old programs on the new library. CONSUMER is abi_consumer_0_1,
- * built against libattn 0.1's attn.h (tests/abi/attn_0_1.h) and linked
- * against today's libattn.so. It runs every case of abi_cases.h (MHA, GQA,
- * causal both ways, bias + dbias, kv_lens, ALiBi, window, softcap, bf16, a
- * context, a caller workspace) through the 0.1 entry points and writes its
- * results; this program, built against today's attn.h and linked against
- * the same libattn.so, makes the same calls through the sized entry points
- * and requires the two to be bitwise equal, and its own results to pass the
- * double-precision oracle (tests/oracle.c, oracle_bwd.c: the forward and
- * backward tests' rule, err <= 2 * naive f32 + floor).
+ * Part 1, old programs on the new library. CONSUMER_0_1 is
+ * abi_consumer_0_1, built against libattn 0.1's attn.h (tests/abi/
+ * attn_0_1.h), CONSUMER_0_2 the same program built against 0.2's
+ * (attn_0_2.h), both linked against today's libattn.so. Each It runs every case
+ * of abi_cases.h (MHA, GQA, causal both ways, bias + dbias, kv_lens, ALiBi,
+ * window, softcap, bf16, a context, a caller workspace) through the 0.1 entry
+ * points and writes its results; this program, built against today's attn.h and
+ * linked against the same libattn.so, makes the same calls through the sized
+ * entry points and requires the two to be bitwise equal, and its own results to
+ * pass the double-precision oracle (tests/oracle.c, oracle_bwd.c: the forward
+ * and backward tests' rule, err <= 2 * naive f32 + floor).
  *
  * Part 2, sizes the library does not know. attn_forward_sized,
  * attn_backward_sized, attn_forward_check_sized, attn_backward_check_sized
@@ -22,10 +23,11 @@
  * and SIZE_MAX must return ATTN_ERR_ABI, write no output, and, when the size
  * is above ATTN_PARAMS_SIZE_0_1 (so the caller's error_message field is
  * there), a NUL-terminated reason; below it the message buffer is not
- * touched either. attn_params_init_sized and attn_context_options_init_sized
- * with such a size write nothing; with a known size exactly that many bytes.
- * attn_context_create_sized with a bad size: ATTN_ERR_ABI. A call with the
- * 0.1 size ignores whatever lies in the appended 0.2 fields.
+ * touched either (0.2's size +- 8 too). attn_params_init_sized and
+ * attn_context_options_init_sized with such a size write nothing; with a known
+ * size exactly that many bytes. attn_context_create_sized with a bad size:
+ * ATTN_ERR_ABI. A call with the 0.1 size ignores whatever lies in the appended
+ * 0.2 and 0.3 fields, one with the 0.2 size whatever lies in the 0.3 fields.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -149,8 +151,8 @@ static void check_oracle(const attn_params *p, const char *what) {
 }
 
 /* The consumer's header: its magic and its sizeof(attn_params), which must
- * be 0.1's. 0 when the header could be read. */
-static int read_consumer_header(FILE *f, const char *path) {
+ * be `want` (its release's). 0 when the header could be read. */
+static int read_consumer_header(FILE *f, const char *path, size_t want) {
   uint32_t magic = 0;
   uint64_t psize = 0;
   if (!get(f, &magic, sizeof magic) || !get(f, &psize, sizeof psize) ||
@@ -158,12 +160,12 @@ static int read_consumer_header(FILE *f, const char *path) {
     CHECK(0, "%s: bad header", path);
     return -1;
   }
-  CHECK(psize == ATTN_PARAMS_SIZE_0_1,
-        "the consumer's attn_params is %llu bytes, ATTN_PARAMS_SIZE_0_1 is "
-        "%zu: it was not built against the 0.1 header",
-        (unsigned long long)psize, ATTN_PARAMS_SIZE_0_1);
+  CHECK(psize == want,
+        "the consumer's attn_params is %llu bytes, its release's is %zu: it "
+        "was not built against that header",
+        (unsigned long long)psize, want);
   CHECK(psize < sizeof(attn_params),
-        "today's attn_params (%zu bytes) is not larger than 0.1's (%llu)",
+        "today's attn_params (%zu bytes) is not larger than the old (%llu)",
         sizeof(attn_params), (unsigned long long)psize);
   return 0;
 }
@@ -252,27 +254,27 @@ static int compare_all_runs(FILE *f) {
   return runs;
 }
 
-static void part1(const char *consumer) {
+static void part1(const char *consumer, const char *name, size_t want) {
   char path[512];
   const char *tmp = getenv("TMPDIR");
-  snprintf(path, sizeof path, "%s/attn_abi_%ld.bin", tmp && *tmp ? tmp : "/tmp",
-           (long)getpid());
+  snprintf(path, sizeof path, "%s/attn_abi_%s_%ld.bin",
+           tmp && *tmp ? tmp : "/tmp", name, (long)getpid());
   const int rc = run_consumer(consumer, path);
-  CHECK(rc == 0, "abi_consumer_0_1 exited with %d (its FAIL lines above)", rc);
+  CHECK(rc == 0, "abi_%s exited with %d (its FAIL lines above)", name, rc);
   FILE *f = fopen(path, "rb");
   if (!f) {
-    CHECK(0, "abi_consumer_0_1 wrote no %s", path);
+    CHECK(0, "abi_%s wrote no %s", name, path);
     return;
   }
   int runs = -1;
-  if (read_consumer_header(f, path) == 0)
+  if (read_consumer_header(f, path, want) == 0)
     runs = compare_all_runs(f);
   fclose(f);
   remove(path);
   if (runs >= 0)
-    printf("part 1: %d runs of the 0.1 consumer compared (bitwise) with "
-           "today's header, and against the oracle\n",
-           runs);
+    printf("part 1: %d runs of %s compared (bitwise) with today's header, "
+           "and against the oracle\n",
+           runs, name);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -399,8 +401,9 @@ static void check_bad_size(int fn, size_t size, int print_reason,
 /* fname[fn] with the known sizes (0.1's and today's): ATTN_OK. */
 static void check_good_sizes(int fn, small_problem *sp,
                              const params_holder *h) {
-  const size_t good[2] = {ATTN_PARAMS_SIZE_0_1, sizeof(attn_params)};
-  for (int i = 0; i < 2; i++) {
+  const size_t good[3] = {ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
+                          sizeof(attn_params)};
+  for (int i = 0; i < 3; i++) {
     size_t bytes = 0;
     memset(sp->why, 0, sizeof sp->why);
     const attn_status st = call(fn, &h->p, good[i], &bytes);
@@ -429,6 +432,20 @@ static void check_01_ignores_new_fields(small_problem *sp,
         "forward with the 0.1 size read the 0.2 fields (status %d)", (int)st);
   st = attn_backward_check_sized(&g.p, S01);
   CHECK(st == ATTN_OK, "backward check with the 0.1 size: status %d", (int)st);
+
+  /* The 0.2 size ignores the 0.3 fields (T5 bias), however invalid. */
+  g = *h;
+  g.p.rel_bias = (const float *)sp; /* would be read if honoured */
+  g.p.rel_buckets = -5;
+  g.p.drel_bias = (float *)sp->o;
+  memset(sp->o, PAT, sizeof sp->o);
+  memset(sp->lse, PAT, sizeof sp->lse);
+  st = attn_forward_sized(NULL, &g.p, ATTN_PARAMS_SIZE_0_2);
+  CHECK(st == ATTN_OK && memcmp(o_ref, sp->o, sizeof sp->o) == 0 &&
+            memcmp(lse_ref, sp->lse, sizeof sp->lse) == 0,
+        "forward with the 0.2 size read the 0.3 fields (status %d)", (int)st);
+  st = attn_backward_check_sized(&g.p, ATTN_PARAMS_SIZE_0_2);
+  CHECK(st == ATTN_OK, "backward check with the 0.2 size: status %d", (int)st);
 }
 
 /* attn_params_init_sized: nothing written with an unknown size, exactly the
@@ -451,14 +468,24 @@ static void check_params_init_sized(const size_t *bad, int nbad) {
             buf.p.q.data == NULL && buf.p.dbias.data == NULL,
         "attn_params_init_sized(0.1 size): wrong defaults");
   memset(&buf, PAT, sizeof buf);
+  attn_params_init_sized(&buf.p, ATTN_PARAMS_SIZE_0_2);
+  CHECK(all_bytes((const char *)&buf + ATTN_PARAMS_SIZE_0_2,
+                  sizeof buf - ATTN_PARAMS_SIZE_0_2, PAT),
+        "attn_params_init_sized(0.2 size) wrote past %zu bytes",
+        ATTN_PARAMS_SIZE_0_2);
+  CHECK(buf.p.prefix_len == -1 && buf.p.compiled_mask == NULL,
+        "attn_params_init_sized(0.2 size): wrong defaults");
+  memset(&buf, PAT, sizeof buf);
   attn_params_init_sized(&buf.p, S);
   CHECK(all_bytes(buf.tail, sizeof buf.tail, PAT),
         "attn_params_init_sized(sizeof) wrote past the struct");
   CHECK(buf.p.prefix_len == -1 && buf.p.q_pos_offset == 0 &&
             buf.p.k_pos_offset == 0 && buf.p.q_pos_offsets == NULL &&
             buf.p.k_pos_offsets == NULL && buf.p.compiled_mask == NULL &&
-            buf.p.window_left == -1,
-        "attn_params_init_sized(sizeof): wrong defaults for 0.2 fields");
+            buf.p.window_left == -1 && buf.p.rel_bias == NULL &&
+            buf.p.rel_buckets == 32 && buf.p.rel_max_distance == 128 &&
+            buf.p.rel_bidirectional == 0 && buf.p.drel_bias == NULL,
+        "attn_params_init_sized(sizeof): wrong defaults for 0.2/0.3 fields");
   attn_params_init_sized(NULL, S); /* must not crash */
 }
 
@@ -498,7 +525,9 @@ static void check_context_sized(void) {
 
 static void part2(void) {
   const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
-  const size_t bad[] = {0, 1, S01 - 8, S01 + 8, S - 8, S + 8, S + 64, SIZE_MAX};
+  const size_t S02 = ATTN_PARAMS_SIZE_0_2;
+  const size_t bad[] = {0,       1,     S01 - 8, S01 + 8, S02 - 8,
+                        S02 + 8, S - 8, S + 8,   S + 64,  SIZE_MAX};
   const int nbad = (int)(sizeof bad / sizeof bad[0]);
   static small_problem sp;
   static params_holder h;
@@ -524,13 +553,17 @@ static void part2(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: test_abi PATH/TO/abi_consumer_0_1\n");
+  if (argc != 3) {
+    fprintf(stderr, "usage: test_abi PATH/TO/abi_consumer_0_1 "
+                    "PATH/TO/abi_consumer_0_2\n");
     return 2;
   }
-  printf("libattn %s; attn_params: 0.1 = %zu bytes, today = %zu bytes\n",
-         attn_version_string(), ATTN_PARAMS_SIZE_0_1, sizeof(attn_params));
-  part1(argv[1]);
+  printf("libattn %s; attn_params: 0.1 = %zu bytes, 0.2 = %zu bytes, today = "
+         "%zu bytes\n",
+         attn_version_string(), ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
+         sizeof(attn_params));
+  part1(argv[1], "consumer_0_1", ATTN_PARAMS_SIZE_0_1);
+  part1(argv[2], "consumer_0_2", ATTN_PARAMS_SIZE_0_2);
   part2();
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;

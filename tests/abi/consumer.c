@@ -1,27 +1,37 @@
 /*
- * A program built against libattn 0.1's attn.h (tests/abi/attn_0_1.h, with
- * nothing of today's include directory on its path) and linked against
- * today's libattn.so: it calls the exported unsuffixed 0.1 entry points with
- * the 0.1 attn_params layout.
+ * A program built against an earlier release's attn.h (with nothing of
+ * today's include directory on its path) and linked against today's
+ * libattn.so. Built twice (abi.cmake):
+ *   abi_consumer_0_1  tests/abi/attn_0_1.h: calls the exported unsuffixed
+ *                     0.1 entry points with the 0.1 attn_params layout;
+ *   abi_consumer_0_2  tests/abi/attn_0_2.h (ABI_CONSUMER_0_2): calls the
+ *                     _sized entry points through 0.2's inline wrappers,
+ *                     passing 0.2's sizeof(attn_params).
  *
- *   abi_consumer_0_1 OUT.bin
+ *   abi_consumer_0_X OUT.bin
  *
  * Checks on its own that attn_params_init / attn_context_options_init write
- * no byte past the 0.1 structs, that the defaults are 0.1's, that a bad
- * input still returns its 0.1 status with a message, then runs every case
- * of abi_cases.h on every supported ISA (forward, backward) and writes the
- * statuses and outputs to OUT.bin for test_abi to compare bitwise with the
- * same calls made through today's header. Exit status 0 when its own checks
- * pass (the results are judged by test_abi).
+ * no byte past its header's structs, that the defaults are that release's,
+ * that a bad input still returns that release's status with a message, then
+ * runs every case of abi_cases.h on every supported ISA (forward, backward) and
+ * writes the statuses and outputs to OUT.bin for test_abi to compare bitwise
+ * with the same calls made through today's header. Exit status 0 when its own
+ * checks pass (the results are judged by test_abi).
  */
 /* Today's include directory must not be on this program's path. */
 #if defined(__has_include)
 #if __has_include(<attn.h>)
-#error "attn.h is on the include path of the 0.1 consumer (see abi.cmake)"
+#error "attn.h is on the include path of an old-header consumer (abi.cmake)"
 #endif
 #endif
 
+#if defined(ABI_CONSUMER_0_2)
+#include "attn_0_2.h"
+#define CONSUMER "consumer_0_2"
+#else
 #include "attn_0_1.h"
+#define CONSUMER "consumer_0_1"
+#endif
 
 #include "abi_cases.h"
 
@@ -37,7 +47,7 @@ static int failures;
   do {                                                                         \
     if (!(cond)) {                                                             \
       failures++;                                                              \
-      fprintf(stderr, "consumer_0_1: FAIL: ");                                 \
+      fprintf(stderr, CONSUMER ": FAIL: ");                                    \
       fprintf(stderr, __VA_ARGS__);                                            \
       fprintf(stderr, "\n");                                                   \
     }                                                                          \
@@ -54,8 +64,8 @@ static void check_init_writes_only_0_1(void) {
   for (size_t i = 0; i < sizeof g.guard; i++)
     bad += g.guard[i] != 0xA5;
   CHECK(bad == 0,
-        "attn_params_init (0.1 entry point) wrote %zu of the %zu bytes "
-        "after the 0.1 attn_params (%zu bytes)",
+        "attn_params_init wrote %zu of the %zu bytes "
+        "after this header's attn_params (%zu bytes)",
         bad, sizeof g.guard, sizeof g.p);
   CHECK(g.p.q.data == NULL && g.p.lse == NULL && g.p.bias.data == NULL &&
             g.p.mask.data == NULL && g.p.kv_lens == NULL &&
@@ -68,9 +78,9 @@ static void check_init_writes_only_0_1(void) {
   CHECK(g.p.causal == ATTN_CAUSAL_NONE && g.p.isa == ATTN_ISA_AUTO &&
             g.p.scale == 0.0f && g.p.softcap == 0.0f && g.p.num_threads == 0 &&
             g.p.varlen_batch == 0,
-        "attn_params_init: a scalar default is not 0.1's");
+        "attn_params_init: a scalar default differs from the release's");
   CHECK(g.p.mask.dtype == ATTN_DTYPE_BOOL && g.p.bias.dtype == ATTN_DTYPE_F32,
-        "attn_params_init: mask/bias dtype defaults are not 0.1's");
+        "attn_params_init: mask/bias dtype defaults differ");
 
   struct {
     attn_context_options o;
@@ -84,7 +94,7 @@ static void check_init_writes_only_0_1(void) {
   CHECK(bad == 0, "attn_context_options_init wrote %zu bytes past the struct",
         bad);
   CHECK(go.o.num_threads == 0 && go.o.isa == ATTN_ISA_AUTO,
-        "attn_context_options_init defaults are not 0.1's");
+        "attn_context_options_init defaults differ");
 }
 
 static void check_errors(void) {
@@ -122,14 +132,14 @@ static void check_errors(void) {
 
 static void put(FILE *f, const void *data, size_t bytes) {
   if (bytes && fwrite(data, 1, bytes, f) != bytes) {
-    fprintf(stderr, "consumer_0_1: write failed\n");
+    fprintf(stderr, CONSUMER ": write failed\n");
     exit(2);
   }
 }
 
 int main(int argc, char **argv) {
   if (argc != 2) {
-    fprintf(stderr, "usage: abi_consumer_0_1 OUT.bin\n");
+    fprintf(stderr, "usage: abi_" CONSUMER " OUT.bin\n");
     return 2;
   }
   check_init_writes_only_0_1();
@@ -137,7 +147,7 @@ int main(int argc, char **argv) {
 
   FILE *f = fopen(argv[1], "wb");
   if (!f) {
-    fprintf(stderr, "consumer_0_1: cannot open %s\n", argv[1]);
+    fprintf(stderr, CONSUMER ": cannot open %s\n", argv[1]);
     return 2;
   }
   const uint32_t magic = ABI_MAGIC;
@@ -175,11 +185,11 @@ int main(int argc, char **argv) {
     }
   }
   if (fclose(f) != 0) {
-    fprintf(stderr, "consumer_0_1: write failed\n");
+    fprintf(stderr, CONSUMER ": write failed\n");
     return 2;
   }
-  printf("consumer_0_1: libattn %s, header %d.%d, %zu-byte attn_params, %d "
-         "runs written, %d own check(s) failed\n",
+  printf(CONSUMER ": libattn %s, header %d.%d, %zu-byte attn_params, %d "
+                  "runs written, %d own check(s) failed\n",
          attn_version_string(), ATTN_VERSION_MAJOR, ATTN_VERSION_MINOR,
          sizeof(attn_params), runs, failures);
   return failures ? 1 : 0;
