@@ -2,7 +2,8 @@
  * params_fuzz.c - libFuzzer target for attn_forward (and attn_backward).
  *
  * Carves a small problem (batch <= 2, heads <= 8, seq <= 16, dims <= 16) and
- * its options out of the input bytes, then either
+ * its options (the T5 table of issue 7 included) out of the input bytes,
+ * then either
  *   - valid mode: runs the generic kernels and the default ISA (1 thread and
  *     several threads with a caller workspace) and checks that all succeed,
  *     give no NaN, agree within a loose tolerance (generic vs default ISA),
@@ -80,6 +81,7 @@ static attn_tensor view(void *d, attn_dtype dt, int bhsd, int64_t b, int64_t s,
 typedef struct bufs {
   void *q, *k, *v, *bias, *mask, *ws;
   float *o[3], *lse[3], *alibi;
+  float *rel;       /* T5 table [rel_buckets, hq], or NULL */
   attn_mask *cmask; /* a compiled mask (valid mode), or NULL */
   int32_t kv_lens[2], cu_q[5], cu_k[5];
 } bufs;
@@ -93,6 +95,7 @@ static void free_bufs(bufs *m) {
   free(m->mask);
   free(m->ws);
   free(m->alibi);
+  free(m->rel);
   for (int i = 0; i < 3; i++) {
     free(m->o[i]);
     free(m->lse[i]);
@@ -267,6 +270,8 @@ typedef struct fuzz_case {
   int64_t nb; /* varlen: sequences, offsets in bufs cu_q and cu_k */
   int64_t prefix, qoff, koff; /* prefix-LM (-1 off), position offsets   */
   int use_compiled;           /* valid mode: through attn_mask_compile   */
+  int use_t5, t5_bidir;       /* T5 table (issue 7)                      */
+  int64_t t5_buckets, t5_max;
   uint64_t seed;
 } fuzz_case;
 
@@ -343,6 +348,13 @@ static void carve(bytes *in, fuzz_case *c, bufs *m) {
   c->qoff = take(in, 4) == 3 ? take(in, 33) - 16 : 0;
   c->koff = take(in, 4) == 3 ? take(in, 33) - 16 : 0;
   c->use_compiled = take(in, 4) == 3;
+  /* issue 7, the same way: a T5 table when the byte is 5 (of 0..5) */
+  c->use_t5 = take(in, 6) == 5;
+  c->t5_buckets = 1 + take(in, 40);
+  c->t5_max = 1 + take(in, 130);
+  c->t5_bidir = (int)take(in, 2);
+  if (c->t5_bidir && c->t5_buckets < 2)
+    c->t5_buckets = 2;
   c->seed = data_seed(in);
 }
 
@@ -431,6 +443,13 @@ static void build_optional(fuzz_case *c, bufs *m, attn_params *p) {
   p->prefix_len = c->prefix;
   p->q_pos_offset = c->qoff;
   p->k_pos_offset = c->koff;
+  if (c->use_t5) {
+    m->rel = make(c->t5_buckets * c->hq, ATTN_DTYPE_F32, c->mag, &c->seed);
+    p->rel_bias = m->rel;
+    p->rel_buckets = c->t5_buckets;
+    p->rel_max_distance = c->t5_max;
+    p->rel_bidirectional = c->t5_bidir;
+  }
 }
 
 /* Invalid mode: one argument broken; attn_forward_check and attn_forward
@@ -550,13 +569,15 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
   const int64_t no = batch * sq * hq * dv;
   const int64_t nq = batch * sq * hq * d, nk = batch * sk * hk * d,
                 nv = batch * sk * hk * dv;
+  const int64_t nr = c->use_t5 ? c->t5_buckets * hq : 0;
   float *dout = make(no, ATTN_DTYPE_F32, 1.0f, &c->seed);
-  float *g[2][3];
+  float *g[2][4];
   for (int r = 0; r < 2; r++) {
     g[r][0] = calloc((size_t)nq, sizeof(float));
     g[r][1] = calloc((size_t)nk, sizeof(float));
     g[r][2] = calloc((size_t)nv, sizeof(float));
-    if (!g[r][0] || !g[r][1] || !g[r][2])
+    g[r][3] = calloc((size_t)nr + 1, sizeof(float));
+    if (!g[r][0] || !g[r][1] || !g[r][2] || !g[r][3])
       abort();
   }
   p->o = view(m->o[1], ATTN_DTYPE_F32, c->bhsd, batch, sq, hq, dv);
@@ -569,12 +590,13 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
     p->dq = view(g[r][0], ATTN_DTYPE_F32, c->bhsd, batch, sq, hq, d);
     p->dk = view(g[r][1], ATTN_DTYPE_F32, c->bhsd, batch, sk, hk, d);
     p->dv = view(g[r][2], ATTN_DTYPE_F32, c->bhsd, batch, sk, hk, dv);
+    p->drel_bias = nr ? g[r][3] : NULL;
     p->num_threads = r == 0 ? 1 : c->threads;
     if (attn_backward(NULL, p) != ATTN_OK)
       die("attn_backward rejected a valid problem", r, msg);
   }
-  const int64_t n[3] = {nq, nk, nv};
-  for (int t = 0; t < 3; t++) {
+  const int64_t n[4] = {nq, nk, nv, nr};
+  for (int t = 0; t < 4; t++) {
     for (int64_t i = 0; i < n[t]; i++)
       if (isnan(g[0][t][i]))
         die("NaN in a gradient", t, "");
@@ -582,7 +604,7 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
       die("a gradient depends on the thread count", t, "");
   }
   for (int r = 0; r < 2; r++)
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
       free(g[r][t]);
   free(dout);
 }

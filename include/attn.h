@@ -544,8 +544,8 @@ ATTN_API attn_status attn_rope_frequencies_sized(const attn_rope *r,
  * itself, any other overlap is ATTN_ERR_OVERLAP; f32|bf16|f16 each). Row i
  * of batch b sits at positions[b * seq + i] when positions is set, else at
  * i + pos_offset (+ pos_offsets[b]). Angles are computed in double.
- * inverse rotates by the opposite angle: it undoes the rotation and is its
- * gradient (dL/dx from dL/dy). */
+ * inverse rotates by the opposite angle: it undoes the rotation (up to
+ * mscale^2 with YaRN) and is its gradient (dL/dx from dL/dy). */
 ATTN_API attn_status attn_rope_apply_sized(const attn_rope *r, size_t size,
                                            attn_tensor x, attn_tensor y,
                                            const int64_t *positions,

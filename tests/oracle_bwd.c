@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const oracle_grad_names[4] = {"dq", "dk", "dv", "dbias"};
+const char *const oracle_grad_names[ORACLE_NGRADS] = {"dq", "dk", "dv", "dbias",
+                                                      "drel_bias"};
 
 static int64_t bias_index(const attn_tensor *t, int64_t b, int64_t h, int64_t i,
                           int64_t j) {
@@ -33,7 +34,8 @@ static int grads_alloc(const attn_params *p, oracle_grads *o) {
   o->n[3] = p->dbias.data ? p->bias.shape[0] * p->bias.shape[1] *
                                 p->bias.shape[2] * p->bias.shape[3]
                           : 0;
-  for (int t = 0; t < 4; t++) {
+  o->n[4] = p->drel_bias ? p->rel_buckets * hq : 0;
+  for (int t = 0; t < ORACLE_NGRADS; t++) {
     o->g[t] = calloc((size_t)o->n[t] + 1, sizeof(double));
     if (!o->g[t])
       return -1;
@@ -42,7 +44,7 @@ static int grads_alloc(const attn_params *p, oracle_grads *o) {
 }
 
 void oracle_grads_free(oracle_grads *g) {
-  for (int t = 0; t < 4; t++)
+  for (int t = 0; t < ORACLE_NGRADS; t++)
     free(g->g[t]);
   memset(g, 0, sizeof *g);
 }
@@ -56,9 +58,9 @@ void oracle_grads_free(oracle_grads *g) {
     int64_t h, kvh, d, dv;                                                     \
     R scale, cap;                                                              \
     R *s, *th, *pr, *qr, *dor, *orow, *dqr;                                    \
-    R *acc[4];                                                                 \
-    int64_t n[4]; /* 0: only the loss */                                       \
-    double total; /* sum(dout * O)     */                                      \
+    R *acc[ORACLE_NGRADS];                                                     \
+    int64_t n[ORACLE_NGRADS]; /* 0: only the loss */                           \
+    double total;             /* sum(dout * O)     */                          \
   } NAME;
 DEFINE_BWD_STATE(bwd64, double)
 DEFINE_BWD_STATE(bwd32, float)
@@ -90,6 +92,8 @@ DEFINE_BWD_STATE(bwd32, float)
       }                                                                        \
       if (p->alibi_slopes)                                                     \
         s -= (R)p->alibi_slopes[x->h] * (R)oracle_alibi_dist(p, &x->g, i, j);  \
+      if (p->rel_bias)                                                         \
+        s += (R)oracle_t5_bias(p, &x->g, x->h, i, j);                          \
       if (p->bias.data)                                                        \
         s += (R)oracle_tensor_get(&p->bias, x->g.b, x->h, i, j);               \
       x->s[j] = s;                                                             \
@@ -154,6 +158,8 @@ DEFINE_BWD_STATE(bwd32, float)
       R ds = x->pr[j] * (dp - dd);                                             \
       if (x->n[3])                                                             \
         x->acc[3][bias_index(&p->bias, x->g.b, x->h, i, j)] += ds;             \
+      if (x->n[4])                                                             \
+        x->acc[4][oracle_t5_index(p, &x->g, x->h, i, j)] += ds;                \
       if (x->cap > 0)                                                          \
         ds *= 1 - x->th[j] * x->th[j];                                         \
       for (int64_t c = 0; c < x->d; c++) {                                     \
@@ -209,20 +215,20 @@ DEFINE_BWD_STATE(bwd32, float)
     x.orow = malloc((size_t)x.dv * sizeof(R));                                 \
     x.dqr = malloc((size_t)x.d * sizeof(R));                                   \
     ok = x.s && x.th && x.pr && x.qr && x.dor && x.orow && x.dqr;              \
-    for (int t = 0; out && t < 4; t++) {                                       \
+    for (int t = 0; out && t < ORACLE_NGRADS; t++) {                           \
       x.n[t] = out->n[t];                                                      \
       x.acc[t] = calloc((size_t)out->n[t] + 1, sizeof(R));                     \
       ok = ok && x.acc[t];                                                     \
     }                                                                          \
     if (ok)                                                                    \
       RUN(&x);                                                                 \
-    for (int t = 0; ok && out && t < 4; t++)                                   \
+    for (int t = 0; ok && out && t < ORACLE_NGRADS; t++)                       \
       for (int64_t k = 0; k < out->n[t]; k++) {                                \
         out->g[t][k] = (double)x.acc[t][k];                                    \
         if (fabs(out->g[t][k]) > out->gmax[t])                                 \
           out->gmax[t] = fabs(out->g[t][k]);                                   \
       }                                                                        \
-    for (int t = 0; t < 4; t++)                                                \
+    for (int t = 0; t < ORACLE_NGRADS; t++)                                    \
       free(x.acc[t]);                                                          \
     free(x.s), free(x.th), free(x.pr), free(x.qr), free(x.dor);                \
     free(x.orow), free(x.dqr);                                                 \
@@ -273,6 +279,8 @@ static const attn_tensor *grad_view(const attn_params *p, int t) {
 }
 
 double oracle_grad_value(const attn_params *p, int t, int64_t x) {
+  if (t == 4) /* drel_bias: f32 [rel_buckets, heads_q], contiguous */
+    return (double)p->drel_bias[x];
   const attn_tensor *v = grad_view(p, t);
   const int64_t *s = v->shape;
   const int64_t i3 = x % s[3], i2 = x / s[3] % s[2],
@@ -302,7 +310,7 @@ static int compare_one(const attn_params *p, const oracle_grads *ref,
    * dS = P (dP - D) = 0 exactly), so the floor takes the scale of all */
   const double gmax_all =
       fmax(fmax(ref->gmax[0], ref->gmax[1]), fmax(ref->gmax[2], ref->gmax[t]));
-  const attn_dtype dt = grad_view(p, t)->dtype;
+  const attn_dtype dt = t == 4 ? ATTN_DTYPE_F32 : grad_view(p, t)->dtype;
   double floor = 1e-5 * gmax_all + 1e-7;
   if (dt == ATTN_DTYPE_BF16)
     floor += ref->gmax[t] * ldexp(1.0, -8);
@@ -332,7 +340,7 @@ void oracle_grads_compare(const attn_params *p, const oracle_grads *ref,
                           const oracle_grads *nv, oracle_grad_cmp *c) {
   memset(c, 0, sizeof *c);
   c->ok = 1;
-  for (int t = 0; t < 4; t++)
+  for (int t = 0; t < ORACLE_NGRADS; t++)
     if (ref->n[t] && !compare_one(p, ref, nv, t, c))
       c->ok = 0;
 }

@@ -18,16 +18,20 @@
  * Result layout (contiguous whatever the views look like):
  *   dq [q.shape[0], q.shape[1], heads_q, d]     dk [k.shape[0], k.shape[1],
  *   heads_kv, d]   dv [.., heads_kv, dv]        dbias: bias.shape, row-major
+ *   drel_bias [rel_buckets, heads_q] (rel_bias's layout)
  */
 #ifndef ATTN_TEST_ORACLE_BWD_H
 #define ATTN_TEST_ORACLE_BWD_H
 
 #include "oracle_mask.h"
 
+/* dq, dk, dv, dbias, drel_bias (the T5 table's gradient) */
+#define ORACLE_NGRADS 5
+
 typedef struct oracle_grads {
-  int64_t n[4];   /* elements of dq, dk, dv, dbias (0 = no dbias) */
-  double *g[4];   /* dq, dk, dv, dbias                            */
-  double gmax[4]; /* max |g| per tensor                          */
+  int64_t n[ORACLE_NGRADS];   /* elements of each (0 = not wanted)        */
+  double *g[ORACLE_NGRADS];   /* dq, dk, dv, dbias, drel_bias             */
+  double gmax[ORACLE_NGRADS]; /* max |g| per tensor                      */
 } oracle_grads;
 
 /* Both return 0, or -1 when out of memory. p must be valid for
@@ -40,8 +44,8 @@ void oracle_grads_free(oracle_grads *g);
  * the finite-difference check of oracle_backward. */
 double oracle_loss(const attn_params *p);
 
-/* Names of the four gradients: "dq", "dk", "dv", "dbias". */
-extern const char *const oracle_grad_names[4];
+/* Names of the gradients: "dq", "dk", "dv", "dbias", "drel_bias". */
+extern const char *const oracle_grad_names[ORACLE_NGRADS];
 
 /* Element x (contiguous oracle index) of gradient t of the kernel's views. */
 double oracle_grad_value(const attn_params *p, int t, int64_t x);
@@ -55,8 +59,9 @@ double oracle_grad_value(const attn_params *p, int t, int64_t x);
  * Every gradient element must be finite.
  */
 typedef struct oracle_grad_cmp {
-  double err[4], naive[4], floor[4], budget[4];
-  int64_t nonfinite[4];
+  double err[ORACLE_NGRADS], naive[ORACLE_NGRADS], floor[ORACLE_NGRADS];
+  double budget[ORACLE_NGRADS];
+  int64_t nonfinite[ORACLE_NGRADS];
   char problem[320]; /* first failing tensor, "" when none */
   int ok;
 } oracle_grad_cmp;

@@ -83,6 +83,8 @@ DEFINE_LOAD_KV(load_kv32, fwd32, float)
         s = x->cap * TANH(s / x->cap);                                         \
       if (p->alibi_slopes)                                                     \
         s -= (R)p->alibi_slopes[x->h] * (R)oracle_alibi_dist(p, &x->g, i, j);  \
+      if (p->rel_bias)                                                         \
+        s += (R)oracle_t5_bias(p, &x->g, x->h, i, j);                          \
       if (p->bias.data)                                                        \
         s += (R)oracle_tensor_get(&p->bias, x->g.b, x->h, i, j);               \
       x->s[j] = s;                                                             \

@@ -40,4 +40,18 @@ int64_t oracle_diag_pos(const attn_params *p, const oracle_seq_geom *g,
 double oracle_alibi_dist(const attn_params *p, const oracle_seq_geom *g,
                          int64_t i, int64_t j);
 
+/* T5's bucket of rel = kpos - qpos, the Hugging Face reference
+ * (T5Attention._relative_position_bucket) line by line, its float32
+ * tensor arithmetic in float; the cases where the reference is undefined
+ * (exact range 0, NaN or out-of-range results) as attn.h's attn_t5_bucket
+ * documents them (src/pos/t5.c). */
+int64_t oracle_t5_bucket(int64_t rel, int64_t buckets, int64_t max_distance,
+                         int bidirectional);
+/* The T5 bias of query i, key j, head h: rel_bias[bucket][h]. */
+double oracle_t5_bias(const attn_params *p, const oracle_seq_geom *g, int64_t h,
+                      int64_t i, int64_t j);
+/* Index of that table element (for the gradient). */
+int64_t oracle_t5_index(const attn_params *p, const oracle_seq_geom *g,
+                        int64_t h, int64_t i, int64_t j);
+
 #endif /* ATTN_TEST_ORACLE_POS_H */

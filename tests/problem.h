@@ -20,8 +20,8 @@
  * Switches:
  *   environment ATTN_TEST_NEW_OPTIONS=0   the generator and the tests leave
  *       out prefix_len, position offsets and compiled masks (the 0.2
- *       options), so that the rest can be checked while the library side
- *       is unfinished; default 1.
+ *       options) and the T5 table (0.3), so that the rest can be checked
+ *       while the library side is unfinished; default 1.
  *   CMake ATTN_TEST_MASK_COMPILE (AUTO/ON/OFF)   links mask_link.c (the
  *       real attn_mask_compile) or mask_link_stub.c; see CMakeLists.txt.
  */
@@ -83,9 +83,17 @@ typedef struct tp_problem {
   int pos_per_seq; /* q_pos_offsets / k_pos_offsets given             */
   int64_t q_pos_offsets[TP_MAX_SEQS], k_pos_offsets[TP_MAX_SEQS];
   int compiled; /* attn_mask_compile once, p.compiled_mask for all calls */
+  /* --- T5 relative-position bias (0.3) -------------------------------- */
+  int t5;                  /* rel_bias table [t5_buckets, hq] given    */
+  int64_t t5_buckets;      /* rel_buckets                              */
+  int64_t t5_max_distance; /* rel_max_distance                         */
+  int t5_bidirectional;    /* rel_bidirectional                        */
+  int t5_neginf;           /* some buckets -inf (masks those distances) */
+  double t5_mag;           /* scale of the table's values              */
   /* --- backward ------------------------------------------------------- */
   int grads; /* dout, dq, dk, dv attached                           */
   int dbias; /* and dbias                                           */
+  int drel;  /* and drel_bias (with t5)                             */
   /* --- execution ------------------------------------------------------ */
   int threads, use_ctx, with_lse, workspace;
   int determinism; /* the backward test also compares thread counts  */
@@ -137,6 +145,8 @@ typedef struct tp_bufs {
   int64_t n_lse;
   float *bias, *dbias, *slopes;
   size_t dbias_bytes;
+  float *rel, *drel; /* rel_bias [t5_buckets][hq] and its gradient     */
+  size_t drel_bytes;
   uint8_t *mask;
   void *ws; /* the caller workspace of tp_attach_workspace       */
   int32_t cu_q[TP_MAX_SEQS + 1], cu_k[TP_MAX_SEQS + 1];

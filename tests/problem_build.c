@@ -344,6 +344,28 @@ static void build_scores(tc_rng *r, const tp_problem *c, attn_params *p,
   }
 }
 
+/* The T5 table [t5_buckets][hq] (its own random stream, so the other
+ * buffers of a case are the same with or without it) and its gradient. */
+static void build_t5(const tp_problem *c, attn_params *p, tp_bufs *m) {
+  tc_rng rr = {c->seed ^ 0x7575ull}, *r = &rr;
+  const int64_t n = c->t5_buckets * c->hq;
+  m->rel = tc_alloc((size_t)n * sizeof(float));
+  for (int64_t x = 0; x < n; x++)
+    m->rel[x] = c->t5_neginf && tc_chance(r, 0.1)
+                    ? -INFINITY
+                    : (float)(c->t5_mag * tc_normal(r));
+  p->rel_bias = m->rel;
+  p->rel_buckets = c->t5_buckets;
+  p->rel_max_distance = c->t5_max_distance;
+  p->rel_bidirectional = c->t5_bidirectional;
+  if (c->grads && c->drel) {
+    m->drel_bytes = (size_t)n * sizeof(float);
+    m->drel = tc_alloc(m->drel_bytes);
+    memset(m->drel, 0x7F, m->drel_bytes);
+    p->drel_bias = m->drel;
+  }
+}
+
 void tp_build(const tp_problem *c, attn_params *p, tp_bufs *m) {
   tc_rng rr = {c->seed ^ 0xB0F5ull}, *r = &rr;
   int64_t full[4];
@@ -366,6 +388,8 @@ void tp_build(const tp_problem *c, attn_params *p, tp_bufs *m) {
     build_mask(r, c, full, p, m);
   if (c->grads)
     build_grads(r, c, p, m);
+  if (c->t5)
+    build_t5(c, p, m);
   p->num_threads = c->threads;
   m->compile_status = ATTN_OK;
   if (c->compiled) {
@@ -379,6 +403,7 @@ void tp_bufs_free(tp_bufs *m) {
   for (int t = 0; t < TP_NT; t++)
     free(m->mem[t]), free(m->init[t]), free(m->inview[t]);
   free(m->lse_mem), free(m->bias), free(m->dbias), free(m->slopes);
+  free(m->rel), free(m->drel);
   free(m->mask), free(m->ws);
   tp_mask_free(m->cmask);
   memset(m, 0, sizeof *m);
@@ -397,6 +422,8 @@ void tp_reset_backward(tp_bufs *m) {
       memcpy(m->mem[t], m->init[t], m->bytes[t]);
   if (m->dbias)
     memset(m->dbias, 0x7F, m->dbias_bytes); /* large: must be overwritten */
+  if (m->drel)
+    memset(m->drel, 0x7F, m->drel_bytes);
 }
 
 int tp_untouched(const tp_bufs *m, char *why, size_t why_size) {

@@ -343,6 +343,34 @@ static void gen_new_options(tc_rng *r, tp_problem *c) {
   c->compiled = compiled && tp_compiled_masks();
 }
 
+/* The T5 table (0.3): drawn last, so every earlier draw of a case is as
+ * it was before; dropped with ATTN_TEST_NEW_OPTIONS=0. Bucket counts from
+ * 1 (one bucket) through odd ones to the usual 32 and beyond; maximum
+ * distances below, at and above the exact range, and past the lengths. */
+static void gen_t5(tc_rng *r, const tp_profile *prof, tp_problem *c) {
+  static const int64_t nbs[] = {1, 2, 3, 4, 5, 7, 8, 16, 31, 32, 33, 64, 129};
+  static const int64_t mds[] = {1, 2, 3, 8, 16, 20, 64, 100, 128, 1000};
+  const int on = tc_chance(r, 0.15);
+  const int bidir = tc_chance(r, 0.5);
+  int64_t nb = nbs[tc_below(r, (int64_t)(sizeof nbs / sizeof nbs[0]))];
+  const int64_t md =
+      tc_chance(r, 0.2) ? tc_range(r, 1, 400) : mds[tc_below(r, 10)];
+  const int neginf = tc_chance(r, 0.15);
+  const double mag = tc_chance(r, 0.2) ? 4.0 : 1.0;
+  const int drel = tc_chance(r, 0.8);
+  if (!on || !tp_new_options())
+    return;
+  if (bidir && nb < 2)
+    nb = 2;
+  c->t5 = 1;
+  c->t5_buckets = nb;
+  c->t5_max_distance = md;
+  c->t5_bidirectional = bidir;
+  c->t5_neginf = neginf;
+  c->t5_mag = mag;
+  c->drel = prof->grads && drel;
+}
+
 static void gen_exec(tc_rng *r, const tp_profile *prof, tp_problem *c) {
   static const int th[] = {1, 2, 3, 7};
   c->threads = th[tc_below(r, 4)];
@@ -388,6 +416,7 @@ void tp_generate(tp_problem *c, const tp_profile *prof, uint64_t run_seed,
   gen_masks(r, c);
   gen_new_options(r, c);
   gen_exec(r, prof, c);
+  gen_t5(r, prof, c);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -516,6 +545,12 @@ void tp_describe(FILE *f, const tp_problem *c) {
             mode_name(c->bias_mode[1]), mode_name(c->bias_mode[2]),
             mode_name(c->bias_mode[3]), c->bias_neginf ? " with -inf" : "",
             c->bias_mag > 1.0 ? " x5" : "", c->dbias ? ", dbias" : "");
+  if (c->t5)
+    fprintf(f, "    T5 table: %lld buckets, max distance %lld, %s%s%s%s\n",
+            (long long)c->t5_buckets, (long long)c->t5_max_distance,
+            c->t5_bidirectional ? "bidirectional" : "unidirectional",
+            c->t5_neginf ? ", some -inf" : "", c->t5_mag > 1.0 ? ", x4" : "",
+            c->drel ? ", drel_bias" : "");
   if (c->mask)
     fprintf(f, "    mask axes %s/%s/%s/%s p(true) %.2f%s\n",
             mode_name(c->mask_mode[0]), mode_name(c->mask_mode[1]),

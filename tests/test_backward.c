@@ -61,13 +61,14 @@ static void result(int ok, const char *fmt, ...) {
 /* ---------------------------------------------------------------------- */
 /* Statistics                                                             */
 /* ---------------------------------------------------------------------- */
-static double worst_budget[4], worst_err[4], worst_naive[4];
-static int worst_case[4];
+static double worst_budget[ORACLE_NGRADS], worst_err[ORACLE_NGRADS],
+    worst_naive[ORACLE_NGRADS];
+static int worst_case[ORACLE_NGRADS];
 static double t_oracle, t_kernel;
 static attn_context *shared_ctx;
 
 static void stat_add(const tp_problem *c, const oracle_grad_cmp *cmp) {
-  for (int t = 0; t < 4; t++)
+  for (int t = 0; t < ORACLE_NGRADS; t++)
     if (cmp->budget[t] > worst_budget[t]) {
       worst_budget[t] = cmp->budget[t];
       worst_err[t] = cmp->err[t];
@@ -113,10 +114,11 @@ static void run_isa(const tp_problem *c, attn_params *p, tp_bufs *m,
 /* Bitwise identical gradients for 1, 2, 3 and 7 threads (widest ISA). */
 static void check_determinism(const tp_problem *c, attn_params *p, tp_bufs *m,
                               attn_isa isa) {
-  void *first[4] = {0};
-  void *data[4] = {m->mem[TP_DQ], m->mem[TP_DK], m->mem[TP_DV], m->dbias};
-  const size_t bytes[4] = {m->bytes[TP_DQ], m->bytes[TP_DK], m->bytes[TP_DV],
-                           m->dbias_bytes};
+  void *first[5] = {0};
+  void *data[5] = {m->mem[TP_DQ], m->mem[TP_DK], m->mem[TP_DV], m->dbias,
+                   m->drel};
+  const size_t bytes[5] = {m->bytes[TP_DQ], m->bytes[TP_DK], m->bytes[TP_DV],
+                           m->dbias_bytes, m->drel_bytes};
   static const int thr[] = {1, 2, 3, 7};
   int same = 1;
   p->isa = isa;
@@ -128,7 +130,7 @@ static void check_determinism(const tp_problem *c, attn_params *p, tp_bufs *m,
       same = 0;
       break;
     }
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < 5; t++) {
       if (!bytes[t])
         continue;
       if (i == 0) {
@@ -139,7 +141,7 @@ static void check_determinism(const tp_problem *c, attn_params *p, tp_bufs *m,
       }
     }
   }
-  for (int t = 0; t < 4; t++)
+  for (int t = 0; t < 5; t++)
     free(first[t]);
   p->num_threads = c->threads;
   result(same, "case %d: gradients differ across thread counts (1/2/3/7)",
@@ -237,6 +239,37 @@ static void fd_problem(int n, tp_problem *c) {
     c->q_pos_offsets[0] = 1, c->q_pos_offsets[1] = -1;
     c->wl = 4;
   }
+  if (n >= 7) { /* T5 tables: unidirectional and bidirectional, GQA */
+    c->t5 = c->drel = 1;
+    c->t5_buckets = n == 7 ? 6 : 9;
+    c->t5_max_distance = n == 7 ? 5 : 7;
+    c->t5_bidirectional = n == 8;
+    c->t5_mag = 1.0;
+    c->causal = n == 7 ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE;
+    c->sq = 11, c->sk = 13;
+  }
+}
+
+/* The same for the T5 table (tensor 4, drel_bias): the table is the
+ * case's own buffer, perturbed in place. */
+static double fd_rel(attn_params *p, const oracle_grads *ref, int n) {
+  float *tab = (float *)(uintptr_t)p->rel_bias;
+  const int64_t cnt = p->rel_buckets * p->q.shape[2];
+  double gmax = ref->gmax[4] + 1e-3, emax = 0;
+  for (int64_t x = 0; x < cnt; x++) {
+    const float x0 = tab[x];
+    const double hstep = ldexp(1.0, -10);
+    tab[x] = (float)(x0 + hstep);
+    const double lp = oracle_loss(p);
+    tab[x] = (float)(x0 - hstep);
+    const double lm = oracle_loss(p);
+    tab[x] = x0;
+    emax = fmax(emax, fabs((lp - lm) / (2 * hstep) - ref->g[4][x]));
+  }
+  result(emax / gmax < 1e-4,
+         "finite differences: case %d %s: max err %.3g of max |grad| %.3g", n,
+         oracle_grad_names[4], emax, gmax);
+  return emax / gmax;
 }
 
 /* Largest |fd - analytic| / max|grad| over the elements of tensor t. */
@@ -273,7 +306,7 @@ static double fd_tensor(attn_params *p, const oracle_grads *ref, int n, int t) {
 
 static void fd_check(void) {
   double worst = 0;
-  const int n_problems = tp_new_options() ? 7 : 6;
+  const int n_problems = tp_new_options() ? 9 : 6;
   for (int n = 0; n < n_problems; n++) {
     tp_problem c;
     attn_params p;
@@ -286,6 +319,8 @@ static void fd_check(void) {
     for (int t = 0; t < 4; t++)
       if (t < 3 || p.bias.data)
         worst = fmax(worst, fd_tensor(&p, &ref, n, t));
+    if (p.drel_bias)
+      worst = fmax(worst, fd_rel(&p, &ref, n));
     oracle_grads_free(&ref);
     tp_bufs_free(&m);
   }
@@ -333,10 +368,10 @@ int main(int argc, char **argv) {
     run_case(&c, isas, n_isas, only >= 0);
   }
   attn_context_free(shared_ctx);
-  printf("\n%-6s %-9s %-9s %-7s %s\n", "grad", "err", "naive", "budget",
+  printf("\n%-9s %-9s %-9s %-7s %s\n", "grad", "err", "naive", "budget",
          "case");
-  for (int t = 0; t < 4; t++)
-    printf("%-6s %-9.3g %-9.3g %-7.3f %d\n", oracle_grad_names[t], worst_err[t],
+  for (int t = 0; t < ORACLE_NGRADS; t++)
+    printf("%-9s %-9.3g %-9.3g %-7.3f %d\n", oracle_grad_names[t], worst_err[t],
            worst_naive[t], worst_budget[t], worst_case[t]);
   printf("err, naive: max |grad - oracle| of the kernel and of the naive f32 "
          "reference in the case\nwith the largest budget = err / (2 * naive "

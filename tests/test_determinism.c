@@ -48,6 +48,8 @@ typedef struct dshape {
   int64_t q_pos_offset, k_pos_offset;
   int pos_per_seq; /* offsets 5 - 7 b (queries) and 3 b (keys) */
   int compiled;    /* needs the compiled masks linked */
+  int64_t t5;      /* > 0: a T5 table of this many buckets (0.3)   */
+  int t5_bidirectional;
 } dshape;
 
 static const dshape shapes[] = {
@@ -126,6 +128,21 @@ static const dshape shapes[] = {
      .mask = 1,
      .new_options = 1,
      .compiled = 1},
+    {"t5 32/128 causal-br gqa per-seq offsets 400x500 d64",
+     {2, 4, 2, 400, 500, 64, 64},
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .new_options = 1,
+     .pos_per_seq = 1,
+     .t5 = 32},
+    {"t5 bidirectional 33/20 varlen softcap d32",
+     {1, 4, 4, 0, 0, 32, 32},
+     .softcap = 15.0f,
+     .nseq = 3,
+     .lq = {150, 1, 97},
+     .lk = {200, 64, 97},
+     .new_options = 1,
+     .t5 = 33,
+     .t5_bidirectional = 1},
 };
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
@@ -168,6 +185,13 @@ static void shape_problem(const dshape *s, int shrink, tp_problem *c) {
   for (int b = 0; b < TP_MAX_SEQS; b++)
     c->q_pos_offsets[b] = 5 - 7 * b, c->k_pos_offsets[b] = 3 * b;
   c->compiled = s->compiled;
+  if (s->t5) {
+    c->t5 = 1;
+    c->t5_buckets = s->t5;
+    c->t5_max_distance = s->t5_bidirectional ? 20 : 128;
+    c->t5_bidirectional = s->t5_bidirectional;
+    c->t5_mag = 1.0;
+  }
 }
 
 typedef struct dref {

@@ -60,6 +60,7 @@
   X(COMPILED, "compiled mask")                                                 \
   X(SOFTCAP, "softcap")                                                        \
   X(ALIBI, "alibi")                                                            \
+  X(T5, "t5 table")                                                            \
   X(BIAS, "bias")                                                              \
   X(BIAS_NEGINF, "bias -inf")                                                  \
   X(MASK, "mask")                                                              \
@@ -172,6 +173,7 @@ static void case_cats(const tp_problem *c, const attn_params *p,
   cats[CAT_COMPILED] = c->compiled;
   cats[CAT_SOFTCAP] = c->softcap > 0;
   cats[CAT_ALIBI] = c->alibi != 0;
+  cats[CAT_T5] = c->t5;
   cats[CAT_BIAS] = c->bias;
   cats[CAT_BIAS_NEGINF] = c->bias && c->bias_neginf;
   cats[CAT_MASK] = c->mask;

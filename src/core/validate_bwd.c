@@ -42,6 +42,30 @@ static attn_status check_like(const attn_params *p, const attn_tensor *t,
   return ATTN_OK;
 }
 
+/* drel_bias (optional out, f32 [rel_buckets, hq]): needs rel_bias and
+ * may overlap no input or output (the n ranges lo/hi, then the small
+ * arrays and rel_bias through attn_check_aux_overlap). */
+static attn_status check_drel(const attn_params *p, const attn_problem *pr,
+                              const uintptr_t *lo, const uintptr_t *hi,
+                              const char *const *name, int n) {
+  if (!p->drel_bias)
+    return ATTN_OK;
+  if (!p->rel_bias)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "drel_bias is set but there is no rel_bias (T5 table)");
+  /* attn_validate_opts checked that this size fits */
+  const uintptr_t dlo = (uintptr_t)p->drel_bias;
+  const uintptr_t dhi =
+      dlo + (uintptr_t)p->rel_buckets * (uintptr_t)pr->hq * sizeof(float);
+  attn_status st = attn_check_aux_overlap(p, pr, dlo, dhi, "drel_bias");
+  if (st != ATTN_OK)
+    return st;
+  for (int j = 0; j < n; j++)
+    if (overlaps(dlo, dhi, lo[j], hi[j]))
+      FAIL(ATTN_ERR_OVERLAP, "drel_bias overlaps %s in memory", name[j]);
+  return ATTN_OK;
+}
+
 attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
   attn_status st = attn_validate(p, pr);
   if (st != ATTN_OK)
@@ -111,5 +135,5 @@ attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
     hi[m] = ghi;
     name[m++] = gname[i];
   }
-  return ATTN_OK;
+  return check_drel(p, pr, lo, hi, name, m);
 }

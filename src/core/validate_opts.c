@@ -1,6 +1,7 @@
 /* Validation of the options appended in 0.2 (positions, prefix-LM) and
- * of the small input arrays (alibi_slopes, kv_lens, cu_seqlens, position
- * offsets) against every output range. */
+ * 0.3 (the T5 table), and of the small input arrays (alibi_slopes,
+ * kv_lens, cu_seqlens, position offsets, rel_bias) against every output
+ * range. */
 #include "core/internal.h"
 
 #include "pos/pos.h"
@@ -34,24 +35,51 @@ attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr) {
           FAIL(ATTN_ERR_INVALID_ARGUMENT,
                "%s[%lld] (%lld) must be within +-2^48", an[a], (long long)b,
                (long long)arr[a][b]);
+  if (p->rel_bias) {
+    if (p->rel_buckets < 1 || p->rel_buckets > 65536)
+      FAIL(ATTN_ERR_INVALID_ARGUMENT,
+           "rel_buckets (%lld) must be within 1..65536 when rel_bias is set",
+           (long long)p->rel_buckets);
+    if (p->rel_bidirectional && p->rel_buckets < 2)
+      FAIL(ATTN_ERR_INVALID_ARGUMENT,
+           "rel_buckets (%lld) must be >= 2 with rel_bidirectional (half "
+           "of them for each direction)",
+           (long long)p->rel_buckets);
+    if (p->rel_max_distance < 1)
+      FAIL(ATTN_ERR_INVALID_ARGUMENT,
+           "rel_max_distance (%lld) must be >= 1 when rel_bias is set",
+           (long long)p->rel_max_distance);
+    const uintptr_t lo = (uintptr_t)p->rel_bias;
+    uint64_t n;
+    if (__builtin_mul_overflow((uint64_t)p->rel_buckets, (uint64_t)pr->hq,
+                               &n) ||
+        __builtin_mul_overflow(n, (uint64_t)sizeof(float), &n) ||
+        n > UINTPTR_MAX - lo)
+      FAIL(ATTN_ERR_OVERFLOW,
+           "rel_bias [%lld, %lld] overflows the address "
+           "space",
+           (long long)p->rel_buckets, (long long)pr->hq);
+  }
   return ATTN_OK;
 }
 
 attn_status attn_check_aux_overlap(const attn_params *p, const attn_problem *pr,
                                    uintptr_t lo, uintptr_t hi,
                                    const char *what) {
-  const void *ptr[6] = {p->alibi_slopes, p->kv_lens,       p->cu_seqlens_q,
-                        p->cu_seqlens_k, p->q_pos_offsets, p->k_pos_offsets};
-  const size_t n[6] = {(size_t)pr->hq * sizeof(float),
+  const void *ptr[7] = {p->alibi_slopes, p->kv_lens,       p->cu_seqlens_q,
+                        p->cu_seqlens_k, p->q_pos_offsets, p->k_pos_offsets,
+                        p->rel_bias};
+  const size_t n[7] = {(size_t)pr->hq * sizeof(float),
                        (size_t)pr->batch * sizeof(int32_t),
                        ((size_t)pr->batch + 1) * sizeof(int32_t),
                        ((size_t)pr->batch + 1) * sizeof(int32_t),
                        (size_t)pr->batch * sizeof(int64_t),
-                       (size_t)pr->batch * sizeof(int64_t)};
-  static const char *const name[6] = {"alibi_slopes",  "kv_lens",
-                                      "cu_seqlens_q",  "cu_seqlens_k",
-                                      "q_pos_offsets", "k_pos_offsets"};
-  for (int i = 0; i < 6; i++) {
+                       (size_t)pr->batch * sizeof(int64_t),
+                       (size_t)p->rel_buckets * (size_t)pr->hq * sizeof(float)};
+  static const char *const name[7] = {
+      "alibi_slopes",  "kv_lens",       "cu_seqlens_q", "cu_seqlens_k",
+      "q_pos_offsets", "k_pos_offsets", "rel_bias"};
+  for (int i = 0; i < 7; i++) {
     if (!ptr[i])
       continue;
     const uintptr_t a = (uintptr_t)ptr[i];

@@ -48,10 +48,12 @@ typedef struct bwd_layout {
   int64_t dp, dvp;    /* head dims padded to the vector width        */
   int64_t chunks;     /* dQ partial copies (<= ATTN_BWD_CHUNKS)      */
   int64_t items_c;    /* dbias items                                 */
+  int64_t items_a;    /* phase-A items (sequence, kv head, chunk)    */
   size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
   size_t dd, dqc, base;
+  size_t rel;        /* drel_bias partials [items_a][group][buckets] */
   size_t per_thread; /* one thread's scratch                        */
-  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp;
+  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5;
   size_t tiles;   /* offset of the call's own tile lists (if not compiled) */
   size_t scratch; /* offset of thread 0's scratch                */
   size_t total;
@@ -88,6 +90,7 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
     w->chunks = ATTN_MAX(w->chunks, c);
     items_a += c * pr->hk;
   }
+  w->items_a = items_a;
   w->items_c = 0;
   if (p->dbias.data) {
     const int64_t *sh = p->dbias.shape;
@@ -107,6 +110,12 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
       (size_t)w->dp);
   w->dqc = attn_ws_add(&sh, dqc, sizeof(float));
   w->base = attn_ws_add(&sh, (size_t)pr->batch + 1, sizeof(int64_t));
+  const size_t nrel = p->drel_bias ? (size_t)p->rel_buckets : 0;
+  w->rel = attn_ws_add(
+      &sh,
+      attn_ws_mul(&sh, attn_ws_mul(&sh, (size_t)items_a, (size_t)pr->group),
+                  nrel),
+      sizeof(float));
   w->tiles = attn_ws_add(&sh, pl->tiles_bytes, 1);
   if (sh.overflow)
     return ATTN_ERR_OVERFLOW;
@@ -128,6 +137,7 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->lo = attn_ws_add(&t, br, sizeof(int64_t));
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
+  w->dt5 = attn_ws_add(&t, br + bc, sizeof(float));
   w->per_thread = t.off;
 
   int nt = pl->threads;
@@ -155,6 +165,7 @@ typedef struct bwd_job {
   float *qs, *dos;    /* [hq][tqp][dp], [hq][tqp][dvp]           */
   float *l2, *dd;     /* [hq][tqp]: the forward's LSE, D          */
   float *dqc;         /* [chunks][hq][tq][dp]                    */
+  float *rel;         /* [items_a][group][buckets] drel_bias partials */
   int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
   atomic_llong counter_a, counter_c;
 } bwd_job;
@@ -324,13 +335,24 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->s = (float *)(ws + w->s);
   t->ds = (float *)(ws + w->ds);
   t->g = (float *)(ws + w->g);
-  t->dk = t->dvacc = t->dq = NULL;
+  t->dk = t->dvacc = t->dq = t->dt5 = NULL;
   return 1;
 }
 
 /* ---------------------------------------------------------------------- */
 /* Phase A: dK, dV and the dQ partials                                     */
 /* ---------------------------------------------------------------------- */
+
+/* Adds a block's per-distance sums of dS (dt5, bwd_kernels.h) into the
+ * buckets of its head (part: [buckets]), distances in increasing order.
+ * Distances past the last real key hold only padding (dS = 0): skipped. */
+static void rel_scatter(const attn_bblock *t, const float *dt5, float *part) {
+  const attn_t5 *t5 = t->sc.t5;
+  const int64_t rel0 = t->j0 - (t->i0 + t->rows - 1) - t->sc.qk;
+  for (int u = 0; u < t->rows - 1 + t->nkeys; u++)
+    part[attn_t5_lookup(t5, rel0 + u)] += dt5[u];
+}
+
 static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
                          char *ws) {
   const attn_problem *pr = job->pr;
@@ -350,6 +372,11 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   }
   float *dk = (float *)(ws + w->dk), *dv = (float *)(ws + w->dv);
   float *dkm = (float *)(ws + w->dkm), *dvm = (float *)(ws + w->dvm);
+  /* drel_bias: this item's own partial sums, [group][buckets] */
+  const int64_t nb = p->drel_bias ? p->rel_buckets : 0;
+  float *rel = job->rel + (job->item_base[b] + c * pr->hk + g) * pr->group * nb;
+  memset(rel, 0, sizeof(float) * (size_t)(pr->group * nb));
+  float *dt5 = (float *)(ws + w->dt5);
   const size_t nk = (size_t)k->bc * (size_t)dp,
                nv = (size_t)k->bc * (size_t)dvp;
   for (int64_t kt = c * tpc; kt < ATTN_MIN(nkt, (c + 1) * tpc); kt++) {
@@ -373,7 +400,10 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
         t.dk = dkm;
         t.dvacc = dvm;
         t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
+        t.dt5 = nb ? dt5 : NULL;
         k->block(&t);
+        if (nb)
+          rel_scatter(&t, dt5, rel + hh * nb);
       }
       for (size_t e = 0; e < nk; e++)
         dk[e] += dkm[e];
@@ -514,6 +544,28 @@ static void phase_b(bwd_job *job, int tid, int nthreads) {
   }
 }
 
+/* drel_bias[bucket][h] = the phase-A items' partials summed in item order
+ * (sequence, chunk): one head per thread at a time. */
+static void phase_rel(bwd_job *job, int tid, int nthreads) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const int64_t nb = p->rel_buckets, hk = pr->hk, group = pr->group;
+  for (int64_t h = tid; h < pr->hq; h += nthreads) {
+    const int64_t g = h / group, hh = h % group;
+    for (int64_t bk = 0; bk < nb; bk++) {
+      float acc = 0.0f;
+      for (int64_t b = 0; b < pr->batch; b++) {
+        const int64_t nch = (job->item_base[b + 1] - job->item_base[b]) / hk;
+        for (int64_t c = 0; c < nch; c++) {
+          const int64_t it = job->item_base[b] + c * hk + g;
+          acc += job->rel[(it * group + hh) * nb + bk];
+        }
+      }
+      p->drel_bias[bk * pr->hq + h] = acc;
+    }
+  }
+}
+
 static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   bwd_job *job = (bwd_job *)arg;
   if (job->tiles == &job->own) /* compile the mask: slots split by tid */
@@ -525,6 +577,8 @@ static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
     phase_c(job, tid);
   attn_team_barrier(team);
   phase_b(job, tid, nthreads);
+  if (job->pr->p->drel_bias)
+    phase_rel(job, tid, nthreads);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -584,6 +638,7 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   job.dd = (float *)(base + job.w.dd);
   job.dqc = (float *)(base + job.w.dqc);
   job.item_base = (int64_t *)(base + job.w.base);
+  job.rel = (float *)(base + job.w.rel);
   job.tiles = pl.compiled;
   if (!job.tiles) {
     job.own = pl.tiles;

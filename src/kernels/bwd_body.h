@@ -105,6 +105,9 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       KFN(bmk_nt)(t->q + r0 * dp, dp, d, kp, s + r0 * BC + pc);
   }
   /* (2) the forward's pipeline, then P = 2^((S - lse) log2 e) */
+  float lut[BR + BC]; /* T5: one bias per distance of the block */
+  if (t->sc.t5)
+    attn_score_t5_lut(&t->sc, t->i0 + rows - 1, t->j0, rows - 1 + ncol, lut);
   for (int r = 0; r < rows; r++) {
     float *x = s + r * BC;
     const float lse = t->lse[r];
@@ -113,7 +116,8 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       continue;
     }
     float *g = t->sc.softcap > 0 ? t->g + r * BC : NULL;
-    KFN(score_fwd_row)(&t->sc, t->i0 + r, t->j0, x, g, ncol);
+    const float *t5 = t->sc.t5 ? lut + (rows - 1 - r) : NULL;
+    KFN(score_fwd_row)(&t->sc, t->i0 + r, t->j0, x, g, t5, ncol);
     if (partial)
       attn_mask_apply(&t->mv, r, r + 1, t->j0, ncol, x, BC);
     KFN(softmax_exp_row)(x, ncol, lse);
@@ -144,6 +148,8 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     for (int c = 0; c < ncol; c += VL)
       vf_store(x + c, vf_mul(vf_load(p + c), vf_sub(vf_load(x + c), dd)));
   }
+  if (t->dt5) /* T5's table gradient: dS summed per distance */
+    KFN(score_t5_diag)(ds, rows, ncol, t->dt5);
   if (!t->dk && !t->dq)
     return; /* dBias only wants dS */
 

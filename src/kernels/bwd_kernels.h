@@ -17,6 +17,7 @@
  *   P  = exp(S - lse)            0 for masked keys and for lse = -inf
  *   dV += P^T dO                 (dv != NULL)
  *   dS = P * (dO V^T - D)        left in ds (rows >= rows are 0)
+ *   dT5[u] = sum of dS over the diagonal u   (dt5 != NULL)
  *   dS'= dS * (1 - tanh^2)       softcap only, when dk or dq is wanted
  *   dK += dS'^T Qs               (dk != NULL)
  *   dQ += dS' K                  (dq != NULL; caller multiplies by scale)
@@ -44,6 +45,8 @@ typedef struct attn_bblock {
   float *dk;    /* [bc][dp] accumulator, or NULL                              */
   float *dvacc; /* [bc][dvp] accumulator, or NULL                          */
   float *dq;    /* [rows][dp] accumulator rows (row stride dp), or NULL    */
+  float *dt5;   /* out [rows - 1 + bc]: dS summed per diagonal (T5's
+                   distances, attn_score_t5_lut's layout), or NULL      */
 } attn_bblock;
 
 typedef struct attn_bwd_kernel {

@@ -14,7 +14,7 @@
  * key tile of BC = ATTN_TILE_K keys (FlashAttention-2's loop order):
  *
  *   S   = Q Kᵀ              register-blocked MR x NR micro-kernel   (1)
- *   S   = mods(S)            softcap, ALiBi, bias (score_body.h)     (2)
+ *   S   = mods(S)            softcap, ALiBi, T5, bias (score_body.h) (2)
  *   S   = -inf where masked  only for PARTIAL tiles (mask/)          (3)
  *   m'  = max(m, rowmax S);  P = 2^((S - m') log2 e)                 (4)
  *   l   = l 2^((m - m') log2 e) + rowsum P
@@ -223,8 +223,14 @@ static void KFN(flush)(const attn_qtile *t, float *lm) {
 static void KFN(plain_rows)(const attn_qtile *t, int ra, int rb, float *s,
                             int64_t j0, int ncol, attn_tile_kind kind,
                             float *alpha, float *lm) {
-  for (int r = ra; r < rb && attn_score_any(&t->sc); r++) /* (2) */
-    KFN(score_fwd_row)(&t->sc, t->i0 + r, j0, s + (r - ra) * BC, NULL, ncol);
+  float lut[BR + BC]; /* T5: one bias per distance of the block */
+  if (t->sc.t5)
+    attn_score_t5_lut(&t->sc, t->i0 + rb - 1, j0, rb - 1 - ra + ncol, lut);
+  for (int r = ra; r < rb && attn_score_any(&t->sc); r++) { /* (2) */
+    const float *t5 = t->sc.t5 ? lut + (rb - 1 - r) : NULL;
+    float *sr = s + (r - ra) * BC;
+    KFN(score_fwd_row)(&t->sc, t->i0 + r, j0, sr, NULL, t5, ncol);
+  }
   if (kind == ATTN_TILE_PARTIAL) /* (3) */
     attn_mask_apply(&t->mv, ra, rb, j0, ncol, s, BC);
   KFN(softmax_step)(t, ra, rb, s, ncol, alpha + ra, lm); /* (4) */

@@ -37,6 +37,8 @@ attn_status attn_plan_prepare(attn_context *ctx, const attn_params *user,
     return attn_fail(p, st, "the mask's tile lists overflow");
   if (pl->compiled)
     pl->tiles_bytes = 0; /* the call walks the compiled lists */
+  if (p->rel_bias)
+    attn_t5_setup(p, pl->pr.hq, pl->pr.sq_max, pl->pr.sk_max, &pl->t5);
   return ATTN_OK;
 }
 
@@ -58,6 +60,7 @@ int64_t attn_plan_tile(const attn_plan *pl, const attn_seq *s, int64_t h,
   attn_pos_seq(p, s, &pos);
   attn_mask_rows(p, s, &pos, i0, rows, lo, hi);
   attn_score_setup(p, s, &pos, h, sc);
+  sc->t5 = p->rel_bias ? &pl->t5 : NULL;
   attn_mask_tensor_view(p, s->b, h, mv);
   mv->i0 = i0;
   mv->lo = lo;

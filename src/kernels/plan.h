@@ -19,6 +19,7 @@ typedef struct attn_plan {
   const attn_tiles *compiled; /* p.compiled_mask's lists, or NULL      */
   attn_tiles tiles; /* the call's own lists (when compiled is NULL)   */
   size_t tiles_bytes;
+  attn_t5 t5; /* the T5 buckets (when p.rel_bias is set)         */
 } attn_plan;
 
 /* Import, validate (forward or backward), resolve the ISA and fill the

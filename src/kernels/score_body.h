@@ -5,6 +5,7 @@
  *   modifier   forward                     backward (dS' = dS * ds_out/ds_in)
  *   softcap    s = c tanh(s / c)           dS' = dS (1 - tanh^2)
  *   ALiBi      s -= slope |qk + i - j|     derivative 1
+ *   T5         s += rel[bucket(j-i-qk)][h] derivative 1; dRel[bucket] += dS
  *   bias       s += bias[i][j]             derivative 1; dBias = dS
  *   mask       s = -inf where disallowed   P = 0 there, so dS = 0
  *
@@ -12,10 +13,12 @@
 
 /* Forward rules on row i (inside its sequence), keys j0 .. j0 + ncol - 1
  * (ncol a multiple of VL; bias is read only below sc->sk). When g is not
- * NULL it receives softcap's derivative 1 - tanh^2 for the backward. */
+ * NULL it receives softcap's derivative 1 - tanh^2 for the backward. t5:
+ * this row's T5 bias of those keys (attn_score_t5_lut), NULL when off. */
 static inline void KFN(score_fwd_row)(const attn_score *sc, int64_t i,
                                       int64_t j0, float *restrict s,
-                                      float *restrict g, int ncol) {
+                                      float *restrict g,
+                                      const float *restrict t5, int ncol) {
   if (sc->softcap > 0) {
     const vf c = vf_set1(sc->softcap), inv = vf_set1(1.0f / sc->softcap);
     const vf one = vf_set1(1.0f);
@@ -34,6 +37,9 @@ static inline void KFN(score_fwd_row)(const attn_score *sc, int64_t i,
       s[c] -= slope * (float)(dist < 0 ? -dist : dist);
     }
   }
+  if (t5)
+    for (int c = 0; c < ncol; c++)
+      s[c] += t5[c];
   if (sc->bias) {
     const float *b = sc->bias + i * sc->bias_si + j0 * sc->bias_sj;
     const int64_t n = ATTN_MIN((int64_t)ncol, sc->sk - j0);
@@ -43,6 +49,21 @@ static inline void KFN(score_fwd_row)(const attn_score *sc, int64_t i,
     else
       for (int64_t c = 0; c < n; c++)
         s[c] += b[c * sc->bias_sj];
+  }
+}
+
+/* T5's table gradient of one block: dt5[u] = sum of dS over the diagonal
+ * rows - 1 - r + c = u (rows r < rows, in order; c < ncol), the layout of
+ * attn_score_t5_lut with i_last = the block's last row. */
+static inline void KFN(score_t5_diag)(const float *restrict ds, int rows,
+                                      int ncol, float *restrict dt5) {
+  for (int u = 0; u < rows - 1 + ncol; u++)
+    dt5[u] = 0.0f;
+  for (int r = 0; r < rows; r++) {
+    float *restrict dst = dt5 + (rows - 1 - r);
+    const float *restrict x = ds + r * BC;
+    for (int c = 0; c < ncol; c++)
+      dst[c] += x[c];
   }
 }
 

@@ -18,7 +18,16 @@
  *   gen_npy shape PATH                           prints "<descr> D0xD1..."
  *   gen_npy transpose12 IN OUT                   swaps axes 1 and 2 (4-D f32)
  *   gen_npy compare A B TOL                      same shape, max |a-b| <= TOL
+ *   gen_npy t5 dense|sum TABLE N MAXD BIDIR SQ SK QOFF IN OUT   T5 table as
+ *                                                a dense bias / dense grad
+ *                                                summed per bucket
  *   gen_npy finite PATH                          every f32 element finite
+ *   gen_npy rope BASE STYLE DIMS SCALING OFFS INV IN OUT
+ *       RoPE by the C API (attn_rope_apply) of a 4-D float32 [batch, seq,
+ *       heads, dim] array: row s of batch b at position s + OFFS[b]
+ *       (OFFS: one integer, or one per batch, comma-separated); STYLE half
+ *       or interleaved; SCALING none or KIND:F (linear, ntk, yarn,
+ *       llama3); INV 1 = the inverse rotation
  *
  * Exit status 0 on success, 1 on a failed check or error, 2 on bad usage.
  */
@@ -32,7 +41,8 @@
 
 static int usage(void) {
   fprintf(stderr, "usage: gen_npy rand|fill|i32|f32v|bad|shape|transpose12|"
-                  "compare|finite|prefixmask|head ... (see gen_npy.c)\n");
+                  "compare|finite|prefixmask|head|rope|t5 ... (see "
+                  "gen_npy.c)\n");
   return 2;
 }
 
@@ -439,6 +449,108 @@ static int cmd_finite(int argc, char **argv) {
   return rc;
 }
 
+static int cmd_rope(int argc, char **argv) {
+  attn_npy a;
+  if (argc != 10)
+    return usage();
+  attn_rope r;
+  attn_rope_init(&r);
+  r.base = atof(argv[2]);
+  r.style = strcmp(argv[3], "interleaved") == 0 ? ATTN_ROPE_INTERLEAVED
+                                                : ATTN_ROPE_HALF;
+  r.dims = atoll(argv[4]);
+  static const char *const kinds[5] = {"none", "linear", "ntk", "yarn",
+                                       "llama3"};
+  for (int i = 1; i < 5; i++)
+    if (strncmp(argv[5], kinds[i], strlen(kinds[i])) == 0 &&
+        argv[5][strlen(kinds[i])] == ':') {
+      r.scaling = (attn_rope_scaling)i;
+      r.factor = atof(argv[5] + strlen(kinds[i]) + 1);
+    }
+  if (read_or_report(argv[8], &a))
+    return 1;
+  if (a.dtype != ATTN_NPY_F32 || a.ndim != 4) {
+    fprintf(stderr, "gen_npy: rope needs a 4-D float32 array\n");
+    attn_npy_free(&a);
+    return 1;
+  }
+  int64_t offs[64], n = 0;
+  for (const char *s = argv[6]; n < 64; n++) {
+    char *end;
+    offs[n] = strtoll(s, &end, 10);
+    if (*end != ',') {
+      n++;
+      break;
+    }
+    s = end + 1;
+  }
+  const int64_t *sh = a.shape;
+  attn_tensor x =
+      attn_tensor_bshd(a.data, ATTN_DTYPE_F32, sh[0], sh[1], sh[2], sh[3]);
+  attn_status st =
+      n == 1 ? attn_rope_apply(&r, x, x, NULL, offs[0], NULL, atoi(argv[7]))
+      : n == sh[0] ? attn_rope_apply(&r, x, x, NULL, 0, offs, atoi(argv[7]))
+                   : ATTN_ERR_INVALID_SHAPE;
+  int rc = 1;
+  if (st != ATTN_OK)
+    fprintf(stderr, "gen_npy: rope: %s\n", attn_strerror(st));
+  else
+    rc = write_or_report(argv[9], ATTN_NPY_F32, a.data, 4, sh);
+  attn_npy_free(&a);
+  return rc;
+}
+
+/* t5 dense|sum TABLE BUCKETS MAXD BIDIR SQ SK QOFF IN OUT: the T5 bias of
+ * TABLE [N, H] as a dense [1, H, SQ, SK] bias (dense; IN unused), or a
+ * dense gradient IN [B|1, H, SQ, SK] summed into the buckets [N, H]
+ * (sum). Query i sits at i + SK - SQ + QOFF, key j at j. */
+static int cmd_t5(int argc, char **argv) {
+  attn_npy t, in;
+  if (argc != 12)
+    return usage();
+  const int dense = strcmp(argv[2], "dense") == 0;
+  const int64_t nb = atoll(argv[4]), md = atoll(argv[5]);
+  const int bi = atoi(argv[6]);
+  const int64_t sq = atoll(argv[7]), sk = atoll(argv[8]), qoff = atoll(argv[9]);
+  if (read_or_report(argv[3], &t))
+    return 1;
+  const int64_t h = t.shape[1];
+  const float *tab = t.data;
+  int rc = 1;
+  if (dense) {
+    const int64_t shape[4] = {1, h, sq, sk};
+    float *out = calloc((size_t)(h * sq * sk) + 1, sizeof(float));
+    for (int64_t x = 0; out && x < h; x++)
+      for (int64_t i = 0; i < sq; i++)
+        for (int64_t j = 0; j < sk; j++) {
+          const int64_t b =
+              attn_t5_bucket(j - (i + sk - sq + qoff), nb, md, bi);
+          out[(x * sq + i) * sk + j] = tab[b * h + x];
+        }
+    if (out)
+      rc = write_or_report(argv[11], ATTN_NPY_F32, out, 4, shape);
+    free(out);
+  } else if (read_or_report(argv[10], &in) == 0) {
+    const int64_t shape[2] = {nb, h};
+    float *out = calloc((size_t)(nb * h) + 1, sizeof(float));
+    const float *g = in.data;
+    for (int64_t b0 = 0; out && b0 < in.shape[0]; b0++)
+      for (int64_t x = 0; x < h; x++)
+        for (int64_t i = 0; i < sq; i++)
+          for (int64_t j = 0; j < sk; j++) {
+            const int64_t b =
+                attn_t5_bucket(j - (i + sk - sq + qoff), nb, md, bi);
+            out[b * h + x] += g[((b0 * h + x) * sq + i) * sk + j];
+          }
+    if (out)
+      rc = write_or_report(argv[11], ATTN_NPY_F32, out, 2, shape);
+    free(out);
+    attn_npy_free(&in);
+  }
+  attn_npy_free(&t);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2)
     return usage();
@@ -465,5 +577,9 @@ int main(int argc, char **argv) {
     return cmd_prefixmask(argc, argv);
   if (strcmp(c, "head") == 0)
     return cmd_head(argc, argv);
+  if (strcmp(c, "rope") == 0)
+    return cmd_rope(argc, argv);
+  if (strcmp(c, "t5") == 0)
+    return cmd_t5(argc, argv);
   return usage();
 }

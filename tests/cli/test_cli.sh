@@ -616,5 +616,164 @@ if expect_ok "grad --prefix 5" grad $QKV --dout "$D/do.npy" --dq "$S/dq_p.npy" \
   expect_same "grad --prefix 5 dV == its --mask's" "$S/dv_m.npy" "$S/dv_p.npy" 1e-5
 fi
 
+# --- --rope (RoPE of Q and K before attention) -----------------------------
+# Reference: Q and K rotated by the C API (gen_npy rope: row s of batch b at
+# s + OFFS[b]), then a plain run. seq_q 5, seq_k 7: query i at i + 2.
+expect_fail 2 "--rope-style diagonal" run $QKV $O --rope 10000 --rope-style diagonal
+expect_msg "--rope-style diagonal" "half or interleaved"
+expect_fail 2 "--rope-dims odd" run $QKV $O --rope 10000 --rope-dims 3
+expect_msg "--rope-dims odd" "odd"
+expect_fail 2 "--rope-dims negative" run $QKV $O --rope 10000 --rope-dims -2
+expect_fail 2 "--rope-scaling without factor" run $QKV $O --rope 10000 --rope-scaling linear
+expect_msg "--rope-scaling without factor" "expected linear:F"
+expect_fail 2 "--rope-scaling linear:" run $QKV $O --rope 10000 --rope-scaling linear:
+expect_fail 2 "--rope-scaling cubic:2" run $QKV $O --rope 10000 --rope-scaling cubic:2
+expect_fail 2 "--rope-scaling linear:x" run $QKV $O --rope 10000 --rope-scaling linear:x
+expect_fail 2 "--rope-scaling ntk:0" run $QKV $O --rope 10000 --rope-scaling ntk:0
+expect_fail 2 "--rope-scaling linear:-2" run $QKV $O --rope 10000 --rope-scaling=linear:-2
+expect_fail 2 "--rope 1" run $QKV $O --rope 1
+expect_fail 2 "--rope nan" run $QKV $O --rope nan
+expect_fail 2 "--rope without a value" run $QKV $O --rope
+expect_fail 2 "--rope-style without --rope" run $QKV $O --rope-style half
+expect_msg "--rope-style without --rope" "needs --rope"
+expect_fail 2 "--rope-original-max with linear" run $QKV $O --rope 10000 \
+  --rope-scaling linear:2 --rope-original-max 16
+expect_fail 2 "--rope twice" run $QKV $O --rope 10000 --rope 500
+expect_fail 2 "grad: --rope-dims odd" grad $QKV $GO --rope 10000 --rope-dims 5
+expect_fail 1 "--rope-dims beyond head_dim" run $QKV $O --rope 10000 --rope-dims 10
+expect_msg "--rope-dims beyond head_dim" "rope dims (10)"
+# run --rope ARGS == run on Q, K pre-rotated by the C API (gen rope SPEC...)
+rope_case() { # DESC "RUN ARGS" BASE STYLE DIMS SCALING QOFFS KOFFS "EXTRA"
+  if expect_ok "run --rope: $1" run $QKV --out "$S/o_rope.npy" $2 $9; then
+    gen rope "$3" "$4" "$5" "$6" "$7" 0 "$D/q.npy" "$S/q_rot.npy"
+    gen rope "$3" "$4" "$5" "$6" "$8" 0 "$D/k.npy" "$S/k_rot.npy"
+    expect_ok "run on pre-rotated: $1" run --q "$S/q_rot.npy" \
+      --k "$S/k_rot.npy" $V --out "$S/o_pre.npy" $9
+    expect_same "--rope == pre-rotated: $1" "$S/o_pre.npy" "$S/o_rope.npy" 1e-6
+  fi
+}
+rope_case "half" "--rope 10000" 10000 half 0 none 2 0 ""
+rope_case "interleaved, dims 4, linear:4" "--rope 500 --rope-style interleaved \
+  --rope-dims 4 --rope-scaling linear:4" 500 interleaved 4 linear:4 2 0 ""
+rope_case "ntk:8" "--rope 10000 --rope-scaling ntk:8" 10000 half 0 ntk:8 2 0 ""
+rope_case "yarn:4" "--rope 10000 --rope-scaling yarn:4" 10000 half 0 yarn:4 2 0 ""
+rope_case "llama3:8" "--rope 500000 --rope-scaling llama3:8" 500000 half 0 \
+  llama3:8 2 0 "--causal"
+rope_case "offsets" "--rope 10000" 10000 half 0 none 5 -1 \
+  "--causal --q-pos-offset 3 --k-pos-offset -1"
+# kv_lens (7, 3): query i of batch 1 sits at i + 3 - 5
+rope_case "kv-lens" "--rope 10000" 10000 half 0 none 2,-2 0 \
+  "--kv-lens $D/lens.npy"
+expect_differ "--rope changes the result" "$S/base.npy" "$S/o_rope.npy"
+if expect_ok "--rope yarn:4 --rope-original-max 16" run $QKV \
+  --out "$S/o_rope2.npy" --rope 10000 --rope-scaling yarn:4 \
+  --rope-original-max 16; then
+  expect_ok "--rope yarn:4" run $QKV --out "$S/o_rope.npy" --rope 10000 \
+    --rope-scaling yarn:4
+  expect_differ "--rope-original-max is read" "$S/o_rope.npy" "$S/o_rope2.npy"
+fi
+if expect_ok "--rope bhsd" run --q "$D/qt.npy" --k "$D/kt.npy" --v "$D/vt.npy" \
+  --layout bhsd --out "$S/o_rope_t.npy" --rope 10000; then
+  expect_ok "--rope bshd" run $QKV --out "$S/o_rope.npy" --rope 10000
+  gen transpose12 "$S/o_rope.npy" "$S/o_rope_tt.npy"
+  expect_same "--rope bhsd == bshd" "$S/o_rope_tt.npy" "$S/o_rope_t.npy" 1e-6
+fi
+if expect_ok "--rope cu_seqlens" run $PK --cu-seqlens-k "$D/cuk.npy" \
+  --out "$S/o_rope_p.npy" --rope 10000; then
+  expect_ok "cu_seqlens, no rope" run $PK --cu-seqlens-k "$D/cuk.npy" \
+    --out "$S/o_p.npy"
+  expect_differ "--rope cu_seqlens rotates" "$S/o_p.npy" "$S/o_rope_p.npy"
+fi
+# grad --rope: dQ, dK w.r.t. the unrotated inputs = the inverse rotation of
+# the gradients w.r.t. the pre-rotated ones (the finite-difference check of
+# that identity is in test_positions); dV unchanged.
+rope_grad_case() { # DESC "ARGS" BASE STYLE DIMS SCALING
+  if expect_ok "grad --rope: $1" grad $QKV --dout "$D/do.npy" --causal \
+    --dq "$S/dq_r.npy" --dk "$S/dk_r.npy" --dv "$S/dv_r.npy" $2; then
+    gen rope "$3" "$4" "$5" "$6" 2 0 "$D/q.npy" "$S/q_rot.npy"
+    gen rope "$3" "$4" "$5" "$6" 0 0 "$D/k.npy" "$S/k_rot.npy"
+    expect_ok "grad on pre-rotated: $1" grad --q "$S/q_rot.npy" \
+      --k "$S/k_rot.npy" $V --dout "$D/do.npy" --causal --dq "$S/dq_p.npy" \
+      --dk "$S/dk_p.npy" --dv "$S/dv_p.npy"
+    gen rope "$3" "$4" "$5" "$6" 2 1 "$S/dq_p.npy" "$S/dq_pi.npy"
+    gen rope "$3" "$4" "$5" "$6" 0 1 "$S/dk_p.npy" "$S/dk_pi.npy"
+    expect_same "grad --rope dQ: $1" "$S/dq_pi.npy" "$S/dq_r.npy" 1e-6
+    expect_same "grad --rope dK: $1" "$S/dk_pi.npy" "$S/dk_r.npy" 1e-6
+    expect_same "grad --rope dV: $1" "$S/dv_p.npy" "$S/dv_r.npy" 1e-6
+    expect_differ "grad --rope dQ is not the rotated one: $1" \
+      "$S/dq_p.npy" "$S/dq_r.npy"
+  fi
+}
+rope_grad_case "half" "--rope 10000" 10000 half 0 none
+rope_grad_case "interleaved yarn:4 dims 6" "--rope 10000 --rope-style \
+  interleaved --rope-dims 6 --rope-scaling yarn:4" 10000 interleaved 6 yarn:4
+
+# --- --relative-bias (T5 bucketed relative positions) ----------------------
+# Reference: the same table expanded into a dense --bias by gen_npy t5 (which
+# calls attn_t5_bucket; the buckets themselves are tested in test_t5).
+# seq_q 5, seq_k 7: query i at i + 2 (+ --q-pos-offset), key j at j.
+gen rand f32 41 "$D/t5.npy" 6 4
+gen rand f32 42 "$D/t5_h3.npy" 6 3
+gen rand f32 43 "$D/t5_3d.npy" 6 4 1
+gen rand f16 44 "$D/t5_f16.npy" 6 4
+gen rand f32 45 "$D/t5_1.npy" 1 4
+T5="--relative-bias $D/t5.npy"
+expect_fail 2 "--buckets without --relative-bias" run $QKV $O --buckets 6
+expect_msg "--buckets without --relative-bias" "needs --relative-bias"
+expect_fail 2 "--bidirectional without --relative-bias" run $QKV $O --bidirectional
+expect_fail 2 "--bidirectional with a value" run $QKV $O $T5 --bidirectional=1
+expect_fail 2 "--max-distance 0" run $QKV $O $T5 --max-distance 0
+expect_fail 2 "--max-distance abc" run $QKV $O $T5 --max-distance abc
+expect_fail 2 "--buckets 0" run $QKV $O $T5 --buckets 0
+expect_fail 2 "--relative-bias twice" run $QKV $O $T5 $T5
+expect_fail 2 "grad --drelative-bias without --relative-bias" grad $QKV \
+  --dout "$D/do.npy" --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy" \
+  --drelative-bias "$S/dr.npy"
+expect_fail 2 "grad --drelative-bias is the table" grad $QKV $T5 \
+  --dout "$D/do.npy" --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy" \
+  --drelative-bias "$D/t5.npy"
+expect_fail 1 "--buckets disagrees with the table" run $QKV $O $T5 --buckets 7
+expect_msg "--buckets disagrees with the table" "6 rows"
+expect_fail 1 "--relative-bias heads 3 (heads_q 4)" run $QKV $O \
+  --relative-bias "$D/t5_h3.npy"
+expect_msg "--relative-bias heads 3 (heads_q 4)" "heads_q = 4"
+expect_fail 1 "--relative-bias 3-D" run $QKV $O --relative-bias "$D/t5_3d.npy"
+expect_fail 1 "--relative-bias float16" run $QKV $O --relative-bias "$D/t5_f16.npy"
+expect_msg "--relative-bias float16" "float32"
+expect_fail 1 "--relative-bias missing file" run $QKV $O \
+  --relative-bias "$D/nope.npy"
+expect_fail 1 "--bidirectional with one bucket" run $QKV $O \
+  --relative-bias "$D/t5_1.npy" --bidirectional
+t5_case() { # DESC BUCKETS MAXD BIDIR QOFF "ARGS"
+  if expect_ok "run --relative-bias: $1" run $QKV --out "$S/o_t5.npy" $T5 $6; then
+    gen t5 dense "$D/t5.npy" "$2" "$3" "$4" 5 7 "$5" - "$S/t5_dense.npy"
+    expect_ok "run --bias of the dense table: $1" run $QKV \
+      --out "$S/o_t5b.npy" --bias "$S/t5_dense.npy" $7
+    expect_same "--relative-bias == dense --bias: $1" "$S/o_t5b.npy" \
+      "$S/o_t5.npy" 1e-6
+  fi
+  if expect_ok "grad --relative-bias: $1" grad $QKV $T5 $6 --dout "$D/do.npy" \
+    --dq "$S/dq_t5.npy" --dk "$S/dk_t5.npy" --dv "$S/dv_t5.npy" \
+    --drelative-bias "$S/dr_t5.npy"; then
+    expect_shape "grad --drelative-bias: $1" "$S/dr_t5.npy" "<f4 6x4"
+    expect_ok "grad --bias of the dense table: $1" grad $QKV \
+      --bias "$S/t5_dense.npy" $7 --dout "$D/do.npy" --dq "$S/dq_t5b.npy" \
+      --dk "$S/dk_t5b.npy" --dv "$S/dv_t5b.npy" --dbias "$S/db_t5b.npy"
+    gen t5 sum "$D/t5.npy" "$2" "$3" "$4" 5 7 "$5" "$S/db_t5b.npy" \
+      "$S/dr_t5b.npy"
+    expect_same "grad dQ == dense --bias's: $1" "$S/dq_t5b.npy" "$S/dq_t5.npy" 1e-6
+    expect_same "grad dRelBias == dBias summed per bucket: $1" \
+      "$S/dr_t5b.npy" "$S/dr_t5.npy" 1e-5
+  fi
+}
+t5_case "decoder 6/128" 6 128 0 0 "" ""
+t5_case "encoder 6/3 causal" 6 3 1 0 "--bidirectional --max-distance 3 --causal" \
+  "--causal"
+t5_case "--buckets 6 --max-distance 4 --q-pos-offset 3" 6 4 0 3 \
+  "--buckets 6 --max-distance 4 --q-pos-offset 3" "--q-pos-offset 3"
+expect_ok "--relative-bias one bucket" run $QKV --out "$S/o_t5one.npy" \
+  --relative-bias "$D/t5_1.npy"
+expect_differ "--relative-bias changes the result" "$S/base.npy" "$S/o_t5.npy"
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -11,14 +11,19 @@
 
 const char cmd_grad_help[] =
     "attn grad [run's options] --dout DO.npy --dq DQ.npy --dk DK.npy\n"
-    "          --dv DV.npy [--dbias DB.npy] [--out O.npy]\n"
+    "          --dv DV.npy [--dbias DB.npy] [--drelative-bias DR.npy]\n"
+    "          [--out O.npy]\n"
     "    Gradients of sum(dO * O) (attn_backward): runs the forward for O and\n"
     "    LSE, then writes float32 dQ, dK, dV of the shapes of Q, K, V (and\n"
-    "    dBias of the shape of --bias's array). DO has O's shape.\n";
+    "    dBias of the shape of --bias's array; dRelBias, float32 [N,\n"
+    "    heads_q] like --relative-bias's table, summed over every query\n"
+    "    and key of each bucket). DO has O's shape. With\n"
+    "    --rope, dQ and dK are w.r.t. the unrotated Q and K.\n";
 
 typedef struct grad_opts {
   run_opts run;
   const char *dout, *dq, *dk, *dv, *dbias;
+  const char *drel; /* --drelative-bias: the T5 table's gradient */
 } grad_opts;
 
 /* Consumes the current option if it is one of grad's own; 0 if not. */
@@ -27,8 +32,9 @@ static int grad_take(grad_opts *o, args *a) {
     const char *name;
     const char **slot;
   } table[] = {
-      {"--dout", &o->dout}, {"--dq", &o->dq},       {"--dk", &o->dk},
-      {"--dv", &o->dv},     {"--dbias", &o->dbias},
+      {"--dout", &o->dout},   {"--dq", &o->dq},
+      {"--dk", &o->dk},       {"--dv", &o->dv},
+      {"--dbias", &o->dbias}, {"--drelative-bias", &o->drel},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
     if (args_is(a, table[i].name)) {
@@ -60,26 +66,40 @@ static void parse(int argc, char **argv, grad_opts *o) {
                       : "--dv");
   if (o->dbias && !o->run.bias)
     cli_fail(CLI_EXIT_USAGE, "grad: --dbias needs --bias");
+  if (o->drel && !o->run.rel_bias)
+    cli_fail(CLI_EXIT_USAGE, "grad: --drelative-bias needs --relative-bias");
 }
 
 static void check_files(const grad_opts *o) {
-  cli_path files[16];
+  cli_path files[24];
   int n = 0;
   run_opts_paths(&o->run, files, &n);
   const cli_path add[] = {
-      {"--dq", o->dq, 1},       {"--dk", o->dk, 1},     {"--dv", o->dv, 1},
-      {"--dbias", o->dbias, 1}, {"--dout", o->dout, 0},
+      {"--dq", o->dq, 1},     {"--dk", o->dk, 1},
+      {"--dv", o->dv, 1},     {"--dbias", o->dbias, 1},
+      {"--dout", o->dout, 0}, {"--drelative-bias", o->drel, 1},
   };
   for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
     files[n++] = add[i];
   paths_check_distinct(files, n);
 }
 
-/* The forward (for O and LSE), then the backward. */
-static void compute(const grad_opts *o, const operands *ops, attn_params *p) {
+/* The forward (for O and LSE), then the backward; with RoPE both on the
+ * rotated Q and K, dQ and dK then mapped back to the unrotated ones. */
+static void compute(const grad_opts *o, const operands *ops, attn_params *p,
+                    const attn_rope *rope) {
+  if (rope != NULL)
+    run_rope_qk(rope, p);
   run_call(attn_forward, p);
   operands_load_grad(ops, o->dout, o->dbias != NULL, p);
+  if (o->drel != NULL) { /* [buckets, heads_q], like the table */
+    const int64_t n =
+        cli_mul(p->rel_buckets, p->q.shape[2], CLI_EXIT_RUNTIME, "dRelBias");
+    p->drel_bias = cli_calloc(n, sizeof(float), "dRelBias");
+  }
   run_call(attn_backward, p);
+  if (rope != NULL)
+    run_rope_grads(rope, p);
 }
 
 int cmd_grad(int argc, char **argv) {
@@ -89,13 +109,16 @@ int cmd_grad(int argc, char **argv) {
   attn_params_init(&p);
   operand_spec spec;
   run_opts_apply(&o.run, &p, &spec);
+  attn_rope rope;
+  const int with_rope = run_opts_rope(&o.run, &rope);
   check_files(&o);
 
   operands ops;
   operands_load(&spec, &p, &ops);
+  run_rel_bias(&o.run, &p);
   int64_t lse_shape[3];
   float *lse = operands_lse(&ops, &p, lse_shape); /* the backward reads it */
-  compute(&o, &ops, &p);
+  compute(&o, &ops, &p, with_rope ? &rope : NULL);
 
   int64_t out_shape[4];
   int out_ndim = operands_out_shape(&ops, out_shape);
@@ -108,6 +131,10 @@ int cmd_grad(int argc, char **argv) {
   operands_write(o.dv, p.dv.data, ops.v->ndim, ops.v->shape);
   if (o.dbias != NULL)
     operands_write(o.dbias, p.dbias.data, ops.bias->ndim, ops.bias->shape);
+  if (o.drel != NULL) {
+    const int64_t rshape[2] = {p.rel_buckets, p.q.shape[2]};
+    operands_write(o.drel, p.drel_bias, 2, rshape);
+  }
   cli_cleanup();
   return 0;
 }

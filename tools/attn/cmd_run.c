@@ -36,6 +36,36 @@ const char cmd_run_help[] =
     "  --k-pos-offset N        added to every key position (default 0);\n"
     "                          causal, window, prefix and ALiBi read "
     "positions\n"
+    "  --rope BASE             rotate Q and K by RoPE (base > 1, e.g. 10000)\n"
+    "                          before attention, at the positions of the "
+    "call:\n"
+    "                          query i at i + seq_k - seq_q (seq_k: the\n"
+    "                          effective key count with --kv-lens), key j "
+    "at j,\n"
+    "                          plus --q-pos-offset / --k-pos-offset; per\n"
+    "                          sequence with --cu-seqlens-*. grad: dQ and dK\n"
+    "                          are w.r.t. the unrotated Q and K\n"
+    "  --rope-style half|interleaved\n"
+    "                          pairs (x[i], x[i + dims/2]) (GPT-NeoX, Llama;\n"
+    "                          default) or (x[2i], x[2i + 1]) (GPT-J)\n"
+    "  --rope-dims N           rotate only the first N dims (even; 0 = all)\n"
+    "  --rope-scaling linear:F|ntk:F|yarn:F|llama3:F\n"
+    "                          context extension as Hugging Face defines it:\n"
+    "                          positions / F; base * F^(d/(d-2)); YaRN "
+    "(cos, sin\n"
+    "                          times 0.1 ln F + 1); Llama 3.1's bands\n"
+    "  --rope-original-max N   yarn, llama3: the original context (default "
+    "8192)\n"
+    "  --relative-bias TABLE.npy\n"
+    "                          T5 bucketed relative-position bias: float32\n"
+    "                          [N, heads_q], s += TABLE[bucket(kpos - qpos), "
+    "h]\n"
+    "  --buckets N             buckets of the table (default: its rows)\n"
+    "  --max-distance D        distances >= D share the last bucket "
+    "(default 128)\n"
+    "  --bidirectional         half the buckets per direction (T5 "
+    "encoder);\n"
+    "                          default: keys after the query share bucket 0\n"
     "  --softcap C             s = C * tanh(s / C); 0 = off\n"
     "  --alibi SLOPES.npy      float32 [heads_q] ALiBi slopes\n"
     "  --bias BIAS.npy         float32, up to 4-D, broadcastable (numpy "
@@ -77,6 +107,14 @@ static const char **value_slot(run_opts *o, const char *name) {
       {"--prefix", &o->prefix},
       {"--q-pos-offset", &o->q_pos_offset},
       {"--k-pos-offset", &o->k_pos_offset},
+      {"--rope", &o->rope},
+      {"--rope-style", &o->rope_style},
+      {"--rope-dims", &o->rope_dims},
+      {"--rope-scaling", &o->rope_scaling},
+      {"--rope-original-max", &o->rope_omp},
+      {"--relative-bias", &o->rel_bias},
+      {"--buckets", &o->buckets},
+      {"--max-distance", &o->max_distance},
       {"--softcap", &o->softcap},
       {"--alibi", &o->alibi},
       {"--bias", &o->bias},
@@ -105,6 +143,9 @@ int run_opts_take(run_opts *o, args *a) {
   } else if (args_is(a, "--causal-top-left")) {
     args_flag(a);
     o->causal_top_left = 1;
+  } else if (args_is(a, "--bidirectional")) {
+    args_flag(a);
+    o->bidirectional = 1;
   } else {
     return 0;
   }
@@ -224,6 +265,146 @@ void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec) {
   spec->cu_k = o->cu_k;
 }
 
+/* --rope-scaling KIND:F. */
+static void apply_rope_scaling(const char *s, attn_rope *r) {
+  static const struct {
+    const char *name;
+    attn_rope_scaling kind;
+  } kinds[] = {{"linear", ATTN_ROPE_SCALING_LINEAR},
+               {"ntk", ATTN_ROPE_SCALING_NTK},
+               {"yarn", ATTN_ROPE_SCALING_YARN},
+               {"llama3", ATTN_ROPE_SCALING_LLAMA3}};
+  const char *colon = strchr(s, ':');
+  size_t n = colon ? (size_t)(colon - s) : 0;
+  int found = -1;
+  for (int i = 0; colon && i < 4; i++)
+    if (strlen(kinds[i].name) == n && strncmp(s, kinds[i].name, n) == 0)
+      found = i;
+  if (found < 0 || colon[1] == '\0')
+    cli_fail(CLI_EXIT_USAGE,
+             "--rope-scaling: expected linear:F, ntk:F, yarn:F or llama3:F, "
+             "got '%s'",
+             s);
+  r->scaling = kinds[found].kind;
+  r->factor = args_real("--rope-scaling", colon + 1);
+  if (r->factor <= 0)
+    cli_fail(CLI_EXIT_USAGE, "--rope-scaling: the factor must be > 0, got '%s'",
+             colon + 1);
+}
+
+int run_opts_rope(const run_opts *o, attn_rope *r) {
+  attn_rope_init(r);
+  if (o->rope == NULL) {
+    const char *extra = o->rope_style     ? "--rope-style"
+                        : o->rope_dims    ? "--rope-dims"
+                        : o->rope_scaling ? "--rope-scaling"
+                        : o->rope_omp     ? "--rope-original-max"
+                                          : NULL;
+    if (extra != NULL)
+      cli_fail(CLI_EXIT_USAGE, "%s needs --rope BASE", extra);
+    return 0;
+  }
+  r->base = args_real("--rope", o->rope);
+  if (!(r->base > 1.0))
+    cli_fail(CLI_EXIT_USAGE, "--rope: the base must be > 1, got '%s'", o->rope);
+  if (o->rope_style != NULL) {
+    if (strcmp(o->rope_style, "interleaved") == 0)
+      r->style = ATTN_ROPE_INTERLEAVED;
+    else if (strcmp(o->rope_style, "half") != 0)
+      cli_fail(CLI_EXIT_USAGE,
+               "--rope-style: unknown style '%s' (expected half or "
+               "interleaved)",
+               o->rope_style);
+  }
+  if (o->rope_dims != NULL) {
+    r->dims = args_int("--rope-dims", o->rope_dims, 0, 256);
+    if (r->dims % 2 != 0)
+      cli_fail(CLI_EXIT_USAGE,
+               "--rope-dims: %lld is odd (pairs rotate; 0 = all dims)",
+               (long long)r->dims);
+  }
+  if (o->rope_scaling != NULL)
+    apply_rope_scaling(o->rope_scaling, r);
+  if (o->rope_omp != NULL) {
+    if (r->scaling != ATTN_ROPE_SCALING_YARN &&
+        r->scaling != ATTN_ROPE_SCALING_LLAMA3)
+      cli_fail(CLI_EXIT_USAGE,
+               "--rope-original-max needs --rope-scaling yarn:F or llama3:F");
+    r->original_max_position =
+        (double)args_int("--rope-original-max", o->rope_omp, 1, INT64_MAX);
+  }
+  return 1;
+}
+
+void run_rel_bias(const run_opts *o, attn_params *p) {
+  if (o->rel_bias == NULL) {
+    const char *extra = o->buckets         ? "--buckets"
+                        : o->max_distance  ? "--max-distance"
+                        : o->bidirectional ? "--bidirectional"
+                                           : NULL;
+    if (extra != NULL)
+      cli_fail(CLI_EXIT_USAGE, "%s needs --relative-bias TABLE.npy", extra);
+    return;
+  }
+  const int64_t heads_q = p->q.shape[2];
+  const attn_npy *t = operands_read(o->rel_bias);
+  if (t->dtype != ATTN_NPY_F32)
+    cli_fail(CLI_EXIT_RUNTIME, "%s: the relative-bias table must be float32",
+             o->rel_bias);
+  if (t->ndim != 2 || t->shape[1] != heads_q)
+    cli_fail(CLI_EXIT_RUNTIME,
+             "%s: the relative-bias table must be 2-D [buckets, heads_q = "
+             "%lld]",
+             o->rel_bias, (long long)heads_q);
+  p->rel_buckets = t->shape[0];
+  if (o->buckets != NULL &&
+      args_int("--buckets", o->buckets, 1, 65536) != t->shape[0])
+    cli_fail(CLI_EXIT_RUNTIME, "%s: the table has %lld rows, --buckets says %s",
+             o->rel_bias, (long long)t->shape[0], o->buckets);
+  if (o->max_distance != NULL)
+    p->rel_max_distance =
+        args_int("--max-distance", o->max_distance, 1, INT64_MAX);
+  p->rel_bidirectional = o->bidirectional;
+  p->rel_bias = t->data;
+}
+
+/* A zeroed tensor with t's shape, strides and dtype. */
+static attn_tensor rope_copy_of(const attn_tensor *t) {
+  int64_t n = 1; /* the loaded views are valid: no overflow */
+  for (int i = 0; i < 4; i++)
+    n += (t->shape[i] - 1) * t->stride[i];
+  attn_tensor c = *t;
+  c.data = cli_calloc(n, attn_dtype_size(t->dtype), "rotated Q/K");
+  return c;
+}
+
+/* attn_rope_apply_qk on p (q, k read) into q_out, k_out. */
+static void rope_call(const attn_rope *r, attn_params *p, attn_tensor q_out,
+                      attn_tensor k_out, int inverse) {
+  char msg[512] = {0};
+  p->error_message = msg;
+  p->error_message_size = sizeof msg;
+  const attn_status st = attn_rope_apply_qk(r, p, q_out, k_out, inverse);
+  if (st != ATTN_OK)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
+  p->error_message = NULL;
+  p->error_message_size = 0;
+}
+
+void run_rope_qk(const attn_rope *r, attn_params *p) {
+  const attn_tensor q = rope_copy_of(&p->q), k = rope_copy_of(&p->k);
+  rope_call(r, p, q, k, 0);
+  p->q = q;
+  p->k = k;
+}
+
+void run_rope_grads(const attn_rope *r, attn_params *p) {
+  attn_params g = *p; /* the same call, its gradients as Q and K */
+  g.q = p->dq;
+  g.k = p->dk;
+  rope_call(r, &g, p->dq, p->dk, 1);
+}
+
 void run_opts_paths(const run_opts *o, cli_path *list, int *n) {
   const cli_path add[] = {
       {"--out", o->out, 1},
@@ -237,6 +418,7 @@ void run_opts_paths(const run_opts *o, cli_path *list, int *n) {
       {"--kv-lens", o->kv_lens, 0},
       {"--cu-seqlens-q", o->cu_q, 0},
       {"--cu-seqlens-k", o->cu_k, 0},
+      {"--relative-bias", o->rel_bias, 0},
   };
   for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
     list[(*n)++] = add[i];
@@ -280,6 +462,8 @@ int cmd_run(int argc, char **argv) {
   attn_params_init(&p);
   operand_spec spec;
   run_opts_apply(&o, &p, &spec);
+  attn_rope rope;
+  const int with_rope = run_opts_rope(&o, &rope);
   cli_path files[16];
   int nfiles = 0;
   run_opts_paths(&o, files, &nfiles);
@@ -287,8 +471,11 @@ int cmd_run(int argc, char **argv) {
 
   operands ops;
   operands_load(&spec, &p, &ops);
+  run_rel_bias(&o, &p);
   int64_t lse_shape[3];
   float *lse = o.lse != NULL ? operands_lse(&ops, &p, lse_shape) : NULL;
+  if (with_rope)
+    run_rope_qk(&rope, &p);
   run_call(attn_forward, &p);
 
   int64_t out_shape[4];

@@ -14,6 +14,9 @@ typedef struct run_opts {
   const char *alibi, *bias, *mask, *kv_lens, *cu_q, *cu_k; /* files */
   const char *layout, *scale, *window, *softcap, *dtype, *threads, *isa;
   const char *prefix, *q_pos_offset, *k_pos_offset;
+  const char *rope, *rope_style, *rope_dims, *rope_scaling, *rope_omp;
+  const char *rel_bias, *buckets, *max_distance; /* T5 table and its options */
+  int bidirectional;
   int causal, causal_top_left;
 } run_opts;
 
@@ -33,7 +36,23 @@ void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec);
 void run_call(attn_status (*fn)(attn_context *, const attn_params *),
               attn_params *p);
 
-/* Appends run's files to list at *n (room for 11 more). */
+/* --rope and its --rope-* options into *r (usage errors); 0 = no RoPE. */
+int run_opts_rope(const run_opts *o, attn_rope *r);
+
+/* Points p->q and p->k at copies rotated by r at the call's positions
+ * (attn_rope_apply_qk); a library error ends the program (exit 1). */
+void run_rope_qk(const attn_rope *r, attn_params *p);
+
+/* Maps p->dq and p->dk, gradients w.r.t. the rotated Q and K, in place to
+ * gradients w.r.t. the unrotated ones (the inverse rotation). */
+void run_rope_grads(const attn_rope *r, attn_params *p);
+
+/* --relative-bias TABLE.npy (f32 [buckets, heads_q]) with --buckets,
+ * --max-distance, --bidirectional into p's rel_* fields; after
+ * operands_load (heads_q known). Nothing without --relative-bias. */
+void run_rel_bias(const run_opts *o, attn_params *p);
+
+/* Appends run's files to list at *n (room for 12 more). */
 void run_opts_paths(const run_opts *o, cli_path *list, int *n);
 
 #endif /* ATTN_CLI_CMD_RUN_H */
