@@ -1,8 +1,10 @@
 """Minimal ctypes binding of libattn's forward call (include/attn.h).
 
-Only what bench/compare.py and bench/compare_bwd.py need: attn_tensor,
-attn_params, attn_params_init_sized, attn_forward_sized, attn_backward_sized, attn_strerror, attn_fma_peak_gflops, attn_version_string and
-attn_isa_best. The structures mirror attn.h field for field, in order; ctypes
+Only what the scripts in bench/ need: attn_tensor, attn_params,
+attn_params_init_sized, attn_forward_sized, attn_backward_sized,
+attn_strerror, attn_fma_peak_gflops, attn_version_string, attn_isa_best,
+and for bench/decode.py attn_kv_cache, attn_kv_cache_attend_sized,
+attn_kv_cache_append_sized and attn_read_bandwidth_gbps. The structures mirror attn.h field for field, in order; ctypes
 applies the same natural alignment as the C compiler on x86-64 / AArch64
 (enums are 4-byte ints, int64 and pointers 8-byte aligned).
 
@@ -93,6 +95,32 @@ class AttnParams(ctypes.Structure):
         ("k_pos_offsets", ctypes.POINTER(ctypes.c_int64)),
         ("prefix_len", ctypes.c_int64),
         ("compiled_mask", ctypes.c_void_p),
+        # appended in 0.3: T5 relative-position bias
+        ("rel_bias", ctypes.POINTER(ctypes.c_float)),
+        ("rel_buckets", ctypes.c_int64),
+        ("rel_max_distance", ctypes.c_int64),
+        ("rel_bidirectional", ctypes.c_int),
+        ("drel_bias", ctypes.POINTER(ctypes.c_float)),
+    ]
+
+
+class AttnKvCache(ctypes.Structure):
+    """typedef struct attn_kv_cache (0.3)"""
+
+    _fields_ = [
+        ("dtype", c_enum),
+        ("num_seqs", ctypes.c_int64),
+        ("heads_kv", ctypes.c_int64),
+        ("head_dim", ctypes.c_int64),
+        ("head_dim_v", ctypes.c_int64),
+        ("capacity", ctypes.c_int64),
+        ("k", ctypes.c_void_p),
+        ("v", ctypes.c_void_p),
+        ("seq_lens", ctypes.POINTER(ctypes.c_int32)),
+        ("page_size", ctypes.c_int64),
+        ("num_pages", ctypes.c_int64),
+        ("blocks_per_seq", ctypes.c_int64),
+        ("block_table", ctypes.POINTER(ctypes.c_int32)),
     ]
 
 
@@ -140,6 +168,20 @@ class LibAttn:
         ]
         lib.attn_isa_best.restype = c_enum
         lib.attn_isa_best.argtypes = []
+        self.has_cache = hasattr(lib, "attn_kv_cache_attend_sized")
+        # A 0.2 library knows attn_params up to rel_bias (ATTN_PARAMS_SIZE_0_2)
+        # and answers ATTN_ERR_ABI to a larger size: pass what it knows.
+        self.params_size = (ctypes.sizeof(AttnParams) if self.has_cache
+                            else AttnParams.rel_bias.offset)
+        if self.has_cache:
+            lib.attn_kv_cache_attend_sized.restype = c_enum
+            lib.attn_kv_cache_append_sized.restype = c_enum
+            lib.attn_read_bandwidth_gbps.restype = c_enum
+            lib.attn_read_bandwidth_gbps.argtypes = [
+                ctypes.c_int,
+                ctypes.c_double,
+                ctypes.POINTER(ctypes.c_double),
+            ]
 
     def version(self):
         return self.lib.attn_version_string().decode()
@@ -153,6 +195,51 @@ class LibAttn:
         if st != 0:
             raise RuntimeError("attn_fma_peak_gflops: " + self.strerror(st))
         return out.value
+
+    def read_bandwidth_gbps(self, threads, seconds=1.0):
+        """attn_read_bandwidth_gbps: median memory read bandwidth, GB/s."""
+        out = ctypes.c_double(0.0)
+        st = self.lib.attn_read_bandwidth_gbps(threads, seconds, ctypes.byref(out))
+        if st != 0:
+            raise RuntimeError("attn_read_bandwidth_gbps: " + self.strerror(st))
+        return out.value
+
+    @staticmethod
+    def make_cache(k, v, seq_lens, dtype=ATTN_DTYPE_F32, block_table=None,
+                   page_size=0):
+        """attn_kv_cache over numpy arrays (kept alive by the struct):
+        contiguous k, v [num_seqs, capacity, heads_kv, dim] or paged
+        [num_pages, page_size, heads_kv, dim] with block_table int32
+        [num_seqs, blocks_per_seq]; f32 arrays, or uint16 holding bf16/f16
+        (dtype says which); seq_lens int32 [num_seqs]."""
+        c = AttnKvCache()
+        c.dtype = dtype
+        c.num_seqs = seq_lens.shape[0]
+        c.heads_kv = k.shape[2]
+        c.head_dim = k.shape[3]
+        c.head_dim_v = v.shape[3]
+        c.k = k.ctypes.data
+        c.v = v.ctypes.data
+        c.seq_lens = seq_lens.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        if page_size:
+            c.page_size = page_size
+            c.num_pages = k.shape[0]
+            c.blocks_per_seq = block_table.shape[1]
+            c.block_table = block_table.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        else:
+            c.capacity = k.shape[1]
+        c._keep = (k, v, seq_lens, block_table)
+        return c
+
+    def kv_cache_attend(self, cache, p, ctx=None):
+        """attn_kv_cache_attend: p has q, o (and options); k, v unset."""
+        st = self.lib.attn_kv_cache_attend_sized(
+            ctx, ctypes.byref(cache), ctypes.c_size_t(ctypes.sizeof(cache)),
+            ctypes.byref(p), ctypes.c_size_t(self.params_size), None,
+            ctypes.c_size_t(0))
+        if st != 0:
+            msg = p._errbuf.value.decode(errors="replace") if hasattr(p, "_errbuf") else ""
+            raise RuntimeError("attn_kv_cache_attend: %s (%s)" % (self.strerror(st), msg))
 
     def strerror(self, status):
         s = self.lib.attn_strerror(status)
@@ -177,12 +264,14 @@ class LibAttn:
     def make_params(self, q, k, v, o, causal=ATTN_CAUSAL_NONE, num_threads=0,
                     scale=0.0):
         """attn_params for f32 arrays q, k, v, o in [batch, seq, heads, dim]
-        (torch's [batch, heads, seq, dim] works too: pass a transposed view)."""
+        (torch's [batch, heads, seq, dim] works too: pass a transposed view);
+        k and v may be None (unset: a KV cache supplies them)."""
         p = AttnParams()
         self._call(self._init, p)
         p.q = self.tensor_f32(q)
-        p.k = self.tensor_f32(k)
-        p.v = self.tensor_f32(v)
+        if k is not None:
+            p.k = self.tensor_f32(k)
+            p.v = self.tensor_f32(v)
         p.o = self.tensor_f32(o)
         p.causal = causal
         p.num_threads = num_threads
@@ -197,7 +286,7 @@ class LibAttn:
         """fn(args..., &p[, sizeof p]): the last arg is the params struct."""
         *rest, p = args
         if self.sized:
-            return fn(*rest, ctypes.byref(p), ctypes.c_size_t(ctypes.sizeof(p)))
+            return fn(*rest, ctypes.byref(p), ctypes.c_size_t(self.params_size))
         return fn(*rest, ctypes.byref(p))
 
     def backward(self, p):
@@ -219,14 +308,18 @@ class LibAttn:
 def _c_layout(cc="cc"):
     fields_t = [f for f, _ in AttnTensor._fields_]
     fields_p = [f for f, _ in AttnParams._fields_]
+    fields_c = [f for f, _ in AttnKvCache._fields_]
     lines = ['#include <attn.h>', '#include <stddef.h>', '#include <stdio.h>',
              'int main(void) {',
              '  printf("attn_tensor sizeof %zu\\n", sizeof(attn_tensor));',
-             '  printf("attn_params sizeof %zu\\n", sizeof(attn_params));']
+             '  printf("attn_params sizeof %zu\\n", sizeof(attn_params));',
+             '  printf("attn_kv_cache sizeof %zu\\n", sizeof(attn_kv_cache));']
     for f in fields_t:
         lines.append('  printf("attn_tensor %s %%zu\\n", offsetof(attn_tensor, %s));' % (f, f))
     for f in fields_p:
         lines.append('  printf("attn_params %s %%zu\\n", offsetof(attn_params, %s));' % (f, f))
+    for f in fields_c:
+        lines.append('  printf("attn_kv_cache %s %%zu\\n", offsetof(attn_kv_cache, %s));' % (f, f))
     lines += ['  return 0;', '}']
     with tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "layout.c")
@@ -241,8 +334,10 @@ def _c_layout(cc="cc"):
 
 def _py_layout():
     r = {("attn_tensor", "sizeof"): ctypes.sizeof(AttnTensor),
-         ("attn_params", "sizeof"): ctypes.sizeof(AttnParams)}
-    for name, cls in (("attn_tensor", AttnTensor), ("attn_params", AttnParams)):
+         ("attn_params", "sizeof"): ctypes.sizeof(AttnParams),
+         ("attn_kv_cache", "sizeof"): ctypes.sizeof(AttnKvCache)}
+    for name, cls in (("attn_tensor", AttnTensor), ("attn_params", AttnParams),
+                      ("attn_kv_cache", AttnKvCache)):
         for f, _ in cls._fields_:
             r[(name, f)] = getattr(cls, f).offset
     return r

@@ -5,6 +5,7 @@ static void fill_generic(attn_kernels *t) {
   t->isa = ATTN_ISA_GENERIC;
   t->fwd = attn_kernel_generic();
   t->bwd = attn_bwd_kernel_generic();
+  t->dec = attn_decode_kernel_generic();
   t->peak_loop = attn_peak_loop_generic;
 }
 
@@ -14,6 +15,7 @@ static void fill_avx2(attn_kernels *t) {
   t->isa = ATTN_ISA_AVX2;
   t->fwd = attn_kernel_avx2();
   t->bwd = attn_bwd_kernel_avx2();
+  t->dec = attn_decode_kernel_avx2();
   t->peak_loop = attn_peak_loop_avx2;
 }
 
@@ -22,6 +24,7 @@ static void fill_avx512(attn_kernels *t) {
   t->isa = ATTN_ISA_AVX512;
   t->fwd = attn_kernel_avx512();
   t->bwd = attn_bwd_kernel_avx512();
+  t->dec = attn_decode_kernel_avx512();
   t->peak_loop = attn_peak_loop_avx512;
 }
 #endif

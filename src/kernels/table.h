@@ -6,12 +6,15 @@
 #define ATTN_TABLE_H
 
 #include "kernels/bwd_kernels.h"
+#include "kernels/decode_kernels.h"
 #include "kernels/kernels.h"
 
 typedef struct attn_kernels {
   attn_isa isa;
   const attn_kernel *fwd;     /* forward query-tile kernel and its sizes */
   const attn_bwd_kernel *bwd; /* backward block kernel and its sizes     */
+  /* the split-KV decode kernel (decode_kernels.h) */
+  const attn_decode_kernel *dec;
   double (*peak_loop)(int64_t iters); /* FMA probe: returns FLOPs done */
 } attn_kernels;
 

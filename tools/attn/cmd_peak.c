@@ -1,5 +1,7 @@
 /*
- * cmd_peak.c - `attn peak`: this machine's measured f32 FMA peak.
+ * cmd_peak.c - `attn peak`: this machine's measured f32 FMA peak (the
+ * target of long sequences) and memory read bandwidth (the target of
+ * decoding), each for about --seconds.
  */
 #include "args.h"
 #include "cli.h"
@@ -9,7 +11,9 @@
 
 const char cmd_peak_help[] =
     "attn peak [--threads N] [--seconds S (1.0)] [--json]\n"
-    "    measured f32 FMA peak in GFLOP/s\n";
+    "    measured f32 FMA peak in GFLOP/s and memory read bandwidth in GB/s\n"
+    "    (1e9 bytes/s, a buffer of 8x the last-level cache, 256 MiB to 1 "
+    "GiB)\n";
 
 typedef struct peak_opts {
   int threads, json;
@@ -44,11 +48,16 @@ int cmd_peak(int argc, char **argv) {
   attn_status st = attn_fma_peak_gflops(o.threads, o.seconds, &g);
   if (st != ATTN_OK)
     cli_fail(CLI_EXIT_RUNTIME, "measuring the FMA peak: %s", attn_strerror(st));
+  double bw = 0.0;
+  st = attn_read_bandwidth_gbps(o.threads, o.seconds, &bw);
+  if (st != ATTN_OK)
+    cli_fail(CLI_EXIT_RUNTIME, "measuring the read bandwidth: %s",
+             attn_strerror(st));
   const char *isa = attn_isa_name(attn_isa_best());
   if (o.json) {
     printf("{\"command\":\"peak\",\"threads\":%d,\"seconds\":%.3f,"
-           "\"isa\":\"%s\",\"peak_gflops\":%.3f}\n",
-           o.threads, o.seconds, isa ? isa : "?", g);
+           "\"isa\":\"%s\",\"peak_gflops\":%.3f,\"read_gbps\":%.3f}\n",
+           o.threads, o.seconds, isa ? isa : "?", g, bw);
   } else {
     char thr[32];
     if (o.threads == 0)
@@ -57,6 +66,7 @@ int cmd_peak(int argc, char **argv) {
       snprintf(thr, sizeof thr, "%d", o.threads);
     printf("peak: %.1f GFLOP/s (f32 FMA, threads %s, isa %s)\n", g, thr,
            isa ? isa : "?");
+    printf("read bandwidth: %.1f GB/s (median pass, threads %s)\n", bw, thr);
   }
   return 0;
 }

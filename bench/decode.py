@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Decode benchmark: one query row against a long KV cache, side by side.
+
+The shape of issue 7: batch 1, 32 query heads, 8 kv heads, head_dim 128,
+cache length 32768, f32 and bf16 caches. In one run, alternating call by
+call so that drift hits everyone alike, medians of --reps calls each:
+
+  libattn   attn_kv_cache_attend on a contiguous cache (--page-size P: a
+            paged one, pages of the sequence scattered), through ctypes
+            (bench/libattn_ctypes.py), its persistent thread pool (default
+            context, ATTN_NUM_THREADS = --threads)
+  torch     torch.nn.functional.scaled_dot_product_attention, q [1, 32, 1,
+            128], k and v [1, 8, L, 128] (enable_gqa=True), same dtype,
+            torch.set_num_threads(--threads)
+  naive     bench/naive_decode.c compiled here (cc -O2 -march=native): the
+            obvious loop, one thread
+
+and the machine's read bandwidth measured in the same run
+(attn_read_bandwidth_gbps, the probe of `attn peak`). Reported per dtype:
+median ms, GB/s moved (K and V once), share of the measured bandwidth, and
+the time ratio to libattn. The issue's target is libattn >= 80% of the
+bandwidth. Outputs are checked against each other (max |diff|) first.
+
+    python3 bench/decode.py [--build build] [--threads N] [--reps 20]
+        [--cache-len 32768] [--dtypes f32,bf16] [--page-size 0] [--json F]
+
+Needs numpy and torch (bench/requirements.txt) and a built libattn.so. On a
+shared machine the figures are noisy: run it alone.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import libattn_ctypes as la  # noqa: E402
+
+
+def bf16_bits(x):
+    """float32 array -> uint16 bf16 bits (round to nearest even)."""
+    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+def bf16_value(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def build_naive(cc):
+    d = tempfile.mkdtemp(prefix="attn-naive-")
+    so = os.path.join(d, "naive_decode.so")
+    subprocess.check_call([cc, "-O2", "-march=native", "-shared", "-fPIC",
+                           os.path.join(HERE, "naive_decode.c"), "-o", so, "-lm"])
+    lib = ctypes.CDLL(so)
+    lib.naive_decode.restype = None
+    lib.naive_decode.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_int]
+    return lib
+
+
+class Case:
+    """One dtype: the cache in numpy (for libattn and naive) and torch."""
+
+    def __init__(self, args, dtype, rng, lib, torch):
+        self.dtype = dtype
+        L, hq, hk, d = args.cache_len, args.heads_q, args.heads_kv, args.head_dim
+        self.L, self.hq, self.hk, self.d = L, hq, hk, d
+        k = rng.standard_normal((1, L, hk, d), dtype=np.float32)
+        v = rng.standard_normal((1, L, hk, d), dtype=np.float32)
+        self.q = rng.standard_normal((1, 1, hq, d), dtype=np.float32)
+        if dtype == "bf16":
+            self.kc, self.vc = bf16_bits(k), bf16_bits(v)
+            kf, vf = bf16_value(self.kc), bf16_value(self.vc)
+            adt = la.ATTN_DTYPE_BF16
+        else:
+            self.kc, self.vc = k, v
+            kf, vf = k, v
+            adt = la.ATTN_DTYPE_F32
+        self.esize = 2 if dtype == "bf16" else 4
+        self.bytes = 2 * L * hk * d * self.esize
+        # libattn: the cache over the numpy buffers
+        self.lens = np.array([L], dtype=np.int32)
+        if args.page_size:
+            ps = args.page_size
+            bps = (L + ps - 1) // ps
+            pool_k = np.zeros((bps, ps, hk, d), dtype=self.kc.dtype)
+            pool_v = np.zeros((bps, ps, hk, d), dtype=self.kc.dtype)
+            order = rng.permutation(bps).astype(np.int32)
+            for b in range(bps):
+                n = min(ps, L - b * ps)
+                pool_k[order[b], :n] = self.kc[0, b * ps:b * ps + n]
+                pool_v[order[b], :n] = self.vc[0, b * ps:b * ps + n]
+            table = order.reshape(1, bps).copy()
+            self.cache = lib.make_cache(pool_k, pool_v, self.lens, adt, table, ps)
+        else:
+            self.cache = lib.make_cache(self.kc, self.vc, self.lens, adt)
+        self.o = np.zeros((1, 1, hq, d), dtype=np.float32)
+        self.p = lib.make_params(self.q, None, None, self.o, num_threads=args.threads)
+        # torch: [1, heads, seq, dim]
+        tdt = torch.bfloat16 if dtype == "bf16" else torch.float32
+        self.tq = torch.from_numpy(self.q).permute(0, 2, 1, 3).contiguous().to(tdt)
+        self.tk = torch.from_numpy(np.ascontiguousarray(kf.transpose(0, 2, 1, 3))).to(tdt)
+        self.tv = torch.from_numpy(np.ascontiguousarray(vf.transpose(0, 2, 1, 3))).to(tdt)
+        # naive: f32 or bf16 bits, [L, hk, d]
+        self.naive_o = np.zeros((hq, d), dtype=np.float32)
+        self.naive_s = np.zeros(L, dtype=np.float32)
+
+
+def run(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    lib = la.LibAttn(la.find_library(args.build))
+    if not lib.has_cache:
+        sys.exit("%s has no KV cache entry points (0.3 needed)" % lib.path)
+    naive = build_naive(args.cc)
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(7)
+    gbps = lib.read_bandwidth_gbps(args.threads, 1.0)
+    print("libattn %s (%s), torch %s, threads %d, read bandwidth %.2f GB/s "
+          "(attn_read_bandwidth_gbps, same run)" %
+          (lib.version(), lib.isa_best(), torch.__version__, args.threads, gbps))
+    print("shape: batch 1, q heads %d, kv heads %d, head_dim %d, cache %d "
+          "tokens, %s cache, 1 query row; %d reps, alternating, medians\n" %
+          (args.heads_q, args.heads_kv, args.head_dim, args.cache_len,
+           "paged (page %d)" % args.page_size if args.page_size else "contiguous",
+           args.reps))
+    results = []
+    for dtype in args.dtypes.split(","):
+        c = Case(args, dtype, rng, lib, torch)
+
+        def f_lib():
+            lib.kv_cache_attend(c.cache, c.p)
+
+        def f_torch():
+            return F.scaled_dot_product_attention(c.tq, c.tk, c.tv, enable_gqa=True)
+
+        def f_naive():
+            naive.naive_decode(c.q.ctypes.data, c.kc.ctypes.data, c.vc.ctypes.data,
+                               c.naive_o.ctypes.data, c.naive_s.ctypes.data,
+                               c.L, c.hq, c.hk, c.d, 1 if dtype == "bf16" else 0)
+
+        # agreement first
+        f_lib()
+        t_out = f_torch().float().permute(0, 2, 1, 3).numpy().reshape(c.hq, c.d)
+        f_naive()
+        lo = c.o.reshape(c.hq, c.d)
+        d_torch = float(np.max(np.abs(lo - t_out)))
+        d_naive = float(np.max(np.abs(lo - c.naive_o)))
+        contenders = [("libattn", f_lib), ("torch", f_torch)]
+        if not args.no_naive:
+            contenders.append(("naive", f_naive))
+        times = {n: [] for n, _ in contenders}
+        for _ in range(args.warmup):
+            for _, f in contenders:
+                f()
+        for _ in range(args.reps):
+            for n, f in contenders:
+                t0 = time.perf_counter()
+                f()
+                times[n].append(time.perf_counter() - t0)
+        med = {n: statistics.median(t) for n, t in times.items()}
+        print("%s cache (%.1f MB of K and V): max |libattn - torch| %.2g, "
+              "|libattn - naive| %.2g" % (dtype, c.bytes / 1e6, d_torch, d_naive))
+        print("  %-8s %10s %9s %10s %8s" % ("", "ms", "GB/s", "% of BW", "ratio"))
+        for n, _ in contenders:
+            g = c.bytes / med[n] / 1e9
+            r = {"dtype": dtype, "who": n, "ms": med[n] * 1e3, "gbps": g,
+                 "share": g / gbps, "ratio_to_libattn": med[n] / med["libattn"],
+                 "min_ms": min(times[n]) * 1e3}
+            results.append(r)
+            print("  %-8s %10.3f %9.2f %9.1f%% %8.2f" %
+                  (n, r["ms"], g, 100 * r["share"], r["ratio_to_libattn"]))
+        print()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"read_gbps": gbps, "threads": args.threads,
+                       "cache_len": args.cache_len, "results": results}, fh, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"),
+                    help="build directory holding libattn.so")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--cache-len", type=int, default=32768)
+    ap.add_argument("--heads-q", type=int, default=32)
+    ap.add_argument("--heads-kv", type=int, default=8)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--dtypes", default="f32,bf16")
+    ap.add_argument("--page-size", type=int, default=0)
+    ap.add_argument("--no-naive", action="store_true")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args()
+    os.environ.setdefault("ATTN_NUM_THREADS", str(args.threads))
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,430 @@
+/* The decode kernel body (decode_kernels.h), written once against simd.h
+ * and compiled once per ISA (generic/decode_generic.c, avx2/decode_avx2.c,
+ * avx512/decode_avx512.c).
+ *
+ * Before including: simd.h, decode_kernels.h and
+ *   KSUFFIX  name suffix (generic, avx2, avx512)
+ *   DMR      rows of the P V register block
+ *   DNV      vectors of the P V register block
+ *
+ * One chunk of keys for nh units of rows (decode_kernels.h), kv heads
+ * side by side:
+ *   (1) keys two at a time in memory order (every head of key j, then of
+ *       j + 1), S = Q Kᵀ by 4 rows x 2 keys of vector dot products; bf16
+ *       and f16 rows are widened in registers, strided rows or head dims
+ *       that are not a whole number of vectors are converted to f32 rows
+ *       first (the stage); the rows DEC_PREFETCH keys ahead are prefetched
+ *       (a head's rows sit a whole row of heads apart);
+ *   (2) per row: a non-finite raw score becomes NaN (the forward's rule:
+ *       a non-finite Q or K element a row sees makes its result NaN), the
+ *       score modifiers (score_body.h, T5 through its per-row table),
+ *       -inf outside the row's interval;
+ *   (3) per row: max, P = exp2 and the sum, as the tiled kernel does
+ *       (softmax_exp_row: the exact (s - m) path for huge logits);
+ *   (4) O += P V: up to ATTN_DEC_STREAM_ROWS rows per head (decoding),
+ *       keys four at a time in memory order with the accumulators in L1;
+ *       more rows, per head and sub-tile of ATTN_DEC_SUB keys, DMR x DNV
+ *       register blocks whose sums are added to o at the sub-tile's end.
+ * Keys outside ja .. jb - 1 are never read. A masked key's non-finite V
+ * can reach the unit's other rows through 0 * inf, as the tiled kernel
+ * allows inside one ATTN_TILE_Q x ATTN_TILE_K tile (the framework keeps a
+ * unit inside one query tile; a chunk reads only the keys between the
+ * first and the last any row of the unit sees).
+ */
+#include <float.h>
+#include <math.h>
+
+#ifndef BC
+#define BC ATTN_TILE_K /* score_body.h's block width (its T5 gradient) */
+#endif
+#include "kernels/score_body.h"
+
+/* One row of n elements (element stride st) to f32 dst[0..np), zero
+ * padded. Every conversion is exact and the same on every ISA. */
+static void KFN(dec_load)(const void *src, attn_dtype dt, int64_t st, int64_t n,
+                          int64_t np, float *restrict dst) {
+  int64_t i = 0;
+  if (dt == ATTN_DTYPE_F32 && st == 1) {
+    memcpy(dst, src, sizeof(float) * (size_t)n);
+    i = n;
+  } else if (dt == ATTN_DTYPE_BF16 && st == 1) {
+    const uint16_t *s = (const uint16_t *)src;
+#if defined(ATTN_SIMD_AVX512)
+    for (; i + 16 <= n; i += 16) {
+      const __m256i h = _mm256_loadu_si256((const __m256i *)(s + i));
+      const __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+      _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
+    }
+#elif defined(ATTN_SIMD_AVX2)
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+      const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+      _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(w));
+    }
+#endif
+    for (; i < n; i++)
+      dst[i] = attn_bf16_to_f32(s[i]);
+  } else if (dt == ATTN_DTYPE_F16 && st == 1) {
+    const uint16_t *s = (const uint16_t *)src;
+#if defined(ATTN_SIMD_AVX512) || defined(ATTN_SIMD_AVX2)
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(
+          dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+#endif
+    for (; i < n; i++)
+      dst[i] = attn_f16_to_f32(s[i]);
+  } else {
+    attn_load_row_f32(src, dt, st, n, 1.0f, dst);
+    i = n;
+  }
+  for (; i < np; i++)
+    dst[i] = 0.0f;
+}
+
+/* VL elements of a row at p, widened to f32 (exactly). */
+static ALWAYS_INLINE vf KFN(dec_ld_bf16)(const uint16_t *p) {
+#if defined(ATTN_SIMD_AVX512)
+  const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+#elif defined(ATTN_SIMD_AVX2)
+  const __m128i h = _mm_loadu_si128((const __m128i *)p);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#else
+  float t[VL];
+  for (int i = 0; i < VL; i++)
+    t[i] = attn_bf16_to_f32(p[i]);
+  return vf_load(t);
+#endif
+}
+
+static ALWAYS_INLINE vf KFN(dec_ld_f16)(const uint16_t *p) {
+#if defined(ATTN_SIMD_AVX512)
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+#elif defined(ATTN_SIMD_AVX2)
+  return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+#else
+  float t[VL];
+  for (int i = 0; i < VL; i++)
+    t[i] = attn_f16_to_f32(p[i]);
+  return vf_load(t);
+#endif
+}
+
+static ALWAYS_INLINE vf KFN(dec_ld)(const void *p, int64_t x, const int mode) {
+  if (mode == ATTN_DEC_BF16)
+    return KFN(dec_ld_bf16)((const uint16_t *)p + x);
+  if (mode == ATTN_DEC_F16)
+    return KFN(dec_ld_f16)((const uint16_t *)p + x);
+  return vf_load((const float *)p + x);
+}
+
+/* s0[r], s1[r] (row stride lds) = dot(q[r], k0), dot(q[r], k1) for mr <= 4
+ * rows of q. */
+static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
+                                       const float *restrict q, int64_t dp,
+                                       const void *k0, const void *k1,
+                                       float *s0, float *s1, int64_t lds) {
+  vf c0[4], c1[4];
+  UNROLL for (int r = 0; r < mr; r++) {
+    c0[r] = vf_zero();
+    c1[r] = vf_zero();
+  }
+  for (int64_t x = 0; x < dp; x += VL) {
+    const vf a = KFN(dec_ld)(k0, x, mode), b = KFN(dec_ld)(k1, x, mode);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vf qv = vf_load(q + r * dp + x);
+      c0[r] = vf_fma(qv, a, c0[r]);
+      c1[r] = vf_fma(qv, b, c1[r]);
+    }
+  }
+  UNROLL for (int r = 0; r < mr; r++) {
+    s0[r * lds] = vf_hsum(c0[r]);
+    s1[r * lds] = vf_hsum(c1[r]);
+  }
+}
+
+/* Key j's row (j counted from ja) of head h: in place, or converted to
+ * f32 into stage slot `slot` (ATTN_DEC_STAGED). */
+static ALWAYS_INLINE const void *KFN(dec_key)(const attn_dec_chunk *c,
+                                              int64_t j, int h, int slot) {
+  const char *at = (const char *)c->krow[j] + h * c->kstep;
+  if (c->kmode != ATTN_DEC_STAGED)
+    return at;
+  float *dst = c->stage + slot * ATTN_MAX(c->dp, c->dvp);
+  KFN(dec_load)(at, c->kdt, c->ks, c->d, c->dp, dst);
+  return dst;
+}
+
+static ALWAYS_INLINE const void *KFN(dec_val)(const attn_dec_chunk *c,
+                                              int64_t j, int h, int slot) {
+  const char *at = (const char *)c->vrow[j] + h * c->vstep;
+  if (c->vmode != ATTN_DEC_STAGED)
+    return at;
+  float *dst = c->stage + slot * ATTN_MAX(c->dp, c->dvp);
+  KFN(dec_load)(at, c->vdt, c->vs, c->dv, c->dvp, dst);
+  return dst;
+}
+
+/* An f32 row of V for the register-blocked path: converted unless f32. */
+static ALWAYS_INLINE const float *KFN(dec_val_f32)(const attn_dec_chunk *c,
+                                                   int64_t j, int h, int slot) {
+  const char *at = (const char *)c->vrow[j] + h * c->vstep;
+  if (c->vmode == ATTN_DEC_F32)
+    return (const float *)at;
+  float *dst = c->stage + slot * ATTN_MAX(c->dp, c->dvp);
+  KFN(dec_load)(at, c->vdt, c->vs, c->dv, c->dvp, dst);
+  return dst;
+}
+
+/* Keys ahead that pass (1) and (4) ask the caches for. */
+#ifndef DEC_PREFETCH
+#define DEC_PREFETCH 4
+#endif
+
+/* Prefetches key j's rows (bytes each, heads step apart) of nh heads. */
+static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
+                                            int64_t step, int64_t bytes) {
+  for (int h = 0; h < nh; h++)
+    for (int64_t off = 0; off < bytes; off += 64)
+      __builtin_prefetch((const char *)row + h * step + off, 0, 3);
+}
+
+/* (1) S = Q Kᵀ for every head and row, keys two at a time in memory order
+ * (all heads of key j, then of j + 1 ...). An odd last key is paired with
+ * itself, its copy going to the last (never used) column. */
+static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
+                                           const int mode) {
+  const int64_t dp = c->dp, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
+  const int rows = c->rows;
+  const int64_t kb = ((c->d - 1) * c->ks + 1) * attn_dtype_size(c->kdt);
+  for (int64_t j = 0; j < n; j += 2) {
+    const int pair = j + 1 < n;
+    const int64_t jp = j + DEC_PREFETCH;
+    for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 2); jj++)
+      KFN(dec_prefetch)(c->krow[jj], c->nh, c->kstep, kb);
+    for (int h = 0; h < c->nh; h++) {
+      const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
+      const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
+      const float *q = c->q + (int64_t)h * rows * dp;
+      float *s = c->s + (int64_t)h * rows * lds;
+      for (int r0 = 0; r0 < rows; r0 += 4) {
+        float *s0 = s + r0 * lds + j;
+        float *s1 = pair ? s0 + 1 : s + r0 * lds + lds - 1;
+        const float *qr = q + r0 * dp;
+        switch (ATTN_MIN(4, rows - r0)) {
+        case 1:
+          KFN(dec_dot)(1, mode, qr, dp, k0, k1, s0, s1, lds);
+          break;
+        case 2:
+          KFN(dec_dot)(2, mode, qr, dp, k0, k1, s0, s1, lds);
+          break;
+        case 3:
+          KFN(dec_dot)(3, mode, qr, dp, k0, k1, s0, s1, lds);
+          break;
+        default:
+          KFN(dec_dot)(4, mode, qr, dp, k0, k1, s0, s1, lds);
+          break;
+        }
+      }
+    }
+  }
+}
+
+static void KFN(dec_qk)(const attn_dec_chunk *c) {
+  switch (c->kmode) {
+  case ATTN_DEC_BF16:
+    KFN(dec_qk_mode)(c, ATTN_DEC_BF16);
+    break;
+  case ATTN_DEC_F16:
+    KFN(dec_qk_mode)(c, ATTN_DEC_F16);
+    break;
+  default: /* f32 in place or staged */
+    KFN(dec_qk_mode)(c, ATTN_DEC_F32);
+    break;
+  }
+}
+
+/* (2)-(3) on row r of head h: scores of keys ja .. ja + n - 1 in
+ * x[0..ncol). */
+static void KFN(dec_softmax_row)(const attn_dec_chunk *c, int h, int r,
+                                 float *x, int n, int ncol) {
+  for (int j = 0; j < n; j++)
+    if (!(fabsf(x[j]) <= FLT_MAX))
+      x[j] = NAN; /* inf or NaN: the row's result is NaN */
+  for (int j = n; j < ncol; j++)
+    x[j] = 0.0f;
+  const attn_score *sc = &c->sc[h * c->rows + r];
+  if (attn_score_any(sc)) {
+    const float *t5 = NULL;
+    if (sc->t5) {
+      attn_score_t5_lut(sc, c->qi[r], c->ja, ncol, c->lut);
+      t5 = c->lut;
+    }
+    KFN(score_fwd_row)(sc, c->qi[r], c->ja, x, NULL, t5, ncol);
+  }
+  const int64_t a = c->lo[r] - c->ja, b = ATTN_MIN(c->hi[r] - c->ja, n - 1);
+  for (int j = 0; j < ncol; j++)
+    if (j < a || j > b)
+      x[j] = -INFINITY;
+  vf mx = vf_load(x);
+  for (int j = VL; j < ncol; j += VL)
+    mx = vf_max(mx, vf_load(x + j));
+  const float m = vf_hmax(mx);
+  /* Every key masked: P must be 0 and nothing may become NaN. */
+  const float m_use = m == -INFINITY ? 0.0f : m;
+  float *part = c->part[h];
+  part[c->pstride + r] = vf_hsum(KFN(softmax_exp_row)(x, ncol, m_use));
+  part[r] = m;
+}
+
+/* o[r] += sum_k p[r][k] v_k over the nk keys and the rows r (row strides
+ * ATTN_DEC_LDS for p, dvp for o); the accumulators stay in L1, each
+ * loaded and stored once per nk keys. */
+static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
+                                           int rows, const float *p,
+                                           const void *const *v, float *o,
+                                           int64_t dvp) {
+  for (int64_t x = 0; x < dvp; x += VL) {
+    vf b[4]; /* each V vector widened once, used by every row */
+    UNROLL for (int k = 0; k < nk; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
+    for (int r = 0; r < rows; r++) {
+      const float *pr = p + r * ATTN_DEC_LDS;
+      float *dst = o + r * dvp + x;
+      vf t = vf_load(dst);
+      UNROLL for (int k = 0; k < nk; k++) t = vf_fma(vf_set1(pr[k]), b[k], t);
+      vf_store(dst, t);
+    }
+  }
+}
+
+/* (4), few rows: keys in memory order, four at a time, every head. */
+static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
+                                                  const int mode) {
+  const int64_t n = c->jb - c->ja, dvp = c->dvp, lds = ATTN_DEC_LDS;
+  const int rows = c->rows;
+  const int64_t vb = ((c->dv - 1) * c->vs + 1) * attn_dtype_size(c->vdt);
+  for (int64_t j = 0; j < n; j += 4) {
+    const int64_t jp = j + DEC_PREFETCH;
+    for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 4); jj++)
+      KFN(dec_prefetch)(c->vrow[jj], c->nh, c->vstep, vb);
+    const int nk = (int)ATTN_MIN((int64_t)4, n - j);
+    for (int h = 0; h < c->nh; h++) {
+      const float *p = c->s + (int64_t)h * rows * lds + j;
+      float *o = c->part[h] + 2 * c->pstride;
+      const void *v[4];
+      for (int k = 0; k < nk; k++)
+        v[k] = KFN(dec_val)(c, j + k, h, ATTN_DEC_STAGE_ROW(h, k));
+      if (nk == 4)
+        KFN(dec_pv_keys)(4, mode, rows, p, v, o, dvp);
+      else
+        for (int k = 0; k < nk; k++)
+          KFN(dec_pv_keys)(1, mode, rows, p + k, v + k, o, dvp);
+    }
+  }
+}
+
+static void KFN(dec_pv_stream)(const attn_dec_chunk *c) {
+  switch (c->vmode) {
+  case ATTN_DEC_BF16:
+    KFN(dec_pv_stream_mode)(c, ATTN_DEC_BF16);
+    break;
+  case ATTN_DEC_F16:
+    KFN(dec_pv_stream_mode)(c, ATTN_DEC_F16);
+    break;
+  default: /* f32 in place or staged */
+    KFN(dec_pv_stream_mode)(c, ATTN_DEC_F32);
+    break;
+  }
+}
+
+/* o[r][cb ..] += sum_j p[r][j] v_j[cb ..] for r < mr, nv vectors. */
+static ALWAYS_INLINE void KFN(dec_pv)(const int mr, const int nv,
+                                      const float *restrict p, int n,
+                                      const float *const *rowp, int64_t cb,
+                                      float *restrict o, int64_t dvp) {
+  vf acc[DMR][DNV];
+  UNROLL for (int r = 0; r < mr; r++) {
+    UNROLL for (int x = 0; x < nv; x++) acc[r][x] = vf_zero();
+  }
+  for (int j = 0; j < n; j++) {
+    vf b[DNV];
+    UNROLL for (int x = 0; x < nv; x++) b[x] = vf_load(rowp[j] + cb + x * VL);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vf a = vf_set1(p[r * ATTN_DEC_LDS + j]);
+      UNROLL for (int x = 0; x < nv; x++) acc[r][x] =
+          vf_fma(a, b[x], acc[r][x]);
+    }
+  }
+  UNROLL for (int r = 0; r < mr; r++) {
+    UNROLL for (int x = 0; x < nv; x++) {
+      float *dst = o + r * dvp + cb + x * VL;
+      vf_store(dst, vf_add(vf_load(dst), acc[r][x]));
+    }
+  }
+}
+
+/* One register block with run-time mr, nv. */
+static void KFN(dec_pv_block)(int mr, int nv, const float *p, int n,
+                              const float *const *rowp, int64_t cb, float *o,
+                              int64_t dvp) {
+#define DEC_PV(R)                                                              \
+  if (nv == DNV)                                                               \
+    KFN(dec_pv)(R, DNV, p, n, rowp, cb, o, dvp);                               \
+  else                                                                         \
+    KFN(dec_pv)(R, 1, p, n, rowp, cb, o, dvp);
+  switch (mr) {
+  case 1:
+    DEC_PV(1) break;
+  case 2:
+    DEC_PV((2 <= DMR ? 2 : DMR)) break;
+  case 3:
+    DEC_PV((3 <= DMR ? 3 : DMR)) break;
+  default:
+    DEC_PV(DMR) break;
+  }
+#undef DEC_PV
+}
+
+/* (4), many rows: per head, sub-tiles of ATTN_DEC_SUB keys (aligned in key
+ * index) summed in DMR x DNV register blocks, then added to o. */
+static void KFN(dec_pv_tiles)(const attn_dec_chunk *c, int h) {
+  const int64_t dvp = c->dvp, lds = ATTN_DEC_LDS, sub = ATTN_DEC_SUB;
+  const float *s = c->s + (int64_t)h * c->rows * lds;
+  float *o = c->part[h] + 2 * c->pstride;
+  for (int64_t j0 = c->ja; j0 < c->jb;) {
+    const int64_t j1 = ATTN_MIN(c->jb, (j0 / sub + 1) * sub);
+    const int nn = (int)(j1 - j0);
+    for (int j = 0; j < nn; j++)
+      c->rowp[j] = KFN(dec_val_f32)(c, j0 - c->ja + j, h, j);
+    for (int64_t cb = 0; cb < dvp;) {
+      const int nv = dvp - cb >= DNV * VL ? DNV : 1;
+      for (int r0 = 0; r0 < c->rows; r0 += DMR) {
+        const int mr = ATTN_MIN(DMR, c->rows - r0);
+        KFN(dec_pv_block)
+        (mr, nv, s + r0 * lds + (j0 - c->ja), nn, c->rowp, cb, o + r0 * dvp,
+         dvp);
+      }
+      cb += nv * VL;
+    }
+    j0 = j1;
+  }
+}
+
+static void KFN(dec_chunk)(const attn_dec_chunk *c) {
+  const int n = (int)(c->jb - c->ja);
+  const int ncol = (n + VL - 1) / VL * VL;
+  KFN(dec_qk)(c); /* (1) */
+  for (int h = 0; h < c->nh; h++) {
+    float *o = c->part[h] + 2 * c->pstride;
+    for (int r = 0; r < c->rows; r++) { /* (2), (3) */
+      float *x = c->s + ((int64_t)h * c->rows + r) * ATTN_DEC_LDS;
+      KFN(dec_softmax_row)(c, h, r, x, n, ncol);
+    }
+    memset(o, 0, sizeof(float) * (size_t)(c->rows * c->dvp));
+  }
+  if (c->rows <= ATTN_DEC_STREAM_ROWS) /* (4) */
+    KFN(dec_pv_stream)(c);
+  else
+    for (int h = 0; h < c->nh; h++)
+      KFN(dec_pv_tiles)(c, h);
+}

@@ -1,0 +1,17 @@
+/* The decode kernel for the generic instruction set: the shared body in
+ * decode_body.h compiled with this ISA's vocabulary and register block. */
+#define ATTN_SIMD_GENERIC 1
+#include "kernels/simd.h"
+
+#include "kernels/decode_kernels.h"
+
+#define KSUFFIX generic
+/* P V register block: DMR rows x DNV vectors. */
+#define DMR 4
+#define DNV 2
+#include "kernels/decode_body.h"
+
+const attn_decode_kernel *attn_decode_kernel_generic(void) {
+  static const attn_decode_kernel k = {ATTN_ISA_GENERIC, VL, dec_chunk_generic};
+  return &k;
+}
