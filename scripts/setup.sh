@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine needs to build and test libattn:
 # cmake, gcc, clang, make, pkg-config, python3 (+ binutils for readelf and
-# clang-format for the style check). Idempotent and non-interactive: when every
-# tool is already on PATH it does nothing, so repeated runs are instant.
+# clang-format for the style check), and OpenBLAS (libopenblas-dev) for the
+# layer library; then, with pip, the Python packages the reference tests and
+# benchmarks compare against (numpy, torch) when python3 cannot import them
+# (ATTN_SETUP_NO_PIP=1 skips that step; the tests that need them are then
+# not registered). Idempotent and non-interactive: when everything is
+# present it does nothing, so repeated runs are instant.
 #
 #   scripts/setup.sh            # as root (or with sudo available)
 set -euo pipefail
@@ -39,6 +43,17 @@ have_clang_sanitizers() {
     clang -fsanitize=address,undefined -o "$probe_dir/s" "$probe_dir/s.c" \
       >/dev/null 2>&1
 }
+# OpenBLAS's CBLAS for libattn_layer (libopenblas-dev): cblas.h and
+# libopenblas, probed by compiling and linking one sgemm
+have_openblas() {
+  local flags
+  flags=$(pkg-config --cflags --libs openblas 2>/dev/null || echo -lopenblas)
+  printf '#include <cblas.h>\nint main(void){float a=2,b=3,c=0;\n%s\nreturn c!=6;}\n' \
+    'cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.0f,&a,1,&b,1,0.0f,&c,1);' \
+    >"$probe_dir/b.c" &&
+    # shellcheck disable=SC2086
+    gcc -o "$probe_dir/b" "$probe_dir/b.c" $flags >/dev/null 2>&1
+}
 clang_rt_pkg() {
   local major
   major=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
@@ -57,9 +72,31 @@ fi
 if command -v clang >/dev/null 2>&1 && ! have_clang_sanitizers; then
   missing+=("$(clang_rt_pkg)")
 fi
+if command -v gcc >/dev/null 2>&1 && ! have_openblas; then
+  missing+=(libopenblas-dev)
+fi
+
+# numpy and torch for the PyTorch comparisons (layer_torch, bench/), from
+# PyPI; a failure here is reported but not fatal (the C build and tests do
+# not need them).
+python_packages() {
+  if [ "${ATTN_SETUP_NO_PIP:-0}" = 1 ]; then
+    echo "setup: ATTN_SETUP_NO_PIP=1: Python packages not checked"
+    return 0
+  fi
+  if python3 -c 'import numpy, torch' >/dev/null 2>&1; then
+    echo "setup: python3 has numpy and torch"
+    return 0
+  fi
+  echo "setup: pip installing numpy and torch"
+  python3 -m pip install -q numpy torch ||
+    echo "setup: pip could not install numpy/torch: the PyTorch comparisons" \
+      "will be skipped" >&2
+}
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup: all build tools present, nothing to install"
+  python_packages
   exit 0
 fi
 
@@ -102,8 +139,18 @@ for tool in cmake gcc clang make pkg-config python3; do
   }
 done
 have_libc_dev || { echo "setup: gcc cannot build a C program" >&2; exit 1; }
+if ! have_openblas; then
+  # gcc was just installed: probe again, install OpenBLAS if still missing
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends libopenblas-dev
+  have_openblas || {
+    echo "setup: cannot build against OpenBLAS's cblas.h" >&2
+    exit 1
+  }
+fi
 have_clang_sanitizers || {
   echo "setup: clang -fsanitize=address,undefined cannot link" >&2
   exit 1
 }
+python_packages
 echo "setup: done"

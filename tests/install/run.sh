@@ -4,7 +4,10 @@
 # (tests/install/consumer) four ways:
 #   1. cc + pkg-config (shared),   2. cc + pkg-config --static (libattn.a),
 #   3. CMake find_package(attn) -> attn::attn,
-#   4. CMake find_package(attn) -> attn::attn_static.
+#   4. CMake find_package(attn) -> attn::attn_static;
+# and, when libattn_layer was built, the layer's header, libraries, SONAME
+# and pkg-config attn-layer with tests/install/layer_consumer.c (shared and
+# static), and that libattn.so itself does not need BLAS.
 #
 #   sh tests/install/run.sh [BUILD_DIR]      (default: build; must be built)
 #
@@ -154,6 +157,41 @@ for kind in shared static; do
   # CMake puts the imported library's directory in the build RPATH
   check "find_package(attn) $kind run" env -u LD_LIBRARY_PATH "$bdir/consumer"
 done
+
+# ---------------------------------------------------------------- layer
+# libattn_layer (built when OpenBLAS was found): header, libraries, SONAME,
+# pkg-config attn-layer (shared and static) and an outside consumer; and
+# libattn itself must not need BLAS (users of the kernels alone never link
+# it).
+if [ "$(cache ATTN_HAVE_LAYER)" = "ON" ] || [ -f "$libdir/pkgconfig/attn-layer.pc" ]; then
+  for f in "$prefix/include/attn/layer.h" "$libdir/libattn_layer.so" \
+           "$libdir/libattn_layer.a" "$libdir/pkgconfig/attn-layer.pc"; do
+    if [ -f "$f" ]; then pass "installed ${f#"$prefix"/}"; else fail "missing ${f#"$prefix"/}"; fi
+  done
+  lsoname=$(readelf -d "$libdir/libattn_layer.so" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+  if [ "$lsoname" = "libattn_layer.so.0" ]; then
+    pass "SONAME libattn_layer.so.0"
+  else
+    fail "libattn_layer SONAME is '$lsoname', want libattn_layer.so.0"
+  fi
+  if readelf -d "$libdir/libattn.so" 2>/dev/null | grep -qi 'NEEDED.*blas'; then
+    fail "libattn.so needs BLAS"
+  else
+    pass "libattn.so does not need BLAS"
+  fi
+  lsrc=$here/layer_consumer.c
+  # shellcheck disable=SC2046,SC2086
+  check "pkg-config attn-layer shared build" \
+    $CC $san -std=c11 -o "$tmp/layer_pc" "$lsrc" $(pkg-config --cflags --libs attn-layer) -lm
+  check "pkg-config attn-layer shared run" env LD_LIBRARY_PATH="$libdir" "$tmp/layer_pc"
+  lstatic=$(pkg-config --static --libs attn-layer | sed -e 's/-lattn_layer\([[:space:]]\|$\)/-l:libattn_layer.a\1/' -e 's/-lattn\([[:space:]]\|$\)/-l:libattn.a\1/')
+  # shellcheck disable=SC2046,SC2086
+  check "pkg-config --static attn-layer build" \
+    $CC $san -std=c11 -o "$tmp/layer_static" "$lsrc" $(pkg-config --cflags attn-layer) $lstatic
+  check "pkg-config --static attn-layer run" env -u LD_LIBRARY_PATH "$tmp/layer_static"
+else
+  echo "SKIP libattn_layer (not built: OpenBLAS not found)"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

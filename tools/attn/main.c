@@ -13,12 +13,26 @@
 #include <stdio.h>
 #include <string.h>
 
+extern const char cmd_decode_help[]; /* cmd_decode.c */
+int cmd_decode(int argc, char **argv);
+#ifdef ATTN_HAVE_LAYER
+extern const char cmd_mha_help[]; /* cmd_mha.c */
+int cmd_mha(int argc, char **argv);
+#endif
+
+/* One command a line, some behind #ifdef. */
+/* clang-format off */
 static const cli_command commands[] = {
     {"run", cmd_run_help, cmd_run},
     {"grad", cmd_grad_help, cmd_grad},
     {"bench", cmd_bench_help, cmd_bench},
     {"peak", cmd_peak_help, cmd_peak},
+    {"decode", cmd_decode_help, cmd_decode},
+#ifdef ATTN_HAVE_LAYER /* libattn_layer built (OpenBLAS found) */
+    {"mha", cmd_mha_help, cmd_mha},
+#endif
 };
+/* clang-format on */
 
 void cli_print_help(void) {
   fputs("usage: attn <command> [options]\n\n", stdout);
