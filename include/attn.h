@@ -636,6 +636,14 @@ ATTN_API attn_status attn_kv_cache_attend_sized(
     const attn_params *p, size_t params_size, const attn_rope *rope,
     size_t rope_size);
 
+/* Bytes of workspace attn_kv_cache_attend needs for this call (its shapes,
+ * options, rope and the cache's lengths now); pass that much in
+ * p->workspace and the call allocates nothing. */
+ATTN_API attn_status attn_kv_cache_attend_workspace_size_sized(
+    attn_context *ctx, const attn_kv_cache *c, size_t cache_size,
+    const attn_params *p, size_t params_size, const attn_rope *rope,
+    size_t rope_size, size_t *bytes);
+
 /* The decode kernel: for a few query rows against many keys, every query
  * head of a kv head is served by one pass over its keys; keys are split in
  * chunks of ATTN_DECODE_CHUNK (never depending on the thread count) whose
@@ -723,6 +731,13 @@ attn_kv_cache_append(attn_context *ctx, const attn_kv_cache *c,
                      const attn_rope *rope) {
   return attn_kv_cache_append_sized(ctx, c, sizeof *c, k_new, v_new, n_new,
                                     rope, sizeof(attn_rope));
+}
+static inline attn_status
+attn_kv_cache_attend_workspace_size(attn_context *ctx, const attn_kv_cache *c,
+                                    const attn_params *p, const attn_rope *rope,
+                                    size_t *bytes) {
+  return attn_kv_cache_attend_workspace_size_sized(
+      ctx, c, sizeof *c, p, sizeof *p, rope, sizeof(attn_rope), bytes);
 }
 static inline attn_status attn_kv_cache_attend(attn_context *ctx,
                                                const attn_kv_cache *c,

@@ -421,6 +421,33 @@ static void check_call(const scen *sc, tc_rng *r, int64_t sq, int with_bias) {
   CHECK(same(cl.o[0], cl.o[1], no) && same(cl.lse[0], cl.lse[1], nl),
         "paged != contiguous (sq %lld, page %lld, bias %d)", (long long)sq,
         (long long)sc->ps, with_bias);
+  /* A caller workspace of exactly the reported size: the same bits; one
+   * byte less: ATTN_ERR_WORKSPACE_TOO_SMALL. */
+  for (int paged = 0; paged < 2; paged++) {
+    const attn_kv_cache *cc = paged ? &sc->pc : &sc->cc;
+    attn_params wp = cl.p;
+    wp.o.data = cl.o[1];
+    wp.lse = cl.lse[1];
+    wp.num_threads = 2;
+    size_t bytes = 0;
+    attn_status w = attn_kv_cache_attend_workspace_size(
+        NULL, cc, &wp, sc->rope ? &sc->r : NULL, &bytes);
+    CHECK(w == ATTN_OK && bytes > 0, "attend workspace size: %s",
+          attn_strerror(w));
+    void *ws = malloc(bytes);
+    wp.workspace = ws;
+    wp.workspace_size = bytes - 1;
+    w = attn_kv_cache_attend(NULL, cc, &wp, sc->rope ? &sc->r : NULL);
+    CHECK(w == ATTN_ERR_WORKSPACE_TOO_SMALL,
+          "attend with a workspace one byte short: %s", attn_strerror(w));
+    wp.workspace_size = bytes;
+    w = attn_kv_cache_attend(NULL, cc, &wp, sc->rope ? &sc->r : NULL);
+    CHECK(w == ATTN_OK && same(cl.o[0], cl.o[1], no) &&
+              same(cl.lse[0], cl.lse[1], nl),
+          "attend with a caller workspace (paged %d): %s", paged,
+          attn_strerror(w));
+    free(ws);
+  }
   static const int team[] = {2, 3, 5};
   for (int t = 0; t < 3 && !with_bias; t++) {
     attend(&cl, sc, t % 2 ? &sc->cc : &sc->pc, 1, team[t], msg);

@@ -487,81 +487,116 @@ static attn_status attend_tiled(attn_context *ctx, const attn_kv_cache *c,
   return attn_forward_sized(ctx, &fp, sizeof fp);
 }
 
+/* One attend call, checked and sized. */
+typedef struct attend_call {
+  attn_params pp;
+  attn_kv_cache c;
+  attn_rope_plan rp;
+  int rope, decode;
+  attn_plan pl;
+  attend_mem m;
+} attend_call;
+
+static attn_status attend_prepare(attn_context *ctx, const attn_kv_cache *user,
+                                  size_t cache_size, const attn_params *user_p,
+                                  size_t params_size, const attn_rope *rope,
+                                  size_t rope_size, attend_call *a) {
+  attn_status st = attn_params_import(user_p, params_size, &a->pp);
+  if (st != ATTN_OK)
+    return st;
+  const attn_params *p = &a->pp;
+  st = attn_kv_cache_import(user, cache_size, &a->c);
+  if (st == ATTN_ERR_NULL_POINTER)
+    FAIL(st, "kv cache is NULL");
+  if (st != ATTN_OK)
+    FAIL(st, "attn_kv_cache of %zu bytes: unknown size", cache_size);
+  st = attn_kv_cache_check(&a->c, p);
+  if (st == ATTN_OK)
+    st = attend_params(&a->c, &a->pp);
+  if (st != ATTN_OK)
+    return st;
+  a->rope = rope != NULL;
+  if (rope) {
+    attn_rope rr;
+    st = attn_rope_import(rope, rope_size, &rr);
+    if (st == ATTN_OK)
+      st = attn_rope_plan_make(&rr, a->c.head_dim, &a->rp, a->pp.error_message,
+                               a->pp.error_message_size);
+    if (st != ATTN_OK)
+      return st;
+  }
+  st = attn_plan_prepare(ctx, &a->pp, sizeof a->pp, ATTN_PASS_FWD, &a->pl);
+  if (st == ATTN_OK)
+    st = check_pool_overlap(&a->c, &a->pl.p);
+  if (st != ATTN_OK)
+    return st;
+  a->decode = attn_decode_supports(&a->pl);
+  st = attend_sizes(ctx, &a->c, &a->pl, a->rope, a->decode, &a->m);
+  if (st != ATTN_OK)
+    return st;
+  if (__builtin_add_overflow(a->m.qrot + a->m.kgat + a->m.vgat, a->m.inner,
+                             &a->m.total) ||
+      __builtin_add_overflow(a->m.total, (size_t)ALIGN, &a->m.total))
+    FAIL(ATTN_ERR_OVERFLOW, "kv cache attend: workspace size overflows");
+  return ATTN_OK;
+}
+
+attn_status attn_kv_cache_attend_workspace_size_sized(
+    attn_context *ctx, const attn_kv_cache *cache, size_t cache_size,
+    const attn_params *p, size_t params_size, const attn_rope *rope,
+    size_t rope_size, size_t *bytes) {
+  if (!bytes)
+    return ATTN_ERR_NULL_POINTER;
+  attend_call a;
+  const attn_status st = attend_prepare(ctx, cache, cache_size, p, params_size,
+                                        rope, rope_size, &a);
+  if (st == ATTN_OK)
+    *bytes = a.m.total;
+  return st;
+}
+
 attn_status
 attn_kv_cache_attend_sized(attn_context *ctx, const attn_kv_cache *user,
                            size_t cache_size, const attn_params *user_p,
                            size_t params_size, const attn_rope *rope,
                            size_t rope_size) {
-  attn_params pp;
-  attn_status st = attn_params_import(user_p, params_size, &pp);
+  attend_call a;
+  attn_status st = attend_prepare(ctx, user, cache_size, user_p, params_size,
+                                  rope, rope_size, &a);
   if (st != ATTN_OK)
     return st;
-  const attn_params *p = &pp;
-  attn_kv_cache c;
-  st = attn_kv_cache_import(user, cache_size, &c);
-  if (st == ATTN_ERR_NULL_POINTER)
-    FAIL(st, "kv cache is NULL");
-  if (st != ATTN_OK)
-    FAIL(st, "attn_kv_cache of %zu bytes: unknown size", cache_size);
-  st = attn_kv_cache_check(&c, p);
-  if (st == ATTN_OK)
-    st = attend_params(&c, &pp);
-  if (st != ATTN_OK)
-    return st;
-  attn_rope_plan rp;
-  if (rope) {
-    attn_rope rr;
-    st = attn_rope_import(rope, rope_size, &rr);
-    if (st == ATTN_OK)
-      st = attn_rope_plan_make(&rr, c.head_dim, &rp, pp.error_message,
-                               pp.error_message_size);
-    if (st != ATTN_OK)
-      return st;
-  }
-  attn_plan pl;
-  st = attn_plan_prepare(ctx, &pp, sizeof pp, ATTN_PASS_FWD, &pl);
-  if (st == ATTN_OK)
-    st = check_pool_overlap(&c, &pl.p);
-  if (st != ATTN_OK)
-    return st;
-  const int decode = attn_decode_supports(&pl);
-  attend_mem m;
-  st = attend_sizes(ctx, &c, &pl, rope != NULL, decode, &m);
-  if (st != ATTN_OK)
-    return st;
-  if (__builtin_add_overflow(m.qrot + m.kgat + m.vgat, m.inner, &m.total) ||
-      __builtin_add_overflow(m.total, (size_t)ALIGN, &m.total))
-    FAIL(ATTN_ERR_OVERFLOW, "kv cache attend: workspace size overflows");
+  const attn_params *p = &a.pp;
   void *mem;
   char *base;
-  st = attn_workspace_acquire(p, m.total, &mem, &base);
+  st = attn_workspace_acquire(p, a.m.total, &mem, &base);
   if (st != ATTN_OK)
     return st;
   float *qrot = NULL;
-  if (rope) {
+  if (a.rope) {
     qrot = (float *)base;
-    rotate_queries(&c, p, &rp, qrot);
+    rotate_queries(&a.c, p, &a.rp, qrot);
   }
-  if (decode) {
+  if (a.decode) {
+    attn_plan *pl = &a.pl;
     if (qrot)
-      pl.p.q = attn_tensor_bshd(qrot, ATTN_DTYPE_F32, pl.pr.batch, pl.pr.sq_max,
-                                pl.pr.hq, pl.pr.d);
+      pl->p.q = attn_tensor_bshd(qrot, ATTN_DTYPE_F32, pl->pr.batch,
+                                 pl->pr.sq_max, pl->pr.hq, pl->pr.d);
     attn_kv_src src;
-    src.page_size = c.page_size;
-    src.block_table = c.block_table;
-    src.blocks_per_seq = c.blocks_per_seq;
-    if (c.page_size == 0) {
-      src.k = pl.p.k;
-      src.v = pl.p.v;
+    src.page_size = a.c.page_size;
+    src.block_table = a.c.block_table;
+    src.blocks_per_seq = a.c.blocks_per_seq;
+    if (a.c.page_size == 0) {
+      src.k = pl->p.k;
+      src.v = pl->p.v;
     } else {
-      src.k = attn_tensor_bshd(c.k, c.dtype, c.num_pages, c.page_size,
-                               c.heads_kv, c.head_dim);
-      src.v = attn_tensor_bshd(c.v, c.dtype, c.num_pages, c.page_size,
-                               c.heads_kv, c.head_dim_v);
+      src.k = attn_tensor_bshd(a.c.k, a.c.dtype, a.c.num_pages, a.c.page_size,
+                               a.c.heads_kv, a.c.head_dim);
+      src.v = attn_tensor_bshd(a.c.v, a.c.dtype, a.c.num_pages, a.c.page_size,
+                               a.c.heads_kv, a.c.head_dim_v);
     }
-    st = attn_decode_run(&pl, &src, base + m.qrot, m.inner);
+    st = attn_decode_run(pl, &src, base + a.m.qrot, a.m.inner);
   } else {
-    st = attend_tiled(ctx, &c, &pl, &m, base, qrot);
+    st = attend_tiled(ctx, &a.c, &a.pl, &a.m, base, qrot);
   }
   free(mem);
   return st;
