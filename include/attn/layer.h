@@ -256,6 +256,34 @@ ATTN_API attn_status attn_layer_backward_sized(attn_layer *layer,
                                                const attn_layer_call *c,
                                                size_t size);
 
+/*
+ * Decoding through a KV cache (self-attention layers). c->x holds c->seq_q
+ * new tokens of each of the cache's sequences (c->batch = cache->num_seqs;
+ * no cu_seqlens, kv_lens or position offsets in the template). Their keys
+ * and values are projected, rotated (ROPE) and appended to the cache,
+ * which advances cache->seq_lens; then their queries attend to everything
+ * the cache holds, through the decode kernel (attn_kv_cache_attend), and
+ * c->out gets the layer's output. Token i of sequence s sits at position
+ * seq_lens[s] + i (seq_lens before the call) for every scheme (absolute
+ * tables, RoPE, ALiBi, T5), so a prompt and then one token at a time give
+ * the rows attn_layer_forward gives on the whole sequence with a
+ * bottom-right causal mask (set options->causal for a chunk of more than
+ * one token). The cache's heads_kv, head_dim and head_dim_v must be the
+ * layer's; its storage may be f32, bf16 or f16, contiguous or paged.
+ * Forward only (nothing is saved for a backward). Every check runs before
+ * the append: an error leaves the cache as it was.
+ *
+ * Workspace: attn_layer_decode_workspace_size gives the most any decode of
+ * this cache needs (every sequence at capacity); with c->workspace that
+ * large the call allocates nothing (except OpenBLAS's own buffers).
+ */
+ATTN_API attn_status attn_layer_decode_workspace_size_sized(
+    attn_layer *layer, attn_context *ctx, const attn_layer_call *c, size_t size,
+    const attn_kv_cache *cache, size_t cache_size, size_t *bytes);
+ATTN_API attn_status attn_layer_decode_sized(
+    attn_layer *layer, attn_context *ctx, const attn_layer_call *c, size_t size,
+    const attn_kv_cache *cache, size_t cache_size);
+
 /* Header-inline wrappers (see attn.h, "ABI"). */
 static inline void attn_layer_config_init(attn_layer_config *c) {
   attn_layer_config_init_sized(c, sizeof *c);
@@ -296,6 +324,21 @@ static inline attn_status attn_layer_backward(attn_layer *layer,
                                               attn_context *ctx,
                                               const attn_layer_call *c) {
   return attn_layer_backward_sized(layer, ctx, c, sizeof *c);
+}
+
+static inline attn_status
+attn_layer_decode_workspace_size(attn_layer *layer, attn_context *ctx,
+                                 const attn_layer_call *c,
+                                 const attn_kv_cache *cache, size_t *bytes) {
+  return attn_layer_decode_workspace_size_sized(layer, ctx, c, sizeof *c, cache,
+                                                sizeof *cache, bytes);
+}
+static inline attn_status attn_layer_decode(attn_layer *layer,
+                                            attn_context *ctx,
+                                            const attn_layer_call *c,
+                                            const attn_kv_cache *cache) {
+  return attn_layer_decode_sized(layer, ctx, c, sizeof *c, cache,
+                                 sizeof *cache);
 }
 
 #ifdef __cplusplus
