@@ -137,6 +137,43 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
       c1[r] = vf_fma(qv, b, c1[r]);
     }
   }
+#if defined(ATTN_SIMD_AVX2)
+  if (mr == 4) {
+    /* The eight vf_hsum at once, each in vf_hsum's order (halves, then
+     * (t0 + t2) + (t1 + t3)): the same bits, fewer instructions. */
+    __m256 t[4];
+    UNROLL for (int r = 0; r < 4; r++) {
+      const __m256 lo = _mm256_permute2f128_ps(c0[r], c1[r], 0x20);
+      const __m256 hi = _mm256_permute2f128_ps(c0[r], c1[r], 0x31);
+      t[r] = _mm256_add_ps(lo, hi); /* [t(k0) | t(k1)] of row r */
+    }
+    const __m256 u01 =
+        _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                      _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 u23 =
+        _mm256_add_ps(_mm256_shuffle_ps(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                      _mm256_shuffle_ps(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 res = _mm256_hadd_ps(u01, u23); /* [rows of k0 | of k1] */
+    const __m128 a = _mm256_castps256_ps128(res);
+    const __m128 b = _mm256_extractf128_ps(res, 1);
+    if (s1 == s0 + 1) {
+      const __m128 x01 = _mm_unpacklo_ps(a, b), x23 = _mm_unpackhi_ps(a, b);
+      _mm_storel_pi((__m64 *)s0, x01);
+      _mm_storeh_pi((__m64 *)(s0 + lds), x01);
+      _mm_storel_pi((__m64 *)(s0 + 2 * lds), x23);
+      _mm_storeh_pi((__m64 *)(s0 + 3 * lds), x23);
+    } else {
+      float ta[4], tb[4];
+      _mm_storeu_ps(ta, a);
+      _mm_storeu_ps(tb, b);
+      UNROLL for (int r = 0; r < 4; r++) {
+        s0[r * lds] = ta[r];
+        s1[r * lds] = tb[r];
+      }
+    }
+    return;
+  }
+#endif
   UNROLL for (int r = 0; r < mr; r++) {
     s0[r * lds] = vf_hsum(c0[r]);
     s1[r * lds] = vf_hsum(c1[r]);
