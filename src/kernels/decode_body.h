@@ -321,6 +321,24 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
                                            int rows, const float *p,
                                            const void *const *v, float *o,
                                            int64_t dvp) {
+  if (mode == ATTN_DEC_F32) {
+    /* f32: rows outer, each row's nk probabilities broadcast once; the V
+     * vectors are reloaded from L1 per row. Same order of operations per
+     * element as below (o, then keys in order): the same bits. */
+    for (int r = 0; r < rows; r++) {
+      const float *pr = p + r * ATTN_DEC_LDS;
+      vf a[4];
+      UNROLL for (int k = 0; k < nk; k++) a[k] = vf_set1(pr[k]);
+      float *dst = o + r * dvp;
+      for (int64_t x = 0; x < dvp; x += VL) {
+        vf t = vf_load(dst + x);
+        UNROLL for (int k = 0; k < nk; k++) t =
+            vf_fma(a[k], vf_load((const float *)v[k] + x), t);
+        vf_store(dst + x, t);
+      }
+    }
+    return;
+  }
   for (int64_t x = 0; x < dvp; x += VL) {
     vf b[4]; /* each V vector widened once, used by every row */
     UNROLL for (int k = 0; k < nk; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
