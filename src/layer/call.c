@@ -284,6 +284,11 @@ void layer_attn_params(const attn_layer *L, const layer_call *lc, char *act,
   p->lse = (float *)(act + lc->a_lse);
   p->error_message = lc->err;
   p->error_message_size = lc->err_size;
+  layer_position_params(L, p);
+}
+
+void layer_position_params(const attn_layer *L, attn_params *p) {
+  const attn_layer_config *g = &L->cfg;
   if (g->position == ATTN_LAYER_POS_ALIBI)
     p->alibi_slopes = L->alibi;
   if (g->position == ATTN_LAYER_POS_T5) {

@@ -58,14 +58,7 @@ static void decode_params(const attn_layer *L, const layer_call *lc, char *ws,
                           g->head_dim_v);
   p->error_message = lc->err;
   p->error_message_size = lc->err_size;
-  if (g->position == ATTN_LAYER_POS_ALIBI)
-    p->alibi_slopes = L->alibi;
-  if (g->position == ATTN_LAYER_POS_T5) {
-    p->rel_bias = L->params + L->t[LP_REL].offset;
-    p->rel_buckets = g->t5_buckets;
-    p->rel_max_distance = g->t5_max_distance;
-    p->rel_bidirectional = g->t5_bidirectional;
-  }
+  layer_position_params(L, p);
 }
 
 /* The checks of a decode call that attn_layer_call_resolve does not make:

@@ -113,6 +113,8 @@ attn_status layer_call_resolve(attn_layer *L, attn_context *ctx,
  * the activation buffer act, the layer's ALiBi slopes or T5 table. */
 void layer_attn_params(const attn_layer *L, const layer_call *lc, char *act,
                        attn_params *p);
+/* The layer's ALiBi slopes or T5 table (and its settings) into p. */
+void layer_position_params(const attn_layer *L, attn_params *p);
 
 /* Absolute positions: dst [rows, width] = src + table rows at the rows'
  * positions (x: is_key 0, y: is_key 1). tab is workspace of
