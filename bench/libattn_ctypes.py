@@ -121,6 +121,8 @@ class AttnKvCache(ctypes.Structure):
         ("num_pages", ctypes.c_int64),
         ("blocks_per_seq", ctypes.c_int64),
         ("block_table", ctypes.POINTER(ctypes.c_int32)),
+        ("error_message", ctypes.c_char_p),
+        ("error_message_size", ctypes.c_size_t),
     ]
 
 

@@ -609,6 +609,10 @@ typedef struct attn_kv_cache {
   int64_t num_pages;          /* paged: pages in k and v                      */
   int64_t blocks_per_seq;     /* paged: columns of block_table        */
   const int32_t *block_table; /* paged: [num_seqs, blocks_per_seq]    */
+  char *error_message;        /* optional: a failing append writes a
+                                 NUL-terminated reason here (attend
+                                 writes to its p->error_message)   */
+  size_t error_message_size;
 } attn_kv_cache;
 
 ATTN_API void attn_kv_cache_init_sized(attn_kv_cache *c, size_t size);

@@ -655,6 +655,8 @@ static void small_init(small *m, int paged) {
   m->p.lse = m->lse;
   m->p.error_message = m->msg;
   m->p.error_message_size = sizeof m->msg;
+  m->c.error_message = m->msg; /* append's reasons */
+  m->c.error_message_size = sizeof m->msg;
 }
 
 static attn_status small_append(small *m, int64_t n, const int32_t *nn) {
@@ -690,8 +692,10 @@ static void edges(void) {
     float kcopy[sizeof m.k / sizeof m.k[0]];
     memcpy(kcopy, m.k, sizeof kcopy);
     const int32_t over[3] = {0, 1, 1};
-    CHECK(small_append(&m, 5, over) == ATTN_ERR_INVALID_SEQLENS,
-          "a full cache is an error");
+    m.msg[0] = '\0';
+    CHECK(small_append(&m, 5, over) == ATTN_ERR_INVALID_SEQLENS &&
+              strstr(m.msg, "is full"),
+          "a full cache is an error with its reason (\"%s\")", m.msg);
     CHECK(memcmp(kcopy, m.k, sizeof kcopy) == 0 && m.lens[1] == 10,
           "a failed append writes nothing");
     CHECK(attn_kv_cache_attend(NULL, &m.c, &m.p, NULL) == ATTN_OK,
@@ -718,8 +722,10 @@ static void bad_input(void) {
   m.table[1 * 4 + 0] = 5;
   /* a page written by two sequences */
   m.table[2 * 4 + 0] = m.table[0 * 4 + 0];
-  CHECK(small_append(&m, 3, nn) == ATTN_ERR_INVALID_ARGUMENT,
-        "a page written twice");
+  m.msg[0] = '\0';
+  CHECK(small_append(&m, 3, nn) == ATTN_ERR_INVALID_ARGUMENT &&
+            strstr(m.msg, "written twice"),
+        "a page written twice (\"%s\")", m.msg);
   small_init(&m, 1);
   CHECK(small_append(&m, 3, nn) == ATTN_OK, "append");
   /* a position past the cache */
@@ -732,8 +738,10 @@ static void bad_input(void) {
   CHECK(small_append(&m, 3, nn) == ATTN_ERR_INVALID_SEQLENS, "negative len");
   m.lens[0] = 3;
   const int32_t bad_n[3] = {4, 0, 0};
-  CHECK(small_append(&m, 3, bad_n) == ATTN_ERR_INVALID_SEQLENS,
-        "n_new past seq_new");
+  m.msg[0] = '\0';
+  CHECK(small_append(&m, 3, bad_n) == ATTN_ERR_INVALID_SEQLENS &&
+            strstr(m.msg, "n_new[0]"),
+        "n_new past seq_new (\"%s\")", m.msg);
   /* mismatched head counts and head dims */
   m.p.q = attn_tensor_bshd(m.q, ATTN_DTYPE_F32, 3, 2, 3, 8);
   m.p.o = attn_tensor_bshd(m.o, ATTN_DTYPE_F32, 3, 2, 3, 8);
@@ -752,9 +760,11 @@ static void bad_input(void) {
   attn_tensor t3 = attn_tensor_bshd(m.kn, ATTN_DTYPE_F32, 3, 2, 3, 8);
   attn_tensor t2 = attn_tensor_bshd(m.kn, ATTN_DTYPE_F32, 3, 2, 2, 8);
   attn_tensor d4 = attn_tensor_bshd(m.kn, ATTN_DTYPE_F32, 3, 2, 2, 4);
+  m.msg[0] = '\0';
   CHECK(attn_kv_cache_append(NULL, &m.c, t3, t2, NULL, NULL) ==
-            ATTN_ERR_INVALID_SHAPE,
-        "k_new heads differ from the cache's");
+                ATTN_ERR_INVALID_SHAPE &&
+            strstr(m.msg, "k_new has 3 heads"),
+        "k_new heads differ from the cache's (\"%s\")", m.msg);
   CHECK(attn_kv_cache_append(NULL, &m.c, t2, d4, NULL, NULL) ==
             ATTN_ERR_HEAD_DIM,
         "v_new head_dim differs from the cache's");

@@ -175,35 +175,49 @@ static void *cache_row(const attn_kv_cache *c, void *pool, int64_t dim,
 /* Append                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static attn_status check_new(const attn_kv_cache *c, const attn_tensor *t,
-                             int64_t dim, const char *name) {
-  const attn_params *p = NULL;
-  (void)name;
+static attn_status check_new(const attn_kv_cache *c, const attn_params *p,
+                             const attn_tensor *t, int64_t dim,
+                             const char *name) {
   if (!storage_dtype(t->dtype))
-    FAIL(ATTN_ERR_INVALID_DTYPE, "%s dtype", name);
+    FAIL(ATTN_ERR_INVALID_DTYPE,
+         "kv cache append: %s dtype %d must be f32, "
+         "bf16 or f16",
+         name, (int)t->dtype);
   for (int a = 0; a < 4; a++)
     if (t->stride[a] < 0)
-      FAIL(ATTN_ERR_INVALID_STRIDE, "%s stride", name);
+      FAIL(ATTN_ERR_INVALID_STRIDE,
+           "kv cache append: %s stride[%d] = %lld is negative", name, a,
+           (long long)t->stride[a]);
   if (t->shape[0] != c->num_seqs || t->shape[1] < 0)
-    FAIL(ATTN_ERR_INVALID_SHAPE, "%s sequences", name);
+    FAIL(ATTN_ERR_INVALID_SHAPE,
+         "kv cache append: %s is [%lld, %lld, ...]: it needs the cache's "
+         "%lld sequences and a token count >= 0",
+         name, (long long)t->shape[0], (long long)t->shape[1],
+         (long long)c->num_seqs);
   if (t->shape[2] != c->heads_kv)
-    FAIL(ATTN_ERR_INVALID_SHAPE, "%s heads", name);
+    FAIL(ATTN_ERR_INVALID_SHAPE,
+         "kv cache append: %s has %lld heads, the cache %lld", name,
+         (long long)t->shape[2], (long long)c->heads_kv);
   if (t->shape[3] != dim)
-    FAIL(ATTN_ERR_HEAD_DIM, "%s head_dim", name);
+    FAIL(ATTN_ERR_HEAD_DIM,
+         "kv cache append: %s head_dim %lld, the cache's "
+         "is %lld",
+         name, (long long)t->shape[3], (long long)dim);
   if (!t->data && t->shape[1] > 0)
-    FAIL(ATTN_ERR_NULL_POINTER, "%s data", name);
+    FAIL(ATTN_ERR_NULL_POINTER, "kv cache append: %s data is NULL", name);
   return ATTN_OK;
 }
 
 /* Pages written by this append must be distinct and used by no other
  * stored or written block. */
 static attn_status check_pages_written(const attn_kv_cache *c,
-                                       const int32_t *nn) {
-  const attn_params *p = NULL;
+                                       const int32_t *nn,
+                                       const attn_params *p) {
   const int64_t ps = c->page_size;
   uint8_t *mark = calloc((size_t)c->num_pages, 1);
   if (!mark)
-    FAIL(ATTN_ERR_OUT_OF_MEMORY, "page marks");
+    FAIL(ATTN_ERR_OUT_OF_MEMORY,
+         "kv cache append: out of memory for the page marks");
   attn_status st = ATTN_OK;
   for (int64_t s = 0; s < c->num_seqs && st == ATTN_OK; s++) {
     if (nn[s] == 0)
@@ -212,8 +226,11 @@ static attn_status check_pages_written(const attn_kv_cache *c,
     const int64_t b1 = (c->seq_lens[s] + nn[s] - 1) / ps;
     for (int64_t b = b0; b <= b1; b++) {
       const int32_t pg = c->block_table[s * c->blocks_per_seq + b];
-      if (mark[pg]) {
-        st = ATTN_ERR_INVALID_ARGUMENT; /* written twice */
+      if (mark[pg]) { /* written twice */
+        st = attn_fail(p, ATTN_ERR_INVALID_ARGUMENT,
+                       "kv cache append: page %d would be written twice "
+                       "(block %lld of sequence %lld)",
+                       (int)pg, (long long)b, (long long)s);
         break;
       }
       mark[pg] = 1;
@@ -224,8 +241,11 @@ static attn_status check_pages_written(const attn_kv_cache *c,
     const int64_t w0 = nn[s] ? c->seq_lens[s] / ps : INT64_MAX;
     for (int64_t b = 0; b * ps < end; b++) {
       const int32_t pg = c->block_table[s * c->blocks_per_seq + b];
-      if (b < w0 && mark[pg]) {
-        st = ATTN_ERR_INVALID_ARGUMENT; /* written and used elsewhere */
+      if (b < w0 && mark[pg]) { /* written and used elsewhere */
+        st = attn_fail(p, ATTN_ERR_INVALID_ARGUMENT,
+                       "kv cache append: page %d is written but also holds "
+                       "stored block %lld of sequence %lld",
+                       (int)pg, (long long)b, (long long)s);
         break;
       }
     }
@@ -258,40 +278,51 @@ attn_status attn_kv_cache_append_sized(attn_context *ctx,
                                        const attn_rope *rope,
                                        size_t rope_size) {
   (void)ctx; /* one thread: an append moves O(new tokens) bytes */
-  const attn_params *p = NULL;
   attn_kv_cache c;
   attn_status st = attn_kv_cache_import(user, cache_size, &c);
+  if (st != ATTN_OK)
+    return st; /* no struct to carry a message */
+  /* the reasons go to the cache's message buffer, through attn_fail */
+  attn_params ep;
+  memset(&ep, 0, sizeof ep);
+  ep.error_message = c.error_message;
+  ep.error_message_size = c.error_message_size;
+  const attn_params *p = &ep;
+  st = check_layout(&c, p);
   if (st == ATTN_OK)
-    st = check_layout(&c, NULL);
+    st = check_new(&c, p, &k_new, c.head_dim, "k_new");
   if (st == ATTN_OK)
-    st = check_new(&c, &k_new, c.head_dim, "k_new");
-  if (st == ATTN_OK)
-    st = check_new(&c, &v_new, c.head_dim_v, "v_new");
+    st = check_new(&c, p, &v_new, c.head_dim_v, "v_new");
   if (st != ATTN_OK)
     return st;
   if (k_new.shape[1] != v_new.shape[1])
-    FAIL(ATTN_ERR_INVALID_SHAPE, "k_new and v_new seq");
+    FAIL(ATTN_ERR_INVALID_SHAPE,
+         "kv cache append: k_new has %lld tokens, v_new %lld",
+         (long long)k_new.shape[1], (long long)v_new.shape[1]);
   const int64_t seq_new = k_new.shape[1];
   int32_t stack_nn[64];
   int32_t *nn = c.num_seqs <= 64 ? stack_nn
                                  : malloc(sizeof(int32_t) * (size_t)c.num_seqs);
   if (!nn)
-    FAIL(ATTN_ERR_OUT_OF_MEMORY, "n_new copy");
+    FAIL(ATTN_ERR_OUT_OF_MEMORY, "kv cache append: out of memory for n_new");
   for (int64_t s = 0; s < c.num_seqs && st == ATTN_OK; s++) {
     nn[s] = n_new ? n_new[s] : (int32_t)ATTN_MIN(seq_new, (int64_t)INT32_MAX);
     if (nn[s] < 0 || nn[s] > seq_new)
-      st = ATTN_ERR_INVALID_SEQLENS;
+      st = attn_fail(p, ATTN_ERR_INVALID_SEQLENS,
+                     "kv cache append: n_new[%lld] = %d must be in 0..%lld",
+                     (long long)s, (int)nn[s], (long long)seq_new);
   }
   if (st == ATTN_OK)
-    st = check_lens(&c, nn, NULL);
+    st = check_lens(&c, nn, p);
   if (st == ATTN_OK && c.page_size > 0)
-    st = check_pages_written(&c, nn);
+    st = check_pages_written(&c, nn, p);
   attn_rope rr;
   attn_rope_plan rp;
   if (st == ATTN_OK && rope) {
     st = attn_rope_import(rope, rope_size, &rr);
     if (st == ATTN_OK)
-      st = attn_rope_plan_make(&rr, c.head_dim, &rp, NULL, 0);
+      st = attn_rope_plan_make(&rr, c.head_dim, &rp, c.error_message,
+                               c.error_message_size);
   }
   for (int64_t s = 0; s < c.num_seqs && st == ATTN_OK; s++) {
     for (int64_t j = 0; j < nn[s]; j++) {
