@@ -14,6 +14,7 @@
  *     s[i][j] = scale * dot(q[b,i,h,:], k[b,j,g,:])
  *     s       = softcap * tanh(s / softcap)              if softcap > 0
  *     s      += -alibi[h] * |i + seq_k - seq_q - j|      if alibi slopes given
+ *     s      += rel_bias[bucket(j - i - seq_k + seq_q), h]  if a T5 table
  *     s      += bias[b,h,i,j]                            if bias given
  *     s       = -inf where masked                        (causal, window,
  *                                                        mask tensor, kv_lens)
@@ -590,10 +591,13 @@ ATTN_API int64_t attn_t5_bucket(int64_t rel, int64_t buckets,
  *     page block_table[s * blocks_per_seq + t / page_size], row
  *     t % page_size; capacity = blocks_per_seq * page_size.
  *
- * seq_lens[s] tokens of sequence s are stored (its keys sit at positions
- * 0 .. seq_lens[s] - 1, plus k_pos_offsets[s] when given). Storage is f32,
- * bf16 or f16. Paged and contiguous caches holding the same tokens give
- * bitwise the same results, equal to attn_forward on the same keys.
+ * seq_lens[s] tokens of sequence s are stored; token t sits at position t
+ * (for RoPE always; masks and ALiBi/T5 add p's position offsets, as in
+ * attn_forward). Storage is f32, bf16 or f16. Paged and contiguous caches
+ * holding the same tokens give bitwise the same results, equal to
+ * attn_forward on the same keys when that takes the decode path. Pages
+ * may be shared between sequences for reading (a common prefix); append
+ * refuses to write into a page another stored block uses.
  */
 typedef struct attn_kv_cache {
   attn_dtype dtype;   /* storage of k and v                           */
@@ -633,8 +637,10 @@ ATTN_API attn_status attn_kv_cache_append_sized(
  * cache supplies them, with kv_lens = seq_lens); every other option of p
  * applies, positions included (query i of sequence s at
  * seq_lens[s] - seq_q + i). rope (NULL = none) rotates the queries at
- * those positions first (the keys were rotated by append). seq_q up to
- * ATTN_TILE_Q rows per pass of the decode kernel. */
+ * those positions first (the keys were rotated by append). Any seq_q, in
+ * passes of up to ATTN_DECODE_MAX_ROWS rows of the decode kernel; with a
+ * mask or bias tensor, attn_forward's tiled kernel on the cache (a paged
+ * one gathered into the workspace first). */
 ATTN_API attn_status attn_kv_cache_attend_sized(
     attn_context *ctx, const attn_kv_cache *c, size_t cache_size,
     const attn_params *p, size_t params_size, const attn_rope *rope,
@@ -652,7 +658,8 @@ ATTN_API attn_status attn_kv_cache_attend_workspace_size_sized(
  * head of a kv head is served by one pass over its keys; keys are split in
  * chunks of ATTN_DECODE_CHUNK (never depending on the thread count) whose
  * partial results merge by LSE in a fixed order. attn_forward takes this
- * path by itself when seq_q <= ATTN_DECODE_MAX_ROWS. */
+ * path by itself when seq_q <= ATTN_DECODE_MAX_ROWS and p has no mask
+ * tensor, bias tensor or packed sequences (cu_seqlens). */
 #define ATTN_DECODE_CHUNK 512
 #define ATTN_DECODE_MAX_ROWS ATTN_TILE_Q
 
