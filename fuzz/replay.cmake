@@ -15,5 +15,12 @@ add_executable(params_replay ${ATTN_FUZZ_DIR}/replay.c
 target_link_libraries(params_replay PRIVATE attn_static)
 add_test(NAME fuzz_params_replay
          COMMAND params_replay --mutate 2000 ${ATTN_FUZZ_DIR}/corpus/params)
-set_tests_properties(fuzz_npy_replay fuzz_params_replay PROPERTIES
-                     LABELS fuzz TIMEOUT 300)
+
+# The KV cache: hostile descriptions, append and attend.
+add_executable(cache_replay ${ATTN_FUZZ_DIR}/replay.c
+                            ${ATTN_FUZZ_DIR}/cache_fuzz.c)
+target_link_libraries(cache_replay PRIVATE attn_static m)
+add_test(NAME fuzz_cache_replay
+         COMMAND cache_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/cache)
+set_tests_properties(fuzz_npy_replay fuzz_params_replay fuzz_cache_replay
+                     PROPERTIES LABELS fuzz TIMEOUT 300)
