@@ -162,7 +162,7 @@ typedef struct dec_job {
   const attn_kv_src *src;
   const attn_decode_kernel *k;
   dec_geo g;
-  attn_t5 *t5;            /* the call's T5 buckets, or NULL             */
+  const attn_t5 *t5;      /* the plan's T5 buckets, or NULL             */
   atomic_llong *wave_ctr; /* [nwaves] items taken                      */
   atomic_llong *done;     /* [units] chunks finished                   */
   char *slots;            /* [wave][heads_kv][slot]                    */
@@ -442,12 +442,7 @@ attn_status attn_decode_run(const attn_plan *pl, const attn_kv_src *src,
   job.pr = &pl->pr;
   job.src = src;
   job.k = pl->k.dec;
-  attn_t5 t5;
-  job.t5 = NULL;
-  if (p->rel_bias) {
-    attn_t5_setup(p, pl->pr.hq, pl->pr.sq_max, pl->pr.sk_max, &t5);
-    job.t5 = &t5;
-  }
+  job.t5 = p->rel_bias ? &pl->t5 : NULL; /* set up by attn_plan_prepare */
   void *mem = NULL;
   char *base;
   if (ws) {
