@@ -36,6 +36,7 @@
  *     vanishes, such as the key bias, which softmax ignores).
  * The measured maxima are printed. Last line: "N passed, N failed".
  */
+#include "alloc_count.h" /* counting, n_allocs (--wrap) */
 #include "attn/layer.h"
 #include "oracle_mask.h"
 #include "oracle_pos.h"
@@ -48,47 +49,6 @@
 #include <string.h>
 
 static long n_pass, n_fail;
-
-/* ---------------------------------------------------------------------- */
-/* Allocation counting (--wrap)                                           */
-/* ---------------------------------------------------------------------- */
-static atomic_int counting;
-static atomic_long n_allocs;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-int __real_posix_memalign(void **p, size_t a, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-void *__wrap_aligned_alloc(size_t a, size_t n);
-int __wrap_posix_memalign(void **p, size_t a, size_t n);
-void *__wrap_malloc(size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t m) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_calloc(n, m);
-}
-void *__wrap_realloc(void *p, size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_aligned_alloc(a, n);
-}
-int __wrap_posix_memalign(void **p, size_t a, size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_posix_memalign(p, a, n);
-}
 
 /* ---------------------------------------------------------------------- */
 /* A test case                                                            */

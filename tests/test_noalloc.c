@@ -11,6 +11,7 @@
  * may need memory the library cannot take from the workspace; the header
  * makes no exception for it). Last line: "N passed, N failed".
  */
+#include "alloc_count.h"
 #include "attn.h"
 #include "test_common.h"
 
@@ -20,45 +21,6 @@
 #include <string.h>
 
 static long n_pass, n_fail;
-static atomic_int counting;
-static atomic_long n_allocs;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-int __real_posix_memalign(void **p, size_t a, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-void *__wrap_aligned_alloc(size_t a, size_t n);
-int __wrap_posix_memalign(void **p, size_t a, size_t n);
-
-void *__wrap_malloc(size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t m) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_calloc(n, m);
-}
-void *__wrap_realloc(void *p, size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_aligned_alloc(a, n);
-}
-int __wrap_posix_memalign(void **p, size_t a, size_t n) {
-  if (counting)
-    atomic_fetch_add(&n_allocs, 1);
-  return __real_posix_memalign(p, a, n);
-}
 
 /* Allocations made by one attn_forward call with a workspace; causal 3:
  * prefix-LM with position offsets instead (the 0.2 options). */

@@ -31,57 +31,7 @@ S=$(cd "$S" && pwd)
 D=$S/in
 mkdir -p "$D" || exit 2
 
-npass=0
-nfail=0
-pass() {
-  npass=$((npass + 1))
-  echo "PASS: $1"
-}
-failed() {
-  nfail=$((nfail + 1))
-  echo "FAIL: $1"
-}
-
-# Every attn run is limited to 60 s where timeout(1) exists, so that a
-# reader stuck on an endless input fails the test instead of hanging it.
-LIMIT=""
-if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 60"; fi
-
-# expect_fail CODE DESCRIPTION ARGS... : attn must fail with exit CODE ("" =
-# any code 1..127) and exactly one stderr line starting with "attn: ".
-expect_fail() {
-  code=$1
-  desc=$2
-  shift 2
-  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
-  rc=$?
-  lines=$(grep -c '' "$S/stderr")
-  first=$(head -n 1 "$S/stderr")
-  if [ "$rc" -ge 128 ]; then
-    failed "$desc: crashed (exit $rc)"
-  elif [ "$rc" -eq 0 ]; then
-    failed "$desc: exit 0, expected failure"
-  elif [ -n "$code" ] && [ "$rc" -ne "$code" ]; then
-    failed "$desc: exit $rc, expected $code ($first)"
-  elif [ "$lines" -ne 1 ]; then
-    failed "$desc: $lines lines on stderr, expected 1"
-    sed 's/^/    /' "$S/stderr" | head -n 20
-  else
-    case $first in
-    "attn: "?*) pass "$desc [$first]" ;;
-    *) failed "$desc: stderr does not start with 'attn: ': $first" ;;
-    esac
-  fi
-}
-
-# expect_msg DESCRIPTION TEXT : the last expect_fail's stderr contains TEXT.
-expect_msg() {
-  if grep -qF -- "$2" "$S/stderr"; then
-    pass "$1 message"
-  else
-    failed "$1: message '$(head -n 1 "$S/stderr")' lacks '$2'"
-  fi
-}
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
 
 # expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
 expect_ok() {

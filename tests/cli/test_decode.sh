@@ -15,39 +15,8 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ]; then
 fi
 mkdir -p "$S" || exit 2
 
-npass=0
-nfail=0
-pass() {
-  npass=$((npass + 1))
-  echo "PASS: $1"
-}
-failed() {
-  nfail=$((nfail + 1))
-  echo "FAIL: $1"
-}
-LIMIT=""
-if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 120"; fi
-
-# expect_fail CODE DESCRIPTION ARGS...
-expect_fail() {
-  code=$1
-  desc=$2
-  shift 2
-  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
-  rc=$?
-  lines=$(grep -c '' "$S/stderr")
-  first=$(head -n 1 "$S/stderr")
-  if [ "$rc" -ne "$code" ]; then
-    failed "$desc: exit $rc, expected $code ($first)"
-  elif [ "$lines" -ne 1 ]; then
-    failed "$desc: $lines lines on stderr, expected 1"
-  else
-    case $first in
-    "attn: "?*) pass "$desc [$first]" ;;
-    *) failed "$desc: stderr does not start with 'attn: ': $first" ;;
-    esac
-  fi
-}
+CLI_TIME_LIMIT=120
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
 
 # expect_ok DESCRIPTION PATTERN ARGS... : exit 0, empty stderr, stdout
 # matching the grep pattern.

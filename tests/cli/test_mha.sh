@@ -21,36 +21,7 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ]; then
 fi
 mkdir -p "$S" || exit 2
 S=$(cd "$S" && pwd)
-npass=0
-nfail=0
-pass() {
-  npass=$((npass + 1))
-  echo "PASS: $1"
-}
-failed() {
-  nfail=$((nfail + 1))
-  echo "FAIL: $1"
-}
-LIMIT=""
-if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 60"; fi
-
-# expect_fail CODE DESCRIPTION ARGS...
-expect_fail() {
-  code=$1
-  desc=$2
-  shift 2
-  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
-  rc=$?
-  lines=$(grep -c '' "$S/stderr")
-  first=$(head -n 1 "$S/stderr")
-  if [ "$rc" -ne "$code" ]; then
-    failed "$desc: exit $rc, expected $code ($first)"
-  elif [ "$lines" -ne 1 ] || [ "${first#attn: }" = "$first" ]; then
-    failed "$desc: stderr is not one 'attn: ' line: $first"
-  else
-    pass "$desc ($first)"
-  fi
-}
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
 # expect_ok DESCRIPTION ARGS...
 expect_ok() {
   desc=$1
