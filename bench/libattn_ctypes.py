@@ -101,6 +101,11 @@ class AttnParams(ctypes.Structure):
         ("rel_max_distance", ctypes.c_int64),
         ("rel_bidirectional", ctypes.c_int),
         ("drel_bias", ctypes.POINTER(ctypes.c_float)),
+        # appended in 0.4: sinks and dropout
+        ("sinks", ctypes.POINTER(ctypes.c_float)),
+        ("dsinks", ctypes.POINTER(ctypes.c_float)),
+        ("dropout_p", ctypes.c_float),
+        ("dropout_seed", ctypes.c_uint64),
     ]
 
 

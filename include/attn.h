@@ -58,7 +58,7 @@ extern "C" {
 #endif
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 3
+#define ATTN_VERSION_MINOR 4
 #define ATTN_VERSION_PATCH 0
 #define ATTN_VERSION_NUMBER                                                    \
   (ATTN_VERSION_MAJOR * 10000 + ATTN_VERSION_MINOR * 100 + ATTN_VERSION_PATCH)
@@ -106,11 +106,28 @@ typedef enum attn_dtype {
   ATTN_DTYPE_F32 = 0,
   ATTN_DTYPE_BF16 = 1, /* storage only: the kernels accumulate in f32 */
   ATTN_DTYPE_F16 = 2,  /* IEEE half, storage only                     */
-  ATTN_DTYPE_BOOL = 3  /* one byte, 0 = false; masks only             */
+  ATTN_DTYPE_BOOL = 3, /* one byte, 0 = false; masks only             */
+  /* Quantised K and V (0.4), GGUF's block layouts along head_dim, blocks
+   * of 32 values: the kernels read them directly, accumulating in f32.
+   *   Q8_0  34 bytes: f16 scale d, int8 q[32];     x_i = d q_i
+   *   Q4_0  18 bytes: f16 scale d, uint8 q[16];    x_i = d (n_i - 8), n_i
+   *         the low nibble of q[i] for i < 16, the high one of q[i - 16]
+   * For these, the element of attn_tensor's strides is one block: head_dim
+   * must be a multiple of 32, stride[3] must be 1 (a row's blocks are
+   * adjacent) and strides 0..2 count blocks. Only k and v (and a KV
+   * cache's storage) may be quantised; the backward treats the dequantised
+   * values as the inputs (straight-through) and writes dk, dv in
+   * f32|bf16|f16. */
+  ATTN_DTYPE_Q8_0 = 4,
+  ATTN_DTYPE_Q4_0 = 5
 } attn_dtype;
 
-/* Size in bytes of one element of dtype, 0 for an unknown dtype. */
+/* Size in bytes of one element of dtype (of one block of 32 values for
+ * the quantised dtypes), 0 for an unknown dtype. */
 ATTN_API size_t attn_dtype_size(attn_dtype dtype);
+/* Values per element: 32 for the quantised dtypes, 1 for the others, 0
+ * for an unknown dtype. */
+ATTN_API int64_t attn_dtype_block(attn_dtype dtype);
 
 /*
  * A 4-D strided view. For Q, K, V and O the axes are always, logically,
@@ -143,7 +160,9 @@ ATTN_API attn_tensor attn_tensor_bshd(void *data, attn_dtype dtype,
 ATTN_API attn_tensor attn_tensor_bhsd(void *data, attn_dtype dtype,
                                       int64_t batch, int64_t seq, int64_t heads,
                                       int64_t dim);
-/* Contiguous 4-D view with the axes in the order given (bias and mask). */
+/* Contiguous 4-D view with the axes in the order given (bias and mask).
+ * For the quantised dtypes the three helpers take dim (d3) in values and
+ * count the strides in blocks (dim / 32 per row). */
 ATTN_API attn_tensor attn_tensor_contiguous(void *data, attn_dtype dtype,
                                             int64_t d0, int64_t d1, int64_t d2,
                                             int64_t d3);
@@ -312,6 +331,37 @@ typedef struct attn_params {
   /* backward only, optional out: dL/d(rel_bias), f32 [rel_buckets,
    * heads_q], summed over batch, rows and keys (overwritten, not added) */
   float *drel_bias;
+
+  /* ================= appended in 0.4 ================================ */
+
+  /* --- attention sinks ------------------------------------------------ */
+  /* Optional f32 [heads_q]: a learnable logit per query head that joins
+   * every row's softmax denominator without contributing a value (GPT-OSS,
+   * StreamingLLM):
+   *     lse_i = log(exp(sinks[h]) + sum_j exp(s_ij)),  P_ij = exp(s_ij - lse_i)
+   * so a row's probabilities sum to 1 - exp(sinks[h] - lse_i). -inf means
+   * no sink for that head; NaN or +inf is ATTN_ERR_INVALID_ARGUMENT. A row
+   * that sees no key gets o = 0 and lse = sinks[h]. */
+  const float *sinks;
+  /* backward only, optional out f32 [heads_q]: dL/dsinks, summed over
+   * batch and rows (overwritten, not added):
+   *     dsinks[h] = - sum_i exp(sinks[h] - lse_i) rowsum(dO_i * O_i) */
+  float *dsinks;
+
+  /* --- dropout on the probabilities ------------------------------------ */
+  /* dropout_p in [0, 1): 0 (default) = off. Element (b, h, i, j) of the
+   * normalised probabilities is kept, and multiplied by 1 / (1 - p), when
+   * attn_dropout_keep(dropout_seed, dropout_p, b, h, i, j) (below): a
+   * counter-based generator (Philox4x32-10) of the seed and the element's
+   * coordinates, so the backward regenerates the forward's mask without
+   * storing it, and the result depends neither on the thread count nor on
+   * tile sizes. b is the sequence (its index in cu_seqlens when packed),
+   * h the query head, i and j the query and key indices inside the
+   * sequence. lse is the undropped softmax's. Not with the decode path
+   * (attn_forward uses the tiled kernel when dropout is on) nor the KV
+   * cache (inference). */
+  float dropout_p;
+  uint64_t dropout_seed;
 } attn_params;
 
 /* ------------------------------------------------------------------------ */
@@ -331,6 +381,7 @@ typedef struct attn_params {
  */
 #define ATTN_PARAMS_SIZE_0_1 ((size_t)offsetof(attn_params, q_pos_offset))
 #define ATTN_PARAMS_SIZE_0_2 ((size_t)offsetof(attn_params, rel_bias))
+#define ATTN_PARAMS_SIZE_0_3 ((size_t)offsetof(attn_params, sinks))
 
 ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
 
@@ -593,7 +644,10 @@ ATTN_API int64_t attn_t5_bucket(int64_t rel, int64_t buckets,
  *
  * seq_lens[s] tokens of sequence s are stored; token t sits at position t
  * (for RoPE always; masks and ALiBi/T5 add p's position offsets, as in
- * attn_forward). Storage is f32, bf16 or f16. Paged and contiguous caches
+ * attn_forward). Storage is f32, bf16, f16, or (0.4) q8_0 or q4_0: rows
+ * of head_dim / 32 blocks (head_dim and head_dim_v multiples of 32), each
+ * row quantised by append after RoPE, read in place by attend. Paged and
+ * contiguous caches
  * holding the same tokens give bitwise the same results, equal to
  * attn_forward on the same keys when that takes the decode path. Pages
  * may be shared between sequences for reading (a common prefix); append
@@ -787,11 +841,99 @@ ATTN_API attn_status attn_alibi_slopes(int64_t heads, float *slopes);
 ATTN_API attn_status attn_fma_peak_gflops(int num_threads, double seconds,
                                           double *gflops);
 
+/* Dropout's mask (attn_params.dropout_p): 1 when element (b, h, i, j)
+ * is kept for seed and p, else 0. Philox4x32-10 (Salmon et al. 2011) with
+ * key (seed low, seed high) and counter (j / 4, i, h, b) (32-bit words;
+ * coordinates wrap modulo 2^32), word j % 4 of the result u: kept when
+ * u >= floor(p 2^32). p outside [0, 1) gives 0 (nothing kept) for p >= 1
+ * or NaN, 1 for p <= 0. */
+ATTN_API int attn_dropout_keep(uint64_t seed, float p, int64_t b, int64_t h,
+                               int64_t i, int64_t j);
+
+/* ------------------------------------------------------------------------ */
+/* Merging partial results                                                  */
+/* ------------------------------------------------------------------------ */
+/*
+ * Attention over keys split into disjoint sets K_1 .. K_n (across NUMA
+ * nodes, devices, cache tiers, ranks) is the LSE-weighted sum of the
+ * partial results (O_c, LSE_c) each set gives:
+ *     LSE = log sum_c exp(LSE_c),   O = sum_c exp(LSE_c - LSE) O_c
+ * computed in f32 with the largest LSE factored out. A partial whose row
+ * saw no key (LSE_c = -inf) contributes nothing; a row every partial
+ * missed gets O = 0 and LSE = -inf; a NaN LSE makes the row NaN. Sinks go
+ * into exactly one partial (or none, and then into the merged LSE by
+ * attn_merge's sinks).
+ *
+ * Shapes, as attn_forward writes them: o_parts[c] and o are
+ * [batch, seq_q, heads, dim_v] tensors (f32|bf16|f16, any strides),
+ * lse_parts[c] and lse are contiguous f32 [batch, heads, seq_q].
+ */
+typedef struct attn_merge_params {
+  int64_t n_parts;               /* >= 1                                */
+  const attn_tensor *o_parts;    /* [n_parts]                           */
+  const float *const *lse_parts; /* [n_parts]                           */
+  attn_tensor o;                 /* out                                 */
+  float *lse;                    /* optional out                        */
+  const float *sinks;            /* optional f32 [heads]: a sink logit
+                                    joins every row (attn_params.sinks) */
+  /* backward (attn_merge_backward): dL/dO and optional dL/dLSE in, the
+   * gradients of every partial out. With O and LSE the merged result:
+   *   w_c = exp(LSE_c - LSE),  dO_c = w_c dO,
+   *   dLSE_c = w_c (rowsum(dO * (O_c - O)) + dLSE)
+   * (dsinks, when sinks is set: -exp(sink - LSE) rowsum(dO * O) +
+   * exp(sink - LSE) dLSE, summed over batch and rows, overwritten). */
+  attn_tensor dout;            /* in  [batch, seq_q, heads, dim_v]    */
+  const float *dlse;           /* optional in  [batch, heads, seq_q]  */
+  const attn_tensor *do_parts; /* out [n_parts]                       */
+  float *const *dlse_parts;    /* out [n_parts] (optional: NULL)      */
+  float *dsinks;               /* optional out [heads]                */
+  int num_threads;             /* 0 = all                             */
+  char *error_message;         /* optional: the reason of a failure   */
+  size_t error_message_size;
+} attn_merge_params;
+
+ATTN_API void attn_merge_params_init_sized(attn_merge_params *m, size_t size);
+/* Merges the partials into o (and lse). Bad input (shapes that differ, an
+ * output overlapping an input, n_parts < 1, a non-f32 lse) gets a status
+ * and a reason. Bitwise the same for every thread count. */
+ATTN_API attn_status attn_merge_sized(attn_context *ctx,
+                                      const attn_merge_params *m, size_t size);
+/* Its backward: needs o and lse as attn_merge wrote them (lse required),
+ * dout (and dlse), and writes do_parts (and dlse_parts, dsinks). */
+ATTN_API attn_status attn_merge_backward_sized(attn_context *ctx,
+                                               const attn_merge_params *m,
+                                               size_t size);
+#if !defined(ATTN_BUILDING_LIBRARY)
+static inline void attn_merge_params_init(attn_merge_params *m) {
+  attn_merge_params_init_sized(m, sizeof *m);
+}
+static inline attn_status attn_merge(attn_context *ctx,
+                                     const attn_merge_params *m) {
+  return attn_merge_sized(ctx, m, sizeof *m);
+}
+static inline attn_status attn_merge_backward(attn_context *ctx,
+                                              const attn_merge_params *m) {
+  return attn_merge_backward_sized(ctx, m, sizeof *m);
+}
+#endif
+
 /* Storage conversions used by the kernels (round to nearest even). */
 ATTN_API float attn_bf16_to_f32(uint16_t x);
 ATTN_API uint16_t attn_f32_to_bf16(float x);
 ATTN_API float attn_f16_to_f32(uint16_t x);
 ATTN_API uint16_t attn_f32_to_f16(float x);
+
+/* Quantised rows (0.4): n values (a multiple of 32) of f32 x into n / 32
+ * adjacent blocks of dtype (ATTN_DTYPE_Q8_0 or Q4_0) at dst, with ggml's
+ * rule (quantize_row_q8_0_ref / q4_0_ref: the same bytes), and back. A
+ * block holding a NaN or an infinity gets scale NaN (it dequantises to
+ * NaN); a scale beyond f16's range becomes inf, as in ggml.
+ * ATTN_ERR_INVALID_DTYPE for another dtype, ATTN_ERR_INVALID_SHAPE for n
+ * not a multiple of 32 or negative, ATTN_ERR_NULL_POINTER. */
+ATTN_API attn_status attn_quantize_row(attn_dtype dtype, const float *x,
+                                       int64_t n, void *dst);
+ATTN_API attn_status attn_dequantize_row(attn_dtype dtype, const void *src,
+                                         int64_t n, float *dst);
 
 #ifdef __cplusplus
 }

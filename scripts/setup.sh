@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine needs to build and test libattn:
 # cmake, gcc, clang, make, pkg-config, python3 (+ binutils for readelf and
-# clang-format for the style check), and OpenBLAS (libopenblas-dev) for the
-# layer library; then, with pip, the Python packages the reference tests and
+# clang-format for the style check), OpenBLAS (libopenblas-dev) for the
+# layer library and Open MPI (openmpi-bin, libopenmpi-dev) for the ring
+# library; then, with pip, the Python packages the reference tests and
 # benchmarks compare against (numpy, torch) when python3 cannot import them
 # (ATTN_SETUP_NO_PIP=1 skips that step; the tests that need them are then
 # not registered). Idempotent and non-interactive: when everything is
@@ -54,6 +55,14 @@ have_openblas() {
     # shellcheck disable=SC2086
     gcc -o "$probe_dir/b" "$probe_dir/b.c" $flags >/dev/null 2>&1
 }
+# Open MPI for libattn_ring and `attn ring` (openmpi-bin: mpirun;
+# libopenmpi-dev: mpicc, mpi.h), probed by building one MPI program
+have_mpi() {
+  printf '#include <mpi.h>\nint main(int c,char**v){MPI_Init(&c,&v);MPI_Finalize();return 0;}\n' \
+    >"$probe_dir/m.c" &&
+    mpicc -o "$probe_dir/m" "$probe_dir/m.c" >/dev/null 2>&1 &&
+    command -v mpirun >/dev/null 2>&1
+}
 clang_rt_pkg() {
   local major
   major=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
@@ -74,6 +83,9 @@ if command -v clang >/dev/null 2>&1 && ! have_clang_sanitizers; then
 fi
 if command -v gcc >/dev/null 2>&1 && ! have_openblas; then
   missing+=(libopenblas-dev)
+fi
+if command -v gcc >/dev/null 2>&1 && ! have_mpi; then
+  missing+=(openmpi-bin libopenmpi-dev)
 fi
 
 # numpy and torch for the PyTorch comparisons (layer_torch, bench/), from
@@ -145,6 +157,15 @@ if ! have_openblas; then
     --no-install-recommends libopenblas-dev
   have_openblas || {
     echo "setup: cannot build against OpenBLAS's cblas.h" >&2
+    exit 1
+  }
+fi
+if ! have_mpi; then
+  # gcc was just installed: probe again, install Open MPI if still missing
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends openmpi-bin libopenmpi-dev
+  have_mpi || {
+    echo "setup: cannot build an MPI program with mpicc" >&2
     exit 1
   }
 fi

@@ -5,6 +5,7 @@
  * a row sees comes from oracle_mask.c, ALiBi's distance from oracle_pos.c.
  */
 #include "oracle_bwd.h"
+#include "oracle_fwd.h" /* oracle_dropout */
 
 #include "test_common.h"
 
@@ -13,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const oracle_grad_names[ORACLE_NGRADS] = {"dq", "dk", "dv", "dbias",
-                                                      "drel_bias"};
+const char *const oracle_grad_names[ORACLE_NGRADS] = {
+    "dq", "dk", "dv", "dbias", "drel_bias", "dsinks"};
 
 static int64_t bias_index(const attn_tensor *t, int64_t b, int64_t h, int64_t i,
                           int64_t j) {
@@ -35,6 +36,7 @@ static int grads_alloc(const attn_params *p, oracle_grads *o) {
                                 p->bias.shape[2] * p->bias.shape[3]
                           : 0;
   o->n[4] = p->drel_bias ? p->rel_buckets * hq : 0;
+  o->n[5] = p->dsinks ? hq : 0;
   for (int t = 0; t < ORACLE_NGRADS; t++) {
     o->g[t] = calloc((size_t)o->n[t] + 1, sizeof(double));
     if (!o->g[t])
@@ -110,9 +112,12 @@ DEFINE_BWD_STATE(bwd32, float)
     const attn_params *p = x->p;                                               \
     const int64_t qi = x->g.q0 + i;                                            \
     R sum = 0, dd = 0;                                                         \
+    const R sink = p->sinks ? (R)p->sinks[x->h] : (R)-INFINITY;                \
     for (int64_t j = 0; j < x->g.sk; j++)                                      \
       if (x->s[j] != -INFINITY)                                                \
         sum += EXP(x->s[j] - m);                                               \
+    if (sink != -INFINITY) /* the sink joins the sum, with no value */         \
+      sum += EXP(sink - m);                                                    \
     R lse = m + LOG(sum);                                                      \
     if (NAIVE)                                                                 \
       lse = (R)p->lse[oracle_row_index(p, x->g.tb, x->h, qi)];                 \
@@ -124,13 +129,15 @@ DEFINE_BWD_STATE(bwd32, float)
         o = (R)oracle_tensor_get(&p->o, x->g.tb, qi, x->h, c);                 \
       else                                                                     \
         for (int64_t j = 0; j < x->g.sk; j++)                                  \
-          if (x->pr[j] != 0)                                                   \
-            o += x->pr[j] *                                                    \
+          if (x->pr[j] != 0) /* the dropped P: O is the forward's */           \
+            o += x->pr[j] * (R)oracle_dropout(p, &x->g, x->h, i, j) *          \
                  (R)oracle_tensor_get(&p->v, x->g.tb, x->g.k0 + j, x->kvh, c); \
       x->orow[c] = o;                                                          \
     }                                                                          \
     for (int64_t c = 0; c < x->dv; c++)                                        \
       dd += x->dor[c] * x->orow[c];                                            \
+    if (x->n[5] && sink != -INFINITY) /* dsink = -P_sink D */                  \
+      x->acc[5][x->h] -= EXP(sink - lse) * dd;                                 \
     return dd;                                                                 \
   }
 
@@ -148,14 +155,15 @@ DEFINE_BWD_STATE(bwd32, float)
       if (x->pr[j] == 0)                                                       \
         continue;                                                              \
       const int64_t kj = x->g.k0 + j;                                          \
+      const R zj = (R)oracle_dropout(p, &x->g, x->h, i, j); /* dropout */      \
       const int64_t vi = ((tb * K0 + kj) * hk + x->kvh) * x->dv;               \
       const int64_t ki = ((tb * K0 + kj) * hk + x->kvh) * x->d;                \
       R dp = 0;                                                                \
       for (int64_t c = 0; c < x->dv; c++) {                                    \
         dp += x->dor[c] * (R)oracle_tensor_get(&p->v, tb, kj, x->kvh, c);      \
-        x->acc[2][vi + c] += x->pr[j] * x->dor[c];                             \
+        x->acc[2][vi + c] += x->pr[j] * zj * x->dor[c];                        \
       }                                                                        \
-      R ds = x->pr[j] * (dp - dd);                                             \
+      R ds = x->pr[j] * (zj * dp - dd);                                        \
       if (x->n[3])                                                             \
         x->acc[3][bias_index(&p->bias, x->g.b, x->h, i, j)] += ds;             \
       if (x->n[4])                                                             \
@@ -281,6 +289,8 @@ static const attn_tensor *grad_view(const attn_params *p, int t) {
 double oracle_grad_value(const attn_params *p, int t, int64_t x) {
   if (t == 4) /* drel_bias: f32 [rel_buckets, heads_q], contiguous */
     return (double)p->drel_bias[x];
+  if (t == 5) /* dsinks: f32 [heads_q] */
+    return (double)p->dsinks[x];
   const attn_tensor *v = grad_view(p, t);
   const int64_t *s = v->shape;
   const int64_t i3 = x % s[3], i2 = x / s[3] % s[2],
@@ -310,7 +320,7 @@ static int compare_one(const attn_params *p, const oracle_grads *ref,
    * dS = P (dP - D) = 0 exactly), so the floor takes the scale of all */
   const double gmax_all =
       fmax(fmax(ref->gmax[0], ref->gmax[1]), fmax(ref->gmax[2], ref->gmax[t]));
-  const attn_dtype dt = t == 4 ? ATTN_DTYPE_F32 : grad_view(p, t)->dtype;
+  const attn_dtype dt = t >= 4 ? ATTN_DTYPE_F32 : grad_view(p, t)->dtype;
   double floor = 1e-5 * gmax_all + 1e-7;
   if (dt == ATTN_DTYPE_BF16)
     floor += ref->gmax[t] * ldexp(1.0, -8);

@@ -26,11 +26,11 @@
 #include "oracle_mask.h"
 
 /* dq, dk, dv, dbias, drel_bias (the T5 table's gradient) */
-#define ORACLE_NGRADS 5
+#define ORACLE_NGRADS 6
 
 typedef struct oracle_grads {
   int64_t n[ORACLE_NGRADS];   /* elements of each (0 = not wanted)        */
-  double *g[ORACLE_NGRADS];   /* dq, dk, dv, dbias, drel_bias             */
+  double *g[ORACLE_NGRADS];   /* dq, dk, dv, dbias, drel_bias, dsinks     */
   double gmax[ORACLE_NGRADS]; /* max |g| per tensor                      */
 } oracle_grads;
 

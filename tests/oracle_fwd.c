@@ -104,11 +104,20 @@ DEFINE_SCORES(scores32, fwd32, float, tanhf, 0)
 /* Double precision                                                       */
 /* ---------------------------------------------------------------------- */
 
+double oracle_dropout(const attn_params *p, const oracle_seq_geom *g, int64_t h,
+                      int64_t i, int64_t j) {
+  if (p->dropout_p == 0.0f)
+    return 1.0;
+  if (!attn_dropout_keep(p->dropout_seed, p->dropout_p, g->b, h, i, j))
+    return 0.0;
+  return 1.0 / (1.0 - (double)p->dropout_p);
+}
+
 /* Conditioning of row ri: first-order change of o and lse when each score
  * moves by its f32 rounding error ds[j] (plus u * |m|), the moves taken as
  * independent (root of the sum of squares). */
-static void row_cond(const fwd64 *x, double m, double sum, double omax,
-                     int64_t oi, int64_t ri, oracle_ref *r) {
+static void row_cond(const fwd64 *x, int64_t i, double m, double sum,
+                     double omax, int64_t oi, int64_t ri, oracle_ref *r) {
   const double u = ldexp(1.0, -24);
   double co = 0.0, cl = 0.0;
   for (int64_t j = 0; j < x->g.sk; j++) {
@@ -116,11 +125,13 @@ static void row_cond(const fwd64 *x, double m, double sum, double omax,
       continue;
     const double pj = exp(x->s[j] - m) / sum;
     const double dj = pj * (x->ds[j] + u * fabs(m));
+    /* o moves by p_j ds_j (z_j v_j - o), z_j the dropout factor */
+    const double zj = oracle_dropout(x->p, &x->g, x->h, i, j);
     double dv_max = 0.0;
-    if (dj * (x->vmax[j] + omax) < 1e-12)
+    if (dj * (zj * x->vmax[j] + omax) < 1e-12)
       continue; /* negligible: skip the O(dv) loop */
     for (int64_t c = 0; c < x->dv; c++)
-      dv_max = fmax(dv_max, fabs(x->vb[j * x->dv + c] - r->o[oi + c]));
+      dv_max = fmax(dv_max, fabs(zj * x->vb[j * x->dv + c] - r->o[oi + c]));
     co += (dj * dv_max) * (dj * dv_max);
     cl += dj * dj;
   }
@@ -129,19 +140,29 @@ static void row_cond(const fwd64 *x, double m, double sum, double omax,
 }
 
 static void row64(fwd64 *x, int64_t i, oracle_ref *r) {
-  const double m = scores64(x, i);
-  double sum = 0.0, omax = 0.0;
-  if (m == -INFINITY)
+  const double sink = x->p->sinks ? x->p->sinks[x->h] : -INFINITY;
+  const double ms = scores64(x, i);
+  const double m = ms > sink || ms != ms ? ms : sink;
+  double sum = sink == -INFINITY ? 0.0 : exp(sink - m), omax = 0.0;
+  if (ms == -INFINITY) {
+    if (sink != -INFINITY) { /* only the sink: o = 0, lse = sink */
+      const int64_t ri = oracle_row_index(x->p, x->g.tb, x->h, x->g.q0 + i);
+      r->empty[ri] = 0;
+      r->lse[ri] = sink;
+      r->max_abs_lse = fmax(r->max_abs_lse, fabs(sink));
+    }
     return; /* no key: o = 0, lse = -inf */
+  }
   for (int64_t c = 0; c < x->dv; c++)
     x->acc[c] = 0.0;
   for (int64_t j = 0; j < x->g.sk; j++) {
     if (x->s[j] == -INFINITY)
       continue;
     const double w = exp(x->s[j] - m);
-    sum += w;
+    sum += w; /* the undropped sum: dropout acts on the normalised P */
+    const double wz = w * oracle_dropout(x->p, &x->g, x->h, i, j);
     for (int64_t c = 0; c < x->dv; c++)
-      x->acc[c] += w * x->vb[j * x->dv + c];
+      x->acc[c] += wz * x->vb[j * x->dv + c];
   }
   const int64_t ri = oracle_row_index(x->p, x->g.tb, x->h, x->g.q0 + i);
   const int64_t oi = oracle_o_index(x->p, x->g.tb, x->g.q0 + i, x->h);
@@ -155,7 +176,7 @@ static void row64(fwd64 *x, int64_t i, oracle_ref *r) {
   }
   if (omax > r->max_abs_o)
     r->max_abs_o = omax;
-  row_cond(x, m, sum, omax, oi, ri, r);
+  row_cond(x, i, m, sum, omax, oi, ri, r);
 }
 
 int oracle_forward(const attn_params *p, oracle_ref *r) {
@@ -207,10 +228,15 @@ void oracle_ref_free(oracle_ref *r) {
 /* Naive f32: the same loops with float everywhere                         */
 /* ---------------------------------------------------------------------- */
 static void row32(fwd32 *x, int64_t i, oracle_naive *nv) {
-  const float m = scores32(x, i);
-  float sum = 0.0f;
-  if (m == -INFINITY)
+  const float sink = x->p->sinks ? x->p->sinks[x->h] : -INFINITY;
+  const float ms = scores32(x, i);
+  const float m = ms > sink || ms != ms ? ms : sink;
+  float sum = sink == -INFINITY ? 0.0f : expf(sink - m);
+  if (ms == -INFINITY) {
+    if (sink != -INFINITY)
+      nv->lse[oracle_row_index(x->p, x->g.tb, x->h, x->g.q0 + i)] = sink;
     return;
+  }
   for (int64_t c = 0; c < x->dv; c++)
     x->acc[c] = 0.0f;
   for (int64_t j = 0; j < x->g.sk; j++) {
@@ -218,8 +244,9 @@ static void row32(fwd32 *x, int64_t i, oracle_naive *nv) {
       continue;
     const float w = expf(x->s[j] - m);
     sum += w;
+    const float wz = w * (float)oracle_dropout(x->p, &x->g, x->h, i, j);
     for (int64_t c = 0; c < x->dv; c++)
-      x->acc[c] += w * x->vb[j * x->dv + c];
+      x->acc[c] += wz * x->vb[j * x->dv + c];
   }
   const int64_t ri = oracle_row_index(x->p, x->g.tb, x->h, x->g.q0 + i);
   const int64_t oi = oracle_o_index(x->p, x->g.tb, x->g.q0 + i, x->h);

@@ -44,6 +44,13 @@ typedef struct oracle_naive {
   float *lse; /* f32 */
 } oracle_naive;
 
+/* Dropout's factor of element (i, j) of sequence g, query head h: 1 when
+ * p->dropout_p is 0, else attn_dropout_keep(...) ? 1 / (1 - p) : 0 in
+ * double (the mask is the library's public function: the tests' only way
+ * to read it). */
+double oracle_dropout(const attn_params *p, const oracle_seq_geom *g, int64_t h,
+                      int64_t i, int64_t j);
+
 /* Allocate and compute. p must be valid (attn_forward_check == ATTN_OK);
  * they return 0, or -1 on an allocation failure. */
 int oracle_forward(const attn_params *p, oracle_ref *ref);

@@ -90,6 +90,11 @@ typedef struct tp_problem {
   int t5_bidirectional;    /* rel_bidirectional                        */
   int t5_neginf;           /* some buckets -inf (masks those distances) */
   double t5_mag;           /* scale of the table's values              */
+  /* --- attention sinks (0.4) ----------------------------------------- */
+  int sinks;        /* sinks [hq] given                                 */
+  int sinks_neginf; /* some heads -inf (no sink)                        */
+  double sinks_mag; /* scale of the logits                              */
+  int dsinks;       /* and dsinks (backward)                            */
   /* --- backward ------------------------------------------------------- */
   int grads; /* dout, dq, dk, dv attached                           */
   int dbias; /* and dbias                                           */
@@ -145,7 +150,9 @@ typedef struct tp_bufs {
   int64_t n_lse;
   float *bias, *dbias, *slopes;
   size_t dbias_bytes;
-  float *rel, *drel; /* rel_bias [t5_buckets][hq] and its gradient     */
+  float *rel, *drel;     /* rel_bias [t5_buckets][hq] and its gradient     */
+  float *sinks, *dsinks; /* [hq] each                                  */
+  int64_t n_sinks;
   size_t drel_bytes;
   uint8_t *mask;
   void *ws; /* the caller workspace of tp_attach_workspace       */

@@ -46,6 +46,9 @@ static void store_at(attn_dtype dt, void *base, int64_t off, float x) {
   case ATTN_DTYPE_BOOL:
     ((uint8_t *)base)[off] = x != 0.0f;
     break;
+  case ATTN_DTYPE_Q8_0:
+  case ATTN_DTYPE_Q4_0:
+    break; /* not element-wise: test_quant.c builds its own blocks */
   }
 }
 
@@ -366,6 +369,23 @@ static void build_t5(const tp_problem *c, attn_params *p, tp_bufs *m) {
   }
 }
 
+/* Sinks [hq] (their own random stream) and their gradient. */
+static void build_sinks(const tp_problem *c, attn_params *p, tp_bufs *m) {
+  tc_rng rr = {c->seed ^ 0x51a4ull}, *r = &rr;
+  m->sinks = tc_alloc((size_t)c->hq * sizeof(float));
+  m->n_sinks = c->hq;
+  for (int64_t h = 0; h < c->hq; h++)
+    m->sinks[h] = c->sinks_neginf && tc_chance(r, 0.3)
+                      ? -INFINITY
+                      : (float)(c->sinks_mag * tc_normal(r));
+  p->sinks = m->sinks;
+  if (c->grads && c->dsinks) {
+    m->dsinks = tc_alloc((size_t)c->hq * sizeof(float));
+    memset(m->dsinks, 0x7F, (size_t)c->hq * sizeof(float));
+    p->dsinks = m->dsinks;
+  }
+}
+
 void tp_build(const tp_problem *c, attn_params *p, tp_bufs *m) {
   tc_rng rr = {c->seed ^ 0xB0F5ull}, *r = &rr;
   int64_t full[4];
@@ -390,6 +410,8 @@ void tp_build(const tp_problem *c, attn_params *p, tp_bufs *m) {
     build_grads(r, c, p, m);
   if (c->t5)
     build_t5(c, p, m);
+  if (c->sinks)
+    build_sinks(c, p, m);
   p->num_threads = c->threads;
   m->compile_status = ATTN_OK;
   if (c->compiled) {
@@ -404,6 +426,7 @@ void tp_bufs_free(tp_bufs *m) {
     free(m->mem[t]), free(m->init[t]), free(m->inview[t]);
   free(m->lse_mem), free(m->bias), free(m->dbias), free(m->slopes);
   free(m->rel), free(m->drel);
+  free(m->sinks), free(m->dsinks);
   free(m->mask), free(m->ws);
   tp_mask_free(m->cmask);
   memset(m, 0, sizeof *m);
@@ -424,6 +447,8 @@ void tp_reset_backward(tp_bufs *m) {
     memset(m->dbias, 0x7F, m->dbias_bytes); /* large: must be overwritten */
   if (m->drel)
     memset(m->drel, 0x7F, m->drel_bytes);
+  if (m->dsinks)
+    memset(m->dsinks, 0x7F, (size_t)m->n_sinks * sizeof(float));
 }
 
 int tp_untouched(const tp_bufs *m, char *why, size_t why_size) {

@@ -371,6 +371,22 @@ static void gen_t5(tc_rng *r, const tp_profile *prof, tp_problem *c) {
   c->drel = prof->grads && drel;
 }
 
+/* Attention sinks (0.4): drawn after T5, so earlier draws are as they
+ * were; dropped with ATTN_TEST_NEW_OPTIONS=0. Logits around the scores'
+ * scale, sometimes large (the sink dominates), sometimes -inf per head. */
+static void gen_sinks(tc_rng *r, const tp_profile *prof, tp_problem *c) {
+  const int on = tc_chance(r, 0.2);
+  const int neginf = tc_chance(r, 0.2);
+  const double mag = tc_chance(r, 0.2) ? 8.0 : 1.0;
+  const int dsinks = tc_chance(r, 0.8);
+  if (!on || !tp_new_options())
+    return;
+  c->sinks = 1;
+  c->sinks_neginf = neginf;
+  c->sinks_mag = mag;
+  c->dsinks = prof->grads && dsinks;
+}
+
 static void gen_exec(tc_rng *r, const tp_profile *prof, tp_problem *c) {
   static const int th[] = {1, 2, 3, 7};
   c->threads = th[tc_below(r, 4)];
@@ -417,6 +433,7 @@ void tp_generate(tp_problem *c, const tp_profile *prof, uint64_t run_seed,
   gen_new_options(r, c);
   gen_exec(r, prof, c);
   gen_t5(r, prof, c);
+  gen_sinks(r, prof, c);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -465,6 +482,10 @@ const char *tp_dtype_name(attn_dtype d) {
     return "f16";
   case ATTN_DTYPE_BOOL:
     return "bool";
+  case ATTN_DTYPE_Q8_0:
+    return "q8_0";
+  case ATTN_DTYPE_Q4_0:
+    return "q4_0";
   }
   return "?";
 }
@@ -551,6 +572,9 @@ void tp_describe(FILE *f, const tp_problem *c) {
             c->t5_bidirectional ? "bidirectional" : "unidirectional",
             c->t5_neginf ? ", some -inf" : "", c->t5_mag > 1.0 ? ", x4" : "",
             c->drel ? ", drel_bias" : "");
+  if (c->sinks)
+    fprintf(f, "  sinks (x%g%s%s)\n", c->sinks_mag,
+            c->sinks_neginf ? ", some -inf" : "", c->dsinks ? ", dsinks" : "");
   if (c->mask)
     fprintf(f, "    mask axes %s/%s/%s/%s p(true) %.2f%s\n",
             mode_name(c->mask_mode[0]), mode_name(c->mask_mode[1]),

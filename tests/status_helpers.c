@@ -102,9 +102,17 @@ static void test_defaults(void) {
             attn_dtype_size(ATTN_DTYPE_BF16) == 2 &&
             attn_dtype_size(ATTN_DTYPE_F16) == 2 &&
             attn_dtype_size(ATTN_DTYPE_BOOL) == 1 &&
-            attn_dtype_size((attn_dtype)4) == 0 &&
+            attn_dtype_size(ATTN_DTYPE_Q8_0) == 34 &&
+            attn_dtype_size(ATTN_DTYPE_Q4_0) == 18 &&
+            attn_dtype_size((attn_dtype)6) == 0 &&
             attn_dtype_size((attn_dtype)-1) == 0,
         "attn_dtype_size");
+  CHECK(attn_dtype_block(ATTN_DTYPE_F32) == 1 &&
+            attn_dtype_block(ATTN_DTYPE_BOOL) == 1 &&
+            attn_dtype_block(ATTN_DTYPE_Q8_0) == 32 &&
+            attn_dtype_block(ATTN_DTYPE_Q4_0) == 32 &&
+            attn_dtype_block((attn_dtype)6) == 0,
+        "attn_dtype_block");
   {
     attn_tensor t = attn_tensor_bshd(qbuf, ATTN_DTYPE_F16, 2, 3, 4, 5);
     CHECK(t.data == qbuf && t.dtype == ATTN_DTYPE_F16 && t.shape[0] == 2 &&

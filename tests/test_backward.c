@@ -114,11 +114,13 @@ static void run_isa(const tp_problem *c, attn_params *p, tp_bufs *m,
 /* Bitwise identical gradients for 1, 2, 3 and 7 threads (widest ISA). */
 static void check_determinism(const tp_problem *c, attn_params *p, tp_bufs *m,
                               attn_isa isa) {
-  void *first[5] = {0};
-  void *data[5] = {m->mem[TP_DQ], m->mem[TP_DK], m->mem[TP_DV], m->dbias,
-                   m->drel};
-  const size_t bytes[5] = {m->bytes[TP_DQ], m->bytes[TP_DK], m->bytes[TP_DV],
-                           m->dbias_bytes, m->drel_bytes};
+  void *first[6] = {0};
+  void *data[6] = {m->mem[TP_DQ], m->mem[TP_DK], m->mem[TP_DV],
+                   m->dbias,      m->drel,       m->dsinks};
+  const size_t bytes[6] = {
+      m->bytes[TP_DQ], m->bytes[TP_DK],
+      m->bytes[TP_DV], m->dbias_bytes,
+      m->drel_bytes,   m->dsinks ? (size_t)m->n_sinks * sizeof(float) : 0};
   static const int thr[] = {1, 2, 3, 7};
   int same = 1;
   p->isa = isa;
@@ -130,7 +132,7 @@ static void check_determinism(const tp_problem *c, attn_params *p, tp_bufs *m,
       same = 0;
       break;
     }
-    for (int t = 0; t < 5; t++) {
+    for (int t = 0; t < 6; t++) {
       if (!bytes[t])
         continue;
       if (i == 0) {
@@ -141,7 +143,7 @@ static void check_determinism(const tp_problem *c, attn_params *p, tp_bufs *m,
       }
     }
   }
-  for (int t = 0; t < 5; t++)
+  for (int t = 0; t < 6; t++)
     free(first[t]);
   p->num_threads = c->threads;
   result(same, "case %d: gradients differ across thread counts (1/2/3/7)",
@@ -248,6 +250,34 @@ static void fd_problem(int n, tp_problem *c) {
     c->causal = n == 7 ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE;
     c->sq = 11, c->sk = 13;
   }
+  if (n >= 9) { /* sinks: moderate and dominating, GQA, causal */
+    c->t5 = c->drel = 0;
+    c->sinks = c->dsinks = 1;
+    c->sinks_mag = n == 9 ? 1.0 : 8.0;
+    c->causal = n == 9 ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_NONE;
+  }
+}
+
+/* The same for the sinks (tensor 5, dsinks), perturbed in place. */
+static double fd_sinks(attn_params *p, const oracle_grads *ref, int n) {
+  float *sk = (float *)(uintptr_t)p->sinks;
+  double gmax = ref->gmax[5] + 1e-3, emax = 0;
+  for (int64_t h = 0; h < p->q.shape[2]; h++) {
+    const float x0 = sk[h];
+    if (!isfinite(x0))
+      continue;
+    const double hstep = ldexp(1.0, -10);
+    sk[h] = (float)(x0 + hstep);
+    const double lp = oracle_loss(p);
+    sk[h] = (float)(x0 - hstep);
+    const double lm = oracle_loss(p);
+    sk[h] = x0;
+    emax = fmax(emax, fabs((lp - lm) / (2 * hstep) - ref->g[5][h]));
+  }
+  result(emax / gmax < 1e-4,
+         "finite differences: case %d %s: max err %.3g of max |grad| %.3g", n,
+         oracle_grad_names[5], emax, gmax);
+  return emax / gmax;
 }
 
 /* The same for the T5 table (tensor 4, drel_bias): the table is the
@@ -306,7 +336,7 @@ static double fd_tensor(attn_params *p, const oracle_grads *ref, int n, int t) {
 
 static void fd_check(void) {
   double worst = 0;
-  const int n_problems = tp_new_options() ? 9 : 6;
+  const int n_problems = tp_new_options() ? 11 : 6;
   for (int n = 0; n < n_problems; n++) {
     tp_problem c;
     attn_params p;
@@ -321,6 +351,8 @@ static void fd_check(void) {
         worst = fmax(worst, fd_tensor(&p, &ref, n, t));
     if (p.drel_bias)
       worst = fmax(worst, fd_rel(&p, &ref, n));
+    if (p.dsinks)
+      worst = fmax(worst, fd_sinks(&p, &ref, n));
     oracle_grads_free(&ref);
     tp_bufs_free(&m);
   }

@@ -344,6 +344,12 @@ static void call_init(call *cl, const scen *sc, tc_rng *r, int64_t sq,
     attn_alibi_slopes(hq, slopes);
     p->alibi_slopes = slopes;
   }
+  if (tc_chance(r, 0.25)) { /* sinks (0.4), sometimes -inf for a head */
+    static float sinks[64];
+    for (int64_t h = 0; h < hq; h++)
+      sinks[h] = tc_chance(r, 0.2) ? -INFINITY : (float)(2.0 * tc_normal(r));
+    p->sinks = sinks;
+  }
   if (with_bias) {
     int64_t mx = 1;
     for (int64_t s = 0; s < sc->S; s++)

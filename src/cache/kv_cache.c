@@ -74,13 +74,19 @@ static int storage_dtype(attn_dtype d) {
   return d == ATTN_DTYPE_F32 || d == ATTN_DTYPE_BF16 || d == ATTN_DTYPE_F16;
 }
 
+/* Bytes of one cached row of dim values (a quantised row: dim / 32
+ * blocks). */
+static size_t cache_row_bytes(const attn_kv_cache *c, int64_t dim) {
+  return (size_t)attn_row_bytes(c->dtype, 1, dim);
+}
+
 #define FAIL(st, ...) return attn_fail(p, st, __VA_ARGS__)
 
 /* Sizes and pointers. */
 static attn_status check_layout(const attn_kv_cache *c, const attn_params *p) {
-  if (!storage_dtype(c->dtype))
-    FAIL(ATTN_ERR_INVALID_DTYPE, "cache dtype %d must be f32, bf16 or f16",
-         (int)c->dtype);
+  if (!storage_dtype(c->dtype) && !attn_dtype_is_quant(c->dtype))
+    FAIL(ATTN_ERR_INVALID_DTYPE,
+         "cache dtype %d must be f32, bf16, f16, q8_0 or q4_0", (int)c->dtype);
   if (c->num_seqs < 1 || c->heads_kv < 1)
     FAIL(ATTN_ERR_INVALID_SHAPE,
          "cache num_seqs (%lld) and heads_kv (%lld) must be >= 1",
@@ -89,6 +95,12 @@ static attn_status check_layout(const attn_kv_cache *c, const attn_params *p) {
       c->head_dim_v > ATTN_MAX_HEAD_DIM)
     FAIL(ATTN_ERR_HEAD_DIM, "cache head_dim (%lld, v %lld) must be in 1..%d",
          (long long)c->head_dim, (long long)c->head_dim_v, ATTN_MAX_HEAD_DIM);
+  if (attn_dtype_is_quant(c->dtype) &&
+      (c->head_dim % ATTN_QBLOCK != 0 || c->head_dim_v % ATTN_QBLOCK != 0))
+    FAIL(ATTN_ERR_HEAD_DIM,
+         "cache dtype %s: head_dim (%lld, v %lld) must be a multiple of %d",
+         c->dtype == ATTN_DTYPE_Q8_0 ? "q8_0" : "q4_0", (long long)c->head_dim,
+         (long long)c->head_dim_v, ATTN_QBLOCK);
   if (!c->k || !c->v || !c->seq_lens)
     FAIL(ATTN_ERR_NULL_POINTER, "cache k, v and seq_lens must be set");
   if (c->page_size < 0)
@@ -167,8 +179,8 @@ static void *cache_row(const attn_kv_cache *c, void *pool, int64_t dim,
     const int32_t pg = c->block_table[s * c->blocks_per_seq + t / c->page_size];
     row = (int64_t)pg * c->page_size + t % c->page_size;
   }
-  const size_t es = attn_dtype_size(c->dtype);
-  return (char *)pool + (size_t)((row * c->heads_kv + g) * dim) * es;
+  return (char *)pool +
+         (size_t)(row * c->heads_kv + g) * cache_row_bytes(c, dim);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -255,7 +267,7 @@ static attn_status check_pages_written(const attn_kv_cache *c,
 }
 
 /* Copies one row (dim elements) of src into the cache at dst, rotated at
- * position pos when rp is set. */
+ * position pos when rp is set, then rounded (or quantised) to dt. */
 static void append_row(const attn_tensor *src, int64_t s, int64_t j, int64_t g,
                        int64_t dim, const attn_rope_plan *rp, const double *cs,
                        const double *sn, void *dst, attn_dtype dt) {
@@ -362,6 +374,11 @@ static attn_status attend_params(const attn_kv_cache *c, attn_params *pp) {
     FAIL(ATTN_ERR_INVALID_ARGUMENT,
          "kv cache attend: cu_seqlens are not supported (q is [num_seqs, "
          "seq_q, heads_q, head_dim])");
+  if (pp->dropout_p != 0.0f)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "kv cache attend: dropout_p (%.9g) must be 0 (the cache is for "
+         "inference; train with attn_forward)",
+         (double)pp->dropout_p);
   if (pp->q.shape[0] != c->num_seqs)
     FAIL(ATTN_ERR_INVALID_SHAPE,
          "kv cache attend: q batch (%lld) must equal the cache's num_seqs "
@@ -399,12 +416,11 @@ static attn_status check_pool_overlap(const attn_kv_cache *c,
                                       const attn_params *p) {
   if (c->page_size == 0)
     return ATTN_OK;
-  const size_t es = attn_dtype_size(c->dtype);
   const size_t rows = (size_t)(c->num_pages * c->page_size * c->heads_kv);
   const uintptr_t k0 = (uintptr_t)c->k,
-                  k1 = k0 + rows * (size_t)c->head_dim * es;
+                  k1 = k0 + rows * cache_row_bytes(c, c->head_dim);
   const uintptr_t v0 = (uintptr_t)c->v,
-                  v1 = v0 + rows * (size_t)c->head_dim_v * es;
+                  v1 = v0 + rows * cache_row_bytes(c, c->head_dim_v);
   uintptr_t lo, hi;
   if (attn_tensor_extent(&p->o, &lo, &hi) &&
       ((lo < k1 && k0 < hi) || (lo < v1 && v0 < hi)))
@@ -445,8 +461,8 @@ static void rotate_queries(const attn_kv_cache *c, const attn_params *p,
 /* Paged keys and values gathered into contiguous [num_seqs, len, hk, d]
  * buffers (the tiled fallback). */
 static void gather(const attn_kv_cache *c, int64_t len, void *kd, void *vd) {
-  const size_t es = attn_dtype_size(c->dtype);
-  const size_t kb = (size_t)c->head_dim * es, vb = (size_t)c->head_dim_v * es;
+  const size_t kb = cache_row_bytes(c, c->head_dim),
+               vb = cache_row_bytes(c, c->head_dim_v);
   for (int64_t s = 0; s < c->num_seqs; s++)
     for (int64_t t = 0; t < c->seq_lens[s]; t++)
       for (int64_t g = 0; g < c->heads_kv; g++) {
@@ -469,7 +485,6 @@ static attn_status attend_sizes(attn_context *ctx, const attn_kv_cache *c,
                                 attend_mem *m) {
   const attn_params *p = &pl->p;
   const attn_problem *pr = &pl->pr;
-  const size_t es = attn_dtype_size(c->dtype);
   m->qrot = m->kgat = m->vgat = m->inner = 0;
   m->glen = 0;
   if (rope)
@@ -484,8 +499,8 @@ static attn_status attend_sizes(attn_context *ctx, const attn_kv_cache *c,
      * keys along it. Only stored tokens are copied (and read). */
     m->glen = attn_kv_cache_capacity(c);
     const size_t rows = (size_t)(c->num_seqs * m->glen * c->heads_kv);
-    m->kgat = round_up(rows * (size_t)c->head_dim * es, ALIGN);
-    m->vgat = round_up(rows * (size_t)c->head_dim_v * es, ALIGN);
+    m->kgat = round_up(rows * cache_row_bytes(c, c->head_dim), ALIGN);
+    m->vgat = round_up(rows * cache_row_bytes(c, c->head_dim_v), ALIGN);
     fp.k = attn_tensor_bshd(c->k, c->dtype, c->num_seqs, m->glen, c->heads_kv,
                             c->head_dim);
     fp.v = attn_tensor_bshd(c->v, c->dtype, c->num_seqs, m->glen, c->heads_kv,

@@ -10,7 +10,8 @@
 
 /* Every attn_params size a released attn.h declared, oldest first. */
 static const size_t params_sizes[] = {
-    ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2, sizeof(attn_params)};
+    ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2, ATTN_PARAMS_SIZE_0_3,
+    sizeof(attn_params)};
 
 static void params_defaults(attn_params *p) {
   memset(p, 0, sizeof *p);
@@ -55,10 +56,10 @@ attn_status attn_params_import(const attn_params *p, size_t size,
     if (size > ATTN_PARAMS_SIZE_0_1)
       attn_fail(p, ATTN_ERR_ABI,
                 "attn_params is %zu bytes, but libattn %s knows %zu (0.1), "
-                "%zu (0.2) and %zu (this release): built against a newer "
-                "attn.h?",
+                "%zu (0.2), %zu (0.3) and %zu (this release): built against "
+                "a newer attn.h?",
                 size, attn_version_string(), params_sizes[0], params_sizes[1],
-                sizeof(attn_params));
+                params_sizes[2], sizeof(attn_params));
     return ATTN_ERR_ABI;
   }
   params_defaults(out);

@@ -1,8 +1,11 @@
-/* bf16 / f16 <-> f32 conversions (round to nearest even) and strided row
- * loads/stores used by the packing code. Portable C: these run once per
- * element of Q, K, V and O, never in the O(n^2) loops. */
+/* bf16 / f16 <-> f32 conversions (round to nearest even), GGUF's q8_0 and
+ * q4_0 blocks (quantise, dequantise), and strided row loads/stores used by
+ * the packing code. Portable C: these run once per element of Q, K, V and
+ * O, never in the O(n^2) loops. */
 #include "core/internal.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 static inline uint32_t f2u(float f) {
@@ -64,6 +67,150 @@ uint16_t attn_f32_to_f16(float x) {
   return (uint16_t)(sign | (r >> 13));
 }
 
+/* ------------------------------------------------------------------------
+ * GGUF's q8_0 and q4_0 (ggml's quantize_row_q8_0_ref / q4_0_ref rule, so a
+ * row quantised here has the bytes ggml gives it), blocks of 32 values:
+ *   q8_0  d = amax / 127 (amax = max |x|), id = 1 / d (0 when d = 0),
+ *         q_i = round(x_i id) (halves away from zero); x_i = d q_i
+ *   q4_0  m = the x of largest magnitude, with its sign (the first such),
+ *         d = m / -8, id = 1 / d (0 when d = 0),
+ *         n_i = min(15, trunc(x_i id + 8.5)); x_i = d (n_i - 8)
+ * d is stored as f16 (rounded from the f32 d; id is from the f32 d, as in
+ * ggml). A block holding a NaN or an infinity (where ggml's conversions
+ * are undefined) gets d = NaN and quants 0 (q4_0: 8), so it dequantises to
+ * NaN: attention then treats the row as non-finite. A block whose d
+ * overflows f16 (|x| beyond 65504 * 127 for q8_0, 65504 * 8 for q4_0) gets
+ * d = inf, as in ggml, and dequantises to non-finite values too.
+ * Dequantised values (an int8 or a nibble times an f16) are exact in f32.
+ * ------------------------------------------------------------------------ */
+
+static void quant_block_q8_0(const float *x, uint8_t *blk) {
+  float amax = 0.0f;
+  int finite = 1;
+  for (int i = 0; i < ATTN_QBLOCK; i++) {
+    const float a = fabsf(x[i]);
+    if (!(a <= FLT_MAX))
+      finite = 0;
+    else if (a > amax)
+      amax = a;
+  }
+  int8_t *q = (int8_t *)(blk + 2);
+  uint16_t h;
+  if (!finite) {
+    h = 0x7e00u; /* NaN */
+    memset(q, 0, ATTN_QBLOCK);
+  } else {
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    h = attn_f32_to_f16(d);
+    for (int i = 0; i < ATTN_QBLOCK; i++) {
+      /* |x id| <= 127 but when 1 / d overflows (|x| < 1e-36, d rounds
+       * to 0 in f16 anyway): clamp, NaN (0 * inf) to 0, so no cast is
+       * undefined */
+      const float r = roundf(x[i] * id);
+      q[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r == r ? r : 0);
+    }
+  }
+  memcpy(blk, &h, 2);
+}
+
+/* min(15, trunc(v)): x id is in [-8, 8] (+ rounding), so v = x id + 8.5
+ * is positive and the cast truncates as ggml's (int8_t) cast does; v is
+ * clamped first (NaN to 0) for when 1 / d overflows (|x| < 1e-36, where d
+ * rounds to 0 in f16 anyway), so no cast is undefined. */
+static int q4_nibble(float v) {
+  return v >= 15.0f ? 15 : v > 0.0f ? (int)v : 0;
+}
+
+static void quant_block_q4_0(const float *x, uint8_t *blk) {
+  float amax = 0.0f, max = 0.0f;
+  int finite = 1;
+  for (int i = 0; i < ATTN_QBLOCK; i++) {
+    const float a = fabsf(x[i]);
+    if (!(a <= FLT_MAX))
+      finite = 0;
+    else if (amax < a) {
+      amax = a;
+      max = x[i];
+    }
+  }
+  uint8_t *q = blk + 2;
+  uint16_t h;
+  if (!finite) {
+    h = 0x7e00u; /* NaN */
+    memset(q, 0x88, ATTN_QBLOCK / 2);
+  } else {
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    h = attn_f32_to_f16(d);
+    for (int i = 0; i < ATTN_QBLOCK / 2; i++) {
+      const int n0 = q4_nibble(x[i] * id + 8.5f);
+      const int n1 = q4_nibble(x[i + ATTN_QBLOCK / 2] * id + 8.5f);
+      q[i] = (uint8_t)(n0 | n1 << 4);
+    }
+  }
+  memcpy(blk, &h, 2);
+}
+
+void attn_quant_row(const float *src, int64_t n, void *dst, attn_dtype dt) {
+  const size_t bs = attn_dtype_size(dt);
+  uint8_t *d = (uint8_t *)dst;
+  for (int64_t b = 0; b < n / ATTN_QBLOCK; b++) {
+    if (dt == ATTN_DTYPE_Q8_0)
+      quant_block_q8_0(src + b * ATTN_QBLOCK, d + (size_t)b * bs);
+    else
+      quant_block_q4_0(src + b * ATTN_QBLOCK, d + (size_t)b * bs);
+  }
+}
+
+void attn_dequant_row(const void *src, attn_dtype dt, int64_t n, float mul,
+                      float *dst) {
+  const size_t bs = attn_dtype_size(dt);
+  const uint8_t *s = (const uint8_t *)src;
+  for (int64_t b = 0; b < n / ATTN_QBLOCK; b++) {
+    const uint8_t *blk = s + (size_t)b * bs;
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    const float d = attn_f16_to_f32(h);
+    float *y = dst + b * ATTN_QBLOCK;
+    if (dt == ATTN_DTYPE_Q8_0) {
+      const int8_t *q = (const int8_t *)(blk + 2);
+      for (int i = 0; i < ATTN_QBLOCK; i++)
+        y[i] = (float)q[i] * d * mul;
+    } else {
+      const uint8_t *q = blk + 2;
+      for (int i = 0; i < ATTN_QBLOCK / 2; i++) {
+        y[i] = (float)((q[i] & 0x0f) - 8) * d * mul;
+        y[i + ATTN_QBLOCK / 2] = (float)((q[i] >> 4) - 8) * d * mul;
+      }
+    }
+  }
+}
+
+attn_status attn_quantize_row(attn_dtype dtype, const float *x, int64_t n,
+                              void *dst) {
+  if (!attn_dtype_is_quant(dtype))
+    return ATTN_ERR_INVALID_DTYPE;
+  if (n < 0 || n % ATTN_QBLOCK != 0)
+    return ATTN_ERR_INVALID_SHAPE;
+  if (n > 0 && (!x || !dst))
+    return ATTN_ERR_NULL_POINTER;
+  attn_quant_row(x, n, dst, dtype);
+  return ATTN_OK;
+}
+
+attn_status attn_dequantize_row(attn_dtype dtype, const void *src, int64_t n,
+                                float *dst) {
+  if (!attn_dtype_is_quant(dtype))
+    return ATTN_ERR_INVALID_DTYPE;
+  if (n < 0 || n % ATTN_QBLOCK != 0)
+    return ATTN_ERR_INVALID_SHAPE;
+  if (n > 0 && (!src || !dst))
+    return ATTN_ERR_NULL_POINTER;
+  attn_dequant_row(src, dtype, n, 1.0f, dst);
+  return ATTN_OK;
+}
+
 void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
                        int64_t n, float mul, float *dst) {
   switch (dt) {
@@ -89,6 +236,11 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
       dst[i] = attn_f16_to_f32(s[i * stride]) * mul;
     break;
   }
+  case ATTN_DTYPE_Q8_0:
+  case ATTN_DTYPE_Q4_0:
+    /* a row's blocks are adjacent (stride[3] = 1, validated) */
+    attn_dequant_row(src, dt, n, mul, dst);
+    break;
   case ATTN_DTYPE_BOOL:
     break; /* rejected by validation */
   }
@@ -115,6 +267,10 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
       d[i * stride] = attn_f32_to_f16(src[i]);
     break;
   }
+  case ATTN_DTYPE_Q8_0:
+  case ATTN_DTYPE_Q4_0:
+    attn_quant_row(src, n, dst, dt); /* blocks adjacent, as above */
+    break;
   case ATTN_DTYPE_BOOL:
     break;
   }

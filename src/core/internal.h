@@ -64,7 +64,31 @@ int attn_tensor_extent(const attn_tensor *t, uintptr_t *lo, uintptr_t *hi);
 int attn_tensor_self_aliases(const attn_tensor *t);
 void attn_problem_seq(const attn_problem *pr, int64_t b, attn_seq *s);
 
-/* Dtype conversion of n elements with a source stride (elements). */
+/* GGUF's quantised blocks (attn.h, ATTN_DTYPE_Q8_0 / Q4_0): values per
+ * block and bytes per block (an f16 scale, then the quants). */
+#define ATTN_QBLOCK 32
+#define ATTN_Q8_0_BYTES 34
+#define ATTN_Q4_0_BYTES 18
+static inline int attn_dtype_is_quant(attn_dtype dt) {
+  return dt == ATTN_DTYPE_Q8_0 || dt == ATTN_DTYPE_Q4_0;
+}
+/* n values (a multiple of ATTN_QBLOCK) of f32 src quantised into n / 32
+ * adjacent blocks of dt at dst, ggml's rule (convert.c); and back, each
+ * value times mul. */
+void attn_quant_row(const float *src, int64_t n, void *dst, attn_dtype dt);
+void attn_dequant_row(const void *src, attn_dtype dt, int64_t n, float mul,
+                      float *dst);
+/* Bytes of one row of n values (element stride st): the blocks of a
+ * quantised row, else ((n - 1) st + 1) elements. */
+static inline int64_t attn_row_bytes(attn_dtype dt, int64_t st, int64_t n) {
+  if (attn_dtype_is_quant(dt))
+    return n / ATTN_QBLOCK * (int64_t)attn_dtype_size(dt);
+  return ((n - 1) * st + 1) * (int64_t)attn_dtype_size(dt);
+}
+
+/* Dtype conversion of n elements with a source stride (elements; for the
+ * quantised dtypes the row's blocks must be adjacent and n a multiple of
+ * 32: the stride is ignored). */
 void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
                        int64_t n, float mul, float *dst);
 void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,

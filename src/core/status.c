@@ -3,7 +3,7 @@
 
 int attn_version_number(void) { return ATTN_VERSION_NUMBER; }
 
-const char *attn_version_string(void) { return "0.3.0"; }
+const char *attn_version_string(void) { return "0.4.0"; }
 
 const char *attn_strerror(attn_status status) {
   switch (status) {

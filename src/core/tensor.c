@@ -12,6 +12,24 @@ size_t attn_dtype_size(attn_dtype dtype) {
     return 2;
   case ATTN_DTYPE_BOOL:
     return 1;
+  case ATTN_DTYPE_Q8_0:
+    return ATTN_Q8_0_BYTES;
+  case ATTN_DTYPE_Q4_0:
+    return ATTN_Q4_0_BYTES;
+  }
+  return 0;
+}
+
+int64_t attn_dtype_block(attn_dtype dtype) {
+  switch (dtype) {
+  case ATTN_DTYPE_F32:
+  case ATTN_DTYPE_BF16:
+  case ATTN_DTYPE_F16:
+  case ATTN_DTYPE_BOOL:
+    return 1;
+  case ATTN_DTYPE_Q8_0:
+  case ATTN_DTYPE_Q4_0:
+    return ATTN_QBLOCK;
   }
   return 0;
 }
@@ -28,23 +46,33 @@ static attn_tensor make(void *data, attn_dtype dt, const int64_t shape[4],
   return t;
 }
 
+/* Elements of the last axis in memory: n values, or their blocks for the
+ * quantised dtypes (whose strides count blocks). */
+static int64_t last_axis(attn_dtype dtype, int64_t n) {
+  const int64_t blk = attn_dtype_block(dtype);
+  return blk > 1 ? n / blk : n;
+}
+
 attn_tensor attn_tensor_bshd(void *data, attn_dtype dtype, int64_t batch,
                              int64_t seq, int64_t heads, int64_t dim) {
   const int64_t shape[4] = {batch, seq, heads, dim};
-  const int64_t stride[4] = {seq * heads * dim, heads * dim, dim, 1};
+  const int64_t e = last_axis(dtype, dim);
+  const int64_t stride[4] = {seq * heads * e, heads * e, e, 1};
   return make(data, dtype, shape, stride);
 }
 
 attn_tensor attn_tensor_bhsd(void *data, attn_dtype dtype, int64_t batch,
                              int64_t seq, int64_t heads, int64_t dim) {
   const int64_t shape[4] = {batch, seq, heads, dim};
-  const int64_t stride[4] = {heads * seq * dim, dim, seq * dim, 1};
+  const int64_t e = last_axis(dtype, dim);
+  const int64_t stride[4] = {heads * seq * e, e, seq * e, 1};
   return make(data, dtype, shape, stride);
 }
 
 attn_tensor attn_tensor_contiguous(void *data, attn_dtype dtype, int64_t d0,
                                    int64_t d1, int64_t d2, int64_t d3) {
   const int64_t shape[4] = {d0, d1, d2, d3};
-  const int64_t stride[4] = {d1 * d2 * d3, d2 * d3, d3, 1};
+  const int64_t e = last_axis(dtype, d3);
+  const int64_t stride[4] = {d1 * d2 * e, d2 * e, e, 1};
   return make(data, dtype, shape, stride);
 }

@@ -12,12 +12,22 @@ static int is_storage(attn_dtype d) {
   return d == ATTN_DTYPE_F32 || d == ATTN_DTYPE_BF16 || d == ATTN_DTYPE_F16;
 }
 
+/* Elements of axis i in memory: for the quantised dtypes the last axis
+ * holds shape[3] / 32 blocks (rounded up: the extent stays an upper bound
+ * before head_dim is checked). */
+static int64_t axis_elems(const attn_tensor *t, int i) {
+  const int64_t blk = attn_dtype_block(t->dtype);
+  if (i == 3 && blk > 1)
+    return (t->shape[3] + blk - 1) / blk;
+  return t->shape[i];
+}
+
 /* Byte range [lo, hi) touched by t; returns 0 on overflow. */
 int attn_tensor_extent(const attn_tensor *t, uintptr_t *lo, uintptr_t *hi) {
   int64_t last = 0;
   for (int i = 0; i < 4; i++) {
     int64_t term;
-    if (__builtin_mul_overflow(t->shape[i] - 1, t->stride[i], &term) ||
+    if (__builtin_mul_overflow(axis_elems(t, i) - 1, t->stride[i], &term) ||
         __builtin_add_overflow(last, term, &last))
       return 0;
   }
@@ -43,6 +53,19 @@ static attn_status check_view(const attn_params *p, const attn_tensor *t,
       FAIL(ATTN_ERR_INVALID_STRIDE, "%s.stride[%d] = %lld must be >= 0",
            names[which], i, (long long)t->stride[i]);
   }
+  if (attn_dtype_is_quant(t->dtype)) {
+    if (t->shape[3] % ATTN_QBLOCK != 0)
+      FAIL(ATTN_ERR_HEAD_DIM,
+           "%s is quantised (%s): its head_dim (%lld) must be a multiple of "
+           "%d",
+           names[which], t->dtype == ATTN_DTYPE_Q8_0 ? "q8_0" : "q4_0",
+           (long long)t->shape[3], ATTN_QBLOCK);
+    if (t->stride[3] != 1)
+      FAIL(ATTN_ERR_INVALID_STRIDE,
+           "%s is quantised: stride[3] (%lld) must be 1 (a row's blocks "
+           "adjacent; strides count blocks)",
+           names[which], (long long)t->stride[3]);
+  }
   uintptr_t lo, hi;
   int64_t count = 1;
   for (int i = 0; i < 4; i++)
@@ -66,11 +89,12 @@ int attn_tensor_self_aliases(const attn_tensor *t) {
   int64_t span = 1; /* elements covered by the faster axes */
   for (int i = 0; i < 4; i++) {
     const int a = ord[i];
-    if (t->shape[a] == 1)
+    const int64_t n = axis_elems(t, a);
+    if (n == 1)
       continue;
     if (t->stride[a] < span)
       return 1;
-    span = t->stride[a] * (t->shape[a] - 1) + span; /* no overflow: checked */
+    span = t->stride[a] * (n - 1) + span; /* no overflow: checked */
   }
   return 0;
 }
@@ -111,10 +135,16 @@ static attn_status check_operands(const attn_params *p) {
   for (int i = 0; i < 4; i++)
     if (!qkvo[i]->data)
       FAIL(ATTN_ERR_NULL_POINTER, "%s.data is NULL", names[i]);
-  for (int i = 0; i < 4; i++)
-    if (!is_storage(qkvo[i]->dtype))
-      FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16",
-           names[i], (int)qkvo[i]->dtype);
+  for (int i = 0; i < 4; i++) {
+    const attn_dtype dt = qkvo[i]->dtype;
+    if (attn_dtype_is_quant(dt) && (i == 0 || i == 3))
+      FAIL(ATTN_ERR_INVALID_DTYPE,
+           "%s.dtype (%d) is quantised: only k and v may be q8_0 or q4_0",
+           names[i], (int)dt);
+    if (!is_storage(dt) && !attn_dtype_is_quant(dt))
+      FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16%s",
+           names[i], (int)dt, i == 1 || i == 2 ? " (or q8_0, q4_0)" : "");
+  }
   if (p->q.shape[3] == 0 || p->k.shape[3] == 0 || p->v.shape[3] == 0)
     FAIL(ATTN_ERR_HEAD_DIM, "head_dim (q %lld, k %lld, v %lld) must be >= 1",
          (long long)p->q.shape[3], (long long)p->k.shape[3],

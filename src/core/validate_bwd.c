@@ -66,6 +66,33 @@ static attn_status check_drel(const attn_params *p, const attn_problem *pr,
   return ATTN_OK;
 }
 
+/* dsinks (optional out, f32 [hq]): needs sinks and may overlap no input
+ * or output (as check_drel). */
+static attn_status check_dsinks(const attn_params *p, const attn_problem *pr,
+                                const uintptr_t *lo, const uintptr_t *hi,
+                                const char *const *name, int n) {
+  if (!p->dsinks)
+    return ATTN_OK;
+  if (!p->sinks)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT, "dsinks is set but there are no sinks");
+  const uintptr_t dlo = (uintptr_t)p->dsinks;
+  const uintptr_t dhi = dlo + (uintptr_t)pr->hq * sizeof(float);
+  attn_status st = attn_check_aux_overlap(p, pr, dlo, dhi, "dsinks");
+  if (st != ATTN_OK)
+    return st;
+  for (int j = 0; j < n; j++)
+    if (overlaps(dlo, dhi, lo[j], hi[j]))
+      FAIL(ATTN_ERR_OVERLAP, "dsinks overlaps %s in memory", name[j]);
+  if (p->drel_bias) {
+    const uintptr_t rlo = (uintptr_t)p->drel_bias;
+    const uintptr_t rhi =
+        rlo + (uintptr_t)p->rel_buckets * (uintptr_t)pr->hq * sizeof(float);
+    if (overlaps(dlo, dhi, rlo, rhi))
+      FAIL(ATTN_ERR_OVERLAP, "dsinks overlaps drel_bias in memory");
+  }
+  return ATTN_OK;
+}
+
 attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
   attn_status st = attn_validate(p, pr);
   if (st != ATTN_OK)
@@ -85,8 +112,11 @@ attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
     FAIL(ATTN_ERR_INVALID_ARGUMENT, "dbias is set but there is no bias");
   for (int i = 0; i < 4; i++)
     if (!is_storage(grads[i]->dtype))
-      FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16",
-           gname[i], (int)grads[i]->dtype);
+      FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16%s",
+           gname[i], (int)grads[i]->dtype,
+           attn_dtype_is_quant(grads[i]->dtype)
+               ? " (never quantised: the backward is straight-through)"
+               : "");
   if (p->dbias.data && p->dbias.dtype != ATTN_DTYPE_F32)
     FAIL(ATTN_ERR_INVALID_DTYPE, "dbias.dtype (%d) must be f32",
          (int)p->dbias.dtype);
@@ -135,5 +165,8 @@ attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
     hi[m] = ghi;
     name[m++] = gname[i];
   }
-  return check_drel(p, pr, lo, hi, name, m);
+  st = check_drel(p, pr, lo, hi, name, m);
+  if (st != ATTN_OK)
+    return st;
+  return check_dsinks(p, pr, lo, hi, name, m);
 }

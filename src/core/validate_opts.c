@@ -1,10 +1,12 @@
-/* Validation of the options appended in 0.2 (positions, prefix-LM) and
- * 0.3 (the T5 table), and of the small input arrays (alibi_slopes,
- * kv_lens, cu_seqlens, position offsets, rel_bias) against every output
- * range. */
+/* Validation of the options appended in 0.2 (positions, prefix-LM), 0.3
+ * (the T5 table) and 0.4 (sinks), and of the small input arrays
+ * (alibi_slopes, kv_lens, cu_seqlens, position offsets, rel_bias, sinks)
+ * against every output range. */
 #include "core/internal.h"
 
 #include "pos/pos.h"
+
+#include <math.h>
 
 #define FAIL(st, ...) return attn_fail(p, (st), __VA_ARGS__)
 
@@ -13,6 +15,13 @@ static int offset_ok(int64_t x) {
 }
 
 attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr) {
+  if (p->dropout_p != p->dropout_p) /* NaN */
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "dropout_p is NaN: it must be in [0, 1) (0 = no dropout)");
+  if (p->dropout_p < 0.0f || p->dropout_p >= 1.0f)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "dropout_p (%.9g) must be in [0, 1) (0 = no dropout)",
+         (double)p->dropout_p);
   if (p->prefix_len < -1)
     FAIL(ATTN_ERR_INVALID_ARGUMENT,
          "prefix_len (%lld) must be >= -1 (-1 = off)",
@@ -60,26 +69,34 @@ attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr) {
            "space",
            (long long)p->rel_buckets, (long long)pr->hq);
   }
+  if (p->sinks)
+    for (int64_t h = 0; h < pr->hq; h++)
+      if (p->sinks[h] != p->sinks[h] || p->sinks[h] == INFINITY)
+        FAIL(ATTN_ERR_INVALID_ARGUMENT,
+             "sinks[%lld] is %s: a sink logit must be finite, or -inf for "
+             "no sink",
+             (long long)h, p->sinks[h] != p->sinks[h] ? "NaN" : "+inf");
   return ATTN_OK;
 }
 
 attn_status attn_check_aux_overlap(const attn_params *p, const attn_problem *pr,
                                    uintptr_t lo, uintptr_t hi,
                                    const char *what) {
-  const void *ptr[7] = {p->alibi_slopes, p->kv_lens,       p->cu_seqlens_q,
+  const void *ptr[8] = {p->alibi_slopes, p->kv_lens,       p->cu_seqlens_q,
                         p->cu_seqlens_k, p->q_pos_offsets, p->k_pos_offsets,
-                        p->rel_bias};
-  const size_t n[7] = {(size_t)pr->hq * sizeof(float),
+                        p->rel_bias,     p->sinks};
+  const size_t n[8] = {(size_t)pr->hq * sizeof(float),
                        (size_t)pr->batch * sizeof(int32_t),
                        ((size_t)pr->batch + 1) * sizeof(int32_t),
                        ((size_t)pr->batch + 1) * sizeof(int32_t),
                        (size_t)pr->batch * sizeof(int64_t),
                        (size_t)pr->batch * sizeof(int64_t),
-                       (size_t)p->rel_buckets * (size_t)pr->hq * sizeof(float)};
-  static const char *const name[7] = {
+                       (size_t)p->rel_buckets * (size_t)pr->hq * sizeof(float),
+                       (size_t)pr->hq * sizeof(float)};
+  static const char *const name[8] = {
       "alibi_slopes",  "kv_lens",       "cu_seqlens_q", "cu_seqlens_k",
-      "q_pos_offsets", "k_pos_offsets", "rel_bias"};
-  for (int i = 0; i < 7; i++) {
+      "q_pos_offsets", "k_pos_offsets", "rel_bias",     "sinks"};
+  for (int i = 0; i < 8; i++) {
     if (!ptr[i])
       continue;
     const uintptr_t a = (uintptr_t)ptr[i];

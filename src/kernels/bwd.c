@@ -54,6 +54,7 @@ typedef struct bwd_layout {
   size_t rel;        /* drel_bias partials [items_a][group][buckets] */
   size_t per_thread; /* one thread's scratch                        */
   size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5;
+  size_t z;       /* dropout's factors [br][bc] (empty without dropout) */
   size_t tiles;   /* offset of the call's own tile lists (if not compiled) */
   size_t scratch; /* offset of thread 0's scratch                */
   size_t total;
@@ -134,6 +135,8 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->s = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
   w->ds = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
   w->g = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
+  w->z = attn_ws_add(&t, p->dropout_p > 0.0f ? br * bc + KEY_PAD : 0,
+                     sizeof(float));
   w->lo = attn_ws_add(&t, br, sizeof(int64_t));
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
@@ -335,6 +338,8 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->s = (float *)(ws + w->s);
   t->ds = (float *)(ws + w->ds);
   t->g = (float *)(ws + w->g);
+  t->z = (float *)(ws + w->z);
+  attn_dropout_init(&t->drop, p->dropout_seed, p->dropout_p, sq->b, h);
   t->dk = t->dvacc = t->dq = t->dt5 = NULL;
   return 1;
 }
@@ -566,6 +571,27 @@ static void phase_rel(bwd_job *job, int tid, int nthreads) {
   }
 }
 
+/* dsinks[h] = -sum_i exp(sink - lse_i) D_i over every row of head h, in
+ * row order, in double (a sum over batch x rows): one head per thread. A
+ * row without query (lse -inf: padding) adds nothing; with no sink
+ * (-inf) the gradient is 0. */
+static void phase_sinks(bwd_job *job, int tid, int nthreads) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const int64_t tqp = job->w.tqp;
+  for (int64_t h = tid; h < pr->hq; h += nthreads) {
+    const float sink = p->sinks ? p->sinks[h] : -INFINITY;
+    double acc = 0.0;
+    for (int64_t r = 0; r < tqp && sink > -INFINITY; r++) {
+      const float lse = job->l2[h * tqp + r];
+      if (lse == -INFINITY)
+        continue;
+      acc -= exp((double)sink - (double)lse) * (double)job->dd[h * tqp + r];
+    }
+    p->dsinks[h] = (float)acc;
+  }
+}
+
 static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   bwd_job *job = (bwd_job *)arg;
   if (job->tiles == &job->own) /* compile the mask: slots split by tid */
@@ -579,6 +605,8 @@ static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   phase_b(job, tid, nthreads);
   if (job->pr->p->drel_bias)
     phase_rel(job, tid, nthreads);
+  if (job->pr->p->dsinks)
+    phase_sinks(job, tid, nthreads);
 }
 
 /* ---------------------------------------------------------------------- */

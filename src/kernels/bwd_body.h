@@ -124,11 +124,25 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   }
   for (int r = rows; r < rows_mr; r++)
     memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);
+  /* Dropout: z = keep / (1 - p), the forward's factors; ds holds P z
+   * until (4) overwrites it. */
+  const int drop = t->drop.on;
+  if (drop)
+    attn_dropout_fill(&t->drop, t->i0, rows, t->j0, t->z, BC, ncol);
+  for (int r = 0; r < rows_mr && drop; r++) {
+    float *z = t->z + r * BC, *pz = ds + r * BC;
+    const float *p = s + r * BC;
+    if (r >= rows)
+      memset(z, 0, sizeof(float) * (size_t)ncol);
+    for (int c = 0; c < ncol; c += VL)
+      vf_store(pz + c, vf_mul(vf_load(p + c), vf_load(z + c)));
+  }
 
-  /* (3) dV += P^T dO: rows of dV are keys, the sum runs over queries */
+  /* (3) dV += (P z)^T dO: rows of dV are keys, the sum runs over queries */
+  const float *pv = drop ? ds : s;
   for (int r0 = 0; r0 < ncol && t->dvacc; r0 += MR) {
     float *c = t->dvacc + r0 * dvp;
-    KFN(acc_cols)(s + r0, 1, BC, rows_mr, t->dout, dvp, c, dvp, dvp, MR);
+    KFN(acc_cols)(pv + r0, 1, BC, rows_mr, t->dout, dvp, c, dvp, dvp, MR);
   }
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
@@ -145,6 +159,14 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       continue;
     }
     const vf dd = vf_set1(t->dd[r]);
+    if (drop) { /* dP = (dO V^T) z: the forward used P z */
+      const float *z = t->z + r * BC;
+      for (int c = 0; c < ncol; c += VL) {
+        const vf dpz = vf_mul(vf_load(x + c), vf_load(z + c));
+        vf_store(x + c, vf_mul(vf_load(p + c), vf_sub(dpz, dd)));
+      }
+      continue;
+    }
     for (int c = 0; c < ncol; c += VL)
       vf_store(x + c, vf_mul(vf_load(p + c), vf_sub(vf_load(x + c), dd)));
   }

@@ -5,6 +5,7 @@
 #define ATTN_BWD_KERNELS_H
 
 #include "core/internal.h"
+#include "kernels/philox.h"
 #include "kernels/score.h"
 #include "mask/mask.h"
 
@@ -15,8 +16,11 @@
  *
  *   S  = Qs K^T, mods, masks     exactly the forward's score pipeline
  *   P  = exp(S - lse)            0 for masked keys and for lse = -inf
- *   dV += P^T dO                 (dv != NULL)
- *   dS = P * (dO V^T - D)        left in ds (rows >= rows are 0)
+ *   Z  = keep / (1 - p)          dropout's factors (1 without dropout)
+ *   dV += (P Z)^T dO             (dv != NULL)
+ *   dS = P * ((dO V^T) Z - D)    left in ds (rows >= rows are 0); exact
+ *                                with D = rowsum(dO * O), O the dropped
+ *                                forward output
  *   dT5[u] = sum of dS over the diagonal u   (dt5 != NULL)
  *   dS'= dS * (1 - tanh^2)       softcap only, when dk or dq is wanted
  *   dK += dS'^T Qs               (dk != NULL)
@@ -47,6 +51,8 @@ typedef struct attn_bblock {
   float *dq;    /* [rows][dp] accumulator rows (row stride dp), or NULL    */
   float *dt5;   /* out [rows - 1 + bc]: dS summed per diagonal (T5's
                    distances, attn_score_t5_lut's layout), or NULL      */
+  attn_dropout drop; /* dropout of this (sequence, head) (philox.h)       */
+  float *z; /* scratch [br][bc]: dropout's factors (drop.on only)       */
 } attn_bblock;
 
 typedef struct attn_bwd_kernel {

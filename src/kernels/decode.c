@@ -60,7 +60,9 @@ typedef struct dec_geo {
 
 int attn_decode_supports(const attn_plan *pl) {
   const attn_params *p = &pl->p;
-  return !p->mask.data && !p->bias.data && !pl->pr.varlen;
+  /* dropout (training) stays on the tiled kernel, which applies it */
+  return !p->mask.data && !p->bias.data && !pl->pr.varlen &&
+         p->dropout_p == 0.0f;
 }
 
 int attn_decode_eligible(const attn_plan *pl) {
@@ -250,6 +252,8 @@ static void key_rows(const attn_kv_src *src, int64_t b, int64_t g, int64_t ja,
 /* How the kernel reads rows of dtype dt, element stride st, n elements
  * (np padded): in place when dense and a whole number of vectors. */
 static int read_mode(attn_dtype dt, int64_t st, int64_t n, int64_t np) {
+  if (dt == ATTN_DTYPE_Q8_0 || dt == ATTN_DTYPE_Q4_0) /* whole blocks */
+    return dt == ATTN_DTYPE_Q8_0 ? ATTN_DEC_Q8_0 : ATTN_DEC_Q4_0;
   if (st != 1 || n != np)
     return ATTN_DEC_STAGED;
   return dt == ATTN_DTYPE_BF16  ? ATTN_DEC_BF16
@@ -359,9 +363,12 @@ static void merge(const dec_job *job, const dec_unit *u, const float *part,
     }
     if (nan)
       big_l = NAN;
+    float a = 1.0f; /* the sink joins the sum, with no value */
+    if (p->sinks && p->sinks[h] > -INFINITY)
+      attn_sink_join(p->sinks[h], &mx, &big_l, &a);
     /* l = 0: the row saw no key (o = 0, lse = -inf); NaN: it saw a
      * non-finite score (o and lse NaN), as in the tiled kernel. */
-    const float inv = big_l > 0 ? 1.0f / big_l : big_l == 0 ? 0.0f : NAN;
+    const float inv = big_l > 0 ? a / big_l : big_l == 0 ? 0.0f : NAN;
     for (int64_t x = 0; x < pr->dv; x++)
       acc[x] *= inv;
     attn_store_row(acc, pr->dv, attn_elem(&p->o, u->sq.q_bat, qi[r], h, 0),

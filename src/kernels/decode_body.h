@@ -39,6 +39,78 @@
 #endif
 #include "kernels/score_body.h"
 
+/* q8_0 and q4_0 (decode_kernels.h): read in place by the AVX2 and AVX-512
+ * kernels, staged by the generic one. */
+#if defined(ATTN_SIMD_AVX512) || defined(ATTN_SIMD_AVX2)
+#define DEC_QDIRECT 1
+#else
+#define DEC_QDIRECT 0
+#endif
+#define DEC_QV (ATTN_QBLOCK / VL) /* vectors per block */
+
+static ALWAYS_INLINE int64_t KFN(dec_qbytes)(const int mode) {
+  return mode == ATTN_DEC_Q8_0 ? ATTN_Q8_0_BYTES : ATTN_Q4_0_BYTES;
+}
+
+#if DEC_QDIRECT
+/* The f16 scale at the head of a block. */
+static ALWAYS_INLINE float KFN(dec_qscale)(const uint8_t *blk) {
+  uint16_t h;
+  memcpy(&h, blk, 2);
+  return _cvtsh_ss(h);
+}
+
+/* Vector xv (of DEC_QV) of a block's quants at qs, widened to f32 exactly:
+ * q8_0 values q_i, q4_0 values n_i - 8 (elements 0..15 are the low
+ * nibbles of bytes 0..15, elements 16..31 the high ones). */
+static ALWAYS_INLINE vf KFN(dec_qld)(const int mode, const uint8_t *qs,
+                                     int xv) {
+#if defined(ATTN_SIMD_AVX512)
+  if (mode == ATTN_DEC_Q8_0)
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qs + 16 * xv))));
+  __m128i b = _mm_loadu_si128((const __m128i *)qs);
+  if (xv)
+    b = _mm_srli_epi16(b, 4);
+  b = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+  const __m512i w =
+      _mm512_sub_epi32(_mm512_cvtepu8_epi32(b), _mm512_set1_epi32(8));
+  return _mm512_cvtepi32_ps(w);
+#else
+  if (mode == ATTN_DEC_Q8_0)
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * xv))));
+  __m128i b = _mm_loadl_epi64((const __m128i *)(qs + 8 * (xv & 1)));
+  if (xv >= 2)
+    b = _mm_srli_epi16(b, 4);
+  b = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+  const __m256i w =
+      _mm256_sub_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(8));
+  return _mm256_cvtepi32_ps(w);
+#endif
+}
+#endif
+
+/* n values of a quantised row to f32 (the stage): d q, exact, so the same
+ * bits as attn_dequant_row on every ISA. */
+static void KFN(dec_load_q)(const void *src, attn_dtype dt, int64_t n,
+                            float *restrict dst) {
+#if DEC_QDIRECT
+  const int mode = dt == ATTN_DTYPE_Q8_0 ? ATTN_DEC_Q8_0 : ATTN_DEC_Q4_0;
+  const int64_t bs = KFN(dec_qbytes)(mode);
+  const uint8_t *blk = (const uint8_t *)src;
+  for (int64_t x = 0; x < n; x += ATTN_QBLOCK, blk += bs) {
+    const vf d = vf_set1(KFN(dec_qscale)(blk));
+    UNROLL for (int xv = 0; xv < DEC_QV; xv++) {
+      const vf w = KFN(dec_qld)(mode, blk + 2, xv);
+      vf_store(dst + x + xv * VL, vf_mul(w, d));
+    }
+  }
+#else
+  attn_dequant_row(src, dt, n, 1.0f, dst);
+#endif
+}
+
 /* One row of n elements (element stride st) to f32 dst[0..np), zero
  * padded. Every conversion is exact and the same on every ISA. */
 static void KFN(dec_load)(const void *src, attn_dtype dt, int64_t st, int64_t n,
@@ -73,6 +145,9 @@ static void KFN(dec_load)(const void *src, attn_dtype dt, int64_t st, int64_t n,
 #endif
     for (; i < n; i++)
       dst[i] = attn_f16_to_f32(s[i]);
+  } else if (attn_dtype_is_quant(dt)) {
+    KFN(dec_load_q)(src, dt, n, dst); /* whole blocks, adjacent */
+    i = n;
   } else {
     attn_load_row_f32(src, dt, st, n, 1.0f, dst);
     i = n;
@@ -118,25 +193,10 @@ static ALWAYS_INLINE vf KFN(dec_ld)(const void *p, int64_t x, const int mode) {
   return vf_load((const float *)p + x);
 }
 
-/* s0[r], s1[r] (row stride lds) = dot(q[r], k0), dot(q[r], k1) for mr <= 4
- * rows of q. */
-static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
-                                       const float *restrict q, int64_t dp,
-                                       const void *k0, const void *k1,
-                                       float *s0, float *s1, int64_t lds) {
-  vf c0[4], c1[4];
-  UNROLL for (int r = 0; r < mr; r++) {
-    c0[r] = vf_zero();
-    c1[r] = vf_zero();
-  }
-  for (int64_t x = 0; x < dp; x += VL) {
-    const vf a = KFN(dec_ld)(k0, x, mode), b = KFN(dec_ld)(k1, x, mode);
-    UNROLL for (int r = 0; r < mr; r++) {
-      const vf qv = vf_load(q + r * dp + x);
-      c0[r] = vf_fma(qv, a, c0[r]);
-      c1[r] = vf_fma(qv, b, c1[r]);
-    }
-  }
+/* s0[r], s1[r] (row stride lds) = hsum(c0[r]), hsum(c1[r]), r < mr. */
+static ALWAYS_INLINE void KFN(dec_dot_store)(const int mr, const vf *c0,
+                                             const vf *c1, float *s0, float *s1,
+                                             int64_t lds) {
 #if defined(ATTN_SIMD_AVX2)
   if (mr == 4) {
     /* The eight vf_hsum at once, each in vf_hsum's order (halves, then
@@ -178,6 +238,60 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
     s0[r * lds] = vf_hsum(c0[r]);
     s1[r * lds] = vf_hsum(c1[r]);
   }
+}
+
+#if DEC_QDIRECT
+/* c[r] += d * (q[r] . quants of the block at blk) for r < mr: the block's
+ * products summed first, then scaled (DEC_QV vectors per block). */
+static ALWAYS_INLINE void KFN(dec_dot_qblock)(const int mr, const int mode,
+                                              const float *restrict q,
+                                              int64_t dp, const uint8_t *blk,
+                                              vf *c) {
+  vf kb[DEC_QV];
+  UNROLL for (int xv = 0; xv < DEC_QV; xv++) kb[xv] =
+      KFN(dec_qld)(mode, blk + 2, xv);
+  const vf d = vf_set1(KFN(dec_qscale)(blk));
+  UNROLL for (int r = 0; r < mr; r++) {
+    vf t = vf_mul(vf_load(q + r * dp), kb[0]);
+    UNROLL for (int xv = 1; xv < DEC_QV; xv++) t =
+        vf_fma(vf_load(q + r * dp + xv * VL), kb[xv], t);
+    c[r] = vf_fma(d, t, c[r]);
+  }
+}
+#endif
+
+/* s0[r], s1[r] (row stride lds) = dot(q[r], k0), dot(q[r], k1) for mr <= 4
+ * rows of q. */
+static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
+                                       const float *restrict q, int64_t dp,
+                                       const void *k0, const void *k1,
+                                       float *s0, float *s1, int64_t lds) {
+  vf c0[4], c1[4];
+  UNROLL for (int r = 0; r < mr; r++) {
+    c0[r] = vf_zero();
+    c1[r] = vf_zero();
+  }
+#if DEC_QDIRECT
+  if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
+    const int64_t bs = KFN(dec_qbytes)(mode);
+    const uint8_t *b0 = (const uint8_t *)k0, *b1 = (const uint8_t *)k1;
+    for (int64_t x = 0; x < dp; x += ATTN_QBLOCK, b0 += bs, b1 += bs) {
+      KFN(dec_dot_qblock)(mr, mode, q + x, dp, b0, c0);
+      KFN(dec_dot_qblock)(mr, mode, q + x, dp, b1, c1);
+    }
+    KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
+    return;
+  }
+#endif
+  for (int64_t x = 0; x < dp; x += VL) {
+    const vf a = KFN(dec_ld)(k0, x, mode), b = KFN(dec_ld)(k1, x, mode);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vf qv = vf_load(q + r * dp + x);
+      c0[r] = vf_fma(qv, a, c0[r]);
+      c1[r] = vf_fma(qv, b, c1[r]);
+    }
+  }
+  KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
 }
 
 /* Key j's row (j counted from ja) of head h: in place, or converted to
@@ -233,7 +347,7 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
                                            const int mode) {
   const int64_t dp = c->dp, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
   const int rows = c->rows;
-  const int64_t kb = ((c->d - 1) * c->ks + 1) * attn_dtype_size(c->kdt);
+  const int64_t kb = attn_row_bytes(c->kdt, c->ks, c->d);
   for (int64_t j = 0; j < n; j += 2) {
     const int pair = j + 1 < n;
     const int64_t jp = j + DEC_PREFETCH;
@@ -275,6 +389,14 @@ static void KFN(dec_qk)(const attn_dec_chunk *c) {
   case ATTN_DEC_F16:
     KFN(dec_qk_mode)(c, ATTN_DEC_F16);
     break;
+#if DEC_QDIRECT
+  case ATTN_DEC_Q8_0:
+    KFN(dec_qk_mode)(c, ATTN_DEC_Q8_0);
+    break;
+  case ATTN_DEC_Q4_0:
+    KFN(dec_qk_mode)(c, ATTN_DEC_Q4_0);
+    break;
+#endif
   default: /* f32 in place or staged */
     KFN(dec_qk_mode)(c, ATTN_DEC_F32);
     break;
@@ -339,6 +461,37 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     }
     return;
   }
+#if DEC_QDIRECT
+  if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
+    /* Per block: the scale folded into each probability, (p d) q; each
+     * V vector widened once, used by every row (rows <=
+     * ATTN_DEC_STREAM_ROWS here). dvp = dv, a whole number of blocks. */
+    const int64_t bs = KFN(dec_qbytes)(mode);
+    float pd[ATTN_DEC_STREAM_ROWS][4];
+    for (int64_t x0 = 0, bo = 0; x0 < dvp; x0 += ATTN_QBLOCK, bo += bs) {
+      const uint8_t *blk[4];
+      UNROLL for (int k = 0; k < nk; k++) {
+        blk[k] = (const uint8_t *)v[k] + bo;
+        const float d = KFN(dec_qscale)(blk[k]);
+        for (int r = 0; r < rows; r++)
+          pd[r][k] = p[r * ATTN_DEC_LDS + k] * d;
+      }
+      UNROLL for (int xv = 0; xv < DEC_QV; xv++) {
+        vf b[4];
+        UNROLL for (int k = 0; k < nk; k++) b[k] =
+            KFN(dec_qld)(mode, blk[k] + 2, xv);
+        for (int r = 0; r < rows; r++) {
+          float *dst = o + r * dvp + x0 + xv * VL;
+          vf t = vf_load(dst);
+          UNROLL for (int k = 0; k < nk; k++) t =
+              vf_fma(vf_set1(pd[r][k]), b[k], t);
+          vf_store(dst, t);
+        }
+      }
+    }
+    return;
+  }
+#endif
   for (int64_t x = 0; x < dvp; x += VL) {
     vf b[4]; /* each V vector widened once, used by every row */
     UNROLL for (int k = 0; k < nk; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
@@ -357,7 +510,7 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
                                                   const int mode) {
   const int64_t n = c->jb - c->ja, dvp = c->dvp, lds = ATTN_DEC_LDS;
   const int rows = c->rows;
-  const int64_t vb = ((c->dv - 1) * c->vs + 1) * attn_dtype_size(c->vdt);
+  const int64_t vb = attn_row_bytes(c->vdt, c->vs, c->dv);
   for (int64_t j = 0; j < n; j += 4) {
     const int64_t jp = j + DEC_PREFETCH;
     for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 4); jj++)
@@ -386,6 +539,14 @@ static void KFN(dec_pv_stream)(const attn_dec_chunk *c) {
   case ATTN_DEC_F16:
     KFN(dec_pv_stream_mode)(c, ATTN_DEC_F16);
     break;
+#if DEC_QDIRECT
+  case ATTN_DEC_Q8_0:
+    KFN(dec_pv_stream_mode)(c, ATTN_DEC_Q8_0);
+    break;
+  case ATTN_DEC_Q4_0:
+    KFN(dec_pv_stream_mode)(c, ATTN_DEC_Q4_0);
+    break;
+#endif
   default: /* f32 in place or staged */
     KFN(dec_pv_stream_mode)(c, ATTN_DEC_F32);
     break;
@@ -465,7 +626,15 @@ static void KFN(dec_pv_tiles)(const attn_dec_chunk *c, int h) {
   }
 }
 
-static void KFN(dec_chunk)(const attn_dec_chunk *c) {
+static void KFN(dec_chunk)(const attn_dec_chunk *cin) {
+  attn_dec_chunk cq = *cin;
+  if (!DEC_QDIRECT) { /* quantised rows: staged (dequantised) here */
+    if (cq.kmode == ATTN_DEC_Q8_0 || cq.kmode == ATTN_DEC_Q4_0)
+      cq.kmode = ATTN_DEC_STAGED;
+    if (cq.vmode == ATTN_DEC_Q8_0 || cq.vmode == ATTN_DEC_Q4_0)
+      cq.vmode = ATTN_DEC_STAGED;
+  }
+  const attn_dec_chunk *c = &cq;
   const int n = (int)(c->jb - c->ja);
   const int ncol = (n + VL - 1) / VL * VL;
   KFN(dec_qk)(c); /* (1) */

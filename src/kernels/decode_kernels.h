@@ -58,12 +58,19 @@ typedef struct attn_dec_chunk {
 
 /* How the loops read K and V rows: in place (unit stride, dims a multiple
  * of the vector width) as f32, bf16 or f16 widened in registers, or
- * converted to f32 rows in the stage scratch first (anything else). */
+ * converted to f32 rows in the stage scratch first (anything else).
+ * q8_0 and q4_0 rows (always whole blocks, adjacent) are read in place by
+ * the AVX2 and AVX-512 kernels: Q·K sums each block's products of f32 q
+ * and the widened quants, then adds that times the block's scale; P·V
+ * folds the scale into the broadcast probability, o += (p d) q. The
+ * generic kernel stages them (dequantised rows, then the f32 loops). */
 enum {
   ATTN_DEC_F32 = 0,
   ATTN_DEC_BF16 = 1,
   ATTN_DEC_F16 = 2,
-  ATTN_DEC_STAGED = 3
+  ATTN_DEC_STAGED = 3,
+  ATTN_DEC_Q8_0 = 4,
+  ATTN_DEC_Q4_0 = 5
 };
 
 /* Rows per head up to which P V streams keys in memory order with the

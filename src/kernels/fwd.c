@@ -188,6 +188,8 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.m = vec;
   t.l = vec + k->br;
   t.lse = vec + 2 * k->br;
+  t.sink = p->sinks ? p->sinks[h] : -INFINITY;
+  attn_dropout_init(&t.drop, p->dropout_seed, p->dropout_p, sq->b, h);
   k->fwd_qtile(&t);
   for (int r = 0; r < t.rows; r++) {
     const int64_t i = sq->q_off + t.i0 + r;

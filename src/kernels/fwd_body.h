@@ -18,6 +18,7 @@
  *   S   = -inf where masked  only for PARTIAL tiles (mask/)          (3)
  *   m'  = max(m, rowmax S);  P = 2^((S - m') log2 e)                 (4)
  *   l   = l 2^((m - m') log2 e) + rowsum P
+ *   P   = P * keep(b, h, i, j) / (1 - p)   dropout only (philox.h)
  *   acc = acc 2^((m - m') log2 e) + P V   MR x NR micro-kernel       (5)
  *
  * and at the end acc /= l, lse = m + log l (Milakov & Gimelshein 2018,
@@ -297,6 +298,10 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     }
     KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
   }
+  /* Dropout: l has summed the undropped P (so lse and the normalisation
+   * are the undropped softmax's); P V takes P * keep / (1 - p). */
+  if (t->drop.on)
+    attn_dropout_apply(&t->drop, t->i0, t->rows, j0, s, BC, ncol);
   for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
@@ -334,8 +339,10 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
   for (int r = 0; r < t->rows; r++) {
     /* l = 0: the row saw no key (o = 0, lse = -inf); l NaN: it saw a
      * non-finite score (o and lse NaN, as IEEE arithmetic gives). */
-    const float l = t->l[r];
-    const float inv = l > 0 ? 1.0f / l : l == 0 ? 0.0f : NAN;
+    float l = t->l[r], a = 1.0f;
+    if (t->sink > -INFINITY) /* the sink joins the sum, with no value */
+      attn_sink_join(t->sink, &t->m[r], &l, &a);
+    const float inv = l > 0 ? a / l : l == 0 ? 0.0f : NAN;
     float *o = t->acc + r * dvp;
     for (int64_t c = 0; c < dvp; c++)
       o[c] *= inv;

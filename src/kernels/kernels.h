@@ -4,6 +4,7 @@
 #define ATTN_KERNELS_H
 
 #include "core/internal.h"
+#include "kernels/philox.h"
 #include "kernels/score.h"
 #include "mask/mask.h"
 
@@ -29,6 +30,8 @@ typedef struct attn_qtile {
   float *acc;  /* out [br][dvp]: the normalised output rows                 */
   float *accm; /* scratch [br][dvp]: the sum of the current tile group      */
   float *lse;  /* out [br]: log-sum-exp per row (-inf when no key)          */
+  float sink;  /* this head's sink logit (attn_params.sinks); -inf = none   */
+  attn_dropout drop; /* dropout of this (sequence, head) (philox.h)       */
 } attn_qtile;
 
 typedef struct attn_kernel {

@@ -8,7 +8,9 @@
 #define ATTN_SCORE_H
 
 #include "core/internal.h"
+
 #include "pos/pos.h"
+#include <math.h>
 
 /* T5's bucketed relative positions for one call (attn_t5_bucket): the
  * bucket of every distance the call can need below ATTN_T5_TAB, computed
@@ -81,5 +83,24 @@ void attn_score_t5_lut(const attn_score *sc, int64_t i_last, int64_t j0, int n,
  * times a key of the wrong sign would otherwise look like a mask). Returns
  * 1 when it did. */
 int attn_row_poison(float *x, int64_t n);
+
+/* Joins a sink logit (attn_params.sinks, finite) to a row's softmax: m is
+ * the row's max (-inf when it saw no key) and l its sum of exp(s - m). On
+ * return m = max(m, sink), l = l a + exp(sink - m) and a = exp(m_old - m),
+ * the factor the row's unnormalised output takes. A NaN row stays NaN. */
+static inline void attn_sink_join(float sink, float *m, float *l, float *a) {
+  const float log2e = 1.4426950408889634f, mo = *m;
+  *a = 1.0f;
+  if (mo != mo || *l != *l)
+    return;
+  const float mn = mo > sink ? mo : sink;
+  const float ao = mo == -INFINITY ? 0.0f
+                   : mo == mn      ? 1.0f
+                                   : exp2f((mo - mn) * log2e);
+  const float as = sink == mn ? 1.0f : exp2f((sink - mn) * log2e);
+  *l = *l * ao + as;
+  *m = mn;
+  *a = ao;
+}
 
 #endif

@@ -1,22 +1,28 @@
 /*
  * A program built against an earlier release's attn.h (with nothing of
  * today's include directory on its path) and linked against today's
- * libattn.so. Built twice (abi.cmake):
+ * libattn.so. Built three times (abi.cmake):
  *   abi_consumer_0_1  tests/abi/attn_0_1.h: calls the exported unsuffixed
  *                     0.1 entry points with the 0.1 attn_params layout;
  *   abi_consumer_0_2  tests/abi/attn_0_2.h (ABI_CONSUMER_0_2): calls the
  *                     _sized entry points through 0.2's inline wrappers,
- *                     passing 0.2's sizeof(attn_params).
+ *                     passing 0.2's sizeof(attn_params);
+ *   abi_consumer_0_3  tests/abi/attn_0_3.h (ABI_CONSUMER_0_3): the same
+ *                     through 0.3's wrappers and 0.3's sizeof(attn_params),
+ *                     and also runs the 0.3 cases (T5 table, RoPE, the
+ *                     KV cache with its 0.3 sizeof(attn_kv_cache) and
+ *                     sizeof(attn_rope)).
  *
  *   abi_consumer_0_X OUT.bin
  *
- * Checks on its own that attn_params_init / attn_context_options_init write
- * no byte past its header's structs, that the defaults are that release's,
- * that a bad input still returns that release's status with a message, then
- * runs every case of abi_cases.h on every supported ISA (forward, backward) and
- * writes the statuses and outputs to OUT.bin for test_abi to compare bitwise
- * with the same calls made through today's header. Exit status 0 when its own
- * checks pass (the results are judged by test_abi).
+ * Checks on its own that attn_params_init / attn_context_options_init (and
+ * for 0.3 attn_rope_init, attn_kv_cache_init) write no byte past its
+ * header's structs, that the defaults are that release's, that a bad input
+ * still returns that release's status with a message, then runs every case
+ * of abi_cases.h its header knows on every supported ISA and writes the
+ * statuses and outputs to OUT.bin for test_abi to compare bitwise with the
+ * same calls made through today's header. Exit status 0 when its own checks
+ * pass (the results are judged by test_abi).
  */
 /* Today's include directory must not be on this program's path. */
 #if defined(__has_include)
@@ -25,7 +31,10 @@
 #endif
 #endif
 
-#if defined(ABI_CONSUMER_0_2)
+#if defined(ABI_CONSUMER_0_3)
+#include "attn_0_3.h"
+#define CONSUMER "consumer_0_3"
+#elif defined(ABI_CONSUMER_0_2)
 #include "attn_0_2.h"
 #define CONSUMER "consumer_0_2"
 #else
@@ -53,16 +62,22 @@ static int failures;
     }                                                                          \
   } while (0)
 
-static void check_init_writes_only_0_1(void) {
+/* Bytes n .. total - 1 of obj (a guard after a struct) no longer 0xA5. */
+static size_t guard_bad(const void *obj, size_t n, size_t total) {
+  size_t bad = 0;
+  for (size_t i = n; i < total; i++)
+    bad += ((const unsigned char *)obj)[i] != 0xA5;
+  return bad;
+}
+
+static void check_init_writes_only_own(void) {
   struct {
     attn_params p;
     unsigned char guard[512];
   } g;
   memset(&g, 0xA5, sizeof g);
   attn_params_init(&g.p);
-  size_t bad = 0;
-  for (size_t i = 0; i < sizeof g.guard; i++)
-    bad += g.guard[i] != 0xA5;
+  size_t bad = guard_bad(&g, sizeof g.p, sizeof g);
   CHECK(bad == 0,
         "attn_params_init wrote %zu of the %zu bytes "
         "after this header's attn_params (%zu bytes)",
@@ -81,6 +96,47 @@ static void check_init_writes_only_0_1(void) {
         "attn_params_init: a scalar default differs from the release's");
   CHECK(g.p.mask.dtype == ATTN_DTYPE_BOOL && g.p.bias.dtype == ATTN_DTYPE_F32,
         "attn_params_init: mask/bias dtype defaults differ");
+#if ATTN_VERSION_NUMBER >= 200
+  CHECK(g.p.q_pos_offset == 0 && g.p.k_pos_offset == 0 &&
+            g.p.q_pos_offsets == NULL && g.p.k_pos_offsets == NULL &&
+            g.p.prefix_len == -1 && g.p.compiled_mask == NULL,
+        "attn_params_init: a 0.2 default differs from the release's");
+#endif
+#if ATTN_VERSION_NUMBER >= 300
+  CHECK(g.p.rel_bias == NULL && g.p.rel_buckets == 32 &&
+            g.p.rel_max_distance == 128 && g.p.rel_bidirectional == 0 &&
+            g.p.drel_bias == NULL,
+        "attn_params_init: a 0.3 default differs from the release's");
+
+  struct {
+    attn_rope r;
+    unsigned char guard[64];
+  } gr;
+  memset(&gr, 0xA5, sizeof gr);
+  attn_rope_init(&gr.r);
+  bad = guard_bad(&gr, sizeof gr.r, sizeof gr);
+  CHECK(bad == 0, "attn_rope_init wrote %zu bytes past the struct", bad);
+  CHECK(gr.r.base == 10000.0 && gr.r.style == ATTN_ROPE_HALF &&
+            gr.r.dims == 0 && gr.r.scaling == ATTN_ROPE_SCALING_NONE &&
+            gr.r.factor == 1.0 && gr.r.original_max_position == 8192.0 &&
+            gr.r.low_freq_factor == 1.0 && gr.r.high_freq_factor == 4.0 &&
+            gr.r.beta_fast == 32.0 && gr.r.beta_slow == 1.0 &&
+            gr.r.mscale == 0.0,
+        "attn_rope_init: a default differs from the release's");
+
+  struct {
+    attn_kv_cache c;
+    unsigned char guard[64];
+  } gc;
+  memset(&gc, 0xA5, sizeof gc);
+  attn_kv_cache_init(&gc.c);
+  bad = guard_bad(&gc, sizeof gc.c, sizeof gc);
+  CHECK(bad == 0, "attn_kv_cache_init wrote %zu bytes past the struct", bad);
+  CHECK(gc.c.k == NULL && gc.c.v == NULL && gc.c.seq_lens == NULL &&
+            gc.c.block_table == NULL && gc.c.error_message == NULL &&
+            gc.c.page_size == 0 && gc.c.head_dim_v == 0,
+        "attn_kv_cache_init: a default differs from the release's");
+#endif
 
   struct {
     attn_context_options o;
@@ -88,9 +144,7 @@ static void check_init_writes_only_0_1(void) {
   } go;
   memset(&go, 0xA5, sizeof go);
   attn_context_options_init(&go.o);
-  bad = 0;
-  for (size_t i = 0; i < sizeof go.guard; i++)
-    bad += go.guard[i] != 0xA5;
+  bad = guard_bad(&go, sizeof go.o, sizeof go);
   CHECK(bad == 0, "attn_context_options_init wrote %zu bytes past the struct",
         bad);
   CHECK(go.o.num_threads == 0 && go.o.isa == ATTN_ISA_AUTO,
@@ -124,6 +178,20 @@ static void check_errors(void) {
   s = attn_forward_check(&p);
   CHECK(s == ATTN_ERR_INVALID_SCALE, "infinite scale: status %d, want %d",
         (int)s, (int)ATTN_ERR_INVALID_SCALE);
+#if ATTN_VERSION_NUMBER >= 300
+  /* a T5 table with no bucket */
+  float table[3];
+  memset(table, 0, sizeof table);
+  memset(why, 'x', sizeof why);
+  p.scale = 0.0f;
+  p.rel_bias = table;
+  p.rel_buckets = 0;
+  s = attn_forward_check(&p);
+  CHECK(s == ATTN_ERR_INVALID_ARGUMENT && why[0] != 'x' &&
+            memchr(why, '\0', sizeof why) != NULL,
+        "rel_buckets 0: status %d, want %d with a message", (int)s,
+        (int)ATTN_ERR_INVALID_ARGUMENT);
+#endif
   CHECK(attn_version_number() / 10000 == ATTN_VERSION_MAJOR &&
             attn_version_number() >= ATTN_VERSION_NUMBER,
         "library version %d cannot serve a %d program", attn_version_number(),
@@ -142,7 +210,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: abi_" CONSUMER " OUT.bin\n");
     return 2;
   }
-  check_init_writes_only_0_1();
+  check_init_writes_only_own();
   check_errors();
 
   FILE *f = fopen(argv[1], "wb");
@@ -152,34 +220,29 @@ int main(int argc, char **argv) {
   }
   const uint32_t magic = ABI_MAGIC;
   const uint64_t psize = sizeof(attn_params);
+  const uint32_t ncases = ABI_NUM_CASES_ALL;
   put(f, &magic, sizeof magic);
   put(f, &psize, sizeof psize);
+  put(f, &ncases, sizeof ncases);
   int runs = 0;
-  for (int c = 0; c < ABI_NUM_CASES; c++) {
+  for (int c = 0; c < ABI_NUM_CASES_ALL; c++) {
     for (int isa = ATTN_ISA_GENERIC; isa <= ATTN_ISA_AVX512; isa++) {
       if (!attn_isa_supported((attn_isa)isa))
         continue;
       attn_params p;
       abi_bufs bf;
-      attn_status sf, sb;
+      attn_status s1, s2;
       attn_params_init(&p);
-      abi_case_build(&abi_cases[c], &bf, &p, abi_case_seed(c));
-      abi_case_run(&abi_cases[c], &bf, &p, (attn_isa)isa, &sf, &sb);
-      CHECK(sf == ATTN_OK && sb == ATTN_OK,
-            "case %s isa %s: forward %d, backward %d (%s)", abi_cases[c].name,
-            attn_isa_name((attn_isa)isa), (int)sf, (int)sb, bf.why);
-      const int32_t hdr[4] = {c, isa, (int32_t)sf, (int32_t)sb};
-      const int64_t n[6] = {bf.n_o, bf.n_lse, bf.n_q,
-                            bf.n_k, bf.n_v,   bf.n_bias};
+      abi_build(c, &bf, &p);
+      abi_run(c, &bf, &p, (attn_isa)isa, &s1, &s2);
+      CHECK(s1 == ATTN_OK && s2 == ATTN_OK,
+            "case %s isa %s: statuses %d, %d (%s)", abi_case_name(c),
+            attn_isa_name((attn_isa)isa), (int)s1, (int)s2, bf.why);
+      const int32_t hdr[4] = {c, isa, (int32_t)s1, (int32_t)s2};
       put(f, hdr, sizeof hdr);
-      put(f, n, sizeof n);
-      put(f, bf.o, (size_t)bf.n_o * 4);
-      put(f, bf.lse, (size_t)bf.n_lse * 4);
-      put(f, bf.dq, (size_t)bf.n_q * 4);
-      put(f, bf.dk, (size_t)bf.n_k * 4);
-      put(f, bf.dv, (size_t)bf.n_v * 4);
-      if (bf.n_bias)
-        put(f, bf.dbias, (size_t)bf.n_bias * 4);
+      put(f, bf.n_out, sizeof bf.n_out);
+      for (int t = 0; t < ABI_NUM_OUT; t++)
+        put(f, bf.out[t], (size_t)bf.n_out[t] * 4);
       abi_bufs_free(&bf);
       runs++;
     }

@@ -2,32 +2,40 @@
  * Test "abi" (include/attn.h, "ABI"): structs grow at the end and programs
  * keep working.
  *
- *   test_abi CONSUMER_0_1 CONSUMER_0_2
+ *   test_abi CONSUMER_0_1 CONSUMER_0_2 CONSUMER_0_3
  *
  * Part 1, old programs on the new library. CONSUMER_0_1 is
  * abi_consumer_0_1, built against libattn 0.1's attn.h (tests/abi/
- * attn_0_1.h), CONSUMER_0_2 the same program built against 0.2's
- * (attn_0_2.h), both linked against today's libattn.so. Each It runs every case
- * of abi_cases.h (MHA, GQA, causal both ways, bias + dbias, kv_lens, ALiBi,
- * window, softcap, bf16, a context, a caller workspace) through the 0.1 entry
- * points and writes its results; this program, built against today's attn.h and
- * linked against the same libattn.so, makes the same calls through the sized
- * entry points and requires the two to be bitwise equal, and its own results to
- * pass the double-precision oracle (tests/oracle.c, oracle_bwd.c: the forward
- * and backward tests' rule, err <= 2 * naive f32 + floor).
+ * attn_0_1.h), CONSUMER_0_2 and CONSUMER_0_3 the same program built against
+ * 0.2's and 0.3's (attn_0_2.h, attn_0_3.h), all three linked against
+ * today's libattn.so. Each runs every case of abi_cases.h its header knows
+ * (MHA, GQA, causal both ways, bias + dbias, kv_lens, ALiBi, window,
+ * softcap, bf16, a context, a caller workspace; for 0.3 also RoPE with a
+ * T5 table and drel_bias, and a paged KV cache: append with RoPE, attend
+ * with T5) through the entry points its header calls (0.1's unsuffixed
+ * ones, the _sized ones with 0.2's or 0.3's sizes) and writes its results;
+ * this program, built against today's attn.h and linked against the same
+ * libattn.so, makes the same calls with today's sizes and requires the two
+ * to be bitwise equal, and its own results to pass the double-precision
+ * oracle (tests/oracle.c, oracle_bwd.c: the forward and backward tests'
+ * rule, err <= 2 * naive f32 + floor).
  *
  * Part 2, sizes the library does not know. attn_forward_sized,
  * attn_backward_sized, attn_forward_check_sized, attn_backward_check_sized
- * and both *_workspace_size_sized with sizes 0, 1, ATTN_PARAMS_SIZE_0_1 - 8,
- * ATTN_PARAMS_SIZE_0_1 + 8, sizeof(attn_params) - 8, sizeof + 8, sizeof + 64
- * and SIZE_MAX must return ATTN_ERR_ABI, write no output, and, when the size
- * is above ATTN_PARAMS_SIZE_0_1 (so the caller's error_message field is
- * there), a NUL-terminated reason; below it the message buffer is not
- * touched either (0.2's size +- 8 too). attn_params_init_sized and
- * attn_context_options_init_sized with such a size write nothing; with a known
- * size exactly that many bytes. attn_context_create_sized with a bad size:
- * ATTN_ERR_ABI. A call with the 0.1 size ignores whatever lies in the appended
- * 0.2 and 0.3 fields, one with the 0.2 size whatever lies in the 0.3 fields.
+ * and both *_workspace_size_sized with sizes 0, 1, ATTN_PARAMS_SIZE_0_1,
+ * _0_2 and _0_3 +- 8, sizeof(attn_params) - 8, sizeof + 8, sizeof + 64 and
+ * SIZE_MAX must return ATTN_ERR_ABI, write no output, and, when the size is
+ * above ATTN_PARAMS_SIZE_0_1 (so the caller's error_message field is
+ * there), a NUL-terminated reason naming every known size; below it the
+ * message buffer is not touched either. attn_params_init_sized and
+ * attn_context_options_init_sized with such a size write nothing; with a
+ * known size exactly that many bytes. attn_context_create_sized with a bad
+ * size: ATTN_ERR_ABI. A call with an old size ignores whatever lies in the
+ * fields appended after it, however invalid (0.1: the 0.2 fields, 0.2: the
+ * 0.3 ones, 0.3: the 0.4 ones: NaN sinks, dsinks, dropout_p 7), and writes
+ * nothing into the struct; with today's size those invalid 0.4 fields give
+ * ATTN_ERR_INVALID_ARGUMENT with a reason and write no output, and their
+ * defaults are NULL / 0.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -60,7 +68,7 @@ static int failures, checks;
   } while (0)
 
 /* ---------------------------------------------------------------------- */
-/* Part 1: the 0.1 consumer                                               */
+/* Part 1: the consumers built against 0.1's, 0.2's and 0.3's headers    */
 /* ---------------------------------------------------------------------- */
 static int run_consumer(const char *exe, const char *out) {
   fflush(stdout);
@@ -115,49 +123,76 @@ static void check_oracle(const attn_params *p, const char *what) {
     printf("oracle: out of memory\n");
     exit(2);
   }
-  const float *got[4] = {(const float *)p->dq.data, (const float *)p->dk.data,
-                         (const float *)p->dv.data,
-                         (const float *)p->dbias.data};
-  static const char *const gname[4] = {"dq", "dk", "dv", "dbias"};
-  double gmax_all = 0;
-  for (int t = 0; t < 4; t++)
-    if (g.gmax[t] > gmax_all)
-      gmax_all = g.gmax[t];
-  for (int t = 0; t < 4; t++) {
-    if (g.n[t] == 0)
-      continue;
-    double err = 0, en = 0;
-    int64_t bad = 0;
-    int finite = 1;
-    for (int64_t i = 0; i < g.n[t]; i++) {
-      const double e = fabs((double)got[t][i] - g.g[t][i]);
-      if (!isfinite(got[t][i]))
-        finite = 0;
-      if (e > err)
-        err = e, bad = i;
-      const double e2 = fabs((double)gn.g[t][i] - g.g[t][i]);
-      if (e2 > en)
-        en = e2;
-    }
-    const double allowed = 2 * en + 1e-5 * gmax_all + 1e-7;
-    CHECK(finite && err <= allowed,
-          "%s: %s vs oracle: err %.3g at %lld (got %.9g want %.9g) > 2 * "
-          "naive %.3g + floor",
-          what, gname[t], err, (long long)bad, (double)got[t][bad], g.g[t][bad],
-          en);
-  }
+  oracle_grad_cmp gc;
+  oracle_grads_compare(p, &g, &gn, &gc);
+  CHECK(gc.ok, "%s: backward vs oracle: %s", what, gc.problem);
   oracle_grads_free(&g);
   oracle_grads_free(&gn);
 }
 
-/* The consumer's header: its magic and its sizeof(attn_params), which must
- * be `want` (its release's). 0 when the header could be read. */
-static int read_consumer_header(FILE *f, const char *path, size_t want) {
-  uint32_t magic = 0;
+/* The KV cache case: attend's o and lse against the forward oracle of the
+ * same problem as attn_forward states it: q rotated at its positions
+ * (query i of sequence s at seq_lens[s] - seq_q + i), the keys and values
+ * read back from the pages into [b, capacity, heads_kv, d] with kv_lens =
+ * seq_lens. */
+static void check_oracle_kv(const abi_case_0_3 *c, const abi_bufs *bf,
+                            const attn_params *pa, const char *what) {
+  const abi_case *b = &c->base;
+  const int64_t ps = c->page_size, bps = abi_cache_bps(c), cap = bps * ps;
+  const int64_t rk = b->hk * b->d, rv = b->hk * b->dv; /* floats per row */
+  float *q = abi_alloc((size_t)bf->n_q * 4);
+  float *k = abi_alloc((size_t)(b->b * cap * rk) * 4);
+  float *v = abi_alloc((size_t)(b->b * cap * rv) * 4);
+  int64_t qoff[4];
+  for (int64_t s = 0; s < b->b; s++) {
+    qoff[s] = bf->seq_lens[s] - b->sq;
+    for (int64_t t = 0; t < bf->seq_lens[s]; t++) {
+      const int64_t row = bf->block_table[s * bps + t / ps] * ps + t % ps;
+      memcpy(k + (s * cap + t) * rk, bf->cache_k + row * rk, (size_t)rk * 4);
+      memcpy(v + (s * cap + t) * rv, bf->cache_v + row * rv, (size_t)rv * 4);
+    }
+  }
+  attn_rope r;
+  abi_rope_0_3(c, &r);
+  attn_params p = *pa;
+  const attn_tensor qin = p.q;
+  p.q = attn_tensor_bshd(q, ATTN_DTYPE_F32, b->b, b->sq, b->hq, b->d);
+  const attn_status st = attn_rope_apply(&r, qin, p.q, NULL, 0, qoff, 0);
+  CHECK(st == ATTN_OK, "%s: attn_rope_apply on q: status %d", what, (int)st);
+  p.k = attn_tensor_bshd(k, ATTN_DTYPE_F32, b->b, cap, b->hk, b->d);
+  p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, b->b, cap, b->hk, b->dv);
+  p.kv_lens = bf->seq_lens;
+  p.workspace = NULL;
+  p.workspace_size = 0;
+  oracle_ref ref;
+  oracle_naive nv;
+  oracle_cmp cmp;
+  if (oracle_forward(&p, &ref) != 0 || oracle_naive_f32(&p, &nv) != 0) {
+    printf("oracle: out of memory\n");
+    exit(2);
+  }
+  oracle_compare(&p, &ref, &nv, &cmp);
+  CHECK(cmp.ok, "%s: attend vs oracle: %s (err o %.3g, naive %.3g)", what,
+        cmp.problem, cmp.err_o, cmp.err_o_naive);
+  oracle_ref_free(&ref);
+  oracle_naive_free(&nv);
+  free(q), free(k), free(v);
+}
+
+/* The consumer's header: its magic, its sizeof(attn_params), which must
+ * be `want` (its release's), and its number of cases, which must be
+ * `ncases`. 0 when the header could be read. */
+static int read_consumer_header(FILE *f, const char *path, size_t want,
+                                int ncases) {
+  uint32_t magic = 0, nc = 0;
   uint64_t psize = 0;
   if (!get(f, &magic, sizeof magic) || !get(f, &psize, sizeof psize) ||
-      magic != ABI_MAGIC) {
+      !get(f, &nc, sizeof nc) || magic != ABI_MAGIC) {
     CHECK(0, "%s: bad header", path);
+    return -1;
+  }
+  if (nc != (uint32_t)ncases) {
+    CHECK(0, "%s: %u cases, want %d", path, (unsigned)nc, ncases);
     return -1;
   }
   CHECK(psize == want,
@@ -170,27 +205,27 @@ static int read_consumer_header(FILE *f, const char *path, size_t want) {
   return 0;
 }
 
-/* The consumer's o, lse, dq, dk, dv, dbias of one run (n[t] floats each, in
- * f) against today's in bf, bitwise. -1 when one is missing from f. */
-static int compare_outputs(FILE *f, const char *what, const int64_t n[6],
-                           const abi_bufs *bf) {
-  static const char *const names[6] = {"o", "lse", "dq", "dk", "dv", "dbias"};
-  const float *mine[6] = {bf->o, bf->lse, bf->dq, bf->dk, bf->dv, bf->dbias};
-  for (int t = 0; t < 6; t++) {
+/* The consumer's results of one run (n[t] floats each, in f) against
+ * today's in bf, bitwise. -1 when one is missing from f. */
+static int compare_outputs(FILE *f, const char *what, const char *name,
+                           const int64_t n[ABI_NUM_OUT], const abi_bufs *bf) {
+  for (int t = 0; t < ABI_NUM_OUT; t++) {
     if (n[t] == 0)
       continue;
     float *theirs = malloc((size_t)n[t] * sizeof(float));
     if (!theirs || !get(f, theirs, (size_t)n[t] * sizeof(float))) {
-      CHECK(0, "%s: %s missing from the consumer's output", what, names[t]);
+      CHECK(0, "%s: %s missing from the consumer's output", what,
+            bf->out_name[t]);
       free(theirs);
       return -1;
     }
-    const int64_t at = first_diff(theirs, mine[t], n[t]);
+    const int64_t at = first_diff(theirs, bf->out[t], n[t]);
     CHECK(at < 0,
-          "%s: %s differs between the 0.1 consumer and today's header at "
-          "%lld: %.9g vs %.9g",
-          what, names[t], (long long)at, at < 0 ? 0.0 : (double)theirs[at],
-          at < 0 ? 0.0 : (double)mine[t][at]);
+          "%s: %s differs between %s and today's header at %lld: %.9g vs "
+          "%.9g",
+          what, bf->out_name[t], name, (long long)at,
+          at < 0 ? 0.0 : (double)theirs[at],
+          at < 0 ? 0.0 : (double)bf->out[t][at]);
     free(theirs);
   }
   return 0;
@@ -199,54 +234,59 @@ static int compare_outputs(FILE *f, const char *what, const int64_t n[6],
 /* Case c on isa through today's header, compared with the consumer's record
  * of it (next in f) and checked against the oracle. -1 when the record is
  * missing or does not fit: the rest of f cannot be read. */
-static int compare_run(FILE *f, int c, int isa) {
+static int compare_run(FILE *f, const char *name, int c, int isa) {
   char what[128];
-  snprintf(what, sizeof what, "case %s, isa %s", abi_cases[c].name,
+  snprintf(what, sizeof what, "case %s, isa %s", abi_case_name(c),
            attn_isa_name((attn_isa)isa));
   int32_t hdr[4];
-  int64_t n[6];
+  int64_t n[ABI_NUM_OUT];
   if (!get(f, hdr, sizeof hdr) || !get(f, n, sizeof n) || hdr[0] != c ||
       hdr[1] != isa) {
-    CHECK(0, "%s: missing from the consumer's output", what);
+    CHECK(0, "%s: missing from the output of %s", what, name);
     return -1;
   }
   attn_params p;
   abi_bufs bf;
-  attn_status sf, sb;
+  attn_status s1, s2;
   attn_params_init(&p);
-  abi_case_build(&abi_cases[c], &bf, &p, abi_case_seed(c));
-  abi_case_run(&abi_cases[c], &bf, &p, (attn_isa)isa, &sf, &sb);
-  CHECK(sf == ATTN_OK && sb == ATTN_OK,
-        "%s: today's header: forward %d, backward %d (%s)", what, (int)sf,
-        (int)sb, bf.why);
-  CHECK(hdr[2] == (int32_t)sf && hdr[3] == (int32_t)sb,
-        "%s: 0.1 consumer got statuses (%d, %d), today's header (%d, %d)", what,
-        (int)hdr[2], (int)hdr[3], (int)sf, (int)sb);
-  const int64_t want[6] = {bf.n_o, bf.n_lse, bf.n_q, bf.n_k, bf.n_v, bf.n_bias};
-  if (memcmp(n, want, sizeof n) != 0) {
-    CHECK(0, "%s: the consumer's sizes differ", what);
+  abi_build(c, &bf, &p);
+  abi_run(c, &bf, &p, (attn_isa)isa, &s1, &s2);
+  CHECK(s1 == ATTN_OK && s2 == ATTN_OK,
+        "%s: today's header: statuses %d, %d (%s)", what, (int)s1, (int)s2,
+        bf.why);
+  CHECK(hdr[2] == (int32_t)s1 && hdr[3] == (int32_t)s2,
+        "%s: %s got statuses (%d, %d), today's header (%d, %d)", what, name,
+        (int)hdr[2], (int)hdr[3], (int)s1, (int)s2);
+  if (memcmp(n, bf.n_out, sizeof n) != 0) {
+    CHECK(0, "%s: the sizes of the results of %s differ", what, name);
     abi_bufs_free(&bf);
     return -1;
   }
-  if (compare_outputs(f, what, n, &bf) != 0) {
+  if (compare_outputs(f, what, name, n, &bf) != 0) {
     abi_bufs_free(&bf);
     return -1;
   }
-  if (sf == ATTN_OK && sb == ATTN_OK)
-    check_oracle(&p, what);
+  if (s1 == ATTN_OK && s2 == ATTN_OK) {
+    if (c >= ABI_NUM_CASES &&
+        abi_cases_0_3[c - ABI_NUM_CASES].kind == ABI_KV_CACHE)
+      check_oracle_kv(&abi_cases_0_3[c - ABI_NUM_CASES], &bf, &p, what);
+    else
+      check_oracle(&p, what);
+  }
   abi_bufs_free(&bf);
   return 0;
 }
 
-/* Every case on every supported ISA, in the consumer's order; the number of
- * runs compared, or -1 when f ended or went wrong before the last. */
-static int compare_all_runs(FILE *f) {
+/* Cases 0 .. ncases - 1 on every supported ISA, in the consumer's order;
+ * the number of runs compared, or -1 when f ended or went wrong before the
+ * last. */
+static int compare_all_runs(FILE *f, const char *name, int ncases) {
   int runs = 0;
-  for (int c = 0; c < ABI_NUM_CASES; c++) {
+  for (int c = 0; c < ncases; c++) {
     for (int isa = ATTN_ISA_GENERIC; isa <= ATTN_ISA_AVX512; isa++) {
       if (!attn_isa_supported((attn_isa)isa))
         continue;
-      if (compare_run(f, c, isa) != 0)
+      if (compare_run(f, name, c, isa) != 0)
         return -1;
       runs++;
     }
@@ -254,7 +294,8 @@ static int compare_all_runs(FILE *f) {
   return runs;
 }
 
-static void part1(const char *consumer, const char *name, size_t want) {
+static void part1(const char *consumer, const char *name, size_t want,
+                  int ncases) {
   char path[512];
   const char *tmp = getenv("TMPDIR");
   snprintf(path, sizeof path, "%s/attn_abi_%s_%ld.bin",
@@ -267,8 +308,8 @@ static void part1(const char *consumer, const char *name, size_t want) {
     return;
   }
   int runs = -1;
-  if (read_consumer_header(f, path, want) == 0)
-    runs = compare_all_runs(f);
+  if (read_consumer_header(f, path, want, ncases) == 0)
+    runs = compare_all_runs(f, name, ncases);
   fclose(f);
   remove(path);
   if (runs >= 0)
@@ -388,6 +429,17 @@ static void check_bad_size(int fn, size_t size, int print_reason,
     CHECK(nul != NULL && nul != sp->why && sp->why[0] != 'x',
           "%s(size %s): no NUL-terminated reason in error_message", fname[fn],
           sz);
+    /* the reason lists every size the library knows */
+    const size_t known[4] = {S01, ATTN_PARAMS_SIZE_0_2, ATTN_PARAMS_SIZE_0_3,
+                             sizeof(attn_params)};
+    static const char *const kname[4] = {"0.1", "0.2", "0.3", "this release"};
+    for (int i = 0; nul && i < 4; i++) {
+      char want[64];
+      snprintf(want, sizeof want, "%zu (%s)", known[i], kname[i]);
+      CHECK(strstr(sp->why, want) != NULL,
+            "%s(size %s): the reason \"%s\" does not name %s", fname[fn], sz,
+            sp->why, want);
+    }
     if (print_reason && nul)
       printf("part 2: message for SIZE_MAX: \"%s\"\n", sp->why);
   } else {
@@ -398,12 +450,13 @@ static void check_bad_size(int fn, size_t size, int print_reason,
   }
 }
 
-/* fname[fn] with the known sizes (0.1's and today's): ATTN_OK. */
+/* fname[fn] with the known sizes (0.1's, 0.2's, 0.3's and today's):
+ * ATTN_OK. */
 static void check_good_sizes(int fn, small_problem *sp,
                              const params_holder *h) {
-  const size_t good[3] = {ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
-                          sizeof(attn_params)};
-  for (int i = 0; i < 3; i++) {
+  const size_t good[4] = {ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
+                          ATTN_PARAMS_SIZE_0_3, sizeof(attn_params)};
+  for (int i = 0; i < 4; i++) {
     size_t bytes = 0;
     memset(sp->why, 0, sizeof sp->why);
     const attn_status st = call(fn, &h->p, good[i], &bytes);
@@ -412,40 +465,200 @@ static void check_good_sizes(int fn, small_problem *sp,
   }
 }
 
-/* A 0.1-sized call ignores the appended fields, whatever they hold. */
-static void check_01_ignores_new_fields(small_problem *sp,
-                                        const params_holder *h) {
+/* The 0.3 size ignores the 0.4 fields, however invalid: NaN and +inf
+ * sinks (read, they are ATTN_ERR_INVALID_ARGUMENT), dsinks pointing at a
+ * guard (written, it would change), dropout_p 7, a seed. Forward (o_ref,
+ * lse_ref: today's size without them), both checks, both workspace sizes,
+ * the backward (against today's size without them) and attn_mask_compile
+ * succeed with the results of a call without them, and nothing is written
+ * into the struct or past it. */
+static void check_03_ignores_04_fields(small_problem *sp,
+                                       const params_holder *h,
+                                       const float *o_ref,
+                                       const float *lse_ref) {
+  const size_t S03 = ATTN_PARAMS_SIZE_0_3, S = sizeof(attn_params);
+  static const float bad_sinks[4] = {NAN, INFINITY, NAN, 1e30f};
+  float dsinks[16];
+  float dq_ref[sizeof sp->dq / 4], dk_ref[sizeof sp->dk / 4],
+      dv_ref[sizeof sp->dv / 4];
+  size_t ws_ref[2] = {0, 0}, ws[2] = {1, 1};
+  attn_status st = attn_forward_workspace_size_sized(NULL, &h->p, S, ws_ref);
+  attn_status st2 =
+      attn_backward_workspace_size_sized(NULL, &h->p, S, &ws_ref[1]);
+  CHECK(st == ATTN_OK && st2 == ATTN_OK, "workspace sizes: %s", sp->why);
+  st = attn_backward_sized(NULL, &h->p, S);
+  CHECK(st == ATTN_OK, "reference backward: %s", sp->why);
+  memcpy(dq_ref, sp->dq, sizeof sp->dq);
+  memcpy(dk_ref, sp->dk, sizeof sp->dk);
+  memcpy(dv_ref, sp->dv, sizeof sp->dv);
+
+  params_holder g = *h;
+  g.p.sinks = bad_sinks;
+  g.p.dsinks = dsinks;
+  g.p.dropout_p = 7.0f;
+  g.p.dropout_seed = 0xDEADBEEFCAFEF00Dull;
+  memset(g.tail, 0xEE, sizeof g.tail);
+  params_holder before;
+  memcpy(&before, &g, sizeof g);
+  memset(dsinks, PAT, sizeof dsinks);
+  memset(sp->o, PAT, sizeof sp->o);
+  memset(sp->lse, PAT, sizeof sp->lse);
+  st = attn_forward_sized(NULL, &g.p, S03);
+  CHECK(st == ATTN_OK && memcmp(o_ref, sp->o, sizeof sp->o) == 0 &&
+            memcmp(lse_ref, sp->lse, sizeof sp->lse) == 0,
+        "forward with the 0.3 size read the 0.4 fields (status %d: %s)",
+        (int)st, sp->why);
+  st = attn_forward_check_sized(&g.p, S03);
+  CHECK(st == ATTN_OK, "forward check with the 0.3 size: status %d (%s)",
+        (int)st, sp->why);
+  st = attn_backward_check_sized(&g.p, S03);
+  CHECK(st == ATTN_OK, "backward check with the 0.3 size: status %d (%s)",
+        (int)st, sp->why);
+  st = attn_forward_workspace_size_sized(NULL, &g.p, S03, ws);
+  st2 = attn_backward_workspace_size_sized(NULL, &g.p, S03, &ws[1]);
+  CHECK(st == ATTN_OK && st2 == ATTN_OK && ws[0] == ws_ref[0] &&
+            ws[1] == ws_ref[1],
+        "workspace sizes with the 0.3 size: statuses %d, %d, %zu and %zu "
+        "bytes, want %zu and %zu",
+        (int)st, (int)st2, ws[0], ws[1], ws_ref[0], ws_ref[1]);
+  memset(sp->dq, PAT, sizeof sp->dq);
+  memset(sp->dk, PAT, sizeof sp->dk);
+  memset(sp->dv, PAT, sizeof sp->dv);
+  st = attn_backward_sized(NULL, &g.p, S03);
+  CHECK(st == ATTN_OK && memcmp(dq_ref, sp->dq, sizeof sp->dq) == 0 &&
+            memcmp(dk_ref, sp->dk, sizeof sp->dk) == 0 &&
+            memcmp(dv_ref, sp->dv, sizeof sp->dv) == 0,
+        "backward with the 0.3 size read the 0.4 fields (status %d: %s)",
+        (int)st, sp->why);
+  CHECK(all_bytes(dsinks, sizeof dsinks, PAT),
+        "backward with the 0.3 size wrote dsinks");
+  attn_mask *m = NULL;
+  st = attn_mask_compile_sized(&g.p, S03, &m);
+  CHECK(st == ATTN_OK && m != NULL,
+        "attn_mask_compile with the 0.3 size: status %d (%s)", (int)st,
+        sp->why);
+  attn_mask_free(m);
+  CHECK(memcmp(&before, &g, sizeof g) == 0,
+        "a call with the 0.3 size wrote into attn_params or past it");
+}
+
+/* A call with an old size ignores the fields appended after it, whatever
+ * they hold. */
+static void check_old_sizes_ignore_new_fields(small_problem *sp,
+                                              const params_holder *h) {
   const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
   float o_ref[sizeof sp->o / 4], lse_ref[sizeof sp->lse / 4];
   CHECK(attn_forward_sized(NULL, &h->p, S) == ATTN_OK, "forward: %s", sp->why);
   memcpy(o_ref, sp->o, sizeof sp->o);
   memcpy(lse_ref, sp->lse, sizeof sp->lse);
+  /* 0.2's, 0.3's and 0.4's fields, the last two invalid */
+  static const float nan_sinks[4] = {NAN, NAN, NAN, NAN};
   params_holder g = *h;
   g.p.q_pos_offset = 1000;
   g.p.k_pos_offset = -7;
   g.p.prefix_len = 3;
+  g.p.rel_bias = (const float *)sp;
+  g.p.rel_buckets = -5;
+  g.p.sinks = nan_sinks;
+  g.p.dropout_p = 7.0f;
   memset(sp->o, PAT, sizeof sp->o);
   memset(sp->lse, PAT, sizeof sp->lse);
   attn_status st = attn_forward_sized(NULL, &g.p, S01);
   CHECK(st == ATTN_OK && memcmp(o_ref, sp->o, sizeof sp->o) == 0 &&
             memcmp(lse_ref, sp->lse, sizeof sp->lse) == 0,
-        "forward with the 0.1 size read the 0.2 fields (status %d)", (int)st);
+        "forward with the 0.1 size read the later fields (status %d)", (int)st);
   st = attn_backward_check_sized(&g.p, S01);
   CHECK(st == ATTN_OK, "backward check with the 0.1 size: status %d", (int)st);
 
-  /* The 0.2 size ignores the 0.3 fields (T5 bias), however invalid. */
+  /* The 0.2 size ignores the 0.3 fields (T5 bias) and the 0.4 ones,
+   * however invalid. */
   g = *h;
   g.p.rel_bias = (const float *)sp; /* would be read if honoured */
   g.p.rel_buckets = -5;
   g.p.drel_bias = (float *)sp->o;
+  g.p.sinks = nan_sinks;
+  g.p.dropout_p = 7.0f;
   memset(sp->o, PAT, sizeof sp->o);
   memset(sp->lse, PAT, sizeof sp->lse);
   st = attn_forward_sized(NULL, &g.p, ATTN_PARAMS_SIZE_0_2);
   CHECK(st == ATTN_OK && memcmp(o_ref, sp->o, sizeof sp->o) == 0 &&
             memcmp(lse_ref, sp->lse, sizeof sp->lse) == 0,
-        "forward with the 0.2 size read the 0.3 fields (status %d)", (int)st);
+        "forward with the 0.2 size read the later fields (status %d)", (int)st);
   st = attn_backward_check_sized(&g.p, ATTN_PARAMS_SIZE_0_2);
   CHECK(st == ATTN_OK, "backward check with the 0.2 size: status %d", (int)st);
+  check_03_ignores_04_fields(sp, h, o_ref, lse_ref);
+}
+
+/* Today's size with invalid 0.4 fields: the documented statuses (a NaN or
+ * +inf sink, dropout_p outside [0, 1): ATTN_ERR_INVALID_ARGUMENT) from
+ * every call that takes attn_params, a reason naming the field, and no
+ * output written; -inf sinks (no sink) and dropout_p in [0, 1) pass the
+ * checks. */
+static void check_invalid_04_fields(small_problem *sp, const params_holder *h) {
+  static const float sink_nan[4] = {0.5f, -INFINITY, NAN, 0.0f};
+  static const float sink_inf[4] = {INFINITY, 0.0f, 0.0f, 0.0f};
+  static const float sink_none[4] = {-INFINITY, -INFINITY, -INFINITY,
+                                     -INFINITY};
+  static const struct {
+    const char *what, *field;
+    const float *sinks;
+    float dropout_p;
+  } bad[] = {
+      {"a NaN sink", "sinks", sink_nan, 0.0f},
+      {"a +inf sink", "sinks", sink_inf, 0.0f},
+      {"dropout_p 7", "dropout_p", NULL, 7.0f},
+      {"dropout_p 1", "dropout_p", NULL, 1.0f},
+      {"dropout_p -0.25", "dropout_p", NULL, -0.25f},
+      {"dropout_p NaN", "dropout_p", NULL, NAN},
+  };
+  const size_t S = sizeof(attn_params);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    params_holder g = *h;
+    g.p.sinks = bad[i].sinks;
+    g.p.dropout_p = bad[i].dropout_p;
+    g.p.dropout_seed = 99;
+    for (int fn = 0; fn < F_COUNT; fn++) {
+      float o_before[sizeof sp->o / 4], lse_before[sizeof sp->lse / 4];
+      memcpy(o_before, sp->o, sizeof sp->o);
+      memcpy(lse_before, sp->lse, sizeof sp->lse);
+      memset(sp->dq, PAT, sizeof sp->dq);
+      memset(sp->dk, PAT, sizeof sp->dk);
+      memset(sp->dv, PAT, sizeof sp->dv);
+      memset(sp->why, 'x', sizeof sp->why);
+      size_t bytes = 777;
+      const attn_status st = call(fn, &g.p, S, &bytes);
+      CHECK(st == ATTN_ERR_INVALID_ARGUMENT,
+            "%s with %s: status %d (%s), want %d", fname[fn], bad[i].what,
+            (int)st, attn_strerror(st), (int)ATTN_ERR_INVALID_ARGUMENT);
+      const char *nul = memchr(sp->why, '\0', sizeof sp->why);
+      CHECK(nul != NULL && strstr(sp->why, bad[i].field) != NULL,
+            "%s with %s: the reason does not name %s", fname[fn], bad[i].what,
+            bad[i].field);
+      CHECK(memcmp(o_before, sp->o, sizeof sp->o) == 0 &&
+                memcmp(lse_before, sp->lse, sizeof sp->lse) == 0 &&
+                all_bytes(sp->dq, sizeof sp->dq, PAT) &&
+                all_bytes(sp->dk, sizeof sp->dk, PAT) &&
+                all_bytes(sp->dv, sizeof sp->dv, PAT) && bytes == 777,
+            "%s with %s: wrote an output", fname[fn], bad[i].what);
+    }
+  }
+  params_holder g = *h;
+  g.p.sinks = sink_none;
+  attn_status st = attn_forward_check_sized(&g.p, S);
+  CHECK(st == ATTN_OK, "forward check with -inf sinks: status %d (%s)", (int)st,
+        sp->why);
+  st = attn_backward_check_sized(&g.p, S);
+  CHECK(st == ATTN_OK, "backward check with -inf sinks: status %d (%s)",
+        (int)st, sp->why);
+  g = *h;
+  g.p.dropout_p = 0.999f;
+  g.p.dropout_seed = UINT64_MAX;
+  st = attn_forward_check_sized(&g.p, S);
+  CHECK(st == ATTN_OK, "forward check with dropout_p 0.999: status %d (%s)",
+        (int)st, sp->why);
+  st = attn_backward_check_sized(&g.p, S);
+  CHECK(st == ATTN_OK, "backward check with dropout_p 0.999: status %d (%s)",
+        (int)st, sp->why);
 }
 
 /* attn_params_init_sized: nothing written with an unknown size, exactly the
@@ -476,6 +689,17 @@ static void check_params_init_sized(const size_t *bad, int nbad) {
   CHECK(buf.p.prefix_len == -1 && buf.p.compiled_mask == NULL,
         "attn_params_init_sized(0.2 size): wrong defaults");
   memset(&buf, PAT, sizeof buf);
+  attn_params_init_sized(&buf.p, ATTN_PARAMS_SIZE_0_3);
+  CHECK(all_bytes((const char *)&buf + ATTN_PARAMS_SIZE_0_3,
+                  sizeof buf - ATTN_PARAMS_SIZE_0_3, PAT),
+        "attn_params_init_sized(0.3 size) wrote past %zu bytes (into the 0.4 "
+        "fields)",
+        ATTN_PARAMS_SIZE_0_3);
+  CHECK(buf.p.prefix_len == -1 && buf.p.rel_bias == NULL &&
+            buf.p.rel_buckets == 32 && buf.p.rel_max_distance == 128 &&
+            buf.p.rel_bidirectional == 0 && buf.p.drel_bias == NULL,
+        "attn_params_init_sized(0.3 size): wrong defaults");
+  memset(&buf, PAT, sizeof buf);
   attn_params_init_sized(&buf.p, S);
   CHECK(all_bytes(buf.tail, sizeof buf.tail, PAT),
         "attn_params_init_sized(sizeof) wrote past the struct");
@@ -486,6 +710,16 @@ static void check_params_init_sized(const size_t *bad, int nbad) {
             buf.p.rel_buckets == 32 && buf.p.rel_max_distance == 128 &&
             buf.p.rel_bidirectional == 0 && buf.p.drel_bias == NULL,
         "attn_params_init_sized(sizeof): wrong defaults for 0.2/0.3 fields");
+  CHECK(buf.p.sinks == NULL && buf.p.dsinks == NULL &&
+            buf.p.dropout_p == 0.0f && buf.p.dropout_seed == 0,
+        "attn_params_init_sized(sizeof): wrong defaults for the 0.4 fields");
+  memset(&buf, PAT, sizeof buf);
+  attn_params_init(&buf.p);
+  CHECK(all_bytes(buf.tail, sizeof buf.tail, PAT) && buf.p.sinks == NULL &&
+            buf.p.dsinks == NULL && buf.p.dropout_p == 0.0f &&
+            buf.p.dropout_seed == 0,
+        "attn_params_init: wrong defaults for the 0.4 fields, or wrote past "
+        "the struct");
   attn_params_init_sized(NULL, S); /* must not crash */
 }
 
@@ -525,9 +759,9 @@ static void check_context_sized(void) {
 
 static void part2(void) {
   const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
-  const size_t S02 = ATTN_PARAMS_SIZE_0_2;
-  const size_t bad[] = {0,       1,     S01 - 8, S01 + 8, S02 - 8,
-                        S02 + 8, S - 8, S + 8,   S + 64,  SIZE_MAX};
+  const size_t S02 = ATTN_PARAMS_SIZE_0_2, S03 = ATTN_PARAMS_SIZE_0_3;
+  const size_t bad[] = {0,       1,       S01 - 8, S01 + 8, S02 - 8, S02 + 8,
+                        S03 - 8, S03 + 8, S - 8,   S + 8,   S + 64,  SIZE_MAX};
   const int nbad = (int)(sizeof bad / sizeof bad[0]);
   static small_problem sp;
   static params_holder h;
@@ -546,25 +780,27 @@ static void part2(void) {
       check_bad_size(fn, bad[i], fn == F_FWD && i == nbad - 1, &sp, &h);
     check_good_sizes(fn, &sp, &h);
   }
-  check_01_ignores_new_fields(&sp, &h);
+  check_old_sizes_ignore_new_fields(&sp, &h);
+  check_invalid_04_fields(&sp, &h);
   check_params_init_sized(bad, nbad);
   check_context_sized();
   printf("part 2: unknown sizes checked\n");
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
+  if (argc != 4) {
     fprintf(stderr, "usage: test_abi PATH/TO/abi_consumer_0_1 "
-                    "PATH/TO/abi_consumer_0_2\n");
+                    "PATH/TO/abi_consumer_0_2 PATH/TO/abi_consumer_0_3\n");
     return 2;
   }
-  printf("libattn %s; attn_params: 0.1 = %zu bytes, 0.2 = %zu bytes, today = "
-         "%zu bytes\n",
+  printf("libattn %s; attn_params: 0.1 = %zu bytes, 0.2 = %zu bytes, 0.3 = "
+         "%zu bytes, today = %zu bytes\n",
          attn_version_string(), ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
-         sizeof(attn_params));
-  part1(argv[1], "consumer_0_1", ATTN_PARAMS_SIZE_0_1);
-  part1(argv[2], "consumer_0_2", ATTN_PARAMS_SIZE_0_2);
+         ATTN_PARAMS_SIZE_0_3, sizeof(attn_params));
+  part1(argv[1], "consumer_0_1", ATTN_PARAMS_SIZE_0_1, ABI_NUM_CASES);
+  part1(argv[2], "consumer_0_2", ATTN_PARAMS_SIZE_0_2, ABI_NUM_CASES);
+  part1(argv[3], "consumer_0_3", ATTN_PARAMS_SIZE_0_3, ABI_NUM_CASES_ALL);
   part2();
-  printf("%d checks, %d failed\n", checks, failures);
+  printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }

@@ -725,5 +725,45 @@ expect_ok "--relative-bias one bucket" run $QKV --out "$S/o_t5one.npy" \
   --relative-bias "$D/t5_1.npy"
 expect_differ "--relative-bias changes the result" "$S/base.npy" "$S/o_t5.npy"
 
+# --- --sinks / --dsinks (attention sinks) -------------------------------------
+gen f32v "$D/sinks.npy" 0.5 -1 2 -inf
+gen f32v "$D/sinks_none.npy" -inf -inf -inf -inf
+gen f32v "$D/sinks_h3.npy" 0.5 -1 2
+gen f32v "$D/sinks_nan.npy" 0.5 nan 2 1
+gen fill f32 0 "$D/sinks_2d.npy" 2 2
+if expect_ok "run --sinks" run $QKV --out "$S/o_sk.npy" --lse "$S/l_sk.npy" \
+  --sinks "$D/sinks.npy"; then
+  expect_shape "run --sinks" "$S/o_sk.npy" "<f4 2x5x4x6"
+  expect_differ "--sinks changes the result" "$S/base.npy" "$S/o_sk.npy"
+fi
+if expect_ok "run --sinks all -inf" run $QKV --out "$S/o_sk0.npy" \
+  --sinks "$D/sinks_none.npy"; then
+  expect_same "--sinks all -inf == no sinks" "$S/base.npy" "$S/o_sk0.npy" 0
+fi
+if expect_ok "grad --sinks --dsinks" grad $QKV --sinks "$D/sinks.npy" \
+  --dout "$D/do.npy" --dq "$S/dq_sk.npy" --dk "$S/dk_sk.npy" \
+  --dv "$S/dv_sk.npy" --dsinks "$S/ds_sk.npy"; then
+  expect_shape "grad --dsinks" "$S/ds_sk.npy" "<f4 4"
+  if "$G" finite "$S/ds_sk.npy" >/dev/null 2>&1; then
+    pass "grad --dsinks finite"
+  else
+    failed "grad --dsinks: non-finite values"
+  fi
+fi
+expect_fail 2 "grad --dsinks without --sinks" grad $QKV --dout "$D/do.npy" \
+  --dq "$S/dq_sk.npy" --dk "$S/dk_sk.npy" --dv "$S/dv_sk.npy" \
+  --dsinks "$S/ds_sk.npy"
+expect_msg "grad --dsinks without --sinks" "needs --sinks"
+expect_fail 2 "grad --dsinks is the sinks file" grad $QKV \
+  --sinks "$D/sinks.npy" --dout "$D/do.npy" --dq "$S/dq_sk.npy" \
+  --dk "$S/dk_sk.npy" --dv "$S/dv_sk.npy" --dsinks "$D/sinks.npy"
+expect_fail 1 "--sinks heads 3 (heads_q 4)" run $QKV $O --sinks "$D/sinks_h3.npy"
+expect_msg "--sinks heads 3 (heads_q 4)" "heads_q = 4"
+expect_fail 1 "--sinks 2-D" run $QKV $O --sinks "$D/sinks_2d.npy"
+expect_fail 1 "--sinks with a NaN" run $QKV $O --sinks "$D/sinks_nan.npy"
+expect_msg "--sinks with a NaN" "sinks[1]"
+expect_fail 2 "--sinks twice" run $QKV $O --sinks "$D/sinks.npy" \
+  --sinks "$D/sinks.npy"
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

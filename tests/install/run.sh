@@ -88,7 +88,7 @@ else
   fail "missing bin/attn"
 fi
 
-# SONAME must be the versioned one: libattn.so -> libattn.so.0 -> libattn.so.0.3.0 (the project version)
+# SONAME must be the versioned one: libattn.so -> libattn.so.0 -> libattn.so.0.4.0 (the project version)
 soname=""
 if command -v readelf >/dev/null 2>&1; then
   soname=$(readelf -d "$libdir/libattn.so" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')

@@ -125,5 +125,18 @@ attn_dtype args_dtype(const char *opt, const char *s) {
 }
 
 const char *args_dtype_name(attn_dtype d) {
-  return d == ATTN_DTYPE_BF16 ? "bf16" : d == ATTN_DTYPE_F16 ? "f16" : "f32";
+  return d == ATTN_DTYPE_BF16   ? "bf16"
+         : d == ATTN_DTYPE_F16  ? "f16"
+         : d == ATTN_DTYPE_Q8_0 ? "q8_0"
+         : d == ATTN_DTYPE_Q4_0 ? "q4_0"
+                                : "f32";
+}
+
+attn_dtype args_quant(const char *opt, const char *s) {
+  if (strcmp(s, "q8_0") == 0)
+    return ATTN_DTYPE_Q8_0;
+  if (strcmp(s, "q4_0") == 0)
+    return ATTN_DTYPE_Q4_0;
+  cli_fail(CLI_EXIT_USAGE,
+           "%s: unknown quantisation '%s' (expected q8_0 or q4_0)", opt, s);
 }

@@ -42,6 +42,8 @@ int args_threads(const char *s);
 attn_isa args_isa(const char *opt, const char *s);
 /* --dtype: f32, bf16 or f16. */
 attn_dtype args_dtype(const char *opt, const char *s);
+/* --kv-quant: q8_0 or q4_0 (GGUF's blocks of 32). */
+attn_dtype args_quant(const char *opt, const char *s);
 /* "f32", "bf16" or "f16". */
 const char *args_dtype_name(attn_dtype d);
 

@@ -24,7 +24,8 @@ const char cmd_decode_help[] =
     "attn decode [options]     time decoding against a KV cache\n"
     "  --heads-q H (32) --heads-kv HK (8) --head-dim D (128) --cache-len N\n"
     "  (32768 tokens per sequence) --batch B (1) --queries Q (1 query rows\n"
-    "  per sequence) --dtype f32|bf16|f16 (f32, the cache's storage)\n"
+    "  per sequence) --dtype f32|bf16|f16|q8_0|q4_0 (f32, the cache's\n"
+    "  storage; q8_0 and q4_0 need a head_dim multiple of 32)\n"
     "  --page-size P (0 = contiguous) --threads N (0 = all) --isa ISA\n"
     "  --reps R (20) --warmup W (2) --bandwidth GBS (default: measured in\n"
     "  the same run) --json --check (attn_forward on the same keys must\n"
@@ -78,7 +79,8 @@ static void parse(int argc, char **argv, decode_opts *o) {
     } else if (args_is(&a, "--isa")) {
       o->isa = args_isa("--isa", args_value(&a));
     } else if (args_is(&a, "--dtype")) {
-      o->dt = args_dtype("--dtype", args_value(&a));
+      const char *v = args_value(&a);
+      o->dt = v[0] == 'q' ? args_quant("--dtype", v) : args_dtype("--dtype", v);
     } else if (args_is(&a, "--bandwidth")) {
       o->bandwidth = args_real("--bandwidth", args_value(&a));
       if (!(o->bandwidth > 0))
@@ -93,6 +95,11 @@ static void parse(int argc, char **argv, decode_opts *o) {
       args_unknown(&a, "decode");
     }
   }
+  if (attn_dtype_block(o->dt) > 1 && o->d % attn_dtype_block(o->dt) != 0)
+    cli_fail(CLI_EXIT_USAGE,
+             "--dtype %s: --head-dim (%lld) must be a multiple of %lld",
+             args_dtype_name(o->dt), (long long)o->d,
+             (long long)attn_dtype_block(o->dt));
   if (o->hq % o->hk != 0)
     cli_fail(CLI_EXIT_USAGE,
              "--heads-q (%lld) must be a multiple of --heads-kv (%lld)",
@@ -130,6 +137,7 @@ static void fill_cache(const decode_opts *o, decode_run *r) {
   c->heads_kv = o->hk;
   c->head_dim = o->d;
   const size_t es = attn_dtype_size(o->dt);
+  const int64_t blk = attn_dtype_block(o->dt); /* values per element */
   int64_t rows = cli_mul(o->batch, o->len, CLI_EXIT_USAGE, "the cache");
   if (o->page > 0) {
     const int64_t bps = (o->len + o->page - 1) / o->page;
@@ -146,7 +154,7 @@ static void fill_cache(const decode_opts *o, decode_run *r) {
     c->capacity = o->len;
   }
   const int64_t elems =
-      cli_mul(cli_mul(rows, o->hk, CLI_EXIT_USAGE, "the cache"), o->d,
+      cli_mul(cli_mul(rows, o->hk, CLI_EXIT_USAGE, "the cache"), o->d / blk,
               CLI_EXIT_USAGE, "the cache");
   c->k = cli_calloc(elems, es, "the cache's keys");
   c->v = cli_calloc(elems, es, "the cache's values");
@@ -222,7 +230,8 @@ static void time_calls(const decode_opts *o, decode_run *r, attn_context *ctx) {
                   ? r->times[o->reps / 2]
                   : 0.5 * (r->times[o->reps / 2 - 1] + r->times[o->reps / 2]);
   const double kv = (double)o->batch * (double)o->len * (double)o->hk *
-                    (double)(2 * o->d) * (double)attn_dtype_size(o->dt);
+                    (double)(2 * o->d / attn_dtype_block(o->dt)) *
+                    (double)attn_dtype_size(o->dt);
   const double qo =
       (double)(o->batch * o->queries * o->hq) * (double)(2 * o->d + 1) * 4.0;
   r->gbytes = (kv + qo) * 1e-9;
@@ -232,7 +241,7 @@ static void time_calls(const decode_opts *o, decode_run *r, attn_context *ctx) {
  * same positions; returns the largest difference (0: bitwise equal). */
 static double check(const decode_opts *o, decode_run *r, attn_context *ctx) {
   const size_t es = attn_dtype_size(o->dt);
-  const int64_t row = o->hk * o->d;
+  const int64_t row = o->hk * o->d / attn_dtype_block(o->dt); /* elements */
   void *k = r->c.k, *v = r->c.v;
   if (o->page > 0) {
     k = cli_calloc(o->batch * o->len * row, es, "gathered keys");

@@ -12,18 +12,22 @@
 const char cmd_grad_help[] =
     "attn grad [run's options] --dout DO.npy --dq DQ.npy --dk DK.npy\n"
     "          --dv DV.npy [--dbias DB.npy] [--drelative-bias DR.npy]\n"
-    "          [--out O.npy]\n"
+    "          [--dsinks DS.npy] [--out O.npy]\n"
     "    Gradients of sum(dO * O) (attn_backward): runs the forward for O and\n"
     "    LSE, then writes float32 dQ, dK, dV of the shapes of Q, K, V (and\n"
     "    dBias of the shape of --bias's array; dRelBias, float32 [N,\n"
     "    heads_q] like --relative-bias's table, summed over every query\n"
-    "    and key of each bucket). DO has O's shape. With\n"
-    "    --rope, dQ and dK are w.r.t. the unrotated Q and K.\n";
+    "    and key of each bucket; dSinks, float32 [heads_q] like --sinks,\n"
+    "    summed over every row). DO has O's shape. With\n"
+    "    --rope, dQ and dK are w.r.t. the unrotated Q and K. With\n"
+    "    --kv-quant, dK and dV are w.r.t. the dequantised K and V\n"
+    "    (straight-through).\n";
 
 typedef struct grad_opts {
   run_opts run;
   const char *dout, *dq, *dk, *dv, *dbias;
-  const char *drel; /* --drelative-bias: the T5 table's gradient */
+  const char *drel;   /* --drelative-bias: the T5 table's gradient */
+  const char *dsinks; /* --dsinks: the sinks' gradient */
 } grad_opts;
 
 /* Consumes the current option if it is one of grad's own; 0 if not. */
@@ -32,9 +36,10 @@ static int grad_take(grad_opts *o, args *a) {
     const char *name;
     const char **slot;
   } table[] = {
-      {"--dout", &o->dout},   {"--dq", &o->dq},
-      {"--dk", &o->dk},       {"--dv", &o->dv},
-      {"--dbias", &o->dbias}, {"--drelative-bias", &o->drel},
+      {"--dout", &o->dout},     {"--dq", &o->dq},
+      {"--dk", &o->dk},         {"--dv", &o->dv},
+      {"--dbias", &o->dbias},   {"--drelative-bias", &o->drel},
+      {"--dsinks", &o->dsinks},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
     if (args_is(a, table[i].name)) {
@@ -68,16 +73,19 @@ static void parse(int argc, char **argv, grad_opts *o) {
     cli_fail(CLI_EXIT_USAGE, "grad: --dbias needs --bias");
   if (o->drel && !o->run.rel_bias)
     cli_fail(CLI_EXIT_USAGE, "grad: --drelative-bias needs --relative-bias");
+  if (o->dsinks && !o->run.sinks)
+    cli_fail(CLI_EXIT_USAGE, "grad: --dsinks needs --sinks");
 }
 
 static void check_files(const grad_opts *o) {
-  cli_path files[24];
+  cli_path files[40];
   int n = 0;
   run_opts_paths(&o->run, files, &n);
   const cli_path add[] = {
-      {"--dq", o->dq, 1},     {"--dk", o->dk, 1},
-      {"--dv", o->dv, 1},     {"--dbias", o->dbias, 1},
-      {"--dout", o->dout, 0}, {"--drelative-bias", o->drel, 1},
+      {"--dq", o->dq, 1},         {"--dk", o->dk, 1},
+      {"--dv", o->dv, 1},         {"--dbias", o->dbias, 1},
+      {"--dout", o->dout, 0},     {"--drelative-bias", o->drel, 1},
+      {"--dsinks", o->dsinks, 1},
   };
   for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
     files[n++] = add[i];
@@ -90,6 +98,7 @@ static void compute(const grad_opts *o, const operands *ops, attn_params *p,
                     const attn_rope *rope) {
   if (rope != NULL)
     run_rope_qk(rope, p);
+  run_kv_quant(&o->run, p); /* straight-through: dK, dV as for f32 K, V */
   run_call(attn_forward, p);
   operands_load_grad(ops, o->dout, o->dbias != NULL, p);
   if (o->drel != NULL) { /* [buckets, heads_q], like the table */
@@ -97,6 +106,8 @@ static void compute(const grad_opts *o, const operands *ops, attn_params *p,
         cli_mul(p->rel_buckets, p->q.shape[2], CLI_EXIT_RUNTIME, "dRelBias");
     p->drel_bias = cli_calloc(n, sizeof(float), "dRelBias");
   }
+  if (o->dsinks != NULL)
+    p->dsinks = cli_calloc(p->q.shape[2], sizeof(float), "dSinks");
   run_call(attn_backward, p);
   if (rope != NULL)
     run_rope_grads(rope, p);
@@ -116,6 +127,7 @@ int cmd_grad(int argc, char **argv) {
   operands ops;
   operands_load(&spec, &p, &ops);
   run_rel_bias(&o.run, &p);
+  run_sinks(&o.run, &p);
   int64_t lse_shape[3];
   float *lse = operands_lse(&ops, &p, lse_shape); /* the backward reads it */
   compute(&o, &ops, &p, with_rope ? &rope : NULL);
@@ -134,6 +146,10 @@ int cmd_grad(int argc, char **argv) {
   if (o.drel != NULL) {
     const int64_t rshape[2] = {p.rel_buckets, p.q.shape[2]};
     operands_write(o.drel, p.drel_bias, 2, rshape);
+  }
+  if (o.dsinks != NULL) {
+    const int64_t sshape[1] = {p.q.shape[2]};
+    operands_write(o.dsinks, p.dsinks, 1, sshape);
   }
   cli_cleanup();
   return 0;

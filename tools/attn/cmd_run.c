@@ -6,6 +6,7 @@
 
 #include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,16 @@ const char cmd_run_help[] =
     "  --bidirectional         half the buckets per direction (T5 "
     "encoder);\n"
     "                          default: keys after the query share bucket 0\n"
+    "  --sinks SINKS.npy       float32 [heads_q]: a sink logit per head "
+    "that\n"
+    "                          joins every row's softmax denominator with "
+    "no\n"
+    "                          value (GPT-OSS); grad: --dsinks DS.npy\n"
     "  --softcap C             s = C * tanh(s / C); 0 = off\n"
+    "  --dropout P             dropout on the probabilities (training), P in\n"
+    "                          [0, 1): kept ones scaled by 1 / (1 - P)\n"
+    "  --seed S                dropout's seed, 0 .. 2^64 - 1 (default 0); the\n"
+    "                          same S gives the same mask in run and grad\n"
     "  --alibi SLOPES.npy      float32 [heads_q] ALiBi slopes\n"
     "  --bias BIAS.npy         float32, up to 4-D, broadcastable (numpy "
     "rules)\n"
@@ -82,6 +92,11 @@ const char cmd_run_help[] =
     "                          --kv-lens are then per sequence: [batch,\n"
     "                          heads_q, longest seq_q, longest seq_k]\n"
     "  --dtype f32|bf16|f16    round Q, K, V to this storage type first\n"
+    "  --kv-quant q8_0|q4_0    K and V quantised (GGUF blocks of 32 along\n"
+    "                          head_dim, after --dtype and --rope) before\n"
+    "                          attending; head dims multiples of 32; grad:\n"
+    "                          straight-through (dK, dV for the dequantised\n"
+    "                          K, V)\n"
     "  --threads N             worker threads (0 = all, default; at most "
     "256)\n"
     "  --isa generic|avx2|avx512|auto\n";
@@ -113,9 +128,12 @@ static const char **value_slot(run_opts *o, const char *name) {
       {"--rope-scaling", &o->rope_scaling},
       {"--rope-original-max", &o->rope_omp},
       {"--relative-bias", &o->rel_bias},
+      {"--sinks", &o->sinks},
       {"--buckets", &o->buckets},
       {"--max-distance", &o->max_distance},
       {"--softcap", &o->softcap},
+      {"--dropout", &o->dropout},
+      {"--seed", &o->seed},
       {"--alibi", &o->alibi},
       {"--bias", &o->bias},
       {"--mask", &o->mask},
@@ -123,6 +141,7 @@ static const char **value_slot(run_opts *o, const char *name) {
       {"--cu-seqlens-q", &o->cu_q},
       {"--cu-seqlens-k", &o->cu_k},
       {"--dtype", &o->dtype},
+      {"--kv-quant", &o->kv_quant},
       {"--threads", &o->threads},
       {"--isa", &o->isa},
   };
@@ -230,6 +249,32 @@ static void apply_scores(const run_opts *o, attn_params *p) {
   }
 }
 
+/* --dropout P (a float in [0, 1)) and --seed S (an unsigned 64-bit
+ * integer, decimal or 0x hex). */
+static void apply_dropout(const run_opts *o, attn_params *p) {
+  if (o->seed != NULL && o->dropout == NULL)
+    cli_fail(CLI_EXIT_USAGE, "--seed needs --dropout P");
+  if (o->dropout == NULL)
+    return;
+  const double d = args_real("--dropout", o->dropout);
+  if (!(d >= 0.0 && (float)d < 1.0f))
+    cli_fail(CLI_EXIT_USAGE,
+             "--dropout: P must be in [0, 1) (as float32), got '%s'",
+             o->dropout);
+  p->dropout_p = (float)d;
+  if (o->seed != NULL) {
+    const char *s = o->seed;
+    char *end = NULL;
+    errno = 0;
+    const unsigned long long v = strtoull(s, &end, 0);
+    if (*s == '\0' || *s == '-' || *s == '+' || *s == ' ' || *end != '\0' ||
+        errno == ERANGE)
+      cli_fail(CLI_EXIT_USAGE,
+               "--seed: expected an integer in 0 .. 2^64 - 1, got '%s'", s);
+    p->dropout_seed = (uint64_t)v;
+  }
+}
+
 void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec) {
   memset(spec, 0, sizeof *spec);
   apply_masks(o, p);
@@ -245,11 +290,14 @@ void run_opts_apply(const run_opts *o, attn_params *p, operand_spec *spec) {
                o->layout);
   }
   apply_scores(o, p);
+  apply_dropout(o, p);
   if (o->window != NULL)
     apply_window(o->window, p);
   spec->dtype = ATTN_DTYPE_F32;
   if (o->dtype != NULL)
     spec->dtype = args_dtype("--dtype", o->dtype);
+  if (o->kv_quant != NULL)
+    (void)args_quant("--kv-quant", o->kv_quant); /* a usage error now */
   if (o->threads != NULL)
     p->num_threads = args_threads(o->threads);
   if (o->isa != NULL)
@@ -368,6 +416,58 @@ void run_rel_bias(const run_opts *o, attn_params *p) {
   p->rel_bias = t->data;
 }
 
+void run_sinks(const run_opts *o, attn_params *p) {
+  if (o->sinks == NULL)
+    return;
+  const int64_t heads_q = p->q.shape[2];
+  const attn_npy *t = operands_read(o->sinks);
+  if (t->dtype != ATTN_NPY_F32 || t->ndim != 1 || t->shape[0] != heads_q)
+    cli_fail(CLI_EXIT_RUNTIME,
+             "%s: the sinks must be float32 [heads_q = %lld], one logit per "
+             "query head",
+             o->sinks, (long long)heads_q);
+  p->sinks = t->data;
+}
+
+/* A dense quantised copy ([batch, seq, heads, blocks]) of t. */
+static attn_tensor quantised_copy(const attn_tensor *t, attn_dtype dt,
+                                  const char *opt, const char *what) {
+  const int64_t d = t->shape[3];
+  if (d % 32 != 0)
+    cli_fail(CLI_EXIT_RUNTIME,
+             "%s: %s's head_dim (%lld) must be a multiple of 32 (GGUF "
+             "blocks)",
+             opt, what, (long long)d);
+  const int64_t rows = t->shape[0] * t->shape[1] * t->shape[2];
+  const size_t row_bytes = (size_t)(d / 32) * attn_dtype_size(dt);
+  char *buf = cli_calloc(rows, row_bytes, "quantised K/V");
+  float x[256];
+  char *at = buf;
+  for (int64_t b = 0; b < t->shape[0]; b++)
+    for (int64_t s = 0; s < t->shape[1]; s++)
+      for (int64_t h = 0; h < t->shape[2]; h++, at += row_bytes) {
+        const int64_t o0 =
+            b * t->stride[0] + s * t->stride[1] + h * t->stride[2];
+        for (int64_t i = 0; i < d; i++) {
+          const int64_t e = o0 + i * t->stride[3];
+          const uint16_t *h16 = (const uint16_t *)t->data + e;
+          x[i] = t->dtype == ATTN_DTYPE_F32    ? ((const float *)t->data)[e]
+                 : t->dtype == ATTN_DTYPE_BF16 ? attn_bf16_to_f32(*h16)
+                                               : attn_f16_to_f32(*h16);
+        }
+        attn_quantize_row(dt, x, d, at);
+      }
+  return attn_tensor_bshd(buf, dt, t->shape[0], t->shape[1], t->shape[2], d);
+}
+
+void run_kv_quant(const run_opts *o, attn_params *p) {
+  if (o->kv_quant == NULL)
+    return;
+  const attn_dtype dt = args_quant("--kv-quant", o->kv_quant);
+  p->k = quantised_copy(&p->k, dt, "--kv-quant", "K");
+  p->v = quantised_copy(&p->v, dt, "--kv-quant", "V");
+}
+
 /* A zeroed tensor with t's shape, strides and dtype. */
 static attn_tensor rope_copy_of(const attn_tensor *t) {
   int64_t n = 1; /* the loaded views are valid: no overflow */
@@ -419,6 +519,7 @@ void run_opts_paths(const run_opts *o, cli_path *list, int *n) {
       {"--cu-seqlens-q", o->cu_q, 0},
       {"--cu-seqlens-k", o->cu_k, 0},
       {"--relative-bias", o->rel_bias, 0},
+      {"--sinks", o->sinks, 0},
   };
   for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
     list[(*n)++] = add[i];
@@ -464,7 +565,7 @@ int cmd_run(int argc, char **argv) {
   run_opts_apply(&o, &p, &spec);
   attn_rope rope;
   const int with_rope = run_opts_rope(&o, &rope);
-  cli_path files[16];
+  cli_path files[32];
   int nfiles = 0;
   run_opts_paths(&o, files, &nfiles);
   paths_check_distinct(files, nfiles);
@@ -472,10 +573,12 @@ int cmd_run(int argc, char **argv) {
   operands ops;
   operands_load(&spec, &p, &ops);
   run_rel_bias(&o, &p);
+  run_sinks(&o, &p);
   int64_t lse_shape[3];
   float *lse = o.lse != NULL ? operands_lse(&ops, &p, lse_shape) : NULL;
   if (with_rope)
     run_rope_qk(&rope, &p);
+  run_kv_quant(&o, &p);
   run_call(attn_forward, &p);
 
   int64_t out_shape[4];

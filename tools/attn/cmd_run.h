@@ -16,6 +16,10 @@ typedef struct run_opts {
   const char *prefix, *q_pos_offset, *k_pos_offset;
   const char *rope, *rope_style, *rope_dims, *rope_scaling, *rope_omp;
   const char *rel_bias, *buckets, *max_distance; /* T5 table and its options */
+  const char *sinks; /* --sinks SINKS.npy (float32 [heads_q]) */
+  /* --dropout P (probability), --seed S (its mask's seed) */
+  const char *dropout, *seed;
+  const char *kv_quant; /* --kv-quant q8_0|q4_0 */
   int bidirectional;
   int causal, causal_top_left;
 } run_opts;
@@ -52,7 +56,16 @@ void run_rope_grads(const attn_rope *r, attn_params *p);
  * operands_load (heads_q known). Nothing without --relative-bias. */
 void run_rel_bias(const run_opts *o, attn_params *p);
 
-/* Appends run's files to list at *n (room for 12 more). */
+/* --sinks SINKS.npy (f32 [heads_q]) into p->sinks; after operands_load.
+ * Nothing without --sinks. */
+void run_sinks(const run_opts *o, attn_params *p);
+
+/* --kv-quant: p->k and p->v replaced by quantised copies (after RoPE);
+ * a head_dim that is not a multiple of 32 ends the program (exit 1).
+ * Nothing without --kv-quant. */
+void run_kv_quant(const run_opts *o, attn_params *p);
+
+/* Appends run's files to list at *n (room for 20 more). */
 void run_opts_paths(const run_opts *o, cli_path *list, int *n);
 
 #endif /* ATTN_CLI_CMD_RUN_H */

@@ -15,6 +15,12 @@
 
 extern const char cmd_decode_help[]; /* cmd_decode.c */
 int cmd_decode(int argc, char **argv);
+extern const char cmd_merge_help[]; /* cmd_merge.c */
+int cmd_merge(int argc, char **argv);
+#ifdef ATTN_HAVE_RING
+extern const char cmd_ring_help[]; /* cmd_ring.c */
+int cmd_ring(int argc, char **argv);
+#endif
 #ifdef ATTN_HAVE_LAYER
 extern const char cmd_mha_help[]; /* cmd_mha.c */
 int cmd_mha(int argc, char **argv);
@@ -28,8 +34,12 @@ static const cli_command commands[] = {
     {"bench", cmd_bench_help, cmd_bench},
     {"peak", cmd_peak_help, cmd_peak},
     {"decode", cmd_decode_help, cmd_decode},
+    {"merge", cmd_merge_help, cmd_merge},
 #ifdef ATTN_HAVE_LAYER /* libattn_layer built (OpenBLAS found) */
     {"mha", cmd_mha_help, cmd_mha},
+#endif
+#ifdef ATTN_HAVE_RING /* libattn_ring built (MPI found) */
+    {"ring", cmd_ring_help, cmd_ring},
 #endif
 };
 /* clang-format on */
