@@ -351,9 +351,12 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
   for (int64_t j = 0; j < n; j += 2) {
     const int pair = j + 1 < n;
     const int64_t jp = j + DEC_PREFETCH;
-    for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 2); jj++)
-      KFN(dec_prefetch)(c->krow[jj], c->nh, c->kstep, kb);
     for (int h = 0; h < c->nh; h++) {
+      /* head h's rows of the keys DEC_PREFETCH ahead: spread over the heads
+       * so that few lines are requested at once (a burst of a whole key's
+       * rows stalls on the miss buffers) */
+      for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 2); jj++)
+        KFN(dec_prefetch)((const char *)c->krow[jj] + h * c->kstep, 1, 0, kb);
       const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
       const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;
@@ -513,10 +516,10 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
   const int64_t vb = attn_row_bytes(c->vdt, c->vs, c->dv);
   for (int64_t j = 0; j < n; j += 4) {
     const int64_t jp = j + DEC_PREFETCH;
-    for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 4); jj++)
-      KFN(dec_prefetch)(c->vrow[jj], c->nh, c->vstep, vb);
     const int nk = (int)ATTN_MIN((int64_t)4, n - j);
     for (int h = 0; h < c->nh; h++) {
+      for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 4); jj++) /* as in (1) */
+        KFN(dec_prefetch)((const char *)c->vrow[jj] + h * c->vstep, 1, 0, vb);
       const float *p = c->s + (int64_t)h * rows * lds + j;
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
