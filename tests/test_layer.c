@@ -38,6 +38,7 @@
  */
 #include "alloc_count.h" /* counting, n_allocs (--wrap) */
 #include "attn/layer.h"
+#include "oracle_fwd.h"
 #include "oracle_mask.h"
 #include "oracle_pos.h"
 #include "test_common.h"
@@ -63,7 +64,8 @@ typedef struct tcase {
   int64_t qoffs[8], koffs[8];
   float *bias;
   unsigned char *mask;
-  char desc[256];
+  float sinks[64]; /* opt.sinks points here when drawn */
+  char desc[320];
 } tcase;
 
 static int64_t rows_q(const tcase *t) { return t->B * t->Sq; }
@@ -232,6 +234,7 @@ static void oracle_attention(const tcase *t, const attn_params *gp,
   const int64_t hq = c->heads_q, hkv = c->heads_kv, d = c->head_dim,
                 dv = c->head_dim_v, grp = hq / hkv;
   const double scale = t->opt.scale != 0 ? t->opt.scale : 1.0 / sqrt((double)d);
+  const float *sinks = t->opt.sinks;
   double *s = malloc((size_t)(t->Sk + 1) * sizeof(double));
   memset(O, 0, (size_t)(rows_q(t) * hq * dv) * sizeof(double));
   for (int64_t b = 0; b < oracle_num_seqs(gp); b++) {
@@ -269,16 +272,24 @@ static void oracle_attention(const tcase *t, const attn_params *gp,
             m = x;
         }
         if (m == -INFINITY)
-          continue;
+          continue; /* no key: o = 0, with or without a sink */
+        /* a sink joins the denominator with no value; dropout scales the
+         * normalised probabilities by the call's own mask */
+        const double sk = sinks ? (double)sinks[h] : -INFINITY;
+        if (sk > m)
+          m = sk;
+        if (sk > -INFINITY)
+          sum += exp(sk - m);
         for (int64_t j = 0; j < g.sk; j++)
           sum += (s[j] = exp(s[j] - m));
         for (int64_t j = 0; j < g.sk; j++) {
           const int64_t kr = g.tb * t->Sk + g.k0 + j;
           const double *v = V + kr * hkv * dv + (h / grp) * dv;
-          if (s[j] == 0)
+          const double z = oracle_dropout(gp, &g, h, i, j);
+          if (s[j] == 0 || z == 0)
             continue;
           for (int64_t e = 0; e < dv; e++)
-            O[qr * hq * dv + h * dv + e] += s[j] / sum * v[e];
+            O[qr * hq * dv + h * dv + e] += s[j] / sum * z * v[e];
         }
       }
   }
@@ -496,22 +507,32 @@ static void gen_call(tc_rng *r, tcase *t, int small) {
       o->k_pos_offsets = t->koffs;
     }
   }
-  snprintf(t->desc, sizeof t->desc,
-           "%s E=%lld kd=%lld vd=%lld hq=%lld hkv=%lld d=%lld dv=%lld "
-           "dout=%lld pos=%d fused=%d bias=%d%d%d%d B=%lld Sq=%lld Sk=%lld "
-           "value=%d varlen=%lld causal=%d win=%lld,%lld prefix=%lld "
-           "kvlens=%d mask=%d biasT=%d softcap=%g scale=%g rope=%d/%lld/%d",
-           c->cross ? "cross" : "self", (long long)c->d_model,
-           (long long)c->kdim, (long long)c->vdim, (long long)c->heads_q,
-           (long long)c->heads_kv, (long long)c->head_dim,
-           (long long)c->head_dim_v, (long long)c->d_out, (int)c->position,
-           c->fused_qkv, c->bias_q, c->bias_k, c->bias_v, c->bias_out,
-           (long long)t->B, (long long)t->Sq, (long long)t->Sk, t->use_value,
-           (long long)o->varlen_batch, (int)o->causal,
-           (long long)o->window_left, (long long)o->window_right,
-           (long long)o->prefix_len, o->kv_lens != NULL, t->mask != NULL,
-           t->bias != NULL, (double)o->softcap, (double)o->scale,
-           (int)t->rope.style, (long long)t->rope.dims, (int)t->rope.scaling);
+  if (tc_chance(r, 0.2)) { /* sinks (0.4), sometimes -inf for a head */
+    for (int64_t h = 0; h < c->heads_q && h < 64; h++)
+      t->sinks[h] = tc_chance(r, 0.2) ? -INFINITY : (float)tc_normal(r);
+    o->sinks = t->sinks;
+  }
+  if (tc_chance(r, 0.2)) { /* dropout (0.4): the same mask in both passes */
+    o->dropout_p = tc_chance(r, 0.5) ? 0.1f : 0.5f;
+    o->dropout_seed = tc_next(r);
+  }
+  snprintf(
+      t->desc, sizeof t->desc,
+      "sinks=%d dropout=%g "
+      "%s E=%lld kd=%lld vd=%lld hq=%lld hkv=%lld d=%lld dv=%lld "
+      "dout=%lld pos=%d fused=%d bias=%d%d%d%d B=%lld Sq=%lld Sk=%lld "
+      "value=%d varlen=%lld causal=%d win=%lld,%lld prefix=%lld "
+      "kvlens=%d mask=%d biasT=%d softcap=%g scale=%g rope=%d/%lld/%d",
+      o->sinks != NULL, (double)o->dropout_p, c->cross ? "cross" : "self",
+      (long long)c->d_model, (long long)c->kdim, (long long)c->vdim,
+      (long long)c->heads_q, (long long)c->heads_kv, (long long)c->head_dim,
+      (long long)c->head_dim_v, (long long)c->d_out, (int)c->position,
+      c->fused_qkv, c->bias_q, c->bias_k, c->bias_v, c->bias_out,
+      (long long)t->B, (long long)t->Sq, (long long)t->Sk, t->use_value,
+      (long long)o->varlen_batch, (int)o->causal, (long long)o->window_left,
+      (long long)o->window_right, (long long)o->prefix_len, o->kv_lens != NULL,
+      t->mask != NULL, t->bias != NULL, (double)o->softcap, (double)o->scale,
+      (int)t->rope.style, (long long)t->rope.dims, (int)t->rope.scaling);
 }
 
 static void fill_uniform(tc_rng *r, float *p, int64_t n, double a) {

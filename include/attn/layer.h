@@ -72,7 +72,10 @@
  * forwards on one layer are safe, backwards are not (they add into the
  * same gradients).
  *
- * Not supported (PyTorch options): add_bias_kv, add_zero_attn, dropout,
+ * Attention dropout and sinks come with the options template
+ * (dropout_p/dropout_seed: the backward regenerates the forward's mask from
+ * the same seed; sinks, and dsinks, which the backward overwrites). Not
+ * supported (PyTorch options): add_bias_kv, add_zero_attn,
  * key_padding_mask (use kv_lens or the boolean mask of the template), the
  * averaged attention weights (nothing of size seq x seq is made).
  *

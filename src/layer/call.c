@@ -48,7 +48,7 @@ static attn_status resolve_options(const attn_layer *L, layer_call *lc) {
   if (c->options) {
     const size_t n = c->options_size;
     if (n != ATTN_PARAMS_SIZE_0_1 && n != ATTN_PARAMS_SIZE_0_2 &&
-        n != sizeof(attn_params))
+        n != ATTN_PARAMS_SIZE_0_3 && n != sizeof(attn_params))
       return layer_fail(lc->err, lc->err_size, ATTN_ERR_ABI,
                         "options_size %zu is not a size of attn_params this "
                         "library knows (%zu)",
