@@ -1,8 +1,9 @@
 /*
- * dropout_cost.c - what dropout (p = 0.1) costs the forward and the
- * forward + backward: attn_forward / attn_backward on b1 h8 s2048 d64 f32
- * (non-causal and causal), without and with dropout, the two alternated
- * run by run so both see the same machine state; best of N runs.
+ * dropout_cost.c - what dropout (p = 0.1) and sinks (one logit per head,
+ * with dsinks) cost the forward and the forward + backward:
+ * attn_forward / attn_backward on b1 h8 s2048 d64 f32 (non-causal and
+ * causal), plain, with sinks and with dropout, the three alternated run by
+ * run so all see the same machine state; best of N runs.
  *
  *   cc -O2 -Iinclude bench/dropout_cost.c build/libattn.a -lm -lpthread \
  *      -o /tmp/dropout_cost && /tmp/dropout_cost [threads (1)] [repeats (5)]
@@ -56,6 +57,9 @@ int main(int argc, char **argv) {
   float *o = rnd(n, &seed), *lse = rnd((size_t)B * H * S, &seed);
   float *dq = rnd(n, &seed), *dk = rnd(n, &seed), *dv = rnd(n, &seed);
   float *dout = rnd(n, &seed);
+  float sinks[H], dsinks[H];
+  for (int h = 0; h < H; h++)
+    sinks[h] = 0.25f * (float)(h - H / 2);
   if (!q || !k || !v || !o || !lse || !dq || !dk || !dv || !dout)
     return 1;
   printf("b%d h%d s%d d%d f32, %d thread(s), isa %s, best of %d\n", B, H, S, D,
@@ -76,10 +80,13 @@ int main(int argc, char **argv) {
     p.dk = attn_tensor_bshd(dk, ATTN_DTYPE_F32, B, S, H, D);
     p.dv = attn_tensor_bshd(dv, ATTN_DTYPE_F32, B, S, H, D);
     p.dropout_seed = 0x5EEDull;
-    double best_f[2] = {1e9, 1e9}, best_fb[2] = {1e9, 1e9};
+    static const char *const name[3] = {"plain", "sinks", "dropout 0.1"};
+    double best_f[3] = {1e9, 1e9, 1e9}, best_fb[3] = {1e9, 1e9, 1e9};
     for (int r = 0; r < reps; r++)
-      for (int drop = 0; drop < 2; drop++) {
-        p.dropout_p = drop ? 0.1f : 0.0f;
+      for (int drop = 0; drop < 3; drop++) {
+        p.dropout_p = drop == 2 ? 0.1f : 0.0f;
+        p.sinks = drop == 1 ? sinks : NULL;
+        p.dsinks = drop == 1 ? dsinks : NULL;
         const double t0 = now();
         if (attn_forward(NULL, &p) != ATTN_OK)
           return 1;
@@ -90,14 +97,16 @@ int main(int argc, char **argv) {
         best_f[drop] = t1 - t0 < best_f[drop] ? t1 - t0 : best_f[drop];
         best_fb[drop] = t2 - t0 < best_fb[drop] ? t2 - t0 : best_fb[drop];
       }
-    for (int drop = 0; drop < 2; drop++)
+    for (int drop = 0; drop < 3; drop++)
       printf("  %-7s %-12s forward %8.2f ms   forward+backward %8.2f ms\n",
-             causal ? "causal" : "full", drop ? "dropout 0.1" : "no dropout",
-             1e3 * best_f[drop], 1e3 * best_fb[drop]);
-    printf("  %-7s dropout costs  forward %+6.1f%%      forward+backward "
-           "%+6.1f%%\n",
-           causal ? "causal" : "full", 100.0 * (best_f[1] / best_f[0] - 1),
-           100.0 * (best_fb[1] / best_fb[0] - 1));
+             causal ? "causal" : "full", name[drop], 1e3 * best_f[drop],
+             1e3 * best_fb[drop]);
+    for (int drop = 1; drop < 3; drop++)
+      printf("  %-7s %-12s costs forward %+6.1f%%   forward+backward "
+             "%+6.1f%%\n",
+             causal ? "causal" : "full", name[drop],
+             100.0 * (best_f[drop] / best_f[0] - 1),
+             100.0 * (best_fb[drop] / best_fb[0] - 1));
   }
   free(q), free(k), free(v), free(o), free(lse);
   free(dq), free(dk), free(dv), free(dout);
