@@ -240,26 +240,6 @@ static ALWAYS_INLINE void KFN(dec_dot_store)(const int mr, const vf *c0,
   }
 }
 
-#if DEC_QDIRECT
-/* c[r] += d * (q[r] . quants of the block at blk) for r < mr: the block's
- * products summed first, then scaled (DEC_QV vectors per block). */
-static ALWAYS_INLINE void KFN(dec_dot_qblock)(const int mr, const int mode,
-                                              const float *restrict q,
-                                              int64_t dp, const uint8_t *blk,
-                                              vf *c) {
-  vf kb[DEC_QV];
-  UNROLL for (int xv = 0; xv < DEC_QV; xv++) kb[xv] =
-      KFN(dec_qld)(mode, blk + 2, xv);
-  const vf d = vf_set1(KFN(dec_qscale)(blk));
-  UNROLL for (int r = 0; r < mr; r++) {
-    vf t = vf_mul(vf_load(q + r * dp), kb[0]);
-    UNROLL for (int xv = 1; xv < DEC_QV; xv++) t =
-        vf_fma(vf_load(q + r * dp + xv * VL), kb[xv], t);
-    c[r] = vf_fma(d, t, c[r]);
-  }
-}
-#endif
-
 /* s0[r], s1[r] (row stride lds) = dot(q[r], k0), dot(q[r], k1) for mr <= 4
  * rows of q. */
 static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
@@ -273,11 +253,23 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
   }
 #if DEC_QDIRECT
   if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
+    /* d q is exact in f32 (an f16 scale times an integer below 2^8), so
+     * each vector is dequantised exactly, then used like an f32 row: no
+     * per-block partial sums, no chains of dependent FMAs. */
     const int64_t bs = KFN(dec_qbytes)(mode);
     const uint8_t *b0 = (const uint8_t *)k0, *b1 = (const uint8_t *)k1;
     for (int64_t x = 0; x < dp; x += ATTN_QBLOCK, b0 += bs, b1 += bs) {
-      KFN(dec_dot_qblock)(mr, mode, q + x, dp, b0, c0);
-      KFN(dec_dot_qblock)(mr, mode, q + x, dp, b1, c1);
+      const vf d0 = vf_set1(KFN(dec_qscale)(b0));
+      const vf d1 = vf_set1(KFN(dec_qscale)(b1));
+      UNROLL for (int xv = 0; xv < DEC_QV; xv++) {
+        const vf a = vf_mul(KFN(dec_qld)(mode, b0 + 2, xv), d0);
+        const vf b = vf_mul(KFN(dec_qld)(mode, b1 + 2, xv), d1);
+        UNROLL for (int r = 0; r < mr; r++) {
+          const vf qv = vf_load(q + r * dp + x + xv * VL);
+          c0[r] = vf_fma(qv, a, c0[r]);
+          c1[r] = vf_fma(qv, b, c1[r]);
+        }
+      }
     }
     KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
     return;
