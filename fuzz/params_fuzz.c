@@ -2,7 +2,8 @@
  * params_fuzz.c - libFuzzer target for attn_forward (and attn_backward).
  *
  * Carves a small problem (batch <= 2, heads <= 8, seq <= 16, dims <= 16) and
- * its options (the T5 table of issue 7 included) out of the input bytes,
+ * its options (the T5 table of issue 7, sinks and dropout of issue 9
+ * included) out of the input bytes,
  * then either
  *   - valid mode: runs the generic kernels and the default ISA (1 thread and
  *     several threads with a caller workspace) and checks that all succeed,
@@ -82,6 +83,7 @@ typedef struct bufs {
   void *q, *k, *v, *bias, *mask, *ws;
   float *o[3], *lse[3], *alibi;
   float *rel;       /* T5 table [rel_buckets, hq], or NULL */
+  float *sinks;     /* sinks [hq], or NULL                 */
   attn_mask *cmask; /* a compiled mask (valid mode), or NULL */
   int32_t kv_lens[2], cu_q[5], cu_k[5];
 } bufs;
@@ -96,6 +98,7 @@ static void free_bufs(bufs *m) {
   free(m->ws);
   free(m->alibi);
   free(m->rel);
+  free(m->sinks);
   for (int i = 0; i < 3; i++) {
     free(m->o[i]);
     free(m->lse[i]);
@@ -272,6 +275,8 @@ typedef struct fuzz_case {
   int use_compiled;           /* valid mode: through attn_mask_compile   */
   int use_t5, t5_bidir;       /* T5 table (issue 7)                      */
   int64_t t5_buckets, t5_max;
+  int use_sinks; /* sinks [hq] (issue 9), some -inf                 */
+  float dropout; /* dropout_p (issue 9), 0 = off                    */
   uint64_t seed;
 } fuzz_case;
 
@@ -355,6 +360,9 @@ static void carve(bytes *in, fuzz_case *c, bufs *m) {
   c->t5_bidir = (int)take(in, 2);
   if (c->t5_bidir && c->t5_buckets < 2)
     c->t5_buckets = 2;
+  /* issue 9, the same way: sinks, then dropout p in 0.1 .. 0.9 */
+  c->use_sinks = take(in, 6) == 5;
+  c->dropout = take(in, 6) == 5 ? (float)(1 + take(in, 9)) / 10.0f : 0.0f;
   c->seed = data_seed(in);
 }
 
@@ -450,6 +458,15 @@ static void build_optional(fuzz_case *c, bufs *m, attn_params *p) {
     p->rel_max_distance = c->t5_max;
     p->rel_bidirectional = c->t5_bidir;
   }
+  if (c->use_sinks) { /* logits of magnitude mag; a head in four: -inf */
+    m->sinks = make(c->hq, ATTN_DTYPE_F32, c->mag, &c->seed);
+    for (int64_t h = 0; h < c->hq; h++)
+      if (frand(&c->seed) < -0.5f)
+        m->sinks[h] = -INFINITY;
+    p->sinks = m->sinks;
+  }
+  p->dropout_p = c->dropout;
+  p->dropout_seed = c->seed;
 }
 
 /* Invalid mode: one argument broken; attn_forward_check and attn_forward
@@ -570,14 +587,16 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
   const int64_t nq = batch * sq * hq * d, nk = batch * sk * hk * d,
                 nv = batch * sk * hk * dv;
   const int64_t nr = c->use_t5 ? c->t5_buckets * hq : 0;
+  const int64_t ns = c->use_sinks ? hq : 0;
   float *dout = make(no, ATTN_DTYPE_F32, 1.0f, &c->seed);
-  float *g[2][4];
+  float *g[2][5];
   for (int r = 0; r < 2; r++) {
     g[r][0] = calloc((size_t)nq, sizeof(float));
     g[r][1] = calloc((size_t)nk, sizeof(float));
     g[r][2] = calloc((size_t)nv, sizeof(float));
     g[r][3] = calloc((size_t)nr + 1, sizeof(float));
-    if (!g[r][0] || !g[r][1] || !g[r][2] || !g[r][3])
+    g[r][4] = calloc((size_t)ns + 1, sizeof(float));
+    if (!g[r][0] || !g[r][1] || !g[r][2] || !g[r][3] || !g[r][4])
       abort();
   }
   p->o = view(m->o[1], ATTN_DTYPE_F32, c->bhsd, batch, sq, hq, dv);
@@ -591,12 +610,13 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
     p->dk = view(g[r][1], ATTN_DTYPE_F32, c->bhsd, batch, sk, hk, d);
     p->dv = view(g[r][2], ATTN_DTYPE_F32, c->bhsd, batch, sk, hk, dv);
     p->drel_bias = nr ? g[r][3] : NULL;
+    p->dsinks = ns ? g[r][4] : NULL;
     p->num_threads = r == 0 ? 1 : c->threads;
     if (attn_backward(NULL, p) != ATTN_OK)
       die("attn_backward rejected a valid problem", r, msg);
   }
-  const int64_t n[4] = {nq, nk, nv, nr};
-  for (int t = 0; t < 4; t++) {
+  const int64_t n[5] = {nq, nk, nv, nr, ns};
+  for (int t = 0; t < 5; t++) {
     for (int64_t i = 0; i < n[t]; i++)
       if (isnan(g[0][t][i]))
         die("NaN in a gradient", t, "");
@@ -604,7 +624,7 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
       die("a gradient depends on the thread count", t, "");
   }
   for (int r = 0; r < 2; r++)
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < 5; t++)
       free(g[r][t]);
   free(dout);
 }
