@@ -1,7 +1,9 @@
 # lib.sh - what the command-line test scripts share (sourced, not run):
 # the tally (pass, failed; the caller prints "$npass passed, $nfail
 # failed" last), the time limit of every attn run, and expect_fail /
-# expect_msg. Needs ATTN (the binary) and S (a scratch directory) set;
+# expect_msg, expect_ok, expect_shape, expect_same, expect_differ,
+# expect_finite and gen. Needs ATTN (the binary), S (a scratch directory)
+# and, for the .npy helpers, G (gen_npy) set;
 # CLI_TIME_LIMIT (seconds, default 60) may be set before sourcing.
 
 npass=0
@@ -56,4 +58,67 @@ expect_msg() {
   else
     failed "$1: message '$(head -n 1 "$S/stderr")' lacks '$2'"
   fi
+}
+
+# expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
+expect_ok() {
+  desc=$1
+  shift
+  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    failed "$desc: exit $rc: $(head -n 1 "$S/stderr")"
+    return 1
+  fi
+  if [ -s "$S/stderr" ]; then
+    failed "$desc: unexpected stderr: $(head -n 1 "$S/stderr")"
+    return 1
+  fi
+  pass "$desc"
+  return 0
+}
+
+# expect_shape DESCRIPTION FILE "DESCR SHAPE"
+expect_shape() {
+  got=$("$G" shape "$2" 2>&1)
+  if [ "$got" = "$3" ]; then
+    pass "$1 shape $3"
+  else
+    failed "$1: shape '$got', expected '$3'"
+  fi
+}
+
+# expect_same DESCRIPTION A B [TOL (0)]: same shape, max |a - b| <= TOL
+expect_same() {
+  if out=$("$G" compare "$2" "$3" "${4:-0}" 2>&1); then
+    pass "$1 ($out)"
+  else
+    failed "$1: $out (tolerance ${4:-0})"
+  fi
+}
+
+# expect_differ DESCRIPTION A B : the arrays differ somewhere.
+expect_differ() {
+  if out=$("$G" compare "$2" "$3" 0 2>&1); then
+    failed "$1: identical ($out)"
+  else
+    pass "$1 ($out)"
+  fi
+}
+
+# expect_finite DESCRIPTION FILE : every element finite.
+expect_finite() {
+  if "$G" finite "$2"; then
+    pass "$1 finite"
+  else
+    failed "$1: output has non-finite values"
+  fi
+}
+
+# gen ARGS... : gen_npy ARGS, or stop the script (exit 2).
+gen() {
+  "$G" "$@" || {
+    echo "$(basename "$0"): gen_npy $* failed" >&2
+    exit 2
+  }
 }

@@ -31,68 +31,8 @@ S=$(cd "$S" && pwd)
 D=$S/in
 mkdir -p "$D" || exit 2
 
-. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
 
-# expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
-expect_ok() {
-  desc=$1
-  shift
-  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    failed "$desc: exit $rc: $(head -n 1 "$S/stderr")"
-    return 1
-  fi
-  if [ -s "$S/stderr" ]; then
-    failed "$desc: unexpected stderr: $(head -n 1 "$S/stderr")"
-    return 1
-  fi
-  pass "$desc"
-  return 0
-}
-
-# expect_shape DESCRIPTION FILE "DESCR SHAPE"
-expect_shape() {
-  got=$("$G" shape "$2" 2>&1)
-  if [ "$got" = "$3" ]; then
-    pass "$1 shape $3"
-  else
-    failed "$1: shape '$got', expected '$3'"
-  fi
-}
-
-# expect_same DESCRIPTION A B TOL
-expect_same() {
-  if out=$("$G" compare "$2" "$3" "$4" 2>&1); then
-    pass "$1 ($out)"
-  else
-    failed "$1: $out (tolerance $4)"
-  fi
-}
-
-# expect_differ DESCRIPTION A B : the arrays differ somewhere.
-expect_differ() {
-  if out=$("$G" compare "$2" "$3" 0 2>&1); then
-    failed "$1: identical ($out)"
-  else
-    pass "$1 ($out)"
-  fi
-}
-
-expect_finite() {
-  if "$G" finite "$2"; then
-    pass "$1 finite"
-  else
-    failed "$1: output has non-finite values"
-  fi
-}
-
-gen() {
-  "$G" "$@" || {
-    echo "test_cli.sh: gen_npy $* failed" >&2
-    exit 2
-  }
-}
 
 # --- inputs: batch 2, seq_q 5, seq_k 7, heads 4 (kv 2), dim 8, dim_v 6 ----
 gen rand f32 1 "$D/q.npy" 2 5 4 8

@@ -27,58 +27,7 @@ esac
 mkdir -p "$S" || exit 2
 S=$(cd "$S" && pwd)
 
-. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
-
-# expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
-expect_ok() {
-  desc=$1
-  shift
-  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    failed "$desc: exit $rc: $(head -n 1 "$S/stderr")"
-    return 1
-  fi
-  if [ -s "$S/stderr" ]; then
-    failed "$desc: unexpected stderr: $(head -n 1 "$S/stderr")"
-    return 1
-  fi
-  pass "$desc"
-  return 0
-}
-
-# same DESCRIPTION A B : bitwise equal values (max |a - b| = 0)
-same() {
-  if out=$("$G" compare "$2" "$3" 0 2>&1); then
-    pass "$1 ($out)"
-  else
-    failed "$1: $out"
-  fi
-}
-
-# differ DESCRIPTION A B : the arrays differ somewhere.
-differ() {
-  if out=$("$G" compare "$2" "$3" 0 2>&1); then
-    failed "$1: identical ($out)"
-  else
-    pass "$1"
-  fi
-}
-
-finite() {
-  if "$G" finite "$2"; then
-    pass "$1 finite"
-  else
-    failed "$1: non-finite values"
-  fi
-}
-
-gen() {
-  "$G" "$@" || {
-    echo "test_dropout.sh: gen_npy $* failed" >&2
-    exit 2
-  }
-}
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
 
 # batch 2, seq_q 70, seq_k 75, heads 4 (kv 2), dim 16, dim_v 8: two tiles
 gen rand f32 1 "$S/q.npy" 2 70 4 16
@@ -111,47 +60,47 @@ expect_fail 2 "grad --dropout 2" grad $QKV $GRAD --dq "$S/dq.npy" --dropout 2
 expect_ok "run" run $QKV --out "$S/o_plain.npy"
 expect_ok "run --dropout 0 --seed 9" run $QKV --out "$S/o_p0.npy" \
   --dropout 0 --seed 9
-same "run --dropout 0 is no dropout, bitwise" "$S/o_plain.npy" "$S/o_p0.npy"
+expect_same "run --dropout 0 is no dropout, bitwise" "$S/o_plain.npy" "$S/o_p0.npy"
 expect_ok "run --dropout 0.3 --seed 42" run $QKV --out "$S/o_a.npy" \
   --dropout 0.3 --seed 42
-finite "run --dropout 0.3" "$S/o_a.npy"
+expect_finite "run --dropout 0.3" "$S/o_a.npy"
 expect_ok "run again, 1 thread" run $QKV --out "$S/o_b.npy" \
   --dropout 0.3 --seed 42 --threads 1
-same "run --seed 42 reproducible (all threads vs 1)" "$S/o_a.npy" "$S/o_b.npy"
+expect_same "run --seed 42 reproducible (all threads vs 1)" "$S/o_a.npy" "$S/o_b.npy"
 expect_ok "run --seed 0x2a" run $QKV --out "$S/o_hex.npy" \
   --dropout 0.3 --seed 0x2a
-same "run --seed 0x2a = --seed 42" "$S/o_a.npy" "$S/o_hex.npy"
+expect_same "run --seed 0x2a = --seed 42" "$S/o_a.npy" "$S/o_hex.npy"
 expect_ok "run --seed 43" run $QKV --out "$S/o_c.npy" --dropout 0.3 --seed 43
-differ "run: seed 43 differs from seed 42" "$S/o_a.npy" "$S/o_c.npy"
-differ "run: dropout differs from no dropout" "$S/o_a.npy" "$S/o_plain.npy"
+expect_differ "run: seed 43 differs from seed 42" "$S/o_a.npy" "$S/o_c.npy"
+expect_differ "run: dropout differs from no dropout" "$S/o_a.npy" "$S/o_plain.npy"
 expect_ok "run --seed 2^64-1" run $QKV --out "$S/o_max.npy" \
   --dropout 0.5 --seed 18446744073709551615
-finite "run --seed 2^64-1" "$S/o_max.npy"
+expect_finite "run --seed 2^64-1" "$S/o_max.npy"
 
 # --- grad: the same seed, the same mask ---------------------------------------
 expect_ok "grad --dropout 0.3 --seed 42" grad $QKV $GRAD --dq "$S/dq_a.npy" \
   --out "$S/og_a.npy" --dropout 0.3 --seed 42
-same "grad's O = run's O for the same seed, bitwise" "$S/o_a.npy" \
+expect_same "grad's O = run's O for the same seed, bitwise" "$S/o_a.npy" \
   "$S/og_a.npy"
-finite "grad dQ with dropout" "$S/dq_a.npy"
-finite "grad dV with dropout" "$S/dv.npy"
+expect_finite "grad dQ with dropout" "$S/dq_a.npy"
+expect_finite "grad dV with dropout" "$S/dv.npy"
 cp "$S/dv.npy" "$S/dv_a.npy"
 expect_ok "grad again, 2 threads" grad $QKV $GRAD --dq "$S/dq_b.npy" \
   --dropout 0.3 --seed 42 --threads 2
-same "grad --seed 42 reproducible" "$S/dq_a.npy" "$S/dq_b.npy"
+expect_same "grad --seed 42 reproducible" "$S/dq_a.npy" "$S/dq_b.npy"
 expect_ok "grad no dropout" grad $QKV $GRAD --dq "$S/dq_plain.npy"
 cp "$S/dv.npy" "$S/dv_plain.npy"
-differ "grad: dropout changes dQ" "$S/dq_a.npy" "$S/dq_plain.npy"
-differ "grad: dropout changes dV" "$S/dv_a.npy" "$S/dv_plain.npy"
+expect_differ "grad: dropout changes dQ" "$S/dq_a.npy" "$S/dq_plain.npy"
+expect_differ "grad: dropout changes dV" "$S/dv_a.npy" "$S/dv_plain.npy"
 expect_ok "grad --dropout 0" grad $QKV $GRAD --dq "$S/dq_p0.npy" \
   --dropout 0 --seed 42
-same "grad --dropout 0 is no dropout, bitwise (dQ)" "$S/dq_plain.npy" \
+expect_same "grad --dropout 0 is no dropout, bitwise (dQ)" "$S/dq_plain.npy" \
   "$S/dq_p0.npy"
-same "grad --dropout 0 is no dropout, bitwise (dV)" "$S/dv_plain.npy" \
+expect_same "grad --dropout 0 is no dropout, bitwise (dV)" "$S/dv_plain.npy" \
   "$S/dv.npy"
 expect_ok "grad --causal --dropout 0.5" grad $QKV $GRAD --dq "$S/dq_c.npy" \
   --causal --dropout 0.5 --seed 7 --dtype bf16
-finite "grad --causal --dropout 0.5" "$S/dq_c.npy"
+expect_finite "grad --causal --dropout 0.5" "$S/dq_c.npy"
 
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

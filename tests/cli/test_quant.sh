@@ -30,56 +30,7 @@ esac
 mkdir -p "$S" || exit 2
 S=$(cd "$S" && pwd)
 
-. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
-
-expect_ok() {
-  desc=$1
-  shift
-  $LIMIT "$ATTN" "$@" >"$S/stdout" 2>"$S/stderr"
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    failed "$desc: exit $rc: $(head -n 1 "$S/stderr")"
-    return 1
-  fi
-  if [ -s "$S/stderr" ]; then
-    failed "$desc: unexpected stderr: $(head -n 1 "$S/stderr")"
-    return 1
-  fi
-  pass "$desc"
-  return 0
-}
-
-# close DESCRIPTION A B TOL : max |a - b| <= TOL
-close() {
-  if out=$("$G" compare "$2" "$3" "$4" 2>&1); then
-    pass "$1 ($out)"
-  else
-    failed "$1: $out"
-  fi
-}
-
-differ() {
-  if out=$("$G" compare "$2" "$3" 0 2>&1); then
-    failed "$1: identical ($out)"
-  else
-    pass "$1"
-  fi
-}
-
-finite() {
-  if "$G" finite "$2"; then
-    pass "$1 finite"
-  else
-    failed "$1: non-finite values"
-  fi
-}
-
-gen() {
-  "$G" "$@" || {
-    echo "test_quant.sh: gen_npy $* failed" >&2
-    exit 2
-  }
-}
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
 
 # batch 2, seq_q 5 (decode kernel) and 70 (tiled), seq_k 75, heads 4 (kv 2),
 # dim 64, dim_v 32
@@ -112,15 +63,15 @@ for SQ in q q5; do
     --kv-quant q8_0
   expect_ok "run $SQ --kv-quant q4_0" run $Q --out "$S/o_q4_$SQ.npy" \
     --kv-quant q4_0
-  close "run $SQ: q8_0 near f32" "$S/o_f32_$SQ.npy" "$S/o_q8_$SQ.npy" 0.02
-  close "run $SQ: q4_0 near f32" "$S/o_f32_$SQ.npy" "$S/o_q4_$SQ.npy" 0.2
-  differ "run $SQ: q8_0 differs from f32" "$S/o_f32_$SQ.npy" "$S/o_q8_$SQ.npy"
-  differ "run $SQ: q4_0 differs from q8_0" "$S/o_q8_$SQ.npy" "$S/o_q4_$SQ.npy"
+  expect_same "run $SQ: q8_0 near f32" "$S/o_f32_$SQ.npy" "$S/o_q8_$SQ.npy" 0.02
+  expect_same "run $SQ: q4_0 near f32" "$S/o_f32_$SQ.npy" "$S/o_q4_$SQ.npy" 0.2
+  expect_differ "run $SQ: q8_0 differs from f32" "$S/o_f32_$SQ.npy" "$S/o_q8_$SQ.npy"
+  expect_differ "run $SQ: q4_0 differs from q8_0" "$S/o_q8_$SQ.npy" "$S/o_q4_$SQ.npy"
   expect_ok "run $SQ q8_0, 1 thread" run $Q --out "$S/o_q8_1_$SQ.npy" \
     --kv-quant q8_0 --threads 1 --causal
   expect_ok "run $SQ q8_0, 3 threads" run $Q --out "$S/o_q8_3_$SQ.npy" \
     --kv-quant q8_0 --threads 3 --causal
-  close "run $SQ q8_0: 1 and 3 threads bitwise" "$S/o_q8_1_$SQ.npy" \
+  expect_same "run $SQ q8_0: 1 and 3 threads bitwise" "$S/o_q8_1_$SQ.npy" \
     "$S/o_q8_3_$SQ.npy" 0
 done
 
@@ -131,14 +82,14 @@ gen transpose12 "$S/v.npy" "$S/vt.npy"
 expect_ok "run bhsd --kv-quant q4_0" run --q "$S/qt.npy" --k "$S/kt.npy" \
   --v "$S/vt.npy" --layout bhsd --out "$S/ot.npy" --kv-quant q4_0
 gen transpose12 "$S/ot.npy" "$S/ott.npy"
-close "run: bhsd files give bshd's bits" "$S/o_q4_q.npy" "$S/ott.npy" 0
+expect_same "run: bhsd files give bshd's bits" "$S/o_q4_q.npy" "$S/ott.npy" 0
 
 expect_ok "run --kv-quant q8_0 --rope 10000" run $QKV --out "$S/o_rope.npy" \
   --kv-quant q8_0 --rope 10000 --causal
-finite "run --kv-quant --rope" "$S/o_rope.npy"
+expect_finite "run --kv-quant --rope" "$S/o_rope.npy"
 expect_ok "run --kv-quant q4_0 --dtype bf16" run $QKV --out "$S/o_bf.npy" \
   --kv-quant q4_0 --dtype bf16 --window 8,0
-finite "run --kv-quant --dtype bf16" "$S/o_bf.npy"
+expect_finite "run --kv-quant --dtype bf16" "$S/o_bf.npy"
 
 # --- grad: straight-through ----------------------------------------------------
 expect_ok "run q8_0 causal" run $QKV --out "$S/o_c.npy" --kv-quant q8_0 \
@@ -146,13 +97,13 @@ expect_ok "run q8_0 causal" run $QKV --out "$S/o_c.npy" --kv-quant q8_0 \
 expect_ok "grad --kv-quant q8_0" grad $QKV --dout "$S/do.npy" \
   --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy" --out "$S/og.npy" \
   --kv-quant q8_0 --causal
-close "grad's O = run's O, bitwise" "$S/o_c.npy" "$S/og.npy" 0
-finite "grad dQ" "$S/dq.npy"
-finite "grad dK" "$S/dk.npy"
-finite "grad dV" "$S/dv.npy"
+expect_same "grad's O = run's O, bitwise" "$S/o_c.npy" "$S/og.npy" 0
+expect_finite "grad dQ" "$S/dq.npy"
+expect_finite "grad dK" "$S/dk.npy"
+expect_finite "grad dV" "$S/dv.npy"
 expect_ok "grad f32" grad $QKV --dout "$S/do.npy" --dq "$S/dq32.npy" \
   --dk "$S/dk32.npy" --dv "$S/dv32.npy" --causal
-close "grad dV: q8_0 near f32" "$S/dv32.npy" "$S/dv.npy" 0.05
+expect_same "grad dV: q8_0 near f32" "$S/dv32.npy" "$S/dv.npy" 0.05
 expect_fail 2 "grad --kv-quant q9" grad $QKV --dout "$S/do.npy" \
   --dq "$S/dq.npy" --dk "$S/dk.npy" --dv "$S/dv.npy" --kv-quant q9
 
