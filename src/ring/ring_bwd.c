@@ -53,22 +53,9 @@ static void bwd_bufs_free(bwd_bufs *b) {
   ring_pair_arrays_free(&b->arr);
 }
 
-static size_t slice_bytes(const ring_plan *pl, int64_t n) {
-  return (size_t)(pl->batch * n * pl->hkv) *
-         ((size_t)pl->d * pl->esk + (size_t)pl->dv * pl->esv);
-}
-
 /* Elements of one slice's dK + dV accumulator. */
 static size_t acc_elems(const ring_plan *pl, int64_t n) {
   return (size_t)(pl->batch * n * pl->hkv * (pl->d + pl->dv));
-}
-
-static void blob_views(const ring_plan *pl, char *blob, int64_t n, int64_t row0,
-                       int64_t len, attn_tensor *k, attn_tensor *v) {
-  const attn_params *p = &pl->p;
-  *k = ring_view(blob, p->k.dtype, pl->batch, n, pl->hkv, pl->d, row0, len);
-  char *vbase = blob + (size_t)(pl->batch * n * pl->hkv * pl->d) * pl->esk;
-  *v = ring_view(vbase, p->v.dtype, pl->batch, n, pl->hkv, pl->dv, row0, len);
 }
 
 static int pair_params(const ring_plan *pl, bwd_bufs *b, int i, int s,
@@ -78,7 +65,7 @@ static int pair_params(const ring_plan *pl, bwd_bufs *b, int i, int s,
     return 0;
   const attn_params *p = &pl->p;
   pp->q = ring_rows(&p->q, qs->off, qs->len);
-  blob_views(pl, blob, pl->ranks[s].n, ks->off, ks->len, &pp->k, &pp->v);
+  ring_blob_views(pl, blob, pl->ranks[s].n, ks->off, ks->len, &pp->k, &pp->v);
   pp->o = ring_rows(&p->o, qs->off, qs->len);
   pp->lse = b->lse_seg[i];
   pp->dout = ring_rows(&p->dout, qs->off, qs->len);
@@ -107,7 +94,7 @@ static attn_status bwd_alloc(const ring_plan *pl, bwd_bufs *b, char *msg) {
   const size_t acc = acc_elems(pl, pl->max_n) * 4;
   int ok = ring_pair_arrays_alloc(pl, &b->arr) == ATTN_OK;
   for (int i = 0; i < 2; i++) {
-    b->blob[i] = track(b, slice_bytes(pl, pl->max_n));
+    b->blob[i] = track(b, ring_slice_bytes(pl, pl->max_n));
     b->acc[i] = track(b, acc);
     b->lse_seg[i] = track(b, (size_t)(pl->batch * pl->hq * maxq) * 4);
     ok = ok && b->blob[i] && b->acc[i] && b->lse_seg[i];
@@ -288,12 +275,12 @@ attn_status attn_ring_backward_sized(attn_context *ctx, MPI_Comm comm,
     const int64_t n_s = pl.ranks[s].n;
     MPI_Request req[3] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     if (t + 1 <= pl.max_t && t + 1 <= pl.chain[ns]) {
-      MPI_Irecv(b.blob[1 - cur], (int)slice_bytes(&pl, pl.ranks[ns].n),
+      MPI_Irecv(b.blob[1 - cur], (int)ring_slice_bytes(&pl, pl.ranks[ns].n),
                 MPI_BYTE, prev, t + 1, pl.comm, &req[0]);
       stats.slices_received++;
     }
     if (have && t + 1 <= pl.chain[s]) {
-      const size_t n = slice_bytes(&pl, n_s);
+      const size_t n = ring_slice_bytes(&pl, n_s);
       MPI_Isend(b.blob[cur], (int)n, MPI_BYTE, next, t + 1, pl.comm, &req[1]);
       stats.bytes_sent += (double)n;
     }

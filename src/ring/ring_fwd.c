@@ -43,20 +43,6 @@ static void fwd_bufs_free(fwd_bufs *b) {
   ring_pair_arrays_free(&b->arr);
 }
 
-static size_t slice_bytes(const ring_plan *pl, int64_t n) {
-  return (size_t)(pl->batch * n * pl->hkv) *
-         ((size_t)pl->d * pl->esk + (size_t)pl->dv * pl->esv);
-}
-
-/* K and V views of rows [row0, row0 + len) of a blob of n rows. */
-static void blob_views(const ring_plan *pl, char *blob, int64_t n, int64_t row0,
-                       int64_t len, attn_tensor *k, attn_tensor *v) {
-  const attn_params *p = &pl->p;
-  *k = ring_view(blob, p->k.dtype, pl->batch, n, pl->hkv, pl->d, row0, len);
-  char *vbase = blob + (size_t)(pl->batch * n * pl->hkv * pl->d) * pl->esk;
-  *v = ring_view(vbase, p->v.dtype, pl->batch, n, pl->hkv, pl->dv, row0, len);
-}
-
 /* Pair call parameters for query segment qs of this rank against key
  * segment ks of rank s whose slice (n rows) is in blob; 0 = skip. */
 static int pair_params(const ring_plan *pl, fwd_bufs *b, const ring_seg *qs,
@@ -65,7 +51,7 @@ static int pair_params(const ring_plan *pl, fwd_bufs *b, const ring_seg *qs,
     return 0;
   const attn_params *p = &pl->p;
   pp->q = ring_rows(&p->q, qs->off, qs->len);
-  blob_views(pl, blob, pl->ranks[s].n, ks->off, ks->len, &pp->k, &pp->v);
+  ring_blob_views(pl, blob, pl->ranks[s].n, ks->off, ks->len, &pp->k, &pp->v);
   pp->o = ring_view(b->tmp_o, ATTN_DTYPE_F32, pl->batch, qs->len, pl->hq,
                     pl->dv, 0, qs->len);
   pp->lse = b->tmp_l;
@@ -83,7 +69,7 @@ static attn_status fwd_alloc(const ring_plan *pl, fwd_bufs *b, char *msg) {
   const size_t no = (size_t)(pl->batch * maxq * pl->hq * pl->dv) * 4;
   const size_t nl = (size_t)(pl->batch * pl->hq * maxq) * 4;
   for (int i = 0; i < 2; i++) {
-    b->blob[i] = track(b, slice_bytes(pl, pl->max_n));
+    b->blob[i] = track(b, ring_slice_bytes(pl, pl->max_n));
     b->acc_o[i] = track(b, no);
     b->acc_l[i] = track(b, nl);
   }
@@ -276,12 +262,12 @@ attn_status attn_ring_forward_sized(attn_context *ctx, MPI_Comm comm,
     const int ns = (me - (t + 1) % R + R) % R;
     MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     if (t + 1 <= pl.max_t && t + 1 <= pl.chain[ns]) {
-      MPI_Irecv(b.blob[1 - cur], (int)slice_bytes(&pl, pl.ranks[ns].n),
+      MPI_Irecv(b.blob[1 - cur], (int)ring_slice_bytes(&pl, pl.ranks[ns].n),
                 MPI_BYTE, prev, t + 1, pl.comm, &req[0]);
       stats.slices_received++;
     }
     if (have && t + 1 <= pl.chain[s]) {
-      const size_t n = slice_bytes(&pl, pl.ranks[s].n);
+      const size_t n = ring_slice_bytes(&pl, pl.ranks[s].n);
       MPI_Isend(b.blob[cur], (int)n, MPI_BYTE, next, t + 1, pl.comm, &req[1]);
       stats.bytes_sent += (double)n;
     }

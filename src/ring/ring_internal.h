@@ -92,6 +92,13 @@ void ring_pair_arrays_free(ring_pair_arrays *a);
 attn_tensor ring_view(void *data, attn_dtype dtype, int64_t batch, int64_t n,
                       int64_t heads, int64_t dim, int64_t row0, int64_t len);
 
+/* Bytes of one travelling K/V slice of n rows (K then V, their dtypes). */
+size_t ring_slice_bytes(const ring_plan *pl, int64_t n);
+
+/* K and V views of rows [row0, row0 + len) of such a slice of n rows. */
+void ring_blob_views(const ring_plan *pl, char *blob, int64_t n, int64_t row0,
+                     int64_t len, attn_tensor *k, attn_tensor *v);
+
 /* Rows [row0, row0 + len) of a user tensor (any strides). */
 attn_tensor ring_rows(const attn_tensor *t, int64_t row0, int64_t len);
 

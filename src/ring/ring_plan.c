@@ -767,3 +767,16 @@ void ring_store(const float *src, const attn_tensor *dst, int64_t row0,
         }
       }
 }
+
+size_t ring_slice_bytes(const ring_plan *pl, int64_t n) {
+  return (size_t)(pl->batch * n * pl->hkv) *
+         ((size_t)pl->d * pl->esk + (size_t)pl->dv * pl->esv);
+}
+
+void ring_blob_views(const ring_plan *pl, char *blob, int64_t n, int64_t row0,
+                     int64_t len, attn_tensor *k, attn_tensor *v) {
+  const attn_params *p = &pl->p;
+  *k = ring_view(blob, p->k.dtype, pl->batch, n, pl->hkv, pl->d, row0, len);
+  char *vbase = blob + (size_t)(pl->batch * n * pl->hkv * pl->d) * pl->esk;
+  *v = ring_view(vbase, p->v.dtype, pl->batch, n, pl->hkv, pl->dv, row0, len);
+}
