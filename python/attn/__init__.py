@@ -1,0 +1,42 @@
+"""libattn from Python: self-attention on the CPU, zero copies.
+
+    import numpy as np, attn
+    q = np.random.randn(2, 128, 8, 64).astype(np.float32)   # [b, s, h, d]
+    k = v = np.random.randn(2, 128, 2, 64).astype(np.float32)
+    o, lse = attn.forward(q, k, v, causal=True, return_lse=True)
+    dq, dk, dv = attn.backward(np.ones_like(o), q, k, v, o, lse, causal=True)
+
+``attn.torch`` has ``scaled_dot_product_attention`` (PyTorch's semantics,
+autograd) and FlashAttention's ``flash_attn_func``/``flash_attn_varlen_func``;
+``attn.hf.register()`` adds ``attn_implementation="libattn"`` to Hugging
+Face transformers. Where the library and the extension are found:
+``attn._loader``.
+"""
+
+from . import _api, _errors, _loader
+from ._api import backward, forward, merge, merge_backward
+from ._errors import (AttnError, AttnMemoryError, AttnRuntimeError,
+                      AttnTypeError, AttnValueError)
+
+_ext, _ext_dir = _loader.load_extension()
+library_path = _loader.library_path(_ext_dir)
+_ext.load(library_path)
+_ext.set_error_factory(_errors.make)
+_api._ext = _ext
+
+try:  # installed (pip install .): the distribution's version
+    from importlib.metadata import PackageNotFoundError, version as _dist_v
+    __version__ = _dist_v("libattn")
+except (ImportError, PackageNotFoundError):  # the source tree
+    __version__ = _ext.version()
+
+
+def library_version() -> str:
+    """Version string of the loaded libattn (attn_version_string())."""
+    return _ext.version()
+
+
+__all__ = ["forward", "backward", "merge", "merge_backward", "AttnError",
+           "AttnValueError", "AttnTypeError", "AttnMemoryError",
+           "AttnRuntimeError", "library_version", "library_path",
+           "__version__"]
