@@ -106,6 +106,21 @@ class AttnParams(ctypes.Structure):
         ("dsinks", ctypes.POINTER(ctypes.c_float)),
         ("dropout_p", ctypes.c_float),
         ("dropout_seed", ctypes.c_uint64),
+        # appended in 0.5: sparse patterns and user functions
+        ("global_idx", ctypes.POINTER(ctypes.c_int32)),
+        ("global_count", ctypes.c_int64),
+        ("sparse_kind", ctypes.c_int),
+        ("sparse_l", ctypes.c_int64),
+        ("sparse_c", ctypes.c_int64),
+        ("block_mask", AttnTensor),
+        ("block_q", ctypes.c_int64),
+        ("block_k", ctypes.c_int64),
+        ("score_mod", ctypes.c_void_p),
+        ("score_mod_grad", ctypes.c_void_p),
+        ("mask_mod", ctypes.c_void_p),
+        ("mask_tile", ctypes.c_void_p),
+        ("mod_by_head", ctypes.c_int),
+        ("mod_user", ctypes.c_void_p),
     ]
 
 

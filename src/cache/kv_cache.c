@@ -33,6 +33,7 @@
 #include "cache/kv_cache.h"
 
 #include "kernels/decode.h"
+#include "mask/mask.h"
 #include "pos/rope.h"
 
 #include <stdlib.h>
@@ -379,6 +380,11 @@ static attn_status attend_params(const attn_kv_cache *c, attn_params *pp) {
          "kv cache attend: dropout_p (%.9g) must be 0 (the cache is for "
          "inference; train with attn_forward)",
          (double)pp->dropout_p);
+  if (attn_sparse_on(pp))
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "kv cache attend: sparse patterns and score/mask functions are not "
+         "supported (the decode kernel reads every key in range); use "
+         "attn_forward on the cache's keys");
   if (pp->q.shape[0] != c->num_seqs)
     FAIL(ATTN_ERR_INVALID_SHAPE,
          "kv cache attend: q batch (%lld) must equal the cache's num_seqs "

@@ -11,7 +11,7 @@
 /* Every attn_params size a released attn.h declared, oldest first. */
 static const size_t params_sizes[] = {
     ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2, ATTN_PARAMS_SIZE_0_3,
-    sizeof(attn_params)};
+    ATTN_PARAMS_SIZE_0_4, sizeof(attn_params)};
 
 static void params_defaults(attn_params *p) {
   memset(p, 0, sizeof *p);
@@ -25,6 +25,7 @@ static void params_defaults(attn_params *p) {
   p->prefix_len = -1;
   p->rel_buckets = 32;
   p->rel_max_distance = 128;
+  p->block_mask.dtype = ATTN_DTYPE_BOOL;
 }
 
 static int params_size_known(size_t size) {
@@ -56,10 +57,10 @@ attn_status attn_params_import(const attn_params *p, size_t size,
     if (size > ATTN_PARAMS_SIZE_0_1)
       attn_fail(p, ATTN_ERR_ABI,
                 "attn_params is %zu bytes, but libattn %s knows %zu (0.1), "
-                "%zu (0.2), %zu (0.3) and %zu (this release): built against "
-                "a newer attn.h?",
+                "%zu (0.2), %zu (0.3), %zu (0.4) and %zu (this release): "
+                "built against a newer attn.h?",
                 size, attn_version_string(), params_sizes[0], params_sizes[1],
-                params_sizes[2], sizeof(attn_params));
+                params_sizes[2], params_sizes[3], sizeof(attn_params));
     return ATTN_ERR_ABI;
   }
   params_defaults(out);

@@ -110,6 +110,10 @@ attn_status attn_validate_bwd(const attn_params *p, attn_problem *pr) {
       FAIL(ATTN_ERR_NULL_POINTER, "%s.data is NULL", gname[i]);
   if (p->dbias.data && !p->bias.data)
     FAIL(ATTN_ERR_INVALID_ARGUMENT, "dbias is set but there is no bias");
+  if (p->score_mod && !p->score_mod_grad)
+    FAIL(ATTN_ERR_INVALID_ARGUMENT,
+         "score_mod is set without score_mod_grad: the backward needs its "
+         "derivative");
   for (int i = 0; i < 4; i++)
     if (!is_storage(grads[i]->dtype))
       FAIL(ATTN_ERR_INVALID_DTYPE, "%s.dtype (%d) must be f32, bf16 or f16%s",

@@ -4,6 +4,7 @@
  * against every output range. */
 #include "core/internal.h"
 
+#include "mask/mask.h"
 #include "pos/pos.h"
 
 #include <math.h>
@@ -69,6 +70,9 @@ attn_status attn_validate_opts(const attn_params *p, const attn_problem *pr) {
            "space",
            (long long)p->rel_buckets, (long long)pr->hq);
   }
+  const attn_status sts = attn_validate_sparse(p, pr); /* 0.5 */
+  if (sts != ATTN_OK)
+    return sts;
   if (p->sinks)
     for (int64_t h = 0; h < pr->hq; h++)
       if (p->sinks[h] != p->sinks[h] || p->sinks[h] == INFINITY)

@@ -55,6 +55,7 @@ typedef struct bwd_layout {
   size_t per_thread; /* one thread's scratch                        */
   size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5;
   size_t z;       /* dropout's factors [br][bc] (empty without dropout) */
+  size_t gm;      /* score_mod's derivative [br][bc] (empty without it) */
   size_t tiles;   /* offset of the call's own tile lists (if not compiled) */
   size_t scratch; /* offset of thread 0's scratch                */
   size_t total;
@@ -137,6 +138,7 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->g = attn_ws_add(&t, br * bc + KEY_PAD, sizeof(float));
   w->z = attn_ws_add(&t, p->dropout_p > 0.0f ? br * bc + KEY_PAD : 0,
                      sizeof(float));
+  w->gm = attn_ws_add(&t, p->score_mod ? br * bc + KEY_PAD : 0, sizeof(float));
   w->lo = attn_ws_add(&t, br, sizeof(int64_t));
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
@@ -339,6 +341,7 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->ds = (float *)(ws + w->ds);
   t->g = (float *)(ws + w->g);
   t->z = (float *)(ws + w->z);
+  t->gm = (float *)(ws + w->gm);
   attn_dropout_init(&t->drop, p->dropout_seed, p->dropout_p, sq->b, h);
   t->dk = t->dvacc = t->dq = t->dt5 = NULL;
   return 1;

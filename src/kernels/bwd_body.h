@@ -118,6 +118,8 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     float *g = t->sc.softcap > 0 ? t->g + r * BC : NULL;
     const float *t5 = t->sc.t5 ? lut + (rows - 1 - r) : NULL;
     KFN(score_fwd_row)(&t->sc, t->i0 + r, t->j0, x, g, t5, ncol);
+    if (t->sc.mod)
+      KFN(score_mod_row)(&t->sc, t->i0 + r, t->j0, x, t->gm + r * BC, ncol);
     if (partial)
       attn_mask_apply(&t->mv, r, r + 1, t->j0, ncol, x, BC);
     KFN(softmax_exp_row)(x, ncol, lse);
@@ -169,6 +171,13 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     }
     for (int c = 0; c < ncol; c += VL)
       vf_store(x + c, vf_mul(vf_load(p + c), vf_sub(vf_load(x + c), dd)));
+  }
+  for (int r = 0; r < rows && t->sc.mod; r++) { /* score_mod's chain rule */
+    float *x = ds + r * BC;
+    const float *gm = t->gm + r * BC;
+    if (t->lse[r] != -INFINITY)
+      for (int c = 0; c < ncol; c += VL)
+        vf_store(x + c, vf_mul(vf_load(x + c), vf_load(gm + c)));
   }
   if (t->dt5) /* T5's table gradient: dS summed per distance */
     KFN(score_t5_diag)(ds, rows, ncol, t->dt5);

@@ -46,6 +46,7 @@ typedef struct attn_bblock {
   float *s;     /* scratch [br][bc]: P                                        */
   float *ds;    /* out [br][bc]: dS (dS' after the call when dk or dq set)    */
   float *g;     /* scratch [br][bc]: 1 - tanh^2 (softcap only)                */
+  float *gm;    /* scratch [br][bc]: score_mod's derivative (score_mod only)  */
   float *dk;    /* [bc][dp] accumulator, or NULL                              */
   float *dvacc; /* [bc][dvp] accumulator, or NULL                          */
   float *dq;    /* [rows][dp] accumulator rows (row stride dp), or NULL    */

@@ -327,7 +327,7 @@ attn_status attn_forward_workspace_size_sized(attn_context *ctx,
     return st;
   if (!bytes)
     return attn_fail(&pl.p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
-  if (attn_decode_eligible(&pl)) /* few query rows: decode.c */
+  if (attn_decode_eligible(&pl) && !attn_sparse_on(&pl.p)) /* decode.c */
     return attn_decode_workspace_size(&pl, bytes);
   *bytes = w.total;
   return ATTN_OK;
@@ -340,7 +340,7 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   attn_status st = prepare(ctx, user, size, &pl, &job.w);
   if (st != ATTN_OK)
     return st;
-  if (attn_decode_eligible(&pl)) /* few query rows: decode.c */
+  if (attn_decode_eligible(&pl) && !attn_sparse_on(&pl.p)) /* decode.c */
     return attn_decode_forward(&pl);
   const attn_params *p = &pl.p;
   job.pl = &pl;

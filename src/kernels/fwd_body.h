@@ -231,6 +231,8 @@ static void KFN(plain_rows)(const attn_qtile *t, int ra, int rb, float *s,
     const float *t5 = t->sc.t5 ? lut + (rb - 1 - r) : NULL;
     float *sr = s + (r - ra) * BC;
     KFN(score_fwd_row)(&t->sc, t->i0 + r, j0, sr, NULL, t5, ncol);
+    if (t->sc.mod)
+      KFN(score_mod_row)(&t->sc, t->i0 + r, j0, sr, NULL, ncol);
   }
   if (kind == ATTN_TILE_PARTIAL) /* (3) */
     attn_mask_apply(&t->mv, ra, rb, j0, ncol, s, BC);

@@ -62,6 +62,7 @@ int64_t attn_plan_tile(const attn_plan *pl, const attn_seq *s, int64_t h,
   attn_score_setup(p, s, &pos, h, sc);
   sc->t5 = p->rel_bias ? &pl->t5 : NULL;
   attn_mask_tensor_view(p, s->b, h, mv);
+  attn_sparse_view(p, s, &pos, h, mv);
   mv->i0 = i0;
   mv->lo = lo;
   mv->hi = hi;

@@ -14,6 +14,11 @@ void attn_score_setup(const attn_params *p, const attn_seq *s,
   sc->bias_si = sc->bias_sj = 0;
   sc->t5 = NULL; /* set by attn_plan_tile, which owns the call's table */
   sc->t5_h = h;
+  sc->mod = p->score_mod;
+  sc->mod_grad = p->score_mod_grad;
+  sc->mod_user = p->mod_user;
+  sc->b = s->b;
+  sc->h = h;
   if (p->bias.data) {
     const attn_tensor *b = &p->bias;
     const int64_t off = (b->shape[0] == 1 ? 0 : s->b * b->stride[0]) +

@@ -59,6 +59,10 @@ typedef struct attn_score {
   int64_t sk;        /* real keys: nothing at j >= sk is read              */
   const attn_t5 *t5; /* T5 bias of the call, or NULL (attn_plan_tile)   */
   int64_t t5_h;      /* this head's column of t5->table                 */
+  /* score_mod (0.5; attn/sparse.h), or NULL: s = mod(s, b, h, i, j, user) */
+  attn_score_mod_fn mod, mod_grad;
+  void *mod_user;
+  int64_t b, h; /* the sequence and query head it is called with     */
 } attn_score;
 
 /* Modifiers of sequence s (at positions pos) for query head h. */
@@ -68,7 +72,7 @@ void attn_score_setup(const attn_params *p, const attn_seq *s,
 /* 1 when any modifier is on (the fused fast paths need none). */
 static inline int attn_score_any(const attn_score *sc) {
   return sc->softcap > 0 || sc->alibi != 0 || sc->bias != NULL ||
-         sc->t5 != NULL;
+         sc->t5 != NULL || sc->mod != NULL;
 }
 
 /* The T5 bias of rows i .. i_last (i_last - i < n) and keys j0 ..:

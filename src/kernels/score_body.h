@@ -52,6 +52,28 @@ static inline void KFN(score_fwd_row)(const attn_score *sc, int64_t i,
   }
 }
 
+/* score_mod (attn/sparse.h) on row i, keys j0 .. j0 + ncol - 1, after
+ * score_fwd_row: s = mod(s) for the real keys (j < sk; the padding is
+ * masked anyway). When gm is not NULL it receives mod's derivative at the
+ * unmodified score (0 where the result is -inf: P = 0 there, and 0 * a
+ * non-finite derivative must not make dS NaN). */
+static inline void KFN(score_mod_row)(const attn_score *sc, int64_t i,
+                                      int64_t j0, float *restrict s,
+                                      float *restrict gm, int ncol) {
+  const int64_t n = ATTN_MIN((int64_t)ncol, sc->sk - j0);
+  for (int64_t c = 0; c < n; c++) {
+    const float x = s[c];
+    const float y = sc->mod(x, sc->b, sc->h, i, j0 + c, sc->mod_user);
+    if (gm)
+      gm[c] = y == -INFINITY
+                  ? 0.0f
+                  : sc->mod_grad(x, sc->b, sc->h, i, j0 + c, sc->mod_user);
+    s[c] = y;
+  }
+  for (int64_t c = ATTN_MAX(n, (int64_t)0); gm && c < ncol; c++)
+    gm[c] = 0.0f;
+}
+
 /* T5's table gradient of one block: dt5[u] = sum of dS over the diagonal
  * rows - 1 - r + c = u (rows r < rows, in order; c < ncol), the layout of
  * attn_score_t5_lut with i_last = the block's last row. */

@@ -16,6 +16,7 @@ struct attn_mask {
   int64_t *offsets;   /* q_pos_offsets, k_pos_offsets (if given)         */
   int has[5];         /* which of the five arrays were given             */
   const void *tensor; /* the mask tensor's data pointer                  */
+  int32_t *global;    /* global_idx's values (key.global_count of them)  */
 };
 
 /* The fields of p that decide the tile lists. */
@@ -34,6 +35,32 @@ static void mask_key(const attn_params *p, attn_params *k) {
   k->q_pos_offset = p->q_pos_offset;
   k->k_pos_offset = p->k_pos_offset;
   k->prefix_len = p->prefix_len;
+  /* 0.5: the sparse patterns (global_idx's values are kept apart) */
+  k->global_count = p->global_count;
+  k->sparse_kind = p->sparse_kind;
+  k->sparse_l = p->sparse_l;
+  k->sparse_c = p->sparse_c;
+  k->block_mask = p->block_mask;
+  k->block_q = p->block_q;
+  k->block_k = p->block_k;
+  k->mask_mod = p->mask_mod;
+  k->mask_tile = p->mask_tile;
+  k->mod_by_head = p->mod_by_head;
+  k->mod_user = p->mod_user;
+}
+
+static int same_sparse(const attn_params *a, const attn_params *b) {
+  for (int i = 0; i < 4; i++)
+    if (a->block_mask.shape[i] != b->block_mask.shape[i] ||
+        a->block_mask.stride[i] != b->block_mask.stride[i])
+      return 0;
+  return a->global_count == b->global_count &&
+         a->sparse_kind == b->sparse_kind && a->sparse_l == b->sparse_l &&
+         a->sparse_c == b->sparse_c &&
+         a->block_mask.data == b->block_mask.data && a->block_q == b->block_q &&
+         a->block_k == b->block_k && a->mask_mod == b->mask_mod &&
+         a->mask_tile == b->mask_tile && a->mod_by_head == b->mod_by_head &&
+         a->mod_user == b->mod_user;
 }
 
 static int same_key(const attn_params *a, const attn_params *b) {
@@ -88,7 +115,8 @@ attn_status attn_mask_compile_sized(const attn_params *user, size_t size,
     m->mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
     m->arrays = malloc(sizeof(int32_t) * (size_t)(3 * (pr.batch + 1)));
     m->offsets = malloc(sizeof(int64_t) * (size_t)(2 * pr.batch + 1));
-    if (!m->mem || !m->arrays || !m->offsets)
+    m->global = malloc(sizeof(int32_t) * (size_t)(p->global_count + 1));
+    if (!m->mem || !m->arrays || !m->offsets || !m->global)
       st = ATTN_ERR_OUT_OF_MEMORY;
   }
   if (st != ATTN_OK) {
@@ -100,6 +128,8 @@ attn_status attn_mask_compile_sized(const attn_params *user, size_t size,
   mask_key(p, &m->key);
   m->batch = pr.batch;
   m->tensor = p->mask.data;
+  if (p->global_count > 0)
+    memcpy(m->global, p->global_idx, sizeof(int32_t) * (size_t)p->global_count);
   for (int i = 0; i < 3; i++)
     if ((m->has[i] = a32[i] != NULL))
       memcpy(m->arrays + i * (pr.batch + 1), a32[i],
@@ -118,6 +148,7 @@ void attn_mask_free(attn_mask *m) {
   free(m->mem);
   free(m->arrays);
   free(m->offsets);
+  free(m->global);
   free(m);
 }
 
@@ -159,6 +190,13 @@ attn_status attn_mask_lookup(const attn_problem *pr, const attn_tiles **out) {
   if (m->tensor != p->mask.data)
     return attn_fail(p, ATTN_ERR_INVALID_ARGUMENT,
                      "compiled_mask was compiled for another mask tensor");
+  if (!same_sparse(&m->key, &k) ||
+      (k.global_count > 0 && memcmp(m->global, p->global_idx,
+                                    sizeof(int32_t) * (size_t)k.global_count)))
+    return attn_fail(p, ATTN_ERR_INVALID_ARGUMENT,
+                     "compiled_mask was compiled with other sparse patterns "
+                     "(global_idx, sparse_kind/l/c, block_mask, block_q/k, "
+                     "mask_mod, mask_tile, mod_by_head, mod_user)");
   const int32_t *a32[3];
   const int64_t *a64[2];
   int64_t n[5];

@@ -46,6 +46,7 @@ typedef struct attn_mask_kind {
 extern const attn_mask_kind attn_mask_kind_causal; /* causal.c */
 extern const attn_mask_kind attn_mask_kind_window; /* window.c */
 extern const attn_mask_kind attn_mask_kind_prefix; /* prefix.c */
+extern const attn_mask_kind attn_mask_kind_child;  /* sparse.c */
 
 /* Allowed key interval lo[r]..hi[r] of rows i0..i0+rows-1 of sequence s,
  * under every active analytic kind (rows.c). */
@@ -60,6 +61,13 @@ typedef struct attn_mask_view {
   const uint8_t *tensor;  /* (row 0 of the sequence, key 0) of this
                              (batch, head) slice of the mask, or NULL */
   int64_t tsi, tsj;       /* its row and key strides (0 broadcasts)   */
+  /* The sparse patterns (sparse.c): sp = NULL when none is on. */
+  const attn_params *sp;
+  int64_t b, h;      /* the sequence and the query head          */
+  int64_t q0, k0;    /* positions of row 0 and key 0             */
+  int64_t sq, sk;    /* the sequence's rows and (real) keys      */
+  const uint8_t *bm; /* (0, 0) of this slice of block_mask, or NULL */
+  int64_t bsi, bsj;  /* its strides (0 broadcasts)               */
 } attn_mask_view;
 
 /* Sets s[r - r0][c] = -inf for every disallowed element of rows r0..r1-1
@@ -73,6 +81,39 @@ void attn_mask_tensor_view(const attn_params *p, int64_t b, int64_t h,
 /* Kind of the mask tensor over rows i0..i0+rows-1 and keys [j0, j1). */
 attn_tile_kind attn_mask_tensor_tile_kind(const attn_mask_view *mv, int rows,
                                           int64_t j0, int64_t j1);
+
+/* ---- sparse patterns (sparse.c; attn/sparse.h) ----------------------- */
+/* 1 when a pattern that masks is on (global tokens, Child, block_mask,
+ * mask_mod); attn_sparse_on also counts score_mod. */
+int attn_sparse_mask_on(const attn_params *p);
+int attn_sparse_on(const attn_params *p);
+/* 1 when the tile lists need one slot per query head. */
+int attn_sparse_per_head(const attn_params *p);
+/* Fills mv's sparse fields for sequence s (at positions pos), head h. */
+void attn_sparse_view(const attn_params *p, const attn_seq *s,
+                      const attn_pos *pos, int64_t h, attn_mask_view *mv);
+/* Sets x[c] = -inf for the keys j0 + c, c in [a, b], of tile row r that
+ * the sparse patterns do not allow (the element predicate's last part). */
+void attn_sparse_apply(const attn_mask_view *mv, int r, int64_t j0, int64_t a,
+                       int64_t b, float *x);
+/* One query tile prepared for classifying its key tiles. */
+typedef struct attn_sparse_tile {
+  const attn_mask_view *mv;
+  int rows;
+  int anyg;             /* some row is a global query */
+  int64_t wu_lo, wu_hi; /* union of the rows' windows  */
+  int64_t wlo[ATTN_TILE_Q], whi[ATTN_TILE_Q];
+  uint8_t gq[ATTN_TILE_Q]; /* row r is a global query     */
+} attn_sparse_tile;
+void attn_sparse_tile_prepare(const attn_mask_view *mv, int rows,
+                              attn_sparse_tile *st);
+/* Kind of keys [j0, j1) for the prepared tile under every mask (the
+ * rows' intervals mv->lo/hi, window/global, Child, block_mask, the mask
+ * tensor, mask_mod). */
+attn_tile_kind attn_sparse_tile_kind(const attn_sparse_tile *st, int64_t j0,
+                                     int64_t j1);
+/* The checks of the 0.5 fields (called by attn_validate_opts). */
+attn_status attn_validate_sparse(const attn_params *p, const attn_problem *pr);
 
 /* ---- tile lists ------------------------------------------------------ */
 typedef struct attn_tile_run {

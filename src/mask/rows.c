@@ -9,6 +9,7 @@ static const attn_mask_kind *const kinds[] = {
     &attn_mask_kind_causal,
     &attn_mask_kind_window,
     &attn_mask_kind_prefix,
+    &attn_mask_kind_child,
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -49,5 +50,8 @@ void attn_mask_apply(const attn_mask_view *mv, int r0, int r1, int64_t j0,
         if (!m[(j0 + c) * mv->tsj])
           x[c] = -INFINITY;
     }
+    if (mv->sp) /* sparse patterns, mask_mod: sparse.c */
+      attn_sparse_apply(mv, r, j0, ATTN_MAX(a, 0),
+                        ATTN_MIN(b, (int64_t)ncol - 1), x);
   }
 }

@@ -7,6 +7,8 @@ void attn_mask_tensor_view(const attn_params *p, int64_t b, int64_t h,
                            attn_mask_view *mv) {
   mv->tensor = NULL;
   mv->tsi = mv->tsj = 0;
+  mv->sp = NULL; /* attn_sparse_view sets the sparse fields */
+  mv->bm = NULL;
   if (!p->mask.data)
     return;
   const attn_tensor *m = &p->mask;

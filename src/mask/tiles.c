@@ -18,8 +18,12 @@ attn_status attn_tiles_plan(const attn_problem *pr, attn_tiles *t,
                             size_t *bytes) {
   const attn_params *p = pr->p;
   t->batch = pr->batch;
-  t->mheads = p->mask.data && p->mask.shape[1] > 1 ? pr->hq : 1;
-  t->cap = p->mask.data ? ATTN_MAX(cdiv(pr->sk_max, TK), 1) : 3;
+  t->mheads = (p->mask.data && p->mask.shape[1] > 1) || attn_sparse_per_head(p)
+                  ? pr->hq
+                  : 1;
+  t->cap = p->mask.data || attn_sparse_mask_on(p)
+               ? ATTN_MAX(cdiv(pr->sk_max, TK), 1)
+               : 3;
   int64_t tiles = 0;
   for (int64_t b = 0; b < pr->batch; b++) {
     attn_seq s;
@@ -95,6 +99,23 @@ static int32_t runs_from_rows(const attn_problem *pr, const attn_seq *s,
     f1 = ATTN_MIN((fhi + 1) / TK, t1);
     if (f1 <= f0)
       f0 = f1 = t1;
+  }
+  if (attn_sparse_mask_on(p)) { /* every tile on its own (sparse.c) */
+    attn_mask_view mv;
+    attn_pos pos;
+    attn_pos_seq(p, s, &pos);
+    attn_mask_tensor_view(p, s->b, h, &mv);
+    mv.i0 = i0;
+    mv.lo = lo;
+    mv.hi = hi;
+    attn_sparse_view(p, s, &pos, h, &mv);
+    attn_sparse_tile st;
+    attn_sparse_tile_prepare(&mv, rows, &st);
+    for (int64_t kt = t0; kt < t1; kt++) {
+      const int64_t j1 = ATTN_MIN((kt + 1) * TK, s->sk);
+      push(run, &n, kt, kt + 1, attn_sparse_tile_kind(&st, kt * TK, j1));
+    }
+    return n;
   }
   if (!p->mask.data) {
     push(run, &n, t0, ATTN_MIN(f0, t1), ATTN_TILE_PARTIAL);

@@ -4,8 +4,9 @@
  *   seq_k - seq_q); -1 leaves that side unbounded. */
 #include "mask/mask.h"
 
+/* With global tokens (sparse.c) the window is OR-ed with them there. */
 static int active(const attn_params *p) {
-  return p->window_left >= 0 || p->window_right >= 0;
+  return (p->window_left >= 0 || p->window_right >= 0) && p->global_count <= 0;
 }
 
 static void narrow(const attn_params *p, const attn_mask_row *row, int64_t *lo,

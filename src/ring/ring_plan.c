@@ -273,6 +273,13 @@ static attn_status local_checks(const attn_params *p, const attn_ring_opts *o,
     say(msg, "dropout is not supported over the ring");
     return ATTN_ERR_INVALID_ARGUMENT;
   }
+  if (p->global_count != 0 || p->sparse_kind != ATTN_SPARSE_NONE ||
+      p->block_mask.data != NULL || p->score_mod != NULL ||
+      p->mask_mod != NULL) {
+    say(msg, "sparse patterns (global tokens, strided/fixed, block masks) "
+             "and score/mask functions are not supported over the ring");
+    return ATTN_ERR_INVALID_ARGUMENT;
+  }
   if (backward && p->dbias.data != NULL) {
     say(msg, "dbias is not supported over the ring");
     return ATTN_ERR_INVALID_ARGUMENT;
@@ -621,6 +628,7 @@ attn_status ring_plan_make(ring_plan *plan, MPI_Comm comm,
     st = ATTN_ERR_NULL_POINTER;
     say(mine.msg, "attn_params is NULL");
   } else if (params_size != sizeof(attn_params) &&
+             params_size != ATTN_PARAMS_SIZE_0_4 &&
              params_size != ATTN_PARAMS_SIZE_0_3 &&
              params_size != ATTN_PARAMS_SIZE_0_2 &&
              params_size != ATTN_PARAMS_SIZE_0_1) {

@@ -15,7 +15,7 @@ set(_attn_abi_dir ${CMAKE_CURRENT_LIST_DIR})
 # 0.2's and 0.3's headers (attn_0_2.h, attn_0_3.h), whose inline wrappers
 # pass that release's sizeof(attn_params); the 0.3 one also runs the 0.3
 # cases (RoPE, T5, the KV cache).
-foreach(_v 0_1 0_2 0_3)
+foreach(_v 0_1 0_2 0_3 0_4)
   add_executable(abi_consumer_${_v} ${_attn_abi_dir}/consumer.c)
   target_include_directories(abi_consumer_${_v} PRIVATE ${_attn_abi_dir})
   target_link_libraries(abi_consumer_${_v} PRIVATE $<TARGET_FILE:attn>
@@ -26,14 +26,17 @@ foreach(_v 0_1 0_2 0_3)
 endforeach()
 target_compile_definitions(abi_consumer_0_2 PRIVATE ABI_CONSUMER_0_2=1)
 target_compile_definitions(abi_consumer_0_3 PRIVATE ABI_CONSUMER_0_3=1)
+target_compile_definitions(abi_consumer_0_4 PRIVATE ABI_CONSUMER_0_4=1)
 
 # Today's header, the same libattn.so, and the tests' double-precision oracles.
 add_executable(test_abi ${_attn_abi_dir}/test_abi.c)
 target_include_directories(test_abi PRIVATE ${_attn_abi_dir})
 target_link_libraries(test_abi PRIVATE attn_test_oracle attn m)
-add_dependencies(test_abi abi_consumer_0_1 abi_consumer_0_2 abi_consumer_0_3)
+add_dependencies(test_abi abi_consumer_0_1 abi_consumer_0_2 abi_consumer_0_3
+                 abi_consumer_0_4)
 
 add_test(NAME abi COMMAND test_abi $<TARGET_FILE:abi_consumer_0_1>
                                   $<TARGET_FILE:abi_consumer_0_2>
-                                  $<TARGET_FILE:abi_consumer_0_3>)
+                                  $<TARGET_FILE:abi_consumer_0_3>
+                                  $<TARGET_FILE:abi_consumer_0_4>)
 set_tests_properties(abi PROPERTIES LABELS "abi;core" TIMEOUT 600)

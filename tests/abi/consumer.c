@@ -11,7 +11,10 @@
  *                     through 0.3's wrappers and 0.3's sizeof(attn_params),
  *                     and also runs the 0.3 cases (T5 table, RoPE, the
  *                     KV cache with its 0.3 sizeof(attn_kv_cache) and
- *                     sizeof(attn_rope)).
+ *                     sizeof(attn_rope));
+ *   abi_consumer_0_4  tests/abi/attn_0_4.h (ABI_CONSUMER_0_4): the same
+ *                     through 0.4's wrappers and 0.4's sizeof(attn_params)
+ *                     (the 0.3 cases included).
  *
  *   abi_consumer_0_X OUT.bin
  *
@@ -31,7 +34,10 @@
 #endif
 #endif
 
-#if defined(ABI_CONSUMER_0_3)
+#if defined(ABI_CONSUMER_0_4)
+#include "attn_0_4.h"
+#define CONSUMER "consumer_0_4"
+#elif defined(ABI_CONSUMER_0_3)
 #include "attn_0_3.h"
 #define CONSUMER "consumer_0_3"
 #elif defined(ABI_CONSUMER_0_2)

@@ -430,10 +430,11 @@ static void check_bad_size(int fn, size_t size, int print_reason,
           "%s(size %s): no NUL-terminated reason in error_message", fname[fn],
           sz);
     /* the reason lists every size the library knows */
-    const size_t known[4] = {S01, ATTN_PARAMS_SIZE_0_2, ATTN_PARAMS_SIZE_0_3,
-                             sizeof(attn_params)};
-    static const char *const kname[4] = {"0.1", "0.2", "0.3", "this release"};
-    for (int i = 0; nul && i < 4; i++) {
+    const size_t known[5] = {S01, ATTN_PARAMS_SIZE_0_2, ATTN_PARAMS_SIZE_0_3,
+                             ATTN_PARAMS_SIZE_0_4, sizeof(attn_params)};
+    static const char *const kname[5] = {"0.1", "0.2", "0.3", "0.4",
+                                         "this release"};
+    for (int i = 0; nul && i < 5; i++) {
       char want[64];
       snprintf(want, sizeof want, "%zu (%s)", known[i], kname[i]);
       CHECK(strstr(sp->why, want) != NULL,
@@ -454,9 +455,10 @@ static void check_bad_size(int fn, size_t size, int print_reason,
  * ATTN_OK. */
 static void check_good_sizes(int fn, small_problem *sp,
                              const params_holder *h) {
-  const size_t good[4] = {ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
-                          ATTN_PARAMS_SIZE_0_3, sizeof(attn_params)};
-  for (int i = 0; i < 4; i++) {
+  const size_t good[5] = {ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
+                          ATTN_PARAMS_SIZE_0_3, ATTN_PARAMS_SIZE_0_4,
+                          sizeof(attn_params)};
+  for (int i = 0; i < 5; i++) {
     size_t bytes = 0;
     memset(sp->why, 0, sizeof sp->why);
     const attn_status st = call(fn, &h->p, good[i], &bytes);
@@ -544,6 +546,13 @@ static void check_03_ignores_04_fields(small_problem *sp,
 
 /* A call with an old size ignores the fields appended after it, whatever
  * they hold. */
+/* A score_mod for the 0.5 fields' checks. */
+static float abi_identity_mod(float s, int64_t b, int64_t h, int64_t i,
+                              int64_t j, void *user) {
+  (void)b, (void)h, (void)i, (void)j, (void)user;
+  return s;
+}
+
 static void check_old_sizes_ignore_new_fields(small_problem *sp,
                                               const params_holder *h) {
   const size_t S01 = ATTN_PARAMS_SIZE_0_1, S = sizeof(attn_params);
@@ -587,6 +596,40 @@ static void check_old_sizes_ignore_new_fields(small_problem *sp,
   st = attn_backward_check_sized(&g.p, ATTN_PARAMS_SIZE_0_2);
   CHECK(st == ATTN_OK, "backward check with the 0.2 size: status %d", (int)st);
   check_03_ignores_04_fields(sp, h, o_ref, lse_ref);
+
+  /* The 0.4 size ignores the 0.5 fields (sparse patterns, user
+   * functions), however invalid: a global index past the keys, an unknown
+   * sparse_kind, a block mask of the wrong shape, score_mod without its
+   * derivative: the forward, the backward's check and attn_mask_compile
+   * succeed with the results of a call without them. */
+  static const int32_t bad_global[2] = {-3, 1 << 30};
+  g = *h;
+  g.p.global_idx = bad_global;
+  g.p.global_count = 2;
+  g.p.sparse_kind = 99;
+  g.p.block_mask = attn_tensor_contiguous(sp, ATTN_DTYPE_BOOL, 1, 1, 3, 3);
+  g.p.block_q = -1;
+  g.p.score_mod = abi_identity_mod; /* without score_mod_grad */
+  memset(sp->o, PAT, sizeof sp->o);
+  memset(sp->lse, PAT, sizeof sp->lse);
+  st = attn_forward_sized(NULL, &g.p, ATTN_PARAMS_SIZE_0_4);
+  CHECK(st == ATTN_OK && memcmp(o_ref, sp->o, sizeof sp->o) == 0 &&
+            memcmp(lse_ref, sp->lse, sizeof sp->lse) == 0,
+        "forward with the 0.4 size read the 0.5 fields (status %d: %s)",
+        (int)st, sp->why);
+  st = attn_backward_check_sized(&g.p, ATTN_PARAMS_SIZE_0_4);
+  CHECK(st == ATTN_OK, "backward check with the 0.4 size: status %d (%s)",
+        (int)st, sp->why);
+  attn_mask *m4 = NULL;
+  st = attn_mask_compile_sized(&g.p, ATTN_PARAMS_SIZE_0_4, &m4);
+  CHECK(st == ATTN_OK, "attn_mask_compile with the 0.4 size: status %d (%s)",
+        (int)st, sp->why);
+  attn_mask_free(m4);
+  /* and today's size refuses them, with the reason */
+  st = attn_forward_check_sized(&g.p, sizeof(attn_params));
+  CHECK(st == ATTN_ERR_INVALID_ARGUMENT && strstr(sp->why, "global_idx"),
+        "today's size with invalid 0.5 fields: status %d (%s)", (int)st,
+        sp->why);
 }
 
 /* Today's size with invalid 0.4 fields: the documented statuses (a NaN or
@@ -788,18 +831,20 @@ static void part2(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
+  if (argc != 5) {
     fprintf(stderr, "usage: test_abi PATH/TO/abi_consumer_0_1 "
-                    "PATH/TO/abi_consumer_0_2 PATH/TO/abi_consumer_0_3\n");
+                    "PATH/TO/abi_consumer_0_2 PATH/TO/abi_consumer_0_3 "
+                    "PATH/TO/abi_consumer_0_4\n");
     return 2;
   }
   printf("libattn %s; attn_params: 0.1 = %zu bytes, 0.2 = %zu bytes, 0.3 = "
-         "%zu bytes, today = %zu bytes\n",
+         "%zu bytes, 0.4 = %zu bytes, today = %zu bytes\n",
          attn_version_string(), ATTN_PARAMS_SIZE_0_1, ATTN_PARAMS_SIZE_0_2,
-         ATTN_PARAMS_SIZE_0_3, sizeof(attn_params));
+         ATTN_PARAMS_SIZE_0_3, ATTN_PARAMS_SIZE_0_4, sizeof(attn_params));
   part1(argv[1], "consumer_0_1", ATTN_PARAMS_SIZE_0_1, ABI_NUM_CASES);
   part1(argv[2], "consumer_0_2", ATTN_PARAMS_SIZE_0_2, ABI_NUM_CASES);
   part1(argv[3], "consumer_0_3", ATTN_PARAMS_SIZE_0_3, ABI_NUM_CASES_ALL);
+  part1(argv[4], "consumer_0_4", ATTN_PARAMS_SIZE_0_4, ABI_NUM_CASES_ALL);
   part2();
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;

@@ -3,6 +3,7 @@
  * attn_backward). Takes every option of `attn run` (cmd_run.h).
  */
 #include "cli.h"
+#include "cmd_linear.h"
 #include "cmd_run.h"
 
 #include <stdio.h>
@@ -21,7 +22,8 @@ const char cmd_grad_help[] =
     "    summed over every row). DO has O's shape. With\n"
     "    --rope, dQ and dK are w.r.t. the unrotated Q and K. With\n"
     "    --kv-quant, dK and dV are w.r.t. the dequantised K and V\n"
-    "    (straight-through).\n";
+    "    (straight-through). With --linear, the gradients of linear\n"
+    "    attention (attn run --linear).\n";
 
 typedef struct grad_opts {
   run_opts run;
@@ -58,6 +60,10 @@ static void parse(int argc, char **argv, grad_opts *o) {
       cli_print_help();
       cli_cleanup();
       exit(0);
+    }
+    if (args_is(&a, "--linear")) { /* cmd_linear.c reads argv */
+      args_flag(&a);
+      continue;
     }
     if (!grad_take(o, &a) && !run_opts_take(&o->run, &a))
       args_unknown(&a, "grad");
@@ -116,6 +122,7 @@ static void compute(const grad_opts *o, const operands *ops, attn_params *p,
 int cmd_grad(int argc, char **argv) {
   grad_opts o;
   parse(argc, argv, &o);
+  const int linear = linear_requested(argc, argv, "grad");
   attn_params p;
   attn_params_init(&p);
   operand_spec spec;
@@ -128,9 +135,16 @@ int cmd_grad(int argc, char **argv) {
   operands_load(&spec, &p, &ops);
   run_rel_bias(&o.run, &p);
   run_sinks(&o.run, &p);
+  run_sparse(&o.run, &p);
   int64_t lse_shape[3];
   float *lse = operands_lse(&ops, &p, lse_shape); /* the backward reads it */
-  compute(&o, &ops, &p, with_rope ? &rope : NULL);
+  if (linear) { /* --linear: linear attention's forward and backward */
+    linear_forward(&p);
+    operands_load_grad(&ops, o.dout, 0, &p);
+    linear_backward(&p);
+  } else {
+    compute(&o, &ops, &p, with_rope ? &rope : NULL);
+  }
 
   int64_t out_shape[4];
   int out_ndim = operands_out_shape(&ops, out_shape);

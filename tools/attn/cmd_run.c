@@ -5,6 +5,7 @@
 #include "cmd_run.h"
 
 #include "cli.h"
+#include "cmd_linear.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,6 +28,11 @@ const char cmd_run_help[] =
     "  --causal                causal mask, bottom-right aligned "
     "(FlashAttention)\n"
     "  --causal-top-left       causal mask, top-left aligned (PyTorch)\n"
+    "  --linear                linear attention (Katharopoulos et al. 2020):\n"
+    "                          weights phi(q) . phi(k), phi = elu + 1, no\n"
+    "                          softmax; with --causal* its causal form;\n"
+    "                          combines only with --layout, --dtype,\n"
+    "                          --threads (any other flag: usage error)\n"
     "  --window L,R            sliding window from the diagonal, -1 = "
     "unbounded\n"
     "  --prefix N              prefix-LM mask: every query sees the first N "
@@ -82,6 +88,23 @@ const char cmd_run_help[] =
     "rules)\n"
     "                          to [batch, heads_q, seq_q, seq_k]\n"
     "  --mask MASK.npy         bool, same broadcasting; true = may attend\n"
+    "  --global IDX.npy        int32 token indices: those queries see every "
+    "key\n"
+    "                          and every query sees those keys (Longformer; "
+    "use\n"
+    "                          with --window for the local part)\n"
+    "  --sparse strided:L | fixed:L,C\n"
+    "                          Child et al. (2019), causal by construction; "
+    "with\n"
+    "                          p the query's position (i + seq_k - seq_q) "
+    "and\n"
+    "                          j <= p: strided: p-L <= j, or (p-j) mod L = "
+    "0;\n"
+    "                          fixed: j/L = p/L, or j mod L >= L-C\n"
+    "  --block-mask MAP.npy --block-size BQ,BK\n"
+    "                          bool [ceil(seq_q/BQ), ceil(seq_k/BK)]: only "
+    "blocks\n"
+    "                          marked true may attend\n"
     "  --kv-lens LENS.npy      int32 [batch]; keys at index >= length are "
     "padding\n"
     "  --cu-seqlens-q CQ.npy   int32 [batch+1] cumulative query offsets\n"
@@ -142,6 +165,10 @@ static const char **value_slot(run_opts *o, const char *name) {
       {"--cu-seqlens-k", &o->cu_k},
       {"--dtype", &o->dtype},
       {"--kv-quant", &o->kv_quant},
+      {"--global", &o->global},
+      {"--sparse", &o->sparse},
+      {"--block-mask", &o->block_mask},
+      {"--block-size", &o->block_size},
       {"--threads", &o->threads},
       {"--isa", &o->isa},
   };
@@ -520,6 +547,8 @@ void run_opts_paths(const run_opts *o, cli_path *list, int *n) {
       {"--cu-seqlens-k", o->cu_k, 0},
       {"--relative-bias", o->rel_bias, 0},
       {"--sinks", o->sinks, 0},
+      {"--global", o->global, 0},
+      {"--block-mask", o->block_mask, 0},
   };
   for (size_t i = 0; i < sizeof add / sizeof add[0]; i++)
     list[(*n)++] = add[i];
@@ -537,6 +566,10 @@ static void parse(int argc, char **argv, run_opts *o) {
       cli_print_help();
       cli_cleanup();
       exit(0);
+    }
+    if (args_is(&a, "--linear")) { /* cmd_linear.c reads argv */
+      args_flag(&a);
+      continue;
     }
     if (!run_opts_take(o, &a))
       args_unknown(&a, "run");
@@ -559,6 +592,7 @@ int cmd_run(int argc, char **argv) {
   run_opts o;
   parse(argc, argv, &o);
   run_opts_require(&o, "run", 1);
+  const int linear = linear_requested(argc, argv, "run");
   attn_params p;
   attn_params_init(&p);
   operand_spec spec;
@@ -574,12 +608,16 @@ int cmd_run(int argc, char **argv) {
   operands_load(&spec, &p, &ops);
   run_rel_bias(&o, &p);
   run_sinks(&o, &p);
+  run_sparse(&o, &p);
   int64_t lse_shape[3];
   float *lse = o.lse != NULL ? operands_lse(&ops, &p, lse_shape) : NULL;
   if (with_rope)
     run_rope_qk(&rope, &p);
   run_kv_quant(&o, &p);
-  run_call(attn_forward, &p);
+  if (linear)
+    linear_forward(&p);
+  else
+    run_call(attn_forward, &p);
 
   int64_t out_shape[4];
   int out_ndim = operands_out_shape(&ops, out_shape);

@@ -20,6 +20,9 @@ typedef struct run_opts {
   /* --dropout P (probability), --seed S (its mask's seed) */
   const char *dropout, *seed;
   const char *kv_quant; /* --kv-quant q8_0|q4_0 */
+  /* sparse patterns (cmd_sparse.c): --global IDX.npy, --sparse SPEC,
+   * --block-mask MAP.npy, --block-size BQ,BK */
+  const char *global, *sparse, *block_mask, *block_size;
   int bidirectional;
   int causal, causal_top_left;
 } run_opts;
@@ -64,6 +67,10 @@ void run_sinks(const run_opts *o, attn_params *p);
  * a head_dim that is not a multiple of 32 ends the program (exit 1).
  * Nothing without --kv-quant. */
 void run_kv_quant(const run_opts *o, attn_params *p);
+
+/* --global, --sparse, --block-mask with --block-size into p's sparse
+ * fields (cmd_sparse.c); after operands_load. Nothing without them. */
+void run_sparse(const run_opts *o, attn_params *p);
 
 /* Appends run's files to list at *n (room for 20 more). */
 void run_opts_paths(const run_opts *o, cli_path *list, int *n);
