@@ -327,6 +327,8 @@ static ALWAYS_INLINE const float *KFN(dec_val_f32)(const attn_dec_chunk *c,
 /* Prefetches key j's rows (bytes each, heads step apart) of nh heads. */
 static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
                                             int64_t step, int64_t bytes) {
+  if (DEC_PREFETCH <= 0)
+    return;
   for (int h = 0; h < nh; h++)
     for (int64_t off = 0; off < bytes; off += 64)
       __builtin_prefetch((const char *)row + h * step + off, 0, 3);
@@ -442,7 +444,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     /* f32: rows outer, each row's nk probabilities broadcast once; the V
      * vectors are reloaded from L1 per row. Same order of operations per
      * element as below (o, then keys in order): the same bits. */
-    for (int r = 0; r < rows; r++) {
+    UNROLL for (int r = 0; r < rows; r++) {
       const float *pr = p + r * ATTN_DEC_LDS;
       vf a[4];
       UNROLL for (int k = 0; k < nk; k++) a[k] = vf_set1(pr[k]);
@@ -468,14 +470,14 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
       UNROLL for (int k = 0; k < nk; k++) {
         blk[k] = (const uint8_t *)v[k] + bo;
         const float d = KFN(dec_qscale)(blk[k]);
-        for (int r = 0; r < rows; r++)
-          pd[r][k] = p[r * ATTN_DEC_LDS + k] * d;
+        UNROLL for (int r = 0; r < rows; r++) pd[r][k] =
+            p[r * ATTN_DEC_LDS + k] * d;
       }
       UNROLL for (int xv = 0; xv < DEC_QV; xv++) {
         vf b[4];
         UNROLL for (int k = 0; k < nk; k++) b[k] =
             KFN(dec_qld)(mode, blk[k] + 2, xv);
-        for (int r = 0; r < rows; r++) {
+        UNROLL for (int r = 0; r < rows; r++) {
           float *dst = o + r * dvp + x0 + xv * VL;
           vf t = vf_load(dst);
           UNROLL for (int k = 0; k < nk; k++) t =
@@ -490,7 +492,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
   for (int64_t x = 0; x < dvp; x += VL) {
     vf b[4]; /* each V vector widened once, used by every row */
     UNROLL for (int k = 0; k < nk; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
-    for (int r = 0; r < rows; r++) {
+    UNROLL for (int r = 0; r < rows; r++) {
       const float *pr = p + r * ATTN_DEC_LDS;
       float *dst = o + r * dvp + x;
       vf t = vf_load(dst);
@@ -500,11 +502,13 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
   }
 }
 
-/* (4), few rows: keys in memory order, four at a time, every head. */
-static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
-                                                  const int mode) {
+/* (4), few rows: keys in memory order, four at a time, every head; rows
+ * (1 .. ATTN_DEC_STREAM_ROWS) a constant, so that the loops over rows
+ * unroll. */
+static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
+                                                  const int mode,
+                                                  const int rows) {
   const int64_t n = c->jb - c->ja, dvp = c->dvp, lds = ATTN_DEC_LDS;
-  const int rows = c->rows;
   const int64_t vb = attn_row_bytes(c->vdt, c->vs, c->dv);
   for (int64_t j = 0; j < n; j += 4) {
     const int64_t jp = j + DEC_PREFETCH;
@@ -523,6 +527,36 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
         for (int k = 0; k < nk; k++)
           KFN(dec_pv_keys)(1, mode, rows, p + k, v + k, o, dvp);
     }
+  }
+}
+
+static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
+                                                  const int mode) {
+  switch (c->rows) {
+  case 1:
+    KFN(dec_pv_stream_rows)(c, mode, 1);
+    break;
+  case 2:
+    KFN(dec_pv_stream_rows)(c, mode, 2);
+    break;
+  case 3:
+    KFN(dec_pv_stream_rows)(c, mode, 3);
+    break;
+  case 4:
+    KFN(dec_pv_stream_rows)(c, mode, 4);
+    break;
+  case 5:
+    KFN(dec_pv_stream_rows)(c, mode, 5);
+    break;
+  case 6:
+    KFN(dec_pv_stream_rows)(c, mode, 6);
+    break;
+  case 7:
+    KFN(dec_pv_stream_rows)(c, mode, 7);
+    break;
+  default: /* ATTN_DEC_STREAM_ROWS */
+    KFN(dec_pv_stream_rows)(c, mode, ATTN_DEC_STREAM_ROWS);
+    break;
   }
 }
 

@@ -1,11 +1,18 @@
 /*
  * cli.c - failing, and the allocations released before exiting.
  */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#endif
 #include "cli.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 /* Everything to release at exit, in order of registration. */
 static struct {
@@ -58,6 +65,25 @@ void *cli_calloc(int64_t count, size_t size, const char *what) {
     cli_fail(CLI_EXIT_RUNTIME, "%s: out of memory (%zu bytes)", what, bytes);
   cli_defer(free, p);
   return p;
+}
+
+void *cli_calloc_large(int64_t count, size_t size, const char *what) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (count < 0 || (count > 0 && (uint64_t)count > SIZE_MAX / size))
+    cli_fail(CLI_EXIT_RUNTIME, "%s: size overflows", what);
+  const size_t bytes = (size_t)count * size, huge = (size_t)2 << 20;
+  if (bytes >= huge) {
+    const size_t rounded = (bytes + huge - 1) / huge * huge;
+    void *p = NULL;
+    if (posix_memalign(&p, huge, rounded) != 0)
+      cli_fail(CLI_EXIT_RUNTIME, "%s: out of memory (%zu bytes)", what, bytes);
+    cli_defer(free, p);
+    (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: 4 KiB pages if not */
+    memset(p, 0, rounded);
+    return p;
+  }
+#endif
+  return cli_calloc(count, size, what);
 }
 
 int64_t cli_mul(int64_t a, int64_t b, int code, const char *what) {

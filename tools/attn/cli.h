@@ -33,6 +33,10 @@ CLI_PRINTF(2, 3) _Noreturn void cli_fail(int code, const char *fmt, ...);
 /* A zeroed block of count elements of size bytes, freed at exit (or by
  * cli_cleanup); fails (runtime) on overflow or out of memory. */
 void *cli_calloc(int64_t count, size_t size, const char *what);
+/* cli_calloc for a large buffer read as a stream (a KV cache): 2 MiB
+ * aligned and, on Linux, advised to use transparent huge pages, so that
+ * streaming it costs no TLB miss per 4 KiB page. */
+void *cli_calloc_large(int64_t count, size_t size, const char *what);
 
 /* Runs release(ptr) at cli_cleanup, in reverse order of registration. */
 void cli_defer(void (*release)(void *), void *ptr);

@@ -156,8 +156,8 @@ static void fill_cache(const decode_opts *o, decode_run *r) {
   const int64_t elems =
       cli_mul(cli_mul(rows, o->hk, CLI_EXIT_USAGE, "the cache"), o->d / blk,
               CLI_EXIT_USAGE, "the cache");
-  c->k = cli_calloc(elems, es, "the cache's keys");
-  c->v = cli_calloc(elems, es, "the cache's values");
+  c->k = cli_calloc_large(elems, es, "the cache's keys");
+  c->v = cli_calloc_large(elems, es, "the cache's values");
   r->lens = cli_calloc(o->batch, sizeof(int32_t), "seq_lens");
   c->seq_lens = r->lens;
   const int64_t step = o->len < 4096 ? o->len : 4096;
