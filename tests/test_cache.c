@@ -427,6 +427,14 @@ static void check_call(const scen *sc, tc_rng *r, int64_t sq, int with_bias) {
   CHECK(same(cl.o[0], cl.o[1], no) && same(cl.lse[0], cl.lse[1], nl),
         "paged != contiguous (sq %lld, page %lld, bias %d)", (long long)sq,
         (long long)sc->ps, with_bias);
+  { /* a 0.5 sparse pattern: refused with a reason, never ignored */
+    call cs = cl;
+    cs.p.sparse_kind = ATTN_SPARSE_STRIDED;
+    cs.p.sparse_l = 4;
+    attn_status e = attend(&cs, sc, &sc->cc, 2, 1, msg);
+    CHECK(e == ATTN_ERR_INVALID_ARGUMENT && strstr(msg, "sparse"),
+          "attend with a sparse pattern: %s: %s", attn_strerror(e), msg);
+  }
   /* A caller workspace of exactly the reported size: the same bits; one
    * byte less: ATTN_ERR_WORKSPACE_TOO_SMALL. */
   for (int paged = 0; paged < 2; paged++) {

@@ -98,7 +98,8 @@
  * part of the mask and may differ.
  *
  * Not with the decode path (attn_forward then uses the tiled kernel), nor
- * with ring attention (attn/ring.h) or the KV cache's attend.
+ * with ring attention (attn/ring.h) or the KV cache's attend: both refuse
+ * these fields with ATTN_ERR_INVALID_ARGUMENT and a reason.
  */
 
 #endif /* ATTN_SPARSE_H */

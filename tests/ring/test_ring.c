@@ -527,6 +527,10 @@ static void same_error(const char *name, int bad_rank, int what,
   case 4: /* unsupported option everywhere */
     p.dropout_p = 0.5f;
     break;
+  case 7: /* a 0.5 sparse pattern everywhere (refused, never ignored) */
+    p.sparse_kind = ATTN_SPARSE_STRIDED;
+    p.sparse_l = 4;
+    break;
   case 5: /* kv_lens beyond the whole sequence */
   {
     static const int32_t big[1] = {100000};
@@ -667,6 +671,7 @@ int main(int argc, char **argv) {
   same_error("dropout everywhere", 0, 4, ATTN_ERR_INVALID_ARGUMENT);
   same_error("kv_lens beyond sequence", 0, 5, ATTN_ERR_INVALID_SEQLENS);
   same_error("MPI_COMM_NULL", -1, 6, ATTN_ERR_INVALID_ARGUMENT);
+  same_error("sparse pattern everywhere", 0, 7, ATTN_ERR_INVALID_ARGUMENT);
 
   long tot[2] = {n_pass, n_fail}, all[2] = {0, 0};
   MPI_Reduce(tot, all, 2, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
