@@ -3,7 +3,13 @@
 
 int attn_version_number(void) { return ATTN_VERSION_NUMBER; }
 
-const char *attn_version_string(void) { return "0.4.0"; }
+/* "MAJOR.MINOR.PATCH" from attn.h's numbers, so the two never drift. */
+#define ATTN_STR_(x) #x
+#define ATTN_STR(x) ATTN_STR_(x)
+const char *attn_version_string(void) {
+  return ATTN_STR(ATTN_VERSION_MAJOR) "." ATTN_STR(
+      ATTN_VERSION_MINOR) "." ATTN_STR(ATTN_VERSION_PATCH);
+}
 
 const char *attn_strerror(attn_status status) {
   switch (status) {
@@ -50,13 +56,25 @@ const char *attn_strerror(attn_status status) {
   return "unknown status code";
 }
 
+static void vfail_to(char *buf, size_t size, const char *fmt, va_list ap) {
+  if (buf && size > 0)
+    vsnprintf(buf, size, fmt, ap);
+}
+
 attn_status attn_fail(const attn_params *p, attn_status st, const char *fmt,
                       ...) {
-  if (p && p->error_message && p->error_message_size > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->error_message, p->error_message_size, fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  vfail_to(p ? p->error_message : NULL, p ? p->error_message_size : 0, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+attn_status attn_fail_to(char *buf, size_t size, attn_status st,
+                         const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail_to(buf, size, fmt, ap);
+  va_end(ap);
   return st;
 }
