@@ -19,6 +19,14 @@ attn_status attn_fail(const attn_params *p, attn_status st, const char *fmt,
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* The same for any struct's message buffer (attn_merge_params,
+ * attn_linear_params ...): writes to buf when buf and size are set. */
+attn_status attn_fail_to(char *buf, size_t size, attn_status st,
+                         const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 /* The call after validation: every size resolved, every option checked. */
 typedef struct attn_problem {

@@ -61,19 +61,9 @@ void attn_merge_params_init_sized(attn_merge_params *m, size_t size) {
   memcpy(m, &full, size);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static attn_status
-merge_fail(const attn_merge_params *m, attn_status st, const char *fmt, ...) {
-  if (m && m->error_message && m->error_message_size > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->error_message, m->error_message_size, fmt, ap);
-    va_end(ap);
-  }
-  return st;
-}
+/* merge_fail(s, st, ...): the reason into s's error_message (s not NULL). */
+#define merge_fail(s, st, ...)                                                 \
+  attn_fail_to((s)->error_message, (s)->error_message_size, (st), __VA_ARGS__)
 
 #define FAIL(st, ...) return merge_fail(m, (st), __VA_ARGS__)
 

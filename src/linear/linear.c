@@ -43,19 +43,9 @@ void attn_linear_params_init_sized(attn_linear_params *p, size_t size) {
   memcpy(p, &full, size);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static attn_status
-lin_fail(const attn_linear_params *p, attn_status st, const char *fmt, ...) {
-  if (p && p->error_message && p->error_message_size > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->error_message, p->error_message_size, fmt, ap);
-    va_end(ap);
-  }
-  return st;
-}
+/* lin_fail(s, st, ...): the reason into s's error_message (s not NULL). */
+#define lin_fail(s, st, ...)                                                   \
+  attn_fail_to((s)->error_message, (s)->error_message_size, (st), __VA_ARGS__)
 
 #define FAIL(st, ...) return lin_fail(p, (st), __VA_ARGS__)
 

@@ -2,9 +2,23 @@
 # the tally (pass, failed; the caller prints "$npass passed, $nfail
 # failed" last), the time limit of every attn run, and expect_fail /
 # expect_msg, expect_ok, expect_shape, expect_same, expect_differ,
-# expect_finite and gen. Needs ATTN (the binary), S (a scratch directory)
+# expect_finite, gen and scratch_dir. Needs ATTN (the binary), S (a scratch directory)
 # and, for the .npy helpers, G (gen_npy) set;
 # CLI_TIME_LIMIT (seconds, default 60) may be set before sourcing.
+
+# scratch_dir SCRIPT DIR: makes DIR (a path without blanks: the scripts
+# split argument strings on blanks) and prints it absolute; on failure a
+# message naming SCRIPT and status 2.
+scratch_dir() {
+  case $2 in
+  *[[:space:]]*)
+    echo "$1: the scratch path must not contain blanks" >&2
+    return 2
+    ;;
+  esac
+  mkdir -p "$2" || return 2
+  (cd "$2" && pwd)
+}
 
 npass=0
 nfail=0

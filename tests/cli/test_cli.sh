@@ -20,19 +20,10 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ]; then
   echo "usage: test_cli.sh ATTN SCRATCH_DIR [GEN_NPY]" >&2
   exit 2
 fi
-case $S in
-*[[:space:]]*)
-  echo "test_cli.sh: the scratch path must not contain blanks" >&2
-  exit 2
-  ;;
-esac
-mkdir -p "$S" || exit 2
-S=$(cd "$S" && pwd)
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
+S=$(scratch_dir test_cli.sh "$S") || exit 2
 D=$S/in
 mkdir -p "$D" || exit 2
-
-. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
-
 
 # --- inputs: batch 2, seq_q 5, seq_k 7, heads 4 (kv 2), dim 8, dim_v 6 ----
 gen rand f32 1 "$D/q.npy" 2 5 4 8

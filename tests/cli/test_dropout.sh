@@ -18,16 +18,8 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ]; then
   echo "usage: test_dropout.sh ATTN SCRATCH_DIR GEN_NPY" >&2
   exit 2
 fi
-case $S in
-*[[:space:]]*)
-  echo "test_dropout.sh: the scratch path must not contain blanks" >&2
-  exit 2
-  ;;
-esac
-mkdir -p "$S" || exit 2
-S=$(cd "$S" && pwd)
-
 . "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
+S=$(scratch_dir test_dropout.sh "$S") || exit 2
 
 # batch 2, seq_q 70, seq_k 75, heads 4 (kv 2), dim 16, dim_v 8: two tiles
 gen rand f32 1 "$S/q.npy" 2 70 4 16

@@ -20,16 +20,8 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ]; then
   echo "usage: test_linear.sh ATTN SCRATCH_DIR GEN_NPY" >&2
   exit 2
 fi
-case $S in
-*[[:space:]]*)
-  echo "test_linear.sh: the scratch path must not contain blanks" >&2
-  exit 2
-  ;;
-esac
-mkdir -p "$S" || exit 2
-S=$(cd "$S" && pwd)
-
 . "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
+S=$(scratch_dir test_linear.sh "$S") || exit 2
 
 # batch 2, seq 130 (three chunks), heads 4 (kv 2), dim 16, dim_v 8
 gen rand f32 1 "$S/q.npy" 2 130 4 16

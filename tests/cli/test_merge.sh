@@ -24,18 +24,10 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ] ||
   echo "usage: test_merge.sh ATTN SCRATCH_DIR GEN_NPY NPY_SLICE" >&2
   exit 2
 fi
-case $S in
-*[[:space:]]*)
-  echo "test_merge.sh: the scratch path must not contain blanks" >&2
-  exit 2
-  ;;
-esac
-mkdir -p "$S" || exit 2
-S=$(cd "$S" && pwd)
+. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
+S=$(scratch_dir test_merge.sh "$S") || exit 2
 D=$S/in
 mkdir -p "$D" || exit 2
-
-. "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_fail, expect_msg
 
 # expect_ok DESCRIPTION ARGS... : exit 0 and nothing on stderr.
 expect_ok() {

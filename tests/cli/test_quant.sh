@@ -21,16 +21,8 @@ if [ -z "$ATTN" ] || [ -z "$S" ] || [ ! -x "$ATTN" ] || [ ! -x "$G" ]; then
   echo "usage: test_quant.sh ATTN SCRATCH_DIR GEN_NPY" >&2
   exit 2
 fi
-case $S in
-*[[:space:]]*)
-  echo "test_quant.sh: the scratch path must not contain blanks" >&2
-  exit 2
-  ;;
-esac
-mkdir -p "$S" || exit 2
-S=$(cd "$S" && pwd)
-
 . "$(dirname "$0")/lib.sh" # tally, LIMIT, expect_*, gen
+S=$(scratch_dir test_quant.sh "$S") || exit 2
 
 # batch 2, seq_q 5 (decode kernel) and 70 (tiled), seq_k 75, heads 4 (kv 2),
 # dim 64, dim_v 32
