@@ -72,7 +72,7 @@ void *cli_calloc_large(int64_t count, size_t size, const char *what) {
   if (count < 0 || (count > 0 && (uint64_t)count > SIZE_MAX / size))
     cli_fail(CLI_EXIT_RUNTIME, "%s: size overflows", what);
   const size_t bytes = (size_t)count * size, huge = (size_t)2 << 20;
-  if (bytes >= huge) {
+  if (bytes >= huge && bytes <= SIZE_MAX - huge) {
     const size_t rounded = (bytes + huge - 1) / huge * huge;
     void *p = NULL;
     if (posix_memalign(&p, huge, rounded) != 0)
