@@ -60,17 +60,19 @@ def _load_module_from(path):
 
 
 def _compile(why):
-    src = os.path.join(HERE, "_attn.c")
+    srcs = [os.path.join(HERE, n)
+            for n in ("_attn.c", "_attn_arrays.c", "_attn.h")]
+    src = srcs[0]
     inc = os.environ.get("ATTN_INCLUDE", os.path.join(SOURCE_ROOT, "include"))
     header = os.path.join(inc, "attn.h")
-    if not (os.path.isfile(src) and os.path.isfile(header)):
+    if not (all(os.path.isfile(p) for p in srcs) and os.path.isfile(header)):
         raise ImportError(
             "attn: the extension attn._attn is not built (%s) and cannot be "
             "compiled here: no %s or %s. Build the project with CMake (it "
             "builds BUILD/python/attn/_attn*.so) and set ATTN_LIBRARY=BUILD/"
             "libattn.so.0, or pip install ." % (why, src, header))
     h = hashlib.sha256()
-    for p in [src, header] + sorted(glob.glob(os.path.join(inc, "attn", "*.h"))):
+    for p in srcs + [header] + sorted(glob.glob(os.path.join(inc, "attn", "*.h"))):
         with open(p, "rb") as f:
             h.update(f.read())
     h.update(sys.version.encode())
@@ -84,7 +86,8 @@ def _compile(why):
         cc = os.environ.get("CC", "cc")
         tmp = out + ".%d.tmp" % os.getpid()
         cmd = [cc, "-std=c11", "-O2", "-fPIC", "-shared", "-I", inc, "-I",
-               sysconfig.get_paths()["include"], src, "-o", tmp, "-ldl"]
+               sysconfig.get_paths()["include"], srcs[0], srcs[1], "-o", tmp,
+               "-ldl"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise ImportError("attn: compiling the extension failed (%s):\n%s"

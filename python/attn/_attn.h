@@ -1,0 +1,86 @@
+/*
+ * attn/_attn.h - what the two halves of the CPython extension share:
+ * _attn.c (the library loaded at run time, the calls, the module) and
+ * _attn_arrays.c (reading numpy, PyTorch and DLPack arrays in place and
+ * turning them into attn_tensor views).
+ */
+#ifndef ATTN_PY_ATTN_H
+#define ATTN_PY_ATTN_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+#include "attn.h"
+
+/* The struct sizes passed to the _sized entry points: the 0.4 layouts
+ * (the last field this binding sets is dropout_seed), so any libattn from
+ * 0.4 on accepts them, whatever fields a newer attn.h appends. */
+#define PARAMS_SIZE (offsetof(attn_params, dropout_seed) + sizeof(uint64_t))
+#define MERGE_SIZE                                                             \
+  (offsetof(attn_merge_params, error_message_size) + sizeof(size_t))
+
+typedef void (*params_init_fn)(attn_params *, size_t);
+typedef attn_status (*call_fn)(attn_context *, const attn_params *, size_t);
+typedef const char *(*strerror_fn)(attn_status);
+typedef const char *(*version_fn)(void);
+typedef void (*merge_init_fn)(attn_merge_params *, size_t);
+typedef attn_status (*merge_fn)(attn_context *, const attn_merge_params *,
+                                size_t);
+
+/* Module state: filled once by load(); read-only afterwards (defined in
+ * _attn.c, read by _attn_arrays.c). */
+struct attn_py_lib {
+  void *handle;
+  params_init_fn params_init;
+  call_fn forward;
+  call_fn backward;
+  strerror_fn strerror_;
+  version_fn version;
+  merge_init_fn merge_init;
+  merge_fn merge;
+  merge_fn merge_backward;
+  PyObject *error_factory; /* callable(status, message) -> exception */
+  /* PyTorch objects, looked up the first time a tensor is seen */
+  PyObject *torch_tensor_type;
+  PyObject *torch_f32, *torch_f16, *torch_bf16, *torch_bool, *torch_i32;
+  PyObject *torch_strided;
+  /* interned attribute names: their lookups hit the type's method cache */
+  PyObject *s_is_cpu, *s_layout, *s_dtype, *s_shape, *s_stride, *s_data_ptr,
+      *s_device, *s_dlpack;
+};
+extern struct attn_py_lib lib;
+
+enum { DT_F32, DT_BF16, DT_F16, DT_BOOL, DT_I32, DT_OTHER };
+extern const char *const dt_names[];
+#define MAXDIM 8
+
+typedef struct arr {
+  void *data;
+  int dtype; /* DT_* */
+  int ndim;
+  int64_t shape[MAXDIM];
+  int64_t stride[MAXDIM]; /* elements */
+  Py_buffer view;         /* held when has_view */
+  int has_view;
+  PyObject *capsule; /* a DLPack capsule, held until release */
+} arr;
+
+/* run()'s layouts (python/attn/_api.py passes these numbers). */
+enum { LAYOUT_BSHD = 0, LAYOUT_BHSD = 1, LAYOUT_THD = 2 };
+
+/* Releases what arr_get holds (a buffer view, a DLPack capsule). */
+void arr_release(arr *a);
+/* Reads obj (buffer protocol, torch tensor or __dlpack__) without copying;
+ * -1 with a Python exception set. */
+int arr_get(PyObject *obj, const char *name, int writable, arr *a);
+/* A contiguous vector of dtype dt and n elements, or -1 with an error. */
+int vec_check(const arr *a, const char *name, int dt, int64_t n,
+              const char *what);
+/* q, k, v, o views in layout (bshd, bhsd, thd) as an attn_tensor. */
+int qkv_tensor(const arr *a, const char *name, int layout, attn_tensor *t);
+/* A bias or mask tensor of dtype dt as an attn_tensor. */
+int bm_tensor(const arr *a, const char *name, int dt, attn_tensor *t);
+
+#endif
