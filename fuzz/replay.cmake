@@ -24,3 +24,38 @@ add_test(NAME fuzz_cache_replay
          COMMAND cache_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/cache)
 set_tests_properties(fuzz_npy_replay fuzz_params_replay fuzz_cache_replay
                      PROPERTIES LABELS fuzz TIMEOUT 300)
+
+# The safetensors reader (with its JSON parser) and the WordPiece
+# tokenizer, when attn_model is built (issue 11).
+if(ATTN_HAVE_MODEL)
+  add_executable(safetensors_replay ${ATTN_FUZZ_DIR}/replay.c
+                                    ${ATTN_FUZZ_DIR}/safetensors_fuzz.c)
+  target_link_libraries(safetensors_replay PRIVATE attn_model)
+  add_test(NAME fuzz_safetensors_replay
+           COMMAND safetensors_replay --mutate 20000
+                   ${ATTN_FUZZ_DIR}/corpus/safetensors)
+  add_executable(wordpiece_replay ${ATTN_FUZZ_DIR}/replay.c
+                                  ${ATTN_FUZZ_DIR}/wordpiece_fuzz.c)
+  target_link_libraries(wordpiece_replay PRIVATE attn_model)
+  add_test(NAME fuzz_wordpiece_replay
+           COMMAND wordpiece_replay --mutate 20000
+                   ${ATTN_FUZZ_DIR}/corpus/wordpiece)
+  set_tests_properties(fuzz_safetensors_replay fuzz_wordpiece_replay
+                       PROPERTIES LABELS fuzz TIMEOUT 300)
+endif()
+
+# The GGUF reader and the byte-level BPE (issue 11, the decoder).
+if(ATTN_HAVE_MODEL)
+  add_executable(gguf_replay ${ATTN_FUZZ_DIR}/replay.c
+                             ${ATTN_FUZZ_DIR}/gguf_fuzz.c)
+  target_link_libraries(gguf_replay PRIVATE attn_model)
+  add_test(NAME fuzz_gguf_replay
+           COMMAND gguf_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/gguf)
+  add_executable(bpe_replay ${ATTN_FUZZ_DIR}/replay.c
+                            ${ATTN_FUZZ_DIR}/bpe_fuzz.c)
+  target_link_libraries(bpe_replay PRIVATE attn_model)
+  add_test(NAME fuzz_bpe_replay
+           COMMAND bpe_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/bpe)
+  set_tests_properties(fuzz_gguf_replay fuzz_bpe_replay
+                       PROPERTIES LABELS fuzz TIMEOUT 300)
+endif()

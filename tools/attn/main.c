@@ -25,6 +25,19 @@ int cmd_ring(int argc, char **argv);
 extern const char cmd_mha_help[]; /* cmd_mha.c */
 int cmd_mha(int argc, char **argv);
 #endif
+/* attn_model built (src/model/) */
+#ifdef ATTN_HAVE_MODEL
+extern const char cmd_tokenize_help[]; /* cmd_tokenize.c */
+int cmd_tokenize(int argc, char **argv);
+extern const char cmd_embed_help[]; /* cmd_embed.c */
+int cmd_embed(int argc, char **argv);
+extern const char cmd_generate_help[]; /* cmd_generate.c */
+int cmd_generate(int argc, char **argv);
+extern const char cmd_show_help[]; /* cmd_show.c */
+int cmd_show(int argc, char **argv);
+extern const char cmd_train_help[]; /* cmd_train.c */
+int cmd_train(int argc, char **argv);
+#endif
 
 /* One command a line, some behind #ifdef. */
 /* clang-format off */
@@ -40,6 +53,13 @@ static const cli_command commands[] = {
 #endif
 #ifdef ATTN_HAVE_RING /* libattn_ring built (MPI found) */
     {"ring", cmd_ring_help, cmd_ring},
+#endif
+#ifdef ATTN_HAVE_MODEL /* attn_model built (OpenBLAS and stb found) */
+    {"tokenize", cmd_tokenize_help, cmd_tokenize},
+    {"embed", cmd_embed_help, cmd_embed},
+    {"generate", cmd_generate_help, cmd_generate},
+    {"show", cmd_show_help, cmd_show},
+    {"train", cmd_train_help, cmd_train},
 #endif
 };
 /* clang-format on */
