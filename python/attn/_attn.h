@@ -18,6 +18,8 @@
  * (the last field this binding sets is dropout_seed), so any libattn from
  * 0.4 on accepts them, whatever fields a newer attn.h appends. */
 #define PARAMS_SIZE (offsetof(attn_params, dropout_seed) + sizeof(uint64_t))
+/* With the sparse options (0.5's fields): the whole struct of this attn.h. */
+#define PARAMS_SIZE_SPARSE (sizeof(attn_params))
 #define MERGE_SIZE                                                             \
   (offsetof(attn_merge_params, error_message_size) + sizeof(size_t))
 
