@@ -398,3 +398,58 @@ def _time_c(mode: int, repeat: int, q, k, v, o, lse=None, *, causal=0,
                     None, None, causal, -1, -1, 0.0, 0.0, threads, 0.0, 0,
                     dout, dq, dk, dv, None, None, None,
                     -repeat if cpu else repeat)
+
+
+def _linear_causal(causal, causal_align):
+    if not causal:
+        return 0
+    try:
+        return _CAUSAL[causal_align]
+    except (KeyError, TypeError):
+        raise ValueError("attn: causal_align must be 'bottom_right' or "
+                         "'top_left', not %r" % (causal_align,)) from None
+
+
+def linear_forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
+                   causal: bool = False, causal_align: str = "bottom_right",
+                   out: Optional[ArrayLike] = None,
+                   threads: Optional[int] = None) -> ArrayLike:
+    """Linear attention (Katharopoulos et al. 2020, ``attn/linear.h``):
+    ``o_i = phi(q_i) S / (phi(q_i) . z)`` with ``phi(x) = elu(x) + 1``,
+    ``S = sum_j phi(k_j)^T v_j`` and ``z = sum_j phi(k_j)`` over every key
+    (non-causal, O(n d^2)) or the keys ``j <= i + seq_k - seq_q``
+    (``causal=True``, bottom-right; ``causal_align="top_left"``: ``j <= i``),
+    computed in chunks of 64 (exact inside a chunk, a running state across
+    chunks). q ``[batch, seq_q, heads_q, d]``, k ``[batch, seq_k, heads_kv,
+    d]``, v ``[batch, seq_k, heads_kv, d_v]`` (bshd, any strides, f32, f16
+    or bf16); heads_q a multiple of heads_kv. A row with no key gets 0.
+    Returns ``out`` (allocated like q unless given)."""
+    c = _linear_causal(causal, causal_align)
+    if out is None:
+        out = _empty(q, _shape(q)[:-1] + _shape(v)[-1:])
+    _ext.linear(0, q, k, v, out, c, 0 if threads is None else int(threads),
+                None, None, None, None)
+    return out
+
+
+def linear_backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike,
+                    v: ArrayLike, *, causal: bool = False,
+                    causal_align: str = "bottom_right",
+                    dq: Optional[ArrayLike] = None,
+                    dk: Optional[ArrayLike] = None,
+                    dv: Optional[ArrayLike] = None,
+                    threads: Optional[int] = None
+                    ) -> Tuple[ArrayLike, ArrayLike, ArrayLike]:
+    """Gradients ``(dq, dk, dv)`` of ``sum(dout * linear_forward(q, k, v))``
+    (the forward is recomputed; dk and dv are summed over the query heads
+    of each kv head). Same options as :func:`linear_forward`."""
+    c = _linear_causal(causal, causal_align)
+    if dq is None:
+        dq = _empty(q, _shape(q))
+    if dk is None:
+        dk = _empty(k, _shape(k))
+    if dv is None:
+        dv = _empty(v, _shape(v))
+    _ext.linear(1, q, k, v, None, c, 0 if threads is None else int(threads),
+                dout, dq, dk, dv)
+    return dq, dk, dv

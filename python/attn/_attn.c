@@ -63,6 +63,13 @@ static PyObject *py_load(PyObject *self, PyObject *arg) {
     }
     memcpy(syms[i].slot, &f, sizeof f);
   }
+  /* optional symbols: linear attention (0.5) */
+  void *f = dlsym(h, "attn_linear_params_init_sized");
+  memcpy(&lib.linear_init, &f, sizeof f);
+  f = dlsym(h, "attn_linear_forward_sized");
+  memcpy(&lib.linear_forward, &f, sizeof f);
+  f = dlsym(h, "attn_linear_backward_sized");
+  memcpy(&lib.linear_backward, &f, sizeof f);
   lib.handle = h;
   Py_RETURN_TRUE;
 }
@@ -88,7 +95,7 @@ static PyObject *py_params_size(PyObject *self, PyObject *unused) {
 }
 
 /* Raises the exception the Python side builds for a library status. */
-static void raise_status(attn_status s, const char *msg) {
+void raise_status(attn_status s, const char *msg) {
   const char *text = msg && msg[0] ? msg : lib.strerror_(s);
   if (!lib.error_factory) {
     PyErr_Format(PyExc_RuntimeError, "attn: %s", text);
@@ -659,6 +666,8 @@ static PyMethodDef methods[] = {
      "one attn_forward (mode 0) or attn_backward (mode 1) call"},
     {"merge", (PyCFunction)(void (*)(void))py_merge, METH_FASTCALL,
      "attn_merge"},
+    {"linear", (PyCFunction)(void (*)(void))py_linear, METH_FASTCALL,
+     "one attn_linear_forward (mode 0) or attn_linear_backward (1) call"},
     {"merge_backward", (PyCFunction)(void (*)(void))py_merge_backward,
      METH_FASTCALL, "attn_merge_backward"},
     {"info", py_info, METH_O,
