@@ -18,6 +18,7 @@ Face transformers. Where the library and the extension are found:
 from . import _api, _errors, _loader
 from ._api import (backward, forward, linear_backward, linear_forward, merge,
                    merge_backward)
+from ._cache import KVCache
 from ._errors import (AttnError, AttnMemoryError, AttnRuntimeError,
                       AttnTypeError, AttnValueError)
 
@@ -40,7 +41,7 @@ def library_version() -> str:
 
 
 __all__ = ["forward", "backward", "merge", "merge_backward", "linear_forward",
-           "linear_backward", "AttnError",
+           "linear_backward", "KVCache", "AttnError",
            "AttnValueError", "AttnTypeError", "AttnMemoryError",
            "AttnRuntimeError", "library_version", "library_path",
            "__version__"]

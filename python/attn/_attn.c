@@ -70,6 +70,15 @@ static PyObject *py_load(PyObject *self, PyObject *arg) {
   memcpy(&lib.linear_forward, &f, sizeof f);
   f = dlsym(h, "attn_linear_backward_sized");
   memcpy(&lib.linear_backward, &f, sizeof f);
+  /* and the KV cache (0.3) */
+  f = dlsym(h, "attn_kv_cache_init_sized");
+  memcpy(&lib.cache_init, &f, sizeof f);
+  f = dlsym(h, "attn_rope_init_sized");
+  memcpy(&lib.rope_init, &f, sizeof f);
+  f = dlsym(h, "attn_kv_cache_append_sized");
+  memcpy(&lib.cache_append, &f, sizeof f);
+  f = dlsym(h, "attn_kv_cache_attend_sized");
+  memcpy(&lib.cache_attend, &f, sizeof f);
   lib.handle = h;
   Py_RETURN_TRUE;
 }
@@ -666,6 +675,8 @@ static PyMethodDef methods[] = {
      "one attn_forward (mode 0) or attn_backward (mode 1) call"},
     {"merge", (PyCFunction)(void (*)(void))py_merge, METH_FASTCALL,
      "attn_merge"},
+    {"cache", (PyCFunction)(void (*)(void))py_cache, METH_FASTCALL,
+     "attn_kv_cache_append (mode 0) or attn_kv_cache_attend (1)"},
     {"linear", (PyCFunction)(void (*)(void))py_linear, METH_FASTCALL,
      "one attn_linear_forward (mode 0) or attn_linear_backward (1) call"},
     {"merge_backward", (PyCFunction)(void (*)(void))py_merge_backward,

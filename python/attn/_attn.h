@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "attn.h"
+#include "attn/kv_cache.h"
 #include "attn/linear.h"
 
 /* The struct sizes passed to the _sized entry points: the 0.4 layouts
@@ -32,6 +33,15 @@ typedef void (*merge_init_fn)(attn_merge_params *, size_t);
 typedef attn_status (*merge_fn)(attn_context *, const attn_merge_params *,
                                 size_t);
 typedef void (*linear_init_fn)(attn_linear_params *, size_t);
+typedef void (*cache_init_fn)(attn_kv_cache *, size_t);
+typedef void (*rope_init_fn)(attn_rope *, size_t);
+typedef attn_status (*cache_append_fn)(attn_context *, const attn_kv_cache *,
+                                       size_t, attn_tensor, attn_tensor,
+                                       const int32_t *, const attn_rope *,
+                                       size_t);
+typedef attn_status (*cache_attend_fn)(attn_context *, const attn_kv_cache *,
+                                       size_t, const attn_params *, size_t,
+                                       const attn_rope *, size_t);
 typedef attn_status (*linear_fn)(attn_context *, const attn_linear_params *,
                                  size_t);
 
@@ -51,6 +61,10 @@ struct attn_py_lib {
   linear_init_fn linear_init;
   linear_fn linear_forward;
   linear_fn linear_backward;
+  cache_init_fn cache_init;
+  rope_init_fn rope_init;
+  cache_append_fn cache_append;
+  cache_attend_fn cache_attend;
   PyObject *error_factory; /* callable(status, message) -> exception */
   /* PyTorch objects, looked up the first time a tensor is seen */
   PyObject *torch_tensor_type;
@@ -95,6 +109,8 @@ int qkv_tensor(const arr *a, const char *name, int layout, attn_tensor *t);
 void raise_status(attn_status s, const char *msg);
 /* attn._attn.linear (_attn_linear.c). */
 PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* attn._attn.cache (_attn_cache.c). */
+PyObject *py_cache(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* A bias or mask tensor of dtype dt as an attn_tensor. */
 int bm_tensor(const arr *a, const char *name, int dt, attn_tensor *t);
 
