@@ -5,6 +5,8 @@
     k = v = np.random.randn(2, 128, 2, 64).astype(np.float32)
     o, lse = attn.forward(q, k, v, causal=True, return_lse=True)
     dq, dk, dv = attn.backward(np.ones_like(o), q, k, v, o, lse, causal=True)
+    o = attn.forward(q, k, v, sparse="strided:16")   # Child et al.
+    o = attn.linear_forward(q, k, v, causal=True)     # Katharopoulos et al.
 
 ``attn.torch`` has ``scaled_dot_product_attention`` (PyTorch's semantics,
 autograd) and FlashAttention's ``flash_attn_func``/``flash_attn_varlen_func``;
@@ -14,7 +16,9 @@ Face transformers. Where the library and the extension are found:
 """
 
 from . import _api, _errors, _loader
-from ._api import backward, forward, merge, merge_backward
+from ._api import (backward, forward, linear_backward, linear_forward, merge,
+                   merge_backward)
+from ._cache import KVCache
 from ._errors import (AttnError, AttnMemoryError, AttnRuntimeError,
                       AttnTypeError, AttnValueError)
 
@@ -36,7 +40,8 @@ def library_version() -> str:
     return _ext.version()
 
 
-__all__ = ["forward", "backward", "merge", "merge_backward", "AttnError",
+__all__ = ["forward", "backward", "merge", "merge_backward", "linear_forward",
+           "linear_backward", "KVCache", "AttnError",
            "AttnValueError", "AttnTypeError", "AttnMemoryError",
            "AttnRuntimeError", "library_version", "library_path",
            "__version__"]

@@ -130,6 +130,51 @@ def _lse_shape(q, lay: int, varlen: bool) -> Tuple[int, ...]:
     return (h, s) if varlen else (b, h, s)
 
 
+_SPARSE_KINDS = {"strided": 1, "fixed": 2}
+
+
+def _sparse(global_idx, sparse, block_mask, block_size):
+    """The extension's sparse tuple, or None when no sparse option is set."""
+    if global_idx is None and sparse is None and block_mask is None:
+        if block_size is not None:
+            raise ValueError("attn: block_size needs block_mask")
+        return None
+    kind, l, c = 0, 0, 0
+    if sparse is not None:
+        if isinstance(sparse, str):
+            name, _, rest = sparse.partition(":")
+            nums = [x for x in rest.split(",")] if rest else []
+        else:
+            name, nums = sparse[0], list(sparse[1:])
+        if name not in _SPARSE_KINDS:
+            raise ValueError("attn: sparse must be 'strided:L' or "
+                             "'fixed:L,C', got %r" % (sparse,))
+        want = 1 if name == "strided" else 2
+        try:
+            nums = [int(x) for x in nums]
+        except (TypeError, ValueError):
+            raise ValueError("attn: sparse %r: L (and C) must be integers"
+                             % (sparse,)) from None
+        if len(nums) != want:
+            raise ValueError("attn: sparse %r: %s takes %s" % (
+                sparse, name, "L" if want == 1 else "L,C"))
+        kind, l = _SPARSE_KINDS[name], nums[0]
+        c = nums[1] if want == 2 else 0
+    bq = bk = 0
+    if block_mask is not None:
+        if block_size is None:
+            raise ValueError("attn: block_mask needs block_size=(bq, bk)")
+        if isinstance(block_size, int):
+            bq = bk = block_size
+        else:
+            bq, bk = (int(x) for x in block_size)
+    elif block_size is not None:
+        raise ValueError("attn: block_size needs block_mask")
+    if global_idx is not None:
+        global_idx = _vec(global_idx, False, "global_idx")
+    return (global_idx, kind, l, c, block_mask, bq, bk)
+
+
 def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
             causal: bool = False, causal_align: str = "bottom_right",
             window: Optional[Tuple[int, int]] = (-1, -1),
@@ -144,7 +189,12 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
             out: Optional[ArrayLike] = None, lse: Optional[ArrayLike] = None,
             threads: Optional[int] = None,
             sinks: Optional[ArrayLike] = None, dropout_p: float = 0.0,
-            dropout_seed: int = 0) -> Union[ArrayLike, Tuple[ArrayLike, ArrayLike]]:
+            dropout_seed: int = 0,
+            global_idx: Optional[ArrayLike] = None,
+            sparse: Optional[Union[str, Tuple]] = None,
+            block_mask: Optional[ArrayLike] = None,
+            block_size: Optional[Union[int, Tuple[int, int]]] = None
+            ) -> Union[ArrayLike, Tuple[ArrayLike, ArrayLike]]:
     """Attention forward: ``o = softmax(scale q kᵀ + options) v``.
 
     Shapes (``layout``; the last axis is always head_dim):
@@ -186,6 +236,17 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
     (counter-based, the backward regenerates it); ``threads`` (None: the
     library's default, ``ATTN_NUM_THREADS`` or all CPUs).
 
+    Sparse patterns (``attn/sparse.h``; work only on the tiles they keep):
+    ``global_idx`` int32 strictly increasing token positions whose queries
+    see every key and whose keys every query sees (Longformer: widens
+    ``window``); ``sparse="strided:L"`` or ``"fixed:L,C"`` (or the tuples
+    ``("strided", L)``, ``("fixed", L, C)``): Child et al.'s patterns, causal
+    by construction, with p = i + seq_k - seq_q and j <= p, strided keeps
+    ``p - L <= j`` or ``(p - j) % L == 0``, fixed keeps ``j // L == p // L``
+    or ``j % L >= L - C``; ``block_mask`` bool ``[batch|1, heads_q|1,
+    ceil(seq_q / bq), ceil(seq_k / bk)]`` with ``block_size=(bq, bk)`` (or
+    one int for both): only blocks marked True may attend.
+
     Returns ``out`` (allocated like q, numpy or torch, unless given), or
     ``(out, lse)`` with ``return_lse`` (or ``lse=`` given): lse f32 ``[batch,
     heads_q, seq_q]`` (``[heads_q, total_q]`` when packed).
@@ -212,7 +273,8 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
     _ext.run(0, lay, q, k, v, out, lse, bias, mask, alibi_slopes, kv_lens,
              cu_seqlens_q, cu_seqlens_k, sinks, c, wl, wr, s, float(softcap),
              0 if threads is None else int(threads), float(dropout_p),
-             int(dropout_seed), None, None, None, None, None, None, 0)
+             int(dropout_seed), None, None, None, None, None, None,
+             _sparse(global_idx, sparse, block_mask, block_size), 0)
     if lse is not None:
         return out, lse
     return out
@@ -235,7 +297,12 @@ def backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike, v: ArrayLike,
              dsinks: Optional[ArrayLike] = None,
              threads: Optional[int] = None,
              sinks: Optional[ArrayLike] = None, dropout_p: float = 0.0,
-             dropout_seed: int = 0) -> Tuple[ArrayLike, ArrayLike, ArrayLike]:
+             dropout_seed: int = 0,
+             global_idx: Optional[ArrayLike] = None,
+             sparse: Optional[Union[str, Tuple]] = None,
+             block_mask: Optional[ArrayLike] = None,
+             block_size: Optional[Union[int, Tuple[int, int]]] = None
+             ) -> Tuple[ArrayLike, ArrayLike, ArrayLike]:
     """Attention backward: ``(dq, dk, dv)`` from dL/dO = ``dout``.
 
     q, k, v and every option must be the forward's; o and lse are what the
@@ -269,7 +336,8 @@ def backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike, v: ArrayLike,
     _ext.run(1, lay, q, k, v, o, lse, bias, mask, alibi_slopes, kv_lens,
              cu_seqlens_q, cu_seqlens_k, sinks, c, wl, wr, s, float(softcap),
              0 if threads is None else int(threads), float(dropout_p),
-             int(dropout_seed), dout, dq, dk, dv, dbias, dsinks, 0)
+             int(dropout_seed), dout, dq, dk, dv, dbias, dsinks,
+             _sparse(global_idx, sparse, block_mask, block_size), 0)
     return dq, dk, dv
 
 
@@ -328,5 +396,60 @@ def _time_c(mode: int, repeat: int, q, k, v, o, lse=None, *, causal=0,
     time, which a loaded machine's preemptions do not inflate."""
     return _ext.run(mode, 0, q, k, v, o, lse, None, None, None, None, None,
                     None, None, causal, -1, -1, 0.0, 0.0, threads, 0.0, 0,
-                    dout, dq, dk, dv, None, None,
+                    dout, dq, dk, dv, None, None, None,
                     -repeat if cpu else repeat)
+
+
+def _linear_causal(causal, causal_align):
+    if not causal:
+        return 0
+    try:
+        return _CAUSAL[causal_align]
+    except (KeyError, TypeError):
+        raise ValueError("attn: causal_align must be 'bottom_right' or "
+                         "'top_left', not %r" % (causal_align,)) from None
+
+
+def linear_forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
+                   causal: bool = False, causal_align: str = "bottom_right",
+                   out: Optional[ArrayLike] = None,
+                   threads: Optional[int] = None) -> ArrayLike:
+    """Linear attention (Katharopoulos et al. 2020, ``attn/linear.h``):
+    ``o_i = phi(q_i) S / (phi(q_i) . z)`` with ``phi(x) = elu(x) + 1``,
+    ``S = sum_j phi(k_j)^T v_j`` and ``z = sum_j phi(k_j)`` over every key
+    (non-causal, O(n d^2)) or the keys ``j <= i + seq_k - seq_q``
+    (``causal=True``, bottom-right; ``causal_align="top_left"``: ``j <= i``),
+    computed in chunks of 64 (exact inside a chunk, a running state across
+    chunks). q ``[batch, seq_q, heads_q, d]``, k ``[batch, seq_k, heads_kv,
+    d]``, v ``[batch, seq_k, heads_kv, d_v]`` (bshd, any strides, f32, f16
+    or bf16); heads_q a multiple of heads_kv. A row with no key gets 0.
+    Returns ``out`` (allocated like q unless given)."""
+    c = _linear_causal(causal, causal_align)
+    if out is None:
+        out = _empty(q, _shape(q)[:-1] + _shape(v)[-1:])
+    _ext.linear(0, q, k, v, out, c, 0 if threads is None else int(threads),
+                None, None, None, None)
+    return out
+
+
+def linear_backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike,
+                    v: ArrayLike, *, causal: bool = False,
+                    causal_align: str = "bottom_right",
+                    dq: Optional[ArrayLike] = None,
+                    dk: Optional[ArrayLike] = None,
+                    dv: Optional[ArrayLike] = None,
+                    threads: Optional[int] = None
+                    ) -> Tuple[ArrayLike, ArrayLike, ArrayLike]:
+    """Gradients ``(dq, dk, dv)`` of ``sum(dout * linear_forward(q, k, v))``
+    (the forward is recomputed; dk and dv are summed over the query heads
+    of each kv head). Same options as :func:`linear_forward`."""
+    c = _linear_causal(causal, causal_align)
+    if dq is None:
+        dq = _empty(q, _shape(q))
+    if dk is None:
+        dk = _empty(k, _shape(k))
+    if dv is None:
+        dv = _empty(v, _shape(v))
+    _ext.linear(1, q, k, v, None, c, 0 if threads is None else int(threads),
+                dout, dq, dk, dv)
+    return dq, dk, dv

@@ -63,6 +63,22 @@ static PyObject *py_load(PyObject *self, PyObject *arg) {
     }
     memcpy(syms[i].slot, &f, sizeof f);
   }
+  /* optional symbols: linear attention (0.5) */
+  void *f = dlsym(h, "attn_linear_params_init_sized");
+  memcpy(&lib.linear_init, &f, sizeof f);
+  f = dlsym(h, "attn_linear_forward_sized");
+  memcpy(&lib.linear_forward, &f, sizeof f);
+  f = dlsym(h, "attn_linear_backward_sized");
+  memcpy(&lib.linear_backward, &f, sizeof f);
+  /* and the KV cache (0.3) */
+  f = dlsym(h, "attn_kv_cache_init_sized");
+  memcpy(&lib.cache_init, &f, sizeof f);
+  f = dlsym(h, "attn_rope_init_sized");
+  memcpy(&lib.rope_init, &f, sizeof f);
+  f = dlsym(h, "attn_kv_cache_append_sized");
+  memcpy(&lib.cache_append, &f, sizeof f);
+  f = dlsym(h, "attn_kv_cache_attend_sized");
+  memcpy(&lib.cache_attend, &f, sizeof f);
   lib.handle = h;
   Py_RETURN_TRUE;
 }
@@ -88,7 +104,7 @@ static PyObject *py_params_size(PyObject *self, PyObject *unused) {
 }
 
 /* Raises the exception the Python side builds for a library status. */
-static void raise_status(attn_status s, const char *msg) {
+void raise_status(attn_status s, const char *msg) {
   const char *text = msg && msg[0] ? msg : lib.strerror_(s);
   if (!lib.error_factory) {
     PyErr_Format(PyExc_RuntimeError, "attn: %s", text);
@@ -134,6 +150,8 @@ enum {
   A_DV,
   A_DBIAS,
   A_DSINKS,
+  A_SPARSE, /* None, or (global_idx, kind, L, C, block_mask, block_q,
+               block_k): attn/sparse.h's options (0.5 params size) */
   A_REPEAT, /* != 0: run the call |repeat| times, return seconds per
                call (wall time, or this thread's CPU time when < 0) */
   A_COUNT
@@ -166,6 +184,7 @@ static const char *const arg_names[A_COUNT] = {"mode",
                                                "dv",
                                                "dbias",
                                                "dsinks",
+                                               "sparse",
                                                "repeat"};
 /* which operands are written */
 static int is_output(int i, int mode) {
@@ -180,6 +199,52 @@ static double now_s(int cpu) {
   struct timespec ts;
   clock_gettime(cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The sparse options' tuple (global_idx, kind, L, C, block_mask, block_q,
+ * block_k) into p; the arrays it reads are kept in sp (released by the
+ * caller where got says so). -1 with a Python exception set. */
+static int sparse_options(PyObject *t, attn_params *p, arr sp[2], int got[2]) {
+  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 7) {
+    PyErr_Format(PyExc_TypeError, "attn: sparse options: a 7-tuple");
+    return -1;
+  }
+  long kind = PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
+  long long l = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 2));
+  long long c = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 3));
+  long long bq = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5));
+  long long bk = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 6));
+  if (PyErr_Occurred())
+    return -1;
+  PyObject *g = PyTuple_GET_ITEM(t, 0), *bm = PyTuple_GET_ITEM(t, 4);
+  if (g != Py_None) {
+    if (arr_get(g, "global_idx", 0, &sp[0]) != 0)
+      return -1;
+    got[0] = 1;
+    int64_t n = sp[0].ndim == 1 ? sp[0].shape[0] : -1;
+    if (n < 1) {
+      PyErr_Format(PyExc_ValueError,
+                   "attn: global_idx must be a non-empty 1-D int32 array");
+      return -1;
+    }
+    if (vec_check(&sp[0], "global_idx", DT_I32, n, "[count]"))
+      return -1;
+    p->global_idx = sp[0].data;
+    p->global_count = n;
+  }
+  p->sparse_kind = (int)kind;
+  p->sparse_l = l;
+  p->sparse_c = c;
+  if (bm != Py_None) {
+    if (arr_get(bm, "block_mask", 0, &sp[1]) != 0)
+      return -1;
+    got[1] = 1;
+    if (bm_tensor(&sp[1], "block_mask", DT_BOOL, &p->block_mask))
+      return -1;
+    p->block_q = bq;
+    p->block_k = bk;
+  }
+  return 0;
 }
 
 static PyObject *py_run(PyObject *self, PyObject *const *args,
@@ -337,30 +402,43 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
     }
   }
 
+  size_t psize = PARAMS_SIZE;
+  arr sp[2]; /* global_idx, block_mask */
+  int sp_got[2] = {0, 0};
+  if (args[A_SPARSE] != Py_None) {
+    if (sparse_options(args[A_SPARSE], &p, sp, sp_got) != 0)
+      goto done_sparse;
+    psize = PARAMS_SIZE_SPARSE;
+  }
+
   attn_status s = ATTN_OK;
   double t0 = 0, t1 = 0;
   call_fn fn = mode == 0 ? lib.forward : lib.backward;
   Py_BEGIN_ALLOW_THREADS;
   if (repeat != 0) { /* timing: < 0 counts this thread's CPU time */
     long n = repeat < 0 ? -repeat : repeat;
-    s = fn(NULL, &p, PARAMS_SIZE); /* warm up */
+    s = fn(NULL, &p, psize); /* warm up */
     t0 = now_s(repeat < 0);
     for (long r = 0; r < n && s == ATTN_OK; ++r)
-      s = fn(NULL, &p, PARAMS_SIZE);
+      s = fn(NULL, &p, psize);
     t1 = now_s(repeat < 0);
   } else {
-    s = fn(NULL, &p, PARAMS_SIZE);
+    s = fn(NULL, &p, psize);
   }
   Py_END_ALLOW_THREADS;
   if (s != ATTN_OK) {
     raise_status(s, msg);
-    goto done;
+    goto done_sparse;
   }
   if (repeat != 0)
     result =
         PyFloat_FromDouble((t1 - t0) / (double)(repeat < 0 ? -repeat : repeat));
   else
     result = Py_NewRef(Py_None);
+done_sparse:
+  for (int i = 0; i < 2; ++i)
+    if (sp_got[i])
+      arr_release(&sp[i]);
 done:
   for (int i = 0; i < A_COUNT; ++i)
     if (got[i])
@@ -597,6 +675,10 @@ static PyMethodDef methods[] = {
      "one attn_forward (mode 0) or attn_backward (mode 1) call"},
     {"merge", (PyCFunction)(void (*)(void))py_merge, METH_FASTCALL,
      "attn_merge"},
+    {"cache", (PyCFunction)(void (*)(void))py_cache, METH_FASTCALL,
+     "attn_kv_cache_append (mode 0) or attn_kv_cache_attend (1)"},
+    {"linear", (PyCFunction)(void (*)(void))py_linear, METH_FASTCALL,
+     "one attn_linear_forward (mode 0) or attn_linear_backward (1) call"},
     {"merge_backward", (PyCFunction)(void (*)(void))py_merge_backward,
      METH_FASTCALL, "attn_merge_backward"},
     {"info", py_info, METH_O,

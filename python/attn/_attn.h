@@ -13,11 +13,15 @@
 #include <stdint.h>
 
 #include "attn.h"
+#include "attn/kv_cache.h"
+#include "attn/linear.h"
 
 /* The struct sizes passed to the _sized entry points: the 0.4 layouts
  * (the last field this binding sets is dropout_seed), so any libattn from
  * 0.4 on accepts them, whatever fields a newer attn.h appends. */
 #define PARAMS_SIZE (offsetof(attn_params, dropout_seed) + sizeof(uint64_t))
+/* With the sparse options (0.5's fields): the whole struct of this attn.h. */
+#define PARAMS_SIZE_SPARSE (sizeof(attn_params))
 #define MERGE_SIZE                                                             \
   (offsetof(attn_merge_params, error_message_size) + sizeof(size_t))
 
@@ -28,6 +32,18 @@ typedef const char *(*version_fn)(void);
 typedef void (*merge_init_fn)(attn_merge_params *, size_t);
 typedef attn_status (*merge_fn)(attn_context *, const attn_merge_params *,
                                 size_t);
+typedef void (*linear_init_fn)(attn_linear_params *, size_t);
+typedef void (*cache_init_fn)(attn_kv_cache *, size_t);
+typedef void (*rope_init_fn)(attn_rope *, size_t);
+typedef attn_status (*cache_append_fn)(attn_context *, const attn_kv_cache *,
+                                       size_t, attn_tensor, attn_tensor,
+                                       const int32_t *, const attn_rope *,
+                                       size_t);
+typedef attn_status (*cache_attend_fn)(attn_context *, const attn_kv_cache *,
+                                       size_t, const attn_params *, size_t,
+                                       const attn_rope *, size_t);
+typedef attn_status (*linear_fn)(attn_context *, const attn_linear_params *,
+                                 size_t);
 
 /* Module state: filled once by load(); read-only afterwards (defined in
  * _attn.c, read by _attn_arrays.c). */
@@ -41,6 +57,14 @@ struct attn_py_lib {
   merge_init_fn merge_init;
   merge_fn merge;
   merge_fn merge_backward;
+  /* optional (0.5): NULL when the loaded library lacks them */
+  linear_init_fn linear_init;
+  linear_fn linear_forward;
+  linear_fn linear_backward;
+  cache_init_fn cache_init;
+  rope_init_fn rope_init;
+  cache_append_fn cache_append;
+  cache_attend_fn cache_attend;
   PyObject *error_factory; /* callable(status, message) -> exception */
   /* PyTorch objects, looked up the first time a tensor is seen */
   PyObject *torch_tensor_type;
@@ -80,6 +104,13 @@ int vec_check(const arr *a, const char *name, int dt, int64_t n,
               const char *what);
 /* q, k, v, o views in layout (bshd, bhsd, thd) as an attn_tensor. */
 int qkv_tensor(const arr *a, const char *name, int layout, attn_tensor *t);
+/* Raises the exception the Python side builds for a library status
+ * (_attn.c). */
+void raise_status(attn_status s, const char *msg);
+/* attn._attn.linear (_attn_linear.c). */
+PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* attn._attn.cache (_attn_cache.c). */
+PyObject *py_cache(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* A bias or mask tensor of dtype dt as an attn_tensor. */
 int bm_tensor(const arr *a, const char *name, int dt, attn_tensor *t);
 

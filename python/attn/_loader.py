@@ -61,7 +61,8 @@ def _load_module_from(path):
 
 def _compile(why):
     srcs = [os.path.join(HERE, n)
-            for n in ("_attn.c", "_attn_arrays.c", "_attn.h")]
+            for n in ("_attn.c", "_attn_arrays.c", "_attn_linear.c",
+                      "_attn_cache.c", "_attn.h")]
     src = srcs[0]
     inc = os.environ.get("ATTN_INCLUDE", os.path.join(SOURCE_ROOT, "include"))
     header = os.path.join(inc, "attn.h")
@@ -86,7 +87,8 @@ def _compile(why):
         cc = os.environ.get("CC", "cc")
         tmp = out + ".%d.tmp" % os.getpid()
         cmd = [cc, "-std=c11", "-O2", "-fPIC", "-shared", "-I", inc, "-I",
-               sysconfig.get_paths()["include"], srcs[0], srcs[1], "-o", tmp,
+               sysconfig.get_paths()["include"], srcs[0], srcs[1], srcs[2],
+               srcs[3], "-o", tmp,
                "-ldl"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:

@@ -65,7 +65,7 @@ def _run(mode, o: _Opts, q, k, v, out, lse, bias, dout=None, dq=None,
     _api._ext.run(mode, o.layout, q, k, v, out, lse, bias, o.mask, o.alibi,
                   None, o.cu_q, o.cu_k, None, o.causal, o.wl, o.wr, o.scale,
                   o.softcap, 0, o.dropout_p, o.seed, dout, dq, dk, dv, dbias,
-                  None, 0)
+                  None, None, 0)
 
 
 def _forward(q, k, v, bias, opts: _Opts):

@@ -31,6 +31,7 @@
  * lengths, nothing of size seq_q x seq_k.
  */
 #include "kernels/plan.h"
+#include "kernels/sparse_split.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -652,6 +653,8 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   attn_status st = prepare(ctx, user, size, &pl, &job.w);
   if (st != ATTN_OK)
     return st;
+  if (attn_split_eligible(&pl)) /* Child et al.'s patterns: sparse_split.c */
+    return attn_split_backward(&pl);
   job.pl = &pl;
   job.pr = &pl.pr;
   job.k = pl.k.bwd;

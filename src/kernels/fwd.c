@@ -15,6 +15,7 @@
  * are bitwise identical across thread counts. */
 #include "kernels/decode.h"
 #include "kernels/plan.h"
+#include "kernels/sparse_split.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -340,6 +341,8 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   attn_status st = prepare(ctx, user, size, &pl, &job.w);
   if (st != ATTN_OK)
     return st;
+  if (attn_split_eligible(&pl)) /* Child et al.'s patterns: sparse_split.c */
+    return attn_split_forward(&pl);
   if (attn_decode_eligible(&pl) && !attn_sparse_on(&pl.p)) /* decode.c */
     return attn_decode_forward(&pl);
   const attn_params *p = &pl.p;

@@ -201,7 +201,7 @@ def test_errors_from_the_binding(rng):
     o, lse = attn.forward(q, k, v, return_lse=True)
     err(ValueError, "needs dout, dq, dk, dv and lse", attn._ext.run, 1, 0,
         q, k, v, o, None, None, None, None, None, None, None, None, 0, -1, -1,
-        0.0, 0.0, 0, 0.0, 0, o, None, None, None, None, None, 0)
+        0.0, 0.0, 0, 0.0, 0, o, None, None, None, None, None, None, 0)
     err(ValueError, "dbias needs bias", attn.backward, o, q, k, v, o, lse,
         dbias=np.zeros((9, 11), np.float32))
     err(ValueError, "dsinks has 2 elements", attn.backward, o, q, k, v, o,
