@@ -18,12 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct lin {
-  float *w, *b; /* w [out, in], b [out] */
-} lin;
-typedef struct norm {
-  float *w, *b; /* [D] each */
-} norm;
+typedef train_lin lin;   /* w [out, in], b [out] */
+typedef train_norm norm; /* w, b [D] */
 
 typedef struct enc_layer {
   attn_layer *attn; /* self-attention, fused in_proj              */
@@ -111,41 +107,6 @@ static attn_layer *make_attn(const encdec_config *c, int cross, char *err,
   if (attn_layer_create(&lc, &L, err, err_size) != ATTN_OK)
     return NULL;
   return L;
-}
-
-static int reg_lin(train_params *ps, const char *pre, const char *nm, lin *l,
-                   int64_t out, int64_t in) {
-  char name[96];
-  snprintf(name, sizeof name, "%s%s.weight", pre, nm);
-  if (train_params_own(ps, name, out, in, 1, &l->w))
-    return -1;
-  snprintf(name, sizeof name, "%s%s.bias", pre, nm);
-  return train_params_own(ps, name, out, 1, 0, &l->b);
-}
-
-static int reg_norm(train_params *ps, const char *pre, const char *nm, norm *n,
-                    int64_t d) {
-  char name[96];
-  snprintf(name, sizeof name, "%s%s.weight", pre, nm);
-  if (train_params_own(ps, name, d, 1, 0, &n->w))
-    return -1;
-  snprintf(name, sizeof name, "%s%s.bias", pre, nm);
-  return train_params_own(ps, name, d, 1, 0, &n->b);
-}
-
-static void init_lin(lin *l, int64_t out, int64_t in, train_rng *r) {
-  const float a = 1.0f / sqrtf((float)in);
-  for (int64_t i = 0; i < out * in; i++)
-    l->w[i] = a * (2.0f * train_rng_uniform(r) - 1.0f);
-  for (int64_t i = 0; i < out; i++)
-    l->b[i] = a * (2.0f * train_rng_uniform(r) - 1.0f);
-}
-
-static void init_norm(norm *n, int64_t d) {
-  for (int64_t i = 0; i < d; i++) {
-    n->w[i] = 1.0f;
-    n->b[i] = 0.0f;
-  }
 }
 
 /* every activation buffer, NULL-checked at the end */
@@ -254,10 +215,10 @@ int encdec_create(const encdec_config *c, uint64_t seed, encdec **out,
     char ap[80];
     snprintf(ap, sizeof ap, "%sself_attn.", pre);
     rc |= train_params_layer(ps, ap, e->attn);
-    rc |= reg_norm(ps, pre, "ln1", &e->ln1, D);
-    rc |= reg_lin(ps, pre, "ff1", &e->ff1, F, D);
-    rc |= reg_lin(ps, pre, "ff2", &e->ff2, D, F);
-    rc |= reg_norm(ps, pre, "ln2", &e->ln2, D);
+    rc |= train_reg_norm(ps, pre, "ln1", &e->ln1, D);
+    rc |= train_reg_lin(ps, pre, "ff1", &e->ff1, F, D);
+    rc |= train_reg_lin(ps, pre, "ff2", &e->ff2, D, F);
+    rc |= train_reg_norm(ps, pre, "ln2", &e->ln2, D);
   }
   for (int64_t l = 0; l < c->n_dec && !rc; l++) {
     dec_layer *d = &m->dec[l];
@@ -271,15 +232,15 @@ int encdec_create(const encdec_config *c, uint64_t seed, encdec **out,
     char ap[80];
     snprintf(ap, sizeof ap, "%sself_attn.", pre);
     rc |= train_params_layer(ps, ap, d->self);
-    rc |= reg_norm(ps, pre, "ln1", &d->ln1, D);
+    rc |= train_reg_norm(ps, pre, "ln1", &d->ln1, D);
     snprintf(ap, sizeof ap, "%scross_attn.", pre);
     rc |= train_params_layer(ps, ap, d->cross);
-    rc |= reg_norm(ps, pre, "ln2", &d->ln2, D);
-    rc |= reg_lin(ps, pre, "ff1", &d->ff1, F, D);
-    rc |= reg_lin(ps, pre, "ff2", &d->ff2, D, F);
-    rc |= reg_norm(ps, pre, "ln3", &d->ln3, D);
+    rc |= train_reg_norm(ps, pre, "ln2", &d->ln2, D);
+    rc |= train_reg_lin(ps, pre, "ff1", &d->ff1, F, D);
+    rc |= train_reg_lin(ps, pre, "ff2", &d->ff2, D, F);
+    rc |= train_reg_norm(ps, pre, "ln3", &d->ln3, D);
   }
-  rc |= reg_lin(ps, "", "out", &m->out, c->vocab_tgt, D);
+  rc |= train_reg_lin(ps, "", "out", &m->out, c->vocab_tgt, D);
   if (rc || train_params_alloc(ps) || alloc_acts(m)) {
     encdec_free(m);
     return fail(err, err_size, "encdec: out of memory");
@@ -294,22 +255,22 @@ int encdec_create(const encdec_config *c, uint64_t seed, encdec **out,
   for (int64_t l = 0; l < c->n_enc; l++) {
     enc_layer *e = &m->enc[l];
     attn_layer_init_weights(e->attn, train_rng_next(&r));
-    init_norm(&e->ln1, D);
-    init_norm(&e->ln2, D);
-    init_lin(&e->ff1, F, D, &r);
-    init_lin(&e->ff2, D, F, &r);
+    train_init_norm(&e->ln1, D);
+    train_init_norm(&e->ln2, D);
+    train_init_lin(&e->ff1, F, D, &r);
+    train_init_lin(&e->ff2, D, F, &r);
   }
   for (int64_t l = 0; l < c->n_dec; l++) {
     dec_layer *d = &m->dec[l];
     attn_layer_init_weights(d->self, train_rng_next(&r));
     attn_layer_init_weights(d->cross, train_rng_next(&r));
-    init_norm(&d->ln1, D);
-    init_norm(&d->ln2, D);
-    init_norm(&d->ln3, D);
-    init_lin(&d->ff1, F, D, &r);
-    init_lin(&d->ff2, D, F, &r);
+    train_init_norm(&d->ln1, D);
+    train_init_norm(&d->ln2, D);
+    train_init_norm(&d->ln3, D);
+    train_init_lin(&d->ff1, F, D, &r);
+    train_init_lin(&d->ff2, D, F, &r);
   }
-  init_lin(&m->out, c->vocab_tgt, D, &r);
+  train_init_lin(&m->out, c->vocab_tgt, D, &r);
   const int64_t P = c->max_src > c->max_tgt ? c->max_src : c->max_tgt;
   attn_sinusoidal_table(P, D, 0, 0.0, m->pe);
   set_meta(m);

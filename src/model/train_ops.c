@@ -485,6 +485,41 @@ int train_params_own(train_params *ps, const char *name, int64_t rows,
   return 0;
 }
 
+int train_reg_lin(train_params *ps, const char *pre, const char *nm,
+                  train_lin *l, int64_t out, int64_t in) {
+  char name[96];
+  snprintf(name, sizeof name, "%s%s.weight", pre, nm);
+  if (train_params_own(ps, name, out, in, 1, &l->w))
+    return -1;
+  snprintf(name, sizeof name, "%s%s.bias", pre, nm);
+  return train_params_own(ps, name, out, 1, 0, &l->b);
+}
+
+int train_reg_norm(train_params *ps, const char *pre, const char *nm,
+                   train_norm *n, int64_t d) {
+  char name[96];
+  snprintf(name, sizeof name, "%s%s.weight", pre, nm);
+  if (train_params_own(ps, name, d, 1, 0, &n->w))
+    return -1;
+  snprintf(name, sizeof name, "%s%s.bias", pre, nm);
+  return train_params_own(ps, name, d, 1, 0, &n->b);
+}
+
+void train_init_lin(train_lin *l, int64_t out, int64_t in, train_rng *r) {
+  const float a = 1.0f / sqrtf((float)in);
+  for (int64_t i = 0; i < out * in; i++)
+    l->w[i] = a * (2.0f * train_rng_uniform(r) - 1.0f);
+  for (int64_t i = 0; i < out; i++)
+    l->b[i] = a * (2.0f * train_rng_uniform(r) - 1.0f);
+}
+
+void train_init_norm(train_norm *n, int64_t d) {
+  for (int64_t i = 0; i < d; i++) {
+    n->w[i] = 1.0f;
+    n->b[i] = 0.0f;
+  }
+}
+
 int train_params_layer(train_params *ps, const char *prefix, attn_layer *L) {
   const int n = attn_layer_num_params(L);
   for (int i = 0; i < n; i++) {

@@ -125,6 +125,25 @@ typedef struct train_params {
  * name too long). */
 int train_params_own(train_params *ps, const char *name, int64_t rows,
                      int64_t cols, int decay, float **slot);
+
+/* A linear layer's and a layer norm's parameters, owned by a parameter
+ * set: w [out, in] and b [out] (linear), w and b [d] (norm). */
+typedef struct train_lin {
+  float *w, *b;
+} train_lin;
+typedef struct train_norm {
+  float *w, *b;
+} train_norm;
+/* Registers "<pre><nm>.weight" and "<pre><nm>.bias" in ps (the weight
+ * decayed for linear layers, never for norms); 0 or -1 (out of memory). */
+int train_reg_lin(train_params *ps, const char *pre, const char *nm,
+                  train_lin *l, int64_t out, int64_t in);
+int train_reg_norm(train_params *ps, const char *pre, const char *nm,
+                   train_norm *n, int64_t d);
+/* PyTorch's nn.Linear initialisation (uniform in +-1/sqrt(in), weight and
+ * bias) from r; a norm starts as the identity (w 1, b 0). */
+void train_init_lin(train_lin *l, int64_t out, int64_t in, train_rng *r);
+void train_init_norm(train_norm *n, int64_t d);
 /* Registers every tensor of an attention layer as prefix + its name. */
 int train_params_layer(train_params *ps, const char *prefix, attn_layer *L);
 /* Allocates the own buffers (zeroed), sets the slots and pointers. */

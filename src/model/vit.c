@@ -16,12 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct vlin {
-  float *w, *b; /* w [out, in], b [out] */
-} vlin;
-typedef struct vnorm {
-  float *w, *b; /* [D] */
-} vnorm;
+typedef train_lin vlin;   /* w [out, in], b [out] */
+typedef train_norm vnorm; /* w, b [D] */
 
 typedef struct vit_block {
   attn_layer *attn;
@@ -79,41 +75,6 @@ void vit_config_default(vit_config *c) {
 }
 
 #define GRAD(m, p) train_params_grad_of(&(m)->ps, (p))
-
-static int reg_lin(train_params *ps, const char *pre, const char *nm, vlin *l,
-                   int64_t out, int64_t in) {
-  char name[96];
-  snprintf(name, sizeof name, "%s%s.weight", pre, nm);
-  if (train_params_own(ps, name, out, in, 1, &l->w))
-    return -1;
-  snprintf(name, sizeof name, "%s%s.bias", pre, nm);
-  return train_params_own(ps, name, out, 1, 0, &l->b);
-}
-
-static int reg_norm(train_params *ps, const char *pre, const char *nm, vnorm *n,
-                    int64_t d) {
-  char name[96];
-  snprintf(name, sizeof name, "%s%s.weight", pre, nm);
-  if (train_params_own(ps, name, d, 1, 0, &n->w))
-    return -1;
-  snprintf(name, sizeof name, "%s%s.bias", pre, nm);
-  return train_params_own(ps, name, d, 1, 0, &n->b);
-}
-
-static void init_lin(vlin *l, int64_t out, int64_t in, train_rng *r) {
-  const float a = 1.0f / sqrtf((float)in);
-  for (int64_t i = 0; i < out * in; i++)
-    l->w[i] = a * (2.0f * train_rng_uniform(r) - 1.0f);
-  for (int64_t i = 0; i < out; i++)
-    l->b[i] = a * (2.0f * train_rng_uniform(r) - 1.0f);
-}
-
-static void init_norm(vnorm *n, int64_t d) {
-  for (int64_t i = 0; i < d; i++) {
-    n->w[i] = 1.0f;
-    n->b[i] = 0.0f;
-  }
-}
 
 static int alloc_acts(vit *m) {
   const vit_config *c = &m->c;
@@ -188,7 +149,7 @@ int vit_create(const vit_config *c, uint64_t seed, vit **out, char *err,
   }
   const int64_t D = c->d_model, F = c->d_ff;
   train_params *ps = &m->ps;
-  int rc = reg_lin(ps, "", "patch", &m->patch, D, m->pd);
+  int rc = train_reg_lin(ps, "", "patch", &m->patch, D, m->pd);
   rc |= train_params_own(ps, "cls", D, 1, 0, &m->cls);
   rc |= train_params_own(ps, "pos", m->q, D, 0, &m->pos);
   for (int64_t l = 0; l < c->layers && !rc; l++) {
@@ -204,21 +165,21 @@ int vit_create(const vit_config *c, uint64_t seed, vit **out, char *err,
       vit_free(m);
       return -1;
     }
-    rc |= reg_norm(ps, pre, "ln1", &k->ln1, D);
+    rc |= train_reg_norm(ps, pre, "ln1", &k->ln1, D);
     snprintf(ap, sizeof ap, "%sattn.", pre);
     rc |= train_params_layer(ps, ap, k->attn);
-    rc |= reg_norm(ps, pre, "ln2", &k->ln2, D);
-    rc |= reg_lin(ps, pre, "ff1", &k->ff1, F, D);
-    rc |= reg_lin(ps, pre, "ff2", &k->ff2, D, F);
+    rc |= train_reg_norm(ps, pre, "ln2", &k->ln2, D);
+    rc |= train_reg_lin(ps, pre, "ff1", &k->ff1, F, D);
+    rc |= train_reg_lin(ps, pre, "ff2", &k->ff2, D, F);
   }
-  rc |= reg_norm(ps, "", "ln_f", &m->lnf, D);
-  rc |= reg_lin(ps, "", "head", &m->head, c->classes, D);
+  rc |= train_reg_norm(ps, "", "ln_f", &m->lnf, D);
+  rc |= train_reg_lin(ps, "", "head", &m->head, c->classes, D);
   if (rc || train_params_alloc(ps) || alloc_acts(m)) {
     vit_free(m);
     return fail(err, err_size, "vit: out of memory");
   }
   train_rng r = {seed};
-  init_lin(&m->patch, D, m->pd, &r);
+  train_init_lin(&m->patch, D, m->pd, &r);
   for (int64_t i = 0; i < D; i++)
     m->cls[i] = 0.02f * train_rng_normal(&r);
   for (int64_t i = 0; i < m->q * D; i++)
@@ -226,13 +187,13 @@ int vit_create(const vit_config *c, uint64_t seed, vit **out, char *err,
   for (int64_t l = 0; l < c->layers; l++) {
     vit_block *k = &m->blk[l];
     attn_layer_init_weights(k->attn, train_rng_next(&r));
-    init_norm(&k->ln1, D);
-    init_norm(&k->ln2, D);
-    init_lin(&k->ff1, F, D, &r);
-    init_lin(&k->ff2, D, F, &r);
+    train_init_norm(&k->ln1, D);
+    train_init_norm(&k->ln2, D);
+    train_init_lin(&k->ff1, F, D, &r);
+    train_init_lin(&k->ff2, D, F, &r);
   }
-  init_norm(&m->lnf, D);
-  init_lin(&m->head, c->classes, D, &r);
+  train_init_norm(&m->lnf, D);
+  train_init_lin(&m->head, c->classes, D, &r);
   set_meta(m);
   *out = m;
   return 0;
