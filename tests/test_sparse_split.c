@@ -193,6 +193,34 @@ out:
   tp_bufs_free(&m);
 }
 
+/* A period far above the sequence is causal attention (and must not size
+ * anything by L). */
+static void huge_period(void) {
+  tp_problem c;
+  tp_problem_init(&c, 1, 2, 1, 70, 70, 16, 16);
+  c.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+  attn_params p;
+  tp_bufs m;
+  tp_build(&c, &p, &m);
+  p.lse = m.lse_mem + 8;
+  attn_status st = attn_forward(NULL, &p);
+  void *o1 = copy(m.mem[TP_O], m.bytes[TP_O]);
+  for (int kind = ATTN_SPARSE_STRIDED; kind <= ATTN_SPARSE_FIXED; kind++) {
+    p.sparse_kind = kind;
+    p.sparse_l = (int64_t)1 << 40;
+    p.sparse_c = kind == ATTN_SPARSE_FIXED ? 3 : 0;
+    tp_reset_forward(&c, &p, &m);
+    p.lse = m.lse_mem + 8;
+    attn_status s2 = attn_forward(NULL, &p);
+    CHECK(st == ATTN_OK && s2 == ATTN_OK &&
+              !memcmp(o1, m.mem[TP_O], m.bytes[TP_O]),
+          "%s with L = 2^40: %s, not causal attention",
+          kind == ATTN_SPARSE_STRIDED ? "strided" : "fixed", attn_strerror(s2));
+  }
+  free(o1);
+  tp_bufs_free(&m);
+}
+
 int main(void) {
   const uint64_t seed = tc_env_ull("ATTN_TEST_SEED", 0xC41D5EEDull);
   const long long n_cases = tc_env_ll("ATTN_TEST_CASES", 150);
@@ -201,6 +229,7 @@ int main(void) {
          (unsigned long long)seed, n_cases);
   for (long long i = 0; i < n_cases; i++)
     one_case(seed, (int)i);
+  huge_period();
   printf("time %.1f s\n", tc_now() - t0);
   printf("%ld passed, %ld failed\n", n_pass, n_fail);
   return n_fail ? 1 : 0;

@@ -61,8 +61,8 @@ int attn_split_eligible(const attn_plan *pl) {
   const int64_t L = p->sparse_l, sq = p->q.shape[1], sk = p->k.shape[1];
   if ((p->sparse_kind != ATTN_SPARSE_STRIDED &&
        p->sparse_kind != ATTN_SPARSE_FIXED) ||
-      L < 2 || pl->pr.varlen)
-    return 0;
+      L < 2 || L >= sk || pl->pr.varlen)
+    return 0; /* L >= seq_k: every key j <= p is near, causal's tiles */
   if (p->sparse_kind == ATTN_SPARSE_FIXED && p->sparse_c >= L)
     return 0; /* every key: causal, all FULL tiles */
   if (p->global_count || p->block_mask.data || p->mask_mod || p->score_mod ||
