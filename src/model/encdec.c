@@ -13,7 +13,6 @@
 #include "safetensors_write.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,16 +65,6 @@ struct encdec {
   char meta_val[12][24];
   const char *meta[24];
 };
-
-static int fail(char *err, size_t size, const char *fmt, ...) {
-  if (err && size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 void encdec_config_default(encdec_config *c) {
   memset(c, 0, sizeof *c);
@@ -183,20 +172,21 @@ int encdec_create(const encdec_config *c, uint64_t seed, encdec **out,
       c->vocab_tgt < 3 || c->max_src < 1 || c->max_tgt < 1 || c->dropout < 0 ||
       c->dropout >= 1 || c->label_smoothing < 0 || c->label_smoothing >= 1 ||
       (c->d_model & 1))
-    return fail(err, err_size,
-                "encdec: bad configuration (D %lld even and a multiple of "
-                "H %lld, every size >= 1, dropout and smoothing in [0, 1))",
-                (long long)c->d_model, (long long)c->heads);
+    return train_fail(
+        err, err_size,
+        "encdec: bad configuration (D %lld even and a multiple of "
+        "H %lld, every size >= 1, dropout and smoothing in [0, 1))",
+        (long long)c->d_model, (long long)c->heads);
   encdec *m = calloc(1, sizeof *m);
   if (!m)
-    return fail(err, err_size, "encdec: out of memory");
+    return train_fail(err, err_size, "encdec: out of memory");
   m->c = *c;
   m->drop_rng.s = seed ^ 0xd409;
   m->enc = calloc((size_t)c->n_enc, sizeof *m->enc);
   m->dec = calloc((size_t)c->n_dec, sizeof *m->dec);
   if (!m->enc || !m->dec) {
     encdec_free(m);
-    return fail(err, err_size, "encdec: out of memory");
+    return train_fail(err, err_size, "encdec: out of memory");
   }
   const int64_t D = c->d_model, F = c->d_ff;
   train_params *ps = &m->ps;
@@ -243,7 +233,7 @@ int encdec_create(const encdec_config *c, uint64_t seed, encdec **out,
   rc |= train_reg_lin(ps, "", "out", &m->out, c->vocab_tgt, D);
   if (rc || train_params_alloc(ps) || alloc_acts(m)) {
     encdec_free(m);
-    return fail(err, err_size, "encdec: out of memory");
+    return train_fail(err, err_size, "encdec: out of memory");
   }
   /* weights */
   train_rng r = {seed};
@@ -404,22 +394,24 @@ static int check_batch(const encdec *m, int64_t b, const int32_t *src,
                        size_t err_size) {
   const encdec_config *c = &m->c;
   if (b < 1 || b > c->batch)
-    return fail(err, err_size, "encdec: batch %lld outside 1..%lld",
-                (long long)b, (long long)c->batch);
+    return train_fail(err, err_size, "encdec: batch %lld outside 1..%lld",
+                      (long long)b, (long long)c->batch);
   for (int64_t i = 0; i < b; i++) {
     if (src_len[i] < 1 || src_len[i] > c->max_src)
-      return fail(err, err_size, "encdec: source length %d outside 1..%lld",
-                  src_len[i], (long long)c->max_src);
+      return train_fail(err, err_size,
+                        "encdec: source length %d outside 1..%lld", src_len[i],
+                        (long long)c->max_src);
     for (int64_t t = 0; t < c->max_src; t++)
       if (src[i * c->max_src + t] < 0 ||
           src[i * c->max_src + t] >= c->vocab_src)
-        return fail(err, err_size, "encdec: source id %d outside 0..%lld",
-                    src[i * c->max_src + t], (long long)c->vocab_src - 1);
+        return train_fail(err, err_size, "encdec: source id %d outside 0..%lld",
+                          src[i * c->max_src + t], (long long)c->vocab_src - 1);
     for (int64_t t = 0; tgt_in && t < c->max_tgt; t++)
       if (tgt_in[i * c->max_tgt + t] < 0 ||
           tgt_in[i * c->max_tgt + t] >= c->vocab_tgt)
-        return fail(err, err_size, "encdec: target id %d outside 0..%lld",
-                    tgt_in[i * c->max_tgt + t], (long long)c->vocab_tgt - 1);
+        return train_fail(err, err_size, "encdec: target id %d outside 0..%lld",
+                          tgt_in[i * c->max_tgt + t],
+                          (long long)c->vocab_tgt - 1);
   }
   return 0;
 }
@@ -584,8 +576,8 @@ int encdec_train_step(encdec *m, int64_t b, const int32_t *src,
     return -1;
   for (int64_t i = 0; i < M; i++)
     if (tgt_out[i] >= c->vocab_tgt)
-      return fail(err, err_size, "encdec: target id %d outside 0..%lld",
-                  tgt_out[i], (long long)c->vocab_tgt - 1);
+      return train_fail(err, err_size, "encdec: target id %d outside 0..%lld",
+                        tgt_out[i], (long long)c->vocab_tgt - 1);
   /* dlogits over the logits, in place (the forward's logits are spent) */
   *loss = train_cross_entropy(m->logits, tgt_out, m->logits, M, c->vocab_tgt,
                               c->label_smoothing, NULL);
@@ -721,18 +713,18 @@ int encdec_probe(encdec *m, const int32_t *src, int64_t src_len,
   *probes = NULL;
   *n = 0;
   if (src_len < 1 || src_len > S || tgt_len < 1 || tgt_len > T)
-    return fail(err, err_size,
-                "encdec probe: lengths %lld, %lld outside "
-                "1..%lld, 1..%lld",
-                (long long)src_len, (long long)tgt_len, (long long)S,
-                (long long)T);
+    return train_fail(err, err_size,
+                      "encdec probe: lengths %lld, %lld outside "
+                      "1..%lld, 1..%lld",
+                      (long long)src_len, (long long)tgt_len, (long long)S,
+                      (long long)T);
   int32_t *s = calloc((size_t)(S + T), sizeof *s);
   const int np = (int)(c->n_enc + 2 * c->n_dec);
   train_attn_probe *p = calloc((size_t)np, sizeof *p);
   if (!s || !p) {
     free(s);
     free(p);
-    return fail(err, err_size, "encdec probe: out of memory");
+    return train_fail(err, err_size, "encdec probe: out of memory");
   }
   memcpy(s, src, (size_t)src_len * sizeof *s);
   memcpy(s + S, tgt_in, (size_t)tgt_len * sizeof *s);
@@ -777,7 +769,8 @@ int encdec_load(const char *path, int64_t batch, int threads, encdec **out,
   if (stwrite_read_meta(path, "model", kind, sizeof kind, err, err_size))
     return -1;
   if (strcmp(kind, "encdec") != 0)
-    return fail(err, err_size, "%s: a %s checkpoint, not encdec", path, kind);
+    return train_fail(err, err_size, "%s: a %s checkpoint, not encdec", path,
+                      kind);
   encdec_config c;
   encdec_config_default(&c);
   int64_t *f[] = {&c.vocab_src, &c.vocab_tgt, &c.max_src,

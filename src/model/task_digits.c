@@ -8,22 +8,11 @@
 
 #include <stb/stb_image.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DIGITS_MAX_FILE (16u << 20)
-
-static int fail(char *err, size_t size, const char *fmt, ...) {
-  if (err && size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* scikit-learn's directory asked of python (find_spec: no import) */
 static int find_sklearn(char *path, size_t size) {
@@ -83,7 +72,7 @@ static int parse_csv(const char *text, size_t n, task_digits *d,
   d->x = malloc((size_t)(lines * TASK_DIGITS_PIXELS + 1) * sizeof *d->x);
   d->y = malloc((size_t)(lines + 1) * sizeof *d->y);
   if (!d->x || !d->y)
-    return fail(err, err_size, "%s: out of memory", path);
+    return train_fail(err, err_size, "%s: out of memory", path);
   const char *p = text, *end = text + n;
   int64_t row = 0;
   while (p < end) {
@@ -106,10 +95,11 @@ static int parse_csv(const char *text, size_t n, task_digits *d,
       if (!digits || (!at_end && (p >= end || (*p != want && *p != '\r'))) ||
           (c < TASK_DIGITS_PIXELS && v > 16) ||
           (c == TASK_DIGITS_PIXELS && v > 9))
-        return fail(err, err_size,
-                    "%s: line %lld, field %d: not a value 0..16 (or a label "
-                    "0..9) followed by '%s'",
-                    path, (long long)row + 1, c + 1, c < 64 ? "," : "\\n");
+        return train_fail(
+            err, err_size,
+            "%s: line %lld, field %d: not a value 0..16 (or a label "
+            "0..9) followed by '%s'",
+            path, (long long)row + 1, c + 1, c < 64 ? "," : "\\n");
       if (p < end && *p == '\r')
         p++;
       if (p < end)
@@ -122,8 +112,8 @@ static int parse_csv(const char *text, size_t n, task_digits *d,
     row++;
   }
   if (row < 10)
-    return fail(err, err_size, "%s: %lld images, too few", path,
-                (long long)row);
+    return train_fail(err, err_size, "%s: %lld images, too few", path,
+                      (long long)row);
   d->n = row;
   return 0;
 }
@@ -136,23 +126,23 @@ int task_digits_load(const char *path, task_digits *d, char *err,
     path = getenv("ATTN_DIGITS");
     if (!path || !*path) {
       if (find_sklearn(found, sizeof found))
-        return fail(err, err_size,
-                    "scikit-learn's digits were not found: pip install "
-                    "scikit-learn, or give --data digits.csv.gz");
+        return train_fail(err, err_size,
+                          "scikit-learn's digits were not found: pip install "
+                          "scikit-learn, or give --data digits.csv.gz");
       path = found;
     }
   }
   FILE *f = fopen(path, "rb");
   if (!f)
-    return fail(err, err_size, "%s: cannot be opened", path);
+    return train_fail(err, err_size, "%s: cannot be opened", path);
   unsigned char *buf = malloc(DIGITS_MAX_FILE);
   size_t n = buf ? fread(buf, 1, DIGITS_MAX_FILE, f) : 0;
   const int more = buf && fgetc(f) != EOF;
   fclose(f);
   if (!buf || more) {
     free(buf);
-    return fail(err, err_size, "%s: %s", path,
-                buf ? "larger than 16 MiB" : "out of memory");
+    return train_fail(err, err_size, "%s: %s", path,
+                      buf ? "larger than 16 MiB" : "out of memory");
   }
   size_t body_len = 0;
   const unsigned char *body = gzip_body(buf, n, &body_len);
@@ -169,7 +159,7 @@ int task_digits_load(const char *path, task_digits *d, char *err,
   free(buf);
   if (!text || text_len <= 0) {
     free(text);
-    return fail(err, err_size, "%s: not a gzip-compressed CSV", path);
+    return train_fail(err, err_size, "%s: not a gzip-compressed CSV", path);
   }
   const int rc = parse_csv(text, (size_t)text_len, d, path, err, err_size);
   free(text);

@@ -485,6 +485,16 @@ int train_params_own(train_params *ps, const char *name, int64_t rows,
   return 0;
 }
 
+int train_fail(char *err, size_t size, const char *fmt, ...) {
+  if (err && size) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, size, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
 int train_reg_lin(train_params *ps, const char *pre, const char *nm,
                   train_lin *l, int64_t out, int64_t in) {
   char name[96];

@@ -126,6 +126,11 @@ typedef struct train_params {
 int train_params_own(train_params *ps, const char *name, int64_t rows,
                      int64_t cols, int decay, float **slot);
 
+/* Writes the printf-style reason into err (size bytes, may be 0) and
+ * returns -1: the trainers' one error path. */
+int train_fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A linear layer's and a layer norm's parameters, owned by a parameter
  * set: w [out, in] and b [out] (linear), w and b [d] (norm). */
 typedef struct train_lin {

@@ -11,7 +11,6 @@
 #include "safetensors_write.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,16 +49,6 @@ struct vit {
   char meta_val[10][24];
   const char *meta[20];
 };
-
-static int fail(char *err, size_t size, const char *fmt, ...) {
-  if (err && size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 void vit_config_default(vit_config *c) {
   memset(c, 0, sizeof *c);
@@ -131,12 +120,13 @@ int vit_create(const vit_config *c, uint64_t seed, vit **out, char *err,
       c->d_model < 1 || c->heads < 1 || c->d_model % c->heads || c->d_ff < 1 ||
       c->layers < 1 || c->classes < 2 || c->batch < 1 || c->dropout < 0 ||
       c->dropout >= 1 || c->label_smoothing < 0 || c->label_smoothing >= 1)
-    return fail(err, err_size,
-                "vit: bad configuration (patch 1, 2, 4 or 8; D a multiple of "
-                "H; every size >= 1; dropout and smoothing in [0, 1))");
+    return train_fail(
+        err, err_size,
+        "vit: bad configuration (patch 1, 2, 4 or 8; D a multiple of "
+        "H; every size >= 1; dropout and smoothing in [0, 1))");
   vit *m = calloc(1, sizeof *m);
   if (!m)
-    return fail(err, err_size, "vit: out of memory");
+    return train_fail(err, err_size, "vit: out of memory");
   m->c = *c;
   m->np = (8 / c->patch) * (8 / c->patch);
   m->pd = c->patch * c->patch;
@@ -145,7 +135,7 @@ int vit_create(const vit_config *c, uint64_t seed, vit **out, char *err,
   m->blk = calloc((size_t)c->layers, sizeof *m->blk);
   if (!m->blk) {
     vit_free(m);
-    return fail(err, err_size, "vit: out of memory");
+    return train_fail(err, err_size, "vit: out of memory");
   }
   const int64_t D = c->d_model, F = c->d_ff;
   train_params *ps = &m->ps;
@@ -176,7 +166,7 @@ int vit_create(const vit_config *c, uint64_t seed, vit **out, char *err,
   rc |= train_reg_lin(ps, "", "head", &m->head, c->classes, D);
   if (rc || train_params_alloc(ps) || alloc_acts(m)) {
     vit_free(m);
-    return fail(err, err_size, "vit: out of memory");
+    return train_fail(err, err_size, "vit: out of memory");
   }
   train_rng r = {seed};
   train_init_lin(&m->patch, D, m->pd, &r);
@@ -268,8 +258,8 @@ static int forward(vit *m, int64_t b, const float *images, float drop,
   const vit_config *c = &m->c;
   const int64_t D = c->d_model, F = c->d_ff, Q = m->q, R = b * Q;
   if (b < 1 || b > c->batch)
-    return fail(err, err_size, "vit: batch %lld outside 1..%lld", (long long)b,
-                (long long)c->batch);
+    return train_fail(err, err_size, "vit: batch %lld outside 1..%lld",
+                      (long long)b, (long long)c->batch);
   to_patches(m, b, images);
   train_linear_forward(m->patches, m->patch.w, m->patch.b, m->pe, b * m->np,
                        m->pd, D);
@@ -357,8 +347,8 @@ static int check_labels(const vit *m, int64_t b, const int32_t *labels,
                         char *err, size_t err_size) {
   for (int64_t i = 0; i < b; i++)
     if (labels[i] < 0 || labels[i] >= m->c.classes)
-      return fail(err, err_size, "vit: label %d outside 0..%lld", labels[i],
-                  (long long)m->c.classes - 1);
+      return train_fail(err, err_size, "vit: label %d outside 0..%lld",
+                        labels[i], (long long)m->c.classes - 1);
   return 0;
 }
 
@@ -398,7 +388,7 @@ int vit_probe(vit *m, const float *image, train_attn_probe **probes, int *n,
   const int np = (int)m->c.layers;
   train_attn_probe *p = calloc((size_t)np, sizeof *p);
   if (!p)
-    return fail(err, err_size, "vit probe: out of memory");
+    return train_fail(err, err_size, "vit probe: out of memory");
   int rc = forward(m, 1, image, 0.0f, err, err_size);
   for (int l = 0; l < np && !rc; l++) {
     char name[32];
@@ -424,7 +414,8 @@ int vit_load(const char *path, int64_t batch, int threads, vit **out, char *err,
   if (stwrite_read_meta(path, "model", kind, sizeof kind, err, err_size))
     return -1;
   if (strcmp(kind, "vit") != 0)
-    return fail(err, err_size, "%s: a %s checkpoint, not vit", path, kind);
+    return train_fail(err, err_size, "%s: a %s checkpoint, not vit", path,
+                      kind);
   vit_config c;
   vit_config_default(&c);
   int64_t *f[] = {&c.patch, &c.d_model, &c.heads,
