@@ -1,19 +1,36 @@
 #!/usr/bin/env python3
 """Python call overhead of the attn package over the bare C call.
 
-For small shapes (where the call cost matters), one thread:
-  C        attn_forward_sized in a loop inside the extension (no Python
-           between calls): the baseline;
-  np out=  attn.forward(q, k, v, out=o) on numpy arrays;
-  np       attn.forward(q, k, v) (allocates o with numpy);
-  torch out= / torch   the same on torch CPU tensors;
-  sdpa     attn.torch.scaled_dot_product_attention under no_grad ([b,h,s,d]);
-           only with ATTN_NUM_THREADS=1 (it runs on the library's threads).
-Rounds alternate between the variants; the medians are printed with the
-overhead (variant - C) in microseconds. Target (issue 10): under 10 us.
+For small shapes (where the call cost matters), one thread. Baselines, the
+loop running inside the extension (no Python between calls):
+  C fwd      attn_forward_sized (no lse);
+  C fwd+lse  attn_forward_sized writing the lse (what autograd needs);
+  C bwd      attn_backward_sized.
+Paths (each against its baseline; "over" = path - baseline, in us):
+  np fwd out=    attn.forward(q, k, v, out=o) on numpy arrays      C fwd
+  np fwd         attn.forward(q, k, v) (allocates o)               C fwd
+  th fwd out=    the same on torch CPU tensors                     C fwd
+  th fwd         (allocates o with torch)                          C fwd
+  np bwd         attn.backward(dout, q, k, v, o, lse) (allocates   C bwd
+                 dq, dk, dv)
+  th bwd         the same on torch tensors                         C bwd
+  sdpa           attn.torch.scaled_dot_product_attention, inputs   C fwd
+                 [b, h, s, d] (views of bshd memory) that need no
+                 gradient
+  sdpa grad      the same, inputs with requires_grad (the forward  C fwd+lse
+                 through torch.autograd.Function, graph dropped)
+  sdpa f+b       forward and torch.autograd.grad(out, (q, k, v),   C fwd+lse
+                 dout): includes PyTorch's autograd engine          + C bwd
+  flash          attn.torch.flash_attn_func, bshd, no gradient     C fwd
+The torch paths run with ATTN_NUM_THREADS=1 (set here when unset) and
+torch.set_num_threads(1). Rounds alternate between all of them; medians
+are printed. Target (issue 10): under 10 us above the C call for every
+forward path and the backward; "sdpa f+b" is reported, not targeted (the
+autograd engine's own cost is in it).
 
     PYTHONPATH=python ATTN_LIBRARY=BUILD/libattn.so.0 \
         python3 bench/py_overhead.py [--rounds 15] [--calls 2000] [--cpu]
+        [--only "np fwd,th,sdpa"] [--shapes "1,1,16,1,64;1,16,16,4,64"]
 """
 
 import argparse
@@ -24,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "python"))
+os.environ.setdefault("ATTN_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
@@ -34,7 +52,8 @@ SHAPES = [  # (batch, seq_q, seq_k, heads, dim)
     (1, 16, 16, 4, 64),
     (1, 1, 128, 8, 64),
 ]
-
+TARGETED = ("np fwd out=", "np fwd", "th fwd out=", "th fwd", "np bwd",
+            "th bwd", "sdpa", "sdpa grad", "flash")
 
 CLOCK = time.perf_counter
 
@@ -46,6 +65,62 @@ def per_call(fn, calls):
     return (CLOCK() - t) / calls
 
 
+def paths(b, sq, sk, h, d, torch):
+    """{name: (baseline names, fn)} and the baselines {name: fn(calls,
+    cpu)} for one shape."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((b, sq, h, d), dtype=np.float32)
+    k = rng.standard_normal((b, sk, h, d), dtype=np.float32)
+    v = rng.standard_normal((b, sk, h, d), dtype=np.float32)
+    o = np.empty_like(q)
+    dout = rng.standard_normal(q.shape, dtype=np.float32)
+    o, lse = attn.forward(q, k, v, return_lse=True, threads=1)
+    dq, dk, dv = (np.empty_like(x) for x in (q, k, v))
+    tc = attn._api._time_c
+    base = {
+        "C fwd": lambda n, cpu: tc(0, n, q, k, v, o, threads=1, cpu=cpu),
+        "C fwd+lse": lambda n, cpu: tc(0, n, q, k, v, o, lse, threads=1,
+                                       cpu=cpu),
+        "C bwd": lambda n, cpu: tc(1, n, q, k, v, o, lse, threads=1,
+                                   dout=dout, dq=dq, dk=dk, dv=dv, cpu=cpu),
+    }
+    out = np.empty_like(q)
+    p = {
+        "np fwd out=": (("C fwd",),
+                        lambda: attn.forward(q, k, v, out=out, threads=1)),
+        "np fwd": (("C fwd",), lambda: attn.forward(q, k, v, threads=1)),
+        "np bwd": (("C bwd",),
+                   lambda: attn.backward(dout, q, k, v, o, lse, threads=1)),
+    }
+    if torch is None:
+        return p, base
+    import attn.torch as at
+    tq, tk, tv, to, tl, tg = (torch.from_numpy(x)
+                              for x in (q, k, v, out, lse, dout))
+    p["th fwd out="] = (("C fwd",), lambda: attn.forward(tq, tk, tv, out=to,
+                                                         threads=1))
+    p["th fwd"] = (("C fwd",), lambda: attn.forward(tq, tk, tv, threads=1))
+    p["th bwd"] = (("C bwd",), lambda: attn.backward(tg, tq, tk, tv, to, tl,
+                                                     threads=1))
+    bq, bk, bv = (x.transpose(1, 2) for x in (tq, tk, tv))
+    sdpa = at.scaled_dot_product_attention
+    p["sdpa"] = (("C fwd",), lambda: sdpa(bq, bk, bv))
+    gq, gk, gv = (x.detach().transpose(1, 2).requires_grad_()
+                  for x in (torch.from_numpy(q.copy()),
+                            torch.from_numpy(k.copy()),
+                            torch.from_numpy(v.copy())))
+    bg = tg.transpose(1, 2)
+    p["sdpa grad"] = (("C fwd+lse",), lambda: sdpa(gq, gk, gv))
+    grad = torch.autograd.grad
+
+    def fb():
+        grad(sdpa(gq, gk, gv), (gq, gk, gv), bg)
+    p["sdpa f+b"] = (("C fwd+lse", "C bwd"), fb)
+    flash = at.flash_attn_func
+    p["flash"] = (("C fwd",), lambda: flash(tq, tk, tv))
+    return p, base
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
@@ -53,64 +128,58 @@ def main():
     ap.add_argument("--cpu", action="store_true",
                     help="time this thread's CPU time (time.thread_time and "
                     "CLOCK_THREAD_CPUTIME_ID) instead of wall time: robust "
-                    "on a loaded machine, all variants run on one thread")
+                    "on a loaded machine, all paths run on one thread")
+    ap.add_argument("--only", default="",
+                    help="comma-separated path names (or prefixes) to run")
+    ap.add_argument("--shapes", default="",
+                    help="b,sq,sk,h,d[;b,sq,sk,h,d...] instead of the "
+                    "three small shapes")
     a = ap.parse_args()
+    shapes = ([tuple(int(x) for x in s.split(",")) for s in
+               a.shapes.split(";")] if a.shapes else SHAPES)
     global CLOCK
     if a.cpu:
         CLOCK = time.thread_time
     try:
         import torch
-        import attn.torch as at
         torch.set_num_threads(1)
     except ImportError:
         torch = None
-    print("attn %s, libattn %s (%s); 1 thread; medians of %d rounds x %d "
-          "calls" % (attn.__version__, attn.library_version(),
-                     attn.library_path, a.rounds, a.calls))
-    print("%-20s %8s %8s %8s %8s %8s %8s   %s" %
-          ("b sq sk h d", "C us", "np out=", "np", "th out=", "torch",
-           "sdpa", "max overhead us"))
-    worst = 0.0
-    for b, sq, sk, h, d in SHAPES:
-        rng = np.random.default_rng(0)
-        q = rng.standard_normal((b, sq, h, d), dtype=np.float32)
-        k = rng.standard_normal((b, sk, h, d), dtype=np.float32)
-        v = rng.standard_normal((b, sk, h, d), dtype=np.float32)
-        o = np.empty_like(q)
-        variants = {
-            "np out=": lambda: attn.forward(q, k, v, out=o, threads=1),
-            "np": lambda: attn.forward(q, k, v, threads=1),
-        }
-        if torch is not None:
-            tq, tk, tv, to = (torch.from_numpy(x) for x in (q, k, v, o))
-            bq, bk, bv = (x.transpose(1, 2) for x in (tq, tk, tv))
-            variants["th out="] = lambda: attn.forward(tq, tk, tv, out=to,
-                                                       threads=1)
-            variants["torch"] = lambda: attn.forward(tq, tk, tv, threads=1)
-
-            def sdpa():
-                with torch.no_grad():
-                    at.scaled_dot_product_attention(bq, bk, bv)
-            if os.environ.get("ATTN_NUM_THREADS") == "1":
-                variants["sdpa"] = sdpa  # it uses the library's threads
-        res = {n: [] for n in ["C"] + list(variants)}
-        for fn in variants.values():
+    only = [x.strip() for x in a.only.split(",") if x.strip()]
+    print("attn %s, libattn %s (%s); 1 thread; %s time; medians of %d "
+          "rounds x %d calls" % (attn.__version__, attn.library_version(),
+                                 attn.library_path,
+                                 "thread CPU" if a.cpu else "wall",
+                                 a.rounds, a.calls))
+    worst = {}
+    for shape in shapes:
+        p, base = paths(*shape, torch)
+        if only:
+            p = {n: x for n, x in p.items()
+                 if any(n.startswith(o) for o in only)}
+        need = sorted({bn for bl, _ in p.values() for bn in bl})
+        res = {n: [] for n in need + list(p)}
+        for _, fn in p.values():
             per_call(fn, 200)  # warm up
         for _ in range(a.rounds):
-            res["C"].append(attn._api._time_c(0, a.calls, q, k, v, o,
-                                              threads=1, cpu=a.cpu))
-            for n, fn in variants.items():
+            for n in need:
+                res[n].append(base[n](a.calls, a.cpu))
+            for n, (_, fn) in p.items():
                 res[n].append(per_call(fn, a.calls))
         med = {n: statistics.median(x) * 1e6 for n, x in res.items()}
-        over = max(med[n] - med["C"] for n in variants if n != "sdpa")
-        worst = max(worst, over)
-        print("%-20s %8.2f %8.2f %8.2f %8s %8s %8s   %.2f" % (
-            "%d %d %d %d %d" % (b, sq, sk, h, d), med["C"], med["np out="],
-            med["np"], "%.2f" % med["th out="] if "th out=" in med else "-",
-            "%.2f" % med["torch"] if "torch" in med else "-",
-            "%.2f" % med["sdpa"] if "sdpa" in med else "-", over))
-    print("largest overhead of attn.forward over the C call: %.2f us "
-          "(target < 10 us)" % worst)
+        print("\nb %d sq %d sk %d h %d d %d: %s" % (shape + (", ".join(
+            "%s %.2f us" % (n, med[n]) for n in need),)))
+        print("  %-12s %9s %9s %9s" % ("path", "us", "baseline", "over"))
+        for n, (bl, _) in p.items():
+            b = sum(med[x] for x in bl)
+            over = med[n] - b
+            worst[n] = max(worst.get(n, over), over)
+            print("  %-12s %9.2f %9.2f %9.2f" % (n, med[n], b, over))
+    print("\nlargest overhead per path over the shapes (us; target < 10 for "
+          "%s):" % ", ".join(TARGETED))
+    for n, w in worst.items():
+        print("  %-12s %7.2f%s" % (n, w, "" if n not in TARGETED else
+                                   ("  ok" if w < 10 else "  OVER")))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,14 @@ Face transformers. Where the library and the extension are found:
 ``attn._loader``.
 """
 
-from . import _api, _errors, _loader
+from . import _api, _errors, _layer, _loader
 from ._api import (backward, forward, linear_backward, linear_forward, merge,
                    merge_backward)
 from ._cache import KVCache
+from ._mask import Mask, compile_mask
+from ._positions import (alibi_slopes, dequantize, quantize, rope_apply,
+                         rope_frequencies, sinusoidal_table, t5_bucket)
+from ._layer import Layer
 from ._errors import (AttnError, AttnMemoryError, AttnRuntimeError,
                       AttnTypeError, AttnValueError)
 
@@ -27,6 +31,7 @@ library_path = _loader.library_path(_ext_dir)
 _ext.load(library_path)
 _ext.set_error_factory(_errors.make)
 _api._ext = _ext
+_layer._libattn_path = library_path  # attn.Layer looks beside it
 
 try:  # installed (pip install .): the distribution's version
     from importlib.metadata import PackageNotFoundError, version as _dist_v
@@ -41,7 +46,10 @@ def library_version() -> str:
 
 
 __all__ = ["forward", "backward", "merge", "merge_backward", "linear_forward",
-           "linear_backward", "KVCache", "AttnError",
+           "linear_backward", "KVCache", "Layer", "AttnError",
+           "rope_apply", "rope_frequencies", "sinusoidal_table",
+           "alibi_slopes", "t5_bucket", "quantize", "dequantize", "Mask",
+           "compile_mask",
            "AttnValueError", "AttnTypeError", "AttnMemoryError",
            "AttnRuntimeError", "library_version", "library_path",
            "__version__"]

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _errors
+from . import _errors, _mask
 
 _ext: Any = None  # attn._attn, set by attn/__init__.py
 
@@ -193,7 +193,15 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
             global_idx: Optional[ArrayLike] = None,
             sparse: Optional[Union[str, Tuple]] = None,
             block_mask: Optional[ArrayLike] = None,
-            block_size: Optional[Union[int, Tuple[int, int]]] = None
+            block_size: Optional[Union[int, Tuple[int, int]]] = None,
+            q_pos_offset: int = 0, k_pos_offset: int = 0,
+            q_pos_offsets: Optional[ArrayLike] = None,
+            k_pos_offsets: Optional[ArrayLike] = None,
+            rel_bias: Optional[ArrayLike] = None,
+            rel_buckets: Optional[int] = None, rel_max_distance: int = 128,
+            rel_bidirectional: bool = False,
+            compiled_mask: Optional[Any] = None,
+            kv_dtype: Optional[str] = None
             ) -> Union[ArrayLike, Tuple[ArrayLike, ArrayLike]]:
     """Attention forward: ``o = softmax(scale q kᵀ + options) v``.
 
@@ -247,6 +255,19 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
     ceil(seq_q / bq), ceil(seq_k / bk)]`` with ``block_size=(bq, bk)`` (or
     one int for both): only blocks marked True may attend.
 
+    Positions (``attn/positions.h``): query i of a sequence sits at
+    ``i + seq_k - seq_q + q_pos_offset (+ q_pos_offsets[b])``, key j at
+    ``j + k_pos_offset (+ k_pos_offsets[b])`` (offsets int64 ``[batch]``);
+    causal, window, ALiBi and T5 read these. ``rel_bias`` f32 ``[buckets,
+    heads_q]``: T5's relative bias ``s += rel_bias[bucket(kpos - qpos), h]``
+    added inside the kernel (``rel_buckets`` = its first axis,
+    ``rel_max_distance``, ``rel_bidirectional``; see
+    :func:`attn.t5_bucket`). ``compiled_mask``: an :class:`attn.Mask` from
+    :func:`attn.compile_mask` replacing every mask option (pass none of
+    them). ``kv_dtype="q8_0"|"q4_0"``: k and v are uint8 blocks from
+    :func:`attn.quantize`, ``[..., head_dim / 32 * block_bytes]``, read
+    directly by the kernels.
+
     Returns ``out`` (allocated like q, numpy or torch, unless given), or
     ``(out, lse)`` with ``return_lse`` (or ``lse=`` given): lse f32 ``[batch,
     heads_q, seq_q]`` (``[heads_q, total_q]`` when packed).
@@ -255,12 +276,17 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
     device) or :class:`attn.AttnError` subclasses carrying the library's
     message.
     """
+    ex = None  # positions, T5 bias, compiled mask, quantised K/V (_mask.py)
+    if (compiled_mask is not None or kv_dtype is not None or q_pos_offset
+            or k_pos_offset or q_pos_offsets is not None
+            or k_pos_offsets is not None or rel_bias is not None):
+        k, v, ex, (causal, causal_align, window, mask, kv_lens, cu_seqlens_q,
+                   cu_seqlens_k, global_idx, sparse, block_mask,
+                   block_size) = _mask.prepare(locals())
     lay, c, wl, wr, s = _options(q, causal, causal_align, window, scale,
                                  layout, cu_seqlens_q, cu_seqlens_k)
-    if out is None:
-        out = _empty(q, _shape(q)[:-1] + _shape(v)[-1:])
     if lse is None and return_lse:
-        lse = _empty(q, _lse_shape(q, lay, cu_seqlens_q is not None), True)
+        lse = True  # the extension allocates it (and out when None)
     if alibi_slopes is not None:
         alibi_slopes = _vec(alibi_slopes, True, "alibi_slopes")
     if kv_lens is not None:
@@ -270,11 +296,12 @@ def forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, *,
         cu_seqlens_k = _vec(cu_seqlens_k, False, "cu_seqlens_k")
     if sinks is not None:
         sinks = _vec(sinks, True, "sinks")
-    _ext.run(0, lay, q, k, v, out, lse, bias, mask, alibi_slopes, kv_lens,
-             cu_seqlens_q, cu_seqlens_k, sinks, c, wl, wr, s, float(softcap),
-             0 if threads is None else int(threads), float(dropout_p),
-             int(dropout_seed), None, None, None, None, None, None,
-             _sparse(global_idx, sparse, block_mask, block_size), 0)
+    out, lse = _ext.run(
+        0, lay, q, k, v, out, lse, bias, mask, alibi_slopes, kv_lens,
+        cu_seqlens_q, cu_seqlens_k, sinks, c, wl, wr, s, float(softcap),
+        0 if threads is None else int(threads), float(dropout_p),
+        int(dropout_seed), None, None, None, None, None, None,
+        _sparse(global_idx, sparse, block_mask, block_size), 0, ex)
     if lse is not None:
         return out, lse
     return out
@@ -301,7 +328,16 @@ def backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike, v: ArrayLike,
              global_idx: Optional[ArrayLike] = None,
              sparse: Optional[Union[str, Tuple]] = None,
              block_mask: Optional[ArrayLike] = None,
-             block_size: Optional[Union[int, Tuple[int, int]]] = None
+             block_size: Optional[Union[int, Tuple[int, int]]] = None,
+             q_pos_offset: int = 0, k_pos_offset: int = 0,
+             q_pos_offsets: Optional[ArrayLike] = None,
+             k_pos_offsets: Optional[ArrayLike] = None,
+             rel_bias: Optional[ArrayLike] = None,
+             rel_buckets: Optional[int] = None, rel_max_distance: int = 128,
+             rel_bidirectional: bool = False,
+             drel_bias: Optional[ArrayLike] = None,
+             compiled_mask: Optional[Any] = None,
+             kv_dtype: Optional[str] = None
              ) -> Tuple[ArrayLike, ArrayLike, ArrayLike]:
     """Attention backward: ``(dq, dk, dv)`` from dL/dO = ``dout``.
 
@@ -313,17 +349,23 @@ def backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike, v: ArrayLike,
     ``dq``, ``dk``, ``dv`` (any float dtype and strides) are written in
     place when given, else allocated like q, k, v. ``dbias`` (f32, bias's
     exact shape: dL/dbias summed over the axes bias broadcasts) and
-    ``dsinks`` (f32 ``[heads_q]``) are filled only when given.
+    ``dsinks`` (f32 ``[heads_q]``) are filled only when given, as is
+    ``drel_bias`` (f32, rel_bias's shape: dL/d(rel_bias)). With
+    ``kv_dtype`` the dequantised K, V are the inputs (straight-through):
+    dk, dv come back in float32 with head_dim in values.
     Layouts, options and errors as :func:`forward`.
     """
+    ex = None  # positions, T5 bias, compiled mask, quantised K/V (_mask.py)
+    if (compiled_mask is not None or kv_dtype is not None or q_pos_offset
+            or k_pos_offset or q_pos_offsets is not None
+            or k_pos_offsets is not None or rel_bias is not None
+            or drel_bias is not None):
+        k, v, ex, (causal, causal_align, window, mask, kv_lens, cu_seqlens_q,
+                   cu_seqlens_k, global_idx, sparse, block_mask,
+                   block_size) = _mask.prepare(locals())
     lay, c, wl, wr, s = _options(q, causal, causal_align, window, scale,
                                  layout, cu_seqlens_q, cu_seqlens_k)
-    if dq is None:
-        dq = _empty(q, _shape(q))
-    if dk is None:
-        dk = _empty(k, _shape(k))
-    if dv is None:
-        dv = _empty(v, _shape(v))
+    # dq, dk, dv left None: the extension allocates them like q, k, v
     if alibi_slopes is not None:
         alibi_slopes = _vec(alibi_slopes, True, "alibi_slopes")
     if kv_lens is not None:
@@ -333,12 +375,12 @@ def backward(dout: ArrayLike, q: ArrayLike, k: ArrayLike, v: ArrayLike,
         cu_seqlens_k = _vec(cu_seqlens_k, False, "cu_seqlens_k")
     if sinks is not None:
         sinks = _vec(sinks, True, "sinks")
-    _ext.run(1, lay, q, k, v, o, lse, bias, mask, alibi_slopes, kv_lens,
-             cu_seqlens_q, cu_seqlens_k, sinks, c, wl, wr, s, float(softcap),
-             0 if threads is None else int(threads), float(dropout_p),
-             int(dropout_seed), dout, dq, dk, dv, dbias, dsinks,
-             _sparse(global_idx, sparse, block_mask, block_size), 0)
-    return dq, dk, dv
+    return _ext.run(
+        1, lay, q, k, v, o, lse, bias, mask, alibi_slopes, kv_lens,
+        cu_seqlens_q, cu_seqlens_k, sinks, c, wl, wr, s, float(softcap),
+        0 if threads is None else int(threads), float(dropout_p),
+        int(dropout_seed), dout, dq, dk, dv, dbias, dsinks,
+        _sparse(global_idx, sparse, block_mask, block_size), 0, ex)
 
 
 def merge(o_parts: Sequence[ArrayLike], lse_parts: Sequence[ArrayLike], *,

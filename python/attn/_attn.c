@@ -252,7 +252,7 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
   (void)self;
   if (!lib.handle)
     return PyErr_Format(PyExc_RuntimeError, "attn: library not loaded");
-  if (nargs != A_COUNT)
+  if (nargs != A_COUNT && nargs != A_COUNT + 1) /* + extras (_attn_pos.c) */
     return PyErr_Format(PyExc_TypeError, "attn._attn.run takes %d arguments",
                         (int)A_COUNT);
   long mode = PyLong_AsLong(args[A_MODE]);
@@ -274,6 +274,7 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
 
   arr a[A_COUNT];
   int got[A_COUNT] = {0};
+  PyObject *made[A_COUNT] = {0}; /* outputs run() allocated (arr_make) */
   PyObject *result = NULL;
   char msg[512];
   msg[0] = 0;
@@ -283,14 +284,31 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
   for (int i = A_Q; i <= A_DSINKS; ++i) {
     if (i >= A_CAUSAL && i <= A_DROP_SEED)
       continue;
-    if (args[i] == Py_None)
-      continue;
+    if (args[i] == Py_None || (i == A_LSE && mode == 0 && args[i] == Py_True))
+      continue; /* absent, or allocated below */
     if (mode == 0 && i >= A_DOUT)
       continue; /* the forward ignores the backward's operands */
     if (arr_get(args[i], arg_names[i], is_output(i, (int)mode), &a[i]) != 0) {
       arr_release(&a[i]);
       goto done;
     }
+    got[i] = 1;
+  }
+  /* o (forward) or dq, dk, dv (backward) passed as None: allocated like q
+   * (o: v's last axis), k, v, C-contiguous, and returned */
+  for (int i = mode ? A_DQ : A_O; i <= (mode ? A_DV : A_O); ++i) {
+    int src = mode ? A_Q + (i - A_DQ) : A_Q, nd = a[src].ndim;
+    if (args[i] != Py_None || !got[src] || !got[A_V])
+      continue;
+    int64_t sh[MAXDIM];
+    memcpy(sh, a[src].shape, sizeof sh);
+    if (nd == 0) /* not attention's operand: q's own check says so */
+      sh[nd++] = 1;
+    else if (mode == 0 && a[A_V].ndim > 0)
+      sh[nd - 1] = a[A_V].shape[a[A_V].ndim - 1];
+    if (arr_make(args[src], nd, sh, a[src].dtype, arg_names[i], &made[i],
+                 &a[i]))
+      goto done;
     got[i] = 1;
   }
   if (!got[A_Q] || !got[A_K] || !got[A_V] || !got[A_O]) {
@@ -334,6 +352,14 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
     p.cu_seqlens_k = a[A_CU_K].data;
     p.varlen_batch = nq - 1;
     batch = nq - 1;
+  }
+  if (mode == 0 && args[A_LSE] == Py_True) {
+    /* return_lse: allocated, [heads_q, total_q] when varlen */
+    int64_t sh[3] = {batch, hq, seq_q};
+    if (arr_make(args[A_Q], 3 - varlen, sh + varlen, DT_F32, "lse",
+                 &made[A_LSE], &a[A_LSE]))
+      goto done;
+    got[A_LSE] = 1;
   }
   if (got[A_LSE]) {
     if (vec_check(&a[A_LSE], "lse", DT_F32,
@@ -410,6 +436,13 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
       goto done_sparse;
     psize = PARAMS_SIZE_SPARSE;
   }
+  pos_extra ex; /* positions, T5 bias, compiled masks, quantised K/V */
+  int ex_rc = pos_extra_apply(nargs > A_COUNT ? args[A_COUNT] : Py_None,
+                              (int)mode, (int)layout, &p, psize, &ex);
+  if (ex_rc != 0) { /* 1: a mask was compiled, no call */
+    result = ex_rc > 0 ? Py_NewRef(Py_None) : NULL;
+    goto done_extra;
+  }
 
   attn_status s = ATTN_OK;
   double t0 = 0, t1 = 0;
@@ -428,21 +461,30 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
   Py_END_ALLOW_THREADS;
   if (s != ATTN_OK) {
     raise_status(s, msg);
-    goto done_sparse;
+    goto done_extra;
   }
   if (repeat != 0)
     result =
         PyFloat_FromDouble((t1 - t0) / (double)(repeat < 0 ? -repeat : repeat));
-  else
-    result = Py_NewRef(Py_None);
+  else if (mode == 0) /* (o, lse or None), given or allocated */
+    result = PyTuple_Pack(2, made[A_O] ? made[A_O] : args[A_O],
+                          made[A_LSE] ? made[A_LSE] : args[A_LSE]);
+  else /* (dq, dk, dv) */
+    result = PyTuple_Pack(3, made[A_DQ] ? made[A_DQ] : args[A_DQ],
+                          made[A_DK] ? made[A_DK] : args[A_DK],
+                          made[A_DV] ? made[A_DV] : args[A_DV]);
+done_extra:
+  pos_extra_release(&ex);
 done_sparse:
   for (int i = 0; i < 2; ++i)
     if (sp_got[i])
       arr_release(&sp[i]);
 done:
-  for (int i = 0; i < A_COUNT; ++i)
+  for (int i = 0; i < A_COUNT; ++i) {
     if (got[i])
       arr_release(&a[i]);
+    Py_XDECREF(made[i]);
+  }
   return result;
 }
 
@@ -664,6 +706,9 @@ static PyObject *py_info(PyObject *self, PyObject *obj) {
   return r;
 }
 
+/* attn._attn.layer (_attn_layer.c): the multi-head attention layer */
+PyObject *py_layer(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
 static PyMethodDef methods[] = {
     {"load", py_load, METH_O, "load(path): dlopen libattn once"},
     {"set_error_factory", py_set_error_factory, METH_O,
@@ -681,6 +726,10 @@ static PyMethodDef methods[] = {
      "one attn_linear_forward (mode 0) or attn_linear_backward (1) call"},
     {"merge_backward", (PyCFunction)(void (*)(void))py_merge_backward,
      METH_FASTCALL, "attn_merge_backward"},
+    {"pos", (PyCFunction)(void (*)(void))py_pos, METH_FASTCALL,
+     "positions, quantised rows, compiled masks (_attn_pos.c)"},
+    {"layer", (PyCFunction)(void (*)(void))py_layer, METH_FASTCALL,
+     "the multi-head attention layer, libattn_layer (_attn_layer.c)"},
     {"info", py_info, METH_O,
      "info(x) -> (data pointer, dtype, shape, strides in elements)"},
     {NULL, NULL, 0, NULL}};

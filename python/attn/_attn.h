@@ -73,6 +73,16 @@ struct attn_py_lib {
   /* interned attribute names: their lookups hit the type's method cache */
   PyObject *s_is_cpu, *s_layout, *s_dtype, *s_shape, *s_stride, *s_data_ptr,
       *s_device, *s_dlpack;
+  /* torch.nn.Parameter, and torch.Tensor.__dlpack_c_exchange_api__'s
+   * dltensor_from_py_object_no_sync (DLPack 1.x, torch >= 2.9; NULL when
+   * absent): reads a tensor's pointer, dtype, shape and strides in one C
+   * call (_attn_arrays.c) */
+  PyObject *torch_param_type;
+  PyObject *torch_dl_api; /* the capsule, held */
+  int (*torch_dl_from)(void *py_object, void *dl_tensor);
+  /* outputs run() allocates (arr_empty): torch.empty and its kwnames
+   * ("dtype",); numpy.empty and numpy's float32 / float16 dtypes */
+  PyObject *torch_empty, *kw_dtype, *np_empty, *np_f32, *np_f16;
 };
 extern struct attn_py_lib lib;
 
@@ -113,5 +123,30 @@ PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *py_cache(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* A bias or mask tensor of dtype dt as an attn_tensor. */
 int bm_tensor(const arr *a, const char *name, int dt, attn_tensor *t);
+/* An output the caller left to run(): a new C-contiguous array of shape
+ * [ndim] and dtype dt (DT_F32/F16/BF16) of like's kind (torch.empty for a
+ * torch tensor, else numpy.empty), read into *a as the operand name;
+ * *made holds the new reference. -1 with a Python exception. */
+int arr_make(PyObject *like, int ndim, const int64_t *shape, int dt,
+             const char *name, PyObject **made, arr *a);
+
+/* _attn_pos.c: attn._attn.pos(op, ...) (RoPE, sinusoidal, T5, ALiBi,
+ * quantised rows, compiled masks), and run()'s optional last argument
+ * (position offsets, T5 bias, compiled masks, quantised K/V). */
+PyObject *py_pos(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+typedef struct pos_extra {
+  Py_buffer buf[4]; /* q_pos_offsets, k_pos_offsets, quantised k, v */
+  int got_buf[4];
+  arr arr[2]; /* rel_bias, drel_bias */
+  int got_arr[2];
+  void *box; /* the compiled mask in use (its busy count is held) */
+} pos_extra;
+/* Fills p from the extras tuple t (None: nothing) once run() has set the
+ * rest of p: -1 with an exception, 0 to go on with the call, 1 when t
+ * asked to compile p into a mask (done: no call). Always pair with
+ * pos_extra_release. */
+int pos_extra_apply(PyObject *t, int mode, int layout, attn_params *p,
+                    size_t psize, pos_extra *ex);
+void pos_extra_release(pos_extra *ex);
 
 #endif

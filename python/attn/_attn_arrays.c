@@ -1,7 +1,11 @@
 /*
  * attn/_attn_arrays.c - arrays read in place: the buffer protocol for
- * numpy, the tensor attributes data_ptr / stride / shape / dtype for
- * PyTorch, __dlpack__ for anything else; and their attn_tensor views.
+ * numpy; for PyTorch, DLPack's C exchange API (torch >= 2.9: one C call
+ * fills a DLTensor view, no capsule, no Python attribute) and otherwise
+ * the tensor attributes data_ptr / stride / shape / dtype; __dlpack__ for
+ * anything else. Their attn_tensor views, and the outputs run() allocates
+ * when the caller passes none (torch.empty or numpy.empty, called with
+ * objects looked up once).
  */
 #include "_attn.h"
 
@@ -116,6 +120,37 @@ static int from_buffer(PyObject *obj, const char *name, int writable, arr *a) {
   return 0;
 }
 
+/* DLPack's C exchange API (dlpack.h 1.2+), the part this file calls:
+ * torch.Tensor.__dlpack_c_exchange_api__ is a capsule of this table. */
+typedef struct {
+  uint32_t major, minor;
+  void *prev_api;
+  void *managed_tensor_allocator;
+  void *managed_tensor_from_py_object_no_sync;
+  void *managed_tensor_to_py_object_no_sync;
+  int (*dltensor_from_py_object_no_sync)(void *py_object, void *dl_tensor);
+  void *current_work_stream;
+} dl_exchange_api;
+
+/* torch.Tensor's exchange API, when this torch has one (else the tensor
+ * attributes are read). Never fails: a missing or foreign table only
+ * leaves lib.torch_dl_from NULL. */
+static void torch_exchange_lookup(void) {
+  PyObject *cap = PyObject_GetAttrString(lib.torch_tensor_type,
+                                         "__dlpack_c_exchange_api__");
+  const dl_exchange_api *api =
+      cap && PyCapsule_IsValid(cap, "dlpack_exchange_api")
+          ? PyCapsule_GetPointer(cap, "dlpack_exchange_api")
+          : NULL;
+  PyErr_Clear();
+  if (api && api->major == 1 && api->dltensor_from_py_object_no_sync) {
+    lib.torch_dl_api = cap;
+    lib.torch_dl_from = api->dltensor_from_py_object_no_sync;
+  } else {
+    Py_XDECREF(cap);
+  }
+}
+
 static int torch_lookup(void) {
   if (lib.torch_tensor_type)
     return 0;
@@ -137,9 +172,25 @@ static int torch_lookup(void) {
       return -1;
     }
   }
+  /* torch.nn.Parameter: read as fast as a Tensor (absent: NULL) */
+  PyObject *nn = PyObject_GetAttrString(torch, "nn");
+  lib.torch_param_type = nn ? PyObject_GetAttrString(nn, "Parameter") : NULL;
+  Py_XDECREF(nn);
+  PyErr_Clear();
+  PyObject *empty = PyObject_GetAttrString(torch, "empty");
+  PyObject *kw = empty ? Py_BuildValue("(s)", "dtype") : NULL;
   Py_DECREF(torch);
+  if (!kw) {
+    Py_XDECREF(empty);
+    for (int i = 0; i < 7; ++i)
+      Py_DECREF(got[i]);
+    return -1;
+  }
+  lib.torch_empty = empty;
+  lib.kw_dtype = kw;
   for (int i = 0; i < 7; ++i)
     *slots[i] = got[i];
+  torch_exchange_lookup();
   return 0;
 }
 
@@ -153,6 +204,8 @@ static int is_torch(PyObject *obj) {
     if (torch_lookup() != 0)
       return -1;
   }
+  if ((PyObject *)Py_TYPE(obj) == lib.torch_tensor_type)
+    return 1;
   return PyObject_IsInstance(obj, lib.torch_tensor_type);
 }
 
@@ -183,7 +236,49 @@ static int int_tuple(PyObject *t, const char *name, const char *what,
   return 0;
 }
 
+/* A torch.Tensor or nn.Parameter (exactly: a subclass may override the
+ * attributes) on the CPU in a dtype this binding reads, through the
+ * exchange API: 1 when a is filled, 0 when the attributes must be read
+ * (no API, another device, dtype or layout: their error messages are the
+ * attribute path's), never an error. */
+static int from_torch_fast(PyObject *obj, arr *a) {
+  PyObject *type = (PyObject *)Py_TYPE(obj);
+  if (!lib.torch_dl_from ||
+      (type != lib.torch_tensor_type && type != lib.torch_param_type))
+    return 0;
+  dl_tensor t;
+  if (lib.torch_dl_from(obj, &t) != 0) {
+    PyErr_Clear(); /* sparse, meta, ...: the slow path says why */
+    return 0;
+  }
+  if (t.device.device_type != 1 /* kDLCPU */ || t.dtype.lanes != 1 ||
+      t.ndim < 0 || t.ndim > MAXDIM)
+    return 0;
+  int code = t.dtype.code, bits = t.dtype.bits;
+  a->dtype = code == 2 && bits == 32   ? DT_F32
+             : code == 2 && bits == 16 ? DT_F16
+             : code == 4 && bits == 16 ? DT_BF16
+             : code == 6 && bits == 8  ? DT_BOOL
+             : code == 0 && bits == 32 ? DT_I32
+                                       : DT_OTHER;
+  if (a->dtype == DT_OTHER)
+    return 0;
+  a->ndim = t.ndim;
+  int64_t run = 1;
+  for (int d = a->ndim - 1; d >= 0; --d) {
+    a->shape[d] = t.shape[d];
+    a->stride[d] = t.strides ? t.strides[d] : run;
+    run *= t.shape[d];
+  }
+  if (run == 0) /* no elements: data_ptr()'s pointer, as before */
+    return 0;
+  a->data = (char *)t.data + t.byte_offset;
+  return 1;
+}
+
 static int from_torch(PyObject *obj, const char *name, arr *a) {
+  if (from_torch_fast(obj, a))
+    return 0;
   PyObject *v = PyObject_GetAttr(obj, lib.s_is_cpu);
   if (!v)
     return -1;
@@ -420,6 +515,89 @@ int bm_tensor(const arr *a, const char *name, int dt, attn_tensor *t) {
   for (int d = 0; d < 4; ++d) {
     t->shape[d] = d < lead ? 1 : a->shape[d - lead];
     t->stride[d] = d < lead ? 0 : a->stride[d - lead];
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outputs run() allocates                                                  */
+/* ------------------------------------------------------------------------ */
+static int numpy_lookup(void) {
+  if (lib.np_empty)
+    return 0;
+  PyObject *np = PyImport_ImportModule("numpy");
+  if (!np)
+    return -1;
+  PyObject *empty = PyObject_GetAttrString(np, "empty");
+  PyObject *dtype = PyObject_GetAttrString(np, "dtype");
+  PyObject *f32 = dtype ? PyObject_CallFunction(dtype, "s", "float32") : NULL;
+  PyObject *f16 = dtype ? PyObject_CallFunction(dtype, "s", "float16") : NULL;
+  Py_DECREF(np);
+  Py_XDECREF(dtype);
+  if (!empty || !f32 || !f16) {
+    Py_XDECREF(empty);
+    Py_XDECREF(f32);
+    Py_XDECREF(f16);
+    return -1;
+  }
+  lib.np_f32 = f32;
+  lib.np_f16 = f16;
+  lib.np_empty = empty;
+  return 0;
+}
+
+/* torch.empty(*shape, dtype=...) for a torch tensor (called with
+ * positional sizes: PyTorch parses them faster than a tuple), else
+ * numpy.empty(shape, dtype). */
+static PyObject *arr_empty(PyObject *like, int ndim, const int64_t *shape,
+                           int dt) {
+  int t = is_torch(like);
+  if (t < 0)
+    return NULL;
+  PyObject *args[MAXDIM + 1];
+  PyObject *r = NULL;
+  int n = 0;
+  for (; n < ndim; ++n)
+    if (!(args[n] = PyLong_FromLongLong(shape[n])))
+      goto done;
+  if (t) {
+    args[n] = dt == DT_F32   ? lib.torch_f32
+              : dt == DT_F16 ? lib.torch_f16
+                             : lib.torch_bf16;
+    r = PyObject_Vectorcall(lib.torch_empty, args, (size_t)n, lib.kw_dtype);
+    goto done;
+  }
+  if (dt == DT_BF16) {
+    PyErr_Format(PyExc_TypeError, "attn: numpy has no bfloat16: pass out=");
+    goto done;
+  }
+  if (numpy_lookup() != 0)
+    goto done;
+  PyObject *tuple = PyTuple_New(n);
+  if (!tuple)
+    goto done;
+  for (int d = 0; d < n; ++d)
+    PyTuple_SET_ITEM(tuple, d, args[d]);
+  n = 0; /* the tuple holds them */
+  PyObject *call[2] = {tuple, dt == DT_F16 ? lib.np_f16 : lib.np_f32};
+  r = PyObject_Vectorcall(lib.np_empty, call, 2, NULL);
+  Py_DECREF(tuple);
+done:
+  for (int d = 0; d < n; ++d)
+    Py_DECREF(args[d]);
+  return r;
+}
+
+int arr_make(PyObject *like, int ndim, const int64_t *shape, int dt,
+             const char *name, PyObject **made, arr *a) {
+  if (dt != DT_F16 && dt != DT_BF16)
+    dt = DT_F32; /* like is not a float array: its own check says so */
+  *made = arr_empty(like, ndim, shape, dt);
+  if (!*made)
+    return -1;
+  if (arr_get(*made, name, 1, a) != 0) {
+    arr_release(a);
+    return -1;
   }
   return 0;
 }

@@ -28,88 +28,122 @@ __all__ = ["scaled_dot_product_attention", "flash_attn_func",
            "flash_attn_varlen_func"]
 
 
-class _Opts:
-    """Options of one call (not tensors that need gradients)."""
-
-    __slots__ = ("layout", "causal", "wl", "wr", "scale", "softcap", "alibi",
-                 "mask", "cu_q", "cu_k", "dropout_p", "seed", "lse_shape")
-
-    def __init__(self, layout, causal=0, window=(-1, -1), scale=None,
-                 softcap=0.0, alibi=None, mask=None, cu_q=None, cu_k=None,
-                 dropout_p=0.0):
-        self.layout = layout
-        self.causal = causal
-        self.wl, self.wr = (-1, -1) if window is None else (int(window[0]),
-                                                            int(window[1]))
-        if scale is not None and float(scale) == 0.0:
+def _args(layout, causal=0, window=(-1, -1), scale=None, softcap=0.0,
+          alibi=None, mask=None, cu_q=None, cu_k=None, dropout_p=0.0):
+    """The options of one call as the tuple _call passes on: (layout,
+    causal, window_left, window_right, scale, softcap, alibi, mask, cu_q,
+    cu_k, dropout_p, dropout_seed). Checks scale and dropout_p."""
+    if window is None or window == (-1, -1):
+        wl = wr = -1
+    else:
+        wl, wr = int(window[0]), int(window[1])
+    if scale is None:
+        s = 0.0
+    else:
+        s = float(scale)
+        if s == 0.0:
             raise ValueError("attn: scale must not be 0 (None means "
                              "1/sqrt(head_dim))")
-        self.scale = 0.0 if scale is None else float(scale)
-        self.softcap = float(softcap)
-        self.alibi = alibi
-        self.mask = mask
-        self.cu_q = cu_q
-        self.cu_k = cu_k
-        self.dropout_p = float(dropout_p)
-        if not 0.0 <= self.dropout_p < 1.0:
+    p = float(dropout_p)
+    seed = 0
+    if p:  # NaN and negatives too: the range check refuses them
+        if not 0.0 <= p < 1.0:
             raise ValueError("attn: dropout_p must be in [0, 1), got %r" %
                              (dropout_p,))
         # one seed per call from torch's generator (torch.manual_seed
         # reproduces it); the backward regenerates the same mask
-        self.seed = (int(torch.randint(0, 2**62, (1,)).item())
-                     if self.dropout_p > 0 else 0)
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    return (layout, causal, wl, wr, s, float(softcap), alibi, mask, cu_q,
+            cu_k, p, seed)
+
+
+class _Opts:
+    """Options of one call (not tensors that need gradients); ``args`` is
+    the tuple of :func:`_args`."""
+
+    __slots__ = ("args", "lse_shape")
+
+    def __init__(self, layout, causal=0, window=(-1, -1), scale=None,
+                 softcap=0.0, alibi=None, mask=None, cu_q=None, cu_k=None,
+                 dropout_p=0.0):
+        self.args = _args(layout, causal, window, scale, softcap, alibi,
+                          mask, cu_q, cu_k, dropout_p)
+        self.lse_shape = None  # the extension sizes the lse itself
+
+
+def _call(mode, a, q, k, v, out, lse, bias, dout=None, dq=None, dk=None,
+          dv=None, dbias=None):
+    """One extension call with the options a (_args); out None or lse True:
+    allocated by the extension. Returns (out, lse) or (dq, dk, dv)."""
+    return _api._ext.run(mode, a[0], q, k, v, out, lse, bias, a[7], a[6],
+                         None, a[8], a[9], None, a[1], a[2], a[3], a[4],
+                         a[5], 0, a[10], a[11], dout, dq, dk, dv, dbias,
+                         None, None, 0)
 
 
 def _run(mode, o: _Opts, q, k, v, out, lse, bias, dout=None, dq=None,
          dk=None, dv=None, dbias=None):
-    _api._ext.run(mode, o.layout, q, k, v, out, lse, bias, o.mask, o.alibi,
-                  None, o.cu_q, o.cu_k, None, o.causal, o.wl, o.wr, o.scale,
-                  o.softcap, 0, o.dropout_p, o.seed, dout, dq, dk, dv, dbias,
-                  None, None, 0)
+    return _call(mode, o.args, q, k, v, out, lse, bias, dout, dq, dk, dv,
+                 dbias)
 
 
-def _forward(q, k, v, bias, opts: _Opts):
-    """out, lse: the forward call (inputs on the CPU: checked by the C
-    side, which names the device of a tensor that is not)."""
-    if opts.layout == 1:
-        # [b, h, s, dv] seen over [b, s, h, dv] memory, as PyTorch's own
-        # CPU kernels do: the usual .transpose(1, 2) after attention
-        # is then contiguous for free
-        b, h, s = q.shape[0], q.shape[1], q.shape[2]
-        out = torch.empty((b, s, h, v.shape[-1]),
-                          dtype=q.dtype).transpose(1, 2)
-    else:
-        out = torch.empty(tuple(q.shape[:-1]) + (v.shape[-1],),
-                          dtype=q.dtype)
-    lse = torch.empty(opts.lse_shape, dtype=torch.float32)
-    _run(0, opts, q, k, v, out, lse, bias)
-    return out, lse
+def _out(q, v, layout):
+    """The forward's output, or None (the extension allocates it like q).
+    bhsd: [b, h, s, dv] seen over [b, s, h, dv] memory, as PyTorch's own
+    CPU kernels do: the usual .transpose(1, 2) after attention is then
+    contiguous for free."""
+    if layout != 1:
+        return None
+    b, h, s, _ = q.shape
+    dv = v.shape[3]
+    return torch.empty_strided((b, h, s, dv), (s * h * dv, dv, h * dv, 1),
+                               dtype=q.dtype)
 
 
-def _apply(q, k, v, bias, opts: _Opts):
-    """Through autograd when a gradient is wanted, else the bare call."""
+def _forward(q, k, v, bias, a, need_lse=True):
+    """out, lse (None unless need_lse): the forward call (inputs on the
+    CPU: checked by the C side, which names the device of a tensor that is
+    not)."""
+    return _call(0, a, q, k, v, _out(q, v, a[0]), True if need_lse else None,
+                 bias)
+
+
+def _attend(q, k, v, bias, a, need_lse=False):
+    """(out, lse): through autograd when a gradient is wanted, else the
+    bare call; lse is None unless need_lse."""
     if torch.is_grad_enabled() and (
             q.requires_grad or k.requires_grad or v.requires_grad or
             (bias is not None and bias.requires_grad)):
-        return _Attention.apply(q, k, v, bias, opts)
-    return _forward(q, k, v, bias, opts)
+        if need_lse:
+            return _Attention.apply(q, k, v, bias, a, True)
+        return _Attention.apply(q, k, v, bias, a, False), None
+    return _forward(q, k, v, bias, a, need_lse)
+
+
+def _apply(q, k, v, bias, opts: _Opts):
+    """(out, lse) under the options of a _Opts (attn.hf)."""
+    return _attend(q, k, v, bias, opts.args, True)
 
 
 class _Attention(torch.autograd.Function):
-    """out, lse = attention(q, k, v, bias) under the options of a _Opts."""
+    """out (and lse when need_lse) = attention(q, k, v, bias) under the
+    options a of _args. One output is cheaper to wrap: the lse autograd
+    needs is kept on ctx (it never leaves the Function)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, opts: _Opts):
-        out, lse = _forward(q, k, v, bias, opts)
-        ctx.save_for_backward(q, k, v, out, lse, bias)
-        ctx.opts = opts
-        ctx.mark_non_differentiable(lse)
-        return out, lse
+    def forward(ctx, q, k, v, bias, a, need_lse):
+        out, lse = _forward(q, k, v, bias, a)
+        ctx.save_for_backward(q, k, v, out, bias)
+        ctx.a = a
+        ctx.lse = lse
+        if need_lse:
+            ctx.mark_non_differentiable(lse)
+            return out, lse
+        return out
 
     @staticmethod
-    def backward(ctx, dout, _dlse):
-        q, k, v, out, lse, bias = ctx.saved_tensors
-        opts = ctx.opts
+    def backward(ctx, dout, *_dlse):
+        q, k, v, out, bias = ctx.saved_tensors
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
@@ -118,8 +152,8 @@ class _Attention(torch.autograd.Function):
             dbias = torch.empty(bias.shape, dtype=torch.float32)
         if dout.dtype != q.dtype:
             dout = dout.to(q.dtype)
-        _run(1, opts, q, k, v, out, lse, bias, dout, dq, dk, dv, dbias)
-        return dq, dk, dv, dbias, None
+        _call(1, ctx.a, q, k, v, out, ctx.lse, bias, dout, dq, dk, dv, dbias)
+        return dq, dk, dv, dbias, None, None
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor,
@@ -164,18 +198,19 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor,
     if attn_mask is not None and is_causal:
         raise ValueError("attn: explicit attn_mask should not be set when "
                          "is_causal=True (as in PyTorch)")
-    lead = tuple(query.shape[:-3]) if nd >= 4 else None
-    if nd == 3:
-        q4, k4, v4 = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
-    elif nd == 4:
+    if nd == 4:
         q4, k4, v4 = query, key, value
+    elif nd == 3:
+        q4, k4, v4 = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
     else:
+        lead = tuple(query.shape[:-3])
         q4, k4, v4 = (t.flatten(0, nd - 4) for t in (query, key, value))
-    hq, hk = q4.shape[1], k4.shape[1]
-    if hq != hk and not enable_gqa:
-        raise ValueError("attn: query has %d heads and key %d: pass "
-                         "enable_gqa=True for grouped-query attention" %
-                         (hq, hk))
+    if not enable_gqa:
+        hq, hk = q4.shape[1], k4.shape[1]
+        if hq != hk:
+            raise ValueError("attn: query has %d heads and key %d: pass "
+                             "enable_gqa=True for grouped-query attention" %
+                             (hq, hk))
     bias = mask = None
     if attn_mask is not None:
         m = attn_mask
@@ -191,10 +226,9 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor,
         else:
             raise TypeError("attn: attn_mask must be bool or floating point, "
                             "not %s" % (m.dtype,))
-    opts = _Opts(1, 2 if is_causal else 0, scale=scale, mask=mask,
-                 dropout_p=dropout_p)
-    opts.lse_shape = (q4.shape[0], hq, q4.shape[2])
-    out, _ = _apply(q4, k4, v4, bias, opts)
+    a = _args(1, 2 if is_causal else 0, None, scale, 0.0, None, mask,
+              None, None, dropout_p)
+    out = _attend(q4, k4, v4, bias, a)[0]
     if nd == 3:
         return out.squeeze(1)
     if nd > 4:
@@ -245,10 +279,9 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     materialised (FlashAttention's are only meaningful for testing).
     """
     del deterministic
-    opts = _Opts(0, 1 if causal else 0, window_size, softmax_scale, softcap,
-                 _alibi(alibi_slopes), dropout_p=dropout_p)
-    opts.lse_shape = (q.shape[0], q.shape[2], q.shape[1])
-    out, lse = _apply(q, k, v, None, opts)
+    a = _args(0, 1 if causal else 0, window_size, softmax_scale, softcap,
+              _alibi(alibi_slopes), None, None, None, dropout_p)
+    out, lse = _attend(q, k, v, None, a, return_attn_probs)
     return (out, lse, None) if return_attn_probs else out
 
 
@@ -287,8 +320,293 @@ def flash_attn_varlen_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             raise ValueError("attn: a sequence is longer than max_seqlen_q "
                              "(%d > %d) or max_seqlen_k (%d > %d)" %
                              (lq, max_seqlen_q, lk, max_seqlen_k))
-    opts = _Opts(2, 1 if causal else 0, window_size, softmax_scale, softcap,
-                 _alibi(alibi_slopes), cu_q=cq, cu_k=ck, dropout_p=dropout_p)
-    opts.lse_shape = (q.shape[1], q.shape[0])
-    out, lse = _apply(q, k, v, None, opts)
+    a = _args(2, 1 if causal else 0, window_size, softmax_scale, softcap,
+              _alibi(alibi_slopes), None, cq, ck, dropout_p)
+    out, lse = _attend(q, k, v, None, a, return_attn_probs)
     return (out, lse, None) if return_attn_probs else out
+
+
+# --- attn.torch.MultiheadAttention (issue 10 over issue 7's layer) ---------
+
+import numpy as _np  # noqa: E402  (the activation buffers)
+
+class _LayerFunction(torch.autograd.Function):
+    """out = layer(query, key, value) through libattn_layer; the weights
+    are the module's Parameters (views of the layer's own buffer), passed
+    in so autograd hands their gradients back."""
+
+    @staticmethod
+    def forward(ctx, mod, opts, q, k, v, *params):
+        layer = mod._layer
+        act_bytes, _ = layer._sizes(q, k, v, opts)
+        act = _np.empty(act_bytes, _np.uint8)
+        out = torch.empty(tuple(q.shape[:-1]) + (layer.d_out,),
+                          dtype=torch.float32)
+        layer._fwd(q, k, v, opts, out, act)
+        ctx.save_for_backward(q, k, v)
+        ctx.mod, ctx.opts, ctx.act = mod, opts, act
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v = ctx.saved_tensors
+        mod, layer = ctx.mod, ctx.mod._layer
+        need = ctx.needs_input_grad
+        dq = torch.empty_like(q) if need[2] else None
+        dk = torch.empty_like(k) if need[3] else None
+        dv = torch.empty_like(v) if need[4] else None
+        dout = dout.to(torch.float32).contiguous()
+        # the layer ADDS into its gradient buffer: clear it, run, copy out
+        # once (the Parameters' .grad must not alias the buffer the next
+        # backward clears)
+        layer.zero_grad()
+        layer._bwd(q, k, v, dout, dq, dk, dv, ctx.opts, ctx.act)
+        ctx.act = None
+        grads = torch.from_numpy(layer.flat_gradients().copy())
+        pg = [grads[off:off + n].view(shape) if need[5 + i] else None
+              for i, (_, _, off, n, shape) in enumerate(mod._slots)]
+        return (None, None, dq, dk, dv, *pg)
+
+
+class MultiheadAttention(torch.nn.Module):
+    """``torch.nn.MultiheadAttention`` on libattn's layer (attn/layer.h).
+
+    Constructor and forward as PyTorch's (``embed_dim, num_heads,
+    dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
+    kdim=None, vdim=None, batch_first=False``; ``forward(query, key, value,
+    key_padding_mask=None, need_weights=False, attn_mask=None,
+    average_attn_weights=True, is_causal=False)`` returning ``(attn_output,
+    None)``), with the same parameter names (``in_proj_weight`` or
+    ``q/k/v_proj_weight``, ``in_proj_bias``, ``out_proj.weight``,
+    ``out_proj.bias``), layout and initialisation, so ``load_state_dict``
+    of an nn.MultiheadAttention works both ways. The Parameters are views of
+    the C layer's own buffer (no copy per call); an optimiser updates them
+    in place. Float32 CPU tensors only.
+
+    Differences from PyTorch:
+
+    * ``need_weights`` defaults to False and True raises ``ValueError``:
+      libattn never forms the seq_q x seq_k attention weights (that is
+      the point of it). The second element returned is always None.
+    * ``add_bias_kv`` and ``add_zero_attn`` raise ``ValueError``.
+    * ``is_causal=True`` applies the causal mask itself (top-left, as
+      PyTorch's SDPA path) and ignores ``attn_mask`` (PyTorch treats the
+      flag as a hint that attn_mask is that mask); it needs no attn_mask.
+    * a query row whose keys are all masked gives 0 (PyTorch: NaN).
+    * attention dropout (``dropout`` > 0 in training mode) uses libattn's
+      counter-based mask seeded from torch's generator, not PyTorch's.
+    * no gradient flows to a float ``attn_mask``/``key_padding_mask``.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0,
+                 bias: bool = True, add_bias_kv: bool = False,
+                 add_zero_attn: bool = False, kdim: Optional[int] = None,
+                 vdim: Optional[int] = None, batch_first: bool = False,
+                 device=None, dtype=None, *, threads: Optional[int] = None):
+        super().__init__()
+        if add_bias_kv or add_zero_attn:
+            raise ValueError("attn.torch.MultiheadAttention: add_bias_kv "
+                             "and add_zero_attn are not supported by "
+                             "libattn's layer")
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError("attn.torch.MultiheadAttention runs on the CPU, "
+                             "not %s" % (device,))
+        if dtype is not None and dtype != torch.float32:
+            raise TypeError("attn.torch.MultiheadAttention is float32 only, "
+                            "not %s" % (dtype,))
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError("embed_dim and num_heads must be greater than "
+                             "0, got embed_dim=%s and num_heads=%s" %
+                             (embed_dim, num_heads))
+        if embed_dim % num_heads != 0:
+            raise ValueError("embed_dim must be divisible by num_heads")
+        from ._layer import Layer
+        self.embed_dim = embed_dim
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = (self.kdim == embed_dim and
+                                    self.vdim == embed_dim)
+        self.num_heads = num_heads
+        self.dropout = float(dropout)
+        self.batch_first = batch_first
+        self.head_dim = embed_dim // num_heads
+        self.bias_k = self.bias_v = None
+        self.add_zero_attn = False
+        # cross-attention with separate weights serves every call (self-
+        # attention is query = key = value); its q, k, v weights (and
+        # biases) lie one after the other in the flat buffer, so the fused
+        # in_proj_weight / in_proj_bias are views of them
+        self._layer = Layer(embed_dim, num_heads, cross=True, kdim=self.kdim,
+                            vdim=self.vdim, bias=bias, threads=threads)
+        p = self._layer.parameters()
+        flat = torch.from_numpy(self._layer.flat_parameters())
+        info = {n: self._layer.param_info(n) for n in p}
+
+        def view(first, rows, cols=None):
+            off = info[first]["offset"]
+            n = rows * (cols or 1)
+            return flat[off:off + n].view((rows, cols) if cols else (rows,))
+
+        e = embed_dim
+        # (in out_proj, name, offset, count, shape) per Parameter
+        self._slots = []
+
+        def reg(owner, name, first, rows, cols=None):
+            t = view(first, rows, cols)
+            owner.register_parameter(name, torch.nn.Parameter(t))
+            self._slots.append((owner is not self, name,
+                                info[first]["offset"], t.numel(),
+                                tuple(t.shape)))
+
+        if self._qkv_same_embed_dim:
+            reg(self, "in_proj_weight", "q_proj_weight", 3 * e, e)
+            for n in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                self.register_parameter(n, None)
+        else:
+            self.register_parameter("in_proj_weight", None)
+            reg(self, "q_proj_weight", "q_proj_weight", e, e)
+            reg(self, "k_proj_weight", "k_proj_weight", e, self.kdim)
+            reg(self, "v_proj_weight", "v_proj_weight", e, self.vdim)
+        if bias:
+            reg(self, "in_proj_bias", "q_proj_bias", 3 * e)
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = torch.nn.Module()
+        reg(self.out_proj, "weight", "out_proj.weight", e, e)
+        if bias:
+            reg(self.out_proj, "bias", "out_proj.bias", e)
+        else:
+            self.out_proj.register_parameter("bias", None)
+        self._reset_parameters()
+
+    def _params(self):
+        return [getattr(self.out_proj if out else self, name)
+                for out, name, _, _, _ in self._slots]
+
+    def _reset_parameters(self):
+        """PyTorch's nn.MultiheadAttention._reset_parameters, with torch's
+        generator (so torch.manual_seed gives PyTorch's weights)."""
+        init = torch.nn.init
+        with torch.no_grad():
+            if self._qkv_same_embed_dim:
+                init.xavier_uniform_(self.in_proj_weight)
+            else:
+                init.xavier_uniform_(self.q_proj_weight)
+                init.xavier_uniform_(self.k_proj_weight)
+                init.xavier_uniform_(self.v_proj_weight)
+            # nn.Linear's own initialisation of out_proj.weight
+            init.kaiming_uniform_(self.out_proj.weight, a=5 ** 0.5)
+            if self.in_proj_bias is not None:
+                init.constant_(self.in_proj_bias, 0.0)
+                init.constant_(self.out_proj.bias, 0.0)
+
+    def _sync(self, params):
+        """Parameters replaced since (load_state_dict(assign=True), .to()):
+        their values go back into the layer's buffer and they view it
+        again."""
+        flat = torch.from_numpy(self._layer.flat_parameters())
+        base = flat.data_ptr()
+        for p, (_, _, off, n, shape) in zip(params, self._slots):
+            if p.data_ptr() != base + 4 * off or p.dtype != torch.float32:
+                if p.device.type != "cpu":
+                    raise ValueError("attn.torch.MultiheadAttention runs on "
+                                     "the CPU: its parameters were moved to "
+                                     "%s" % (p.device,))
+                v = flat[off:off + n].view(shape)
+                with torch.no_grad():
+                    v.copy_(p.detach())
+                p.data = v
+
+    def extra_repr(self):
+        return "embed_dim=%d, num_heads=%d, kdim=%d, vdim=%d, batch_first=%s" % (
+            self.embed_dim, self.num_heads, self.kdim, self.vdim,
+            self.batch_first)
+
+    @staticmethod
+    def _mask_parts(m, name):
+        if m is None:
+            return None, None
+        if m.dtype == torch.bool:
+            return ~m, None  # PyTorch: True = masked out; libattn: attend
+        if m.is_floating_point():
+            return None, m.to(torch.float32)
+        raise TypeError("attn: %s must be bool or floating point, not %s"
+                        % (name, m.dtype))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor,
+                value: torch.Tensor,
+                key_padding_mask: Optional[torch.Tensor] = None,
+                need_weights: bool = False,
+                attn_mask: Optional[torch.Tensor] = None,
+                average_attn_weights: bool = True,
+                is_causal: bool = False):
+        """``(attn_output, None)``: attn_output ``(L, N, E)``, ``(N, L, E)``
+        with batch_first, or ``(L, E)`` unbatched. Masks as PyTorch:
+        key_padding_mask ``(N, S)`` (bool True = ignore that key, or
+        float added), attn_mask ``(L, S)`` or ``(N * num_heads, L, S)``
+        (bool True = not allowed, or float added)."""
+        del average_attn_weights
+        if need_weights:
+            raise ValueError(
+                "attn.torch.MultiheadAttention: need_weights=True is not "
+                "supported: libattn never forms the seq_q x seq_k attention "
+                "weights. Pass need_weights=False (the default here); the "
+                "second value returned is None")
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = (t.unsqueeze(0) for t in (query, key, value))
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key,
+                                                             value))
+        q, k, v = (t.contiguous() for t in (query, key, value))
+        n, lq, lk = q.shape[0], q.shape[1], k.shape[1]
+        h = self.num_heads
+        mask = bias = None
+        if not is_causal and attn_mask is not None:
+            m = attn_mask
+            if m.dim() == 3:
+                m = m.reshape(n, h, m.shape[-2], m.shape[-1])
+            mask, bias = self._mask_parts(m, "attn_mask")
+        if key_padding_mask is not None:
+            km, kb = self._mask_parts(key_padding_mask.reshape(n, 1, 1, lk),
+                                      "key_padding_mask")
+            if km is not None and bias is None:
+                mask = km if mask is None else mask & km
+            else:  # one additive bias holds both
+                if kb is None:
+                    kb = torch.zeros(km.shape).masked_fill_(~km, float("-inf"))
+                if mask is not None:
+                    bias = torch.zeros(mask.shape).masked_fill_(
+                        ~mask, float("-inf"))
+                    mask = None
+                bias = kb if bias is None else bias + kb
+        if bias is not None:
+            bias = bias.contiguous() if bias.dim() == 4 else bias
+        drop = self.dropout if self.training else 0.0
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if drop > 0 else 0
+        opts = self._layer._opts(causal=bool(is_causal),
+                                 causal_align="top_left", bias=bias,
+                                 mask=mask, dropout_p=drop,
+                                 dropout_seed=seed)
+        params = self._params()
+        self._sync(params)
+        if torch.is_grad_enabled() and (
+                q.requires_grad or k.requires_grad or v.requires_grad or
+                any(p.requires_grad for p in params)):
+            out = _LayerFunction.apply(self, opts, q, k, v, *params)
+        else:
+            qd, kd, vd = q.detach(), k.detach(), v.detach()
+            out = torch.empty((n, lq, self.embed_dim), dtype=torch.float32)
+            act = _np.empty(self._layer._sizes(qd, kd, vd, opts)[0],
+                            _np.uint8)
+            self._layer._fwd(qd, kd, vd, opts, out, act)
+        if unbatched:
+            return out.squeeze(0), None
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, None
+
+
+__all__.append("MultiheadAttention")
