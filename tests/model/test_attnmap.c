@@ -209,7 +209,7 @@ static void shapes(void) {
     }
   /* cross-attention: seq_q != seq_k, either longer */
   static const int64_t qk[][2] = {{1, 5},    {5, 1},    {7, 13},   {13, 7},
-                                  {48, 129}, {129, 48}, {200, 65}, {65, 300}};
+                                  {48, 129}, {129, 48}, {100, 65}, {65, 150}};
   for (size_t s = 0; s < sizeof qk / sizeof qk[0]; s++)
     for (int causal = 0; causal < 2; causal++, k++) {
       const int64_t *hh = heads[k % 5];
