@@ -140,6 +140,28 @@ static void line(const char *name, int64_t s, double frac, double tf, double tb,
   printf("  fwd %.2f us/token\n", 1e6 * tf / (double)s);
 }
 
+/* A layout with exactly 1/every of the nbq x nbk blocks live (rounded),
+ * drawn at random, at least one in every row (so no query is left without
+ * keys): the rows' blocks first, then random others until the count. */
+static uint8_t *block_layout(int64_t nbq, int64_t nbk, int every) {
+  uint8_t *bm = calloc((size_t)(nbq * nbk), 1);
+  if (!bm) {
+    fprintf(stderr, "sparse_bench: out of memory\n");
+    exit(1);
+  }
+  int64_t want = (nbq * nbk + every / 2) / every, have = 0;
+  for (int64_t r = 0; r < nbq; r++, have++)
+    bm[r * nbk + (r * nbk) / nbq] = 1;
+  unsigned seed = 7;
+  while (have < want) {
+    seed = seed * 1664525u + 1013904223u;
+    const int64_t e = (int64_t)((seed >> 4) % (unsigned)(nbq * nbk));
+    have += !bm[e];
+    bm[e] = 1;
+  }
+  return bm;
+}
+
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 0;
   const int reps = argc > 2 ? atoi(argv[2]) : 3;
@@ -159,14 +181,7 @@ int main(int argc, char **argv) {
   line("dense", s, live(&p), df, db, bwd, df, db);
   const int64_t nbq = (s + ATTN_TILE_Q - 1) / ATTN_TILE_Q;
   const int64_t nbk = (s + ATTN_TILE_K - 1) / ATTN_TILE_K;
-  uint8_t *bm = malloc((size_t)(nbq * nbk));
-  unsigned seed = 7;
-  for (int64_t e = 0; e < nbq * nbk; e++) {
-    seed = seed * 1664525u + 1013904223u;
-    bm[e] = (seed >> 8) % 10 == 0;
-  }
-  for (int64_t r = 0; r < nbq; r++) /* no row left empty */
-    bm[r * nbk + (r * nbk) / nbq] = 1;
+  uint8_t *bm = block_layout(nbq, nbk, 10);
   p.block_mask = attn_tensor_contiguous(bm, ATTN_DTYPE_BOOL, 1, 1, nbq, nbk);
   p.block_q = ATTN_TILE_Q, p.block_k = ATTN_TILE_K;
   timeit(&p, reps, bwd, &tf, &tb);

@@ -101,6 +101,26 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
                        int64_t n, float mul, float *dst);
 void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
                     int64_t stride);
+/* Asks the cache for the bytes of a row of n elements of dt (stride 1)
+ * at src, ahead of its use: rows of one head sit a whole token apart
+ * (heads x head_dim), a stride the hardware prefetchers do not follow,
+ * so a loop over rows is otherwise bound by memory latency. write: the
+ * row will be written. A hint; no effect where the compiler has none. */
+static inline void attn_prefetch_row(const void *src, attn_dtype dt, int64_t n,
+                                     int write) {
+#if defined(__GNUC__) || defined(__clang__)
+  const char *c = (const char *)src;
+  const int64_t bytes = n * (dt == ATTN_DTYPE_F32 ? 4 : 2);
+  for (int64_t o = 0; o < bytes; o += 64) {
+    if (write)
+      __builtin_prefetch(c + o, 1);
+    else
+      __builtin_prefetch(c + o, 0);
+  }
+#else
+  (void)src, (void)dt, (void)n, (void)write;
+#endif
+}
 
 /* Workspace of one call: p->workspace if set (checked against need), else
  * malloc (returned in *owned, for the caller to free). *base is aligned to

@@ -218,6 +218,12 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
           job->dd[li] = 0.0f;
           continue;
         }
+        const int64_t rp = r + ATTN_PREFETCH_ROWS;
+        if (rp < ATTN_MIN(w->tq, vr1)) {
+          attn_prefetch_elem(&p->q, rp / s0, rp % s0, h, d, 0);
+          attn_prefetch_elem(&p->dout, rp / s0, rp % s0, h, dv, 0);
+          attn_prefetch_elem(&p->o, rp / s0, rp % s0, h, dv, 0);
+        }
         const int64_t tb = r / s0, i = r % s0;
         attn_load_row_f32(attn_elem(&p->q, tb, i, h, 0), p->q.dtype,
                           p->q.stride[3], d, pr->scale, q);
@@ -284,6 +290,10 @@ static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
     float *vtp = vt + (r / nr) * dv * nr + r % nr;
     if (r < nkeys) {
       const int64_t j = sq->k_off + j0 + r;
+      if (r + ATTN_PREFETCH_ROWS < nkeys) {
+        attn_prefetch_elem(&p->k, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, d, 0);
+        attn_prefetch_elem(&p->v, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, dv, 0);
+      }
       attn_load_row_f32(attn_elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
                         p->k.stride[3], d, 1.0f, kr);
       attn_row_poison(kr, d);
@@ -421,6 +431,12 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
     }
     for (int r = 0; r < nkeys; r++) {
       const int64_t j = sq.k_off + j0 + r;
+      if (r + ATTN_PREFETCH_ROWS < nkeys) {
+        attn_prefetch_elem(&p->dk, sq.q_bat, j + ATTN_PREFETCH_ROWS, g, pr->d,
+                           1);
+        attn_prefetch_elem(&p->dv, sq.q_bat, j + ATTN_PREFETCH_ROWS, g, pr->dv,
+                           1);
+      }
       attn_store_row(dk + r * dp, pr->d, attn_elem(&p->dk, sq.q_bat, j, g, 0),
                      p->dk.dtype, p->dk.stride[3]);
       attn_store_row(dv + r * dvp, pr->dv, attn_elem(&p->dv, sq.q_bat, j, g, 0),

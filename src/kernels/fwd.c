@@ -133,6 +133,11 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
     const int64_t j = pnl * nr + c;
     float *vrow = vpack + j * dvp;
     if (j < sq->sk) {
+      if (j + ATTN_PREFETCH_ROWS < sq->sk) { /* strided rows: ask early */
+        const int64_t jp = sq->k_off + j + ATTN_PREFETCH_ROWS;
+        attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
+        attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
+      }
       attn_load_row_f32(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
                         p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
       attn_row_poison(tmp, d);
@@ -165,6 +170,9 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   const int rows_mr = (t.rows + k->mr - 1) / k->mr * k->mr;
   for (int r = 0; r < t.rows; r++) {
     float *row = qb + r * d;
+    if (r + ATTN_PREFETCH_ROWS < t.rows)
+      attn_prefetch_elem(&p->q, sq->q_bat,
+                         sq->q_off + t.i0 + r + ATTN_PREFETCH_ROWS, h, d, 0);
     attn_load_row_f32(attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
                       p->q.dtype, p->q.stride[3], d, pr->scale, row);
     attn_row_poison(row, d);
@@ -194,6 +202,9 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   k->fwd_qtile(&t);
   for (int r = 0; r < t.rows; r++) {
     const int64_t i = sq->q_off + t.i0 + r;
+    if (r + ATTN_PREFETCH_ROWS < t.rows)
+      attn_prefetch_elem(&p->o, sq->q_bat, i + ATTN_PREFETCH_ROWS, h, pr->dv,
+                         1);
     attn_store_row(t.acc + r * dvp, pr->dv,
                    attn_elem(&p->o, sq->q_bat, i, h, 0), p->o.dtype,
                    p->o.stride[3]);

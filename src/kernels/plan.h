@@ -56,6 +56,19 @@ static inline void *attn_elem(const attn_tensor *t, int64_t i0, int64_t i1,
   return (char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
 }
 
+/* Rows ahead of the one being read or written that loops over rows ask
+ * for early (attn_prefetch_elem): about a memory latency's worth. */
+#define ATTN_PREFETCH_ROWS 4
+
+/* attn_prefetch_row of the n elements at (i0, i1, i2, 0) of t, when its
+ * rows are contiguous (stride[3] 1). */
+static inline void attn_prefetch_elem(const attn_tensor *t, int64_t i0,
+                                      int64_t i1, int64_t i2, int64_t n,
+                                      int write) {
+  if (t->data && t->stride[3] == 1)
+    attn_prefetch_row(attn_elem(t, i0, i1, i2, 0), t->dtype, n, write);
+}
+
 /* Everything a kernel needs about query tile [i0, i0 + rows) of sequence
  * s and head h: the rows' key intervals (lo, hi: [rows]), the score
  * modifiers and the mask predicate. Returns one past the last key any row

@@ -51,15 +51,25 @@ static void cut_utf8(const char *s, size_t max, char *out, size_t size) {
   out[n] = 0;
 }
 
-void show_block_label(const show_input *in, int64_t b, char *out, size_t size) {
+static void block_label(const show_input *in, const char *tok, int64_t b,
+                        char *out, size_t size) {
   const int64_t bs = in->view->block;
-  const char *tok = in->trace->tokens[b * bs] ? in->trace->tokens[b * bs] : "";
   char t[32];
   cut_utf8(tok, 24, t, sizeof t);
   if (bs == 1)
     snprintf(out, size, "%s", t);
   else
     snprintf(out, size, "%lld:%s", (long long)(b * bs), t);
+}
+
+void show_block_label(const show_input *in, int64_t b, char *out, size_t size) {
+  const int64_t i = b * in->view->block;
+  block_label(in, model_trace_query_token(in->trace, i), b, out, size);
+}
+
+void show_key_label(const show_input *in, int64_t b, char *out, size_t size) {
+  const int64_t j = b * in->view->block;
+  block_label(in, model_trace_key_token(in->trace, j), b, out, size);
 }
 
 void show_buf_add(show_buf *b, const char *s, size_t n) {

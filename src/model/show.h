@@ -32,9 +32,11 @@ typedef struct show_input {
 void show_color(double t, unsigned char rgb[3]);
 /* The largest finite value of n floats, at least 1e-30. */
 float show_max(const float *x, int64_t n);
-/* Label of block b: its token, or "first..last" for a pooled block. The
+/* Label of query block b: its token, or "first..last" for a pooled block. The
  * text is the trace's, cut to 24 bytes on a UTF-8 boundary. */
 void show_block_label(const show_input *in, int64_t b, char *out, size_t size);
+/* The same for key block b (the key tokens of a cross-attention trace). */
+void show_key_label(const show_input *in, int64_t b, char *out, size_t size);
 /* Growing text buffer, zero-initialised; failed becomes 1 after a failed
  * allocation (later additions are then ignored). */
 typedef struct show_buf {
@@ -75,6 +77,20 @@ int show_png_layer(const show_input *in, int64_t layer, const char *path,
 /* One head's heat map as SVG with text labels. */
 int show_svg_head(const show_input *in, int64_t layer, int64_t head,
                   const char *path, char *err, size_t err_size);
+/* A ViT's picture: the image (8x8 pixels 0..16, grey) and, for every
+ * head of layer, the attention of query in->token (the class token: 0)
+ * over the patches laid out as the image, each head scaled to its largest
+ * patch weight (the weight on the class token itself in the caption).
+ * Needs exact maps (block 1) whose keys are one token and a square grid. */
+int show_png_patches(const show_input *in, int64_t layer, const float *pixels,
+                     const char *title, const char *path, char *err,
+                     size_t err_size);
+/* Draws s (ASCII; anything else as '?') in the 5x7 font of the PNG files
+ * into an RGB image px (h rows of w pixels) at (x, y), its top-left corner
+ * (vertical: turned a quarter anticlockwise, (x, y) its bottom-left);
+ * clipped to the image. Returns the width in pixels (6 a glyph). */
+int show_text_rgb(unsigned char *px, int w, int h, int x, int y, const char *s,
+                  int vertical);
 /* The terminal view of in->token's row in in->layer, in->head: a malloc'd
  * NUL-terminated string (NULL when out of memory), with ANSI colours when
  * color is nonzero. */

@@ -3,13 +3,16 @@
  * in as show_page.h by CMake) with the data in place of its marker, as
  * JSON:
  *
- *   model, text, tokens[n], layers, heads, kv_heads, causal,
+ *   model, text, tokens[n], key_tokens[n_k], layers, heads, kv_heads,
+ *   causal (bottom-right: query i sees keys j <= i + n_k - n),
  *   block, blocks, labels[blocks]       (block 1: the tokens themselves)
+ *   blocks_k, labels_k[blocks_k]        the keys (== the queries' for
+ *                                       self-attention)
  *   max[layers * heads]                 largest value of each map
- *   maps   base64 of uint16 little-endian (layers, heads, blocks, blocks),
+ *   maps   base64 of uint16 little-endian (layers, heads, blocks, blocks_k),
  *          value = q / 65535 * max of its map (resolution 1.5e-5 of it)
  *   zoom   null, or {layer, row0, rows, max[heads], data: uint16 base64
- *          (heads, rows, n)}: the exact rows of a long input
+ *          (heads, rows, n_k)}: the exact rows of a long input
  *   init   {layer, head, token}: what the page opens on
  *
  * Sizes: exact maps up to ATTNMAP_EXACT_MAX tokens, so at most
@@ -83,7 +86,7 @@ static void page_data(show_buf *b, const show_input *in, float *maxes,
                       float *zmax) {
   const attnmap_view *v = in->view;
   const model_trace *t = in->trace;
-  const int64_t nb = v->n_blocks, per = nb * nb,
+  const int64_t nb = v->n_blocks, nbk = v->n_blocks_k, per = nb * nbk,
                 maps = v->n_layers * v->heads_q;
   show_buf_str(b, "{\"model\":");
   show_buf_json(b, t->model);
@@ -93,7 +96,13 @@ static void page_data(show_buf *b, const show_input *in, float *maxes,
   for (int64_t i = 0; i < v->seq; i++) {
     if (i)
       show_buf_add(b, ",", 1);
-    show_buf_json(b, t->tokens[i] ? t->tokens[i] : "");
+    show_buf_json(b, model_trace_query_token(t, i));
+  }
+  show_buf_str(b, "],\"key_tokens\":[");
+  for (int64_t j = 0; j < v->seq_k; j++) {
+    if (j)
+      show_buf_add(b, ",", 1);
+    show_buf_json(b, model_trace_key_token(t, j));
   }
   show_buf_printf(b,
                   "],\"layers\":%lld,\"heads\":%lld,\"kv_heads\":%lld,"
@@ -108,6 +117,14 @@ static void page_data(show_buf *b, const show_input *in, float *maxes,
       show_buf_add(b, ",", 1);
     show_buf_json(b, lab);
   }
+  show_buf_printf(b, "],\"blocks_k\":%lld,\"labels_k\":[", (long long)nbk);
+  for (int64_t k = 0; k < nbk; k++) {
+    char lab[64];
+    show_key_label(in, k, lab, sizeof lab);
+    if (k)
+      show_buf_add(b, ",", 1);
+    show_buf_json(b, lab);
+  }
   show_buf_str(b, "],\"max\":");
   for (int64_t m = 0; m < maps; m++)
     maxes[m] = show_max(v->maps + m * per, per);
@@ -116,7 +133,7 @@ static void page_data(show_buf *b, const show_input *in, float *maxes,
   base64_u16(b, v->maps, maps * per, per, maxes);
   show_buf_str(b, ",\"zoom\":");
   if (v->zoom) {
-    const int64_t zper = v->zoom_rows * v->seq;
+    const int64_t zper = v->zoom_rows * v->seq_k;
     for (int64_t h = 0; h < v->heads_q; h++)
       zmax[h] = show_max(v->zoom + h * zper, zper);
     show_buf_printf(b, "{\"layer\":%lld,\"row0\":%lld,\"rows\":%lld,\"max\":",

@@ -128,22 +128,17 @@ static int text(canvas *c, int x, int y, const char *s, int vertical) {
   return k * GW;
 }
 
-/* Whether block (a, b) lies wholly under the causal mask. */
-static int hidden(const attnmap_view *v, int64_t a, int64_t b) {
-  return v->causal && b * v->block > a * v->block + v->block - 1;
-}
-
-/* One map of nb x nb cells of size cell at (x, y), scaled by top. */
+/* One map of nb x nbk cells of size cell at (x, y), scaled by top. */
 static void draw_map(canvas *c, const attnmap_view *v, const float *m, int x,
                      int y, int cell, float top) {
-  const int64_t nb = v->n_blocks;
+  const int64_t nb = v->n_blocks, nbk = v->n_blocks_k;
   for (int64_t a = 0; a < nb; a++)
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; b < nbk; b++) {
       unsigned char rgb[3];
-      if (hidden(v, a, b))
+      if (attnmap_view_hidden(v, a, b))
         memcpy(rgb, HIDDEN, 3);
       else
-        show_color(m[a * nb + b] / top, rgb);
+        show_color(m[a * nbk + b] / top, rgb);
       fill(c, x + (int)b * cell, y + (int)a * cell, cell, cell, rgb);
     }
 }
@@ -151,17 +146,18 @@ static void draw_map(canvas *c, const attnmap_view *v, const float *m, int x,
 /* Query labels left of (x, y) (right-aligned), key labels above it. */
 static void draw_labels(canvas *c, const show_input *in, int x, int y, int cell,
                         int queries, int keys) {
-  const int64_t nb = in->view->n_blocks;
   const int step = (GH + cell - 1) / cell;
-  for (int64_t b = 0; b < nb; b += step) {
+  for (int64_t b = 0; queries && b < in->view->n_blocks; b += step) {
     char raw[64], a[LABEL_MAX + 2];
     show_block_label(in, b, raw, sizeof raw);
     int len = ascii_label(raw, a) * GW;
-    int mid = (int)b * cell + cell / 2;
-    if (queries)
-      text(c, x - 4 - len, y + mid - 4, a, 0);
-    if (keys)
-      text(c, x + mid - 4, y - 4, a, 1);
+    text(c, x - 4 - len, y + (int)b * cell + cell / 2 - 4, a, 0);
+  }
+  for (int64_t b = 0; keys && b < in->view->n_blocks_k; b += step) {
+    char raw[64], a[LABEL_MAX + 2];
+    show_key_label(in, b, raw, sizeof raw);
+    ascii_label(raw, a);
+    text(c, x + (int)b * cell + cell / 2 - 4, y - 4, a, 1);
   }
 }
 
@@ -178,16 +174,28 @@ static void draw_bar(canvas *c, int x, int y, int h, float top) {
   text(c, x + 18, y + h - 7, "0", 0);
 }
 
-static int label_width(const show_input *in) {
+/* The widest label of the queries (keys: 0) or the keys (keys: 1). */
+static int label_width(const show_input *in, int keys) {
   int w = 0;
-  for (int64_t b = 0; b < in->view->n_blocks; b++) {
+  const int64_t n = keys ? in->view->n_blocks_k : in->view->n_blocks;
+  for (int64_t b = 0; b < n; b++) {
     char raw[64], a[LABEL_MAX + 2];
-    show_block_label(in, b, raw, sizeof raw);
+    if (keys)
+      show_key_label(in, b, raw, sizeof raw);
+    else
+      show_block_label(in, b, raw, sizeof raw);
     int k = ascii_label(raw, a);
     if (k > w)
       w = k;
   }
   return w * GW;
+}
+
+/* Cell size for a map of nb x nbk blocks in about `room` pixels. */
+static int cell_size(const attnmap_view *v, int room, int lo, int hi) {
+  const int64_t m = v->n_blocks > v->n_blocks_k ? v->n_blocks : v->n_blocks_k;
+  int cell = (int)(room / m);
+  return cell < lo ? lo : cell > hi ? hi : cell;
 }
 
 static int save(canvas *c, const char *path, char *err, size_t err_size) {
@@ -228,21 +236,21 @@ static void caption(const show_input *in, int64_t layer, int64_t head, char *s,
 
 /* Where things go in a head's picture. */
 typedef struct head_layout {
-  int cell, left, top, map, w, h;
+  int cell, left, top, map_w, map_h, w, h;
 } head_layout;
 
 static head_layout layout_head(const show_input *in, const char *title) {
   head_layout g;
-  const int nb = (int)in->view->n_blocks, lw = label_width(in);
-  g.cell = 560 / nb;
-  g.cell = g.cell < 2 ? 2 : g.cell > 28 ? 28 : g.cell;
-  g.map = nb * g.cell;
-  g.left = 8 + lw + 4;
-  g.top = 6 + GH + 6 + lw + 4;
-  g.w = g.left + g.map + 16 + 14 + 4 + 10 * GW;
+  const attnmap_view *v = in->view;
+  g.cell = cell_size(v, 560, 2, 28);
+  g.map_w = (int)v->n_blocks_k * g.cell;
+  g.map_h = (int)v->n_blocks * g.cell;
+  g.left = 8 + label_width(in, 0) + 4;
+  g.top = 6 + GH + 6 + label_width(in, 1) + 4;
+  g.w = g.left + g.map_w + 16 + 14 + 4 + 10 * GW;
   if (g.w < 8 + (int)strlen(title) * GW + 8)
     g.w = 8 + (int)strlen(title) * GW + 8;
-  g.h = g.top + g.map + 8;
+  g.h = g.top + g.map_h + 8;
   return g;
 }
 
@@ -259,7 +267,7 @@ int show_png_head(const show_input *in, int64_t layer, int64_t head,
                   const char *path, char *err, size_t err_size) {
   const attnmap_view *v = in->view;
   const float *m = attnmap_view_map(v, layer, head);
-  const float mx = show_max(m, v->n_blocks * v->n_blocks);
+  const float mx = show_max(m, v->n_blocks * v->n_blocks_k);
   char title[160];
   caption(in, layer, head, title, sizeof title);
   head_layout g = layout_head(in, title);
@@ -269,34 +277,34 @@ int show_png_head(const show_input *in, int64_t layer, int64_t head,
   text(&c, 8, 6, title, 0);
   draw_labels(&c, in, g.left, g.top, g.cell, 1, 1);
   draw_map(&c, v, m, g.left, g.top, g.cell, mx);
-  draw_bar(&c, g.left + g.map + 16, g.top, g.map, mx);
+  draw_bar(&c, g.left + g.map_w + 16, g.top, g.map_h, mx);
   return save(&c, path, err, err_size);
 }
 
 int show_png_layer(const show_input *in, int64_t layer, const char *path,
                    char *err, size_t err_size) {
   const attnmap_view *v = in->view;
-  const int nb = (int)v->n_blocks, hq = (int)v->heads_q;
+  const int hq = (int)v->heads_q;
   const int group = (int)(v->heads_q / v->heads_kv);
   int cols = group > 1 ? group : 1;
   if (group == 1)
     while (cols * cols < hq)
       cols++;
   const int rows = (hq + cols - 1) / cols;
-  int cell = 200 / nb;
-  cell = cell < 1 ? 1 : cell > 16 ? 16 : cell;
-  const int lw = label_width(in), map = nb * cell, gap = 12;
-  const int left = 8 + lw + 4, top = 6 + GH + 6 + lw + 4;
-  const int tile_h = map + 2 + GH + gap; /* map, caption line, gap */
+  const int cell = cell_size(v, 200, 1, 16), gap = 12;
+  const int map_w = (int)v->n_blocks_k * cell, map_h = (int)v->n_blocks * cell;
+  const int left = 8 + label_width(in, 0) + 4;
+  const int top = 6 + GH + 6 + label_width(in, 1) + 4;
+  const int tile_h = map_h + 2 + GH + gap; /* map, caption line, gap */
   const float mx = show_max(attnmap_view_map(v, layer, 0),
-                            v->heads_q * v->n_blocks * v->n_blocks);
+                            v->heads_q * v->n_blocks * v->n_blocks_k);
   char title[160];
   caption(in, layer, -1, title, sizeof title);
   /* the caption says "head -1": cut it to "<model> layer L" + blocks */
   char *hh = strstr(title, " head -1");
   if (hh)
     memmove(hh, hh + 8, strlen(hh + 8) + 1);
-  int w = left + cols * (map + gap) + 16 + 14 + 4 + 10 * GW;
+  int w = left + cols * (map_w + gap) + 16 + 14 + 4 + 10 * GW;
   if (w < 8 + (int)strlen(title) * GW + 8)
     w = 8 + (int)strlen(title) * GW + 8;
   canvas c;
@@ -305,7 +313,7 @@ int show_png_layer(const show_input *in, int64_t layer, const char *path,
   text(&c, 8, 6, title, 0);
   for (int h = 0; h < hq; h++) {
     const int r = h / cols, k = h % cols;
-    const int x = left + k * (map + gap), y = top + r * tile_h;
+    const int x = left + k * (map_w + gap), y = top + r * tile_h;
     char cap[48];
     if (group > 1)
       snprintf(cap, sizeof cap, "h%d kv%d", h, h / group);
@@ -313,8 +321,67 @@ int show_png_layer(const show_input *in, int64_t layer, const char *path,
       snprintf(cap, sizeof cap, "h%d", h);
     draw_labels(&c, in, x, y, cell, k == 0, r == 0);
     draw_map(&c, v, attnmap_view_map(v, layer, h), x, y, cell, mx);
-    text(&c, x, y + map + 2, cap, 0);
+    text(&c, x, y + map_h + 2, cap, 0);
   }
-  draw_bar(&c, left + cols * (map + gap) + 4, top, rows * tile_h - gap, mx);
+  draw_bar(&c, left + cols * (map_w + gap) + 4, top, rows * tile_h - gap, mx);
+  return save(&c, path, err, err_size);
+}
+
+int show_text_rgb(unsigned char *px, int w, int h, int x, int y, const char *s,
+                  int vertical) {
+  canvas c = {w, h, px};
+  return text(&c, x, y, s, vertical);
+}
+
+int show_png_patches(const show_input *in, int64_t layer, const float *pixels,
+                     const char *title, const char *path, char *err,
+                     size_t err_size) {
+  const attnmap_view *v = in->view;
+  const int64_t n = v->seq_k, q = in->token;
+  int64_t grid = 1;
+  while ((grid + 1) * (grid + 1) <= n - 1)
+    grid++;
+  if (v->block != 1 || n < 2 || grid * grid != n - 1 || q < 0 || q >= v->seq) {
+    snprintf(err, err_size,
+             "patch picture: needs exact maps over a class token and a "
+             "square grid of patches (%lld keys)",
+             (long long)n);
+    return -1;
+  }
+  const int side = 8 * 14, gap = 14, hq = (int)v->heads_q;
+  const int top = 6 + GH + 6 + GH + 4, pc = side / (int)grid;
+  canvas c;
+  int w = gap + (hq + 1) * (side + gap) + 14 + 4 + 10 * GW;
+  if (w < 8 + (int)strlen(title) * GW + 8)
+    w = 8 + (int)strlen(title) * GW + 8;
+  if (alloc(&c, w, top + side + 4 + GH + 8, err, err_size) != 0)
+    return -1;
+  text(&c, 8, 6, title, 0);
+  for (int r = 0; r < 8; r++) /* the image, dark ink on white as written */
+    for (int k = 0; k < 8; k++) {
+      float p = pixels[r * 8 + k] / 16.0f;
+      p = p < 0 ? 0 : p > 1 ? 1 : p;
+      const unsigned char g = (unsigned char)(255 - 255 * p);
+      const unsigned char rgb[3] = {g, g, g};
+      fill(&c, gap + k * 14, top + r * 14, 14, 14, rgb);
+    }
+  text(&c, gap, top - GH - 2, "image", 0);
+  for (int h = 0; h < hq; h++) { /* query q's row over the patches */
+    const float *m = attnmap_view_map(v, layer, h) + q * n;
+    const float mx = show_max(m + 1, n - 1);
+    const int x0 = gap + (h + 1) * (side + gap);
+    for (int64_t j = 1; j < n; j++) {
+      unsigned char rgb[3];
+      show_color(m[j] / mx, rgb);
+      fill(&c, x0 + (int)((j - 1) % grid) * pc,
+           top + (int)((j - 1) / grid) * pc, pc, pc, rgb);
+    }
+    char cap[64];
+    snprintf(cap, sizeof cap, "h%d  %s %.2f", h,
+             model_trace_key_token(in->trace, 0), (double)m[0]);
+    text(&c, x0, top - GH - 2, cap, 0);
+  }
+  text(&c, gap, top + side + 4, "each head scaled to its largest patch weight",
+       0);
   return save(&c, path, err, err_size);
 }

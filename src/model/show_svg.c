@@ -19,22 +19,25 @@ static void hex(const unsigned char c[3], char out[8]) {
 
 static void svg_labels(show_buf *b, const show_input *in, double x, double y,
                        double cell) {
-  const int64_t nb = in->view->n_blocks;
   const int64_t step = cell >= SVG_FONT ? 1 : (int64_t)(SVG_FONT / cell) + 1;
   show_buf_printf(b, "<g font-size=\"%d\" fill=\"#222\">\n", SVG_FONT);
-  for (int64_t k = 0; k < nb; k += step) {
+  for (int64_t k = 0; k < in->view->n_blocks; k += step) {
     char lab[64];
     show_block_label(in, k, lab, sizeof lab);
-    const double mid = (double)k * cell + cell / 2;
     show_buf_printf(b,
                     "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
                     "dominant-baseline=\"middle\">",
-                    x - 4, y + mid);
+                    x - 4, y + (double)k * cell + cell / 2);
     show_buf_xml(b, lab);
+    show_buf_str(b, "</text>\n");
+  }
+  for (int64_t k = 0; k < in->view->n_blocks_k; k += step) {
+    char lab[64];
+    show_key_label(in, k, lab, sizeof lab);
     show_buf_printf(b,
-                    "</text><text transform=\"translate(%.1f %.1f) "
+                    "<text transform=\"translate(%.1f %.1f) "
                     "rotate(-90)\" dominant-baseline=\"middle\">",
-                    x + mid, y - 4);
+                    x + (double)k * cell + cell / 2, y - 4);
     show_buf_xml(b, lab);
     show_buf_str(b, "</text>\n");
   }
@@ -44,15 +47,14 @@ static void svg_labels(show_buf *b, const show_input *in, double x, double y,
 static void svg_cells(show_buf *b, const show_input *in, const float *m,
                       double x, double y, double cell, float top) {
   const attnmap_view *v = in->view;
-  const int64_t nb = v->n_blocks;
+  const int64_t nb = v->n_blocks, nbk = v->n_blocks_k;
   show_buf_str(b, "<g shape-rendering=\"crispEdges\">\n");
   for (int64_t a = 0; a < nb; a++)
-    for (int64_t k = 0; k < nb; k++) {
-      const int masked =
-          v->causal && k * v->block > a * v->block + v->block - 1;
+    for (int64_t k = 0; k < nbk; k++) {
+      const int masked = attnmap_view_hidden(v, a, k);
       unsigned char c[3] = {221, 221, 221};
       if (!masked)
-        show_color(m[a * nb + k] / top, c);
+        show_color(m[a * nbk + k] / top, c);
       char col[8];
       hex(c, col);
       show_buf_printf(b,
@@ -60,13 +62,13 @@ static void svg_cells(show_buf *b, const show_input *in, const float *m,
                       "height=\"%.2f\" fill=\"%s\"",
                       x + (double)k * cell, y + (double)a * cell, cell, cell,
                       col);
-      if (nb > SVG_TITLED) {
+      if (nb > SVG_TITLED || nbk > SVG_TITLED) {
         show_buf_str(b, "/>\n");
         continue;
       }
       char qa[64], ka[64];
       show_block_label(in, a, qa, sizeof qa);
-      show_block_label(in, k, ka, sizeof ka);
+      show_key_label(in, k, ka, sizeof ka);
       show_buf_str(b, "><title>");
       show_buf_xml(b, qa);
       show_buf_str(b, " -&gt; ");
@@ -74,7 +76,7 @@ static void svg_cells(show_buf *b, const show_input *in, const float *m,
       if (masked)
         show_buf_str(b, ": masked</title></rect>\n");
       else
-        show_buf_printf(b, ": %.4f</title></rect>\n", (double)m[a * nb + k]);
+        show_buf_printf(b, ": %.4f</title></rect>\n", (double)m[a * nbk + k]);
     }
   show_buf_str(b, "</g>\n");
 }
@@ -102,27 +104,39 @@ static void svg_bar(show_buf *b, double x, double y, double h, float top) {
                   SVG_FONT, x + 18, y, (double)top, x + 18, y + h);
 }
 
+/* The longest query (keys 0) or key (keys 1) label in code points. */
+static size_t longest(const show_input *in, int keys) {
+  size_t lw = 0;
+  const int64_t n = keys ? in->view->n_blocks_k : in->view->n_blocks;
+  for (int64_t k = 0; k < n; k++) {
+    char lab[64];
+    if (keys)
+      show_key_label(in, k, lab, sizeof lab);
+    else
+      show_block_label(in, k, lab, sizeof lab);
+    size_t c = 0;
+    for (const char *s = lab; *s; s++)
+      c += ((unsigned char)*s & 0xC0) != 0x80;
+    if (c > lw)
+      lw = c;
+  }
+  return lw;
+}
+
 int show_svg_head(const show_input *in, int64_t layer, int64_t head,
                   const char *path, char *err, size_t err_size) {
   const attnmap_view *v = in->view;
-  const int64_t nb = v->n_blocks;
-  double cell = 560.0 / (double)nb;
+  const int64_t nb = v->n_blocks, nbk = v->n_blocks_k;
+  double cell = 560.0 / (double)(nb > nbk ? nb : nbk);
   cell = cell < 3 ? 3 : cell > 28 ? 28 : cell;
-  size_t lw = 0; /* longest label, in bytes: a width estimate */
-  for (int64_t k = 0; k < nb; k++) {
-    char lab[64];
-    show_block_label(in, k, lab, sizeof lab);
-    size_t n = 0;
-    for (const char *s = lab; *s; s++)
-      n += ((unsigned char)*s & 0xC0) != 0x80; /* code points */
-    if (n > lw)
-      lw = n;
-  }
-  const double lab = 8 + 0.62 * SVG_FONT * (double)lw;
-  const double x = 8 + lab, y = 8 + 20 + lab, map = cell * (double)nb;
-  const double w = x + map + 90, h = y + map + 12;
+  /* the longest query and key labels, in code points: width estimates */
+  const double lab_q = 8 + 0.62 * SVG_FONT * (double)longest(in, 0);
+  const double lab_k = 8 + 0.62 * SVG_FONT * (double)longest(in, 1);
+  const double x = 8 + lab_q, y = 8 + 20 + lab_k;
+  const double map_w = cell * (double)nbk, map_h = cell * (double)nb;
+  const double w = x + map_w + 90, h = y + map_h + 12;
   const float *m = attnmap_view_map(v, layer, head);
-  const float top = show_max(m, nb * nb);
+  const float top = show_max(m, nb * nbk);
   show_buf b = {0};
   show_buf_printf(&b,
                   "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -143,7 +157,7 @@ int show_svg_head(const show_input *in, int64_t layer, int64_t head,
   show_buf_str(&b, "</text>\n");
   svg_labels(&b, in, x, y, cell);
   svg_cells(&b, in, m, x, y, cell, top);
-  svg_bar(&b, x + map + 16, y, map, top);
+  svg_bar(&b, x + map_w + 16, y, map_h, top);
   show_buf_str(&b, "</svg>\n");
   int rc = show_buf_save(&b, path, err, err_size);
   free(b.s);

@@ -54,7 +54,7 @@ static int by_weight(const void *a, const void *b) {
 /* One "token 0.12" item, coloured; returns its columns. */
 static size_t term_item(show_buf *b, const show_input *in, const entry *e,
                         float top, int with_index, int color) {
-  const char *tok = in->trace->tokens[e->j] ? in->trace->tokens[e->j] : "";
+  const char *tok = model_trace_key_token(in->trace, e->j);
   if (color) {
     unsigned char c[3];
     show_color(e->p / top, c);
@@ -76,10 +76,11 @@ static size_t term_item(show_buf *b, const show_input *in, const entry *e,
 char *show_term(const show_input *in, int color) {
   const model_trace *t = in->trace;
   const model_trace_layer *y = &t->layers[in->layer];
-  const int64_t n = y->seq, i = in->token;
-  const int64_t keys = y->causal ? i + 1 : n;
-  float *row = malloc((size_t)n * sizeof *row);
-  entry *e = malloc((size_t)keys * sizeof *e);
+  const int64_t n = y->seq, nk = attnmap_keys(y), i = in->token;
+  int64_t keys = y->causal ? i + 1 + nk - n : nk; /* visible: 0..keys-1 */
+  keys = keys < 0 ? 0 : keys > nk ? nk : keys;
+  float *row = malloc((size_t)nk * sizeof *row);
+  entry *e = malloc((size_t)(keys > 0 ? keys : 1) * sizeof *e);
   show_buf b = {0};
   if (!row || !e || attnmap_row(y, in->head, i, row) != 0) {
     free(row);
@@ -88,7 +89,7 @@ char *show_term(const show_input *in, int color) {
   }
   for (int64_t j = 0; j < keys; j++)
     e[j] = (entry){j, row[j]};
-  const float top = show_max(row, n);
+  const float top = show_max(row, nk);
   const int many = keys > SHOW_TERM_ALL;
   const int64_t shown = many ? SHOW_TERM_TOP : keys;
   if (many)
@@ -100,7 +101,7 @@ char *show_term(const show_input *in, int color) {
     show_buf_printf(&b, " (kv head %lld)",
                     (long long)(in->head / (y->heads_q / y->heads_kv)));
   show_buf_printf(&b, ", token %lld of %lld:\n", (long long)i, (long long)n);
-  size_t col = term_text(&b, t->tokens[i] ? t->tokens[i] : "");
+  size_t col = term_text(&b, model_trace_query_token(t, i));
   char head[96];
   int hn = many ? snprintf(head, sizeof head,
                            " attends to (the %lld largest of %lld):",

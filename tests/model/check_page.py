@@ -9,9 +9,9 @@ distribution's `chromium`; exit 77, skipped, when it is absent):
 - a screenshot is not blank (many colours, luminance variance), and
   choosing another layer and head changes it.
 
-Four Chromium runs (two take a screenshot and dump the DOM in one go)
-start at once, each with its own profile, so the test costs about one
-start. Prints "N passed, N failed"."""
+Six Chromium runs (two take a screenshot and dump the DOM in one go;
+two open cross-attention pages) start at once, each with its own
+profile, so the test costs about one start. Prints "N passed, N failed"."""
 import os
 import re
 import shutil
@@ -71,6 +71,9 @@ def main(d):
         ("long", "layer=1&head=3&theme=light&hover=k5", "layer 1, head 3 (KV head 1)", "light", False),
         ("dec", "layer=0&head=0", "layer 0, head 0 (KV head 0)", None, True),
         ("dec", "layer=1&head=5", "layer 1, head 5 (KV head 1)", None, True),
+        # cross-attention: 7 queries x 5 keys, then 150 x 290 pooled
+        ("cross", "layer=1&head=3&hover=k4", "layer 1, head 3", None, False),
+        ("xlong", "layer=0&head=1&hover=q40", "layer 0, head 1 (KV head 0)", None, False),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         procs = []

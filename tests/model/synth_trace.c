@@ -17,24 +17,33 @@ static float uniform(uint64_t *s) { /* [-1, 1) */
 int synth_trace(model_trace *t, int64_t n_layers, int64_t seq, int64_t hq,
                 int64_t hk, int64_t d, int causal, float amp, uint64_t seed,
                 const char *const *words) {
-  if (model_trace_alloc(t, n_layers, seq, hq, hk, d, causal) != 0)
+  return synth_trace_qk(t, n_layers, seq, seq, hq, hk, d, causal, amp, seed,
+                        words, NULL);
+}
+
+int synth_trace_qk(model_trace *t, int64_t n_layers, int64_t seq, int64_t seq_k,
+                   int64_t hq, int64_t hk, int64_t d, int causal, float amp,
+                   uint64_t seed, const char *const *words,
+                   const char *const *key_words) {
+  if (model_trace_alloc_qk(t, n_layers, seq, seq_k, key_words != NULL, hq, hk,
+                           d, causal) != 0)
     return -1;
   snprintf(t->model, sizeof t->model, "%s", causal ? "decoder" : "encoder");
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  float *v = calloc((size_t)(seq * hk), sizeof *v); /* (seq, hk, 1) */
-  float *o = calloc((size_t)(seq * hq), sizeof *o); /* (seq, hq, 1) */
+  float *v = calloc((size_t)(seq_k * hk), sizeof *v); /* (seq_k, hk, 1) */
+  float *o = calloc((size_t)(seq * hq), sizeof *o);   /* (seq, hq, 1) */
   int rc = v && o ? 0 : -1;
   for (int64_t l = 0; rc == 0 && l < n_layers; l++) {
     model_trace_layer *y = &t->layers[l];
     for (int64_t x = 0; x < seq * hq * d; x++)
       y->q[x] = amp * uniform(&s);
-    for (int64_t x = 0; x < seq * hk * d; x++)
+    for (int64_t x = 0; x < seq_k * hk * d; x++)
       y->k[x] = amp * uniform(&s);
     attn_params p;
     attn_params_init(&p);
     p.q = attn_tensor_bshd(y->q, ATTN_DTYPE_F32, 1, seq, hq, d);
-    p.k = attn_tensor_bshd(y->k, ATTN_DTYPE_F32, 1, seq, hk, d);
-    p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, 1, seq, hk, 1);
+    p.k = attn_tensor_bshd(y->k, ATTN_DTYPE_F32, 1, seq_k, hk, d);
+    p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, 1, seq_k, hk, 1);
     p.o = attn_tensor_bshd(o, ATTN_DTYPE_F32, 1, seq, hq, 1);
     p.lse = y->lse; /* (1, hq, seq) = the trace's (hq, seq) */
     p.scale = y->scale;
@@ -48,6 +57,9 @@ int synth_trace(model_trace *t, int64_t n_layers, int64_t seq, int64_t hq,
     if (model_trace_set_token(t, i, words ? words[i] : name) != 0)
       rc = -1;
   }
+  for (int64_t j = 0; rc == 0 && key_words && j < seq_k; j++)
+    if (model_trace_set_key_token(t, j, key_words[j]) != 0)
+      rc = -1;
   free(v);
   free(o);
   if (rc != 0)

@@ -16,5 +16,11 @@
 int synth_trace(model_trace *t, int64_t n_layers, int64_t seq, int64_t hq,
                 int64_t hk, int64_t d, int causal, float amp, uint64_t seed,
                 const char *const *words);
+/* The same with seq_k keys (cross-attention; causal is bottom-right) and,
+ * when key_words is given, seq_k key tokens. */
+int synth_trace_qk(model_trace *t, int64_t n_layers, int64_t seq, int64_t seq_k,
+                   int64_t hq, int64_t hk, int64_t d, int causal, float amp,
+                   uint64_t seed, const char *const *words,
+                   const char *const *key_words);
 
 #endif

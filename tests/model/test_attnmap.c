@@ -2,7 +2,9 @@
  * test_attnmap.c - src/model/attnmap.c against a naive double-precision
  * softmax of scale q.k over many shapes (lengths 1, tile edges 47/48/49,
  * 63/64/65, primes, longer than ATTNMAP_EXACT_MAX), GQA ratios, head dims
- * 1 to 64, bidirectional and causal: exact rows and pooled maps match the
+ * 1 to 64, bidirectional and causal, self-attention and cross-attention
+ * (seq_k != seq, causal bottom-right, rows that see no key are all 0):
+ * exact rows and pooled maps match the
  * oracle and sum to 1, and the view `attn show` draws holds the right
  * maps and zoom rows.
  *
@@ -43,9 +45,9 @@ static void check(int ok, const char *fmt, long long a, long long b,
 /* Oracle row in double (p) and the naive float32 row (pf). */
 static double oracle_row(const model_trace_layer *y, int64_t h, int64_t i,
                          double *p, float *pf) {
-  const int64_t n = y->seq, d = y->head_dim;
+  const int64_t n = y->seq, nk = attnmap_keys(y), d = y->head_dim;
   const int64_t g = h / (y->heads_q / y->heads_kv);
-  const int64_t last = y->causal ? i : n - 1;
+  const int64_t last = y->causal ? i + nk - n : nk - 1;
   double m = -INFINITY;
   float mf = -INFINITY;
   for (int64_t j = 0; j <= last; j++) {
@@ -72,41 +74,45 @@ static double oracle_row(const model_trace_layer *y, int64_t h, int64_t i,
     p[j] = exp(p[j] - m) / z;
     pf[j] = expf(pf[j] - mf) / zf;
   }
-  for (int64_t j = last + 1; j < n; j++) {
+  for (int64_t j = last + 1 > 0 ? last + 1 : 0; j < nk; j++) {
     p[j] = 0.0;
     pf[j] = 0.0f;
   }
+  if (last < 0)
+    return 0.0;                                        /* no key: no LSE */
   return fabs((double)(mf + logf(zf)) - (m + log(z))); /* naive LSE error */
 }
 
 /* Exact rows of every head of layer 0, and pooled maps for a few blocks. */
-static void one_shape(int64_t n, int64_t hq, int64_t hk, int64_t d, int causal,
-                      float amp, uint64_t seed, double *worst) {
+static void one_shape(int64_t n, int64_t nk, int64_t hq, int64_t hk, int64_t d,
+                      int causal, float amp, uint64_t seed, double *worst) {
   model_trace t;
-  if (synth_trace(&t, 1, n, hq, hk, d, causal, amp, seed, NULL) != 0) {
+  if (synth_trace_qk(&t, 1, n, nk, hq, hk, d, causal, amp, seed, NULL, NULL) !=
+      0) {
     check(0, "synth n=%lld hq=%lld d=%lld %g %g", n, hq, d, 0, 0);
     return;
   }
   const model_trace_layer *y = &t.layers[0];
-  double *od = malloc((size_t)(hq * n * n) * sizeof *od); /* (hq, n, n) */
-  float *of = malloc((size_t)(hq * n * n) * sizeof *of);
-  float *row = malloc((size_t)n * sizeof *row);
+  double *od = malloc((size_t)(hq * n * nk) * sizeof *od); /* (hq, n, nk) */
+  float *of = malloc((size_t)(hq * n * nk) * sizeof *of);
+  float *row = malloc((size_t)nk * sizeof *row);
   double err = 0, sum_err = 0, e_naive = 0;
   for (int64_t h = 0; h < hq; h++)
     for (int64_t i = 0; i < n; i++) {
-      double *p = od + (h * n + i) * n;
-      float *pf = of + (h * n + i) * n;
+      double *p = od + (h * n + i) * nk;
+      float *pf = of + (h * n + i) * nk;
       e_naive = fmax(e_naive, oracle_row(y, h, i, p, pf));
       if (attnmap_row(y, h, i, row) != 0) {
         check(0, "attnmap_row n=%lld h=%lld i=%lld %g %g", n, h, i, 0, 0);
         continue;
       }
       double s = 0;
-      for (int64_t j = 0; j < n; j++) {
+      for (int64_t j = 0; j < nk; j++) {
         err = fmax(err, fabs(row[j] - p[j]));
         s += row[j];
       }
-      sum_err = fmax(sum_err, fabs(s - 1.0));
+      const int seen = !causal || i + nk - n >= 0; /* a key is visible */
+      sum_err = fmax(sum_err, fabs(s - (seen ? 1.0 : 0.0)));
     }
   const double grow = expm1(2 * e_naive + 1e-6);
   const double ratio = err / (grow + 1e-7);
@@ -121,9 +127,10 @@ static void one_shape(int64_t n, int64_t hq, int64_t hk, int64_t d, int causal,
   static const int64_t blocks[] = {1, 2, 3, 7, 16, 64};
   for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
     const int64_t bs = blocks[bi], nb = attnmap_blocks(n, bs);
-    if (nb > 256 || (bs > 1 && bs >= 2 * n))
+    const int64_t nbk = attnmap_blocks(nk, bs);
+    if (nb > 256 || nbk > 256 || (bs > 1 && bs >= 2 * n && bs >= 2 * nk))
       continue;
-    float *m = malloc((size_t)(hq * nb * nb) * sizeof *m);
+    float *m = malloc((size_t)(hq * nb * nbk) * sizeof *m);
     char msg[256] = "";
     if (attnmap_pooled(y, bs, 0, m, msg, sizeof msg) != 0) {
       fprintf(stderr, "%s\n", msg);
@@ -131,12 +138,12 @@ static void one_shape(int64_t n, int64_t hq, int64_t hk, int64_t d, int causal,
       free(m);
       continue;
     }
-    if (bs == 1 && n <= ATTNMAP_EXACT_MAX) { /* the exact rows themselves */
-      int same = 1;
+    if (bs == 1 && n <= ATTNMAP_EXACT_MAX && nk <= ATTNMAP_EXACT_MAX) {
+      int same = 1; /* the exact rows themselves */
       for (int64_t h = 0; h < hq; h++)
         for (int64_t i = 0; i < n; i++) {
           attnmap_row(y, h, i, row);
-          same &= memcmp(row, m + (h * n + i) * n, (size_t)n * 4) == 0;
+          same &= memcmp(row, m + (h * n + i) * nk, (size_t)nk * 4) == 0;
         }
       check(same, "exact map n=%lld hq=%lld is the rows %lld %g %g", n, hq, 0,
             0, 0);
@@ -147,27 +154,28 @@ static void one_shape(int64_t n, int64_t hq, int64_t hk, int64_t d, int causal,
     for (int64_t h = 0; h < hq; h++)
       for (int64_t a = 0; a < nb; a++) {
         const int64_t i0 = a * bs, i1 = i0 + bs < n ? i0 + bs : n;
-        double rs = 0;
-        for (int64_t b = 0; b < nb; b++) {
-          const int64_t j0 = b * bs, j1 = j0 + bs < n ? j0 + bs : n;
+        double rs = 0, want_sum = 0;
+        for (int64_t b = 0; b < nbk; b++) {
+          const int64_t j0 = b * bs, j1 = j0 + bs < nk ? j0 + bs : nk;
           double want = 0;
           float naive = 0;
           for (int64_t i = i0; i < i1; i++) {
             float rowf = 0;
             for (int64_t j = j0; j < j1; j++) {
-              want += od[(h * n + i) * n + j];
-              rowf += of[(h * n + i) * n + j];
+              want += od[(h * n + i) * nk + j];
+              rowf += of[(h * n + i) * nk + j];
             }
             naive += rowf;
           }
           want /= (double)(i1 - i0);
           naive /= (float)(i1 - i0);
-          const float got = m[(h * nb + a) * nb + b];
+          const float got = m[(h * nb + a) * nbk + b];
           e = fmax(e, fabs(got - want));
           ef = fmax(ef, fabs(naive - want));
           rs += got;
+          want_sum += want;
         }
-        se = fmax(se, fabs(rs - 1.0));
+        se = fmax(se, fabs(rs - want_sum)); /* 1, less rows with no key */
       }
     check(e <= 2 * ef + 1e-6, "pooled n=%lld bs=%lld hq=%lld: err %.3g > %.3g",
           n, bs, hq, e, 2 * ef + 1e-6);
@@ -196,7 +204,17 @@ static void shapes(void) {
       const int64_t *hh = heads[k % 5];
       const int64_t d = dims[(k / 2 + s) % 5];
       const float amp = (k % 3 == 2) ? 4.0f : 1.5f;
-      one_shape(seqs[s], hh[0], hh[1], d, causal, amp, (uint64_t)k + 7, &worst);
+      one_shape(seqs[s], seqs[s], hh[0], hh[1], d, causal, amp, (uint64_t)k + 7,
+                &worst);
+    }
+  /* cross-attention: seq_q != seq_k, either longer */
+  static const int64_t qk[][2] = {{1, 5},    {5, 1},    {7, 13},   {13, 7},
+                                  {48, 129}, {129, 48}, {100, 65}, {65, 150}};
+  for (size_t s = 0; s < sizeof qk / sizeof qk[0]; s++)
+    for (int causal = 0; causal < 2; causal++, k++) {
+      const int64_t *hh = heads[k % 5];
+      one_shape(qk[s][0], qk[s][1], hh[0], hh[1], dims[k % 5], causal, 2.0f,
+                (uint64_t)k + 7, &worst);
     }
   printf("exact rows: worst error / allowed = %.3f\n", worst);
 }

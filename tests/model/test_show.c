@@ -9,6 +9,9 @@
  *             tokens ("</script>", quotes, ESC, invalid UTF-8, accents)
  *   DIR/dec   causal, 2 layers x 6 query / 2 KV heads (GQA)
  *   DIR/long  causal, 300 tokens: pooled maps in blocks of 3, zoom rows
+ *   DIR/cross cross-attention, 7 query x 5 key tokens with their own labels
+ *   DIR/xlong cross-attention, causal (bottom-right), 150 x 290 tokens:
+ *             pooled in blocks of 3, 50 x 97 blocks, zoom rows
  *
  * DIR/manifest.txt lists "png PATH WIDTH HEIGHT" (the size show_png says
  * it draws, for the heads) and "svg PATH CELLS" (cells drawn) lines.
@@ -37,14 +40,20 @@ static const char *const enc_words[] = {
     "fox",        "</script><b>x", "\"q'&", "\x1b[31mred",
     "\xFF\xFEzz", "dog",           "[SEP]"};
 
+static const char *const cross_q[] = {"four",   "thousand", "seven", "hundred",
+                                      "twenty", "one",      "<eos>"};
+static const char *const cross_k[] = {"4", "7", "2", "1", "</script>"};
+
 static void one_case(const char *dir, const char *name, int64_t layers,
-                     int64_t seq, int64_t hq, int64_t hk, int causal,
-                     const char *const *words, FILE *manifest) {
+                     int64_t seq, int64_t seq_k, int64_t hq, int64_t hk,
+                     int causal, const char *const *words,
+                     const char *const *key_words, FILE *manifest) {
   char sub[512], path[600], what[256];
   snprintf(sub, sizeof sub, "%s/%s", dir, name);
   mkdir(sub, 0777);
   model_trace t;
-  if (synth_trace(&t, layers, seq, hq, hk, 16, causal, 3.0f, 42, words)) {
+  if (synth_trace_qk(&t, layers, seq, seq_k, hq, hk, 16, causal, 3.0f, 42,
+                     words, key_words)) {
     check(0, "synthetic trace");
     return;
   }
@@ -73,7 +82,7 @@ static void one_case(const char *dir, const char *name, int64_t layers,
              (long long)layer, (long long)h);
     check(show_svg_head(&in, layer, h, path, err, sizeof err) == 0, path);
     fprintf(manifest, "svg %s %lld\n", path,
-            (long long)(v.n_blocks * v.n_blocks));
+            (long long)(v.n_blocks * v.n_blocks_k));
   }
   snprintf(path, sizeof path, "%s/layer%lld_heads.png", sub, (long long)layer);
   check(show_png_layer(&in, layer, path, err, sizeof err) == 0, path);
@@ -87,7 +96,10 @@ static void one_case(const char *dir, const char *name, int64_t layers,
         what);
   if (plain && seq <= 40) { /* every visible key is listed, none hidden */
     char tok[64];
-    snprintf(tok, sizeof tok, " %s ", words ? "the" : "t0");
+    snprintf(tok, sizeof tok, " %s ",
+             key_words ? key_words[0]
+             : words   ? "the"
+                       : "t0");
     check(strstr(plain, tok) != NULL, "terminal view lists the keys");
     if (causal) {
       snprintf(tok, sizeof tok, " t%lld ", (long long)(token + 1));
@@ -97,8 +109,19 @@ static void one_case(const char *dir, const char *name, int64_t layers,
   if (plain && seq > 40)
     check(strstr(plain, "largest of") && strstr(plain, "the other"),
           "long row: the largest weights");
-  if (plain && words) /* the ESC inside a token is neutralised */
+  if (plain && words == enc_words) /* the ESC in a token is neutralised */
     check(strstr(plain, "?[31mred") != NULL, "control characters as '?'");
+  if (plain && key_words) { /* the row is a query's, the items keys */
+    check(strstr(plain, cross_q[token]) == plain + strcspn(plain, "\n") + 1,
+          "cross: the row names its query token");
+    check(strstr(plain, "twenty attends") || strstr(plain, "hundred attends"),
+          "cross: query label");
+    check(strstr(plain, " 7 ") != NULL, "cross: key labels");
+  }
+  if (v.seq_k != v.seq) /* the maps are seq x seq_k */
+    check(v.n_blocks == (seq + v.block - 1) / v.block &&
+              v.n_blocks_k == (seq_k + v.block - 1) / v.block,
+          "cross: query and key blocks");
   if (plain && !strcmp(name, "enc"))
     printf("%s", plain);
   free(plain);
@@ -153,9 +176,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cannot write %s\n", path);
     return 1;
   }
-  one_case(dir, "enc", 3, 11, 4, 4, 0, enc_words, manifest);
-  one_case(dir, "dec", 2, 9, 6, 2, 1, NULL, manifest);
-  one_case(dir, "long", 2, 300, 4, 2, 1, NULL, manifest);
+  one_case(dir, "enc", 3, 11, 11, 4, 4, 0, enc_words, NULL, manifest);
+  one_case(dir, "dec", 2, 9, 9, 6, 2, 1, NULL, NULL, manifest);
+  one_case(dir, "long", 2, 300, 300, 4, 2, 1, NULL, NULL, manifest);
+  one_case(dir, "cross", 2, 7, 5, 4, 4, 0, cross_q, cross_k, manifest);
+  one_case(dir, "xlong", 1, 150, 290, 2, 1, 1, NULL, NULL, manifest);
   fclose(manifest);
   page_escaping(dir);
   printf("%d passed, %d failed\n", passed, failed);

@@ -33,5 +33,49 @@ for f in model.safetensors loss.png summary.json cross_attention.png; do
 done
 if grep -q '"held_out_accuracy"' "$d/e/summary.json"; then
   pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: summary"; fi
+# attn show on the trained models: the encoder-decoder's three kinds of
+# attention (cross-attention rectangular: words x digits), the ViT's
+expect 0 "show encdec" show 4721 --model encdec --weights "$d/e/model.safetensors" \
+  --out "$d/se" --token 0
+for f in encoder/attention.html decoder/attention.html cross/attention.html \
+  cross/layer0_heads.png cross/layer0_head1.svg encoder/layer0_head0.png; do
+  if [ -s "$d/se/$f" ]; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAILED: $d/se/$f missing"; fi
+done
+out=$("$attn" show 905 --model encdec --weights "$d/e/model.safetensors" \
+  --format none)
+case $out in
+"905 -> "*"encdec cross, layer 0"*"attends to:"*) pass=$((pass + 1)) ;;
+*) fail=$((fail + 1)); echo "FAILED: show encdec output: $out" ;;
+esac
+expect 1 "show encdec: not a number" show 12a --model encdec \
+  --weights "$d/e/model.safetensors" --format none
+expect 1 "show encdec: seven digits" show 1234567 --model encdec \
+  --weights "$d/e/model.safetensors" --format none
+expect 1 "show encdec: no checkpoint" show 12 --model encdec \
+  --weights "$d/none.safetensors" --format none
+expect 1 "show vit: wrong checkpoint kind" show 3 --model vit \
+  --weights "$d/e/model.safetensors" --format none
+expect 2 "show: unknown model" show 12 --model gpt
+if [ -z "$ATTN_DIGITS_ABSENT" ]; then
+  expect 0 "tiny vit run" train vit --steps 2 --batch 4 --d-model 16 \
+    --heads 2 --d-ff 16 --layers 1 --out "$d/v" --quiet
+  expect 0 "show vit" show 17 --model vit --weights "$d/v/model.safetensors" \
+    --out "$d/sv"
+  for f in attention.html layer0_patches.png layer0_heads.png; do
+    if [ -s "$d/sv/$f" ]; then pass=$((pass + 1)); else
+      fail=$((fail + 1)); echo "FAILED: $d/sv/$f missing"; fi
+  done
+  out=$("$attn" show 17 --model vit --weights "$d/v/model.safetensors" \
+    --format none)
+  case $out in
+  "image 17: predicted "*", label "*"cls attends to:"*"r3c3"*) pass=$((pass + 1)) ;;
+  *) fail=$((fail + 1)); echo "FAILED: show vit output: $out" ;;
+  esac
+  expect 1 "show vit: index past the data" show 1797 --model vit \
+    --weights "$d/v/model.safetensors" --format none
+  expect 1 "show vit: not an image" show "$d/e/summary.json" --model vit \
+    --weights "$d/v/model.safetensors" --format none
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

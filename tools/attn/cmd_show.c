@@ -2,7 +2,9 @@
  * cmd_show.c - `attn show "sentence"`: runs a model on the sentence,
  * keeping what is needed to draw its attention (models.h, trace.h), and
  * draws it (show.h): the interactive page, PNG and SVG heat maps into DIR,
- * and the chosen token's attention in the terminal.
+ * and the chosen token's attention in the terminal. The models `attn
+ * train` writes are drawn the same way: the encoder-decoder's three kinds
+ * of attention each into a subdirectory, the ViT's with its image.
  *
  * Parsing, running the model, choosing the token and writing the files are
  * separate functions. Defaults: the encoder, DIR ".", the last layer, head
@@ -25,7 +27,8 @@
 #include <unistd.h>
 
 const char cmd_show_help[] =
-    "attn show \"sentence\" [--model encoder|decoder] [--out DIR] [--layer L]"
+    "attn show \"sentence\" [--model encoder|decoder|encdec|vit] [--out DIR] "
+    "[--layer L]"
     "\n          [--head H] [--token WORD]   what the attention heads look at"
     "\n  runs the model (encoder: all-MiniLM-L6-v2, 6 layers x 12 heads; "
     "decoder:\n  SmolLM2-135M, 30 layers x 9 heads on 3 KV heads, causal) "
@@ -40,6 +43,17 @@ const char cmd_show_help[] =
     "reads\n                so, its index (default: the word nearest the "
     "middle)\n"
     "  --format LIST  html,png,svg or none (default: all three)\n"
+    "  --model encdec  `attn train encdec`'s model (--weights default\n"
+    "                train-encdec/model.safetensors) on a number: attn show "
+    "4721\n                --model encdec; writes DIR/encoder, DIR/decoder "
+    "(self-attention)\n                and DIR/cross (rows: the words "
+    "written, columns: the digits),\n                prints the "
+    "cross-attention\n"
+    "  --model vit   `attn train vit`'s model (train-vit/model.safetensors) "
+    "on an\n                image: an index into scikit-learn's digits "
+    "(0..1796) or an\n                8x8 .npy of 0..16; adds "
+    "layerL_patches.png (the class token's\n                attention laid "
+    "over the image)\n"
     "  --weights PATH  the model (default: its Python package)  --threads T "
     "(0 = all)\n"
     "  Inputs over 128 tokens are drawn in blocks (at most 128 a side), with "
@@ -127,8 +141,10 @@ static void parse(int argc, char **argv, show_opts *o) {
                              "quick brown fox\"");
   if (!o->model)
     o->model = "encoder";
-  if (strcmp(o->model, "encoder") != 0 && strcmp(o->model, "decoder") != 0)
-    cli_fail(CLI_EXIT_USAGE, "--model: expected encoder or decoder, got '%s'",
+  if (strcmp(o->model, "encoder") != 0 && strcmp(o->model, "decoder") != 0 &&
+      strcmp(o->model, "encdec") != 0 && strcmp(o->model, "vit") != 0)
+    cli_fail(CLI_EXIT_USAGE,
+             "--model: expected encoder, decoder, encdec or vit, got '%s'",
              o->model);
   if (!o->out)
     o->out = ".";
@@ -159,7 +175,10 @@ static int is_word(const char *s) {
   return 0;
 }
 
-static int64_t choose_token(const model_trace *t, const char *want) {
+/* The query token want names; the word nearest the middle when want is
+ * NULL, or (strict 0) when no token reads so. */
+static int64_t choose_token(const model_trace *t, const char *want,
+                            int strict) {
   const int64_t n = t->n_tokens;
   if (!want) { /* the word nearest the middle */
     for (int64_t d = 0; d <= n; d++)
@@ -181,6 +200,8 @@ static int64_t choose_token(const model_trace *t, const char *want) {
   long long k = strtoll(want, &end, 10);
   if (*want && end && !*end && !errno && k >= 0 && k < n)
     return (int64_t)k;
+  if (!strict)
+    return choose_token(t, NULL, 1);
   char list[600] = "";
   size_t used = 0;
   for (int64_t i = 0; i < n && used + 40 < sizeof list; i++)
@@ -293,43 +314,117 @@ static void print_where(const show_opts *o, const show_input *in) {
            d, sep, L, H - 1);
 }
 
-int cmd_show(int argc, char **argv) {
-  show_opts o;
-  memset(&o, 0, sizeof o);
-  parse(argc, argv, &o);
-  const int decoder = strcmp(o.model, "decoder") == 0;
-  const int tty = isatty(STDERR_FILENO);
-  if (tty)
-    fprintf(stderr, "attn show: running the %s...\n", o.model);
-  model_trace *t = cli_calloc(1, sizeof *t, "the trace");
-  cli_defer(free_trace, t);
+/* Draws trace t into dir: the view, the terminal view (when term), the
+ * files. default_token < 0: the word nearest the middle. The view is
+ * returned in *view (freed at exit by cli_cleanup). */
+static show_input draw(const show_opts *o, model_trace *t, const char *dir,
+                       int term, int64_t default_token) {
   char err[512] = "";
-  int rc =
-      decoder ? decoder_trace(o.weights, o.text, o.threads, t, err, sizeof err)
-              : encoder_trace(o.weights, o.text, o.threads, t, err, sizeof err);
-  if (rc != 0)
-    cli_fail(CLI_EXIT_RUNTIME, "%s", err);
-  show_input in = {t, NULL, o.text, 0, 0, 0};
-  in.layer = choose_index("--layer", o.layer, t->n_layers - 1, t->n_layers);
-  in.head = choose_index("--head", o.head, 0, t->layers[0].heads_q);
-  in.token = choose_token(t, o.token);
+  show_input in = {t, NULL, o->text, 0, 0, 0};
+  in.layer = choose_index("--layer", o->layer, t->n_layers - 1, t->n_layers);
+  in.head = choose_index("--head", o->head, 0, t->layers[0].heads_q);
+  in.token = !o->token && default_token >= 0 ? default_token
+                                             : choose_token(t, o->token, term);
   attnmap_view *v = cli_calloc(1, sizeof *v, "the maps");
   cli_defer(free_view, v);
   const int64_t n = t->n_tokens;
-  if (attnmap_view_build(v, t, in.layer, in.token, o.threads,
+  const int tty = isatty(STDERR_FILENO);
+  if (attnmap_view_build(v, t, in.layer, in.token, o->threads,
                          tty && n > 256 ? progress : NULL, err,
                          sizeof err) != 0)
     cli_fail(CLI_EXIT_RUNTIME, "%s", err);
   in.view = v;
-  const char *nc = getenv("NO_COLOR");
-  const int color = isatty(STDOUT_FILENO) && !(nc && nc[0]);
-  char *term = show_term(&in, color);
-  if (!term)
-    cli_fail(CLI_EXIT_RUNTIME, "out of memory (terminal view)");
-  cli_defer(free, term);
-  fputs(term, stdout);
-  write_files(&o, &in);
-  print_where(&o, &in);
+  if (term) {
+    const char *nc = getenv("NO_COLOR");
+    const int color = isatty(STDOUT_FILENO) && !(nc && nc[0]);
+    char *s = show_term(&in, color);
+    if (!s)
+      cli_fail(CLI_EXIT_RUNTIME, "out of memory (terminal view)");
+    cli_defer(free, s);
+    fputs(s, stdout);
+  }
+  show_opts od = *o;
+  od.out = dir;
+  write_files(&od, &in);
+  print_where(&od, &in);
+  return in;
+}
+
+/* The encoder-decoder: three traces, each into its subdirectory. */
+static void show_encdec(const show_opts *o) {
+  static const char *const dirs[3] = {"encoder", "decoder", "cross"};
+  char err[512] = "", words[256] = "", path[4096];
+  model_trace *t = cli_calloc(3, sizeof *t, "the traces");
+  for (int k = 0; k < 3; k++)
+    cli_defer(free_trace, &t[k]);
+  if (encdec_traces(o->weights, o->text, o->threads, t, words, sizeof words,
+                    err, sizeof err) != 0)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", err);
+  printf("%s -> %s\n\n", o->text, words);
+  for (int k = 2; k >= 0; k--) { /* the cross-attention first */
+    const int any = o->html || o->png || o->svg;
+    const char *dir = any ? join(path, o->out, dirs[k]) : o->out;
+    if (any)
+      make_dir(o->out);
+    draw(o, &t[k], dir, k == 2, -1);
+  }
+}
+
+/* The ViT: one trace, and the class token's attention over the image. */
+static void show_vit(const show_opts *o) {
+  char err[512] = "", path[4096], name[96], title[160];
+  model_trace *t = cli_calloc(1, sizeof *t, "the trace");
+  cli_defer(free_trace, t);
+  float pixels[64];
+  int label = -1, predicted = -1;
+  if (vit_trace(o->weights, o->text, o->threads, t, pixels, &label, &predicted,
+                err, sizeof err) != 0)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", err);
+  char truth[32] = "";
+  if (label >= 0)
+    snprintf(truth, sizeof truth, ", label %d", label);
+  printf("image %s: predicted %d%s\n\n", o->text, predicted, truth);
+  show_input in = draw(o, t, o->out, 1, 0);
+  if (!o->png)
+    return;
+  snprintf(name, sizeof name, "layer%lld_patches.png", (long long)in.layer);
+  snprintf(title, sizeof title,
+           "vit layer %lld: attention of %s over the patches (predicted "
+           "%d%s)",
+           (long long)in.layer, model_trace_query_token(t, in.token), predicted,
+           truth);
+  if (show_png_patches(&in, in.layer, pixels, title, join(path, o->out, name),
+                       err, sizeof err) != 0)
+    cli_fail(CLI_EXIT_RUNTIME, "%s", err);
+  printf("  %s%s%s  the attention of %s over the image, every head\n", o->out,
+         o->out[strlen(o->out) - 1] == '/' ? "" : "/", name,
+         model_trace_query_token(t, in.token));
+}
+
+int cmd_show(int argc, char **argv) {
+  show_opts o;
+  memset(&o, 0, sizeof o);
+  parse(argc, argv, &o);
+  const int tty = isatty(STDERR_FILENO);
+  if (tty)
+    fprintf(stderr, "attn show: running the %s...\n", o.model);
+  if (strcmp(o.model, "encdec") == 0) {
+    show_encdec(&o);
+  } else if (strcmp(o.model, "vit") == 0) {
+    show_vit(&o);
+  } else {
+    const int decoder = strcmp(o.model, "decoder") == 0;
+    model_trace *t = cli_calloc(1, sizeof *t, "the trace");
+    cli_defer(free_trace, t);
+    char err[512] = "";
+    int rc =
+        decoder
+            ? decoder_trace(o.weights, o.text, o.threads, t, err, sizeof err)
+            : encoder_trace(o.weights, o.text, o.threads, t, err, sizeof err);
+    if (rc != 0)
+      cli_fail(CLI_EXIT_RUNTIME, "%s", err);
+    draw(&o, t, o.out, 1, -1);
+  }
   if (fflush(stdout) != 0)
     cli_fail(CLI_EXIT_RUNTIME, "cannot write to stdout");
   cli_cleanup();
