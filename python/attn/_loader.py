@@ -63,7 +63,8 @@ def _compile(why):
     srcs = [os.path.join(HERE, n)
             for n in ("_attn.c", "_attn_arrays.c", "_attn_linear.c",
                       "_attn_cache.c", "_attn_pos.c", "_attn_layer.c",
-                      "_attn.h")]
+                      "_attn_layer_call.c",
+                      "_attn.h", "_attn_layer.h")]
     src = srcs[0]
     inc = os.environ.get("ATTN_INCLUDE", os.path.join(SOURCE_ROOT, "include"))
     header = os.path.join(inc, "attn.h")
@@ -88,9 +89,8 @@ def _compile(why):
         cc = os.environ.get("CC", "cc")
         tmp = out + ".%d.tmp" % os.getpid()
         cmd = [cc, "-std=c11", "-O2", "-fPIC", "-shared", "-I", inc, "-I",
-               sysconfig.get_paths()["include"], srcs[0], srcs[1], srcs[2],
-               srcs[3], srcs[4], srcs[5], "-o", tmp,
-               "-ldl"]
+               sysconfig.get_paths()["include"],
+               *[p for p in srcs if p.endswith(".c")], "-o", tmp, "-ldl"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise ImportError("attn: compiling the extension failed (%s):\n%s"
