@@ -315,8 +315,10 @@ static void print_where(const show_opts *o, const show_input *in) {
 }
 
 /* Draws trace t into dir: the view, the terminal view (when term), the
- * files. default_token < 0: the word nearest the middle. The view is
- * returned in *view (freed at exit by cli_cleanup). */
+ * files. default_token < 0: the word nearest the middle. --token must
+ * name a token of the trace shown in the terminal; the others fall back
+ * to their default. Returns what was drawn (its view is freed at exit by
+ * cli_cleanup). */
 static show_input draw(const show_opts *o, model_trace *t, const char *dir,
                        int term, int64_t default_token) {
   char err[512] = "";
