@@ -292,16 +292,6 @@ double train_lr_at(int64_t t, int64_t warmup, int64_t total, double peak,
 
 /* ---- attention probe --------------------------------------------------- */
 
-static int probe_fail(char *err, size_t size, const char *fmt, ...) {
-  if (err && size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
 /* rows [r0, r0 + rows) of a named weight (and its bias) applied to x */
 static int probe_project(attn_layer *L, const char *w, const char *b,
                          int64_t r0, int64_t rows, const float *x, int64_t n,
@@ -324,7 +314,7 @@ int train_attn_probe_run(attn_layer *layer, int64_t heads, const char *name,
   memset(out, 0, sizeof *out);
   attn_layer_param po;
   if (attn_layer_param_find(layer, "out_proj.weight", &po) != ATTN_OK)
-    return probe_fail(err, err_size, "probe %s: not an attention layer", name);
+    return train_fail(err, err_size, "probe %s: not an attention layer", name);
   const int64_t hd = po.shape[1], d = hd / heads;
   if (!y) {
     y = x;
@@ -337,7 +327,7 @@ int train_attn_probe_run(attn_layer *layer, int64_t heads, const char *name,
   float *lse = malloc((size_t)(heads * seq_q) * sizeof *lse);
   int rc = -1;
   if (!q || !k || !v || !o || !lse) {
-    probe_fail(err, err_size, "probe %s: out of memory", name);
+    train_fail(err, err_size, "probe %s: out of memory", name);
     goto done;
   }
   attn_layer_param tmp;
@@ -357,7 +347,7 @@ int train_attn_probe_run(attn_layer *layer, int64_t heads, const char *name,
                         v);
   }
   if (rc) {
-    probe_fail(err, err_size, "probe %s: projection weights missing", name);
+    train_fail(err, err_size, "probe %s: projection weights missing", name);
     goto done;
   }
   attn_params p;
@@ -372,7 +362,7 @@ int train_attn_probe_run(attn_layer *layer, int64_t heads, const char *name,
   p.error_message = msg;
   p.error_message_size = sizeof msg;
   if (attn_forward(NULL, &p) != ATTN_OK) {
-    rc = probe_fail(err, err_size, "probe %s: %s", name, msg);
+    rc = train_fail(err, err_size, "probe %s: %s", name, msg);
     goto done;
   }
   snprintf(out->name, sizeof out->name, "%s", name);
@@ -601,7 +591,7 @@ int train_meta_int(const char *path, const char *key, int64_t lo, int64_t hi,
   errno = 0;
   const long long x = strtoll(v, &end, 10);
   if (errno || end == v || *end || x < lo || x > hi)
-    return probe_fail(err, err_size,
+    return train_fail(err, err_size,
                       "%s: metadata %s = '%s' is not an "
                       "integer in %lld..%lld",
                       path, key, v, (long long)lo, (long long)hi);

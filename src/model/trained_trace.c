@@ -13,20 +13,9 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t size, const char *fmt, ...) {
-  if (err && size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 static const char *default_path(const char *weights, const char *dflt) {
   return weights && weights[0] ? weights : dflt;
@@ -46,12 +35,12 @@ static int probes_to_trace(const train_attn_probe *p, int np,
       first = first < 0 ? k : first;
     }
   if (n == 0)
-    return fail(err, err_size, "the checkpoint has no %s*%s layer", prefix,
-                suffix);
+    return train_fail(err, err_size, "the checkpoint has no %s*%s layer",
+                      prefix, suffix);
   const train_attn_probe *p0 = &p[first];
   if (model_trace_alloc_qk(t, n, p0->seq_q, p0->seq_k, key_tokens, p0->heads,
                            p0->heads, p0->head_dim, p0->causal) != 0)
-    return fail(err, err_size, "out of memory (the trace)");
+    return train_fail(err, err_size, "out of memory (the trace)");
   int l = 0;
   for (int k = 0; k < np; k++) {
     if (strncmp(p[k].name, prefix, strlen(prefix)) != 0 ||
@@ -61,7 +50,7 @@ static int probes_to_trace(const train_attn_probe *p, int np,
     model_trace_layer *y = &t->layers[l++];
     if (q->seq_q != y->seq || q->seq_k != y->seq_k || q->heads != y->heads_q ||
         q->head_dim != y->head_dim)
-      return fail(err, err_size, "layer %s differs in shape", q->name);
+      return train_fail(err, err_size, "layer %s differs in shape", q->name);
     y->scale = q->scale;
     memcpy(y->q, q->q, (size_t)(q->seq_q * q->heads * q->head_dim) * 4);
     memcpy(y->k, q->k, (size_t)(q->seq_k * q->heads * q->head_dim) * 4);
@@ -81,10 +70,11 @@ static int parse_number(const char *text, int64_t *n, char *err,
                         size_t err_size) {
   size_t len = strlen(text);
   if (len < 1 || len > TASK_NUM_SRC_MAX || strspn(text, "0123456789") != len)
-    return fail(err, err_size,
-                "encdec: give a number of 1 to %d digits (the model reads "
-                "digits and writes English words), got '%.40s'",
-                TASK_NUM_SRC_MAX, text);
+    return train_fail(
+        err, err_size,
+        "encdec: give a number of 1 to %d digits (the model reads "
+        "digits and writes English words), got '%.40s'",
+        TASK_NUM_SRC_MAX, text);
   *n = strtoll(text, NULL, 10);
   return 0;
 }
@@ -98,7 +88,7 @@ int encdec_traces(const char *weights, const char *text, int threads,
     words[0] = 0;
   int64_t number;
   if (!text || parse_number(text, &number, err, err_size) != 0)
-    return text ? -1 : fail(err, err_size, "encdec: no number given");
+    return text ? -1 : train_fail(err, err_size, "encdec: no number given");
   const char *path = default_path(weights, "train-encdec/model.safetensors");
   encdec *m = NULL;
   if (encdec_load(path, 1, threads, &m, err, err_size) != 0)
@@ -156,7 +146,7 @@ int encdec_traces(const char *weights, const char *text, int threads,
   rc = 0;
   goto done;
 oom:
-  fail(err, err_size, "out of memory (token labels)");
+  train_fail(err, err_size, "out of memory (token labels)");
 done:
   if (rc != 0)
     for (int k = 0; k < 3; k++)
@@ -180,10 +170,11 @@ static int load_image(const char *spec, float pixels[64], int *label, char *err,
       return -1;
     if (idx < 0 || idx >= d.n) {
       task_digits_free(&d);
-      return fail(err, err_size,
-                  "vit: image index %lld out of range (scikit-learn's digits "
-                  "has %lld images: 0..%lld)",
-                  idx, (long long)d.n, (long long)d.n - 1);
+      return train_fail(
+          err, err_size,
+          "vit: image index %lld out of range (scikit-learn's digits "
+          "has %lld images: 0..%lld)",
+          idx, (long long)d.n, (long long)d.n - 1);
     }
     memcpy(pixels, d.x + idx * 64, 64 * sizeof *pixels);
     *label = d.y[idx];
@@ -193,10 +184,11 @@ static int load_image(const char *spec, float pixels[64], int *label, char *err,
   attn_npy a;
   char msg[512];
   if (attn_npy_read(spec, &a, msg, sizeof msg) != ATTN_OK)
-    return fail(err, err_size,
-                "vit: give an image index (0..1796 of scikit-learn's digits) "
-                "or an 8x8 .npy; %s",
-                msg);
+    return train_fail(
+        err, err_size,
+        "vit: give an image index (0..1796 of scikit-learn's digits) "
+        "or an 8x8 .npy; %s",
+        msg);
   int ok = a.count == 64;
   for (int64_t i = 0; ok && i < 64; i++) {
     double v;
@@ -218,10 +210,11 @@ static int load_image(const char *spec, float pixels[64], int *label, char *err,
   }
   attn_npy_free(&a);
   if (!ok)
-    return fail(err, err_size,
-                "%s: expected 64 values (8x8) in 0..16, float32 or int, as "
-                "scikit-learn's digits",
-                spec);
+    return train_fail(
+        err, err_size,
+        "%s: expected 64 values (8x8) in 0..16, float32 or int, as "
+        "scikit-learn's digits",
+        spec);
   return 0;
 }
 
@@ -231,7 +224,7 @@ int vit_trace(const char *weights, const char *image, int threads,
   memset(t, 0, sizeof *t);
   *predicted = -1;
   if (!image || load_image(image, pixels, label, err, err_size) != 0)
-    return image ? -1 : fail(err, err_size, "vit: no image given");
+    return image ? -1 : train_fail(err, err_size, "vit: no image given");
   const char *path = default_path(weights, "train-vit/model.safetensors");
   vit *m = NULL;
   if (vit_load(path, 1, threads, &m, err, err_size) != 0)
@@ -258,7 +251,7 @@ int vit_trace(const char *weights, const char *image, int threads,
       snprintf(name, sizeof name, "r%lldc%lld", (long long)((i - 1) / grid),
                (long long)((i - 1) % grid));
     if (model_trace_set_token(t, i, name) != 0) {
-      fail(err, err_size, "out of memory (token labels)");
+      train_fail(err, err_size, "out of memory (token labels)");
       goto done;
     }
   }
