@@ -149,4 +149,11 @@ int pos_extra_apply(PyObject *t, int mode, int layout, attn_params *p,
                     size_t psize, pos_extra *ex);
 void pos_extra_release(pos_extra *ex);
 
+/* _attn_cache.c: the 11-tuple _positions.py and _cache.py build (base,
+ * style, dims, scaling, factor, original_max_position, low_freq_factor,
+ * high_freq_factor, beta_fast, beta_slow, mscale) as an attn_rope; the
+ * layer and the RoPE functions read theirs with it too. 0, or -1 with a
+ * Python exception set. */
+int attn_py_read_rope(PyObject *t, attn_rope *r);
+
 #endif

@@ -6,6 +6,8 @@
  */
 #include "_attn.h"
 
+#include <string.h>
+
 /* Writable C-contiguous bytes of a numpy storage array. */
 static int storage(PyObject *o, const char *name, Py_buffer *b) {
   if (PyObject_GetBuffer(o, b, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
@@ -35,15 +37,16 @@ enum {
   C_TABLE,
   C_COUNT
 };
-/* rope tuple: (base, style, dims, scaling, factor, original_max_position,
- * low_freq_factor, high_freq_factor, beta_fast, beta_slow, mscale) */
-enum { R_COUNT = 11 };
-
-static int read_rope(PyObject *t, attn_rope *r) {
-  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != R_COUNT) {
+int attn_py_read_rope(PyObject *t, attn_rope *r) {
+  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 11) {
     PyErr_Format(PyExc_TypeError, "attn: rope: an 11-tuple");
     return -1;
   }
+  if (!lib.rope_init) {
+    PyErr_Format(PyExc_RuntimeError, "attn: the loaded libattn has no RoPE");
+    return -1;
+  }
+  memset(r, 0, sizeof *r);
   lib.rope_init(r, sizeof *r);
   r->base = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 0));
   r->style = (attn_rope_style)PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
@@ -87,7 +90,7 @@ PyObject *py_cache(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   lib.cache_init(&c, sizeof c);
   attn_rope rope;
   const int has_rope = args[2] != Py_None;
-  if (has_rope && read_rope(args[2], &rope) != 0)
+  if (has_rope && attn_py_read_rope(args[2], &rope) != 0)
     return NULL;
   c.dtype = (attn_dtype)PyLong_AsLong(PyTuple_GET_ITEM(ct, C_DT));
   c.num_seqs = PyLong_AsLongLong(PyTuple_GET_ITEM(ct, C_NS));

@@ -119,28 +119,6 @@ void layer_release(pylayer *pl, int excl) {
  * position, max_positions, sinusoidal_base, t5_buckets, t5_max_distance,
  * t5_bidirectional) */
 enum { CFG_COUNT = 20 };
-/* rope tuple: _cache._rope_tuple's 11 entries */
-enum { ROPE_COUNT = 11 };
-
-static int read_rope_tuple(PyObject *t, attn_rope *r) {
-  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != ROPE_COUNT) {
-    PyErr_Format(PyExc_TypeError, "attn: rope: an 11-tuple");
-    return -1;
-  }
-  memset(r, 0, sizeof *r);
-  lib.rope_init(r, sizeof *r);
-  r->base = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 0));
-  r->style = (attn_rope_style)PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
-  r->dims = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 2));
-  r->scaling = (attn_rope_scaling)PyLong_AsLong(PyTuple_GET_ITEM(t, 3));
-  double *d[7] = {&r->factor,          &r->original_max_position,
-                  &r->low_freq_factor, &r->high_freq_factor,
-                  &r->beta_fast,       &r->beta_slow,
-                  &r->mscale};
-  for (int i = 0; i < 7; ++i)
-    *d[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4 + i));
-  return PyErr_Occurred() ? -1 : 0;
-}
 
 /* create(config, rope, seed) -> capsule */
 static PyObject *op_create(PyObject *const *a, Py_ssize_t n) {
@@ -172,7 +150,7 @@ static PyObject *op_create(PyObject *const *a, Py_ssize_t n) {
     return NULL;
   attn_rope rope;
   if (a[1] != Py_None) {
-    if (read_rope_tuple(a[1], &rope) != 0)
+    if (attn_py_read_rope(a[1], &rope) != 0)
       return NULL;
     c.rope = &rope;
   }

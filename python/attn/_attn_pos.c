@@ -126,38 +126,14 @@ static int raw_get(PyObject *o, const char *name, char kind, int itemsize,
 /* ------------------------------------------------------------------------ */
 /* RoPE                                                                     */
 /* ------------------------------------------------------------------------ */
-/* The 11-tuple _positions.py builds: (base, style, dims, scaling, factor,
- * original_max_position, low_freq_factor, high_freq_factor, beta_fast,
- * beta_slow, mscale), as attn_rope's fields. */
-static int rope_from(PyObject *t, attn_rope *r) {
-  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 11) {
-    PyErr_Format(PyExc_TypeError, "attn: rope: an 11-tuple");
-    return -1;
-  }
-  if (!lib.rope_init) {
-    PyErr_Format(PyExc_RuntimeError, "attn: the loaded libattn has no RoPE");
-    return -1;
-  }
-  lib.rope_init(r, sizeof *r);
-  r->base = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 0));
-  r->style = (attn_rope_style)PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
-  r->dims = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 2));
-  r->scaling = (attn_rope_scaling)PyLong_AsLong(PyTuple_GET_ITEM(t, 3));
-  double *d[7] = {&r->factor,          &r->original_max_position,
-                  &r->low_freq_factor, &r->high_freq_factor,
-                  &r->beta_fast,       &r->beta_slow,
-                  &r->mscale};
-  for (int i = 0; i < 7; ++i)
-    *d[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4 + i));
-  return PyErr_Occurred() ? -1 : 0;
-}
 
 /* rope_apply(x, y, rope, positions, pos_offset, pos_offsets, inverse) */
 static PyObject *op_rope_apply(PyObject *const *args, Py_ssize_t n) {
   if (n != 7)
     return PyErr_Format(PyExc_TypeError, "attn: rope_apply: 7 arguments");
   attn_rope r;
-  if (NEED(rope_apply, "attn_rope_apply_sized") || rope_from(args[2], &r))
+  if (NEED(rope_apply, "attn_rope_apply_sized") ||
+      attn_py_read_rope(args[2], &r))
     return NULL;
   long long off = PyLong_AsLongLong(args[4]);
   int inverse = PyObject_IsTrue(args[6]);
@@ -231,7 +207,8 @@ static PyObject *op_rope_freq(PyObject *const *args, Py_ssize_t n) {
   if (n != 3)
     return PyErr_Format(PyExc_TypeError, "attn: rope_frequencies: 3 args");
   attn_rope r;
-  if (NEED(rope_freq, "attn_rope_frequencies_sized") || rope_from(args[0], &r))
+  if (NEED(rope_freq, "attn_rope_frequencies_sized") ||
+      attn_py_read_rope(args[0], &r))
     return NULL;
   long long hd = PyLong_AsLongLong(args[1]);
   if (hd == -1 && PyErr_Occurred())
