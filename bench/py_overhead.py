@@ -22,6 +22,10 @@ Paths (each against its baseline; "over" = path - baseline, in us):
   sdpa f+b       forward and torch.autograd.grad(out, (q, k, v),   C fwd+lse
                  dout): includes PyTorch's autograd engine          + C bwd
   flash          attn.torch.flash_attn_func, bshd, no gradient     C fwd
+"faults": minor page faults per call of the path (its last round): fresh
+output pages touched for the first time (glibc returns freed memory at
+the top of its heap to the kernel and faults it in again), a cost a C
+caller that allocates its outputs per call pays too; 0 with out=.
 The torch paths run with ATTN_NUM_THREADS=1 (set here when unset) and
 torch.set_num_threads(1). Rounds alternate between all of them; medians
 are printed. Target (issue 10): under 10 us above the C call for every
@@ -35,6 +39,7 @@ autograd engine's own cost is in it).
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -58,11 +63,22 @@ TARGETED = ("np fwd out=", "np fwd", "th fwd out=", "th fwd", "np bwd",
 CLOCK = time.perf_counter
 
 
-def per_call(fn, calls):
+FAULTS = {}  # path -> minor page faults per call (the last round)
+
+
+def _minflt():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def per_call(fn, calls, name=None):
+    f0 = _minflt()
     t = CLOCK()
     for _ in range(calls):
         fn()
-    return (CLOCK() - t) / calls
+    t = (CLOCK() - t) / calls
+    if name is not None:  # fresh output pages touched: see the docstring
+        FAULTS[name] = (_minflt() - f0) / calls
+    return t
 
 
 def paths(b, sq, sk, h, d, torch):
@@ -165,16 +181,18 @@ def main():
             for n in need:
                 res[n].append(base[n](a.calls, a.cpu))
             for n, (_, fn) in p.items():
-                res[n].append(per_call(fn, a.calls))
+                res[n].append(per_call(fn, a.calls, n))
         med = {n: statistics.median(x) * 1e6 for n, x in res.items()}
         print("\nb %d sq %d sk %d h %d d %d: %s" % (shape + (", ".join(
             "%s %.2f us" % (n, med[n]) for n in need),)))
-        print("  %-12s %9s %9s %9s" % ("path", "us", "baseline", "over"))
+        print("  %-12s %9s %9s %9s %8s" % ("path", "us", "baseline", "over",
+                                            "faults"))
         for n, (bl, _) in p.items():
             b = sum(med[x] for x in bl)
             over = med[n] - b
             worst[n] = max(worst.get(n, over), over)
-            print("  %-12s %9.2f %9.2f %9.2f" % (n, med[n], b, over))
+            print("  %-12s %9.2f %9.2f %9.2f %8.1f" % (n, med[n], b, over,
+                                                     FAULTS.get(n, 0.0)))
     print("\nlargest overhead per path over the shapes (us; target < 10 for "
           "%s):" % ", ".join(TARGETED))
     for n, w in worst.items():

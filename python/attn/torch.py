@@ -33,6 +33,10 @@ def _args(layout, causal=0, window=(-1, -1), scale=None, softcap=0.0,
     """The options of one call as the tuple _call passes on: (layout,
     causal, window_left, window_right, scale, softcap, alibi, mask, cu_q,
     cu_k, dropout_p, dropout_seed). Checks scale and dropout_p."""
+    if (scale is None and not softcap and alibi is None and mask is None
+            and cu_q is None and cu_k is None and not dropout_p
+            and (window is None or window == (-1, -1))):
+        return _PLAIN[layout][causal]  # the common call: no tuple to build
     if window is None or window == (-1, -1):
         wl = wr = -1
     else:
@@ -55,6 +59,11 @@ def _args(layout, causal=0, window=(-1, -1), scale=None, softcap=0.0,
         seed = int(torch.randint(0, 2**62, (1,)).item())
     return (layout, causal, wl, wr, s, float(softcap), alibi, mask, cu_q,
             cu_k, p, seed)
+
+
+# _args of the calls with no option but layout and causal
+_PLAIN = tuple(tuple((lay, c, -1, -1, 0.0, 0.0, None, None, None, None, 0.0,
+                      0) for c in range(3)) for lay in range(3))
 
 
 class _Opts:
@@ -117,7 +126,12 @@ def _attend(q, k, v, bias, a, need_lse=False):
         if need_lse:
             return _Attention.apply(q, k, v, bias, a, True)
         return _Attention.apply(q, k, v, bias, a, False), None
-    return _forward(q, k, v, bias, a, need_lse)
+    # _forward inlined (a Python frame less on the no-gradient path)
+    return _api._ext.run(0, a[0], q, k, v, _out(q, v, a[0]),
+                         True if need_lse else None, bias, a[7], a[6], None,
+                         a[8], a[9], None, a[1], a[2], a[3], a[4], a[5], 0,
+                         a[10], a[11], None, None, None, None, None, None,
+                         None, 0)
 
 
 def _apply(q, k, v, bias, opts: _Opts):
