@@ -16,6 +16,15 @@ target_link_libraries(params_replay PRIVATE attn_static)
 add_test(NAME fuzz_params_replay
          COMMAND params_replay --mutate 2000 ${ATTN_FUZZ_DIR}/corpus/params)
 
+# Long sequences, huge, denormal and non-finite values, aliased buffers,
+# against the tests' oracles (issue 15; attn_test_oracle: tests/).
+add_executable(params2_replay ${ATTN_FUZZ_DIR}/replay.c
+                              ${ATTN_FUZZ_DIR}/params2_fuzz.c)
+target_link_libraries(params2_replay PRIVATE attn_test_oracle attn_static m)
+add_test(NAME fuzz_params2_replay
+         COMMAND params2_replay --mutate 300 ${ATTN_FUZZ_DIR}/corpus/params2)
+set_tests_properties(fuzz_params2_replay PROPERTIES LABELS fuzz TIMEOUT 300)
+
 # The KV cache: hostile descriptions, append and attend.
 add_executable(cache_replay ${ATTN_FUZZ_DIR}/replay.c
                             ${ATTN_FUZZ_DIR}/cache_fuzz.c)
