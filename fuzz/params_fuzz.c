@@ -15,6 +15,7 @@
  *     same error status (and a message), never crash, never succeed.
  */
 #include "attn.h"
+#include "carve.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -23,30 +24,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct bytes {
-  const uint8_t *p;
-  size_t n;
-} bytes;
-
-/* Next input byte modulo mod (0 when the input is exhausted). */
-static int64_t take(bytes *b, int64_t mod) {
-  unsigned v = 0;
-  if (b->n > 0) {
-    v = *b->p++;
-    b->n--;
-  }
-  return mod > 0 ? (int64_t)(v % (unsigned)mod) : 0;
-}
-
-static float frand(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return (float)((double)((x * 0x2545F4914F6CDD1DULL) >> 40) / 8388608.0 - 1.0);
-}
 
 static void die(const char *what, int64_t id, const char *msg) {
   fprintf(stderr, "params_fuzz: %s (case %lld): %s\n", what, (long long)id,
