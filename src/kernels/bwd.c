@@ -274,17 +274,31 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
 /* Blocks                                                                  */
 /* ---------------------------------------------------------------------- */
 
+/* Key rows a block of nkeys keys reads: its columns, nkeys rounded up to
+ * a whole panel (bwd_body.h: ncol); the rows past nkeys are zeros. */
+static int block_cols(const attn_bwd_kernel *k, int nkeys) {
+  return (nkeys + k->nr - 1) / k->nr * k->nr;
+}
+
+/* Rows of the dK and dV accumulators a block of nkeys keys adds to: its
+ * columns in steps of the kernel's mr (less than KEY_PAD past bc). */
+static size_t acc_rows(const attn_bwd_kernel *k, int nkeys) {
+  const int n = (block_cols(k, nkeys) + k->mr - 1) / k->mr * k->mr;
+  return (size_t)ATTN_MIN(n, k->bc + KEY_PAD);
+}
+
 /* Packs keys j0..j0+nkeys-1 of sequence sq, kv head g, into the thread's
- * kt, vt and krow (zeros up to bc keys). */
+ * kt, vt and krow, with zeros up to block_cols keys (a short last tile
+ * packs no more: a block reads no further). */
 static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
                       int64_t j0, int nkeys, char *ws) {
   const attn_params *p = job->pr->p;
   const bwd_layout *w = &job->w;
   const int64_t d = job->pr->d, dv = job->pr->dv, dp = w->dp;
-  const int nr = job->k->nr, bc = job->k->bc;
+  const int nr = job->k->nr, ncol = block_cols(job->k, nkeys);
   float *kt = (float *)(ws + w->kt), *vt = (float *)(ws + w->vt);
   float *krow = (float *)(ws + w->krow), *tmp = (float *)(ws + w->tmp);
-  for (int r = 0; r < bc; r++) {
+  for (int r = 0; r < ncol; r++) {
     float *kr = krow + r * dp;
     float *ktp = kt + (r / nr) * d * nr + r % nr;
     float *vtp = vt + (r / nr) * dv * nr + r % nr;
@@ -396,12 +410,12 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   float *rel = job->rel + (job->item_base[b] + c * pr->hk + g) * pr->group * nb;
   memset(rel, 0, sizeof(float) * (size_t)(pr->group * nb));
   float *dt5 = (float *)(ws + w->dt5);
-  const size_t nk = (size_t)k->bc * (size_t)dp,
-               nv = (size_t)k->bc * (size_t)dvp;
   for (int64_t kt = c * tpc; kt < ATTN_MIN(nkt, (c + 1) * tpc); kt++) {
     const int64_t j0 = kt * k->bc;
     const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
     pack_keys(job, &sq, g, j0, nkeys, ws);
+    const size_t nk = acc_rows(k, nkeys) * (size_t)dp,
+                 nv = acc_rows(k, nkeys) * (size_t)dvp;
     memset(dk, 0, sizeof(float) * nk);
     memset(dv, 0, sizeof(float) * nv);
     /* Three levels for accuracy with many query heads per kv head: a
