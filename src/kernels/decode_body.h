@@ -497,7 +497,31 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     return;
   }
 #endif
-  for (int64_t x = 0; x < dvp; x += VL) {
+  /* Two vectors at a time: each V vector widened once and used by every
+   * row, each probability broadcast once per two vectors (the loads, not
+   * the FMAs, bound one vector at a time). Per element the same
+   * operations in the same order as one at a time: the same bits. */
+  int64_t x = 0;
+  for (; x + 2 * VL <= dvp; x += 2 * VL) {
+    vf b[4], b2[4];
+    UNROLL for (int k = 0; k < nk; k++) {
+      b[k] = KFN(dec_ld)(v[k], x, mode);
+      b2[k] = KFN(dec_ld)(v[k], x + VL, mode);
+    }
+    UNROLL for (int r = 0; r < rows; r++) {
+      const float *pr = p + r * ATTN_DEC_LDS;
+      float *dst = o + r * dvp + x;
+      vf t = vf_load(dst), t2 = vf_load(dst + VL);
+      UNROLL for (int k = 0; k < nk; k++) {
+        const vf a = vf_set1(pr[k]);
+        t = vf_fma(a, b[k], t);
+        t2 = vf_fma(a, b2[k], t2);
+      }
+      vf_store(dst, t);
+      vf_store(dst + VL, t2);
+    }
+  }
+  for (; x < dvp; x += VL) {
     vf b[4]; /* each V vector widened once, used by every row */
     UNROLL for (int k = 0; k < nk; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
     UNROLL for (int r = 0; r < rows; r++) {
