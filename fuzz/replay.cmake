@@ -68,3 +68,13 @@ if(ATTN_HAVE_MODEL)
   set_tests_properties(fuzz_gguf_replay fuzz_bpe_replay
                        PROPERTIES LABELS fuzz TIMEOUT 300)
 endif()
+
+# The `attn` command's argument parsing, in its parse-only mode (cli.h).
+include(${ATTN_FUZZ_DIR}/cli_sources.cmake)
+if(TARGET attn_cli)
+  attn_cli_sources(cli_replay ${ATTN_FUZZ_DIR}/replay.c
+                   ${ATTN_FUZZ_DIR}/cli_fuzz.c)
+  add_test(NAME fuzz_cli_replay
+           COMMAND cli_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/cli)
+  set_tests_properties(fuzz_cli_replay PROPERTIES LABELS fuzz TIMEOUT 300)
+endif()

@@ -88,7 +88,9 @@ typedef struct attn_npy {
 } attn_npy;
 
 /* Reads the .npy file at path (a regular file or a stream). On failure *out
- * is zeroed and err starts with the path: "q.npy: bad magic ...". */
+ * is zeroed and err starts with the path: "q.npy: bad magic ...". A FIFO
+ * is read as it arrives; one that has no writer within a second of the
+ * open reads as empty (an error), rather than waiting for one forever. */
 ATTN_API attn_status attn_npy_read(const char *path, attn_npy *out, char *err,
                                    size_t err_size);
 

@@ -7,15 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 struct gguf_file {
-  const uint8_t *base; /* the bytes (mapped or the caller's) */
+  const uint8_t *base; /* the bytes (read or the caller's) */
   size_t size;
-  void *map; /* mmap'd region, or NULL */
-  size_t map_size;
+  void *map; /* the file read by gguf_open (owned), or NULL */
   uint32_t version;
   uint32_t alignment;
   int64_t n_kv;
@@ -419,23 +417,37 @@ int gguf_open(const char *path, gguf_file **out, char *err, size_t err_size) {
     close(fd);
     return -1;
   }
-  size_t n = (size_t)st.st_size;
-  void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  size_t n = (size_t)st.st_size, got = 0;
+  /* read, not mapped: a mapped file that another process truncates
+   * faults (SIGBUS) on the next read of a page past its new end */
+  unsigned char *m = malloc(n);
+  while (m && got < n) {
+    ssize_t r = read(fd, m + got, n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
   close(fd);
-  if (m == MAP_FAILED) {
-    fail(err, err_size, "%s: mmap: %s", path, strerror(errno));
+  if (!m || got < n) {
+    if (m)
+      fail(err, err_size, "%s: read %zu of %zu bytes (the file shrank?)", path,
+           got, n);
+    else
+      fail(err, err_size, "%s: out of memory (%zu bytes)", path, n);
+    free(m);
     return -1;
   }
   gguf_file *f = calloc(1, sizeof *f);
   if (!f) {
-    munmap(m, n);
+    free(m);
     fail(err, err_size, "%s: out of memory", path);
     return -1;
   }
   f->base = m;
   f->size = n;
   f->map = m;
-  f->map_size = n;
   if (finish(f, out, e, sizeof e)) {
     fail(err, err_size, "%s: %s", path, e);
     return -1;
@@ -446,8 +458,7 @@ int gguf_open(const char *path, gguf_file **out, char *err, size_t err_size) {
 void gguf_close(gguf_file *f) {
   if (!f)
     return;
-  if (f->map)
-    munmap(f->map, f->map_size);
+  free(f->map);
   free(f->kv);
   free(f->tensors);
   free(f);

@@ -19,8 +19,9 @@
  * crash. Arrays of arrays are refused (no model uses them). Tensors have
  * 1 to 4 dimensions, each >= 1; ne[0] is the fastest-varying, so a 2-D
  * tensor ne = [in, out] is the row-major matrix [out, in] (PyTorch's
- * nn.Linear layout). A file is memory-mapped read-only (regular files
- * only); gguf_open_memory reads a caller's buffer in place.
+ * nn.Linear layout). A file is read whole into memory (regular files
+ * only; not mapped, so that another process truncating it cannot fault
+ * the reader); gguf_open_memory reads a caller's buffer in place.
  */
 #ifndef ATTN_IO_GGUF_H
 #define ATTN_IO_GGUF_H
@@ -84,7 +85,7 @@ typedef struct gguf_tensor {
 
 typedef struct gguf_file gguf_file;
 
-/* Opens and maps path; 0, or -1 with the reason in err (prefixed by path). */
+/* Opens and reads path; 0, or -1 with the reason in err (prefixed by path). */
 int gguf_open(const char *path, gguf_file **out, char *err, size_t err_size);
 /* Parses n bytes at data in place (they must outlive the handle). */
 int gguf_open_memory(const void *data, size_t n, gguf_file **out, char *err,

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -595,15 +596,26 @@ attn_status attn_npy_read(const char *path, attn_npy *out, char *err,
   memset(out, 0, sizeof *out);
   if (path == NULL)
     return fail(&m, ATTN_ERR_NULL_POINTER, "no path");
-  npy_file f = {open(path, O_RDONLY | O_CLOEXEC), 0, 0};
+  /* O_NONBLOCK: opening a FIFO that has no writer must not wait forever */
+  npy_file f = {open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), 0, 0};
   if (f.fd < 0)
     return fail(&m, ATTN_ERR_INVALID_ARGUMENT, "%s: cannot open: %s", path,
                 strerror(errno));
   struct stat sb;
-  if (fstat(f.fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+  int fstat_ok = fstat(f.fd, &sb) == 0;
+  if (fstat_ok && S_ISREG(sb.st_mode) && sb.st_size > 0) {
     f.sized = 1; /* /proc files say 0: read those as streams */
     f.size = (uint64_t)sb.st_size;
   }
+  if (fstat_ok && S_ISFIFO(sb.st_mode)) {
+    /* a writer starting at the same time gets a second to connect and
+     * send; after that a FIFO with no writer reads as empty (an error) */
+    struct pollfd pfd = {f.fd, POLLIN, 0};
+    (void)poll(&pfd, 1, 1000);
+  }
+  int fl = fcntl(f.fd, F_GETFL); /* then reads block: a stream as it comes */
+  if (fl != -1)
+    (void)fcntl(f.fd, F_SETFL, fl & ~O_NONBLOCK);
   attn_npy a;
   memset(&a, 0, sizeof a);
   attn_status st = read_head(&f, &a, &m);

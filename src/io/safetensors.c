@@ -1,5 +1,5 @@
 /*
- * safetensors.c - the .safetensors reader of safetensors.h: map, parse the
+ * safetensors.c - the .safetensors reader of safetensors.h: read, parse the
  * header with json.c, check every tensor and the tiling of the data.
  */
 #include "safetensors.h"
@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,13 +309,28 @@ int st_open(const char *path, st_file *f, char *err, size_t err_size) {
                 "truncated: %lld bytes, a header length needs 8",
                 (long long)st.st_size);
   }
-  size_t n = (size_t)st.st_size;
-  void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  size_t n = (size_t)st.st_size, got = 0;
+  /* read, not mapped: a mapped file that another process truncates
+   * faults (SIGBUS) on the next read of a page past its new end */
+  unsigned char *m = malloc(n);
+  while (m && got < n) {
+    ssize_t r = read(fd, m + got, n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
   close(fd);
-  if (m == MAP_FAILED)
-    return fail(err, err_size, path, "cannot map: %s", strerror(errno));
+  if (!m)
+    return fail(err, err_size, path, "out of memory (%zu bytes)", n);
+  if (got < n) {
+    free(m);
+    return fail(err, err_size, path, "read %zu of %zu bytes (the file shrank?)",
+                got, n);
+  }
   if (parse(m, n, f, path, err, err_size) != 0) {
-    munmap(m, n);
+    free(m);
     f->base = NULL;
     st_close(f);
     return -1;
@@ -328,8 +342,7 @@ int st_open(const char *path, st_file *f, char *err, size_t err_size) {
 void st_close(st_file *f) {
   if (!f)
     return;
-  if (f->map)
-    munmap(f->map, f->size);
+  free(f->map);
   free(f->tensors);
   free(f->names);
   memset(f, 0, sizeof *f);

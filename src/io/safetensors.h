@@ -1,6 +1,7 @@
 /*
- * safetensors.h - reader of Hugging Face's .safetensors files, memory-
- * mapped and read-only. Every file is hostile input.
+ * safetensors.h - reader of Hugging Face's .safetensors files, read whole
+ * into memory (not mapped: another process truncating a mapped file would
+ * fault the reader). Every file is hostile input.
  *
  *   [8 bytes]  N, the header's length (u64, little-endian)
  *   [N bytes]  a JSON object: "name": {"dtype": "F32", "shape": [2, 3],
@@ -53,7 +54,7 @@ typedef struct st_tensor {
   int ndim;                   /* 0..ST_MAX_DIMS (0: a scalar)       */
   int64_t shape[ST_MAX_DIMS]; /* dimensions; unused ones are 1      */
   int64_t count;              /* product of shape                   */
-  const unsigned char *data;  /* inside the mapping; not aligned    */
+  const unsigned char *data;  /* inside the file's bytes; unaligned */
   uint64_t nbytes;            /* count * element size               */
 } st_tensor;
 
@@ -62,7 +63,7 @@ typedef struct st_file {
   int64_t n;
   const unsigned char *base; /* the whole file (size bytes)          */
   size_t size;
-  void *map;   /* the mapping (st_open) or NULL (st_parse)         */
+  void *map;   /* the file read by st_open (owned) or NULL         */
   char *names; /* storage of the names                             */
 } st_file;
 
@@ -71,13 +72,13 @@ size_t st_dtype_size(st_dtype dt);
 /* "F32", "BF16", ... */
 const char *st_dtype_name(st_dtype dt);
 
-/* Maps and checks the file at path (a regular file: a directory, device
+/* Reads and checks the file at path (a regular file: a directory, device
  * or FIFO is refused before anything is read). 0, or -1 with f zeroed. */
 int st_open(const char *path, st_file *f, char *err, size_t err_size);
 /* Checks an image of n bytes in memory (not copied: it must outlive f). */
 int st_parse(const void *bytes, size_t n, st_file *f, char *err,
              size_t err_size);
-/* Unmaps and frees; accepts a zeroed f. */
+/* Frees; accepts a zeroed f. */
 void st_close(st_file *f);
 
 /* The tensor called name, or NULL. */

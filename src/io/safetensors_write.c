@@ -4,11 +4,15 @@
  */
 #include "safetensors_write.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int st_fail(char *err, size_t size, const char *fmt, ...) {
   if (err && size) {
@@ -170,9 +174,18 @@ int stwrite_file(const char *path, const stwrite_tensor *t, int n,
 /* The header (NUL-terminated, *hlen bytes) and the file size. */
 static char *read_header(const char *path, FILE **fp, uint64_t *hlen,
                          uint64_t *fsize, char *err, size_t err_size) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    st_fail(err, err_size, "%s: cannot be opened", path);
+  /* a regular file: O_NONBLOCK, so that a FIFO cannot block the open */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0) {
+    st_fail(err, err_size, "%s: cannot be opened: %s", path, strerror(errno));
+    return NULL;
+  }
+  FILE *f = NULL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      (f = fdopen(fd, "rb")) == NULL) {
+    close(fd);
+    st_fail(err, err_size, "%s: not a regular file", path);
     return NULL;
   }
   unsigned char len[8];

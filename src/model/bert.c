@@ -31,11 +31,14 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define BERT_BATCH 32 /* texts per padded batch (sentence-transformers') */
 
@@ -83,9 +86,19 @@ fail(char *err, size_t err_size, const char *fmt, ...) {
 
 /* A small text file (at most max bytes) read whole; NUL appended. */
 static char *read_small(const char *path, size_t max, size_t *n) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp)
+  /* a regular file: O_NONBLOCK, so that a FIFO cannot block the open */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+    close(fd);
     return NULL;
+  }
+  FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
+  if (!fp) {
+    if (fd >= 0)
+      close(fd);
+    return NULL;
+  }
   char *buf = malloc(max + 1);
   size_t got = buf ? fread(buf, 1, max + 1, fp) : 0;
   fclose(fp);

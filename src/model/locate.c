@@ -1,6 +1,7 @@
 /* locate.c - finds the model files (see locate.h). */
 #include "locate.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +82,15 @@ int model_locate(model_kind kind, const char *weights, char *path, size_t size,
       memcpy(path, given, strlen(given) + 1);
       return 0;
     }
+    struct stat st;
+    if (!enc && stat(given, &st) != 0) { /* ENOENT, ELOOP, EACCES... */
+      if (err && err_size)
+        snprintf(err, err_size, "%s: %s", given, strerror(errno));
+      return -1;
+    }
     say(err, err_size,
         enc ? "%s: not a directory or file of the encoder's files"
-            : "%s: no such file",
+            : "%s: not a regular file (a GGUF file is expected)",
         given);
     return -1;
   }

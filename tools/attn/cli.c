@@ -21,6 +21,22 @@ static struct {
 } g_deferred[64];
 static size_t g_ndeferred;
 
+/* Parse-only mode (cli.h): where cli_fail and cli_parsed return to, and
+ * the last failure's message. */
+static jmp_buf *g_parse_only;
+static char g_last_message[1024];
+
+void cli_parse_only(jmp_buf *env) { g_parse_only = env; }
+
+const char *cli_last_message(void) { return g_last_message; }
+
+void cli_parsed(void) {
+  if (g_parse_only == NULL)
+    return;
+  cli_cleanup();
+  longjmp(*g_parse_only, CLI_PARSED);
+}
+
 void cli_cleanup(void) {
   while (g_ndeferred > 0) {
     g_ndeferred--;
@@ -39,6 +55,11 @@ void cli_fail(int code, const char *fmt, ...) {
   for (char *c = msg; *c; c++) {
     if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
       *c = ' ';
+  }
+  if (g_parse_only != NULL) {
+    snprintf(g_last_message, sizeof g_last_message, "%s", msg);
+    cli_cleanup();
+    longjmp(*g_parse_only, code);
   }
   fflush(stdout);
   fprintf(stderr, "attn: %s\n", msg);

@@ -11,6 +11,7 @@
 #ifndef ATTN_CLI_H
 #define ATTN_CLI_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,19 @@ void cli_defer(void (*release)(void *), void *ptr);
 
 /* Releases everything tracked. */
 void cli_cleanup(void);
+
+/* Parse-only mode, for the argument fuzzer (fuzz/cli_fuzz.c) and nothing
+ * else: while env is set (NULL: off, the default), cli_fail keeps its
+ * message (cli_last_message) and longjmps to *env with its exit code
+ * instead of printing and exiting, and cli_parsed longjmps there with
+ * CLI_PARSED; both release everything tracked first. */
+#define CLI_PARSED 100
+void cli_parse_only(jmp_buf *env);
+const char *cli_last_message(void);
+/* Called by each command once its options are parsed and checked, before
+ * it reads a file, allocates its operands or computes: does nothing
+ * outside parse-only mode. */
+void cli_parsed(void);
 
 /* a * b for a, b >= 0, or cli_fail(code) naming what on overflow. */
 int64_t cli_mul(int64_t a, int64_t b, int code, const char *what);

@@ -429,6 +429,7 @@ int cmd_bench(int argc, char **argv) {
                   .peak = 0.0};
   parse(argc, argv, &b);
   resolve(&b);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   bench_run r;
   memset(&r, 0, sizeof r);
   setup(&b, &r);

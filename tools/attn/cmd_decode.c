@@ -327,6 +327,7 @@ int cmd_decode(int argc, char **argv) {
                    .dt = ATTN_DTYPE_F32,
                    .isa = ATTN_ISA_AUTO};
   parse(argc, argv, &o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   decode_run r;
   memset(&r, 0, sizeof r);
   attn_context_options co;

@@ -110,6 +110,7 @@ int cmd_embed(int argc, char **argv) {
   embed_opts o;
   memset(&o, 0, sizeof o);
   parse(argc, argv, &o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   char dir[4096], err[512];
   bert *m;
   if (model_locate(MODEL_ENCODER, o.weights, dir, sizeof dir, err,

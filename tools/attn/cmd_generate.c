@@ -134,6 +134,7 @@ static void stream(const bpe *b, int32_t id) {
 
 int cmd_generate(int argc, char **argv) {
   gen_opts o = parse(argc, argv);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   int tty = isatty(STDERR_FILENO);
   char err[1024] = "";
   llama *m = NULL;

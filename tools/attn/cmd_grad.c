@@ -130,6 +130,7 @@ int cmd_grad(int argc, char **argv) {
   attn_rope rope;
   const int with_rope = run_opts_rope(&o.run, &rope);
   check_files(&o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
 
   operands ops;
   operands_load(&spec, &p, &ops);

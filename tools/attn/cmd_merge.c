@@ -215,6 +215,7 @@ static void check_part(const merge_opts *o, const part_files *f, int64_t c,
 int cmd_merge(int argc, char **argv) {
   merge_opts o;
   parse(argc, argv, &o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   part_files *f = cli_calloc(1, sizeof *f, "parts");
   f->o = cli_calloc(o.n, sizeof(attn_npy), "parts");
   f->l = cli_calloc(o.n, sizeof(attn_npy), "parts");

@@ -442,6 +442,7 @@ int cmd_mha(int argc, char **argv) {
   int64_t B, Sq, By = 0, Sk = 0, bv, sv;
   parse(argc, argv, &o);
   check_paths(&o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   const attn_npy *xa = read_input("--x", o.x, &B, &Sq);
   const attn_npy *ya = o.y ? read_input("--y", o.y, &By, &Sk) : NULL;
   const attn_npy *va =

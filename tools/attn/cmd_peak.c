@@ -44,6 +44,7 @@ static void parse(int argc, char **argv, peak_opts *o) {
 int cmd_peak(int argc, char **argv) {
   peak_opts o = {.threads = 0, .json = 0, .seconds = 1.0};
   parse(argc, argv, &o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   double g = 0.0;
   attn_status st = attn_fma_peak_gflops(o.threads, o.seconds, &g);
   if (st != ATTN_OK)

@@ -603,6 +603,7 @@ int cmd_run(int argc, char **argv) {
   int nfiles = 0;
   run_opts_paths(&o, files, &nfiles);
   paths_check_distinct(files, nfiles);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
 
   operands ops;
   operands_load(&spec, &p, &ops);

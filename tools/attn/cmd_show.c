@@ -407,6 +407,7 @@ int cmd_show(int argc, char **argv) {
   show_opts o;
   memset(&o, 0, sizeof o);
   parse(argc, argv, &o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   const int tty = isatty(STDERR_FILENO);
   if (tty)
     fprintf(stderr, "attn show: running the %s...\n", o.model);

@@ -79,6 +79,7 @@ int cmd_tokenize(int argc, char **argv) {
     cli_fail(CLI_EXIT_USAGE, "--model: '%s' is not encoder or decoder", model);
   if (!text)
     cli_fail(CLI_EXIT_USAGE, "tokenize: the text is missing");
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   int32_t *ids = NULL;
   int64_t n = 0;
   if (model[0] == 'e') {

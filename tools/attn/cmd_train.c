@@ -492,6 +492,7 @@ static void progress(int64_t step, int64_t n, double loss, double t0) {
 int cmd_train(int argc, char **argv) {
   train_opts o;
   parse(argc, argv, &o);
+  cli_parsed(); /* parse-only mode (cli.h) ends here */
   make_dir(o.out);
   if (o.parity)
     make_dir(o.parity);
