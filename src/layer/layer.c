@@ -297,10 +297,10 @@ ATTN_API attn_status attn_layer_create_sized(const attn_layer_config *c,
     L->alibi = calloc((size_t)L->cfg.heads_q, sizeof(float));
   if (!L->params || !L->grads ||
       (L->cfg.position == ATTN_LAYER_POS_ALIBI && !L->alibi)) {
+    const long long n_params = (long long)L->n_params; /* L is freed */
     attn_layer_free(L);
     return layer_fail(err, err_size, ATTN_ERR_OUT_OF_MEMORY,
-                      "out of memory for %lld parameters",
-                      (long long)L->n_params);
+                      "out of memory for %lld parameters", n_params);
   }
   if (L->alibi) {
     st = attn_alibi_slopes(L->cfg.heads_q, L->alibi);
