@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine needs to build and test libattn:
-# cmake, gcc, clang, make, pkg-config, python3 (+ binutils for readelf and
-# clang-format for the style check), OpenBLAS (libopenblas-dev) for the
+# cmake, gcc, clang, make, pkg-config, python3, valgrind (CI's memcheck
+# stage) (+ binutils for readelf and clang-format for the style check),
+# OpenBLAS (libopenblas-dev) for the
 # layer library and Open MPI (openmpi-bin, libopenmpi-dev) for the ring
 # library, libstb-dev (PNG writer) and chromium (the attention page's
 # test); then, with pip, the Python packages the reference tests and
@@ -28,6 +29,7 @@ declare -A pkg_for=(
   [python3]=python3
   [readelf]=binutils
   [clang-format]=clang-format
+  [valgrind]=valgrind
 )
 # Beyond the tools: libc6-dev (C headers, static libm/libpthread for the
 # static-link smoke test) and clang's sanitizer runtimes, both probed by
@@ -73,7 +75,8 @@ clang_rt_pkg() {
 }
 
 missing=()
-for tool in cmake gcc cc clang make pkg-config python3 readelf clang-format; do
+for tool in cmake gcc cc clang make pkg-config python3 readelf clang-format \
+  valgrind; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     missing+=("${pkg_for[$tool]}")
   fi
