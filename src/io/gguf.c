@@ -1,5 +1,6 @@
 /* gguf.c - GGUF v3 reader and dequantisation (see gguf.h). */
 #include "gguf.h"
+#include "read_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -417,26 +418,12 @@ int gguf_open(const char *path, gguf_file **out, char *err, size_t err_size) {
     close(fd);
     return -1;
   }
-  size_t n = (size_t)st.st_size, got = 0;
-  /* read, not mapped: a mapped file that another process truncates
-   * faults (SIGBUS) on the next read of a page past its new end */
-  unsigned char *m = malloc(n);
-  while (m && got < n) {
-    ssize_t r = read(fd, m + got, n - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-  }
+  const size_t n = (size_t)st.st_size;
+  unsigned char *m;
+  const int rc = io_read_file(fd, n, &m, e, sizeof e);
   close(fd);
-  if (!m || got < n) {
-    if (m)
-      fail(err, err_size, "%s: read %zu of %zu bytes (the file shrank?)", path,
-           got, n);
-    else
-      fail(err, err_size, "%s: out of memory (%zu bytes)", path, n);
-    free(m);
+  if (rc) {
+    fail(err, err_size, "%s: %s", path, e);
     return -1;
   }
   gguf_file *f = calloc(1, sizeof *f);

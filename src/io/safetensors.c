@@ -6,6 +6,7 @@
 
 #include "attn.h"
 #include "json.h"
+#include "read_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -309,26 +310,13 @@ int st_open(const char *path, st_file *f, char *err, size_t err_size) {
                 "truncated: %lld bytes, a header length needs 8",
                 (long long)st.st_size);
   }
-  size_t n = (size_t)st.st_size, got = 0;
-  /* read, not mapped: a mapped file that another process truncates
-   * faults (SIGBUS) on the next read of a page past its new end */
-  unsigned char *m = malloc(n);
-  while (m && got < n) {
-    ssize_t r = read(fd, m + got, n - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-  }
+  const size_t n = (size_t)st.st_size;
+  unsigned char *m;
+  char why[96];
+  const int rc = io_read_file(fd, n, &m, why, sizeof why);
   close(fd);
-  if (!m)
-    return fail(err, err_size, path, "out of memory (%zu bytes)", n);
-  if (got < n) {
-    free(m);
-    return fail(err, err_size, path, "read %zu of %zu bytes (the file shrank?)",
-                got, n);
-  }
+  if (rc)
+    return fail(err, err_size, path, "%s", why);
   if (parse(m, n, f, path, err, err_size) != 0) {
     free(m);
     f->base = NULL;
