@@ -12,7 +12,7 @@
 #                           safetensors, wordpiece, gguf, bpe; a few hundred
 #                           mutations each
 #   unit tests              status, forward (15 cases), backward (6),
-#                           merge, cache, positions (quick mode)
+#                           merge, cache (quick mode)
 #   hammer                  8 threads for 2 s (valgrind runs one thread at a
 #                           time: this checks the concurrent paths for
 #                           uninitialised reads and leaks, not for speed)
@@ -71,7 +71,9 @@ add forward test_forward "./test_forward" "ATTN_TEST_CASES=15"
 add backward test_backward "./test_backward" "ATTN_TEST_CASES=6"
 add merge test_merge "./test_merge" "ATTN_TEST_QUICK=1"
 add cache test_cache "./test_cache" "ATTN_TEST_QUICK=1"
-add positions test_positions "./test_positions" "ATTN_TEST_QUICK=1"
+# not test_positions: its RoPE oracle computes in long double, which
+# valgrind runs in double precision (a documented valgrind limitation), so
+# at positions near 2^40 the oracle, not the library, is off under memcheck
 add replay_npy npy_replay "./npy_replay --mutate 300 $CORPUS/npy"
 add replay_params params_replay "./params_replay --mutate 50 $CORPUS/params"
 params2=$(find "$CORPUS/params2" -type f | LC_ALL=C sort | awk 'NR % 8 == 1' |
