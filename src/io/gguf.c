@@ -113,10 +113,6 @@ static int str_eq(gguf_str a, const char *b) {
   return a.len == n && memcmp(a.s, b, n) == 0;
 }
 
-static int str_same(gguf_str a, gguf_str b) {
-  return a.len == b.len && memcmp(a.s, b.s, a.len) == 0;
-}
-
 /* Prints at most 48 bytes of s, non-printable bytes as '?'. */
 static const char *shown(gguf_str s, char buf[52]) {
   size_t n = s.len < 48 ? s.len : 48;
@@ -142,11 +138,11 @@ static int parse_kv(gguf_file *f, cursor *c, int64_t i, char *err, size_t es) {
     fail(err, es, "metadata %lld: key truncated", (long long)i);
     return -1;
   }
-  for (int64_t j = 0; j < i; j++)
-    if (str_same(f->kv[j].key, kv->key)) {
-      fail(err, es, "metadata key '%s' appears twice", shown(kv->key, b));
-      return -1;
-    }
+  if (memchr(kv->key.s, 0, kv->key.len) != NULL) {
+    fail(err, es, "metadata %lld: key '%s' holds a NUL byte", (long long)i,
+         shown(kv->key, b));
+    return -1;
+  }
   if (rd_u32(c, &t)) {
     fail(err, es, "metadata '%s': type truncated", shown(kv->key, b));
     return -1;
@@ -225,6 +221,11 @@ static int parse_tensor_info(gguf_file *f, cursor *c, int64_t i, char *err,
     fail(err, es, "tensor %lld: name truncated", (long long)i);
     return -1;
   }
+  if (memchr(t->name.s, 0, t->name.len) != NULL) {
+    fail(err, es, "tensor %lld: name '%s' holds a NUL byte", (long long)i,
+         shown(t->name, b));
+    return -1;
+  }
   if (rd_u32(c, &nd)) {
     fail(err, es, "tensor '%s': truncated", shown(t->name, b));
     return -1;
@@ -270,12 +271,42 @@ static int parse_tensor_info(gguf_file *f, cursor *c, int64_t i, char *err,
          shown(t->name, b), (long long)count, gguf_dtype_name(ty));
     return -1;
   }
-  for (int64_t j = 0; j < i; j++)
-    if (str_same(f->tensors[j].name, t->name)) {
-      fail(err, es, "tensor '%s' appears twice", shown(t->name, b));
-      return -1;
-    }
   return 0;
+}
+
+/* Orders names by (length, bytes), for qsort. */
+static int name_order(const void *pa, const void *pb) {
+  const gguf_str *a = pa, *b = pb;
+  if (a->len != b->len)
+    return a->len < b->len ? -1 : 1;
+  return a->len ? memcmp(a->s, b->s, a->len) : 0;
+}
+
+/* Fails when a metadata key (tensors 0) or a tensor name (tensors 1)
+   appears twice: sorted, O(n log n), so that a hostile file with millions
+   of keys cannot make the check quadratic. */
+static int unique_names(const gguf_file *f, int tensors, char *err, size_t es) {
+  size_t n = (size_t)(tensors ? f->n_tensors : f->n_kv);
+  if (n < 2)
+    return 0;
+  gguf_str *names = malloc(n * sizeof *names);
+  if (!names) {
+    fail(err, es, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    names[i] = tensors ? f->tensors[i].name : f->kv[i].key;
+  qsort(names, n, sizeof *names, name_order);
+  int rc = 0;
+  for (size_t i = 1; i < n && rc == 0; i++)
+    if (name_order(&names[i - 1], &names[i]) == 0) {
+      char b[52];
+      fail(err, es, "%s '%s' appears twice",
+           tensors ? "tensor" : "metadata key", shown(names[i], b));
+      rc = -1;
+    }
+  free(names);
+  return rc;
 }
 
 static int parse(gguf_file *f, char *err, size_t es) {
@@ -313,6 +344,8 @@ static int parse(gguf_file *f, char *err, size_t es) {
       return -1;
     f->n_kv = (int64_t)i + 1;
   }
+  if (unique_names(f, 0, err, es))
+    return -1;
   f->alignment = 32;
   const gguf_kv *al = gguf_find_kv(f, "general.alignment");
   if (al) {
@@ -330,6 +363,8 @@ static int parse(gguf_file *f, char *err, size_t es) {
       return -1;
     f->n_tensors = (int64_t)i + 1;
   }
+  if (unique_names(f, 1, err, es))
+    return -1;
   size_t pos = f->size - c.left;
   size_t data0 = (pos + f->alignment - 1) / f->alignment * f->alignment;
   if (nt > 0 && (data0 < pos || data0 > f->size)) {

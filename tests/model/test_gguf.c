@@ -80,6 +80,7 @@ typedef struct spec {
   uint32_t t1_ndims;
   uint64_t t1_ne0, t1_ne1;
   int dup_key, dup_tensor, nested_array, unknown_kv_type;
+  int nul_key, nul_tensor;   /* a NUL byte inside a key or a tensor name */
   uint64_t string_len_claim; /* of general.name (0 = right)          */
   uint64_t array_len_claim;  /* of tokenizer.ggml.tokens (0 = right)  */
 } spec;
@@ -102,7 +103,8 @@ static buf build(const spec *s) {
   put(&b, s->bad_magic ? "GGUX" : "GGUF", 4);
   u32(&b, s->version);
   u64(&b, s->n_tensors_claim ? s->n_tensors_claim : 2);
-  uint64_t nkv = 6 + (s->alignment != 0) + (s->dup_key != 0);
+  uint64_t nkv =
+      6 + (s->alignment != 0) + (s->dup_key != 0) + (s->nul_key != 0);
   u64(&b, s->n_kv_claim ? s->n_kv_claim : nkv);
   /* metadata */
   str(&b, "general.architecture");
@@ -143,13 +145,24 @@ static buf build(const spec *s) {
     u32(&b, 8);
     str(&b, "again");
   }
+  if (s->nul_key) { /* "general.name\0x": a C lookup would alias it */
+    u64(&b, 14);
+    put(&b, "general.name\0x", 14);
+    u32(&b, 8);
+    str(&b, "other");
+  }
   /* tensor infos */
   str(&b, "a");
   u32(&b, 1);
   u64(&b, 64);
   u32(&b, 8); /* q8_0 */
   u64(&b, 0);
-  str(&b, s->dup_tensor ? "a" : "b");
+  if (s->nul_tensor) {
+    u64(&b, 3);
+    put(&b, "a\0b", 3);
+  } else {
+    str(&b, s->dup_tensor ? "a" : "b");
+  }
   u32(&b, s->t1_ndims);
   for (uint32_t d = 0; d < s->t1_ndims && d < 8; d++)
     u64(&b, d == 0 ? s->t1_ne0 : d == 1 ? s->t1_ne1 : 1);
@@ -312,6 +325,10 @@ static void test_malformed(void) {
   expect_fail(s, "twice", "duplicate key");
   s = valid(), s.dup_tensor = 1;
   expect_fail(s, "twice", "duplicate tensor");
+  s = valid(), s.nul_key = 1;
+  expect_fail(s, "NUL byte", "NUL inside a key");
+  s = valid(), s.nul_tensor = 1;
+  expect_fail(s, "NUL byte", "NUL inside a tensor name");
   s = valid(), s.t1_type = 99;
   expect_fail(s, "unsupported tensor type", "unknown tensor type");
   s = valid(), s.t1_type = 12; /* q4_K: not supported */
@@ -356,6 +373,41 @@ static void test_malformed(void) {
         "empty memory");
   CHECK(gguf_open_memory("GGUF", 4, &f, err, sizeof err) != 0 && !f,
         "header only");
+}
+
+/* 200,000 distinct keys open (the duplicate check sorts; a pairwise check
+   would make such a file cost 2e10 comparisons); the same with the first
+   key repeated last is refused. */
+static void test_many_keys(void) {
+  enum { N = 200000 };
+  for (int dup = 0; dup < 2; dup++) {
+    buf b = {0};
+    put(&b, "GGUF", 4);
+    u32(&b, 3);
+    u64(&b, 0);
+    u64(&b, N);
+    char key[32];
+    for (int i = 0; i < N; i++) {
+      snprintf(key, sizeof key, "k.%d", dup && i == N - 1 ? 0 : i);
+      str(&b, key);
+      u32(&b, 4);
+      u32(&b, (uint32_t)i);
+    }
+    char err[256] = "";
+    gguf_file *f = NULL;
+    int rc = gguf_open_memory(b.p, b.n, &f, err, sizeof err);
+    if (dup)
+      CHECK(rc != 0 && !f && strstr(err, "'k.0' appears twice"),
+            "200,000 keys, one twice: rc %d, '%s'", rc, err);
+    else
+      CHECK(rc == 0 && gguf_n_kv(f) == N, "200,000 keys: %s", err);
+    uint32_t v = 0;
+    if (f)
+      CHECK(gguf_get_u32(f, "k.199999", &v, err, sizeof err) == 0 && v == N - 1,
+            "last of 200,000 keys");
+    gguf_close(f);
+    free(b.p);
+  }
 }
 
 static void test_special_files(void) {
@@ -486,6 +538,7 @@ static void test_dequant(void) {
 int main(void) {
   test_valid();
   test_malformed();
+  test_many_keys();
   test_special_files();
   test_dequant();
   printf("%d passed, %d failed\n", passed, failed);
