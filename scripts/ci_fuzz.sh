@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # ci_fuzz.sh - the CI's fuzzing minute (issue 15): builds the libFuzzer
 # targets of fuzz/ (clang, ASan + UBSan, the library instrumented too) and
-# runs each for FUZZ_SECONDS from its seed corpus in fuzz/corpus/, two
-# targets at a time. Fails when any target finds anything (a crash, a
+# runs each from its seed corpus in fuzz/corpus/, two targets at a time,
+# for a fixed number of executions (about a minute each on the 2-core CI
+# machine) from a fixed seed, so that its length does not depend on the
+# machine's speed and two runs explore much the same inputs (not bit for
+# bit: libFuzzer's use of comparison operands and its corpus pruning vary
+# from run to run). The long, exploring runs are local (fuzz/RESULTS.md). Fails when any target finds anything (a crash, a
 # sanitizer report, a leak, a timeout of a unit, a failed check); prints a
 # closing "N passed, N failed" line (targets).
 #
-#   scripts/ci_fuzz.sh                 # every target, 60 s each
-#   FUZZ_SECONDS=10 scripts/ci_fuzz.sh npy cli
+#   scripts/ci_fuzz.sh                 # every target, ~60 s each
+#   FUZZ_SEED=7 FUZZ_SCALE=10 scripts/ci_fuzz.sh npy cli
 #
-# Environment: FUZZ_SECONDS (default 60), FUZZ_JOBS (targets at once,
+# Environment: FUZZ_SEED (libFuzzer -seed, default 1), FUZZ_SCALE (the
+# executions per target in tenths of the default, default 10),
+# FUZZ_SECONDS (a ceiling per target, default 180), FUZZ_JOBS (targets at once,
 # default 2), FUZZ_BUILD_DIR (default: a new directory under $TMPDIR,
 # removed at the end; give one to reuse a build), FUZZ_WORK_DIR (where new
 # inputs, logs and crash artifacts go; default a new directory under
@@ -26,11 +32,18 @@ set -u
 set -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SECONDS_EACH=${FUZZ_SECONDS:-60}
+SECONDS_EACH=${FUZZ_SECONDS:-180}
+SEED=${FUZZ_SEED:-1}
+SCALE=${FUZZ_SCALE:-10}
 JOBS=${FUZZ_JOBS:-2}
 CC=${CC:-clang}
 case $SECONDS_EACH in '' | *[!0-9]*)
   echo "ci_fuzz.sh: FUZZ_SECONDS must be a whole number of seconds" >&2
+  exit 2
+  ;;
+esac
+case $SEED$SCALE in '' | *[!0-9]*)
+  echo "ci_fuzz.sh: FUZZ_SEED and FUZZ_SCALE must be whole numbers" >&2
   exit 2
   ;;
 esac
@@ -40,11 +53,12 @@ case $JOBS in '' | *[!0-9]* | 0)
   ;;
 esac
 
-# target, its corpus directory under fuzz/corpus, its per-unit limit (s)
-ALL_TARGETS="npy_fuzz:npy:25 safetensors_fuzz:safetensors:25
-gguf_fuzz:gguf:25 bpe_fuzz:bpe:25 wordpiece_fuzz:wordpiece:25
-cli_fuzz:cli:25 params_fuzz:params:60 cache_fuzz:cache:60
-params2_fuzz:params2:120"
+# target, its corpus directory under fuzz/corpus, its per-unit limit (s),
+# its executions (about 60 s each at the rates of a 2-core Zen 3 CI run)
+ALL_TARGETS="npy_fuzz:npy:25:6000000 safetensors_fuzz:safetensors:25:2000000
+gguf_fuzz:gguf:25:1000000 bpe_fuzz:bpe:25:80000 wordpiece_fuzz:wordpiece:25:60000
+cli_fuzz:cli:25:1500000 params_fuzz:params:60:15000 cache_fuzz:cache:60:250000
+params2_fuzz:params2:120:1500"
 
 tmp_root=${TMPDIR:-/tmp}
 own_build=0
@@ -131,14 +145,16 @@ if ! cmake --build "$BUILD" -j "$JOBS" --target $bnames \
   exit 2
 fi
 
-# run_one TARGET:CORPUS:TIMEOUT : the target for SECONDS_EACH from a copy
-# of its seeds (new inputs go to $WORK/corpus, not the repository).
+# run_one TARGET:CORPUS:TIMEOUT:RUNS : the target for RUNS x SCALE / 10
+# executions from SEED (at most SECONDS_EACH) over its seeds (new inputs
+# go to $WORK/corpus, not the repository).
 run_one() {
-  IFS=: read -r name corpus unit <<EOF
+  IFS=: read -r name corpus unit runs <<EOF
 $1
 EOF
   mkdir -p "$WORK/corpus/$name"
-  "$BUILD/fuzz/$name" -max_total_time="$SECONDS_EACH" -timeout="$unit" \
+  "$BUILD/fuzz/$name" -seed="$SEED" -runs=$((runs * SCALE / 10)) \
+    -max_total_time="$SECONDS_EACH" -timeout="$unit" \
     -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$WORK/artifacts/$name-" \
     "$WORK/corpus/$name" "$ROOT/fuzz/corpus/$corpus" \
