@@ -19,8 +19,11 @@
  *   C  (only with dbias) items (bias batch, bias head, bias row tile): the
  *      item recomputes dS for every (sequence, head, row) that its dbias
  *      elements sum over, in a fixed order, and accumulates into dbias.
- *   B  per (sequence, query head, query tile): dQ = scale * sum over the
- *      chunks, in chunk order, of dQc.
+ *   B  per (sequence, kv head): dQ of the group's query heads = scale *
+ *      sum over the chunks, in chunk order, of dQc; run by the thread that
+ *      finishes the last phase-A item of the pair, while the others go on
+ *      with phase A (after the barrier only sequences without keys remain:
+ *      their dQ is 0).
  *
  * Items are claimed from shared counters, so which thread does an item
  * varies; what an item computes, and in which order, does not: results are
@@ -51,14 +54,15 @@ typedef struct bwd_layout {
   int64_t items_c;    /* dbias items                                 */
   int64_t items_a;    /* phase-A items (sequence, kv head, chunk)    */
   size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
-  size_t dd, dqc, base;
+  size_t dd, dqc, base, done;
   size_t rel;        /* drel_bias partials [items_a][group][buckets] */
   size_t per_thread; /* one thread's scratch                        */
-  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5;
-  size_t z;       /* dropout's factors [br][bc] (empty without dropout) */
-  size_t gm;      /* score_mod's derivative [br][bc] (empty without it) */
-  size_t tiles;   /* offset of the call's own tile lists (if not compiled) */
-  size_t scratch; /* offset of thread 0's scratch                */
+  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5, touched;
+  int64_t nqt_max; /* most query tiles of a sequence                 */
+  size_t z;        /* dropout's factors [br][bc] (empty without dropout) */
+  size_t gm;       /* score_mod's derivative [br][bc] (empty without it) */
+  size_t tiles;    /* offset of the call's own tile lists (if not compiled) */
+  size_t scratch;  /* offset of thread 0's scratch                */
   size_t total;
   int threads;
 } bwd_layout;
@@ -85,12 +89,14 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->dp = (int64_t)round_up((size_t)pr->d, (size_t)k->vl);
   w->dvp = (int64_t)round_up((size_t)pr->dv, (size_t)k->vl);
   w->chunks = 1;
+  w->nqt_max = 1;
   int64_t items_a = 0;
   for (int64_t b = 0; b < pr->batch; b++) {
     attn_seq sq;
     attn_problem_seq(pr, b, &sq);
     const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, k->bc) : 0;
     w->chunks = ATTN_MAX(w->chunks, c);
+    w->nqt_max = ATTN_MAX(w->nqt_max, cdiv(sq.sq, k->br));
     items_a += c * pr->hk;
   }
   w->items_a = items_a;
@@ -113,6 +119,9 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
       (size_t)w->dp);
   w->dqc = attn_ws_add(&sh, dqc, sizeof(float));
   w->base = attn_ws_add(&sh, (size_t)pr->batch + 1, sizeof(int64_t));
+  w->done =
+      attn_ws_add(&sh, attn_ws_mul(&sh, (size_t)pr->batch, (size_t)pr->hk),
+                  sizeof(atomic_llong));
   const size_t nrel = p->drel_bias ? (size_t)p->rel_buckets : 0;
   w->rel = attn_ws_add(
       &sh,
@@ -144,6 +153,10 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
   w->dt5 = attn_ws_add(&t, br + bc, sizeof(float));
+  w->touched = attn_ws_add(
+      &t, attn_ws_mul(&t, (size_t)pr->group, (size_t)w->nqt_max), 1);
+  if (t.overflow)
+    return ATTN_ERR_OVERFLOW;
   w->per_thread = t.off;
 
   int nt = pl->threads;
@@ -173,6 +186,7 @@ typedef struct bwd_job {
   float *dqc;         /* [chunks][hq][tq][dp]                    */
   float *rel;         /* [items_a][group][buckets] drel_bias partials */
   int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
+  atomic_llong *done; /* [batch][hk] phase-A items finished          */
   atomic_llong counter_a, counter_c;
 } bwd_job;
 
@@ -398,11 +412,11 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   const int64_t nkt = cdiv(sq.sk, k->bc), nqt = cdiv(sq.sq, k->br);
   const int64_t nch = seq_chunks(sq.sk, k->bc), tpc = cdiv(nkt, nch);
   const int64_t r0 = seq_row0(p, &sq);
-  for (int64_t hh = 0; hh < pr->group; hh++) {
-    const int64_t h = g * pr->group + hh;
-    memset(job->dqc + ((c * pr->hq + h) * w->tq + r0) * dp, 0,
-           sizeof(float) * (size_t)(sq.sq * dp));
-  }
+  /* The item's dQ partial rows are zeroed a query tile at a time, just
+   * before the first block that adds to them (while they are about to be
+   * in cache), and the tiles no block reached at the end. */
+  uint8_t *touched = (uint8_t *)(ws + w->touched);
+  memset(touched, 0, (size_t)(pr->group * nqt));
   float *dk = (float *)(ws + w->dk), *dv = (float *)(ws + w->dv);
   float *dkm = (float *)(ws + w->dkm), *dvm = (float *)(ws + w->dvm);
   /* drel_bias: this item's own partial sums, [group][buckets] */
@@ -422,22 +436,32 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
      * block's sum (in the kernel), a head's (dkm, dvm), all heads'. */
     for (int64_t hh = 0; hh < pr->group; hh++) {
       const int64_t h = g * pr->group + hh;
-      memset(dkm, 0, sizeof(float) * nk);
-      memset(dvm, 0, sizeof(float) * nv);
+      /* the first head sums straight into dk, dv (0 + x = x) */
+      float *hk = hh == 0 ? dk : dkm, *hv = hh == 0 ? dv : dvm;
+      if (hh > 0) {
+        memset(dkm, 0, sizeof(float) * nk);
+        memset(dvm, 0, sizeof(float) * nv);
+      }
       for (int64_t qt = 0; qt < nqt; qt++) {
         const int64_t i0 = qt * k->br;
         const int rows = (int)ATTN_MIN((int64_t)k->br, sq.sq - i0);
         attn_bblock t;
         if (!block_setup(job, &sq, h, i0, rows, j0, nkeys, ws, &t))
           continue;
-        t.dk = dkm;
-        t.dvacc = dvm;
+        t.dk = hk;
+        t.dvacc = hv;
         t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
+        if (!touched[hh * nqt + qt]) {
+          touched[hh * nqt + qt] = 1;
+          memset(t.dq, 0, sizeof(float) * (size_t)(rows * dp));
+        }
         t.dt5 = nb ? dt5 : NULL;
         k->block(&t);
         if (nb)
           rel_scatter(&t, dt5, rel + hh * nb);
       }
+      if (hh == 0)
+        continue;
       for (size_t e = 0; e < nk; e++)
         dk[e] += dkm[e];
       for (size_t e = 0; e < nv; e++)
@@ -457,7 +481,18 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
                      p->dv.dtype, p->dv.stride[3]);
     }
   }
+  for (int64_t hh = 0; hh < pr->group; hh++)
+    for (int64_t qt = 0; qt < nqt; qt++)
+      if (!touched[hh * nqt + qt]) {
+        const int64_t h = g * pr->group + hh, i0 = qt * k->br;
+        const int64_t rows = ATTN_MIN((int64_t)k->br, sq.sq - i0);
+        memset(job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp, 0,
+               sizeof(float) * (size_t)(rows * dp));
+      }
 }
+
+static void group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
+                       char *ws); /* phase B, below */
 
 static void phase_a(bwd_job *job, int tid) {
   const attn_problem *pr = job->pr;
@@ -470,9 +505,12 @@ static void phase_a(bwd_job *job, int tid) {
     while (it >= job->item_base[b + 1])
       b++; /* items are claimed in increasing order */
     const int64_t local = it - job->item_base[b];
-    /* chunk-major: the first chunks (the most work under causal masks)
-     * start first */
-    phase_a_item(job, b, local % pr->hk, local / pr->hk, ws);
+    const int64_t nch = (job->item_base[b + 1] - job->item_base[b]) / pr->hk;
+    /* head-major: a kv head's chunks finish together, so its dQ sum
+     * (group_done) overlaps the other heads' items; within a head the
+     * first chunks (the most work under causal masks) start first */
+    phase_a_item(job, b, local / nch, local % nch, ws);
+    group_done(job, b, local / nch, nch, ws);
   }
 }
 
@@ -548,38 +586,62 @@ static void phase_c(bwd_job *job, int tid) {
 /* ---------------------------------------------------------------------- */
 /* Phase B: dQ = scale * sum of the chunks' partials, in chunk order       */
 /* ---------------------------------------------------------------------- */
-static void phase_b(bwd_job *job, int tid, int nthreads) {
+/* dQ of rows i0..i1-1 of sequence b, query head h: scale times the sum
+ * of the chunks' partials in chunk order (acc: dp floats of scratch). */
+static void dq_rows(bwd_job *job, const attn_seq *sq, int64_t nch, int64_t h,
+                    int64_t i0, int64_t i1, float *acc) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const bwd_layout *w = &job->w;
-  const int64_t dp = w->dp, br = job->k->br;
-  char *ws = job->mem + w->scratch + (size_t)tid * w->per_thread;
-  float *acc = (float *)(ws + w->tmp);
+  const int64_t dp = w->dp, r0 = seq_row0(p, sq);
+  for (int64_t i = i0; i < i1; i++) {
+    memset(acc, 0, sizeof(float) * (size_t)dp);
+    for (int64_t c = 0; c < nch; c++) {
+      const float *x = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
+      for (int64_t e = 0; e < dp; e++)
+        acc[e] += x[e];
+    }
+    for (int64_t e = 0; e < dp; e++)
+      acc[e] *= pr->scale;
+    attn_store_row(acc, pr->d,
+                   attn_elem(&p->dq, sq->q_bat, sq->q_off + i, h, 0),
+                   p->dq.dtype, p->dq.stride[3]);
+  }
+}
+
+/* Phase A's last item of (sequence b, kv head g), whichever thread runs
+ * it, sums dQ of the group's query heads at once (dq_rows), while the
+ * other threads go on with phase A: this memory-bound pass overlaps the
+ * compute-bound one instead of following it. The counter's atomic add
+ * orders every item's partials before the sum. */
+static void group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
+                       char *ws) {
+  const attn_problem *pr = job->pr;
+  if (atomic_fetch_add(&job->done[b * pr->hk + g], 1) + 1 != nch)
+    return;
+  attn_seq sq;
+  attn_problem_seq(pr, b, &sq);
+  float *acc = (float *)(ws + job->w.tmp);
+  for (int64_t hh = 0; hh < pr->group; hh++)
+    dq_rows(job, &sq, nch, g * pr->group + hh, 0, sq.sq, acc);
+}
+
+/* Phase B: dQ of the sequences phase A had no item for (no key): zeros. */
+static void phase_b(bwd_job *job, int tid, int nthreads) {
+  const attn_problem *pr = job->pr;
+  const int64_t br = job->k->br;
+  float *acc = (float *)(job->mem + job->w.scratch +
+                         (size_t)tid * job->w.per_thread + job->w.tmp);
   int64_t it = 0;
   for (int64_t b = 0; b < pr->batch; b++) {
+    if (job->item_base[b + 1] > job->item_base[b])
+      continue; /* done by group_done */
     attn_seq sq;
     attn_problem_seq(pr, b, &sq);
-    const int64_t nch = sq.sq > 0 ? seq_chunks(sq.sk, job->k->bc) : 0;
-    const int64_t r0 = seq_row0(p, &sq);
     for (int64_t h = 0; h < pr->hq; h++)
-      for (int64_t i0 = 0; i0 < sq.sq; i0 += br, it++) {
-        if (it % nthreads != tid)
-          continue;
-        for (int64_t i = i0; i < ATTN_MIN(sq.sq, i0 + br); i++) {
-          memset(acc, 0, sizeof(float) * (size_t)dp);
-          for (int64_t c = 0; c < nch; c++) {
-            const float *x =
-                job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
-            for (int64_t e = 0; e < dp; e++)
-              acc[e] += x[e];
-          }
-          for (int64_t e = 0; e < dp; e++)
-            acc[e] *= pr->scale;
-          attn_store_row(acc, pr->d,
-                         attn_elem(&p->dq, sq.q_bat, sq.q_off + i, h, 0),
-                         p->dq.dtype, p->dq.stride[3]);
-        }
-      }
+      for (int64_t i0 = 0; i0 < sq.sq; i0 += br, it++)
+        if (it % nthreads == tid)
+          dq_rows(job, &sq, 0, h, i0, ATTN_MIN(sq.sq, i0 + br), acc);
   }
 }
 
@@ -702,6 +764,9 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   job.dd = (float *)(base + job.w.dd);
   job.dqc = (float *)(base + job.w.dqc);
   job.item_base = (int64_t *)(base + job.w.base);
+  job.done = (atomic_llong *)(base + job.w.done);
+  for (int64_t i = 0; i < pl.pr.batch * pl.pr.hk; i++)
+    atomic_init(&job.done[i], 0);
   job.rel = (float *)(base + job.w.rel);
   job.tiles = pl.compiled;
   if (!job.tiles) {

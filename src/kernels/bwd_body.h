@@ -122,7 +122,7 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       KFN(score_mod_row)(&t->sc, t->i0 + r, t->j0, x, t->gm + r * BC, ncol);
     if (partial)
       attn_mask_apply(&t->mv, r, r + 1, t->j0, ncol, x, BC);
-    KFN(softmax_exp_row)(x, ncol, lse);
+    KFN(softmax_bwd_row)(x, ncol, lse);
   }
   for (int r = rows; r < rows_mr; r++)
     memset(s + r * BC, 0, sizeof(float) * (size_t)ncol);

@@ -97,6 +97,18 @@ static inline void KFN(score_bwd_row)(const attn_score *sc, float *restrict ds,
       vf_store(ds + c, vf_mul(vf_load(ds + c), vf_load(g + c)));
 }
 
+/* The backward's P = 2^((s - lse) log2 e) for s in x[0..n), the
+ * subtraction first: exact for the keys within a factor 2 of lse (those
+ * that carry the row's weight), so P carries the rounding of s and lse
+ * only, not that of lse log2 e (|lse| 2^-24 relative, which the forward's
+ * FMA form s log2e - lse log2e would add to every P of a row). */
+static ALWAYS_INLINE void KFN(softmax_bwd_row)(float *restrict x, int n,
+                                               float lse) {
+  const vf l2e = vf_set1(kLog2e), lv = vf_set1(lse);
+  for (int c = 0; c < n; c += VL)
+    vf_store(x + c, vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c), lv), l2e)));
+}
+
 /* exp2 of (s - m) log2(e) for the softmax, s in x[0..n): the one FMA
  * s log2e - m log2e when |m| is moderate; (s - m) log2e when it is not,
  * so that huge finite scores (|s| ~ 1e9 and beyond, where the FMA's
