@@ -187,6 +187,7 @@ typedef struct bwd_job {
   float *rel;         /* [items_a][group][buckets] drel_bias partials */
   int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
   atomic_llong *done; /* [batch][hk] phase-A items finished          */
+  int overlap_b;      /* dQ sums in phase A (group_done), not after  */
   atomic_llong counter_a, counter_c;
 } bwd_job;
 
@@ -613,11 +614,15 @@ static void dq_rows(bwd_job *job, const attn_seq *sq, int64_t nch, int64_t h,
  * it, sums dQ of the group's query heads at once (dq_rows), while the
  * other threads go on with phase A: this memory-bound pass overlaps the
  * compute-bound one instead of following it. The counter's atomic add
- * orders every item's partials before the sum. */
+ * orders every item's partials before the sum. Only when there are at
+ * least as many (sequence, kv head) pairs as threads (overlap_b): with
+ * fewer (MQA, few kv heads on many threads) one thread would sum a large
+ * share of dQ alone at the end, so phase B keeps it, split over rows. */
 static void group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
                        char *ws) {
   const attn_problem *pr = job->pr;
-  if (atomic_fetch_add(&job->done[b * pr->hk + g], 1) + 1 != nch)
+  if (!job->overlap_b ||
+      atomic_fetch_add(&job->done[b * pr->hk + g], 1) + 1 != nch)
     return;
   attn_seq sq;
   attn_problem_seq(pr, b, &sq);
@@ -626,7 +631,8 @@ static void group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
     dq_rows(job, &sq, nch, g * pr->group + hh, 0, sq.sq, acc);
 }
 
-/* Phase B: dQ of the sequences phase A had no item for (no key): zeros. */
+/* Phase B: dQ of what group_done did not sum: every sequence without
+ * overlap_b, else those phase A had no item for (no key: zeros). */
 static void phase_b(bwd_job *job, int tid, int nthreads) {
   const attn_problem *pr = job->pr;
   const int64_t br = job->k->br;
@@ -634,14 +640,15 @@ static void phase_b(bwd_job *job, int tid, int nthreads) {
                          (size_t)tid * job->w.per_thread + job->w.tmp);
   int64_t it = 0;
   for (int64_t b = 0; b < pr->batch; b++) {
-    if (job->item_base[b + 1] > job->item_base[b])
+    const int64_t nch = (job->item_base[b + 1] - job->item_base[b]) / pr->hk;
+    if (nch > 0 && job->overlap_b)
       continue; /* done by group_done */
     attn_seq sq;
     attn_problem_seq(pr, b, &sq);
     for (int64_t h = 0; h < pr->hq; h++)
       for (int64_t i0 = 0; i0 < sq.sq; i0 += br, it++)
         if (it % nthreads == tid)
-          dq_rows(job, &sq, 0, h, i0, ATTN_MIN(sq.sq, i0 + br), acc);
+          dq_rows(job, &sq, nch, h, i0, ATTN_MIN(sq.sq, i0 + br), acc);
   }
 }
 
@@ -765,6 +772,7 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   job.dqc = (float *)(base + job.w.dqc);
   job.item_base = (int64_t *)(base + job.w.base);
   job.done = (atomic_llong *)(base + job.w.done);
+  job.overlap_b = pl.pr.batch * pl.pr.hk >= job.w.threads;
   for (int64_t i = 0; i < pl.pr.batch * pl.pr.hk; i++)
     atomic_init(&job.done[i], 0);
   job.rel = (float *)(base + job.w.rel);
