@@ -33,7 +33,7 @@
  * and a few hundred KiB of tiles per thread: linear in the sequence
  * lengths, nothing of size seq_q x seq_k.
  */
-#include "kernels/plan.h"
+#include "kernels/bwd_job.h"
 #include "kernels/sparse_split.h"
 
 #include <math.h>
@@ -42,37 +42,6 @@
 #include <string.h>
 
 #define ALIGN 64
-#define ATTN_BWD_CHUNKS 8 /* most key chunks (dQ partial copies) */
-
-static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
-typedef struct bwd_layout {
-  int64_t tq;         /* rows of q's seq axis times its batch        */
-  int64_t tqp;        /* tq + br zero rows (reads past a tile end)   */
-  int64_t dp, dvp;    /* head dims padded to the vector width        */
-  int64_t chunks;     /* dQ partial copies (<= ATTN_BWD_CHUNKS)      */
-  int64_t items_c;    /* dbias items                                 */
-  int64_t items_a;    /* phase-A items (sequence, kv head, chunk)    */
-  size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
-  size_t dd, dqc, base, done;
-  size_t rel;        /* drel_bias partials [items_a][group][buckets] */
-  size_t per_thread; /* one thread's scratch                        */
-  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5, touched;
-  int64_t nqt_max; /* most query tiles of a sequence                 */
-  size_t z;        /* dropout's factors [br][bc] (empty without dropout) */
-  size_t gm;       /* score_mod's derivative [br][bc] (empty without it) */
-  size_t tiles;    /* offset of the call's own tile lists (if not compiled) */
-  size_t scratch;  /* offset of thread 0's scratch                */
-  size_t total;
-  int threads;
-} bwd_layout;
-
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-/* Key chunks of a sequence with sk keys. */
-static int64_t seq_chunks(int64_t sk, int64_t bc) {
-  return ATTN_MIN(cdiv(sk, bc), (int64_t)ATTN_BWD_CHUNKS);
-}
 
 /* Rows of padding after every buffer of bc key rows: the key-row loops of
  * the body run in steps of MR (at most 8), past bc when MR does not divide
@@ -171,29 +140,6 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
     return ATTN_ERR_OVERFLOW;
   w->total = all;
   return ATTN_OK;
-}
-
-typedef struct bwd_job {
-  const attn_plan *pl;
-  const attn_problem *pr;
-  const attn_bwd_kernel *k;
-  const attn_tiles *tiles; /* the mask's tile lists               */
-  attn_tiles own;          /* the call's own, when not compiled   */
-  bwd_layout w;
-  char *mem;          /* aligned workspace                       */
-  float *qs, *dos;    /* [hq][tqp][dp], [hq][tqp][dvp]           */
-  float *l2, *dd;     /* [hq][tqp]: the forward's LSE, D          */
-  float *dqc;         /* [chunks][hq][tq][dp]                    */
-  float *rel;         /* [items_a][group][buckets] drel_bias partials */
-  int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
-  atomic_llong *done; /* [batch][hk] phase-A items finished          */
-  int overlap_b;      /* dQ sums in phase A (group_done), not after  */
-  atomic_llong counter_a, counter_c;
-} bwd_job;
-
-/* First row of sequence sq in the [tq] row numbering. */
-static int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
-  return sq->q_bat * p->q.shape[1] + sq->q_off;
 }
 
 static void zero_rows(const attn_tensor *t, int64_t bat, int64_t r0, int64_t r1,
@@ -492,9 +438,6 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
       }
 }
 
-static void group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
-                       char *ws); /* phase B, below */
-
 static void phase_a(bwd_job *job, int tid) {
   const attn_problem *pr = job->pr;
   char *ws = job->mem + job->w.scratch + (size_t)tid * job->w.per_thread;
@@ -508,10 +451,10 @@ static void phase_a(bwd_job *job, int tid) {
     const int64_t local = it - job->item_base[b];
     const int64_t nch = (job->item_base[b + 1] - job->item_base[b]) / pr->hk;
     /* head-major: a kv head's chunks finish together, so its dQ sum
-     * (group_done) overlaps the other heads' items; within a head the
+     * (attn_bwd_group_done) overlaps the other heads' items; within a head the
      * first chunks (the most work under causal masks) start first */
     phase_a_item(job, b, local / nch, local % nch, ws);
-    group_done(job, b, local / nch, nch, ws);
+    attn_bwd_group_done(job, b, local / nch, nch, ws);
   }
 }
 
@@ -584,117 +527,6 @@ static void phase_c(bwd_job *job, int tid) {
   }
 }
 
-/* ---------------------------------------------------------------------- */
-/* Phase B: dQ = scale * sum of the chunks' partials, in chunk order       */
-/* ---------------------------------------------------------------------- */
-/* dQ of rows i0..i1-1 of sequence b, query head h: scale times the sum
- * of the chunks' partials in chunk order (acc: dp floats of scratch). */
-static void dq_rows(bwd_job *job, const attn_seq *sq, int64_t nch, int64_t h,
-                    int64_t i0, int64_t i1, float *acc) {
-  const attn_problem *pr = job->pr;
-  const attn_params *p = pr->p;
-  const bwd_layout *w = &job->w;
-  const int64_t dp = w->dp, r0 = seq_row0(p, sq);
-  for (int64_t i = i0; i < i1; i++) {
-    memset(acc, 0, sizeof(float) * (size_t)dp);
-    for (int64_t c = 0; c < nch; c++) {
-      const float *x = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
-      for (int64_t e = 0; e < dp; e++)
-        acc[e] += x[e];
-    }
-    for (int64_t e = 0; e < dp; e++)
-      acc[e] *= pr->scale;
-    attn_store_row(acc, pr->d,
-                   attn_elem(&p->dq, sq->q_bat, sq->q_off + i, h, 0),
-                   p->dq.dtype, p->dq.stride[3]);
-  }
-}
-
-/* Phase A's last item of (sequence b, kv head g), whichever thread runs
- * it, sums dQ of the group's query heads at once (dq_rows), while the
- * other threads go on with phase A: this memory-bound pass overlaps the
- * compute-bound one instead of following it. The counter's atomic add
- * orders every item's partials before the sum. Only when there are at
- * least as many (sequence, kv head) pairs as threads (overlap_b): with
- * fewer (MQA, few kv heads on many threads) one thread would sum a large
- * share of dQ alone at the end, so phase B keeps it, split over rows. */
-static void group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
-                       char *ws) {
-  const attn_problem *pr = job->pr;
-  if (!job->overlap_b ||
-      atomic_fetch_add(&job->done[b * pr->hk + g], 1) + 1 != nch)
-    return;
-  attn_seq sq;
-  attn_problem_seq(pr, b, &sq);
-  float *acc = (float *)(ws + job->w.tmp);
-  for (int64_t hh = 0; hh < pr->group; hh++)
-    dq_rows(job, &sq, nch, g * pr->group + hh, 0, sq.sq, acc);
-}
-
-/* Phase B: dQ of what group_done did not sum: every sequence without
- * overlap_b, else those phase A had no item for (no key: zeros). */
-static void phase_b(bwd_job *job, int tid, int nthreads) {
-  const attn_problem *pr = job->pr;
-  const int64_t br = job->k->br;
-  float *acc = (float *)(job->mem + job->w.scratch +
-                         (size_t)tid * job->w.per_thread + job->w.tmp);
-  int64_t it = 0;
-  for (int64_t b = 0; b < pr->batch; b++) {
-    const int64_t nch = (job->item_base[b + 1] - job->item_base[b]) / pr->hk;
-    if (nch > 0 && job->overlap_b)
-      continue; /* done by group_done */
-    attn_seq sq;
-    attn_problem_seq(pr, b, &sq);
-    for (int64_t h = 0; h < pr->hq; h++)
-      for (int64_t i0 = 0; i0 < sq.sq; i0 += br, it++)
-        if (it % nthreads == tid)
-          dq_rows(job, &sq, nch, h, i0, ATTN_MIN(sq.sq, i0 + br), acc);
-  }
-}
-
-/* drel_bias[bucket][h] = the phase-A items' partials summed in item order
- * (sequence, chunk): one head per thread at a time. */
-static void phase_rel(bwd_job *job, int tid, int nthreads) {
-  const attn_problem *pr = job->pr;
-  const attn_params *p = pr->p;
-  const int64_t nb = p->rel_buckets, hk = pr->hk, group = pr->group;
-  for (int64_t h = tid; h < pr->hq; h += nthreads) {
-    const int64_t g = h / group, hh = h % group;
-    for (int64_t bk = 0; bk < nb; bk++) {
-      float acc = 0.0f;
-      for (int64_t b = 0; b < pr->batch; b++) {
-        const int64_t nch = (job->item_base[b + 1] - job->item_base[b]) / hk;
-        for (int64_t c = 0; c < nch; c++) {
-          const int64_t it = job->item_base[b] + c * hk + g;
-          acc += job->rel[(it * group + hh) * nb + bk];
-        }
-      }
-      p->drel_bias[bk * pr->hq + h] = acc;
-    }
-  }
-}
-
-/* dsinks[h] = -sum_i exp(sink - lse_i) D_i over every row of head h, in
- * row order, in double (a sum over batch x rows): one head per thread. A
- * row without query (lse -inf: padding) adds nothing; with no sink
- * (-inf) the gradient is 0. */
-static void phase_sinks(bwd_job *job, int tid, int nthreads) {
-  const attn_problem *pr = job->pr;
-  const attn_params *p = pr->p;
-  const int64_t tqp = job->w.tqp;
-  for (int64_t h = tid; h < pr->hq; h += nthreads) {
-    const float sink = p->sinks ? p->sinks[h] : -INFINITY;
-    double acc = 0.0;
-    for (int64_t r = 0; r < tqp && sink > -INFINITY; r++) {
-      const float lse = job->l2[h * tqp + r];
-      if (lse == -INFINITY)
-        continue;
-      acc -= exp((double)sink - (double)lse) * (double)job->dd[h * tqp + r];
-    }
-    p->dsinks[h] = (float)acc;
-  }
-}
-
 static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   bwd_job *job = (bwd_job *)arg;
   if (job->tiles == &job->own) /* compile the mask: slots split by tid */
@@ -705,11 +537,11 @@ static void bwd_worker(void *arg, attn_team *team, int tid, int nthreads) {
   if (job->w.items_c)
     phase_c(job, tid);
   attn_team_barrier(team);
-  phase_b(job, tid, nthreads);
+  attn_bwd_phase_b(job, tid, nthreads);
   if (job->pr->p->drel_bias)
-    phase_rel(job, tid, nthreads);
+    attn_bwd_phase_rel(job, tid, nthreads);
   if (job->pr->p->dsinks)
-    phase_sinks(job, tid, nthreads);
+    attn_bwd_phase_sinks(job, tid, nthreads);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -1,0 +1,78 @@
+/* bwd_job.h - the backward's shared state (private to bwd.c, which runs
+ * phases 0, A and C, and bwd_reduce.c, which sums dQ, drel_bias and
+ * dsinks): the workspace layout, the job, and the item arithmetic both use.
+ * See bwd.c for the phases. */
+#ifndef ATTN_KERNELS_BWD_JOB_H
+#define ATTN_KERNELS_BWD_JOB_H
+
+#include "kernels/plan.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ATTN_BWD_CHUNKS 8 /* most key chunks (dQ partial copies) */
+
+static inline size_t round_up(size_t x, size_t a) {
+  return (x + a - 1) / a * a;
+}
+
+typedef struct bwd_layout {
+  int64_t tq;         /* rows of q's seq axis times its batch        */
+  int64_t tqp;        /* tq + br zero rows (reads past a tile end)   */
+  int64_t dp, dvp;    /* head dims padded to the vector width        */
+  int64_t chunks;     /* dQ partial copies (<= ATTN_BWD_CHUNKS)      */
+  int64_t items_c;    /* dbias items                                 */
+  int64_t items_a;    /* phase-A items (sequence, kv head, chunk)    */
+  size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
+  size_t dd, dqc, base, done;
+  size_t rel;        /* drel_bias partials [items_a][group][buckets] */
+  size_t per_thread; /* one thread's scratch                        */
+  size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5, touched;
+  int64_t nqt_max; /* most query tiles of a sequence                 */
+  size_t z;        /* dropout's factors [br][bc] (empty without dropout) */
+  size_t gm;       /* score_mod's derivative [br][bc] (empty without it) */
+  size_t tiles;    /* offset of the call's own tile lists (if not compiled) */
+  size_t scratch;  /* offset of thread 0's scratch                */
+  size_t total;
+  int threads;
+} bwd_layout;
+
+static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Key chunks of a sequence with sk keys. */
+static inline int64_t seq_chunks(int64_t sk, int64_t bc) {
+  return ATTN_MIN(cdiv(sk, bc), (int64_t)ATTN_BWD_CHUNKS);
+}
+
+typedef struct bwd_job {
+  const attn_plan *pl;
+  const attn_problem *pr;
+  const attn_bwd_kernel *k;
+  const attn_tiles *tiles; /* the mask's tile lists               */
+  attn_tiles own;          /* the call's own, when not compiled   */
+  bwd_layout w;
+  char *mem;          /* aligned workspace                       */
+  float *qs, *dos;    /* [hq][tqp][dp], [hq][tqp][dvp]           */
+  float *l2, *dd;     /* [hq][tqp]: the forward's LSE, D          */
+  float *dqc;         /* [chunks][hq][tq][dp]                    */
+  float *rel;         /* [items_a][group][buckets] drel_bias partials */
+  int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
+  atomic_llong *done; /* [batch][hk] phase-A items finished          */
+  int overlap_b;      /* dQ sums in phase A (attn_bwd_group_done)     */
+  atomic_llong counter_a, counter_c;
+} bwd_job;
+
+/* First row of sequence sq in the [tq] row numbering. */
+static inline int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
+  return sq->q_bat * p->q.shape[1] + sq->q_off;
+}
+
+/* bwd_reduce.c */
+void attn_bwd_group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
+                         char *ws);
+void attn_bwd_phase_b(bwd_job *job, int tid, int nthreads);
+void attn_bwd_phase_rel(bwd_job *job, int tid, int nthreads);
+void attn_bwd_phase_sinks(bwd_job *job, int tid, int nthreads);
+
+#endif
