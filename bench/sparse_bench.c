@@ -15,7 +15,8 @@
  *   cc -O2 -Iinclude bench/sparse_bench.c build/libattn.a -lm -lpthread \
  *      -o /tmp/sparse_bench && /tmp/sparse_bench [threads (0 = all)]
  *      [repeats (3)] [seq (16384)] [backward (1)] [longformer max seq
- *      multiple (4)]
+ *      multiple (4; 0 = none)] [sections (3): 1 dense and block, 2 Child,
+ *      with the options the split path takes]
  *
  * Not part of the build or the tests; timings on a shared machine are
  * noisy (the lead re-measures alone). Memory: about 1.2 GiB at the
@@ -162,12 +163,54 @@ static uint8_t *block_layout(int64_t nbq, int64_t nbk, int every) {
   return bm;
 }
 
+/* Child et al.'s strided pattern (L = 128) combined with the options
+ * that narrow or move it, and both patterns on packed sequences; shares
+ * of the causal time (df, db) of the whole seq. */
+static void child_options(const bufs *b, int threads, int reps, int bwd,
+                          double df, double db) {
+  const int64_t s = b->s;
+  double tf, tb;
+  int32_t kvl[1] = {(int32_t)(s - s / 8)};
+  float slopes[H];
+  for (int h = 0; h < H; h++)
+    slopes[h] = 1.0f / (float)(2 << h);
+  attn_params p = params(b, threads);
+  p.sparse_kind = ATTN_SPARSE_STRIDED, p.sparse_l = 128;
+  p.kv_lens = kvl;
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("strided + kv_lens 7/8", s, live(&p), tf, tb, bwd, df, db);
+  p.kv_lens = NULL;
+  p.window_left = 4096;
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("strided + window 4096", s, live(&p), tf, tb, bwd, df, db);
+  p.window_left = -1;
+  p.alibi_slopes = slopes;
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("strided + ALiBi", s, live(&p), tf, tb, bwd, df, db);
+  p.alibi_slopes = NULL;
+  p.q_pos_offset = p.k_pos_offset = 1000;
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("strided + offsets 1000", s, live(&p), tf, tb, bwd, df, db);
+  /* two sequences of s / 2 packed */
+  int32_t cu[3] = {0, (int32_t)(s / 2), (int32_t)s};
+  p = params(b, threads);
+  p.cu_seqlens_q = p.cu_seqlens_k = cu;
+  p.varlen_batch = 2;
+  p.sparse_kind = ATTN_SPARSE_STRIDED, p.sparse_l = 128;
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("strided, 2 packed seqs", s, live(&p), tf, tb, bwd, df, db);
+  p.sparse_kind = ATTN_SPARSE_FIXED, p.sparse_c = 8;
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("fixed, 2 packed seqs", s, live(&p), tf, tb, bwd, df, db);
+}
+
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 0;
   const int reps = argc > 2 ? atoi(argv[2]) : 3;
   const int64_t s = argc > 3 ? atoll(argv[3]) : 16384;
   const int bwd = argc > 4 ? atoi(argv[4]) : 1;
   const int lmax = argc > 5 ? atoi(argv[5]) : 4;
+  const int which = argc > 6 ? atoi(argv[6]) : 3; /* 1 block, 2 Child */
   printf("sparse_bench: b1 h%d d%d f32, threads %d, best of %d (noisy on a "
          "shared machine)\n",
          H, D, threads, reps);
@@ -177,6 +220,8 @@ int main(int argc, char **argv) {
 
   /* 1. dense vs 10% live tiles */
   attn_params p = params(&b, threads);
+  if (!(which & 1))
+    goto child;
   timeit(&p, reps, bwd, &df, &db);
   line("dense", s, live(&p), df, db, bwd, df, db);
   const int64_t nbq = (s + ATTN_TILE_Q - 1) / ATTN_TILE_Q;
@@ -188,8 +233,10 @@ int main(int argc, char **argv) {
   line("block 10% of tiles", s, live(&p), tf, tb, bwd, df, db);
   free(bm);
 
-  /* 2. Child et al. against causal */
+child: /* 2. Child et al. against causal */
   p = params(&b, threads);
+  if (!(which & 2))
+    goto longformer;
   p.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
   timeit(&p, reps, bwd, &df, &db);
   line("causal", s, live(&p), df, db, bwd, df, db);
@@ -200,6 +247,8 @@ int main(int argc, char **argv) {
   p.sparse_kind = ATTN_SPARSE_FIXED, p.sparse_l = 128, p.sparse_c = 8;
   timeit(&p, reps, bwd, &tf, &tb);
   line("fixed L=128 C=8", s, live(&p), tf, tb, bwd, df, db);
+  child_options(&b, threads, reps, bwd, df, db);
+longformer:
   bufs_free(&b);
 
   /* 3. Longformer at s, 2s, 4s */

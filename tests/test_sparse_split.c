@@ -40,6 +40,63 @@ static void *copy(const void *x, size_t n) {
   return y;
 }
 
+/* A length the fixed pattern keeps aligned (q and k positions of row 0
+ * multiples of L) most of the time, so that it takes the split path. */
+static int64_t aligned_q(tc_rng *r, int fixed, int64_t L, int64_t sk) {
+  if (fixed && tc_chance(r, 0.85)) {
+    const int64_t sq = sk - L * tc_range(r, 0, 2);
+    return sq >= 1 ? sq : sk;
+  }
+  return tc_chance(r, 0.5) ? sk : pick(r, lens, sizeof lens / sizeof lens[0]);
+}
+
+/* Packed sequences, kv_lens, position offsets, a window, ALiBi and prefix:
+ * the options the split path takes (the fixed pattern not with a window or
+ * ALiBi: those cases check the tile path against the same oracle). */
+static void draw_options(tc_rng *r, tp_problem *c, int fixed, int64_t L) {
+  const int64_t step = fixed ? L : 1; /* offsets that keep alignment */
+  if (tc_chance(r, 0.25)) {
+    int64_t lq[3], lk[3];
+    const int64_t ns = tc_range(r, 1, 3);
+    for (int64_t b = 0; b < ns; b++) {
+      lk[b] = tc_chance(r, 0.5) ? L * tc_range(r, 1, 3) + tc_range(r, -1, 1)
+                                : pick(r, lens, sizeof lens / sizeof lens[0]);
+      if (lk[b] < 1)
+        lk[b] = 1;
+      lq[b] = aligned_q(r, fixed, L, lk[b]);
+    }
+    tp_problem_varlen(c, ns, lq, lk);
+  }
+  if (tc_chance(r, 0.3)) {
+    c->kvlens = 1;
+    for (int64_t b = 0; b < c->nseq; b++) {
+      const int64_t nq = c->varlen ? c->cu_q[b + 1] - c->cu_q[b] : c->sq;
+      const int64_t nk = c->varlen ? c->cu_k[b + 1] - c->cu_k[b] : c->sk;
+      int64_t kl = tc_range(r, 0, nk);
+      if (fixed && nk >= nq && tc_chance(r, 0.8))
+        kl = nq + L * tc_range(r, 0, (nk - nq) / L);
+      c->kv_lens[b] = (int32_t)kl;
+    }
+  }
+  if (tc_chance(r, 0.3)) {
+    c->q_pos_offset = step * tc_range(r, -3, 3);
+    c->k_pos_offset = step * tc_range(r, -3, 3);
+    if (tc_chance(r, 0.5)) {
+      c->pos_per_seq = 1;
+      for (int64_t b = 0; b < c->nseq; b++) {
+        c->q_pos_offsets[b] = step * tc_range(r, -2, 2);
+        c->k_pos_offsets[b] = step * tc_range(r, -2, 2);
+      }
+    }
+  }
+  if (tc_chance(r, fixed ? 0.1 : 0.35)) {
+    c->wl = tc_range(r, 0, 4 * L);
+    c->wr = tc_range(r, -1, 2);
+  }
+  if (tc_chance(r, fixed ? 0.1 : 0.35))
+    c->alibi = (int)tc_range(r, 1, 2);
+}
+
 static void one_case(uint64_t seed, int index) {
   tc_rng r = {tc_case_seed(seed, (uint64_t)index)};
   static const int64_t ratios[4][2] = {{1, 1}, {4, 2}, {6, 3}, {3, 1}};
@@ -60,6 +117,7 @@ static void one_case(uint64_t seed, int index) {
   tp_problem c;
   tp_problem_init(&c, tc_range(&r, 1, 3), ratios[hr][0], ratios[hr][1], sq, sk,
                   d, dv);
+  draw_options(&r, &c, fixed, L);
   c.seed = tc_next(&r);
   c.grads = 1;
   c.in_dt = pick_dt(&r);
@@ -68,8 +126,10 @@ static void one_case(uint64_t seed, int index) {
     c.g_dt[t] = tc_chance(&r, 0.7) ? ATTN_DTYPE_F32 : pick_dt(&r);
   c.threads = (int)tc_range(&r, 1, 3);
   c.causal = tc_chance(&r, 0.5) ? ATTN_CAUSAL_NONE : ATTN_CAUSAL_BOTTOM_RIGHT;
-  if (sq == sk && tc_chance(&r, 0.3))
+  if (c.sq == c.sk && !c.varlen && !c.kvlens && tc_chance(&r, 0.3))
     c.causal = ATTN_CAUSAL_TOP_LEFT;
+  if (c.causal == ATTN_CAUSAL_NONE && tc_chance(&r, 0.15))
+    c.prefix_len = tc_range(&r, 0, c.sk);
   if (tc_chance(&r, 0.3))
     c.softcap = 5.0f;
   if (tc_chance(&r, 0.3)) {
@@ -87,15 +147,28 @@ static void one_case(uint64_t seed, int index) {
   p.sparse_kind = fixed ? ATTN_SPARSE_FIXED : ATTN_SPARSE_STRIDED;
   p.sparse_l = L;
   p.sparse_c = tc_range(&r, 1, L);
-  char desc[200];
+  attn_mask *cm = NULL; /* reused across layers: the split path too */
+  const int compiled = tc_chance(&r, 0.2);
+  if (compiled) {
+    attn_status sc = attn_mask_compile(&p, &cm);
+    CHECK(sc == ATTN_OK, "case %d: attn_mask_compile: %s %s", index,
+          attn_strerror(sc), err);
+    p.compiled_mask = cm;
+  }
+  char desc[400];
   snprintf(desc, sizeof desc,
            "%s L=%lld C=%lld b%lld h%lld/%lld sq %lld sk %lld d %lld/%lld "
-           "%s->%s causal %d softcap %g sinks %d threads %d",
+           "%s->%s causal %d softcap %g sinks %d threads %d varlen %d(%lld) "
+           "kv_lens %d offsets %lld/%lld per-seq %d window %lld,%lld alibi %d "
+           "prefix %lld compiled %d",
            fixed ? "fixed" : "strided", (long long)L, (long long)p.sparse_c,
-           (long long)c.batch, (long long)c.hq, (long long)c.hk, (long long)sq,
-           (long long)sk, (long long)d, (long long)dv, tp_dtype_name(c.in_dt),
-           tp_dtype_name(c.out_dt), (int)c.causal, (double)c.softcap, c.sinks,
-           c.threads);
+           (long long)c.batch, (long long)c.hq, (long long)c.hk,
+           (long long)c.sq, (long long)c.sk, (long long)d, (long long)dv,
+           tp_dtype_name(c.in_dt), tp_dtype_name(c.out_dt), (int)c.causal,
+           (double)c.softcap, c.sinks, c.threads, c.varlen, (long long)c.nseq,
+           c.kvlens, (long long)c.q_pos_offset, (long long)c.k_pos_offset,
+           c.pos_per_seq, (long long)c.wl, (long long)c.wr, c.alibi,
+           (long long)c.prefix_len, compiled);
 
   /* forward: oracle */
   oracle_ref ref;
@@ -190,6 +263,7 @@ static void one_case(uint64_t seed, int index) {
   free(o1);
   free(l1);
 out:
+  attn_mask_free(cm);
   tp_bufs_free(&m);
 }
 

@@ -1,0 +1,270 @@
+/*
+ * sparse_split_run.c - the forward and backward of the split path
+ * (sparse_split.c has the geometry): run the near and the far part, merge
+ * their outputs by LSE row by row (forward), or hand each part the merged
+ * o and lse and add the far part's gradients back into the near part's
+ * (backward). Rows outside every sequence are left alone, as the tile
+ * path leaves them.
+ */
+#include "kernels/sparse_split_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static attn_status fail_oom(const attn_plan *pl) {
+  return attn_fail(&pl->p, ATTN_ERR_OUT_OF_MEMORY,
+                   "out of memory splitting the sparse pattern");
+}
+
+/* Strided: (tensor batch, tensor row) -> packed far row, -1 when none. */
+static int64_t *far_query_map(const split *s) {
+  const attn_params *p = &s->pl->p;
+  const int64_t n = p->q.shape[0] * p->q.shape[1];
+  int64_t *m = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+  if (!m)
+    return NULL;
+  for (int64_t x = 0; x < n; x++)
+    m[x] = -1;
+  if (!s->fixed)
+    for (int64_t g = 0; g < s->f.n; g++) {
+      const attn_seq *q = &s->seqs[s->f.seq[g]].s;
+      for (int64_t x = s->f.cu_q[g]; x < s->f.cu_q[g + 1]; x++)
+        m[q->q_bat * p->q.shape[1] + q->q_off + s->f.q_first[g] +
+          (x - s->f.cu_q[g]) * s->L] = x;
+    }
+  return m;
+}
+
+/* lse and o row of the far part for query row i of sequence q, head h;
+ * 0 when the query has no far part. */
+static int far_of(const split *s, const int64_t *qmap, const float *lf,
+                  const buf *of, const split_seq *q, int64_t i, int64_t h,
+                  float *l, const float **o) {
+  if (!split_has_far(s))
+    return 0;
+  const int64_t tr = q->s.q_off + i;
+  if (s->fixed) {
+    *l = lf[split_lse_index(s, q, h, i)];
+    *o = split_row(of, q->s.q_bat, tr, h);
+    return 1;
+  }
+  const int64_t x = qmap[q->s.q_bat * s->pl->p.q.shape[1] + tr];
+  if (x < 0)
+    return 0;
+  *l = lf[h * s->tq + x] - (s->lse_shift ? s->lse_shift[h] : 0.0f);
+  *o = split_row(of, 0, x, h);
+  return 1;
+}
+
+/* Merges both parts' rows and stores o and lse in the caller's. */
+static attn_status merge(const split *s, const buf *on, const float *ln,
+                         const buf *of, const float *lf, const int64_t *qmap) {
+  const attn_params *p = &s->pl->p;
+  float *tmp = malloc((size_t)s->dv * sizeof(float));
+  if (!tmp)
+    return ATTN_ERR_OUT_OF_MEMORY;
+  for (int64_t b = 0; b < s->nseq; b++) {
+    const split_seq *q = &s->seqs[b];
+    for (int64_t i = 0; i < q->s.sq; i++) {
+      const int64_t tr = q->s.q_off + i;
+      for (int64_t h = 0; h < s->hq; h++) {
+        const int64_t li = split_lse_index(s, q, h, i);
+        const float a = ln[li];
+        const float *oa = split_row(on, q->s.q_bat, tr, h), *oc = NULL;
+        float l = a, c;
+        if (far_of(s, qmap, lf, of, q, i, h, &c, &oc) &&
+            (a > c ? a : c) != -INFINITY) {
+          const float m = a > c ? a : c;
+          const float wa = expf(a - m), wc = expf(c - m), sum = wa + wc;
+          l = m + logf(sum);
+          for (int64_t e = 0; e < s->dv; e++)
+            tmp[e] = (wa * oa[e] + wc * oc[e]) / sum;
+        } else {
+          memcpy(tmp, oa, (size_t)s->dv * sizeof(float));
+        }
+        attn_store_row(tmp, s->dv, attn_elem(&p->o, q->s.q_bat, tr, h, 0),
+                       p->o.dtype, p->o.stride[3]);
+        if (p->lse)
+          p->lse[li] = l;
+      }
+    }
+  }
+  free(tmp);
+  return ATTN_OK;
+}
+
+attn_status attn_split_forward(const attn_plan *pl) {
+  const attn_params *p = &pl->p;
+  split s;
+  buf on = {0}, of = {0};
+  float *ln = NULL, *lf = NULL;
+  int64_t *qmap = NULL;
+  attn_status st = split_build(&s, pl);
+  if (st != ATTN_OK)
+    goto done;
+  st = ATTN_ERR_OUT_OF_MEMORY;
+  const int64_t nrows = p->q.shape[0] * p->q.shape[1] * s.hq;
+  ln = malloc((size_t)(nrows > 0 ? nrows : 1) * sizeof(float));
+  qmap = far_query_map(&s);
+  if (!ln || !qmap || !buf_make(&on, p->q.shape[0], p->q.shape[1], s.hq, s.dv))
+    goto done;
+  s.near.o = on.t;
+  s.near.lse = ln;
+  st = attn_forward_sized(pl->ctx, &s.near, sizeof s.near);
+  if (st != ATTN_OK)
+    goto done;
+  if (split_has_far(&s)) {
+    st = ATTN_ERR_OUT_OF_MEMORY;
+    const int64_t fb = s.fixed ? p->q.shape[0] : 1;
+    const int64_t fs = s.fixed ? p->q.shape[1] : s.tq;
+    lf = malloc((size_t)(fb * fs * s.hq) * sizeof(float));
+    if (!lf || !buf_make(&of, fb, fs, s.hq, s.dv))
+      goto done;
+    s.far.o = of.t;
+    s.far.lse = lf;
+    st = attn_forward_sized(pl->ctx, &s.far, sizeof s.far);
+    if (st != ATTN_OK)
+      goto done;
+  }
+  st = merge(&s, &on, ln, &of, lf, qmap);
+done:
+  if (st == ATTN_ERR_OUT_OF_MEMORY)
+    st = fail_oom(pl);
+  free(ln);
+  free(lf);
+  free(qmap);
+  free(on.x);
+  free(of.x);
+  split_free(&s);
+  return st;
+}
+
+/* acc (f32, t's shape) stored into t in t's dtype. */
+static void store_all(const buf *acc, const attn_tensor *t) {
+  for (int64_t b = 0; b < t->shape[0]; b++)
+    for (int64_t x = 0; x < t->shape[1]; x++)
+      for (int64_t h = 0; h < t->shape[2]; h++)
+        attn_store_row(split_row(acc, b, x, h), t->shape[3],
+                       attn_elem(t, b, x, h, 0), t->dtype, t->stride[3]);
+}
+
+/* Strided: the far part's o, dO and lse gathered from the merged ones. */
+static void gather_far_rows(const split *s, buf *fo, buf *fdo, float *lf) {
+  const attn_params *p = &s->pl->p;
+  for (int64_t g = 0; g < s->f.n; g++) {
+    const split_seq *q = &s->seqs[s->f.seq[g]];
+    for (int64_t x = s->f.cu_q[g]; x < s->f.cu_q[g + 1]; x++) {
+      const int64_t i = s->f.q_first[g] + (x - s->f.cu_q[g]) * s->L;
+      split_load(&p->o, q->s.q_bat, q->s.q_off + i, fo, 0, x);
+      split_load(&p->dout, q->s.q_bat, q->s.q_off + i, fdo, 0, x);
+      for (int64_t h = 0; h < s->hq; h++)
+        lf[h * s->tq + x] = p->lse[split_lse_index(s, q, h, i)] +
+                            (s->lse_shift ? s->lse_shift[h] : 0.0f);
+    }
+  }
+}
+
+/* The far part's gradients added into the near part's (call's layout). */
+static void scatter_far(const split *s, const buf *dqf, const buf *dkf,
+                        const buf *dvf, buf *dqn, buf *dkn, buf *dvn) {
+  const int varlen = s->pl->pr.varlen;
+  if (s->fixed) {
+    for (int64_t b = 0; b < s->nseq; b++) {
+      const attn_seq *q = &s->seqs[b].s;
+      for (int64_t i = 0; i < q->sq; i++)
+        split_add_rows(dqf, q->q_bat, q->q_off + i, dqn, q->q_bat,
+                       q->q_off + i);
+      const int64_t fbat = varlen ? 0 : b, f0 = varlen ? s->cu_tail[b] : 0;
+      for (int64_t t = 0; t < s->tails[b]; t++) {
+        const int64_t j = q->k_off + split_tail_row(s, t);
+        split_add_rows(dkf, fbat, f0 + t, dkn, q->q_bat, j);
+        split_add_rows(dvf, fbat, f0 + t, dvn, q->q_bat, j);
+      }
+    }
+    return;
+  }
+  for (int64_t g = 0; g < s->f.n; g++) {
+    const attn_seq *q = &s->seqs[s->f.seq[g]].s;
+    for (int64_t x = s->f.cu_q[g]; x < s->f.cu_q[g + 1]; x++)
+      split_add_rows(dqf, 0, x, dqn, q->q_bat,
+                     q->q_off + s->f.q_first[g] + (x - s->f.cu_q[g]) * s->L);
+    for (int64_t y = s->f.cu_k[g]; y < s->f.cu_k[g + 1]; y++) {
+      const int64_t j = q->k_off + s->f.k_first[g] + (y - s->f.cu_k[g]) * s->L;
+      split_add_rows(dkf, 0, y, dkn, q->q_bat, j);
+      split_add_rows(dvf, 0, y, dvn, q->q_bat, j);
+    }
+  }
+}
+
+attn_status attn_split_backward(const attn_plan *pl) {
+  const attn_params *p = &pl->p;
+  split s;
+  buf dqn = {0}, dkn = {0}, dvn = {0}; /* near gradients, and the sums */
+  buf fo = {0}, fdo = {0}, dqf = {0}, dkf = {0}, dvf = {0};
+  float *lf = NULL;
+  attn_status st = split_build(&s, pl);
+  if (st != ATTN_OK)
+    goto done;
+  st = ATTN_ERR_OUT_OF_MEMORY;
+  const int64_t qb = p->q.shape[0], qs = p->q.shape[1];
+  const int64_t kb = p->k.shape[0], ks = p->k.shape[1];
+  if (!buf_make(&dqn, qb, qs, s.hq, s.d) ||
+      !buf_make(&dkn, kb, ks, s.hk, s.d) || !buf_make(&dvn, kb, ks, s.hk, s.dv))
+    goto done;
+  s.near.lse = p->lse; /* read: the merged forward's */
+  s.near.dsinks = p->dsinks;
+  s.near.dq = dqn.t;
+  s.near.dk = dkn.t;
+  s.near.dv = dvn.t;
+  st = attn_backward_sized(pl->ctx, &s.near, sizeof s.near);
+  if (st != ATTN_OK || !split_has_far(&s))
+    goto store;
+  st = ATTN_ERR_OUT_OF_MEMORY;
+  if (s.fixed) { /* queries, o, dO and lse as they are; keys gathered */
+    if (!buf_make(&dqf, qb, qs, s.hq, s.d) ||
+        !buf_make(&dkf, s.fk.t.shape[0], s.fk.t.shape[1], s.hk, s.d) ||
+        !buf_make(&dvf, s.fk.t.shape[0], s.fk.t.shape[1], s.hk, s.dv))
+      goto done;
+    s.far.lse = p->lse;
+  } else { /* everything gathered into the packed sequences */
+    lf = malloc((size_t)(s.hq * s.tq) * sizeof(float));
+    if (!lf || !buf_make(&fo, 1, s.tq, s.hq, s.dv) ||
+        !buf_make(&fdo, 1, s.tq, s.hq, s.dv) ||
+        !buf_make(&dqf, 1, s.tq, s.hq, s.d) ||
+        !buf_make(&dkf, 1, s.tk, s.hk, s.d) ||
+        !buf_make(&dvf, 1, s.tk, s.hk, s.dv))
+      goto done;
+    gather_far_rows(&s, &fo, &fdo, lf);
+    s.far.o = fo.t;
+    s.far.dout = fdo.t;
+    s.far.lse = lf;
+  }
+  s.far.dq = dqf.t;
+  s.far.dk = dkf.t;
+  s.far.dv = dvf.t;
+  st = attn_backward_sized(pl->ctx, &s.far, sizeof s.far);
+  if (st != ATTN_OK)
+    goto done;
+  scatter_far(&s, &dqf, &dkf, &dvf, &dqn, &dkn, &dvn);
+store:
+  if (st == ATTN_OK) {
+    store_all(&dqn, &p->dq);
+    store_all(&dkn, &p->dk);
+    store_all(&dvn, &p->dv);
+  }
+done:
+  if (st == ATTN_ERR_OUT_OF_MEMORY)
+    st = fail_oom(pl);
+  free(lf);
+  free(dqn.x);
+  free(dkn.x);
+  free(dvn.x);
+  free(fo.x);
+  free(fdo.x);
+  free(dqf.x);
+  free(dkf.x);
+  free(dvf.x);
+  split_free(&s);
+  return st;
+}
