@@ -5,8 +5,11 @@
  * oracles and against the tile path (taken when the caller gives a
  * workspace), over random shapes: lengths 1, pattern periods +-1, tile
  * edges, primes, seq_q != seq_k both ways, batch > 1, GQA, every storage
- * dtype, softcap, sinks, every causal alignment; and bitwise the same
- * result for every thread count.
+ * dtype, softcap, sinks, every causal alignment, packed sequences,
+ * kv_lens, position offsets, windows, ALiBi, prefix, bias (and dbias),
+ * mask tensors and compiled masks; and bitwise the same result for every
+ * thread count. Environment: ATTN_TEST_CASES (150), ATTN_TEST_SEED,
+ * ATTN_TEST_ONLY=<case>.
  */
 #include "attn.h"
 #include "oracle_bwd.h"
@@ -50,9 +53,18 @@ static int64_t aligned_q(tc_rng *r, int fixed, int64_t L, int64_t sk) {
   return tc_chance(r, 0.5) ? sk : pick(r, lens, sizeof lens / sizeof lens[0]);
 }
 
-/* Packed sequences, kv_lens, position offsets, a window, ALiBi and prefix:
- * the options the split path takes (the fixed pattern not with a window or
- * ALiBi: those cases check the tile path against the same oracle). */
+/* Broadcast modes of a bias's or mask's axes (full, size 1, stride 0). */
+static void draw_axes(tc_rng *r, int mode[4]) {
+  for (int a = 0; a < 4; a++) {
+    const uint64_t x = tc_below(r, 10);
+    mode[a] = x < 5 ? TP_AX_FULL : x < 8 ? TP_AX_ONE : TP_AX_ZERO;
+  }
+}
+
+/* Packed sequences, kv_lens, position offsets, a window, ALiBi, prefix, a
+ * bias and a mask tensor: the options the split path takes (the fixed pattern
+ * not with a window or ALiBi: those cases check the tile path against the same
+ * oracle). */
 static void draw_options(tc_rng *r, tp_problem *c, int fixed, int64_t L) {
   const int64_t step = fixed ? L : 1; /* offsets that keep alignment */
   if (tc_chance(r, 0.25)) {
@@ -95,6 +107,21 @@ static void draw_options(tc_rng *r, tp_problem *c, int fixed, int64_t L) {
   }
   if (tc_chance(r, fixed ? 0.1 : 0.35))
     c->alibi = (int)tc_range(r, 1, 2);
+  if (tc_chance(r, 0.25)) { /* gathered onto the far rows; dbias back */
+    c->bias = 1;
+    draw_axes(r, c->bias_mode);
+    c->bias_neginf = tc_chance(r, 0.25);
+    c->bias_padded = tc_chance(r, 0.3);
+    c->dbias = tc_chance(r, 0.7);
+  }
+  if (tc_chance(r, 0.2)) {
+    static const double ps[] = {0.5, 0.9, 1.0};
+    c->mask = 1;
+    draw_axes(r, c->mask_mode);
+    c->mask_p = ps[tc_below(r, 3)];
+    c->mask_false_rows = tc_chance(r, 0.3);
+    c->mask_padded = tc_chance(r, 0.3);
+  }
 }
 
 static void one_case(uint64_t seed, int index) {
@@ -160,7 +187,7 @@ static void one_case(uint64_t seed, int index) {
            "%s L=%lld C=%lld b%lld h%lld/%lld sq %lld sk %lld d %lld/%lld "
            "%s->%s causal %d softcap %g sinks %d threads %d varlen %d(%lld) "
            "kv_lens %d offsets %lld/%lld per-seq %d window %lld,%lld alibi %d "
-           "prefix %lld compiled %d",
+           "prefix %lld compiled %d bias %d (dbias %d) mask %d",
            fixed ? "fixed" : "strided", (long long)L, (long long)p.sparse_c,
            (long long)c.batch, (long long)c.hq, (long long)c.hk,
            (long long)c.sq, (long long)c.sk, (long long)d, (long long)dv,
@@ -168,7 +195,7 @@ static void one_case(uint64_t seed, int index) {
            (double)c.softcap, c.sinks, c.threads, c.varlen, (long long)c.nseq,
            c.kvlens, (long long)c.q_pos_offset, (long long)c.k_pos_offset,
            c.pos_per_seq, (long long)c.wl, (long long)c.wr, c.alibi,
-           (long long)c.prefix_len, compiled);
+           (long long)c.prefix_len, compiled, c.bias, c.dbias, c.mask);
 
   /* forward: oracle */
   oracle_ref ref;
@@ -301,8 +328,10 @@ int main(void) {
   const double t0 = tc_now();
   printf("test_sparse_split: seed 0x%llx, %lld cases\n",
          (unsigned long long)seed, n_cases);
+  const long long only = tc_env_ll("ATTN_TEST_ONLY", -1);
   for (long long i = 0; i < n_cases; i++)
-    one_case(seed, (int)i);
+    if (only < 0 || i == only)
+      one_case(seed, (int)i);
   huge_period();
   printf("time %.1f s\n", tc_now() - t0);
   printf("%ld passed, %ld failed\n", n_pass, n_fail);

@@ -44,11 +44,15 @@
  * dtype, batch > 1, kv_lens, packed sequences, position offsets, prefix
  * (a no-op under a causal pattern) and every causal alignment (top-left
  * where each sequence has as many queries as keys); strided also with a
- * window and ALiBi; with or without a compiled mask of the pattern (its
- * tile lists are then not used). The rest (a bias, mask tensor, T5 table,
- * dropout, globals, block masks, user functions, and a caller workspace,
- * which promises no allocation) takes the tile path, which gives the same
- * result at about causal attention's cost.
+ * window and ALiBi; with a bias or mask tensor (gathered onto the far
+ * part's rows and keys, so O(pairs attended) more memory, and dbias added
+ * back); with or without a compiled mask of the pattern (its tile lists
+ * are then not used). The rest (a T5 table, whose buckets of L times a
+ * distance are not a bucket of it, dropout, whose generator is keyed by
+ * the element's own coordinates, globals, block masks, user functions, the
+ * fixed pattern with a window or ALiBi, and a caller workspace, which
+ * promises no allocation) takes the tile path, which gives the same result
+ * at about causal attention's cost.
  */
 #include "kernels/sparse_split_impl.h"
 
@@ -98,8 +102,7 @@ int attn_split_eligible(const attn_plan *pl) {
   if (fixed && p->sparse_c >= L)
     return 0; /* every key: causal, all FULL tiles */
   if (p->global_count || p->block_mask.data || p->mask_mod || p->score_mod ||
-      p->mask.data || p->rel_bias || p->bias.data || p->dropout_p != 0.0f ||
-      p->workspace)
+      p->rel_bias || p->dropout_p != 0.0f || p->workspace)
     return 0;
   if (fixed && (p->alibi_slopes || p->window_left >= 0))
     return 0; /* the gathered tails have no affine positions */
@@ -384,6 +387,76 @@ static attn_status build_fixed(split *s) {
   return ATTN_OK;
 }
 
+/* ---- far rows, and the bias and mask gathered onto them ----------------- */
+
+int64_t split_far_count(const split *s, int64_t g, int keys) {
+  if (s->fixed)
+    return keys ? s->tails[g] : s->seqs[g].s.sq;
+  const int32_t *cu = keys ? s->f.cu_k : s->f.cu_q;
+  return cu[g + 1] - cu[g];
+}
+
+int64_t split_far_seq(const split *s, int64_t g) {
+  return s->fixed ? g : s->f.seq[g];
+}
+
+int64_t split_far_qrow(const split *s, int64_t g, int64_t x) {
+  return s->fixed ? x : s->f.q_first[g] + x * s->L;
+}
+
+int64_t split_far_krow(const split *s, int64_t g, int64_t y) {
+  return s->fixed ? split_tail_row(s, y) : s->f.k_first[g] + y * s->L;
+}
+
+/* t (bias or mask: [b|1, hq|1, rows|1, keys|1], rows and keys inside the
+ * sequence) gathered onto the far part's rows and keys, as a contiguous
+ * [far seqs, 1|hq, max rows|1, max keys|1] tensor. */
+static void *gather_bcast(split *s, const attn_tensor *t, attn_tensor *out) {
+  const attn_plan *pl = s->pl;
+  const size_t es = attn_dtype_size(t->dtype);
+  const int64_t n = split_far_n(s);
+  int64_t mq = 1, mk = 1;
+  for (int64_t g = 0; g < n; g++) {
+    mq = ATTN_MAX(mq, split_far_count(s, g, 0));
+    mk = ATTN_MAX(mk, split_far_count(s, g, 1));
+  }
+  if (s->fixed && !pl->pr.varlen)
+    mq = pl->p.q.shape[1]; /* a batched far call: exactly the call's */
+  const int64_t sh[4] = {n, t->shape[1], t->shape[2] == 1 ? 1 : mq,
+                         t->shape[3] == 1 ? 1 : mk};
+  char *m = calloc((size_t)(sh[0] * sh[1] * sh[2] * sh[3]), es);
+  if (!m)
+    return NULL;
+  const int bq = t->shape[2] == 1, bk = t->shape[3] == 1; /* broadcast */
+  for (int64_t g = 0; g < n; g++) {
+    const int64_t b = t->shape[0] == 1 ? 0 : split_far_seq(s, g);
+    const int64_t nq = bq ? 1 : split_far_count(s, g, 0);
+    const int64_t nk = bk ? 1 : split_far_count(s, g, 1);
+    for (int64_t h = 0; h < sh[1]; h++)
+      for (int64_t x = 0; x < nq; x++) {
+        const int64_t i = bq ? 0 : split_far_qrow(s, g, x);
+        char *dst = m + (((g * sh[1] + h) * sh[2] + x) * sh[3]) * (int64_t)es;
+        for (int64_t y = 0; y < nk; y++)
+          memcpy(dst + y * (int64_t)es,
+                 attn_elem(t, b, h, i, bk ? 0 : split_far_krow(s, g, y)), es);
+      }
+  }
+  *out = attn_tensor_contiguous(m, t->dtype, sh[0], sh[1], sh[2], sh[3]);
+  return m;
+}
+
+/* The caller's bias and mask for the far call. */
+static attn_status far_bias_mask(split *s) {
+  const attn_params *p = &s->pl->p;
+  if (!split_has_far(s))
+    return ATTN_OK;
+  if (p->bias.data && !(s->fbias = gather_bcast(s, &p->bias, &s->far.bias)))
+    return ATTN_ERR_OUT_OF_MEMORY;
+  if (p->mask.data && !(s->fmask = gather_bcast(s, &p->mask, &s->far.mask)))
+    return ATTN_ERR_OUT_OF_MEMORY;
+  return ATTN_OK;
+}
+
 /* ---- both ---------------------------------------------------------------- */
 
 /* Params of a part: the caller's, pattern off, nothing the part must not
@@ -413,6 +486,8 @@ void split_free(split *s) {
   free(s->fq.x);
   free(s->fk.x);
   free(s->fv.x);
+  free(s->fbias);
+  free(s->fmask);
 }
 
 int split_has_far(const split *s) {
@@ -440,5 +515,6 @@ attn_status split_build(split *s, const attn_plan *pl) {
     return ATTN_ERR_OUT_OF_MEMORY;
   for (int64_t b = 0; b < s->nseq; b++)
     seq_of(pl, b, &s->seqs[b]);
-  return s->fixed ? build_fixed(s) : build_strided(s);
+  const attn_status st = s->fixed ? build_fixed(s) : build_strided(s);
+  return st == ATTN_OK ? far_bias_mask(s) : st;
 }

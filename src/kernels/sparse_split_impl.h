@@ -56,10 +56,22 @@ typedef struct split {
   unsigned char *mfar;   /* fixed far block mask                     */
   attn_params near, far; /* the two calls (operands set by the pass) */
   buf fq, fk, fv;        /* far operands (strided: q too)            */
+  void *fbias, *fmask;   /* far bias (f32) and mask (bool), gathered:
+                            [far seqs, 1|hq, rows|1, keys|1]          */
   int64_t tq, tk;        /* strided: far packed rows                 */
 } split;
 
 attn_status split_build(split *s, const attn_plan *pl);
+/* Far sequence g's rows: count of queries and keys, the call's sequence,
+ * and the row (in that sequence) of far query x and far key y. */
+int64_t split_far_count(const split *s, int64_t g, int keys);
+int64_t split_far_seq(const split *s, int64_t g);
+int64_t split_far_qrow(const split *s, int64_t g, int64_t x);
+int64_t split_far_krow(const split *s, int64_t g, int64_t y);
+/* Far sequences (strided: packed; fixed: the call's). */
+static inline int64_t split_far_n(const split *s) {
+  return s->fixed ? s->nseq : s->f.n;
+}
 void split_free(split *s);
 int split_has_far(const split *s);
 

@@ -197,12 +197,33 @@ static void scatter_far(const split *s, const buf *dqf, const buf *dkf,
   }
 }
 
+/* The far part's dbias (the far bias's shape, contiguous) added into the
+ * call's. */
+static void scatter_dbias(const split *s, const float *fd) {
+  const attn_tensor *t = &s->pl->p.dbias;
+  const int64_t *sh = s->far.bias.shape;
+  const int bq = t->shape[2] == 1, bk = t->shape[3] == 1; /* broadcast */
+  for (int64_t g = 0; g < sh[0]; g++) {
+    const int64_t b = t->shape[0] == 1 ? 0 : split_far_seq(s, g);
+    const int64_t nq = bq ? 1 : split_far_count(s, g, 0);
+    const int64_t nk = bk ? 1 : split_far_count(s, g, 1);
+    for (int64_t h = 0; h < sh[1]; h++)
+      for (int64_t x = 0; x < nq; x++) {
+        const int64_t i = bq ? 0 : split_far_qrow(s, g, x);
+        const float *src = fd + ((g * sh[1] + h) * sh[2] + x) * sh[3];
+        for (int64_t y = 0; y < nk; y++)
+          *(float *)attn_elem(t, b, h, i, bk ? 0 : split_far_krow(s, g, y)) +=
+              src[y];
+      }
+  }
+}
+
 attn_status attn_split_backward(const attn_plan *pl) {
   const attn_params *p = &pl->p;
   split s;
   buf dqn = {0}, dkn = {0}, dvn = {0}; /* near gradients, and the sums */
   buf fo = {0}, fdo = {0}, dqf = {0}, dkf = {0}, dvf = {0};
-  float *lf = NULL;
+  float *lf = NULL, *fdb = NULL;
   attn_status st = split_build(&s, pl);
   if (st != ATTN_OK)
     goto done;
@@ -243,10 +264,20 @@ attn_status attn_split_backward(const attn_plan *pl) {
   s.far.dq = dqf.t;
   s.far.dk = dkf.t;
   s.far.dv = dvf.t;
+  if (p->dbias.data) {
+    const int64_t *sh = s.far.bias.shape;
+    fdb = malloc((size_t)(sh[0] * sh[1] * sh[2] * sh[3]) * sizeof(float));
+    if (!fdb)
+      goto done;
+    s.far.dbias =
+        attn_tensor_contiguous(fdb, ATTN_DTYPE_F32, sh[0], sh[1], sh[2], sh[3]);
+  }
   st = attn_backward_sized(pl->ctx, &s.far, sizeof s.far);
   if (st != ATTN_OK)
     goto done;
   scatter_far(&s, &dqf, &dkf, &dvf, &dqn, &dkn, &dvn);
+  if (fdb)
+    scatter_dbias(&s, fdb);
 store:
   if (st == ATTN_OK) {
     store_all(&dqn, &p->dq);
@@ -257,6 +288,7 @@ done:
   if (st == ATTN_ERR_OUT_OF_MEMORY)
     st = fail_oom(pl);
   free(lf);
+  free(fdb);
   free(dqn.x);
   free(dkn.x);
   free(dvn.x);
