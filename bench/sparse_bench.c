@@ -188,6 +188,18 @@ static void child_options(const bufs *b, int threads, int reps, int bwd,
   timeit(&p, reps, bwd, &tf, &tb);
   line("strided + ALiBi", s, live(&p), tf, tb, bwd, df, db);
   p.alibi_slopes = NULL;
+  float *kb = malloc((size_t)(H * s) * sizeof(float)); /* a key bias */
+  if (!kb) {
+    fprintf(stderr, "sparse_bench: out of memory\n");
+    exit(1);
+  }
+  for (int64_t x = 0; x < H * s; x++)
+    kb[x] = (float)(x % 7) * -0.25f;
+  p.bias = attn_tensor_contiguous(kb, ATTN_DTYPE_F32, 1, H, 1, s);
+  timeit(&p, reps, bwd, &tf, &tb);
+  line("strided + bias [1,h,1,s]", s, live(&p), tf, tb, bwd, df, db);
+  memset(&p.bias, 0, sizeof p.bias);
+  free(kb);
   p.q_pos_offset = p.k_pos_offset = 1000;
   timeit(&p, reps, bwd, &tf, &tb);
   line("strided + offsets 1000", s, live(&p), tf, tb, bwd, df, db);

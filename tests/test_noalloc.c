@@ -4,8 +4,10 @@
  * realloc, aligned_alloc, posix_memalign), this counts the library's heap
  * allocations during attn_forward calls given a large enough workspace.
  *
- * Masks: none, causal, and prefix-LM with position offsets (left out with
- * ATTN_TEST_NEW_OPTIONS=0).
+ * Masks: none, causal, prefix-LM with position offsets, and Child et al.'s
+ * strided (with ALiBi) and fixed patterns, which run as two calls merged
+ * (src/kernels/sparse_split.c) out of the same workspace (all but the first
+ * two left out with ATTN_TEST_NEW_OPTIONS=0).
  *
  * One thread and several threads are reported separately (starting threads
  * may need memory the library cannot take from the workspace; the header
@@ -23,13 +25,15 @@
 static long n_pass, n_fail;
 
 /* Allocations made by one attn_forward call with a workspace; causal 3:
- * prefix-LM with position offsets instead (the 0.2 options). */
+ * prefix-LM with position offsets instead (the 0.2 options); 4: strided
+ * L = 16 with ALiBi; 5: fixed L = 20, C = 4. */
 static long allocs_in_call(int threads, attn_isa isa, int causal, int varlen) {
   enum { SQ = 100, SK = 140, HQ = 4, HK = 2, D = 64 };
   static float q[SQ * HQ * D], k[SK * HK * D], v[SK * HK * D], o[SQ * HQ * D];
   static float lse[HQ * SQ];
   static int32_t cq[3] = {0, 40, SQ}, ck[3] = {0, 70, SK};
   static int64_t qoffs[2] = {3, -7};
+  static const float slopes[HQ] = {0.5f, 0.25f, 0.125f, 0.0625f};
   attn_params p;
   size_t bytes = 0;
   void *ws;
@@ -50,6 +54,14 @@ static long allocs_in_call(int threads, attn_isa isa, int causal, int varlen) {
     p.q_pos_offset = -2;
     p.k_pos_offset = 5;
     p.q_pos_offsets = qoffs;
+  } else if (causal == 4) {
+    p.sparse_kind = ATTN_SPARSE_STRIDED;
+    p.sparse_l = 16;
+    p.alibi_slopes = slopes;
+  } else if (causal == 5) {
+    p.sparse_kind = ATTN_SPARSE_FIXED;
+    p.sparse_l = 20;
+    p.sparse_c = 4;
   } else {
     p.causal = (attn_causal)causal;
   }
@@ -81,9 +93,10 @@ int main(void) {
   static const attn_isa isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
                                    ATTN_ISA_AVX512};
   static const int threads[3] = {1, 2, 4};
-  static const int masks[3] = {ATTN_CAUSAL_NONE, ATTN_CAUSAL_BOTTOM_RIGHT, 3};
+  static const int masks[5] = {ATTN_CAUSAL_NONE, ATTN_CAUSAL_BOTTOM_RIGHT, 3, 4,
+                               5};
   /* ATTN_TEST_NEW_OPTIONS=0 leaves out the 0.2 options */
-  const int n_masks = tc_env_ll("ATTN_TEST_NEW_OPTIONS", 1) != 0 ? 3 : 2;
+  const int n_masks = tc_env_ll("ATTN_TEST_NEW_OPTIONS", 1) != 0 ? 5 : 2;
   for (int i = 0; i < 3; i++) {
     if (!attn_isa_supported(isas[i])) {
       printf("isa %s: not supported on this CPU, skipped\n",
@@ -98,7 +111,8 @@ int main(void) {
             n_pass++;
           } else {
             n_fail++;
-            printf("FAIL: isa %s, %d thread(s), mask %d (3: prefix-LM), "
+            printf("FAIL: isa %s, %d thread(s), mask %d (3: prefix-LM, "
+                   "4: strided, 5: fixed), "
                    "varlen %d: %ld heap allocation(s) inside attn_forward "
                    "with a caller workspace\n",
                    attn_isa_name(isas[i]), threads[t], masks[c], vl, n);

@@ -2,13 +2,13 @@
  * test_sparse_split.c - Child et al.'s strided and fixed patterns through
  * the split path (src/kernels/sparse_split.c: a near and a far dense call
  * merged by LSE), forward and backward, against the double-precision
- * oracles and against the tile path (taken when the caller gives a
- * workspace), over random shapes: lengths 1, pattern periods +-1, tile
- * edges, primes, seq_q != seq_k both ways, batch > 1, GQA, every storage
- * dtype, softcap, sinks, every causal alignment, packed sequences,
- * kv_lens, position offsets, windows, ALiBi, prefix, bias (and dbias),
- * mask tensors and compiled masks; and bitwise the same result for every
- * thread count. Environment: ATTN_TEST_CASES (150), ATTN_TEST_SEED,
+ * oracles and against the tile path (taken with an identity score_mod),
+ * with and without a caller workspace, over random shapes: lengths 1, pattern
+ * periods +-1, tile edges, primes, seq_q != seq_k both ways, batch > 1, GQA,
+ * every storage dtype, softcap, sinks, every causal alignment, packed
+ * sequences, kv_lens, position offsets, windows, ALiBi, prefix, bias (and
+ * dbias), mask tensors and compiled masks; and bitwise the same result for
+ * every thread count. Environment: ATTN_TEST_CASES (150), ATTN_TEST_SEED,
  * ATTN_TEST_ONLY=<case>.
  */
 #include "attn.h"
@@ -124,6 +124,69 @@ static void draw_options(tc_rng *r, tp_problem *c, int fixed, int64_t L) {
   }
 }
 
+static float identity(float s, int64_t b, int64_t h, int64_t i, int64_t j,
+                      void *user) {
+  (void)b, (void)h, (void)i, (void)j, (void)user;
+  return s;
+}
+
+static float one(float s, int64_t b, int64_t h, int64_t i, int64_t j,
+                 void *user) {
+  (void)s, (void)b, (void)h, (void)i, (void)j, (void)user;
+  return 1.0f;
+}
+
+/* The call again with a caller workspace of exactly the size asked: the
+ * same bits as without (o1 and l1, or the gradients g1); with half of it,
+ * ATTN_ERR_WORKSPACE_TOO_SMALL. */
+static void with_workspace(const tp_problem *c, attn_params *p, tp_bufs *m,
+                           int bwd, const void *o1, const float *l1,
+                           void *const g1[3], int index, const char *desc) {
+  size_t ws = 0;
+  attn_status st = bwd ? attn_backward_workspace_size(NULL, p, &ws)
+                       : attn_forward_workspace_size(NULL, p, &ws);
+  CHECK(st == ATTN_OK, "case %d %s: workspace size: %s | %s", index,
+        bwd ? "bwd" : "fwd", attn_strerror(st), desc);
+  if (st != ATTN_OK)
+    return;
+  void *w = tc_alloc(ws ? ws : 1);
+  for (int half = 0; half < 2; half++) {
+    p->workspace = w;
+    p->workspace_size = half ? ws / 2 : ws;
+    if (bwd) {
+      tp_reset_backward(m);
+      st = attn_backward(NULL, p);
+    } else {
+      tp_reset_forward(c, p, m);
+      p->lse = m->lse_mem + 8;
+      st = attn_forward(NULL, p);
+    }
+    if (half) {
+      CHECK(ws < 256 || st == ATTN_ERR_WORKSPACE_TOO_SMALL,
+            "case %d %s: half the workspace (%zu of %zu bytes): %s | %s", index,
+            bwd ? "bwd" : "fwd", ws / 2, ws, attn_strerror(st), desc);
+      continue;
+    }
+    int same = st == ATTN_OK;
+    if (same && bwd)
+      for (int t = 0; t < 3; t++)
+        same &= !memcmp(g1[t], m->mem[TP_DQ + t], m->bytes[TP_DQ + t]);
+    if (same && !bwd)
+      same = !memcmp(o1, m->mem[TP_O], m->bytes[TP_O]) &&
+             !memcmp(l1, m->lse_mem, (size_t)(m->n_lse + 16) * sizeof(float));
+    CHECK(same, "case %d %s with a workspace of %zu bytes: %s, %s | %s", index,
+          bwd ? "bwd" : "fwd", ws, attn_strerror(st),
+          st == ATTN_OK ? "other bits" : "failed", desc);
+  }
+  p->workspace = NULL;
+  p->workspace_size = 0;
+  free(w);
+  if (!bwd) { /* the forward's outputs again, for the backward */
+    memcpy(m->mem[TP_O], o1, m->bytes[TP_O]);
+    memcpy(m->lse_mem, l1, (size_t)(m->n_lse + 16) * sizeof(float));
+  }
+}
+
 static void one_case(uint64_t seed, int index) {
   tc_rng r = {tc_case_seed(seed, (uint64_t)index)};
   static const int64_t ratios[4][2] = {{1, 1}, {4, 2}, {6, 3}, {3, 1}};
@@ -210,29 +273,22 @@ static void one_case(uint64_t seed, int index) {
     oracle_compare(&p, &ref, &nv, &cmp);
   CHECK(st == ATTN_OK && cmp.ok, "case %d fwd: %s %s | %s", index,
         attn_strerror(st), st == ATTN_OK ? cmp.problem : err, desc);
-  /* the tile path (taken when the caller gives a workspace) on the same
-   * problem, against the same oracle */
+  /* the tile path (a score_mod keeps any call off the split path) on the
+   * same problem, against the same oracle */
   if (st == ATTN_OK) {
     void *o0 = copy(m.mem[TP_O], m.bytes[TP_O]);
     float *l0 = copy(m.lse_mem, (size_t)(m.n_lse + 16) * sizeof(float));
-    size_t ws = 0;
-    attn_status s2 = attn_forward_workspace_size(NULL, &p, &ws);
-    void *wmem = s2 == ATTN_OK ? malloc(ws ? ws : 1) : NULL;
-    if (wmem) {
-      p.workspace = wmem;
-      p.workspace_size = ws;
-      tp_reset_forward(&c, &p, &m);
-      p.lse = m.lse_mem + 8;
-      s2 = attn_forward(NULL, &p);
-      oracle_cmp c2;
-      if (s2 == ATTN_OK)
-        oracle_compare(&p, &ref, &nv, &c2);
-      CHECK(s2 == ATTN_OK && c2.ok, "case %d fwd, tile path: %s %s | %s", index,
-            attn_strerror(s2), s2 == ATTN_OK ? c2.problem : err, desc);
-      p.workspace = NULL;
-      p.workspace_size = 0;
-      free(wmem);
-    }
+    p.score_mod = identity;
+    p.score_mod_grad = one;
+    tp_reset_forward(&c, &p, &m);
+    p.lse = m.lse_mem + 8;
+    attn_status s2 = attn_forward(NULL, &p);
+    oracle_cmp c2;
+    if (s2 == ATTN_OK)
+      oracle_compare(&p, &ref, &nv, &c2);
+    CHECK(s2 == ATTN_OK && c2.ok, "case %d fwd, tile path: %s %s | %s", index,
+          attn_strerror(s2), s2 == ATTN_OK ? c2.problem : err, desc);
+    p.score_mod = p.score_mod_grad = NULL;
     memcpy(m.mem[TP_O], o0, m.bytes[TP_O]); /* the split path's, for the */
     memcpy(m.lse_mem, l0, (size_t)(m.n_lse + 16) * sizeof(float)); /* bwd */
     free(o0);
@@ -256,6 +312,7 @@ static void one_case(uint64_t seed, int index) {
           "case %d: forward with %d threads differs | %s", index, t, desc);
   }
   p.num_threads = c.threads;
+  with_workspace(&c, &p, &m, 0, o1, l1, NULL, index, desc);
 
   /* backward: oracle, then thread counts */
   oracle_grads gref, gnv;
@@ -284,6 +341,7 @@ static void one_case(uint64_t seed, int index) {
   CHECK(same, "case %d: backward with %d threads differs | %s", index,
         p.num_threads, desc);
   p.num_threads = c.threads;
+  with_workspace(&c, &p, &m, 1, NULL, NULL, g1, index, desc);
 
   for (int t = 0; t < 3; t++)
     free(g1[t]);

@@ -573,6 +573,8 @@ attn_status attn_backward_workspace_size_sized(attn_context *ctx,
     return st;
   if (!bytes)
     return attn_fail(&pl.p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
+  if (attn_split_eligible(&pl)) /* Child et al.'s patterns: sparse_split.c */
+    return attn_split_workspace_size(&pl, 1, bytes);
   *bytes = w.total;
   return ATTN_OK;
 }

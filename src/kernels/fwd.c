@@ -339,6 +339,8 @@ attn_status attn_forward_workspace_size_sized(attn_context *ctx,
     return st;
   if (!bytes)
     return attn_fail(&pl.p, ATTN_ERR_NULL_POINTER, "bytes is NULL");
+  if (attn_split_eligible(&pl)) /* Child et al.'s patterns: sparse_split.c */
+    return attn_split_workspace_size(&pl, 0, bytes);
   if (attn_decode_eligible(&pl) && !attn_sparse_on(&pl.p)) /* decode.c */
     return attn_decode_workspace_size(&pl, bytes);
   *bytes = w.total;

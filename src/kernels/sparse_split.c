@@ -102,7 +102,7 @@ int attn_split_eligible(const attn_plan *pl) {
   if (fixed && p->sparse_c >= L)
     return 0; /* every key: causal, all FULL tiles */
   if (p->global_count || p->block_mask.data || p->mask_mod || p->score_mod ||
-      p->rel_bias || p->dropout_p != 0.0f || p->workspace)
+      p->rel_bias || p->dropout_p != 0.0f)
     return 0;
   if (fixed && (p->alibi_slopes || p->window_left >= 0))
     return 0; /* the gathered tails have no affine positions */
@@ -134,12 +134,50 @@ int attn_split_eligible(const attn_plan *pl) {
 
 /* ---- f32 scratch tensors ------------------------------------------------ */
 
+void *split_alloc(split_arena *a, size_t count, size_t elem) {
+  size_t n, need;
+  a->failed = 1; /* until the piece is had */
+  if (__builtin_mul_overflow(count ? count : 1, elem, &n) ||
+      __builtin_add_overflow(n, (size_t)63, &need))
+    return NULL;
+  need &= ~(size_t)63;
+  if (a->base) {
+    if (need > a->size - a->off) {
+      a->short_ws = a->failed = 1;
+      return NULL;
+    }
+    char *m = a->base + a->off;
+    a->off += need;
+    memset(m, 0, n);
+    a->failed = 0;
+    return m;
+  }
+  char *m = need <= SIZE_MAX - 64 ? calloc(1, 64 + n) : NULL;
+  if (!m)
+    return NULL; /* the list link, then the piece */
+  a->failed = 0;
+  *(void **)m = a->blocks;
+  a->blocks = m;
+  a->off += need;
+  a->peak = a->off > a->peak ? a->off : a->peak;
+  return m + 64;
+}
+
+static void split_arena_free(split_arena *a) {
+  while (a->blocks) {
+    void *next = *(void **)a->blocks;
+    free(a->blocks);
+    a->blocks = next;
+  }
+}
+
 /* A contiguous f32 [b, s, h, d] tensor of zeros (s may be 0: then one
  * element so that the pointer is valid). */
-int buf_make(buf *u, int64_t b, int64_t s, int64_t h, int64_t d) {
+int buf_make(split_arena *a, buf *u, int64_t b, int64_t s, int64_t h,
+             int64_t d) {
   const size_t n =
       (size_t)(b > 0 ? b : 1) * (size_t)(s > 0 ? s : 1) * (size_t)h * (size_t)d;
-  u->x = calloc(n, sizeof(float));
+  u->x = split_alloc(a, n, sizeof(float));
   u->t = attn_tensor_bshd(u->x, ATTN_DTYPE_F32, b, s, h, d);
   return u->x != NULL;
 }
@@ -163,30 +201,21 @@ void split_add_rows(const buf *u, int64_t b2, int64_t s2, buf *acc, int64_t b,
 
 /* ---- the strided far part --------------------------------------------- */
 
-static void far_free(far_seqs *f) {
-  free(f->cu_q);
-  free(f->cu_k);
-  free(f->qoff);
-  free(f->koff);
-  free(f->seq);
-  free(f->q_first);
-  free(f->k_first);
-}
-
 /* Fills f for the strided pattern: per sequence and residue r, queries
  * P = r + alpha L and keys K = r + beta L with beta <= alpha - 2 and
  * alpha - beta <= amax (amax < 0: no limit). -1 on allocation failure or
  * a packed length past int32. */
-static int far_strided(far_seqs *f, const split *s, int64_t amax) {
+static int far_strided(far_seqs *f, split *s, int64_t amax) {
   memset(f, 0, sizeof *f);
   const int64_t L = s->L, cap = s->nseq * L;
-  f->cu_q = calloc((size_t)cap + 1, sizeof(int32_t));
-  f->cu_k = calloc((size_t)cap + 1, sizeof(int32_t));
-  f->qoff = calloc((size_t)cap, sizeof(int64_t));
-  f->koff = calloc((size_t)cap, sizeof(int64_t));
-  f->seq = calloc((size_t)cap, sizeof(int64_t));
-  f->q_first = calloc((size_t)cap, sizeof(int64_t));
-  f->k_first = calloc((size_t)cap, sizeof(int64_t));
+  split_arena *ar = &s->ar;
+  f->cu_q = split_alloc(ar, (size_t)cap + 1, sizeof(int32_t));
+  f->cu_k = split_alloc(ar, (size_t)cap + 1, sizeof(int32_t));
+  f->qoff = split_alloc(ar, (size_t)cap, sizeof(int64_t));
+  f->koff = split_alloc(ar, (size_t)cap, sizeof(int64_t));
+  f->seq = split_alloc(ar, (size_t)cap, sizeof(int64_t));
+  f->q_first = split_alloc(ar, (size_t)cap, sizeof(int64_t));
+  f->k_first = split_alloc(ar, (size_t)cap, sizeof(int64_t));
   if (!f->cu_q || !f->cu_k || !f->qoff || !f->koff || !f->seq || !f->q_first ||
       !f->k_first)
     return -1;
@@ -243,11 +272,11 @@ static attn_status build_strided(split *s) {
   s->tk = s->f.n ? s->f.cu_k[s->f.n] : 0;
   if (s->f.n == 0)
     return ATTN_OK;
-  if (!buf_make(&s->fq, 1, s->tq, s->hq, s->d) ||
-      !buf_make(&s->fk, 1, s->tk, s->hk, s->d) ||
-      !buf_make(&s->fv, 1, s->tk, s->hk, s->dv))
+  if (!buf_make(&s->ar, &s->fq, 1, s->tq, s->hq, s->d) ||
+      !buf_make(&s->ar, &s->fk, 1, s->tk, s->hk, s->d) ||
+      !buf_make(&s->ar, &s->fv, 1, s->tk, s->hk, s->dv))
     return ATTN_ERR_OUT_OF_MEMORY;
-  for (int64_t g = 0; g < s->f.n; g++) {
+  for (int64_t g = 0; g < (s->ar.sizing ? 0 : s->f.n); g++) {
     const attn_seq *q = &s->seqs[s->f.seq[g]].s;
     for (int64_t x = s->f.cu_q[g]; x < s->f.cu_q[g + 1]; x++)
       split_load(&p->q, q->q_bat,
@@ -273,8 +302,8 @@ static attn_status build_strided(split *s) {
   a->window_left = amax >= 0 ? amax - 2 : -1;
   a->window_right = -1;
   if (p->alibi_slopes) {
-    s->far_slopes = malloc((size_t)s->hq * sizeof(float));
-    s->lse_shift = malloc((size_t)s->hq * sizeof(float));
+    s->far_slopes = split_alloc(&s->ar, (size_t)s->hq, sizeof(float));
+    s->lse_shift = split_alloc(&s->ar, (size_t)s->hq, sizeof(float));
     if (!s->far_slopes || !s->lse_shift)
       return ATTN_ERR_OUT_OF_MEMORY;
     for (int64_t h = 0; h < s->hq; h++) {
@@ -290,9 +319,8 @@ static attn_status build_strided(split *s) {
 
 /* A bool [nseq, 1, nqb, nkb] block mask: near: kb == qb + shift; far:
  * kb < qb + shift, shift = (qp - kp) / L per sequence. */
-static unsigned char *block_mask(const split *s, int64_t nqb, int64_t nkb,
-                                 int far) {
-  unsigned char *m = calloc((size_t)(s->nseq * nqb * nkb), 1);
+static unsigned char *block_mask(split *s, int64_t nqb, int64_t nkb, int far) {
+  unsigned char *m = split_alloc(&s->ar, (size_t)(s->nseq * nqb * nkb), 1);
   if (!m)
     return NULL;
   for (int64_t b = 0; b < s->nseq; b++) {
@@ -331,7 +359,7 @@ static attn_status build_fixed(split *s) {
   s->near.block_mask = mask_tensor(s->mnear, s->nseq, nqb, nkb);
   s->near.block_q = s->near.block_k = s->L;
   /* far: the tails of each sequence, gathered in order */
-  s->tails = calloc((size_t)s->nseq, sizeof(int64_t));
+  s->tails = split_alloc(&s->ar, (size_t)s->nseq, sizeof(int64_t));
   if (!s->tails)
     return ATTN_ERR_OUT_OF_MEMORY;
   for (int64_t b = 0; b < s->nseq; b++) {
@@ -345,12 +373,12 @@ static attn_status build_fixed(split *s) {
   s->mfar = block_mask(s, nqb, ntb, 1);
   const int64_t fb = pr->varlen ? 1 : s->nseq;
   const int64_t fs = pr->varlen ? s->ttotal : s->tmax;
-  if (!s->mfar || !buf_make(&s->fk, fb, fs, s->hk, s->d) ||
-      !buf_make(&s->fv, fb, fs, s->hk, s->dv))
+  if (!s->mfar || !buf_make(&s->ar, &s->fk, fb, fs, s->hk, s->d) ||
+      !buf_make(&s->ar, &s->fv, fb, fs, s->hk, s->dv))
     return ATTN_ERR_OUT_OF_MEMORY;
   attn_params *a = &s->far;
   if (pr->varlen) {
-    s->cu_tail = calloc((size_t)s->nseq + 1, sizeof(int32_t));
+    s->cu_tail = split_alloc(&s->ar, (size_t)s->nseq + 1, sizeof(int32_t));
     if (!s->cu_tail)
       return ATTN_ERR_OUT_OF_MEMORY;
     for (int64_t b = 0; b < s->nseq; b++)
@@ -358,14 +386,14 @@ static attn_status build_fixed(split *s) {
     a->cu_seqlens_k = s->cu_tail;
     a->kv_lens = NULL;
   } else {
-    s->tail_lens = calloc((size_t)s->nseq, sizeof(int32_t));
+    s->tail_lens = split_alloc(&s->ar, (size_t)s->nseq, sizeof(int32_t));
     if (!s->tail_lens)
       return ATTN_ERR_OUT_OF_MEMORY;
     for (int64_t b = 0; b < s->nseq; b++)
       s->tail_lens[b] = (int32_t)s->tails[b];
     a->kv_lens = s->tail_lens;
   }
-  for (int64_t b = 0; b < s->nseq; b++) {
+  for (int64_t b = 0; b < (s->ar.sizing ? 0 : s->nseq); b++) {
     const attn_seq *q = &s->seqs[b].s;
     const int64_t fbat = pr->varlen ? 0 : b,
                   f0 = pr->varlen ? s->cu_tail[b] : 0;
@@ -424,11 +452,15 @@ static void *gather_bcast(split *s, const attn_tensor *t, attn_tensor *out) {
     mq = pl->p.q.shape[1]; /* a batched far call: exactly the call's */
   const int64_t sh[4] = {n, t->shape[1], t->shape[2] == 1 ? 1 : mq,
                          t->shape[3] == 1 ? 1 : mk};
-  char *m = calloc((size_t)(sh[0] * sh[1] * sh[2] * sh[3]), es);
+  size_t cnt = (size_t)sh[0];
+  for (int a = 1; a < 4; a++)
+    if (__builtin_mul_overflow(cnt, (size_t)sh[a], &cnt))
+      return NULL; /* reported as out of memory */
+  char *m = split_alloc(&s->ar, cnt, es);
   if (!m)
     return NULL;
   const int bq = t->shape[2] == 1, bk = t->shape[3] == 1; /* broadcast */
-  for (int64_t g = 0; g < n; g++) {
+  for (int64_t g = 0; g < (s->ar.sizing ? 0 : n); g++) {
     const int64_t b = t->shape[0] == 1 ? 0 : split_far_seq(s, g);
     const int64_t nq = bq ? 1 : split_far_count(s, g, 0);
     const int64_t nk = bk ? 1 : split_far_count(s, g, 1);
@@ -473,21 +505,35 @@ static attn_params part_params(const attn_params *p) {
   return a;
 }
 
-void split_free(split *s) {
-  far_free(&s->f);
-  free(s->seqs);
-  free(s->far_slopes);
-  free(s->lse_shift);
-  free(s->tails);
-  free(s->cu_tail);
-  free(s->tail_lens);
-  free(s->mnear);
-  free(s->mfar);
-  free(s->fq.x);
-  free(s->fk.x);
-  free(s->fv.x);
-  free(s->fbias);
-  free(s->fmask);
+void split_free(split *s) { split_arena_free(&s->ar); }
+
+attn_status split_part(split *s, attn_params *a, int bwd) {
+  split_arena *ar = &s->ar;
+  attn_context *ctx = s->pl->ctx;
+  if (ar->sizing) {
+    size_t w = 0;
+    const attn_status st =
+        bwd ? attn_backward_workspace_size_sized(ctx, a, sizeof *a, &w)
+            : attn_forward_workspace_size_sized(ctx, a, sizeof *a, &w);
+    if (st == ATTN_OK && w > ar->peak - ar->off)
+      ar->peak = w > SIZE_MAX - ar->off ? SIZE_MAX : ar->off + w;
+    return st;
+  }
+  a->workspace = ar->base ? ar->base + ar->off : NULL;
+  a->workspace_size = ar->base ? ar->size - ar->off : 0;
+  return bwd ? attn_backward_sized(ctx, a, sizeof *a)
+             : attn_forward_sized(ctx, a, sizeof *a);
+}
+
+attn_status split_fail_alloc(const split *s) {
+  const attn_params *p = &s->pl->p;
+  if (s->ar.short_ws)
+    return attn_fail(p, ATTN_ERR_WORKSPACE_TOO_SMALL,
+                     "workspace of %zu bytes is too small for the sparse "
+                     "pattern's split (the workspace_size query gives it)",
+                     p->workspace_size);
+  return attn_fail(p, ATTN_ERR_OUT_OF_MEMORY,
+                   "out of memory splitting the sparse pattern");
 }
 
 int split_has_far(const split *s) {
@@ -495,10 +541,20 @@ int split_has_far(const split *s) {
 }
 
 /* Builds the parts' geometry and gathers the far operands. */
-attn_status split_build(split *s, const attn_plan *pl) {
+attn_status split_build(split *s, const attn_plan *pl, int sizing) {
   const attn_params *p = &pl->p;
   memset(s, 0, sizeof *s);
   s->pl = pl;
+  s->ar.sizing = sizing;
+  if (p->workspace && !sizing) {
+    const uintptr_t w = (uintptr_t)p->workspace, a = (w + 63) & ~(uintptr_t)63;
+    if (p->workspace_size < 64 + (a - w)) {
+      s->ar.short_ws = s->ar.failed = 1;
+      return ATTN_ERR_WORKSPACE_TOO_SMALL;
+    }
+    s->ar.base = (char *)a;
+    s->ar.size = (p->workspace_size - (a - w)) & ~(size_t)63;
+  }
   s->fixed = p->sparse_kind == ATTN_SPARSE_FIXED;
   s->nseq = pl->pr.batch;
   s->hq = pl->pr.hq;
@@ -510,7 +566,7 @@ attn_status split_build(split *s, const attn_plan *pl) {
   s->near = part_params(p);
   s->far = part_params(p);
   s->far.sinks = NULL;
-  s->seqs = calloc((size_t)(s->nseq > 0 ? s->nseq : 1), sizeof(split_seq));
+  s->seqs = split_alloc(&s->ar, (size_t)s->nseq, sizeof(split_seq));
   if (!s->seqs)
     return ATTN_ERR_OUT_OF_MEMORY;
   for (int64_t b = 0; b < s->nseq; b++)

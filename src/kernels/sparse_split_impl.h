@@ -7,13 +7,39 @@
 
 #include <stdint.h>
 
+/*
+ * Every allocation of a split call comes from one arena, so that a caller
+ * workspace can hold them all (attn.h: "then no allocation at all"):
+ *   - with a workspace: carved from it, zeroed, never freed;
+ *   - without: calloc'd blocks, all freed by split_arena_free;
+ *   - sizing (attn_*_workspace_size): calloc'd as without (untouched, so
+ *     mostly not even paged in), no data moved, and the parts asked for
+ *     their workspace sizes instead of run; peak is then the answer.
+ * Everything lives until the end of the pass.
+ */
+typedef struct split_arena {
+  char *base;   /* the caller's workspace, 64-byte aligned, or NULL  */
+  size_t size;  /* bytes at base                                     */
+  size_t off;   /* bytes taken (each piece a multiple of 64)         */
+  size_t peak;  /* most bytes needed at once, parts' workspaces too  */
+  int sizing;   /* only measure                                      */
+  int short_ws; /* a piece did not fit in the caller's workspace     */
+  int failed;   /* a piece could not be had (short_ws or no memory)  */
+  void *blocks; /* calloc'd blocks (a list), when base is NULL       */
+} split_arena;
+
+/* count x elem zeroed bytes, or NULL (out of memory, overflow, or the
+ * workspace too small: short_ws), which sets failed. */
+void *split_alloc(split_arena *a, size_t count, size_t elem);
+
 /* An f32 scratch tensor [b, s, h, d], contiguous. */
 typedef struct buf {
   float *x;
   attn_tensor t;
 } buf;
 
-int buf_make(buf *u, int64_t b, int64_t s, int64_t h, int64_t d);
+int buf_make(split_arena *a, buf *u, int64_t b, int64_t s, int64_t h,
+             int64_t d);
 
 static inline float *split_row(const buf *u, int64_t b, int64_t s, int64_t h) {
   return (float *)attn_elem(&u->t, b, s, h, 0);
@@ -42,6 +68,7 @@ typedef struct far_seqs {
 /* Everything both passes build. */
 typedef struct split {
   const attn_plan *pl;
+  split_arena ar;
   int fixed;
   int64_t nseq, hq, hk, d, dv, L, C;
   split_seq *seqs;       /* [nseq]                                   */
@@ -61,7 +88,14 @@ typedef struct split {
   int64_t tq, tk;        /* strided: far packed rows                 */
 } split;
 
-attn_status split_build(split *s, const attn_plan *pl);
+/* sizing: measure only (see split_arena). */
+attn_status split_build(split *s, const attn_plan *pl, int sizing);
+/* Runs a part (forward or backward), or when sizing asks its workspace
+ * size; with a caller workspace it gets what the arena has left. */
+attn_status split_part(split *s, attn_params *a, int bwd);
+/* The error of a piece split_alloc could not give (ar.failed): the
+ * workspace too small, or out of memory; with the reason. */
+attn_status split_fail_alloc(const split *s);
 /* Far sequence g's rows: count of queries and keys, the call's sequence,
  * and the row (in that sequence) of far query x and far key y. */
 int64_t split_far_count(const split *s, int64_t g, int keys);

@@ -12,18 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static attn_status fail_oom(const attn_plan *pl) {
-  return attn_fail(&pl->p, ATTN_ERR_OUT_OF_MEMORY,
-                   "out of memory splitting the sparse pattern");
-}
-
 /* Strided: (tensor batch, tensor row) -> packed far row, -1 when none. */
-static int64_t *far_query_map(const split *s) {
+static int64_t *far_query_map(split *s) {
   const attn_params *p = &s->pl->p;
   const int64_t n = p->q.shape[0] * p->q.shape[1];
-  int64_t *m = malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
-  if (!m)
-    return NULL;
+  int64_t *m = split_alloc(&s->ar, (size_t)n, sizeof(int64_t));
+  if (!m || s->ar.sizing)
+    return m;
   for (int64_t x = 0; x < n; x++)
     m[x] = -1;
   if (!s->fixed)
@@ -58,12 +53,12 @@ static int far_of(const split *s, const int64_t *qmap, const float *lf,
 }
 
 /* Merges both parts' rows and stores o and lse in the caller's. */
-static attn_status merge(const split *s, const buf *on, const float *ln,
+static attn_status merge(split *s, const buf *on, const float *ln,
                          const buf *of, const float *lf, const int64_t *qmap) {
   const attn_params *p = &s->pl->p;
-  float *tmp = malloc((size_t)s->dv * sizeof(float));
-  if (!tmp)
-    return ATTN_ERR_OUT_OF_MEMORY;
+  float *tmp = split_alloc(&s->ar, (size_t)s->dv, sizeof(float));
+  if (!tmp || s->ar.sizing)
+    return tmp ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
   for (int64_t b = 0; b < s->nseq; b++) {
     const split_seq *q = &s->seqs[b];
     for (int64_t i = 0; i < q->s.sq; i++) {
@@ -90,52 +85,47 @@ static attn_status merge(const split *s, const buf *on, const float *ln,
       }
     }
   }
-  free(tmp);
   return ATTN_OK;
 }
 
-attn_status attn_split_forward(const attn_plan *pl) {
-  const attn_params *p = &pl->p;
-  split s;
+/* The forward's pieces and parts (s built; sizing or not). */
+static attn_status forward_pass(split *s) {
+  const attn_params *p = &s->pl->p;
   buf on = {0}, of = {0};
-  float *ln = NULL, *lf = NULL;
-  int64_t *qmap = NULL;
-  attn_status st = split_build(&s, pl);
+  float *lf = NULL;
+  const int64_t nrows = p->q.shape[0] * p->q.shape[1] * s->hq;
+  float *ln = split_alloc(&s->ar, (size_t)nrows, sizeof(float));
+  int64_t *qmap = far_query_map(s);
+  if (!ln || !qmap ||
+      !buf_make(&s->ar, &on, p->q.shape[0], p->q.shape[1], s->hq, s->dv))
+    return ATTN_ERR_OUT_OF_MEMORY;
+  s->near.o = on.t;
+  s->near.lse = ln;
+  attn_status st = split_part(s, &s->near, 0);
   if (st != ATTN_OK)
-    goto done;
-  st = ATTN_ERR_OUT_OF_MEMORY;
-  const int64_t nrows = p->q.shape[0] * p->q.shape[1] * s.hq;
-  ln = malloc((size_t)(nrows > 0 ? nrows : 1) * sizeof(float));
-  qmap = far_query_map(&s);
-  if (!ln || !qmap || !buf_make(&on, p->q.shape[0], p->q.shape[1], s.hq, s.dv))
-    goto done;
-  s.near.o = on.t;
-  s.near.lse = ln;
-  st = attn_forward_sized(pl->ctx, &s.near, sizeof s.near);
-  if (st != ATTN_OK)
-    goto done;
-  if (split_has_far(&s)) {
-    st = ATTN_ERR_OUT_OF_MEMORY;
-    const int64_t fb = s.fixed ? p->q.shape[0] : 1;
-    const int64_t fs = s.fixed ? p->q.shape[1] : s.tq;
-    lf = malloc((size_t)(fb * fs * s.hq) * sizeof(float));
-    if (!lf || !buf_make(&of, fb, fs, s.hq, s.dv))
-      goto done;
-    s.far.o = of.t;
-    s.far.lse = lf;
-    st = attn_forward_sized(pl->ctx, &s.far, sizeof s.far);
+    return st;
+  if (split_has_far(s)) {
+    const int64_t fb = s->fixed ? p->q.shape[0] : 1;
+    const int64_t fs = s->fixed ? p->q.shape[1] : s->tq;
+    lf = split_alloc(&s->ar, (size_t)(fb * fs * s->hq), sizeof(float));
+    if (!lf || !buf_make(&s->ar, &of, fb, fs, s->hq, s->dv))
+      return ATTN_ERR_OUT_OF_MEMORY;
+    s->far.o = of.t;
+    s->far.lse = lf;
+    st = split_part(s, &s->far, 0);
     if (st != ATTN_OK)
-      goto done;
+      return st;
   }
-  st = merge(&s, &on, ln, &of, lf, qmap);
-done:
-  if (st == ATTN_ERR_OUT_OF_MEMORY)
-    st = fail_oom(pl);
-  free(ln);
-  free(lf);
-  free(qmap);
-  free(on.x);
-  free(of.x);
+  return merge(s, &on, ln, &of, lf, qmap);
+}
+
+attn_status attn_split_forward(const attn_plan *pl) {
+  split s;
+  attn_status st = split_build(&s, pl, 0);
+  if (st == ATTN_OK)
+    st = forward_pass(&s);
+  if (s.ar.failed)
+    st = split_fail_alloc(&s);
   split_free(&s);
   return st;
 }
@@ -152,7 +142,7 @@ static void store_all(const buf *acc, const attn_tensor *t) {
 /* Strided: the far part's o, dO and lse gathered from the merged ones. */
 static void gather_far_rows(const split *s, buf *fo, buf *fdo, float *lf) {
   const attn_params *p = &s->pl->p;
-  for (int64_t g = 0; g < s->f.n; g++) {
+  for (int64_t g = 0; g < (s->ar.sizing ? 0 : s->f.n); g++) {
     const split_seq *q = &s->seqs[s->f.seq[g]];
     for (int64_t x = s->f.cu_q[g]; x < s->f.cu_q[g + 1]; x++) {
       const int64_t i = s->f.q_first[g] + (x - s->f.cu_q[g]) * s->L;
@@ -218,85 +208,95 @@ static void scatter_dbias(const split *s, const float *fd) {
   }
 }
 
-attn_status attn_split_backward(const attn_plan *pl) {
-  const attn_params *p = &pl->p;
-  split s;
+/* The backward's pieces and parts (s built; sizing or not). */
+static attn_status backward_pass(split *s) {
+  const attn_params *p = &s->pl->p;
+  split_arena *ar = &s->ar;
   buf dqn = {0}, dkn = {0}, dvn = {0}; /* near gradients, and the sums */
   buf fo = {0}, fdo = {0}, dqf = {0}, dkf = {0}, dvf = {0};
-  float *lf = NULL, *fdb = NULL;
-  attn_status st = split_build(&s, pl);
-  if (st != ATTN_OK)
-    goto done;
-  st = ATTN_ERR_OUT_OF_MEMORY;
+  float *fdb = NULL;
   const int64_t qb = p->q.shape[0], qs = p->q.shape[1];
   const int64_t kb = p->k.shape[0], ks = p->k.shape[1];
-  if (!buf_make(&dqn, qb, qs, s.hq, s.d) ||
-      !buf_make(&dkn, kb, ks, s.hk, s.d) || !buf_make(&dvn, kb, ks, s.hk, s.dv))
-    goto done;
-  s.near.lse = p->lse; /* read: the merged forward's */
-  s.near.dsinks = p->dsinks;
-  s.near.dq = dqn.t;
-  s.near.dk = dkn.t;
-  s.near.dv = dvn.t;
-  st = attn_backward_sized(pl->ctx, &s.near, sizeof s.near);
-  if (st != ATTN_OK || !split_has_far(&s))
-    goto store;
-  st = ATTN_ERR_OUT_OF_MEMORY;
-  if (s.fixed) { /* queries, o, dO and lse as they are; keys gathered */
-    if (!buf_make(&dqf, qb, qs, s.hq, s.d) ||
-        !buf_make(&dkf, s.fk.t.shape[0], s.fk.t.shape[1], s.hk, s.d) ||
-        !buf_make(&dvf, s.fk.t.shape[0], s.fk.t.shape[1], s.hk, s.dv))
-      goto done;
-    s.far.lse = p->lse;
-  } else { /* everything gathered into the packed sequences */
-    lf = malloc((size_t)(s.hq * s.tq) * sizeof(float));
-    if (!lf || !buf_make(&fo, 1, s.tq, s.hq, s.dv) ||
-        !buf_make(&fdo, 1, s.tq, s.hq, s.dv) ||
-        !buf_make(&dqf, 1, s.tq, s.hq, s.d) ||
-        !buf_make(&dkf, 1, s.tk, s.hk, s.d) ||
-        !buf_make(&dvf, 1, s.tk, s.hk, s.dv))
-      goto done;
-    gather_far_rows(&s, &fo, &fdo, lf);
-    s.far.o = fo.t;
-    s.far.dout = fdo.t;
-    s.far.lse = lf;
-  }
-  s.far.dq = dqf.t;
-  s.far.dk = dkf.t;
-  s.far.dv = dvf.t;
-  if (p->dbias.data) {
-    const int64_t *sh = s.far.bias.shape;
-    fdb = malloc((size_t)(sh[0] * sh[1] * sh[2] * sh[3]) * sizeof(float));
-    if (!fdb)
-      goto done;
-    s.far.dbias =
-        attn_tensor_contiguous(fdb, ATTN_DTYPE_F32, sh[0], sh[1], sh[2], sh[3]);
-  }
-  st = attn_backward_sized(pl->ctx, &s.far, sizeof s.far);
+  if (!buf_make(ar, &dqn, qb, qs, s->hq, s->d) ||
+      !buf_make(ar, &dkn, kb, ks, s->hk, s->d) ||
+      !buf_make(ar, &dvn, kb, ks, s->hk, s->dv))
+    return ATTN_ERR_OUT_OF_MEMORY;
+  s->near.lse = p->lse; /* read: the merged forward's */
+  s->near.dsinks = p->dsinks;
+  s->near.dq = dqn.t;
+  s->near.dk = dkn.t;
+  s->near.dv = dvn.t;
+  attn_status st = split_part(s, &s->near, 1);
   if (st != ATTN_OK)
-    goto done;
-  scatter_far(&s, &dqf, &dkf, &dvf, &dqn, &dkn, &dvn);
-  if (fdb)
-    scatter_dbias(&s, fdb);
-store:
-  if (st == ATTN_OK) {
+    return st;
+  if (split_has_far(s)) {
+    if (s->fixed) { /* queries, o, dO and lse as they are; keys gathered */
+      const int64_t fb = s->fk.t.shape[0], fs = s->fk.t.shape[1];
+      if (!buf_make(ar, &dqf, qb, qs, s->hq, s->d) ||
+          !buf_make(ar, &dkf, fb, fs, s->hk, s->d) ||
+          !buf_make(ar, &dvf, fb, fs, s->hk, s->dv))
+        return ATTN_ERR_OUT_OF_MEMORY;
+      s->far.lse = p->lse;
+    } else { /* everything gathered into the packed sequences */
+      float *lf = split_alloc(ar, (size_t)(s->hq * s->tq), sizeof(float));
+      if (!lf || !buf_make(ar, &fo, 1, s->tq, s->hq, s->dv) ||
+          !buf_make(ar, &fdo, 1, s->tq, s->hq, s->dv) ||
+          !buf_make(ar, &dqf, 1, s->tq, s->hq, s->d) ||
+          !buf_make(ar, &dkf, 1, s->tk, s->hk, s->d) ||
+          !buf_make(ar, &dvf, 1, s->tk, s->hk, s->dv))
+        return ATTN_ERR_OUT_OF_MEMORY;
+      gather_far_rows(s, &fo, &fdo, lf);
+      s->far.o = fo.t;
+      s->far.dout = fdo.t;
+      s->far.lse = lf;
+    }
+    s->far.dq = dqf.t;
+    s->far.dk = dkf.t;
+    s->far.dv = dvf.t;
+    if (p->dbias.data) {
+      const int64_t *sh = s->far.bias.shape; /* its alloc did not overflow */
+      fdb = split_alloc(ar, (size_t)(sh[0] * sh[1] * sh[2] * sh[3]),
+                        sizeof(float));
+      if (!fdb)
+        return ATTN_ERR_OUT_OF_MEMORY;
+      s->far.dbias = attn_tensor_contiguous(fdb, ATTN_DTYPE_F32, sh[0], sh[1],
+                                            sh[2], sh[3]);
+    }
+    st = split_part(s, &s->far, 1);
+    if (st != ATTN_OK || ar->sizing)
+      return st;
+    scatter_far(s, &dqf, &dkf, &dvf, &dqn, &dkn, &dvn);
+    if (fdb)
+      scatter_dbias(s, fdb);
+  }
+  if (!ar->sizing) {
     store_all(&dqn, &p->dq);
     store_all(&dkn, &p->dk);
     store_all(&dvn, &p->dv);
   }
-done:
-  if (st == ATTN_ERR_OUT_OF_MEMORY)
-    st = fail_oom(pl);
-  free(lf);
-  free(fdb);
-  free(dqn.x);
-  free(dkn.x);
-  free(dvn.x);
-  free(fo.x);
-  free(fdo.x);
-  free(dqf.x);
-  free(dkf.x);
-  free(dvf.x);
+  return ATTN_OK;
+}
+
+attn_status attn_split_backward(const attn_plan *pl) {
+  split s;
+  attn_status st = split_build(&s, pl, 0);
+  if (st == ATTN_OK)
+    st = backward_pass(&s);
+  if (s.ar.failed)
+    st = split_fail_alloc(&s);
+  split_free(&s);
+  return st;
+}
+
+attn_status attn_split_workspace_size(const attn_plan *pl, int bwd,
+                                      size_t *bytes) {
+  split s;
+  attn_status st = split_build(&s, pl, 1);
+  if (st == ATTN_OK)
+    st = bwd ? backward_pass(&s) : forward_pass(&s);
+  if (s.ar.failed)
+    st = split_fail_alloc(&s);
+  *bytes = s.ar.peak + 64; /* the workspace's alignment */
   split_free(&s);
   return st;
 }
