@@ -136,10 +136,11 @@ int attn_split_eligible(const attn_plan *pl) {
 
 void *split_alloc(split_arena *a, size_t count, size_t elem) {
   size_t n, need;
-  a->failed = 1; /* until the piece is had */
   if (__builtin_mul_overflow(count ? count : 1, elem, &n) ||
-      __builtin_add_overflow(n, (size_t)63, &need))
+      __builtin_add_overflow(n, (size_t)63, &need)) {
+    a->failed = 1; /* sticky: the pass stops at its first failed piece */
     return NULL;
+  }
   need &= ~(size_t)63;
   if (a->base) {
     if (need > a->size - a->off) {
@@ -149,13 +150,13 @@ void *split_alloc(split_arena *a, size_t count, size_t elem) {
     char *m = a->base + a->off;
     a->off += need;
     memset(m, 0, n);
-    a->failed = 0;
     return m;
   }
   char *m = need <= SIZE_MAX - 64 ? calloc(1, 64 + n) : NULL;
-  if (!m)
-    return NULL; /* the list link, then the piece */
-  a->failed = 0;
+  if (!m) { /* else: the list link, then the piece */
+    a->failed = 1;
+    return NULL;
+  }
   *(void **)m = a->blocks;
   a->blocks = m;
   a->off += need;
