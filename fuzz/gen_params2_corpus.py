@@ -12,7 +12,9 @@ is the byte sequence carve() in params2_fuzz.c reads, field by field:
   mode 2: target (q k v bias), value (NaN +inf -inf), batch, row (2 bytes),
   head, column [, bias key (2 bytes)]; mode 3: backward?, x, y, kind
   (0 same start, 1 touching after, 2 touching before, 3 overlapping),
-  delta (2 bytes), threads-1; the last byte feeds the data seed.
+  delta (2 bytes), threads-1; modes 0/1 then optionally 0xC5, pattern
+  (0 strided, 1 fixed), L-2, C-1 (Child et al.'s patterns); the last byte
+  feeds the data seed.
 
 Usage: python3 fuzz/gen_params2_corpus.py [OUTDIR]
 """
@@ -111,6 +113,25 @@ def seeds():
                     b += [bwd, x, y - 1, kind, (n * 37) % 256, n % 256,
                           n % 3, n % 256]
                     out["alias_%s_%d_%d_%d" % ("fb"[bwd], x, y, kind)] = b
+    # modes 0 and 1 with Child et al.'s patterns (the split path): every
+    # option of head() the split takes, seq_q != seq_k both ways
+    pats = [(0, 16, 1), (1, 8, 3), (0, 5, 1), (1, 31, 31), (0, 64, 1),
+            (1, 4, 2), (0, 2, 1), (1, 48, 5)]
+    for n, (kind, L, C) in enumerate(pats):
+        sq, sk = [(300, 300), (97, 129), (129, 97), (65, 300), (300, 64),
+                  (48, 96), (13, 31), (192, 240)][n]
+        opts = dict(dt=n % 3, bhsd=n % 2, causal=n % 2, kv=n % 4 == 1,
+                    bias=n % 3 == 0, alibi=n % 4 == 2,
+                    window=(40, 0) if n % 4 == 3 else None)
+        b = head(0, 1 + n % 2, 1 + (n // 2) % 2, 1 + n % 2, sq, sk,
+                 1 + n % 8, 1 + (n * 5) % 8, **opts)
+        out["acc_sparse_%d_%s%d" % (n, "sf"[kind], L)] = \
+            b + [n % 2, 0, 0] + [0xC5, kind, L - 2, C - 1, n]
+    for n, (kind, L, C) in enumerate(pats[:3]):
+        b = head(1, 1, 1, 2, [129, 64, 160][n], [160, 96, 129][n], 8, 8,
+                 dt=n, causal=1, bias=n == 1)
+        out["huge_sparse_%d_%s%d" % (n, "sf"[kind], L)] = \
+            b + [4, 3, 2, 1] + [0xC5, kind, L - 2, C - 1, n]
     return out
 
 

@@ -29,6 +29,10 @@
  *               ATTN_ERR_OVERLAP from the check and the call, which writes
  *               nothing; other inputs may alias and give the bits of the
  *               same call on separate copies.
+ * Modes 0 and 1 also draw Child et al.'s strided or fixed pattern (after
+ * the other fields, when a byte 0xC5 follows them), which mostly runs as
+ * two calls merged by LSE (src/kernels/sparse_split.c), with every other
+ * option drawn.
  * Every valid forward and backward runs on 1, 2 and 3 threads, which must
  * give the same bits (NaN payloads included).
  */
@@ -98,6 +102,8 @@ typedef struct fcase {
   int64_t batch, hk, hq, sq, sk, d, dv;
   attn_dtype dt;
   int bhsd, use_kv, use_bias, use_alibi;
+  int sparse; /* Child et al.: 0 none, ATTN_SPARSE_STRIDED or _FIXED */
+  int64_t sl, sc;
   attn_causal causal;
   int64_t wl, wr;
   float softcap, scale;
@@ -213,6 +219,13 @@ static void carve(bytes *in, fcase *c) {
     c->use_kv = c->use_bias = 0; /* the arena holds q, k, v and outputs */
     carve_alias(in, c);
   }
+  /* last, behind a marker byte, so that the seeds written before it keep
+   * their meaning */
+  if ((c->mode == M_ACC || c->mode == M_HUGE) && take(in, 256) == 0xC5) {
+    c->sparse = take(in, 2) ? ATTN_SPARSE_FIXED : ATTN_SPARSE_STRIDED;
+    c->sl = 2 + take(in, 64);
+    c->sc = 1 + take(in, c->sl);
+  }
   uint64_t seed = 0x243F6A8885A308D3ULL;
   for (size_t i = 0; i < in->n; i++)
     seed = (seed ^ in->p[i]) * 0x100000001B3ULL;
@@ -275,6 +288,11 @@ static void build(fcase *c, bufs *m, attn_params *p) {
           m->bias[i] = -INFINITY;
     p->bias = attn_tensor_contiguous(m->bias, ATTN_DTYPE_F32, c->batch, c->hq,
                                      c->sq, c->sk);
+  }
+  if (c->sparse) { /* mostly the split path (sparse_split.c) */
+    p->sparse_kind = c->sparse;
+    p->sparse_l = c->sl;
+    p->sparse_c = c->sc;
   }
   if (c->use_alibi) {
     m->alibi = xcalloc(c->hq, sizeof(float));

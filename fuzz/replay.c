@@ -7,17 +7,22 @@
  *   replay [--mutate N] [--seed S] DIR|FILE...
  *
  * Exits 0 when every input ran (a failing target aborts), 1 when no input
- * was found or a file could not be read, 2 on usage errors.
+ * was found or a file could not be read, 2 on usage errors. When a target
+ * aborts, the input it was given is written to ./replay-crash-input first
+ * (so that a mutation's finding can be replayed and kept as a seed).
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,6 +32,33 @@ typedef struct input {
 } input;
 
 static input *g_inputs;
+/* The input being run, for the abort handler. */
+static const unsigned char *volatile g_cur;
+static volatile size_t g_cur_len;
+
+static void on_abort(int sig) {
+  const int fd = open("replay-crash-input", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0) {
+    const unsigned char *p = g_cur;
+    size_t n = g_cur_len;
+    while (p && n > 0) {
+      const ssize_t w = write(fd, p, n);
+      if (w <= 0)
+        break;
+      p += w;
+      n -= (size_t)w;
+    }
+    close(fd);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void run_one(const unsigned char *data, size_t size) {
+  g_cur = data;
+  g_cur_len = size;
+  LLVMFuzzerTestOneInput(data, size);
+}
 static size_t g_count, g_cap;
 
 static int cmp_str(const void *a, const void *b) {
@@ -225,8 +257,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "replay: no inputs found\n");
     rc = 1;
   }
+  signal(SIGABRT, on_abort);
   for (size_t i = 0; i < g_count; i++)
-    LLVMFuzzerTestOneInput(g_inputs[i].data, g_inputs[i].size);
+    run_one(g_inputs[i].data, g_inputs[i].size);
   uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 0x1234567;
   for (long long m = 0; g_count > 0 && m < mutations; m++) {
     size_t len = 0;
@@ -236,7 +269,7 @@ int main(int argc, char **argv) {
       rc = 1;
       break;
     }
-    LLVMFuzzerTestOneInput(b, len);
+    run_one(b, len);
     free(b);
   }
   printf("replay: %zu inputs, %lld mutations: %s\n", g_count,

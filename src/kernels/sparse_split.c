@@ -47,12 +47,12 @@
  * window and ALiBi; with a bias or mask tensor (gathered onto the far
  * part's rows and keys, so O(pairs attended) more memory, and dbias added
  * back); with or without a compiled mask of the pattern (its tile lists
- * are then not used). The rest (a T5 table, whose buckets of L times a
+ * are then not used); with a caller workspace (every temporary comes from
+ * it: split_arena). The rest (a T5 table, whose buckets of L times a
  * distance are not a bucket of it, dropout, whose generator is keyed by
- * the element's own coordinates, globals, block masks, user functions, the
- * fixed pattern with a window or ALiBi, and a caller workspace, which
- * promises no allocation) takes the tile path, which gives the same result
- * at about causal attention's cost.
+ * the element's own coordinates, globals, block masks, user functions, and
+ * the fixed pattern with a window or ALiBi) takes the tile path, which
+ * gives the same result at about causal attention's cost.
  */
 #include "kernels/sparse_split_impl.h"
 
