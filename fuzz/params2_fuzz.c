@@ -219,17 +219,17 @@ static void carve(bytes *in, fcase *c) {
     c->use_kv = c->use_bias = 0; /* the arena holds q, k, v and outputs */
     carve_alias(in, c);
   }
-  /* last, behind a marker byte, so that the seeds written before it keep
-   * their meaning */
+  uint64_t seed = 0x243F6A8885A308D3ULL; /* the data: the bytes left */
+  for (size_t i = 0; i < in->n; i++)
+    seed = (seed ^ in->p[i]) * 0x100000001B3ULL;
+  c->seed = seed ? seed : 1;
+  /* last, behind a marker byte, and after the data seed, so that the seeds
+   * written before it keep their meaning */
   if ((c->mode == M_ACC || c->mode == M_HUGE) && take(in, 256) == 0xC5) {
     c->sparse = take(in, 2) ? ATTN_SPARSE_FIXED : ATTN_SPARSE_STRIDED;
     c->sl = 2 + take(in, 64);
     c->sc = 1 + take(in, c->sl);
   }
-  uint64_t seed = 0x243F6A8885A308D3ULL;
-  for (size_t i = 0; i < in->n; i++)
-    seed = (seed ^ in->p[i]) * 0x100000001B3ULL;
-  c->seed = seed ? seed : 1;
 }
 
 static attn_tensor view(void *d, attn_dtype dt, int bhsd, int64_t b, int64_t s,

@@ -195,10 +195,7 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
         memset(o + dv, 0, sizeof(float) * (size_t)(dvp - dv));
         attn_load_row_f32(attn_elem(&p->o, tb, i, h, 0), p->o.dtype,
                           p->o.stride[3], dv, 1.0f, obuf);
-        float acc = 0.0f;
-        for (int64_t c = 0; c < dv; c++)
-          acc += o[c] * obuf[c];
-        job->dd[li] = acc;
+        job->dd[li] = job->k->row_dot(o, obuf, dv); /* dP's arithmetic */
         const float lse = pr->varlen ? p->lse[h * s0 + r]
                                      : p->lse[(tb * pr->hq + h) * s0 + i];
         job->l2[li] = lse;

@@ -89,6 +89,19 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
   }
 }
 
+/* attn_bwd_kernel.row_dot: the sequence of mk_qk's accumulation for one
+ * lane (c starts at 0, one vf_fma per k in order). */
+static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t c = 0; c < n; c++)
+#if defined(ATTN_SIMD_GENERIC)
+    acc = a[c] * b[c] + acc;
+#else
+    acc = fmaf(a[c], b[c], acc);
+#endif
+  return acc;
+}
+
 static void KFN(bwd_block)(const attn_bblock *t) {
   const int rows = t->rows;
   const int rows_mr = (rows + MR - 1) / MR * MR;

@@ -64,6 +64,11 @@ typedef struct attn_bwd_kernel {
   int br; /* query rows per block (mult. of mr) */
   int bc; /* keys per block (multiple of nr)    */
   void (*block)(const attn_bblock *t);
+  /* sum_c a[c] b[c] in order, with the arithmetic of the micro-kernels'
+   * dot products (fused on AVX2/AVX-512, two roundings in generic): D is
+   * computed with it, so that dP - D is exactly 0 wherever O equals the
+   * one value a row sees (dS = 0 then, as in exact arithmetic). */
+  float (*row_dot)(const float *a, const float *b, int64_t n);
 } attn_bwd_kernel;
 
 const attn_bwd_kernel *attn_bwd_kernel_generic(void);

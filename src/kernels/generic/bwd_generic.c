@@ -24,7 +24,7 @@ _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
                "one tile geometry for every pass and ISA (attn.h)");
 
 const attn_bwd_kernel *attn_bwd_kernel_generic(void) {
-  static const attn_bwd_kernel k = {ATTN_ISA_GENERIC, VL, MR, NR, BR, BC,
-                                    bwd_block_generic};
+  static const attn_bwd_kernel k = {
+      ATTN_ISA_GENERIC, VL, MR, NR, BR, BC, bwd_block_generic, row_dot_generic};
   return &k;
 }
