@@ -437,6 +437,29 @@ int64_t split_far_krow(const split *s, int64_t g, int64_t y) {
   return s->fixed ? split_tail_row(s, y) : s->f.k_first[g] + y * s->L;
 }
 
+void split_far_bcast(const split *s, const attn_tensor *t, const int64_t sh[4],
+                     void *far, int add) {
+  const size_t es = attn_dtype_size(t->dtype);
+  const int bq = t->shape[2] == 1, bk = t->shape[3] == 1; /* broadcast */
+  for (int64_t g = 0; g < sh[0]; g++) {
+    const int64_t b = t->shape[0] == 1 ? 0 : split_far_seq(s, g);
+    const int64_t nq = bq ? 1 : split_far_count(s, g, 0);
+    const int64_t nk = bk ? 1 : split_far_count(s, g, 1);
+    for (int64_t h = 0; h < sh[1]; h++)
+      for (int64_t x = 0; x < nq; x++) {
+        const int64_t i = bq ? 0 : split_far_qrow(s, g, x);
+        char *f = (char *)far + (((g * sh[1] + h) * sh[2] + x) * sh[3]) * es;
+        for (int64_t y = 0; y < nk; y++) {
+          void *e = attn_elem(t, b, h, i, bk ? 0 : split_far_krow(s, g, y));
+          if (add)
+            *(float *)e += ((const float *)f)[y];
+          else
+            memcpy(f + (size_t)y * es, e, es);
+        }
+      }
+  }
+}
+
 /* t (bias or mask: [b|1, hq|1, rows|1, keys|1], rows and keys inside the
  * sequence) gathered onto the far part's rows and keys, as a contiguous
  * [far seqs, 1|hq, max rows|1, max keys|1] tensor. */
@@ -460,20 +483,8 @@ static void *gather_bcast(split *s, const attn_tensor *t, attn_tensor *out) {
   char *m = split_alloc(&s->ar, cnt, es);
   if (!m)
     return NULL;
-  const int bq = t->shape[2] == 1, bk = t->shape[3] == 1; /* broadcast */
-  for (int64_t g = 0; g < (s->ar.sizing ? 0 : n); g++) {
-    const int64_t b = t->shape[0] == 1 ? 0 : split_far_seq(s, g);
-    const int64_t nq = bq ? 1 : split_far_count(s, g, 0);
-    const int64_t nk = bk ? 1 : split_far_count(s, g, 1);
-    for (int64_t h = 0; h < sh[1]; h++)
-      for (int64_t x = 0; x < nq; x++) {
-        const int64_t i = bq ? 0 : split_far_qrow(s, g, x);
-        char *dst = m + (((g * sh[1] + h) * sh[2] + x) * sh[3]) * (int64_t)es;
-        for (int64_t y = 0; y < nk; y++)
-          memcpy(dst + y * (int64_t)es,
-                 attn_elem(t, b, h, i, bk ? 0 : split_far_krow(s, g, y)), es);
-      }
-  }
+  if (!s->ar.sizing)
+    split_far_bcast(s, t, sh, m, 0);
   *out = attn_tensor_contiguous(m, t->dtype, sh[0], sh[1], sh[2], sh[3]);
   return m;
 }

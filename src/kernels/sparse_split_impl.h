@@ -102,6 +102,12 @@ int64_t split_far_count(const split *s, int64_t g, int keys);
 int64_t split_far_seq(const split *s, int64_t g);
 int64_t split_far_qrow(const split *s, int64_t g, int64_t x);
 int64_t split_far_krow(const split *s, int64_t g, int64_t y);
+/* For every element of a far tensor (contiguous, shape sh: [far seqs,
+ * 1|hq, rows|1, keys|1]) and its element of t (a bias, mask or dbias of
+ * the call: [b|1, hq|1, rows|1, keys|1]): add = 0 copies t's into far,
+ * add = 1 adds far's into t's (f32). */
+void split_far_bcast(const split *s, const attn_tensor *t, const int64_t sh[4],
+                     void *far, int add);
 /* Far sequences (strided: packed; fixed: the call's). */
 static inline int64_t split_far_n(const split *s) {
   return s->fixed ? s->nseq : s->f.n;

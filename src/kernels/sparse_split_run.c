@@ -187,27 +187,6 @@ static void scatter_far(const split *s, const buf *dqf, const buf *dkf,
   }
 }
 
-/* The far part's dbias (the far bias's shape, contiguous) added into the
- * call's. */
-static void scatter_dbias(const split *s, const float *fd) {
-  const attn_tensor *t = &s->pl->p.dbias;
-  const int64_t *sh = s->far.bias.shape;
-  const int bq = t->shape[2] == 1, bk = t->shape[3] == 1; /* broadcast */
-  for (int64_t g = 0; g < sh[0]; g++) {
-    const int64_t b = t->shape[0] == 1 ? 0 : split_far_seq(s, g);
-    const int64_t nq = bq ? 1 : split_far_count(s, g, 0);
-    const int64_t nk = bk ? 1 : split_far_count(s, g, 1);
-    for (int64_t h = 0; h < sh[1]; h++)
-      for (int64_t x = 0; x < nq; x++) {
-        const int64_t i = bq ? 0 : split_far_qrow(s, g, x);
-        const float *src = fd + ((g * sh[1] + h) * sh[2] + x) * sh[3];
-        for (int64_t y = 0; y < nk; y++)
-          *(float *)attn_elem(t, b, h, i, bk ? 0 : split_far_krow(s, g, y)) +=
-              src[y];
-      }
-  }
-}
-
 /* The backward's pieces and parts (s built; sizing or not). */
 static attn_status backward_pass(split *s) {
   const attn_params *p = &s->pl->p;
@@ -266,8 +245,8 @@ static attn_status backward_pass(split *s) {
     if (st != ATTN_OK || ar->sizing)
       return st;
     scatter_far(s, &dqf, &dkf, &dvf, &dqn, &dkn, &dvn);
-    if (fdb)
-      scatter_dbias(s, fdb);
+    if (fdb) /* the far dbias added into the call's */
+      split_far_bcast(s, &p->dbias, s->far.bias.shape, fdb, 1);
   }
   if (!ar->sizing) {
     store_all(&dqn, &p->dq);
