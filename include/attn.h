@@ -197,10 +197,14 @@ typedef enum attn_isa {
   ATTN_ISA_AUTO = 0,
   ATTN_ISA_GENERIC = 1, /* portable C reference kernels */
   ATTN_ISA_AVX2 = 2,    /* AVX2 + FMA + F16C            */
-  ATTN_ISA_AVX512 = 3   /* AVX-512 F/BW/DQ/VL           */
+  ATTN_ISA_AVX512 = 3,  /* AVX-512 F/BW/DQ/VL           */
+  /* (0.6) AVX-512 plus AVX512-BF16: bf16 Q, K (and V with a bf16 output)
+   * take vdpbf16ps dot products (docs/bf16.md); all else as AVX512. */
+  ATTN_ISA_AVX512_BF16 = 4
 } attn_isa;
 
-/* Name ("generic", "avx2", "avx512", "auto"), or NULL for an unknown value. */
+/* Name ("generic", "avx2", "avx512", "avx512bf16", "auto"), or NULL for an
+ * unknown value. */
 ATTN_API const char *attn_isa_name(attn_isa isa);
 /* Parses a name as above; returns ATTN_ERR_INVALID_ARGUMENT when unknown. */
 ATTN_API attn_status attn_isa_parse(const char *name, attn_isa *out);
@@ -454,7 +458,8 @@ ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
  * Environment (read when a context is made, for the values its options
  * leave at 0 / AUTO; once per process for the default context):
  *   ATTN_NUM_THREADS  1..1024 (unset or empty: every online CPU)
- *   ATTN_ISA          generic, avx2, avx512 or auto (unset or empty: auto)
+ *   ATTN_ISA          generic, avx2, avx512, avx512bf16 or auto (unset or
+ *                     empty: auto)
  * A bad value is an error, never ignored: ATTN_ERR_INVALID_ARGUMENT (not a
  * number in range, not an ISA name) or ATTN_ERR_UNSUPPORTED_ISA (an ISA
  * this CPU lacks), from attn_context_create, and from every call on the
@@ -655,6 +660,10 @@ ATTN_API attn_status attn_alibi_slopes(int64_t heads, float *slopes);
  * num_threads threads (0 = all) for about seconds; writes GFLOP/s. */
 ATTN_API attn_status attn_fma_peak_gflops(int num_threads, double seconds,
                                           double *gflops);
+/* (0.6) The same for the bf16 dot product (vdpbf16ps: 4 FLOPs a lane);
+ * ATTN_ERR_UNSUPPORTED_ISA where the CPU has none (AVX512-BF16). */
+ATTN_API attn_status attn_bf16_peak_gflops(int num_threads, double seconds,
+                                           double *gflops);
 
 /* Dropout's mask (attn_params.dropout_p): 1 when element (b, h, i, j)
  * is kept for seed and p, else 0. Philox4x32-10 (Salmon et al. 2011) with

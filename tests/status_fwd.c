@@ -360,10 +360,10 @@ static void test_strides(void) {
 }
 
 static void test_isa_forced(void) {
-  static const attn_isa all[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                  ATTN_ISA_AVX512};
+  static const attn_isa all[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
   int tested = 0;
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     attn_params p;
     attn_context *ctx = NULL;
     attn_context_options opt;

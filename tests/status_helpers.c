@@ -133,8 +133,9 @@ static void test_defaults(void) {
 }
 
 static void test_isa_names(void) {
-  static const char *const names[4] = {"auto", "generic", "avx2", "avx512"};
-  for (int i = 0; i < 4; i++) {
+  static const char *const names[5] = {"auto", "generic", "avx2", "avx512",
+                                       "avx512bf16"};
+  for (int i = 0; i < 5; i++) {
     attn_isa out = (attn_isa)-1;
     const char *n = attn_isa_name((attn_isa)i);
     CHECK(n && strcmp(n, names[i]) == 0, "attn_isa_name(%d) = %s", i,
@@ -145,7 +146,7 @@ static void test_isa_names(void) {
   {
     attn_isa out = ATTN_ISA_AVX2;
     attn_status s;
-    CHECK(attn_isa_name((attn_isa)4) == NULL &&
+    CHECK(attn_isa_name((attn_isa)5) == NULL &&
               attn_isa_name((attn_isa)-1) == NULL,
           "attn_isa_name of unknown values");
     CHECK(attn_isa_parse("sse9", &out) == ATTN_ERR_INVALID_ARGUMENT,
@@ -167,14 +168,17 @@ static void test_isa_names(void) {
     CHECK(best != ATTN_ISA_AUTO && attn_isa_supported(best),
           "attn_isa_best = %d", (int)best);
     if (!getenv("ATTN_ISA"))
-      CHECK(best == (attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
-                     : attn_isa_supported(ATTN_ISA_AVX2) ? ATTN_ISA_AVX2
-                                                         : ATTN_ISA_GENERIC),
+      CHECK(best == (attn_isa_supported(ATTN_ISA_AVX512_BF16)
+                         ? ATTN_ISA_AVX512_BF16
+                     : attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
+                     : attn_isa_supported(ATTN_ISA_AVX2)   ? ATTN_ISA_AVX2
+                                                           : ATTN_ISA_GENERIC),
             "attn_isa_best is not the widest supported");
-    printf("isas: generic %d, avx2 %d, avx512 %d; best %s\n",
+    printf("isas: generic %d, avx2 %d, avx512 %d, avx512bf16 %d; best %s\n",
            attn_isa_supported(ATTN_ISA_GENERIC),
            attn_isa_supported(ATTN_ISA_AVX2),
-           attn_isa_supported(ATTN_ISA_AVX512), attn_isa_name(best));
+           attn_isa_supported(ATTN_ISA_AVX512),
+           attn_isa_supported(ATTN_ISA_AVX512_BF16), attn_isa_name(best));
   }
 }
 
@@ -221,6 +225,16 @@ static void test_peak(void) {
         "attn_fma_peak_gflops(NULL)");
   CHECK(attn_fma_peak_gflops(1, 0.02, &g) == ATTN_OK && g > 0.0 && isfinite(g),
         "attn_fma_peak_gflops: %g", g);
+  {
+    double g16 = -1.0;
+    const attn_status s16 = attn_bf16_peak_gflops(1, 0.02, &g16);
+    CHECK(attn_isa_supported(ATTN_ISA_AVX512_BF16)
+              ? s16 == ATTN_OK && g16 > 0.0 && isfinite(g16)
+              : s16 == ATTN_ERR_UNSUPPORTED_ISA && g16 == -1.0,
+          "attn_bf16_peak_gflops: %d, %g", (int)s16, g16);
+    CHECK(attn_bf16_peak_gflops(1, 0.01, NULL) == ATTN_ERR_NULL_POINTER,
+          "attn_bf16_peak_gflops(NULL)");
+  }
 }
 
 /* ---------------------------------------------------------------------- */

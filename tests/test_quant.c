@@ -316,8 +316,8 @@ static void quantise_kv(tc_rng *r, attn_params *p, void *mem[2],
   }
 }
 
-static const attn_isa all_isas[3] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                     ATTN_ISA_AVX512};
+static const attn_isa all_isas[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                     ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
 
 /* attn_forward on every ISA against the oracle; then 1 vs 3 threads. */
 static void forward_check(attn_params *p, tp_bufs *m, const tp_problem *c,
@@ -328,7 +328,7 @@ static void forward_check(attn_params *p, tp_bufs *m, const tp_problem *c,
     fprintf(stderr, "test_quant: oracle out of memory\n");
     exit(2);
   }
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < 4; k++) {
     if (!attn_isa_supported(all_isas[k]))
       continue;
     p->isa = all_isas[k];
@@ -505,7 +505,7 @@ static void test_backward(uint64_t seed, int n_cases) {
       tp_bufs_free(&m);
       continue;
     }
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
       if (!attn_isa_supported(all_isas[k]))
         continue;
       p.isa = all_isas[k];

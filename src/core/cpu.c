@@ -14,7 +14,8 @@ static uint64_t xgetbv0(void) {
   return ((uint64_t)edx << 32) | eax;
 }
 
-/* bit 0: avx2+fma+f16c usable, bit 1: avx512 f/bw/dq/vl usable */
+/* bit 0: avx2+fma+f16c usable, bit 1: avx512 f/bw/dq/vl usable, bit 2:
+ * avx512-bf16 usable as well */
 static int detect(void) {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -36,6 +37,8 @@ static int detect(void) {
             vl = (b >> 31) & 1;
   if ((flags & 1) && f && dq && bw && vl && (xcr0 & 0xe0) == 0xe0)
     flags |= 2;
+  if ((flags & 2) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
+    flags |= 4;
   return flags;
 }
 #else
@@ -57,6 +60,7 @@ static int flags(void) {
 
 int attn_cpu_has_avx2(void) { return (flags() & 1) != 0; }
 int attn_cpu_has_avx512(void) { return (flags() & 2) != 0; }
+int attn_cpu_has_avx512bf16(void) { return (flags() & 4) != 0; }
 
 const char *attn_isa_name(attn_isa isa) {
   switch (isa) {
@@ -68,6 +72,8 @@ const char *attn_isa_name(attn_isa isa) {
     return "avx2";
   case ATTN_ISA_AVX512:
     return "avx512";
+  case ATTN_ISA_AVX512_BF16:
+    return "avx512bf16";
   }
   return NULL;
 }
@@ -76,7 +82,7 @@ attn_status attn_isa_parse(const char *name, attn_isa *out) {
   if (!name || !out)
     return ATTN_ERR_NULL_POINTER;
   static const attn_isa all[] = {ATTN_ISA_AUTO, ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                 ATTN_ISA_AVX512};
+                                 ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     if (strcmp(name, attn_isa_name(all[i])) == 0) {
       *out = all[i];
@@ -95,11 +101,15 @@ int attn_isa_supported(attn_isa isa) {
     return attn_cpu_has_avx2();
   case ATTN_ISA_AVX512:
     return attn_cpu_has_avx512();
+  case ATTN_ISA_AVX512_BF16:
+    return attn_cpu_has_avx512bf16();
   }
   return 0;
 }
 
 static attn_isa widest(void) {
+  if (attn_cpu_has_avx512bf16())
+    return ATTN_ISA_AVX512_BF16;
   if (attn_cpu_has_avx512())
     return ATTN_ISA_AVX512;
   if (attn_cpu_has_avx2())
@@ -113,8 +123,9 @@ attn_status attn_isa_env(attn_isa *out, char *why, size_t why_size) {
   if (env && *env && attn_isa_parse(env, &isa) != ATTN_OK) {
     if (why && why_size)
       snprintf(why, why_size,
-               "ATTN_ISA='%.64s%s' is not generic, avx2, avx512 or auto", env,
-               strlen(env) > 64 ? "..." : "");
+               "ATTN_ISA='%.64s%s' is not generic, avx2, avx512, avx512bf16 "
+               "or auto",
+               env, strlen(env) > 64 ? "..." : "");
     return ATTN_ERR_INVALID_ARGUMENT;
   }
   if (isa == ATTN_ISA_AUTO) {

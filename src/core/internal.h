@@ -132,6 +132,7 @@ attn_status attn_workspace_acquire(const attn_params *p, size_t need,
 /* CPU features: cached after the first call (thread-safe). */
 int attn_cpu_has_avx2(void);
 int attn_cpu_has_avx512(void);
+int attn_cpu_has_avx512bf16(void);
 /* Resolves AUTO (the context's ISA; ctx NULL = the default context's, or
  * attn_isa_best() when it cannot be made) and checks support. */
 attn_status attn_isa_resolve(const attn_context *ctx, attn_isa want,
@@ -180,5 +181,6 @@ void attn_pool_free(attn_pool *pool);
 double attn_peak_loop_generic(int64_t iters);
 double attn_peak_loop_avx2(int64_t iters);
 double attn_peak_loop_avx512(int64_t iters);
+double attn_peak_loop_avx512bf16(int64_t iters);
 
 #endif

@@ -10,29 +10,50 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+typedef double (*peak_fn)(int64_t iters);
+
 typedef struct peak_job {
   int64_t iters;
+  peak_fn loop;
   double flops[1024];
 } peak_job;
-
-static double loop(int64_t iters) {
-  attn_kernels t;
-  attn_kernels_for(attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
-                   : attn_isa_supported(ATTN_ISA_AVX2) ? ATTN_ISA_AVX2
-                                                       : ATTN_ISA_GENERIC,
-                   &t);
-  return t.peak_loop(iters);
-}
 
 static void peak_worker(void *arg, attn_team *team, int tid, int n) {
   (void)n;
   peak_job *job = (peak_job *)arg;
   attn_team_barrier(team);
-  job->flops[tid] = loop(job->iters);
+  job->flops[tid] = job->loop(job->iters);
+}
+
+static attn_status measure(peak_fn loop, int num_threads, double seconds,
+                           double *gflops);
+
+static attn_kernels widest_table(void) {
+  attn_kernels t;
+  attn_kernels_for(attn_isa_supported(ATTN_ISA_AVX512_BF16)
+                       ? ATTN_ISA_AVX512_BF16
+                   : attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
+                   : attn_isa_supported(ATTN_ISA_AVX2)   ? ATTN_ISA_AVX2
+                                                         : ATTN_ISA_GENERIC,
+                   &t);
+  return t;
 }
 
 attn_status attn_fma_peak_gflops(int num_threads, double seconds,
                                  double *gflops) {
+  return measure(widest_table().peak_loop, num_threads, seconds, gflops);
+}
+
+attn_status attn_bf16_peak_gflops(int num_threads, double seconds,
+                                  double *gflops) {
+  const peak_fn loop = widest_table().peak_loop_bf16;
+  if (gflops && !loop)
+    return ATTN_ERR_UNSUPPORTED_ISA;
+  return measure(loop, num_threads, seconds, gflops);
+}
+
+static attn_status measure(peak_fn loop, int num_threads, double seconds,
+                           double *gflops) {
   if (!gflops)
     return ATTN_ERR_NULL_POINTER;
   if (num_threads < 0 || num_threads > ATTN_MAX_THREADS || !(seconds > 0) ||
@@ -60,6 +81,7 @@ attn_status attn_fma_peak_gflops(int num_threads, double seconds,
   for (int rep = 0; rep < 3; rep++) {
     peak_job job;
     job.iters = iters;
+    job.loop = loop;
     for (int i = 0; i < num_threads; i++)
       job.flops[i] = 0;
     t0 = now();

@@ -28,7 +28,7 @@
 static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
                                       int64_t kdim, const float *restrict bp,
                                       float *restrict c) {
-  KFN(mk_qk)(0, MR, a, lda, kdim, bp, c, NULL, NULL, NULL);
+  KFN(mk_qk)(0, MR, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f);
 }
 
 /* c[r][x] += sum_{j<n} a[r*ars + j*acs] * b[j*ldb + x] for r < MR and the

@@ -115,6 +115,9 @@ typedef struct fwd_job {
                               query tile compiles its own runs */
   ws_layout w;
   int64_t dvp;
+  int bf16;              /* Q and K packed as bf16 for k = fwd_bf16 */
+  int pv16;              /* V packed as bf16 pairs too (bf16 output)     */
+  int64_t dq;            /* row length of packed Q and K: d, even for bf16 */
   float *kpack, *vpack;  /* shared packs (shared mode)           */
   char *scratch;         /* per-thread regions                     */
   atomic_llong *claimed; /* [batch * heads_kv] items taken per group  */
@@ -122,9 +125,69 @@ typedef struct fwd_job {
   atomic_llong counter;  /* shared mode: items taken in this group    */
 } fwd_job;
 
+/* n bf16 elements (stride s) of src to dst, then zeros up to n_pad; a row
+ * holding a non-finite value becomes all NaN (attn_row_poison). */
+static void load_row_bf16(const void *src, int64_t s, int64_t n, int64_t n_pad,
+                          uint16_t *dst) {
+  const uint16_t *x = (const uint16_t *)src;
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++) {
+    dst[i] = x[i * s];
+    bad |= (dst[i] & 0x7f80) == 0x7f80;
+  }
+  for (int64_t i = n; i < n_pad; i++)
+    dst[i] = 0;
+  for (int64_t i = 0; i < n_pad && bad; i++)
+    dst[i] = 0x7fc0;
+}
+
+/* The bf16 packing of panel pnl (docs/bf16.md): key pairs
+ * kp[pnl][kk/2][c][kk%2] = K[j][kk] (j = pnl*nr + c, a zero appended to an
+ * odd d), and with pv16 value pairs vp[j/2][col][j%2] = V[j][col], else
+ * f32 values as pack_panel. */
+static void pack_panel_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
+                            int64_t pnl, float *kpack, float *vpack,
+                            float *tmp) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const int64_t nr = job->k->nr, d2 = job->dq, dv = pr->dv, dvp = job->dvp;
+  uint16_t *kp = (uint16_t *)kpack + pnl * d2 * nr, *row = (uint16_t *)tmp;
+  for (int64_t c = 0; c < nr; c++) {
+    const int64_t j = pnl * nr + c;
+    const int live = j < sq->sk;
+    if (live)
+      load_row_bf16(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
+                    p->k.stride[3], pr->d, d2, row);
+    for (int64_t kk = 0; kk < d2; kk++)
+      kp[(kk >> 1) * 2 * nr + 2 * c + (kk & 1)] = live ? row[kk] : 0;
+    if (!job->pv16) {
+      float *vrow = vpack + j * dvp;
+      if (live)
+        attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
+                          p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+      memset(vrow + (live ? dv : 0), 0,
+             sizeof(float) * (size_t)(live ? dvp - dv : dvp));
+      continue;
+    }
+    uint16_t *vp = (uint16_t *)vpack + (j >> 1) * 2 * dvp + (j & 1);
+    if (live) {
+      const uint16_t *x =
+          (const uint16_t *)attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0);
+      for (int64_t col = 0; col < dv; col++)
+        vp[2 * col] = x[col * p->v.stride[3]];
+    }
+    for (int64_t col = live ? dv : 0; col < dvp; col++)
+      vp[2 * col] = 0;
+  }
+}
+
 /* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
 static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
                        int64_t pnl, float *kpack, float *vpack, float *tmp) {
+  if (job->bf16) {
+    pack_panel_bf16(job, sq, g, pnl, kpack, vpack, tmp);
+    return;
+  }
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const int64_t nr = job->k->nr, d = pr->d, dv = pr->dv, dvp = job->dvp;
@@ -168,7 +231,20 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.dvp = dvp;
   float *qb = (float *)(ws + job->w.q);
   const int rows_mr = (t.rows + k->mr - 1) / k->mr * k->mr;
-  for (int r = 0; r < t.rows; r++) {
+  t.qh = t.kh = t.vh = NULL;
+  t.qscale = pr->scale;
+  for (int r = 0; r < t.rows && job->bf16; r++)
+    load_row_bf16(attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
+                  p->q.stride[3], d, job->dq, (uint16_t *)qb + r * job->dq);
+  if (job->bf16) {
+    memset((uint16_t *)qb + t.rows * job->dq, 0,
+           sizeof(uint16_t) * (size_t)((rows_mr - t.rows) * job->dq));
+    t.d = job->dq;
+    t.qh = (const uint16_t *)qb;
+    t.kh = (const uint16_t *)kpack;
+    t.vh = job->pv16 ? (const uint16_t *)vpack : NULL;
+  }
+  for (int r = 0; r < t.rows && !job->bf16; r++) {
     float *row = qb + r * d;
     if (r + ATTN_PREFETCH_ROWS < t.rows)
       attn_prefetch_elem(&p->q, sq->q_bat,
@@ -177,7 +253,9 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
                       p->q.dtype, p->q.stride[3], d, pr->scale, row);
     attn_row_poison(row, d);
   }
-  memset(qb + t.rows * d, 0, sizeof(float) * (size_t)((rows_mr - t.rows) * d));
+  if (!job->bf16)
+    memset(qb + t.rows * d, 0,
+           sizeof(float) * (size_t)((rows_mr - t.rows) * d));
   t.q = qb;
   t.kp = kpack;
   t.vp = vpack;
@@ -362,6 +440,15 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   job.pl = &pl;
   job.pr = &pl.pr;
   job.k = pl.k.fwd;
+  /* bf16 Q and K take bf16 dot products where the table has them; P is
+   * rounded to bf16 for P V only when the output is bf16 (docs/bf16.md). */
+  job.bf16 = pl.k.fwd_bf16 && p->q.dtype == ATTN_DTYPE_BF16 &&
+             p->k.dtype == ATTN_DTYPE_BF16;
+  job.pv16 = job.bf16 && p->v.dtype == ATTN_DTYPE_BF16 &&
+             p->o.dtype == ATTN_DTYPE_BF16;
+  if (job.bf16)
+    job.k = pl.k.fwd_bf16;
+  job.dq = job.bf16 ? (pl.pr.d + 1) / 2 * 2 : pl.pr.d;
   job.dvp = (int64_t)round_up((size_t)pl.pr.dv, (size_t)job.k->vl);
   atomic_init(&job.counter, 0);
 

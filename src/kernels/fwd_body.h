@@ -61,6 +61,36 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
   }
 }
 
+#if defined(ATTN_FWD_BF16)
+/* mk_pv with P and V in bf16: p [mr][BC] bf16 probabilities, v the tile's
+ * bf16 pairs [ncol / 2][dvp][2] (v[j/2][c] = values j, j + 1 of column c).
+ * Each vf_dot2 takes two keys. */
+static ALWAYS_INLINE void
+KFN(mk_pv_bf16)(const int mr, const int nv, const uint16_t *restrict p,
+                int ncol, const uint16_t *restrict v, int64_t dvp,
+                const float *restrict alpha, float *restrict acc) {
+  vf c[MR][NV];
+  UNROLL for (int r = 0; r < mr; r++) {
+    UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_zero();
+  }
+  for (int j = 0; j < ncol; j += 2) {
+    vbf b[NV];
+    UNROLL for (int x = 0; x < nv; x++) b[x] =
+        vbf_load(v + j * dvp + 2 * x * VL);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vbf a = vbf_pair(p + r * BC + j);
+      UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_dot2(c[r][x], a, b[x]);
+    }
+  }
+  UNROLL for (int r = 0; r < mr; r++) {
+    const vf a = vf_set1(alpha[r]);
+    UNROLL for (int x = 0; x < nv; x++)
+        vf_store(acc + r * dvp + x * VL,
+                 vf_fma(vf_load(acc + r * dvp + x * VL), a, c[r][x]));
+  }
+}
+#endif
+
 /* Expands CASE(n) for n = 1 .. MAXN (MAXN <= 12). */
 #define SWITCH_UPTO(MAXN, n, CASE)                                             \
   switch (n) {                                                                 \
@@ -126,20 +156,21 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
   }
 
 /* S for one row block of mr rows against one K panel. */
-static void KFN(qk_block)(int mr, const float *q, int64_t d, const float *kp,
-                          float *s) {
+static void KFN(qk_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
+                          float *s, float scale) {
 #define QK_CASE(n)                                                             \
-  KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL, NULL);
+  KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL, NULL, scale);
   SWITCH_UPTO(MR, mr, QK_CASE)
 #undef QK_CASE
 }
 
 /* The fused S and P for one row block against one K panel. */
-static void KFN(qk_exp_block)(int mr, const float *q, int64_t d,
-                              const float *kp, float *p, const float *negm,
-                              float *rowsum, float *rowmax) {
+static void KFN(qk_exp_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
+                              float *p, const float *negm, float *rowsum,
+                              float *rowmax, float scale) {
 #define QKE_CASE(n)                                                            \
-  KFN(mk_qk)(1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum, rowmax);
+  KFN(mk_qk)                                                                   \
+  (1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum, rowmax, scale);
   SWITCH_UPTO(MR, mr, QKE_CASE)
 #undef QKE_CASE
 }
@@ -170,6 +201,44 @@ static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
 #undef PV_CASE_2
 #undef PV_CASE_3
 }
+
+#if defined(ATTN_FWD_BF16)
+_Static_assert(NV == 2,
+               "bf16 P rows convert two vectors a step; nv is 1 or NV");
+/* Step (5) for a bf16 output: P (s, row stride BC) rounded to bf16 once,
+ * then acc += P V by bf16 dot products over pairs of keys. */
+static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
+                              int ncol, const float *alpha) {
+  uint16_t pb[BR * BC];
+  const int64_t dvp = t->dvp;
+  for (int r = 0; r < t->rows; r++)
+    for (int c = 0; c < ncol; c += 2 * VL)
+      vbf_store2(pb + r * BC + c, vf_load(s + r * BC + c),
+                 vf_load(s + r * BC + c + VL));
+  const uint16_t *v = t->vh + j0 * dvp;
+#define PVB_ROWS(n, NVEC)                                                      \
+  KFN(mk_pv_bf16)                                                              \
+  ((n) <= MR ? (n) : MR, NVEC, pb + r0 * BC, ncol, v + 2 * cb, dvp,            \
+   alpha + r0, acc);
+#define PVB_FULL(n) PVB_ROWS(n, NV)
+#define PVB_1(n) PVB_ROWS(n, 1)
+  for (int64_t cb = 0; cb < dvp; cb += NR) {
+    const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
+    for (int r0 = 0; r0 < t->rows; r0 += MR) {
+      const int mr = ATTN_MIN(MR, t->rows - r0);
+      float *acc = t->accm + r0 * dvp + cb;
+      if (nv == NV) {
+        SWITCH_UPTO(MR, mr, PVB_FULL)
+      } else {
+        SWITCH_UPTO(MR, mr, PVB_1)
+      }
+    }
+  }
+#undef PVB_ROWS
+#undef PVB_FULL
+#undef PVB_1
+}
+#endif
 
 /* (4) online softmax on rows r0..r1-1 (s: their scores, row stride BC):
  * P over S, alpha per row; the running max m, and the sums l (top) and
@@ -252,6 +321,13 @@ static int KFN(fused_ok)(float m, float mx) {
 static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
                           attn_tile_kind kind, float *alpha, float *lm) {
   const int64_t d = t->d, dvp = t->dvp;
+#if defined(ATTN_FWD_BF16)
+  const qk_t *tq = t->qh, *tk = t->kh;
+  const float scale = t->qscale;
+#else
+  const qk_t *tq = t->q, *tk = t->kp;
+  const float scale = 1.0f;
+#endif
   const int ncol = (int)((j1 - j0 + NR - 1) / NR * NR);
   if (j1 - j0 < ncol)
     kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
@@ -271,15 +347,16 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     vf_store(rowmax + r * VL, vf_set1(-INFINITY));
   }
   for (int pc = 0; pc < ncol; pc += NR) { /* (1), fused with (4) */
-    const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
+    const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
-      const float *qr = t->q + r0 * d, *nm = negm + r0;
+      const qk_t *qr = tq + r0 * d;
+      const float *nm = negm + r0;
       float *out = s + r0 * BC + pc, *rs = rowsum + r0, *rm = rowmax + r0 * VL;
       if (fused)
-        KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm);
+        KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm, scale);
       else
-        KFN(qk_block)(mr, qr, d, kp, out);
+        KFN(qk_block)(mr, qr, d, kp, out, scale);
     }
   }
   if (!fused)
@@ -295,8 +372,8 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     }
     float *sr = s + r * BC; /* a score far from the max: redo the row */
     for (int pc = 0; pc < ncol; pc += NR) {
-      const float *kp = t->kp + ((j0 + pc) / NR) * d * NR;
-      KFN(qk_block)(1, t->q + r * d, d, kp, sr + pc);
+      const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
+      KFN(qk_block)(1, tq + r * d, d, kp, sr + pc, scale);
     }
     KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
   }
@@ -304,6 +381,12 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
    * are the undropped softmax's); P V takes P * keep / (1 - p). */
   if (t->drop.on)
     attn_dropout_apply(&t->drop, t->i0, t->rows, j0, s, BC, ncol);
+#if defined(ATTN_FWD_BF16)
+  if (t->vh) { /* (5) with P rounded to bf16 (a bf16 output) */
+    KFN(pv_tile_bf16)(t, s, j0, ncol, alpha);
+    return;
+  }
+#endif
   for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {

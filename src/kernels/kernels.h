@@ -32,6 +32,13 @@ typedef struct attn_qtile {
   float *lse;  /* out [br]: log-sum-exp per row (-inf when no key)          */
   float sink;  /* this head's sink logit (attn_params.sinks); -inf = none   */
   attn_dropout drop; /* dropout of this (sequence, head) (philox.h)       */
+  /* The bf16 kernel (fwd_bf16 of the table; docs/bf16.md) reads these
+   * instead of q and kp (and of vp when vh is set); d is then even. */
+  const uint16_t *qh; /* [br][d] unscaled bf16 queries, rows >= rows zero  */
+  const uint16_t *kh; /* [ceil(sk/nr)][d/2][nr][2] bf16 key pairs          */
+  const uint16_t *vh; /* [ceil(sk/nr)*nr/2][dvp][2] bf16 value pairs, or
+                         NULL: P V in f32 from vp                          */
+  float qscale;       /* scale, applied to the dot products                */
 } attn_qtile;
 
 typedef struct attn_kernel {
@@ -47,5 +54,7 @@ typedef struct attn_kernel {
 const attn_kernel *attn_kernel_generic(void);
 const attn_kernel *attn_kernel_avx2(void);
 const attn_kernel *attn_kernel_avx512(void);
+const attn_kernel *attn_kernel_generic_bf16(void);
+const attn_kernel *attn_kernel_avx512bf16(void);
 
 #endif

@@ -24,15 +24,39 @@
  * exponent lies within +-FUSED_TAU. Every decision is per row, so no row's
  * result depends on another row's data. */
 #define FUSED_TAU 16.0f
+#if defined(ATTN_FWD_BF16)
+/* bf16 kernels (docs/bf16.md): q holds bf16 rows of an even length d (the
+ * unscaled queries), kp a panel of bf16 pairs [d / 2][NR][2] (kp[k/2][c] =
+ * keys c's elements k, k + 1), and S = scale * (vdpbf16ps sums). */
+typedef uint16_t qk_t;
+#else
+typedef float qk_t; /* q: scale * queries; kp: [d][NR] */
+#endif
 static ALWAYS_INLINE void
-KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t lda,
-           int64_t d, const float *restrict kp, float *restrict out,
+KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
+           int64_t d, const qk_t *restrict kp, float *restrict out,
            const float *restrict negm, float *restrict rowsum,
-           float *restrict rowmax) {
+           float *restrict rowmax, float scale) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
   }
+#if defined(ATTN_FWD_BF16)
+  for (int64_t k = 0; k < d; k += 2) {
+    vbf b[NV];
+    UNROLL for (int v = 0; v < NV; v++) b[v] =
+        vbf_load(kp + k * NR + 2 * v * VL);
+    UNROLL for (int r = 0; r < mr; r++) {
+      const vbf a = vbf_pair(q + r * lda + k);
+      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_dot2(c[r][v], a, b[v]);
+    }
+  }
+  const vf sc = vf_set1(scale);
+  UNROLL for (int r = 0; r < mr; r++) {
+    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_mul(c[r][v], sc);
+  }
+#else
+  (void)scale;
   for (int64_t k = 0; k < d; k++) {
     vf b[NV];
     UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
@@ -41,6 +65,7 @@ KFN(mk_qk)(const int fuse, const int mr, const float *restrict q, int64_t lda,
       UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
   }
+#endif
   if (!fuse) {
     UNROLL for (int r = 0; r < mr; r++) {
       UNROLL for (int v = 0; v < NV; v++)

@@ -262,6 +262,95 @@ static inline vf vf_tanh(vf x) {
   return vf_blend_lt(a, vf_set1(0.4f), s, big);
 }
 
+/* The bf16 pair vocabulary, for translation units that also define
+ * ATTN_SIMD_BF16 (the bf16 kernels; docs/bf16.md):
+ *
+ *   vbf             2 VL bf16 values: VL pairs
+ *   vbf_load(p)     2 VL bf16 from p (unaligned)
+ *   vbf_pair(p)     the pair p[0], p[1] in every lane
+ *   vf_dot2(c,a,b)  lane i: c + a[2i+1] b[2i+1], rounded, + a[2i] b[2i],
+ *                   rounded: two fused steps in that order, bf16 and f32
+ *                   subnormal inputs read as 0, subnormal results flushed
+ *                   to 0, round to nearest even (vdpbf16ps, Intel SDM)
+ *   vbf_store2(p, lo, hi)  2 VL floats to bf16 (nearest even, subnormals
+ *                   to 0, NaN kept quiet) at p: lo first (vcvtne2ps2bf16)
+ *
+ * The generic versions compute exactly that, lane by lane, so the bf16
+ * kernels' numerics are the same on every machine (tests/test_bf16.c
+ * checks them against the instructions where the CPU has them). */
+#if defined(ATTN_SIMD_BF16) && defined(ATTN_SIMD_AVX512)
+typedef __m512bh vbf;
+static inline vbf vbf_load(const uint16_t *p) {
+  return (vbf)_mm512_loadu_si512((const void *)p);
+}
+static inline vbf vbf_pair(const uint16_t *p) {
+  uint32_t u;
+  memcpy(&u, p, sizeof u);
+  return (vbf)_mm512_set1_epi32((int)u);
+}
+#define vf_dot2(c, a, b) _mm512_dpbf16_ps((c), (a), (b))
+static inline void vbf_store2(uint16_t *p, vf lo, vf hi) {
+  _mm512_storeu_si512((void *)p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+#elif defined(ATTN_SIMD_BF16) && defined(ATTN_SIMD_GENERIC)
+#include <float.h>
+typedef struct vbf {
+  uint16_t x[2 * VL];
+} vbf;
+static inline vbf vbf_load(const uint16_t *p) {
+  vbf r;
+  memcpy(r.x, p, sizeof r.x);
+  return r;
+}
+static inline vbf vbf_pair(const uint16_t *p) {
+  vbf r;
+  for (int i = 0; i < VL; i++) {
+    r.x[2 * i] = p[0];
+    r.x[2 * i + 1] = p[1];
+  }
+  return r;
+}
+/* A bf16 as f32, subnormals read as 0. */
+static inline float bf16_daz(uint16_t h) {
+  const uint32_t u =
+      (h & 0x7f80u) ? (uint32_t)h << 16 : (uint32_t)(h & 0x8000u) << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+/* Subnormal f32 to a zero of the same sign (both as input and output). */
+static inline float f32_ftz(float x) {
+  return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
+}
+static inline vf vf_dot2(vf c, vbf a, vbf b) {
+  vf r;
+  for (int i = 0; i < VL; i++) {
+    float t = fmaf(bf16_daz(a.x[2 * i + 1]), bf16_daz(b.x[2 * i + 1]),
+                   f32_ftz(c.x[i]));
+    t = fmaf(bf16_daz(a.x[2 * i]), bf16_daz(b.x[2 * i]), f32_ftz(t));
+    r.x[i] = f32_ftz(t);
+  }
+  return r;
+}
+static inline uint16_t bf16_rne_ftz(float x) {
+  uint32_t u;
+  x = f32_ftz(x);
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return (uint16_t)((u >> 16) | 0x0040u); /* NaN, quiet */
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static inline void vbf_store2(uint16_t *p, vf lo, vf hi) {
+  for (int i = 0; i < VL; i++) {
+    p[i] = bf16_rne_ftz(lo.x[i]);
+    p[VL + i] = bf16_rne_ftz(hi.x[i]);
+  }
+}
+#elif defined(ATTN_SIMD_BF16)
+#error "the bf16 vocabulary exists for AVX512 (with AVX512-BF16) and generic"
+#endif
+
 /* Helpers for the kernel bodies (fwd_body.h, bwd_body.h): KFN(name) gives
  * name_<KSUFFIX>, the including file's ISA suffix. */
 #define CAT_(a, b) a##_##b

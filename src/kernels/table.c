@@ -4,9 +4,11 @@
 static void fill_generic(attn_kernels *t) {
   t->isa = ATTN_ISA_GENERIC;
   t->fwd = attn_kernel_generic();
+  t->fwd_bf16 = attn_kernel_generic_bf16();
   t->bwd = attn_bwd_kernel_generic();
   t->dec = attn_decode_kernel_generic();
   t->peak_loop = attn_peak_loop_generic;
+  t->peak_loop_bf16 = NULL; /* emulated: no peak to measure */
 }
 
 #if defined(ATTN_HAVE_X86)
@@ -14,6 +16,7 @@ static void fill_avx2(attn_kernels *t) {
   fill_generic(t);
   t->isa = ATTN_ISA_AVX2;
   t->fwd = attn_kernel_avx2();
+  t->fwd_bf16 = NULL; /* no bf16 dot product: widening is faster */
   t->bwd = attn_bwd_kernel_avx2();
   t->dec = attn_decode_kernel_avx2();
   t->peak_loop = attn_peak_loop_avx2;
@@ -27,11 +30,21 @@ static void fill_avx512(attn_kernels *t) {
   t->dec = attn_decode_kernel_avx512();
   t->peak_loop = attn_peak_loop_avx512;
 }
+
+static void fill_avx512bf16(attn_kernels *t) {
+  fill_avx512(t);
+  t->isa = ATTN_ISA_AVX512_BF16;
+  t->fwd_bf16 = attn_kernel_avx512bf16();
+  t->peak_loop_bf16 = attn_peak_loop_avx512bf16;
+}
 #endif
 
 void attn_kernels_for(attn_isa isa, attn_kernels *t) {
   switch (isa) {
 #if defined(ATTN_HAVE_X86)
+  case ATTN_ISA_AVX512_BF16:
+    fill_avx512bf16(t);
+    return;
   case ATTN_ISA_AVX512:
     fill_avx512(t);
     return;

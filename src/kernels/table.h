@@ -11,11 +11,15 @@
 
 typedef struct attn_kernels {
   attn_isa isa;
-  const attn_kernel *fwd;     /* forward query-tile kernel and its sizes */
+  const attn_kernel *fwd; /* forward query-tile kernel and its sizes */
+  /* the forward for bf16 Q and K with bf16 dot products (docs/bf16.md), the
+   * same tile sizes as fwd; NULL: bf16 inputs are widened for fwd */
+  const attn_kernel *fwd_bf16;
   const attn_bwd_kernel *bwd; /* backward block kernel and its sizes     */
   /* the split-KV decode kernel (decode_kernels.h) */
   const attn_decode_kernel *dec;
-  double (*peak_loop)(int64_t iters); /* FMA probe: returns FLOPs done */
+  double (*peak_loop)(int64_t iters);      /* FMA probe: returns FLOPs done */
+  double (*peak_loop_bf16)(int64_t iters); /* bf16 dot probe, or NULL  */
 } attn_kernels;
 
 /* The table of isa (a resolved ISA, never AUTO). */

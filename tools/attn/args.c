@@ -108,7 +108,8 @@ attn_isa args_isa(const char *opt, const char *s) {
   attn_isa isa;
   if (attn_isa_parse(s, &isa) != ATTN_OK)
     cli_fail(CLI_EXIT_USAGE,
-             "%s: unknown ISA '%s' (expected generic, avx2, avx512 or auto)",
+             "%s: unknown ISA '%s' (expected generic, avx2, avx512, avx512bf16 "
+             "or auto)",
              opt, s);
   return isa;
 }

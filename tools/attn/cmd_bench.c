@@ -16,7 +16,8 @@ const char cmd_bench_help[] =
     "attn bench [options]      time attn_forward on pseudo-random data\n"
     "  --batch B (1) --heads H (8) --kv-heads HK (= heads) --seq N (4096,\n"
     "  both) --seq-q N --seq-k N --dim D (64) --dim-v DV (= dim) --causal\n"
-    "  --dtype f32|bf16|f16 --threads N (0 = all, at most 256) --isa ISA\n"
+    "  --dtype f32|bf16|f16 --out-dtype f32|bf16|f16 (f32) --threads N (0 = "
+    "all, at most 256) --isa ISA\n"
     "  --repeat R (5) --warmup W (1) --check / --no-check (check is on by\n"
     "  default) --peak GFLOPS (default: measured in the same run) --json\n";
 
@@ -24,7 +25,7 @@ typedef struct bench_opts {
   int64_t batch, heads, kv_heads, seq, seq_q, seq_k, dim, dim_v;
   int64_t repeat, warmup;
   int threads, causal, check, json;
-  attn_dtype dt;
+  attn_dtype dt, out_dt;
   attn_isa isa;
   double peak; /* 0 = measure */
 } bench_opts;
@@ -32,7 +33,7 @@ typedef struct bench_opts {
 /* The problem and what the run measured. */
 typedef struct bench_run {
   void *q, *k, *v;
-  float *out;
+  void *out;
   attn_params p;
   attn_isa used_isa;
   double rss_base, rss_after, *times, median, gflops, share;
@@ -106,6 +107,8 @@ static void parse(int argc, char **argv, bench_opts *b) {
       b->threads = args_threads(args_value(&a));
     } else if (args_is(&a, "--dtype")) {
       b->dt = args_dtype("--dtype", args_value(&a));
+    } else if (args_is(&a, "--out-dtype")) {
+      b->out_dt = args_dtype("--out-dtype", args_value(&a));
     } else if (args_is(&a, "--isa")) {
       b->isa = args_isa("--isa", args_value(&a));
     } else if (args_is(&a, "--peak")) {
@@ -207,8 +210,9 @@ static void setup(const bench_opts *b, bench_run *r) {
   r->q = make_input(nq, b->dt, 1, "Q");
   r->k = make_input(nk, b->dt, 2, "K");
   r->v = make_input(nv, b->dt, 3, "V");
-  r->out = cli_calloc(no, sizeof(float), "O");
-  memset(r->out, 0, (size_t)no * sizeof(float)); /* touch every page */
+  const size_t osz = b->out_dt == ATTN_DTYPE_F32 ? sizeof(float) : 2;
+  r->out = cli_calloc(no, osz, "O");
+  memset(r->out, 0, (size_t)no * osz); /* touch every page */
   r->rss_base = maxrss_mib();
 
   attn_params *p = &r->p;
@@ -217,7 +221,7 @@ static void setup(const bench_opts *b, bench_run *r) {
   p->k = attn_tensor_bshd(r->k, b->dt, b->batch, b->seq_k, b->kv_heads, b->dim);
   p->v =
       attn_tensor_bshd(r->v, b->dt, b->batch, b->seq_k, b->kv_heads, b->dim_v);
-  p->o = attn_tensor_bshd(r->out, ATTN_DTYPE_F32, b->batch, b->seq_q, b->heads,
+  p->o = attn_tensor_bshd(r->out, b->out_dt, b->batch, b->seq_q, b->heads,
                           b->dim_v);
   p->causal = b->causal ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE;
   p->num_threads = b->threads;
@@ -323,7 +327,8 @@ static double row_error(const bench_opts *o, const bench_run *r, int64_t b,
   }
   for (int64_t c = 0; c < dv; c++) {
     double ref = sum > 0 ? acc[c] / sum : 0.0;
-    double got = r->out[((b * o->seq_q + i) * o->heads + h) * dv + c];
+    double got = load_elem(r->out, o->out_dt,
+                           ((b * o->seq_q + i) * o->heads + h) * dv + c);
     double e = fabs(got - ref);
     if (!(e <= err)) /* NaN propagates */
       err = isnan(e) ? INFINITY : e;
@@ -351,7 +356,8 @@ static void check_rows(const bench_opts *o, bench_run *r) {
       r->max_err = isnan(e) ? INFINITY : e;
     r->rows++;
   }
-  double tol = o->dt == ATTN_DTYPE_F32 ? 1e-3 : 2e-2;
+  double tol =
+      o->dt == ATTN_DTYPE_F32 && o->out_dt == ATTN_DTYPE_F32 ? 1e-3 : 2e-2;
   r->check_ok = r->max_err <= tol;
 }
 
@@ -363,7 +369,8 @@ static void print_json(const bench_opts *b, const bench_run *r, double peak) {
   const char *isa = attn_isa_name(r->used_isa);
   printf("{\"command\":\"bench\",\"batch\":%lld,\"heads\":%lld,"
          "\"kv_heads\":%lld,\"seq_q\":%lld,\"seq_k\":%lld,\"dim\":%lld,"
-         "\"dim_v\":%lld,\"causal\":%s,\"dtype\":\"%s\",\"threads\":%lld,"
+         "\"dim_v\":%lld,\"causal\":%s,\"dtype\":\"%s\",\"out_dtype\":\"%s\","
+         "\"threads\":%lld,"
          "\"isa\":\"%s\",\"repeat\":%lld,\"warmup\":%lld,"
          "\"median_ms\":%.6f,\"min_ms\":%.6f,\"max_ms\":%.6f,"
          "\"gflops\":%.3f,\"peak_gflops\":%.3f,\"peak_measured\":%s,"
@@ -371,9 +378,10 @@ static void print_json(const bench_opts *b, const bench_run *r, double peak) {
          (long long)b->batch, (long long)b->heads, (long long)b->kv_heads,
          (long long)b->seq_q, (long long)b->seq_k, (long long)b->dim,
          (long long)b->dim_v, b->causal ? "true" : "false",
-         args_dtype_name(b->dt), (long long)b->threads, isa ? isa : "?",
-         (long long)b->repeat, (long long)b->warmup, r->median * 1e3,
-         r->times[0] * 1e3, r->times[b->repeat - 1] * 1e3, r->gflops, peak,
+         args_dtype_name(b->dt), args_dtype_name(b->out_dt),
+         (long long)b->threads, isa ? isa : "?", (long long)b->repeat,
+         (long long)b->warmup, r->median * 1e3, r->times[0] * 1e3,
+         r->times[b->repeat - 1] * 1e3, r->gflops, peak,
          r->peak_measured ? "true" : "false", r->share, r->rss_after,
          r->rss_after - r->rss_base);
   if (b->check)
@@ -391,11 +399,12 @@ static void print_text(const bench_opts *b, const bench_run *r, double peak) {
   else
     snprintf(thr, sizeof thr, "%d", b->threads);
   printf("bench: batch %lld heads %lld kv_heads %lld seq_q %lld seq_k %lld "
-         "dim %lld dim_v %lld%s dtype %s threads %s isa %s\n",
+         "dim %lld dim_v %lld%s dtype %s out %s threads %s isa %s\n",
          (long long)b->batch, (long long)b->heads, (long long)b->kv_heads,
          (long long)b->seq_q, (long long)b->seq_k, (long long)b->dim,
          (long long)b->dim_v, b->causal ? " causal" : "",
-         args_dtype_name(b->dt), thr, isa ? isa : "?");
+         args_dtype_name(b->dt), args_dtype_name(b->out_dt), thr,
+         isa ? isa : "?");
   printf("time: median %.3f ms (min %.3f, max %.3f; %lld runs after %lld "
          "warm-up)\n",
          r->median * 1e3, r->times[0] * 1e3, r->times[b->repeat - 1] * 1e3,
@@ -425,6 +434,7 @@ int cmd_bench(int argc, char **argv) {
                   .warmup = 1,
                   .check = 1,
                   .dt = ATTN_DTYPE_F32,
+                  .out_dt = ATTN_DTYPE_F32,
                   .isa = ATTN_ISA_AUTO,
                   .peak = 0.0};
   parse(argc, argv, &b);

@@ -11,7 +11,8 @@
 
 const char cmd_peak_help[] =
     "attn peak [--threads N] [--seconds S (1.0)] [--json]\n"
-    "    measured f32 FMA peak in GFLOP/s and memory read bandwidth in GB/s\n"
+    "    measured f32 FMA peak in GFLOP/s, the bf16 dot-product peak where\n"
+    "    the CPU has one (AVX512-BF16), and memory read bandwidth in GB/s\n"
     "    (1e9 bytes/s, a buffer of 8x the last-level cache, 256 MiB to 1 "
     "GiB)\n";
 
@@ -49,6 +50,11 @@ int cmd_peak(int argc, char **argv) {
   attn_status st = attn_fma_peak_gflops(o.threads, o.seconds, &g);
   if (st != ATTN_OK)
     cli_fail(CLI_EXIT_RUNTIME, "measuring the FMA peak: %s", attn_strerror(st));
+  double g16 = 0.0; /* stays 0 where the CPU has no bf16 dot product */
+  st = attn_bf16_peak_gflops(o.threads, o.seconds, &g16);
+  if (st != ATTN_OK && st != ATTN_ERR_UNSUPPORTED_ISA)
+    cli_fail(CLI_EXIT_RUNTIME, "measuring the bf16 peak: %s",
+             attn_strerror(st));
   double bw = 0.0;
   st = attn_read_bandwidth_gbps(o.threads, o.seconds, &bw);
   if (st != ATTN_OK)
@@ -57,8 +63,9 @@ int cmd_peak(int argc, char **argv) {
   const char *isa = attn_isa_name(attn_isa_best());
   if (o.json) {
     printf("{\"command\":\"peak\",\"threads\":%d,\"seconds\":%.3f,"
-           "\"isa\":\"%s\",\"peak_gflops\":%.3f,\"read_gbps\":%.3f}\n",
-           o.threads, o.seconds, isa ? isa : "?", g, bw);
+           "\"isa\":\"%s\",\"peak_gflops\":%.3f,\"bf16_peak_gflops\":%.3f,"
+           "\"read_gbps\":%.3f}\n",
+           o.threads, o.seconds, isa ? isa : "?", g, g16, bw);
   } else {
     char thr[32];
     if (o.threads == 0)
@@ -67,6 +74,8 @@ int cmd_peak(int argc, char **argv) {
       snprintf(thr, sizeof thr, "%d", o.threads);
     printf("peak: %.1f GFLOP/s (f32 FMA, threads %s, isa %s)\n", g, thr,
            isa ? isa : "?");
+    if (g16 > 0)
+      printf("bf16 peak: %.1f GFLOP/s (vdpbf16ps, threads %s)\n", g16, thr);
     printf("read bandwidth: %.1f GB/s (median pass, threads %s)\n", bw, thr);
   }
   return 0;

@@ -5,7 +5,13 @@
 
 #include "kernels/kernels.h"
 
+#if defined(ATTN_FWD_BF16) /* fwd_avx512bf16.c: the bf16 kernel */
+#define KSUFFIX avx512bf16
+#define KISA ATTN_ISA_AVX512_BF16
+#else
 #define KSUFFIX avx512
+#define KISA ATTN_ISA_AVX512
+#endif
 /* Tile sizes; each can be overridden at build time (-DMR=.. -DNV=.. -DBR=..
  * -DBC=..) to compare variants (see "Tuning" in bench/RESULTS.md).
  * MR rows x NV vectors is the register block; BR must be a multiple of MR
@@ -27,8 +33,7 @@
 _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
                "one tile geometry for every pass and ISA (attn.h)");
 
-const attn_kernel *attn_kernel_avx512(void) {
-  static const attn_kernel k = {ATTN_ISA_AVX512, VL, MR, NR, BR, BC,
-                                fwd_qtile_avx512};
+const attn_kernel *KFN(attn_kernel)(void) {
+  static const attn_kernel k = {KISA, VL, MR, NR, BR, BC, KFN(fwd_qtile)};
   return &k;
 }

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""bf16 attention: libattn's bf16 dot-product kernels against its f32 path,
+its widened bf16 path and PyTorch's SDPA in f32 and bf16, in one run.
+
+Implementations (same threads, alternating burst by burst, medians; see
+versus.median_times):
+
+  f32          libattn, f32 q, k, v, o
+  bf16         libattn, bf16 q, k, v, o on the widest ISA (avx512bf16 where
+               the CPU has AVX512-BF16: vdpbf16ps for Q Kᵀ and P V)
+  bf16-widened libattn, the same bf16 call on ISA avx512 (bf16 widened to
+               f32 while packing: the path before issue 14)
+  torch-f32    torch.nn.functional.scaled_dot_product_attention, f32
+  torch-bf16   the same on bf16 tensors
+
+FLOPs: 4·sq·sk·d per head forward (2.5× that forward+backward), halved for
+causal. Peaks: attn_fma_peak_gflops and attn_bf16_peak_gflops, measured at
+the start and the end of the run (the larger is used); bf16 shares are of
+the bf16 peak. Accuracy: max |o − reference| for libattn's bf16 and torch's
+bf16 outputs against float64 attention of the same bf16 inputs (seq ≤ 1024).
+
+    python3 bench/bf16_vs_torch.py --threads 2 --markdown bench/out/bf16.md
+"""
+
+import argparse
+import ctypes
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from compare import machine_info, prepare_env  # noqa: E402
+from versus import median_times  # noqa: E402
+
+SHAPES = [  # (batch, heads, seq, head_dim, causal)
+    (1, 8, 128, 64, False),
+    (1, 8, 512, 64, False),
+    (1, 8, 512, 64, True),
+    (1, 8, 4096, 64, False),
+    (1, 8, 4096, 64, True),
+    (1, 8, 4096, 128, False),
+    (1, 8, 4096, 128, True),
+]
+ISA_AVX512 = 3
+
+
+def tensor(la, t):
+    """attn_tensor over a torch tensor in [b, h, s, d] memory, seen as the
+    logical [b, s, h, d] libattn expects (strides in elements)."""
+    a = la.AttnTensor()
+    a.data = t.data_ptr()
+    a.dtype = la.ATTN_DTYPE_BF16 if t.dtype.itemsize == 2 else la.ATTN_DTYPE_F32
+    perm = (0, 2, 1, 3)
+    for i, ax in enumerate(perm):
+        a.shape[i] = t.shape[ax]
+        a.stride[i] = t.stride(ax)
+    return a
+
+
+def make_libattn(la, lib, torch, tensors, causal, threads, isa=0):
+    q, k, v = tensors
+    o = torch.empty_like(q)
+    p = la.AttnParams()
+    lib._call(lib._init, p)
+    p.q, p.k, p.v, p.o = (tensor(la, x) for x in (q, k, v, o))
+    p.causal = la.ATTN_CAUSAL_TOP_LEFT if causal else la.ATTN_CAUSAL_NONE
+    p.num_threads = threads
+    p.isa = isa
+    p._errbuf = ctypes.create_string_buffer(512)
+    p.error_message = ctypes.cast(p._errbuf, ctypes.c_char_p)
+    p.error_message_size = 512
+
+    def run():
+        lib.forward(p)
+        return o
+
+    return run
+
+
+def make_torch(torch, tensors, causal):
+    import torch.nn.functional as F
+    q, k, v = tensors
+
+    def run():
+        with torch.inference_mode():
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    return run
+
+
+def reference(np, q, k, v, causal):
+    """float64 attention of the (bf16-exact) inputs, [b, h, s, d]."""
+    q, k, v = (x.double().numpy() for x in (q, k, v))
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
+    if causal:
+        n = s.shape[-1]
+        s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
+    s = np.exp(s - s.max(-1, keepdims=True))
+    return (s / s.sum(-1, keepdims=True)) @ v
+
+
+def bf16_peak(lib, threads):
+    fn = lib.lib.attn_bf16_peak_gflops
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_int, ctypes.c_double, ctypes.POINTER(ctypes.c_double)]
+    out = ctypes.c_double(0.0)
+    return out.value if fn(threads, 1.0, ctypes.byref(out)) == 0 else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--max-seq", type=int, default=1 << 30)
+    ap.add_argument("--markdown", help="also write the table here")
+    args = ap.parse_args()
+    notes = prepare_env(args.threads)
+    import numpy as np
+    import torch
+    import libattn_ctypes as la
+
+    torch.set_num_threads(args.threads)
+    lib = la.LibAttn(la.find_library(args.build))
+    time.sleep(1.0)
+    peaks0 = (lib.fma_peak_gflops(args.threads, 1.0), bf16_peak(lib, args.threads))
+    widened = lib.isa_best() == "avx512bf16"
+    lines = ["# bf16 attention: libattn %s vs PyTorch %s" % (lib.version(),
+                                                          torch.__version__), ""]
+    lines += ["- CPU: %s, %d CPUs; libattn ISA %s" % (
+        machine_info(), os.cpu_count(), lib.isa_best())]
+    lines += ["- " + x for x in notes]
+    head = len(lines)
+    lines += ["",
+              "| shape | f32 ms | bf16 ms | bf16-widened ms | torch-f32 ms | "
+              "torch-bf16 ms | bf16 GFLOP/s | % bf16 peak | bf16 / f32 speed | "
+              "bf16 / torch-bf16 speed | max err bf16 | max err torch-bf16 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for shape in [x for x in SHAPES if x[2] <= args.max_seq]:
+        b, h, s, d, causal = shape
+        g = torch.Generator().manual_seed(0)
+        f32 = [torch.randn(b, h, s, d, generator=g) for _ in range(3)]
+        b16 = [x.to(torch.bfloat16) for x in f32]
+        fns = {
+            "f32": make_libattn(la, lib, torch, f32, causal, args.threads),
+            "bf16": make_libattn(la, lib, torch, b16, causal, args.threads),
+            "torch-f32": make_torch(torch, f32, causal),
+            "torch-bf16": make_torch(torch, b16, causal),
+        }
+        if widened:
+            fns["bf16-widened"] = make_libattn(la, lib, torch, b16, causal,
+                                               args.threads, ISA_AVX512)
+        err = ("", "")
+        if s <= 1024:
+            ref = reference(np, *b16, causal)
+            err = tuple("%.2e" % np.abs(fns[n]().double().numpy() - ref).max()
+                        for n in ("bf16", "torch-bf16"))
+        t = median_times(fns, args.rounds)
+        flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)
+        gf = flops / t["bf16"] / 1e9
+        rows.append((gf, len(lines)))
+        ms = lambda n: "%.3f" % (t[n] * 1e3) if n in t else "–"  # noqa: E731
+        lines.append("| b%d h%d s%d d%d%s | %s | %s | %s | %s | %s | %.1f | "
+                     "{peak} | %.2f | %.2f | %s | %s |" % (
+                         b, h, s, d, " causal" if causal else "", ms("f32"),
+                         ms("bf16"), ms("bf16-widened"), ms("torch-f32"),
+                         ms("torch-bf16"), gf, t["f32"] / t["bf16"],
+                         t["torch-bf16"] / t["bf16"], err[0], err[1]))
+        print(lines[-1], flush=True)
+    time.sleep(1.0)
+    peaks1 = (lib.fma_peak_gflops(args.threads, 1.0), bf16_peak(lib, args.threads))
+    peak, peak16 = max(peaks0[0], peaks1[0]), max(peaks0[1], peaks1[1])
+    for gf, i in rows:
+        lines[i] = lines[i].replace(
+            "{peak}", "%.0f%%" % (100 * gf / peak16) if peak16 else "–")
+    lines.insert(head, "- threads: %d for everyone; f32 FMA peak %.0f GFLOP/s, "
+                 "bf16 dot peak %.0f GFLOP/s (measured in this run, start and "
+                 "end: %.0f/%.0f and %.0f/%.0f; the larger is used)" % (
+                     args.threads, peak, peak16, peaks0[0], peaks1[0],
+                     peaks0[1], peaks1[1]))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
+        with open(args.markdown, "w") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+/*
+ * The bf16 dot product the bf16 kernels are built on (simd.h, docs/bf16.md):
+ *   - the generic emulation of vf_dot2 against exact arithmetic (two
+ *     fused steps, odd pair first; subnormal inputs read as 0, subnormal
+ *     results flushed) on random and edge-case lanes;
+ *   - the emulation against vdpbf16ps and vcvtne2ps2bf16 bit for bit,
+ *     where the CPU has AVX512-BF16 (NaN payloads aside: NaN must meet
+ *     NaN);
+ *   - the f32 -> bf16 conversion against attn_f32_to_bf16 (nearest even)
+ *     on normal numbers.
+ * The kernels built on it are checked against the oracle by test_forward,
+ * test_numerics and the others, on every ISA including avx512bf16.
+ */
+#include "attn.h"
+#include "bf16_vec.h"
+#include "test_common.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static long n_pass, n_fail;
+static uint64_t g_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+  g_state ^= g_state << 13;
+  g_state ^= g_state >> 7;
+  g_state ^= g_state << 17;
+  return (uint32_t)(g_state >> 16);
+}
+
+/* mode 0: exponents near 1 (cancellation likely), 1: any exponent
+ * (subnormals, inf, NaN included), 2: tiny (around the subnormal edge). */
+static uint16_t rand_bf16(int mode) {
+  uint16_t h = (uint16_t)rnd();
+  const uint32_t e = mode == 0   ? 120 + rnd() % 16
+                     : mode == 1 ? rnd() % 256
+                                 : rnd() % 4;
+  return (uint16_t)((h & 0x807f) | (e << 7));
+}
+static float rand_f32(int mode) {
+  uint32_t u = rnd() | (rnd() << 16);
+  const uint32_t e = mode == 0   ? 120 + rnd() % 16
+                     : mode == 1 ? rnd() % 256
+                                 : rnd() % 4;
+  u = (u & 0x807fffffu) | (e << 23);
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static float bits_f(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+static float bf(uint16_t h) { /* subnormal -> signed 0 */
+  return (h & 0x7f80) ? bits_f((uint32_t)h << 16)
+                      : bits_f((uint32_t)(h & 0x8000) << 16);
+}
+static float ftz(float x) {
+  return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
+}
+static int same(float a, float b) {
+  return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* The rule in exact arithmetic: a product of two bf16 is exact in double
+ * (16 significant bits); c + product, rounded once to f32 (fmaf is exact
+ * then rounded), twice. */
+static float dot_rule(float c, uint16_t a0, uint16_t a1, uint16_t b0,
+                      uint16_t b1) {
+  float t = fmaf(bf(a1), bf(b1), ftz(c));
+  return ftz(fmaf(bf(a0), bf(b0), ftz(t)));
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  const int hw = attn_isa_supported(ATTN_ISA_AVX512_BF16);
+  long lanes = 0, lanes_hw = 0, cvt = 0;
+  for (int it = 0; it < 300000; it++) {
+    const int mode = it % 3;
+    float c[16], o_gen[16], o_hw[16], x[32];
+    uint16_t a[32], b[32], h_gen[32], h_hw[32];
+    for (int i = 0; i < 16; i++)
+      c[i] = rand_f32(mode);
+    for (int i = 0; i < 32; i++) {
+      a[i] = rand_bf16(mode);
+      b[i] = rand_bf16(it % 7 == 0 ? 2 : mode);
+      x[i] = rand_f32(mode);
+    }
+    bf16_dot_generic(c, a, b, o_gen);
+    bf16_cvt_generic(x, h_gen);
+    for (int i = 0; i < 16; i++, lanes++) {
+      const float want =
+          dot_rule(c[i], a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1]);
+      CHECK(same(o_gen[i], want),
+            "emulated dot: c %a a %04x %04x b %04x %04x: "
+            "%a, want %a",
+            (double)c[i], a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1],
+            (double)o_gen[i], (double)want);
+    }
+    for (int i = 0; i < 32; i++) {
+      if (fabsf(x[i]) >= FLT_MIN && isfinite(x[i]) &&
+          fabsf(x[i]) < 3.3e38f) { /* normal, no overflow to inf */
+        CHECK(h_gen[i] == attn_f32_to_bf16(x[i]),
+              "emulated cvt %a: %04x, "
+              "want %04x",
+              (double)x[i], h_gen[i], attn_f32_to_bf16(x[i]));
+        cvt++;
+      }
+    }
+#if defined(ATTN_TEST_X86)
+    if (hw) {
+      bf16_dot_avx512bf16(c, a, b, o_hw);
+      bf16_cvt_avx512bf16(x, h_hw);
+      for (int i = 0; i < 16; i++, lanes_hw++)
+        CHECK(same(o_gen[i], o_hw[i]),
+              "vdpbf16ps: c %a a %04x %04x b %04x "
+              "%04x: hw %a, emulated %a",
+              (double)c[i], a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1],
+              (double)o_hw[i], (double)o_gen[i]);
+      for (int i = 0; i < 32; i++) {
+        const int nan = (h_hw[i] & 0x7fff) > 0x7f80;
+        CHECK(nan ? (h_gen[i] & 0x7fff) > 0x7f80 : h_gen[i] == h_hw[i],
+              "vcvtne2ps2bf16 %a: hw %04x, emulated %04x", (double)x[i],
+              h_hw[i], h_gen[i]);
+      }
+    }
+#else
+    (void)o_hw, (void)h_hw;
+#endif
+  }
+  printf("emulated dot: %ld lanes against the rule; conversion: %ld values\n",
+         lanes, cvt);
+  if (hw)
+    printf("AVX512-BF16: %ld lanes and conversions bit for bit against the "
+           "instructions\n",
+           lanes_hw);
+  else
+    printf("AVX512-BF16: not on this CPU; the instructions were not run\n");
+  printf("%ld passed, %ld failed\n", n_pass, n_fail);
+  return n_fail != 0;
+}
