@@ -13,8 +13,10 @@ versus.median_times):
   torch-f32    torch.nn.functional.scaled_dot_product_attention, f32
   torch-bf16   the same on bf16 tensors
 
-FLOPs: 4·sq·sk·d per head forward (2.5× that forward+backward), halved for
-causal. Peaks: attn_fma_peak_gflops and attn_bf16_peak_gflops, measured at
+With --backward the backward alone is timed (libattn: attn_backward with
+the LSE of one attn_forward before, gradients in the inputs' dtype; torch:
+autograd.grad through one SDPA call, graph retained). FLOPs: 4·sq·sk·d per
+head forward, 2.5× that backward, halved for causal. Peaks: attn_fma_peak_gflops and attn_bf16_peak_gflops, measured at
 the start and the end of the run (the larger is used); bf16 shares are of
 the bf16 peak. Accuracy: max |o − reference| for libattn's bf16 and torch's
 bf16 outputs against float64 attention of the same bf16 inputs (seq ≤ 1024).
@@ -59,7 +61,8 @@ def tensor(la, t):
     return a
 
 
-def make_libattn(la, lib, torch, tensors, causal, threads, isa=0):
+def make_libattn(la, lib, torch, tensors, causal, threads, isa=0,
+                 backward=False):
     q, k, v = tensors
     o = torch.empty_like(q)
     p = la.AttnParams()
@@ -71,17 +74,42 @@ def make_libattn(la, lib, torch, tensors, causal, threads, isa=0):
     p._errbuf = ctypes.create_string_buffer(512)
     p.error_message = ctypes.cast(p._errbuf, ctypes.c_char_p)
     p.error_message_size = 512
+    if not backward:
+        def run():
+            lib.forward(p)
+            return o
+        return run
+    b, h, s = q.shape[:3]
+    lse = torch.empty(b, h, s, dtype=torch.float32)
+    p.lse = ctypes.cast(lse.data_ptr(), ctypes.POINTER(ctypes.c_float))
+    do = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q.dtype)
+    grads = [torch.empty_like(x) for x in (q, k, v)]
+    p.dout = tensor(la, do)
+    p.dq, p.dk, p.dv = (tensor(la, x) for x in grads)
+    p._keep = (o, lse, do, grads)  # alive as long as p
 
-    def run():
-        lib.forward(p)
-        return o
+    lib.forward(p)
 
-    return run
+    def run_bwd():  # p (and so p._keep) lives in this closure
+        lib.backward(p)
+        return grads
+
+    return run_bwd
 
 
-def make_torch(torch, tensors, causal):
+def make_torch(torch, tensors, causal, backward=False):
     import torch.nn.functional as F
     q, k, v = tensors
+    if backward:
+        qq, kk, vv = (x.clone().requires_grad_(True) for x in (q, k, v))
+        do = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q.dtype)
+
+        out = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+
+        def run_bwd():
+            return torch.autograd.grad(out, (qq, kk, vv), do, retain_graph=True)
+
+        return run_bwd
 
     def run():
         with torch.inference_mode():
@@ -115,6 +143,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--max-seq", type=int, default=1 << 30)
+    ap.add_argument("--backward", action="store_true",
+                    help="time the backward instead of the forward")
     ap.add_argument("--markdown", help="also write the table here")
     args = ap.parse_args()
     notes = prepare_env(args.threads)
@@ -127,8 +157,9 @@ def main():
     time.sleep(1.0)
     peaks0 = (lib.fma_peak_gflops(args.threads, 1.0), bf16_peak(lib, args.threads))
     widened = lib.isa_best() == "avx512bf16"
-    lines = ["# bf16 attention: libattn %s vs PyTorch %s" % (lib.version(),
-                                                          torch.__version__), ""]
+    lines = ["# bf16 attention%s: libattn %s vs PyTorch %s" % (
+        ", backward" if args.backward else "", lib.version(),
+        torch.__version__), ""]
     lines += ["- CPU: %s, %d CPUs; libattn ISA %s" % (
         machine_info(), os.cpu_count(), lib.isa_best())]
     lines += ["- " + x for x in notes]
@@ -144,22 +175,26 @@ def main():
         g = torch.Generator().manual_seed(0)
         f32 = [torch.randn(b, h, s, d, generator=g) for _ in range(3)]
         b16 = [x.to(torch.bfloat16) for x in f32]
+        bw = args.backward
         fns = {
-            "f32": make_libattn(la, lib, torch, f32, causal, args.threads),
-            "bf16": make_libattn(la, lib, torch, b16, causal, args.threads),
-            "torch-f32": make_torch(torch, f32, causal),
-            "torch-bf16": make_torch(torch, b16, causal),
+            "f32": make_libattn(la, lib, torch, f32, causal, args.threads,
+                                backward=bw),
+            "bf16": make_libattn(la, lib, torch, b16, causal, args.threads,
+                                 backward=bw),
+            "torch-f32": make_torch(torch, f32, causal, bw),
+            "torch-bf16": make_torch(torch, b16, causal, bw),
         }
         if widened:
             fns["bf16-widened"] = make_libattn(la, lib, torch, b16, causal,
-                                               args.threads, ISA_AVX512)
+                                               args.threads, ISA_AVX512, bw)
         err = ("", "")
-        if s <= 1024:
+        if s <= 1024 and not bw:
             ref = reference(np, *b16, causal)
             err = tuple("%.2e" % np.abs(fns[n]().double().numpy() - ref).max()
                         for n in ("bf16", "torch-bf16"))
         t = median_times(fns, args.rounds)
         flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)
+        flops *= 2.5 if bw else 1.0
         gf = flops / t["bf16"] / 1e9
         rows.append((gf, len(lines)))
         ms = lambda n: "%.3f" % (t[n] * 1e3) if n in t else "–"  # noqa: E731

@@ -48,6 +48,15 @@
  * it; those rows are computed and dropped. */
 #define KEY_PAD 8
 
+/* Whether the call takes the bf16 kernel (docs/bf16.md): bf16 Q, K, V and
+ * dO, and a table that has one. */
+static int use_bf16(const attn_plan *pl) {
+  const attn_params *p = pl->pr.p;
+  return pl->k.bwd_bf16 && p->q.dtype == ATTN_DTYPE_BF16 &&
+         p->k.dtype == ATTN_DTYPE_BF16 && p->v.dtype == ATTN_DTYPE_BF16 &&
+         p->dout.dtype == ATTN_DTYPE_BF16;
+}
+
 static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   const attn_problem *pr = &pl->pr;
   const attn_bwd_kernel *k = pl->k.bwd;
@@ -118,6 +127,9 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->z = attn_ws_add(&t, p->dropout_p > 0.0f ? br * bc + KEY_PAD : 0,
                      sizeof(float));
   w->gm = attn_ws_add(&t, p->score_mod ? br * bc + KEY_PAD : 0, sizeof(float));
+  w->bf =
+      attn_ws_add(&t, use_bf16(pl) ? ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp) : 0,
+                  sizeof(uint16_t));
   w->lo = attn_ws_add(&t, br, sizeof(int64_t));
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
@@ -187,7 +199,7 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
         }
         const int64_t tb = r / s0, i = r % s0;
         attn_load_row_f32(attn_elem(&p->q, tb, i, h, 0), p->q.dtype,
-                          p->q.stride[3], d, pr->scale, q);
+                          p->q.stride[3], d, job->bf16 ? 1.0f : pr->scale, q);
         attn_row_poison(q, d);
         memset(q + d, 0, sizeof(float) * (size_t)(dp - d));
         attn_load_row_f32(attn_elem(&p->dout, tb, i, h, 0), p->dout.dtype,
@@ -325,6 +337,14 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->g = (float *)(ws + w->g);
   t->z = (float *)(ws + w->z);
   t->gm = (float *)(ws + w->gm);
+  /* bf16 kernel: P and dS are rounded to bf16 only for a gradient that is
+   * stored in bf16 (docs/bf16.md) */
+  t->qscale = pr->scale;
+  t->pv16 = p->dv.dtype == ATTN_DTYPE_BF16;
+  t->dk16 = p->dk.dtype == ATTN_DTYPE_BF16;
+  t->dq16 = p->dq.dtype == ATTN_DTYPE_BF16;
+  t->bf = (uint16_t *)(ws + w->bf);
+  t->keys_bf16 = 0;
   attn_dropout_init(&t->drop, p->dropout_seed, p->dropout_p, sq->b, h);
   t->dk = t->dvacc = t->dq = t->dt5 = NULL;
   return 1;
@@ -372,6 +392,17 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
     const int64_t j0 = kt * k->bc;
     const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
     pack_keys(job, &sq, g, j0, nkeys, ws);
+    if (k->prep_keys) { /* the bf16 kernel's keys, once for the tile */
+      attn_bblock kb;
+      memset(&kb, 0, sizeof kb);
+      kb.nkeys = nkeys, kb.d = pr->d, kb.dv = pr->dv, kb.dp = dp;
+      kb.dvp = dvp;
+      kb.kt = (const float *)(ws + w->kt);
+      kb.vt = (const float *)(ws + w->vt);
+      kb.krow = (const float *)(ws + w->krow);
+      kb.bf = (uint16_t *)(ws + w->bf);
+      k->prep_keys(&kb);
+    }
     const size_t nk = acc_rows(k, nkeys) * (size_t)dp,
                  nv = acc_rows(k, nkeys) * (size_t)dvp;
     memset(dk, 0, sizeof(float) * nk);
@@ -394,6 +425,7 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
           continue;
         t.dk = hk;
         t.dvacc = hv;
+        t.keys_bf16 = k->prep_keys != NULL;
         t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
         if (!touched[hh * nqt + qt]) {
           touched[hh * nqt + qt] = 1;
@@ -411,6 +443,8 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
       for (size_t e = 0; e < nv; e++)
         dv[e] += dvm[e];
     }
+    for (size_t e = 0; e < (size_t)nkeys * (size_t)dp && job->bf16; e++)
+      dk[e] *= pr->scale; /* the bf16 kernel's Q is unscaled */
     for (int r = 0; r < nkeys; r++) {
       const int64_t j = sq.k_off + j0 + r;
       if (r + ATTN_PREFETCH_ROWS < nkeys) {
@@ -587,7 +621,8 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
     return attn_split_backward(&pl);
   job.pl = &pl;
   job.pr = &pl.pr;
-  job.k = pl.k.bwd;
+  job.bf16 = use_bf16(&pl);
+  job.k = job.bf16 ? pl.k.bwd_bf16 : pl.k.bwd;
   atomic_init(&job.counter_a, 0);
   atomic_init(&job.counter_c, 0);
   void *mem;

@@ -25,11 +25,13 @@
 
 /* c[r][0..NR) = sum_k a[r*lda + k] * bp[k*NR + 0..NR) for r < MR (c: row
  * stride BC): the shared micro-kernel, all MR rows, no fusion. */
+#if !defined(ATTN_BWD_BF16)
 static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
                                       int64_t kdim, const float *restrict bp,
                                       float *restrict c) {
   KFN(mk_qk)(0, MR, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f);
 }
+#endif
 
 /* c[r][x] += sum_{j<n} a[r*ars + j*acs] * b[j*ldb + x] for r < MR and the
  * nv vectors x (a compile-time constant at every call); only rows r < nst
@@ -89,6 +91,137 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
   }
 }
 
+#if defined(ATTN_BWD_BF16)
+/* The bf16 kernel (docs/bf16.md): its operands are the f32 ones of
+ * bwd_kernels.h converted per block into t->bf (exactly, for the inputs,
+ * which hold bf16 values; P and dS rounded where pv16 / dk16 / dq16). */
+_Static_assert(MR % 2 == 0, "query pairs: rows_mr must be even");
+
+/* n floats of x (a multiple of VL) to bf16 at h. */
+static void KFN(cvt_row)(const float *x, int64_t n, uint16_t *h) {
+  int64_t c = 0;
+  for (; c + 2 * VL <= n; c += 2 * VL)
+    vbf_store2(h + c, vf_load(x + c), vf_load(x + c + VL));
+  if (c < n)
+    vbf_store1(h + c, vf_load(x + c));
+}
+
+/* Rows x and y (n floats each, a multiple of VL; y NULL: zeros) to the
+ * pairs h[c][2] = (x[c], y[c]). */
+static void KFN(cvt_zip)(const float *x, const float *y, int64_t n,
+                         uint16_t *h) {
+  for (int64_t c = 0; c < n; c += VL)
+    vbf_store_zip(h + 2 * c, vf_load(x + c), y ? vf_load(y + c) : vf_zero());
+}
+
+/* np panels [kd][NR] of f32 to bf16 pair panels [kd2 / 2][NR][2]. */
+static void KFN(cvt_panels)(const float *src, int np, int64_t kd,
+                            uint16_t *dst) {
+  const int64_t kd2 = (kd + 1) / 2 * 2;
+  for (int pn = 0; pn < np; pn++) {
+    const float *x = src + pn * kd * NR;
+    uint16_t *h = dst + pn * kd2 * NR;
+    for (int64_t k = 0; k < kd; k += 2)
+      KFN(cvt_zip)
+      (x + k * NR, k + 1 < kd ? x + (k + 1) * NR : NULL, NR, h + k * NR);
+  }
+}
+
+/* n rows (n even) of x (row stride ld, ncols floats) to pairs of rows:
+ * h[i / 2][c][2] = (x[i][c], x[i + 1][c]), pair row stride 2 hld. */
+static void KFN(cvt_rowpairs)(const float *x, int64_t ld, int n, int64_t ncols,
+                              uint16_t *h, int64_t hld) {
+  for (int i = 0; i < n; i += 2)
+    KFN(cvt_zip)(x + i * ld, x + (i + 1) * ld, ncols, h + i * hld);
+}
+
+/* bmk_acc over bf16 pairs: c[r][x] += sum_{p<np} A2(r, p) . B2[p][x],
+ * A2(r, p) the pair at a + r ars + p aps, B2 pairs [np][ldb][2]. */
+static ALWAYS_INLINE void
+KFN(bmk_acc2)(const int nv, const uint16_t *restrict a, int64_t ars,
+              int64_t aps, int np, const uint16_t *restrict b, int64_t ldb,
+              float *restrict c, int64_t ldc, int nst) {
+  vf acc[MR][NV];
+  UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int x = 0; x < nv; x++) acc[r][x] = vf_zero();
+  }
+  for (int p = 0; p < np; p++) {
+    vbf bv[NV];
+    UNROLL for (int x = 0; x < nv; x++) bv[x] =
+        vbf_load(b + p * 2 * ldb + 2 * x * VL);
+    UNROLL for (int r = 0; r < MR; r++) {
+      const vbf s = vbf_pair(a + r * ars + p * aps);
+      UNROLL for (int x = 0; x < nv; x++) acc[r][x] =
+          vf_dot2(acc[r][x], s, bv[x]);
+    }
+  }
+  UNROLL for (int r = 0; r < MR; r++) {
+    if (r < nst) {
+      UNROLL for (int x = 0; x < nv; x++)
+          vf_store(c + r * ldc + x * VL,
+                   vf_add(vf_load(c + r * ldc + x * VL), acc[r][x]));
+    }
+  }
+}
+
+/* bmk_acc2 over all ncols (a multiple of VL) columns of c and b. */
+static void KFN(acc_cols2)(const uint16_t *a, int64_t ars, int64_t aps, int np,
+                           const uint16_t *b, int64_t ldb, float *c,
+                           int64_t ldc, int64_t ncols, int nst) {
+  int64_t cb = 0;
+  for (; cb + NR <= ncols; cb += NR)
+    KFN(bmk_acc2)(NV, a, ars, aps, np, b + 2 * cb, ldb, c + cb, ldc, nst);
+  if (cb < ncols) /* NV == 2: one vector left */
+    KFN(bmk_acc2)(1, a, ars, aps, np, b + 2 * cb, ldb, c + cb, ldc, nst);
+}
+_Static_assert(NV == 2, "acc_cols2 leaves at most one vector");
+
+/* The bf16 operands in t->bf (ATTN_BWD_BF16_SCRATCH elements). */
+typedef struct KFN(bf_ops) {
+  uint16_t *qh, *doh; /* [BR][dp], [BR][dvp]: Q and dO rows             */
+  uint16_t *qp, *dop; /* pairs of query rows [BR / 2][dp or dvp][2]      */
+  uint16_t *kh, *vh;  /* pair panels of K and V [BC / NR][d2 / 2][NR][2] */
+  uint16_t *kq;       /* pairs of key rows [BC / 2][dp][2]               */
+  uint16_t *pq, *dsq; /* P, dS as pairs of query rows [BR / 2][BC][2]    */
+  uint16_t *dsb;      /* dS rows [BR][BC]                                */
+} KFN(bf_ops);
+
+static KFN(bf_ops) KFN(bf_carve)(const attn_bblock *t) {
+  const int64_t dp = t->dp, dvp = t->dvp;
+  KFN(bf_ops) o;
+  o.qh = t->bf, o.doh = o.qh + BR * dp, o.qp = o.doh + BR * dvp;
+  o.dop = o.qp + BR * dp, o.kh = o.dop + BR * dvp, o.vh = o.kh + BC * dp;
+  o.kq = o.vh + BC * dvp, o.pq = o.kq + BC * dp;
+  o.dsq = o.pq + BR * BC + 64, o.dsb = o.dsq + BR * BC + 64;
+  return o;
+}
+
+/* attn_bwd_kernel.prep_keys: the key tile's bf16 operands (kh, vh, kq)
+ * from kt, vt and krow, once for every block of the tile. */
+static void KFN(prep_keys)(const attn_bblock *t) {
+  const KFN(bf_ops) o = KFN(bf_carve)(t);
+  const int ncol = (t->nkeys + NR - 1) / NR * NR;
+  KFN(cvt_panels)(t->kt, ncol / NR, t->d, o.kh);
+  KFN(cvt_panels)(t->vt, ncol / NR, t->dv, o.vh);
+  KFN(cvt_rowpairs)(t->krow, t->dp, ncol, t->dp, o.kq, t->dp);
+}
+
+static inline float KFN(ftz)(float x) {
+  return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x;
+}
+
+/* attn_bwd_kernel.row_dot: vf_dot2's lane (pairs in order, the second
+ * element first, subnormals flushed), dP's arithmetic in this kernel. */
+static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t c = 0; c < n; c += 2) {
+    if (c + 1 < n)
+      acc = KFN(ftz)(fmaf(KFN(ftz)(a[c + 1]), KFN(ftz)(b[c + 1]), acc));
+    acc = KFN(ftz)(fmaf(KFN(ftz)(a[c]), KFN(ftz)(b[c]), acc));
+  }
+  return acc;
+}
+#else
 /* attn_bwd_kernel.row_dot: the sequence of mk_qk's accumulation for one
  * lane (c starts at 0, one vf_fma per k in order). */
 static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
@@ -101,6 +234,7 @@ static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
 #endif
   return acc;
 }
+#endif
 
 static void KFN(bwd_block)(const attn_bblock *t) {
   const int rows = t->rows;
@@ -111,12 +245,31 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   float *restrict s = t->s;
   float *restrict ds = t->ds;
 
+#if defined(ATTN_BWD_BF16)
+  const int64_t d2 = (d + 1) / 2 * 2, dv2 = (dv + 1) / 2 * 2;
+  const KFN(bf_ops) o = KFN(bf_carve)(t);
+  uint16_t *qh = o.qh, *doh = o.doh, *qp = o.qp, *dop = o.dop, *kh = o.kh;
+  uint16_t *vh = o.vh, *kq = o.kq, *pq = o.pq, *dsq = o.dsq, *dsb = o.dsb;
+  if (!t->keys_bf16)
+    KFN(prep_keys)(t);
+  /* (1) S = scale (Q K^T) with bf16 dot products */
+  for (int r = 0; r < rows_mr; r++)
+    KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
+  for (int pc = 0; pc < ncol; pc += NR) {
+    const uint16_t *kp = kh + (pc / NR) * d2 * NR;
+    for (int r0 = 0; r0 < rows_mr; r0 += MR)
+      KFN(mk_qk)
+      (0, MR, qh + r0 * dp, dp, d2, kp, s + r0 * BC + pc, NULL, NULL, NULL,
+       t->qscale);
+  }
+#else
   /* (1) S = Qs K^T */
   for (int pc = 0; pc < ncol; pc += NR) {
     const float *kp = t->kt + (pc / NR) * d * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)(t->q + r0 * dp, dp, d, kp, s + r0 * BC + pc);
   }
+#endif
   /* (2) the forward's pipeline, then P = 2^((S - lse) log2 e) */
   float lut[BR + BC]; /* T5: one bias per distance of the block */
   if (t->sc.t5)
@@ -155,17 +308,41 @@ static void KFN(bwd_block)(const attn_bblock *t) {
 
   /* (3) dV += (P z)^T dO: rows of dV are keys, the sum runs over queries */
   const float *pv = drop ? ds : s;
+#if defined(ATTN_BWD_BF16)
+  if (t->dvacc && t->pv16) { /* P rounded to bf16: a bf16 dV */
+    KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
+    KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
+    for (int r0 = 0; r0 < ncol; r0 += MR)
+      KFN(acc_cols2)
+      (pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp, t->dvacc + r0 * dvp, dvp,
+       dvp, MR);
+  }
+  for (int r0 = 0; r0 < ncol && t->dvacc && !t->pv16; r0 += MR) {
+#else
   for (int r0 = 0; r0 < ncol && t->dvacc; r0 += MR) {
+#endif
     float *c = t->dvacc + r0 * dvp;
     KFN(acc_cols)(pv + r0, 1, BC, rows_mr, t->dout, dvp, c, dvp, dvp, MR);
   }
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
+#if defined(ATTN_BWD_BF16)
+  for (int r = 0; r < rows_mr; r++)
+    KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
+  for (int pc = 0; pc < ncol; pc += NR) {
+    const uint16_t *vp = vh + (pc / NR) * dv2 * NR;
+    for (int r0 = 0; r0 < rows_mr; r0 += MR)
+      KFN(mk_qk)
+      (0, MR, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL, NULL, NULL,
+       1.0f);
+  }
+#else
   for (int pc = 0; pc < ncol; pc += NR) {
     const float *vp = t->vt + (pc / NR) * dv * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)(t->dout + r0 * dvp, dvp, dv, vp, ds + r0 * BC + pc);
   }
+#endif
   for (int r = 0; r < rows_mr; r++) {
     float *x = ds + r * BC;
     const float *p = s + r * BC;
@@ -202,7 +379,35 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     if (t->lse[r] != -INFINITY)
       KFN(score_bwd_row)(&t->sc, ds + r * BC, t->g + r * BC, ncol);
 
-  /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
+      /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
+#if defined(ATTN_BWD_BF16)
+  /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
+  if (t->dk && t->dk16) {
+    KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
+    KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
+    for (int r0 = 0; r0 < ncol; r0 += MR)
+      KFN(acc_cols2)
+      (dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp, t->dk + r0 * dp, dp, dp,
+       MR);
+  }
+  if (t->dq && t->dq16) {
+    for (int r = 0; r < rows_mr; r++)
+      KFN(cvt_row)(ds + r * BC, ncol, dsb + r * BC);
+    for (int r0 = 0; r0 < rows; r0 += MR)
+      KFN(acc_cols2)
+      (dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp, dp,
+       rows - r0 < MR ? rows - r0 : MR);
+  }
+  for (int r0 = 0; r0 < ncol && t->dk && !t->dk16; r0 += MR) {
+    float *c = t->dk + r0 * dp;
+    KFN(acc_cols)(ds + r0, 1, BC, rows_mr, t->q, dp, c, dp, dp, MR);
+  }
+  for (int r0 = 0; r0 < rows && t->dq && !t->dq16; r0 += MR) {
+    float *c = t->dq + r0 * dp;
+    const int nst = rows - r0 < MR ? rows - r0 : MR;
+    KFN(acc_cols)(ds + r0 * BC, BC, 1, ncol, t->krow, dp, c, dp, dp, nst);
+  }
+#else
   for (int r0 = 0; r0 < ncol && t->dk; r0 += MR) {
     float *c = t->dk + r0 * dp;
     KFN(acc_cols)(ds + r0, 1, BC, rows_mr, t->q, dp, c, dp, dp, MR);
@@ -212,4 +417,5 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     const int nst = rows - r0 < MR ? rows - r0 : MR;
     KFN(acc_cols)(ds + r0 * BC, BC, 1, ncol, t->krow, dp, c, dp, dp, nst);
   }
+#endif
 }

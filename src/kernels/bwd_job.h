@@ -33,6 +33,7 @@ typedef struct bwd_layout {
   size_t z;        /* dropout's factors [br][bc] (empty without dropout) */
   size_t gm;       /* score_mod's derivative [br][bc] (empty without it) */
   size_t tiles;    /* offset of the call's own tile lists (if not compiled) */
+  size_t bf;       /* the bf16 kernel's operands (bwd_kernels.h), or empty */
   size_t scratch;  /* offset of thread 0's scratch                */
   size_t total;
   int threads;
@@ -60,6 +61,7 @@ typedef struct bwd_job {
   int64_t *item_base; /* [batch+1] first phase-A item of each sequence */
   atomic_llong *done; /* [batch][hk] phase-A items finished          */
   int overlap_b;      /* dQ sums in phase A (attn_bwd_group_done)     */
+  int bf16;           /* k is the bf16 kernel: qs holds unscaled Q     */
   atomic_llong counter_a, counter_c;
 } bwd_job;
 

@@ -54,7 +54,21 @@ typedef struct attn_bblock {
                    distances, attn_score_t5_lut's layout), or NULL      */
   attn_dropout drop; /* dropout of this (sequence, head) (philox.h)       */
   float *z; /* scratch [br][bc]: dropout's factors (drop.on only)       */
+  /* The bf16 kernel (bwd_bf16 of the table; docs/bf16.md) reads q as the
+   * unscaled queries (bf16 values; the caller scales dK as it does dQ),
+   * takes S = qscale (Q K^T) and dP with bf16 dot products, and rounds P
+   * (for dV) and dS (for dK, dQ) to bf16 where pv16, dk16, dq16 say so
+   * (the gradient is stored in bf16 anyway); f32 products otherwise. */
+  float qscale;
+  int pv16, dk16, dq16;
+  uint16_t *bf;  /* scratch: ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp) */
+  int keys_bf16; /* 1: prep_keys has filled bf with this key tile's keys */
 } attn_bblock;
+
+/* uint16_t elements of attn_bblock.bf. */
+#define ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp)                                 \
+  (2 * (br) * ((dp) + (dvp)) + (bc) * (2 * (dp) + (dvp)) + 3 * (br) * (bc) +   \
+   256)
 
 typedef struct attn_bwd_kernel {
   attn_isa isa;
@@ -69,10 +83,15 @@ typedef struct attn_bwd_kernel {
    * computed with it, so that dP - D is exactly 0 wherever O equals the
    * one value a row sees (dS = 0 then, as in exact arithmetic). */
   float (*row_dot)(const float *a, const float *b, int64_t n);
+  /* bf16 kernel: converts a key tile's kt, vt, krow into t->bf once for
+   * all its blocks (then keys_bf16 = 1); NULL in the f32 kernels. */
+  void (*prep_keys)(const attn_bblock *t);
 } attn_bwd_kernel;
 
 const attn_bwd_kernel *attn_bwd_kernel_generic(void);
 const attn_bwd_kernel *attn_bwd_kernel_avx2(void);
 const attn_bwd_kernel *attn_bwd_kernel_avx512(void);
+const attn_bwd_kernel *attn_bwd_kernel_generic_bf16(void);
+const attn_bwd_kernel *attn_bwd_kernel_avx512bf16(void);
 
 #endif

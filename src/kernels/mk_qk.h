@@ -24,7 +24,7 @@
  * exponent lies within +-FUSED_TAU. Every decision is per row, so no row's
  * result depends on another row's data. */
 #define FUSED_TAU 16.0f
-#if defined(ATTN_FWD_BF16)
+#if defined(ATTN_FWD_BF16) || defined(ATTN_BWD_BF16)
 /* bf16 kernels (docs/bf16.md): q holds bf16 rows of an even length d (the
  * unscaled queries), kp a panel of bf16 pairs [d / 2][NR][2] (kp[k/2][c] =
  * keys c's elements k, k + 1), and S = scale * (vdpbf16ps sums). */
@@ -41,7 +41,7 @@ KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
   }
-#if defined(ATTN_FWD_BF16)
+#if defined(ATTN_FWD_BF16) || defined(ATTN_BWD_BF16)
   for (int64_t k = 0; k < d; k += 2) {
     vbf b[NV];
     UNROLL for (int v = 0; v < NV; v++) b[v] =

@@ -274,6 +274,8 @@ static inline vf vf_tanh(vf x) {
  *                   to 0, round to nearest even (vdpbf16ps, Intel SDM)
  *   vbf_store2(p, lo, hi)  2 VL floats to bf16 (nearest even, subnormals
  *                   to 0, NaN kept quiet) at p: lo first (vcvtne2ps2bf16)
+ *   vbf_store1(p, x)       VL floats to bf16 at p, the same rounding
+ *   vbf_store_zip(p, x, y) pairs: p[2i] = bf16(x[i]), p[2i+1] = bf16(y[i])
  *
  * The generic versions compute exactly that, lane by lane, so the bf16
  * kernels' numerics are the same on every machine (tests/test_bf16.c
@@ -291,6 +293,15 @@ static inline vbf vbf_pair(const uint16_t *p) {
 #define vf_dot2(c, a, b) _mm512_dpbf16_ps((c), (a), (b))
 static inline void vbf_store2(uint16_t *p, vf lo, vf hi) {
   _mm512_storeu_si512((void *)p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+static inline void vbf_store1(uint16_t *p, vf x) {
+  _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(x));
+}
+static inline void vbf_store_zip(uint16_t *p, vf x, vf y) {
+  const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x));
+  const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(y));
+  _mm512_storeu_si512((void *)p,
+                      _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 }
 #elif defined(ATTN_SIMD_BF16) && defined(ATTN_SIMD_GENERIC)
 #include <float.h>
@@ -345,6 +356,16 @@ static inline void vbf_store2(uint16_t *p, vf lo, vf hi) {
   for (int i = 0; i < VL; i++) {
     p[i] = bf16_rne_ftz(lo.x[i]);
     p[VL + i] = bf16_rne_ftz(hi.x[i]);
+  }
+}
+static inline void vbf_store1(uint16_t *p, vf x) {
+  for (int i = 0; i < VL; i++)
+    p[i] = bf16_rne_ftz(x.x[i]);
+}
+static inline void vbf_store_zip(uint16_t *p, vf x, vf y) {
+  for (int i = 0; i < VL; i++) {
+    p[2 * i] = bf16_rne_ftz(x.x[i]);
+    p[2 * i + 1] = bf16_rne_ftz(y.x[i]);
   }
 }
 #elif defined(ATTN_SIMD_BF16)

@@ -5,6 +5,7 @@ static void fill_generic(attn_kernels *t) {
   t->isa = ATTN_ISA_GENERIC;
   t->fwd = attn_kernel_generic();
   t->fwd_bf16 = attn_kernel_generic_bf16();
+  t->bwd_bf16 = attn_bwd_kernel_generic_bf16();
   t->bwd = attn_bwd_kernel_generic();
   t->dec = attn_decode_kernel_generic();
   t->peak_loop = attn_peak_loop_generic;
@@ -17,6 +18,7 @@ static void fill_avx2(attn_kernels *t) {
   t->isa = ATTN_ISA_AVX2;
   t->fwd = attn_kernel_avx2();
   t->fwd_bf16 = NULL; /* no bf16 dot product: widening is faster */
+  t->bwd_bf16 = NULL;
   t->bwd = attn_bwd_kernel_avx2();
   t->dec = attn_decode_kernel_avx2();
   t->peak_loop = attn_peak_loop_avx2;
@@ -35,6 +37,7 @@ static void fill_avx512bf16(attn_kernels *t) {
   fill_avx512(t);
   t->isa = ATTN_ISA_AVX512_BF16;
   t->fwd_bf16 = attn_kernel_avx512bf16();
+  t->bwd_bf16 = attn_bwd_kernel_avx512bf16();
   t->peak_loop_bf16 = attn_peak_loop_avx512bf16;
 }
 #endif

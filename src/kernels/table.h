@@ -16,6 +16,8 @@ typedef struct attn_kernels {
    * same tile sizes as fwd; NULL: bf16 inputs are widened for fwd */
   const attn_kernel *fwd_bf16;
   const attn_bwd_kernel *bwd; /* backward block kernel and its sizes     */
+  /* the backward for bf16 Q, K, V, dO with bf16 dot products, or NULL */
+  const attn_bwd_kernel *bwd_bf16;
   /* the split-KV decode kernel (decode_kernels.h) */
   const attn_decode_kernel *dec;
   double (*peak_loop)(int64_t iters);      /* FMA probe: returns FLOPs done */

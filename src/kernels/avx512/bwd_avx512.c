@@ -5,7 +5,13 @@
 
 #include "kernels/bwd_kernels.h"
 
+#if defined(ATTN_BWD_BF16) /* bwd_avx512bf16.c: the bf16 kernel */
+#define KSUFFIX avx512bf16
+#define KISA ATTN_ISA_AVX512_BF16
+#else
 #define KSUFFIX avx512
+#define KISA ATTN_ISA_AVX512
+#endif
 #ifndef MR
 #define MR 4
 #endif
@@ -23,8 +29,13 @@
 _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
                "one tile geometry for every pass and ISA (attn.h)");
 
-const attn_bwd_kernel *attn_bwd_kernel_avx512(void) {
+const attn_bwd_kernel *KFN(attn_bwd_kernel)(void) {
+#if defined(ATTN_BWD_BF16)
+#define KPREP KFN(prep_keys)
+#else
+#define KPREP NULL
+#endif
   static const attn_bwd_kernel k = {
-      ATTN_ISA_AVX512, VL, MR, NR, BR, BC, bwd_block_avx512, row_dot_avx512};
+      KISA, VL, MR, NR, BR, BC, KFN(bwd_block), KFN(row_dot), KPREP};
   return &k;
 }

@@ -5,7 +5,13 @@
 
 #include "kernels/bwd_kernels.h"
 
+#if defined(ATTN_BWD_BF16) /* bwd_generic_bf16.c: the bf16 kernel */
+#define KSUFFIX generic_bf16
+#define KISA ATTN_ISA_GENERIC
+#else
 #define KSUFFIX generic
+#define KISA ATTN_ISA_GENERIC
+#endif
 #ifndef MR
 #define MR 4
 #endif
@@ -23,8 +29,13 @@
 _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
                "one tile geometry for every pass and ISA (attn.h)");
 
-const attn_bwd_kernel *attn_bwd_kernel_generic(void) {
+const attn_bwd_kernel *KFN(attn_bwd_kernel)(void) {
+#if defined(ATTN_BWD_BF16)
+#define KPREP KFN(prep_keys)
+#else
+#define KPREP NULL
+#endif
   static const attn_bwd_kernel k = {
-      ATTN_ISA_GENERIC, VL, MR, NR, BR, BC, bwd_block_generic, row_dot_generic};
+      KISA, VL, MR, NR, BR, BC, KFN(bwd_block), KFN(row_dot), KPREP};
   return &k;
 }
