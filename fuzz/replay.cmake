@@ -49,8 +49,13 @@ if(ATTN_HAVE_MODEL)
   add_test(NAME fuzz_wordpiece_replay
            COMMAND wordpiece_replay --mutate 20000
                    ${ATTN_FUZZ_DIR}/corpus/wordpiece)
+  add_executable(plot_replay ${ATTN_FUZZ_DIR}/replay.c
+                             ${ATTN_FUZZ_DIR}/plot_fuzz.c)
+  target_link_libraries(plot_replay PRIVATE attn_model)
+  add_test(NAME fuzz_plot_replay
+           COMMAND plot_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/plot)
   set_tests_properties(fuzz_safetensors_replay fuzz_wordpiece_replay
-                       PROPERTIES LABELS fuzz TIMEOUT 300)
+                       fuzz_plot_replay PROPERTIES LABELS fuzz TIMEOUT 300)
 endif()
 
 # The GGUF reader and the byte-level BPE (issue 11, the decoder).

@@ -58,7 +58,7 @@ esac
 ALL_TARGETS="npy_fuzz:npy:25:6000000 safetensors_fuzz:safetensors:25:2000000
 gguf_fuzz:gguf:25:1000000 bpe_fuzz:bpe:25:80000 wordpiece_fuzz:wordpiece:25:60000
 cli_fuzz:cli:25:1500000 params_fuzz:params:60:15000 cache_fuzz:cache:60:250000
-params2_fuzz:params2:120:1500"
+params2_fuzz:params2:120:1500 plot_fuzz:plot:25:2000000"
 
 tmp_root=${TMPDIR:-/tmp}
 own_build=0
@@ -120,7 +120,7 @@ built=""
 for t in $selected; do
   name=${t%%:*}
   case $name in
-  safetensors_fuzz | gguf_fuzz | bpe_fuzz | wordpiece_fuzz)
+  safetensors_fuzz | gguf_fuzz | bpe_fuzz | wordpiece_fuzz | plot_fuzz)
     if [ "$have_model" = 0 ]; then
       echo "ci_fuzz.sh: $name needs attn_model (OpenBLAS, stb): skipped"
       continue

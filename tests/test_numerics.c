@@ -70,7 +70,7 @@ static const char *const sec_name[SEC_COUNT] = {
     "huge forward",       "huge backward",   "nonfinite forward",
     "nonfinite backward", "nonfinite extra", "accuracy forward",
     "accuracy backward"};
-static long tally_checks[SEC_COUNT][4], tally_fails[SEC_COUNT][4];
+static long tally_checks[SEC_COUNT][5], tally_fails[SEC_COUNT][5]; /* by isa value */
 static long n_pass, n_fail;
 
 void check(int sec, attn_isa isa, int ok, const char *fmt, ...) {
@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
 
   printf("\n%-20s %-8s %7s %7s\n", "section", "isa", "checks", "failed");
   for (int s = 0; s < SEC_COUNT; s++)
-    for (int ii = 0; ii < 3; ii++)
+    for (int ii = 0; ii < 4; ii++)
       if (tally_checks[s][all_isas[ii]])
         printf("%-20s %-8s %7ld %7ld\n", sec_name[s],
                attn_isa_name(all_isas[ii]), tally_checks[s][all_isas[ii]],

@@ -162,7 +162,9 @@ VF_MAP1(vf_abs, fabsf(a.x[i]))
 static inline vf vf_pow2i(vf n) {
   vf r;
   for (int i = 0; i < VL; i++) {
-    uint32_t bits = (uint32_t)((int32_t)n.x[i] + 127) << 23;
+    /* NaN: any exponent (the callers multiply by a NaN); no UB cast */
+    const int32_t e = n.x[i] == n.x[i] ? (int32_t)n.x[i] : 0;
+    uint32_t bits = (uint32_t)(e + 127) << 23;
     memcpy(&r.x[i], &bits, 4);
   }
   return r;

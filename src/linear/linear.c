@@ -351,7 +351,7 @@ static attn_status lin_run(attn_context *ctx, const attn_linear_params *user,
     isa = ATTN_ISA_GENERIC;
   job.fn = bwd ? lin_backward_item_generic : lin_forward_item_generic;
 #if defined(ATTN_HAVE_X86)
-  if (isa == ATTN_ISA_AVX2 || isa == ATTN_ISA_AVX512)
+  if (isa != ATTN_ISA_GENERIC) /* avx2, avx512, avx512bf16 */
     job.fn = bwd ? lin_backward_item_avx2 : lin_forward_item_avx2;
 #endif
   const int n = lin_threads(&p, c, &job.d, bwd);

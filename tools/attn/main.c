@@ -35,6 +35,8 @@ extern const char cmd_generate_help[]; /* cmd_generate.c */
 int cmd_generate(int argc, char **argv);
 extern const char cmd_show_help[]; /* cmd_show.c */
 int cmd_show(int argc, char **argv);
+extern const char cmd_plot_help[]; /* cmd_plot.c */
+int cmd_plot(int argc, char **argv);
 extern const char cmd_train_help[]; /* cmd_train.c */
 int cmd_train(int argc, char **argv);
 #endif
@@ -59,6 +61,7 @@ static const cli_command commands[] = {
     {"embed", cmd_embed_help, cmd_embed},
     {"generate", cmd_generate_help, cmd_generate},
     {"show", cmd_show_help, cmd_show},
+    {"plot", cmd_plot_help, cmd_plot},
     {"train", cmd_train_help, cmd_train},
 #endif
 };
