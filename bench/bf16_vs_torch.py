@@ -34,17 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from compare import machine_info, prepare_env  # noqa: E402
-from versus import median_times  # noqa: E402
+from versus import SHAPES, median_times  # noqa: E402
 
-SHAPES = [  # (batch, heads, seq, head_dim, causal)
-    (1, 8, 128, 64, False),
-    (1, 8, 512, 64, False),
-    (1, 8, 512, 64, True),
-    (1, 8, 4096, 64, False),
-    (1, 8, 4096, 64, True),
-    (1, 8, 4096, 128, False),
-    (1, 8, 4096, 128, True),
-]
 ISA_AVX512 = 3
 
 

@@ -157,9 +157,10 @@ def main():
             fh.write(",".join(str(x) if not isinstance(x, float) else "%.3f" % x
                               for x in r) + "\n")
     os.makedirs(args.figures, exist_ok=True)
-    title = "libattn vs PyTorch %s: %s, %d threads; f32 FMA peak %.0f, bf16 " \
-            "peak %.0f GFLOP/s" % (torch.__version__.split("+")[0],
-                                   machine_info(), args.threads, p32, p16)
+    title = "libattn vs PyTorch %s: %s, ISA %s, %d threads; f32 FMA peak " \
+            "%.0f, bf16 peak %.0f GFLOP/s; b1 h8 d64" % (
+                torch.__version__.split("+")[0], machine_info(),
+                lib.isa_best(), args.threads, p32, p16)
     speed_csv = args.out + ".speed"
     with open(speed_csv, "w") as fh:
         for r in panels + rows:
@@ -181,8 +182,9 @@ def main():
         subprocess.run([attn, "plot", "--csv", dec_csv, "--out",
                         os.path.join(args.figures, "decode.png"), "--title",
                         "attn decode: 1 query, 32 q heads, 8 kv heads, d 128; "
-                        "%s, %d threads; read bandwidth %.1f GB/s" % (
-                            machine_info(), args.threads, rd)], check=True)
+                        "%s, ISA %s, %d threads; read bandwidth %.1f GB/s" % (
+                            machine_info(), lib.isa_best(), args.threads, rd)],
+                       check=True)
 
 
 if __name__ == "__main__":

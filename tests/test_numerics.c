@@ -70,7 +70,8 @@ static const char *const sec_name[SEC_COUNT] = {
     "huge forward",       "huge backward",   "nonfinite forward",
     "nonfinite backward", "nonfinite extra", "accuracy forward",
     "accuracy backward"};
-static long tally_checks[SEC_COUNT][5], tally_fails[SEC_COUNT][5]; /* by isa value */
+static long tally_checks[SEC_COUNT][5],
+    tally_fails[SEC_COUNT][5]; /* by isa value */
 static long n_pass, n_fail;
 
 void check(int sec, attn_isa isa, int ok, const char *fmt, ...) {

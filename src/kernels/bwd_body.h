@@ -96,6 +96,10 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
  * bwd_kernels.h converted per block into t->bf (exactly, for the inputs,
  * which hold bf16 values; P and dS rounded where pv16 / dk16 / dq16). */
 _Static_assert(MR % 2 == 0, "query pairs: rows_mr must be even");
+/* Plain names for two calls below (clang-format reads KFN(f)(...) inside
+ * this #if as a declaration). */
+#define BF_MK_QK KFN(mk_qk)
+#define BF_ACC_COLS2 KFN(acc_cols2)
 
 /* n floats of x (a multiple of VL) to bf16 at h. */
 static void KFN(cvt_row)(const float *x, int64_t n, uint16_t *h) {
@@ -121,9 +125,10 @@ static void KFN(cvt_panels)(const float *src, int np, int64_t kd,
   for (int pn = 0; pn < np; pn++) {
     const float *x = src + pn * kd * NR;
     uint16_t *h = dst + pn * kd2 * NR;
-    for (int64_t k = 0; k < kd; k += 2)
-      KFN(cvt_zip)
-      (x + k * NR, k + 1 < kd ? x + (k + 1) * NR : NULL, NR, h + k * NR);
+    for (int64_t k = 0; k < kd; k += 2) {
+      const float *y = k + 1 < kd ? x + (k + 1) * NR : NULL;
+      KFN(cvt_zip)(x + k * NR, y, NR, h + k * NR);
+    }
   }
 }
 
@@ -257,10 +262,10 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
   for (int pc = 0; pc < ncol; pc += NR) {
     const uint16_t *kp = kh + (pc / NR) * d2 * NR;
-    for (int r0 = 0; r0 < rows_mr; r0 += MR)
-      KFN(mk_qk)
-      (0, MR, qh + r0 * dp, dp, d2, kp, s + r0 * BC + pc, NULL, NULL, NULL,
-       t->qscale);
+    for (int r0 = 0; r0 < rows_mr; r0 += MR) {
+      float *c = s + r0 * BC + pc;
+      BF_MK_QK(0, MR, qh + r0 * dp, dp, d2, kp, c, NULL, NULL, NULL, t->qscale);
+    }
   }
 #else
   /* (1) S = Qs K^T */
@@ -313,9 +318,8 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
     KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
-      KFN(acc_cols2)
-      (pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp, t->dvacc + r0 * dvp, dvp,
-       dvp, MR);
+      BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
+                   t->dvacc + r0 * dvp, dvp, dvp, MR);
   }
   for (int r0 = 0; r0 < ncol && t->dvacc && !t->pv16; r0 += MR) {
 #else
@@ -332,9 +336,8 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   for (int pc = 0; pc < ncol; pc += NR) {
     const uint16_t *vp = vh + (pc / NR) * dv2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
-      KFN(mk_qk)
-      (0, MR, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL, NULL, NULL,
-       1.0f);
+      BF_MK_QK(0, MR, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL,
+               NULL, NULL, 1.0f);
   }
 #else
   for (int pc = 0; pc < ncol; pc += NR) {
@@ -386,17 +389,15 @@ static void KFN(bwd_block)(const attn_bblock *t) {
     KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
     KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
-      KFN(acc_cols2)
-      (dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp, t->dk + r0 * dp, dp, dp,
-       MR);
+      BF_ACC_COLS2(dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp,
+                   t->dk + r0 * dp, dp, dp, MR);
   }
   if (t->dq && t->dq16) {
     for (int r = 0; r < rows_mr; r++)
       KFN(cvt_row)(ds + r * BC, ncol, dsb + r * BC);
     for (int r0 = 0; r0 < rows; r0 += MR)
-      KFN(acc_cols2)
-      (dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp, dp,
-       rows - r0 < MR ? rows - r0 : MR);
+      BF_ACC_COLS2(dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp,
+                   dp, rows - r0 < MR ? rows - r0 : MR);
   }
   for (int r0 = 0; r0 < ncol && t->dk && !t->dk16; r0 += MR) {
     float *c = t->dk + r0 * dp;

@@ -170,9 +170,11 @@ int plot_png(const plot_data *d, const char *title, const char *path, char *err,
   }
   memcpy(s.points, d->points, sizeof(plot_point) * (size_t)d->npoints);
   qsort(s.points, (size_t)s.npoints, sizeof(plot_point), cmp_x);
-  const int cols = d->npanels > 1 ? 2 : 1, rows = (d->npanels + 1) / cols;
+  const int cols = d->npanels > 1 ? 2 : 1;
+  const int rows = (d->npanels + cols - 1) / cols;
   const int legend = 18 * ((d->nseries + cols * 2 - 1) / (cols * 2)) + 12;
-  img c = {cols * PW, 30 + rows * PH + legend, NULL};
+  const int tw = 24 + 6 * (int)strlen(title); /* the title fits */
+  img c = {cols * PW > tw ? cols * PW : tw, 30 + rows * PH + legend, NULL};
   c.px = malloc((size_t)c.w * (size_t)c.h * 3);
   if (!c.px) {
     free(s.points);
