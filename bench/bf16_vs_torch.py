@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from compare import machine_info, prepare_env  # noqa: E402
-from versus import SHAPES, median_times  # noqa: E402
+from versus import SHAPES, median_times, report  # noqa: E402
 
 ISA_AVX512 = 3
 
@@ -207,12 +207,7 @@ def main():
                  "end: %.0f/%.0f and %.0f/%.0f; the larger is used)" % (
                      args.threads, peak, peak16, peaks0[0], peaks1[0],
                      peaks0[1], peaks1[1]))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
-        with open(args.markdown, "w") as fh:
-            fh.write(text)
+    report(lines, args.markdown)
 
 
 if __name__ == "__main__":

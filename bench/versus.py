@@ -119,6 +119,17 @@ def median_times(fns, rounds):
     return {n: statistics.median(times[n]) for n in names}
 
 
+def report(lines, markdown):
+    """Prints the report's lines and writes them to markdown (a path, or
+    None)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(markdown)), exist_ok=True)
+        with open(markdown, "w") as fh:
+            fh.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", required=True, help="baseline build directory")
@@ -183,12 +194,7 @@ def main():
     lines.insert(head, "- threads: %d for everyone; FMA peak %.0f GFLOP/s "
                  "(measured in this run: %.0f at the start, %.0f at the end; "
                  "the larger is used)" % (args.threads, peak, peak0, peak1))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
-        with open(args.markdown, "w") as fh:
-            fh.write(text)
+    report(lines, args.markdown)
 
 
 if __name__ == "__main__":
