@@ -211,6 +211,9 @@ static void KFN(prep_keys)(const attn_bblock *t) {
   KFN(cvt_rowpairs)(t->krow, t->dp, ncol, t->dp, o.kq, t->dp);
 }
 
+/* attn_bwd_kernel.prep_keys of this body (the ISA files fill it in). */
+#define KPREP KFN(prep_keys)
+
 static inline float KFN(ftz)(float x) {
   return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x;
 }
@@ -227,6 +230,9 @@ static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
   return acc;
 }
 #else
+/* attn_bwd_kernel.prep_keys of this body: the f32 kernels have none. */
+#define KPREP NULL
+
 /* attn_bwd_kernel.row_dot: the sequence of mk_qk's accumulation for one
  * lane (c starts at 0, one vf_fma per k in order). */
 static float KFN(row_dot)(const float *a, const float *b, int64_t n) {

@@ -30,11 +30,6 @@ _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
                "one tile geometry for every pass and ISA (attn.h)");
 
 const attn_bwd_kernel *KFN(attn_bwd_kernel)(void) {
-#if defined(ATTN_BWD_BF16)
-#define KPREP KFN(prep_keys)
-#else
-#define KPREP NULL
-#endif
   static const attn_bwd_kernel k = {
       KISA, VL, MR, NR, BR, BC, KFN(bwd_block), KFN(row_dot), KPREP};
   return &k;
