@@ -120,9 +120,9 @@ static inline void attn_prefetch_row(const void *src, attn_dtype dt, int64_t n,
   const int64_t bytes = n * (dt == ATTN_DTYPE_F32 ? 4 : 2);
   for (int64_t o = 0; o < bytes; o += 64) {
     if (write)
-      __builtin_prefetch(c + o, 1);
+      __builtin_prefetch(c + o, 1, 2);
     else
-      __builtin_prefetch(c + o, 0);
+      __builtin_prefetch(c + o, 0, 2);
   }
 #else
   (void)src, (void)dt, (void)n, (void)write;

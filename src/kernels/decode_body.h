@@ -328,6 +328,9 @@ static ALWAYS_INLINE const float *KFN(dec_val_f32)(const attn_dec_chunk *c,
 }
 
 /* Keys ahead that pass (1) and (4) ask the caches for. */
+#ifndef DEC_PF_HINT
+#define DEC_PF_HINT 2
+#endif
 #ifndef DEC_PREFETCH
 #define DEC_PREFETCH 4
 #endif
@@ -339,7 +342,7 @@ static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
     return;
   for (int h = 0; h < nh; h++)
     for (int64_t off = 0; off < bytes; off += 64)
-      __builtin_prefetch((const char *)row + h * step + off, 0, 3);
+      __builtin_prefetch((const char *)row + h * step + off, 0, DEC_PF_HINT);
 }
 
 /* (1) S = Q Kᵀ for every head and row, keys two at a time in memory order
