@@ -8,7 +8,8 @@ causal; seq 128 ... --max-seq in powers of two): libattn f32, libattn bf16
 SDPA in f32 and bf16, and a naive numpy f32 implementation that materialises
 the seq x seq scores (forward and backward, up to --naive-max-seq). Same
 threads for everyone, alternating bursts, medians (versus.median_times);
-fewer rounds for long sequences (--rounds up to 2K, 3 up to 16K, 1 above).
+fewer rounds for long sequences (--rounds up to 2K, 3 up to 16K; above
+--once-above, 16K by default, one timed call each, no warm-up).
 FLOPs: 4·s²·d per head forward, 2.5× backward, halved for causal.
 
 Decode (`attn decode`: 1 query, 32 query heads, 8 KV heads, head_dim 128):
@@ -63,6 +64,18 @@ def naive(np, q, k, v, causal, backward):
     return run
 
 
+def once_times(fns):
+    """One timed call each, no warm-up: above --once-above a call takes
+    seconds to minutes, against microseconds of pool start-up."""
+    t = {}
+    for name, fn in fns.items():
+        time.sleep(0.5)
+        t0 = time.perf_counter()
+        fn()
+        t[name] = time.perf_counter() - t0
+    return t
+
+
 def speed(args, lib, la, np, torch, rows):
     from bf16_vs_torch import make_libattn, make_torch
     s = 128
@@ -84,7 +97,8 @@ def speed(args, lib, la, np, torch, rows):
                 if s <= args.naive_max_seq:
                     fns["naive f32"] = naive(np, *(x.numpy() for x in f32),
                                              causal, bw)
-                t = median_times(fns, rounds)
+                t = median_times(fns, rounds) if s <= args.once_above \
+                    else once_times(fns)
                 flops = 4.0 * 8 * s * s * 64 * (0.5 if causal else 1.0)
                 flops *= 2.5 if bw else 1.0
                 panel = ("backward" if bw else "forward") + (
@@ -122,6 +136,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--max-seq", type=int, default=65536)
     ap.add_argument("--naive-max-seq", type=int, default=8192)
+    ap.add_argument("--once-above", type=int, default=16384,
+                    help="longer sequences: one timed call per "
+                    "implementation, no warm-up")
     ap.add_argument("--no-decode", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "sweep.csv"))
     ap.add_argument("--figures", default=os.path.join(HERE, "figures"))
