@@ -66,7 +66,11 @@ def make_libattn(la, lib, torch, tensors, causal, threads, isa=0,
     lib._call(lib._init, p)
     p.q, p.k, p.v, p.o = (tensor(la, x) for x in (q, k, v, o))
     p.causal = la.ATTN_CAUSAL_TOP_LEFT if causal else la.ATTN_CAUSAL_NONE
-    p.num_threads = threads
+    # 0: the default context's count, which compare.prepare_env sets to
+    # --threads (ATTN_NUM_THREADS); the library then sizes small calls'
+    # teams itself, as for any caller who does not pin a count
+    pinned = os.environ.get("ATTN_NUM_THREADS") != str(threads)
+    p.num_threads = threads if pinned else 0
     p.isa = isa
     p._errbuf = ctypes.create_string_buffer(512)
     p.error_message = ctypes.cast(p._errbuf, ctypes.c_char_p)

@@ -54,6 +54,27 @@ typedef struct dshape {
 
 static const dshape shapes[] = {
     {"mha 129x129 d64", {2, 4, 4, 129, 129, 64, 64}, .in_dt = ATTN_DTYPE_F32},
+    /* keys >= 8192: the forward runs query tiles in groups over key chunks
+     * (fwd.c), 4 tiles a group on 1 thread, 2 on 2, none from 3 threads */
+    {"long keys qgroups 150x8200 d32",
+     {1, 4, 4, 150, 8200, 32, 32},
+     .in_dt = ATTN_DTYPE_F32},
+    {"long keys qgroups gqa causal-br window alibi kv_lens f16 150x8300",
+     {1, 8, 2, 150, 8300, 64, 64},
+     .in_dt = ATTN_DTYPE_F16,
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .window = 1,
+     .wl = 700,
+     .wr = 0,
+     .alibi = 1,
+     .kvlens = 1,
+     .big = 1},
+    {"long keys qgroups causal-tl bf16 100x8250 d128",
+     {1, 4, 4, 100, 8250, 128, 128},
+     .in_dt = ATTN_DTYPE_BF16,
+     .out_dt = ATTN_DTYPE_BF16,
+     .causal = ATTN_CAUSAL_TOP_LEFT,
+     .big = 1},
     {"gqa causal-br 200x333 d128 bf16",
      {2, 8, 2, 200, 333, 128, 128},
      .in_dt = ATTN_DTYPE_BF16,

@@ -27,14 +27,35 @@
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 /* Sizes of the workspace pieces. */
+/* Query-tile groups. With long keys a thread takes QGROUP consecutive
+ * query tiles of one head at a time and runs them chunk by chunk over the
+ * keys (each chunk about QCHUNK_BYTES of packed K and V, so it stays in
+ * L2 while every tile of the group uses it), instead of streaming all of
+ * K and V from L3 or memory once per tile. Each tile still sees its key
+ * tiles in the same order with the same flushes (attn_qtile.resume,
+ * .partial): the bits are those of one call per tile. */
+#ifndef QGROUP /* each can be set at build time to compare (-DQGROUP=..) */
+#define QGROUP 4
+#endif
+#ifndef QGROUP_MIN_KEYS
+#define QGROUP_MIN_KEYS 8192 /* shorter: measured no faster (Zen 4) */
+#endif
+#ifndef QCHUNK_KIB
+#define QCHUNK_KIB 256
+#endif
+#define QCHUNK_BYTES ((size_t)QCHUNK_KIB << 10)
+
 typedef struct ws_layout {
-  size_t counters;             /* one claim counter per group (bytes)    */
-  size_t kpack, vpack;         /* packed K and V of one kv head (bytes)  */
-  int private_pack;            /* 1: each thread packs its own K and V  */
-  size_t per_thread;           /* one thread's scratch (bytes)           */
-  size_t q, s, acc, accm, vec; /* offsets inside a thread's scratch */
-  size_t lo, hi;
-  size_t runs; /* offset of a thread's runs of one query tile        */
+  size_t counters;     /* one claim counter per group (bytes)    */
+  size_t kpack, vpack; /* packed K and V of one kv head (bytes)  */
+  int private_pack;    /* 1: each thread packs its own K and V  */
+  size_t per_thread;   /* one thread's scratch (bytes)           */
+  /* a thread's scratch: nslot query-tile slots of `slot` bytes, then the
+   * scores s and the clipped runs crun; offsets inside a slot: */
+  size_t q, acc, accm, vec, lo, hi, runs;
+  size_t slot, s, crun;
+  int nslot;        /* query tiles per group (1: no groups) */
+  int64_t chunk_kt; /* key tiles per chunk of a group        */
   size_t total;
   int threads;
 } ws_layout;
@@ -61,14 +82,29 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   w->counters = round_up(w->counters, ALIGN);
   attn_ws t = {0, 0};
   w->q = attn_ws_add(&t, br * d, sizeof(float));
-  w->s = attn_ws_add(&t, br * bc, sizeof(float));
   w->acc = attn_ws_add(&t, br * dvp, sizeof(float));
   w->accm = attn_ws_add(&t, br * dvp, sizeof(float));
-  w->vec = attn_ws_add(&t, 3 * br, sizeof(float)); /* m, l, lse */
+  w->vec = attn_ws_add(&t, 5 * br, sizeof(float)); /* m l lse alpha lm */
   w->lo = attn_ws_add(&t, br, sizeof(int64_t));
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->runs = attn_ws_add(&t, (size_t)pl->tiles.cap, sizeof(attn_tile_run));
-  size_t off = t.off;
+  w->slot = t.off;
+  /* Groups only pay where one head's K and V outgrow L2, and never at the
+   * price of idle threads: at least 4 items per thread. */
+  const int64_t nqt = (pr->sq_max + (int64_t)br - 1) / (int64_t)br;
+  w->nslot = pr->sk_max >= QGROUP_MIN_KEYS ? QGROUP : 1;
+  while (w->nslot > 1 &&
+         pr->batch * pr->hq * ((nqt + w->nslot - 1) / w->nslot) < 4 * threads)
+    w->nslot /= 2;
+  const size_t key_bytes = (d + dvp) * sizeof(float);
+  w->chunk_kt = (int64_t)ATTN_MAX((size_t)1, QCHUNK_BYTES / (key_bytes * bc));
+  const size_t slots = attn_ws_mul(&t, w->slot, (size_t)w->nslot);
+  attn_ws u = {slots, t.overflow};
+  w->s = attn_ws_add(&u, br * bc, sizeof(float));
+  w->crun = attn_ws_add(&u, (size_t)pl->tiles.cap, sizeof(attn_tile_run));
+  if (u.overflow)
+    return ATTN_ERR_OVERFLOW;
+  size_t off = u.off;
   w->threads = threads;
   /* Many (sequence, kv head) groups: every thread packs the groups it works
    * on into its own buffers and never waits for the others. Few groups or
@@ -102,9 +138,11 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
  * bench/RESULTS.md, where one core does ~75-100 GFLOP/s on short tiles. */
 #define ATTN_TEAM_FLOPS 4e6
 
-/* The team size with the shortest estimated time: the query tiles dealt
- * out evenly (ceil(tiles / n) per thread, each a full row of keys, half for
- * a causal mask), plus ATTN_TEAM_FLOPS when there is more than one thread.
+/* A thread count given in the call (num_threads > 0) is taken as given,
+ * one thread per query tile at most. Otherwise (the context's count) the
+ * team size with the shortest estimated time: the query tiles dealt out
+ * evenly (ceil(tiles / n) per thread, each a full row of keys, half for a
+ * causal mask), plus ATTN_TEAM_FLOPS when there is more than one thread.
  * Small calls (one head of 128 queries) so run on the calling thread
  * alone; the result is the same for any team (threads.c). */
 static int threads_for(const attn_plan *pl) {
@@ -112,6 +150,8 @@ static int threads_for(const attn_plan *pl) {
   const attn_kernel *k = pl->k.fwd;
   const int n = ATTN_MIN(pl->threads, ATTN_MAX_THREADS);
   const int64_t tiles = pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
+  if (pr->p->num_threads > 0)
+    return (int)ATTN_MAX(ATTN_MIN((int64_t)n, tiles), 1);
   const double tile = 2.0 * k->br * (double)pr->sk_max *
                       (double)(pr->d + pr->dv) *
                       (pr->p->causal != ATTN_CAUSAL_NONE ? 0.5 : 1.0);
@@ -235,19 +275,22 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
   }
 }
 
-static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
-                      int64_t qt, const float *kpack, const float *vpack,
-                      char *ws) {
+/* Prepares query tile qt of head h in slot `slot` of a thread's scratch
+ * ws: its rows of Q, its intervals and runs, its state buffers. */
+static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
+                       int64_t qt, const float *kpack, const float *vpack,
+                       char *ws, int slot, attn_qtile *tp) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const attn_kernel *k = job->k;
   const int64_t d = pr->d, dvp = job->dvp;
+  char *sb = ws + (size_t)slot * job->w.slot;
   attn_qtile t;
   t.i0 = qt * k->br;
   t.rows = (int)ATTN_MIN((int64_t)k->br, sq->sq - t.i0);
   t.d = d;
   t.dvp = dvp;
-  float *qb = (float *)(ws + job->w.q);
+  float *qb = (float *)(sb + job->w.q);
   const int rows_mr = (t.rows + k->mr - 1) / k->mr * k->mr;
   t.qh = t.kh = t.vh = NULL;
   t.qscale = pr->scale;
@@ -277,25 +320,38 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.q = qb;
   t.kp = kpack;
   t.vp = vpack;
-  int64_t *lo = (int64_t *)(ws + job->w.lo), *hi = (int64_t *)(ws + job->w.hi);
+  int64_t *lo = (int64_t *)(sb + job->w.lo), *hi = (int64_t *)(sb + job->w.hi);
   t.j_end = attn_plan_tile(job->pl, sq, h, t.i0, t.rows, lo, hi, &t.sc, &t.mv);
   if (job->tiles) {
     t.runs = attn_tiles_get(job->tiles, sq->b, h, qt, &t.nruns);
   } else {
-    attn_tile_run *runs = (attn_tile_run *)(ws + job->w.runs);
+    attn_tile_run *runs = (attn_tile_run *)(sb + job->w.runs);
     t.nruns = attn_tiles_compile_one(pr, sq, h, qt, lo, hi, runs);
     t.runs = runs;
   }
   t.s = (float *)(ws + job->w.s);
-  t.acc = (float *)(ws + job->w.acc);
-  t.accm = (float *)(ws + job->w.accm);
-  float *vec = (float *)(ws + job->w.vec);
+  t.acc = (float *)(sb + job->w.acc);
+  t.accm = (float *)(sb + job->w.accm);
+  float *vec = (float *)(sb + job->w.vec);
   t.m = vec;
   t.l = vec + k->br;
   t.lse = vec + 2 * k->br;
+  t.alpha = vec + 3 * k->br;
+  t.lm = vec + 4 * k->br;
+  t.ntiles = NULL;
+  t.resume = t.partial = 0;
   t.sink = p->sinks ? p->sinks[h] : -INFINITY;
   attn_dropout_init(&t.drop, p->dropout_seed, p->dropout_p, sq->b, h);
-  k->fwd_qtile(&t);
+  *tp = t;
+}
+
+/* Writes a finished tile's rows of O (and the LSE). */
+static void write_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
+                        const attn_qtile *tp) {
+  const attn_problem *pr = job->pr;
+  const attn_params *p = pr->p;
+  const attn_qtile t = *tp;
+  const int64_t dvp = job->dvp;
   for (int r = 0; r < t.rows; r++) {
     const int64_t i = sq->q_off + t.i0 + r;
     if (r + ATTN_PREFETCH_ROWS < t.rows)
@@ -312,6 +368,96 @@ static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   }
 }
 
+static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
+                      int64_t qt, const float *kpack, const float *vpack,
+                      char *ws) {
+  attn_qtile t;
+  prep_qtile(job, sq, h, qt, kpack, vpack, ws, 0, &t);
+  job->k->fwd_qtile(&t);
+  write_qtile(job, sq, h, &t);
+}
+
+/* The runs of n that fall in key tiles [c0, c1), clipped, into out. */
+static int clip_runs(const attn_tile_run *r, int n, int64_t c0, int64_t c1,
+                     attn_tile_run *out) {
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const int64_t a = ATTN_MAX(r[i].kt0, c0), b = ATTN_MIN(r[i].kt1, c1);
+    if (a < b) {
+      out[m] = r[i];
+      out[m].kt0 = a;
+      out[m++].kt1 = b;
+    }
+  }
+  return m;
+}
+
+/* Query tiles qt0 .. qt0 + n - 1 of head h (n <= QGROUP), key chunk by key
+ * chunk: every tile of the group takes its runs inside a chunk while the
+ * chunk's packed K and V are in L2. */
+static void run_qgroup(const fwd_job *job, const attn_seq *sq, int64_t h,
+                       int64_t qt0, int n, const float *kpack,
+                       const float *vpack, char *ws) {
+  attn_qtile t[QGROUP];
+  const attn_tile_run *runs[QGROUP];
+  int nruns[QGROUP], ntiles[QGROUP], started[QGROUP];
+  attn_tile_run *cr = (attn_tile_run *)(ws + job->w.crun);
+  int64_t kt_end = 0;
+  for (int g = 0; g < n; g++) {
+    prep_qtile(job, sq, h, qt0 + g, kpack, vpack, ws, g, &t[g]);
+    runs[g] = t[g].runs;
+    nruns[g] = t[g].nruns;
+    ntiles[g] = started[g] = 0;
+    t[g].ntiles = &ntiles[g];
+    for (int i = 0; i < nruns[g]; i++)
+      kt_end = ATTN_MAX(kt_end, runs[g][i].kt1);
+  }
+  for (int64_t c0 = 0; c0 < kt_end; c0 += job->w.chunk_kt) {
+    for (int g = 0; g < n; g++) {
+      t[g].nruns = clip_runs(runs[g], nruns[g], c0, c0 + job->w.chunk_kt, cr);
+      if (t[g].nruns == 0)
+        continue;
+      t[g].runs = cr;
+      t[g].resume = started[g];
+      t[g].partial = 1;
+      job->k->fwd_qtile(&t[g]);
+      started[g] = 1;
+    }
+  }
+  for (int g = 0; g < n; g++) { /* the final flush and normalisation */
+    t[g].runs = cr;
+    t[g].nruns = 0;
+    t[g].resume = started[g];
+    t[g].partial = 0;
+    job->k->fwd_qtile(&t[g]);
+    write_qtile(job, sq, h, &t[g]);
+  }
+}
+
+/* Item it of a (sequence, kv head) group's items: its query head and its
+ * query tiles (the last ones first: under causal masks they see the most
+ * keys, and longest-first keeps the team busy until the end). */
+static void run_item(const fwd_job *job, const attn_seq *sq, int64_t g,
+                     int64_t it, const float *kpack, const float *vpack,
+                     char *ws) {
+  const attn_problem *pr = job->pr;
+  const int64_t nqt = (sq->sq + job->k->br - 1) / job->k->br;
+  const int64_t gs = job->w.nslot, ngq = (nqt + gs - 1) / gs;
+  const int64_t h = g * pr->group + it / ngq, gq = ngq - 1 - it % ngq;
+  if (gs == 1) {
+    run_qtile(job, sq, h, gq, kpack, vpack, ws);
+    return;
+  }
+  run_qgroup(job, sq, h, gq * gs, (int)ATTN_MIN(gs, nqt - gq * gs), kpack,
+             vpack, ws);
+}
+
+/* Items of a (sequence, kv head) group: query heads x query-tile groups. */
+static int64_t group_items(const fwd_job *job, const attn_seq *sq) {
+  const int64_t nqt = (sq->sq + job->k->br - 1) / job->k->br;
+  return job->pr->group * ((nqt + job->w.nslot - 1) / job->w.nslot);
+}
+
 /* Shared mode: per (sequence, kv head) group, pack together, barrier,
  * share the tiles, barrier. */
 static void worker_shared(fwd_job *job, attn_team *team, int tid,
@@ -325,8 +471,7 @@ static void worker_shared(fwd_job *job, attn_team *team, int tid,
     if (sq.sq == 0)
       continue; /* the same decision on every thread: no barrier needed */
     const int64_t npanels = (sq.sk + k->nr - 1) / k->nr;
-    const int64_t nqt = (sq.sq + k->br - 1) / k->br;
-    const int64_t items = pr->group * nqt;
+    const int64_t items = group_items(job, &sq);
     for (int64_t g = 0; g < pr->hk; g++) {
       /* The q buffer is free during packing: use it for one K row. */
       float *tmp = (float *)(ws + job->w.q);
@@ -339,10 +484,7 @@ static void worker_shared(fwd_job *job, attn_team *team, int tid,
         const int64_t it = atomic_fetch_add(&job->counter, 1);
         if (it >= items)
           break;
-        /* Last query tiles first: under causal masks they see the most
-         * keys, and longest-first keeps the team busy until the end. */
-        run_qtile(job, &sq, g * pr->group + it / nqt, nqt - 1 - it % nqt,
-                  job->kpack, job->vpack, ws);
+        run_item(job, &sq, g, it, job->kpack, job->vpack, ws);
       }
       attn_team_barrier(team);
     }
@@ -359,8 +501,7 @@ static void private_group(fwd_job *job, int64_t gi, int64_t *have, char *ws,
   const int64_t b = gi / pr->hk, g = gi % pr->hk;
   attn_seq sq;
   attn_problem_seq(pr, b, &sq);
-  const int64_t nqt = (sq.sq + k->br - 1) / k->br;
-  const int64_t items = pr->group * nqt;
+  const int64_t items = group_items(job, &sq);
   for (;;) {
     const int64_t it = atomic_fetch_add(&job->claimed[gi], 1);
     if (it >= items)
@@ -372,10 +513,7 @@ static void private_group(fwd_job *job, int64_t gi, int64_t *have, char *ws,
         pack_panel(job, &sq, g, pnl, kpack, vpack, tmp);
       *have = gi;
     }
-    /* Last query tiles first: under causal masks they see the most keys,
-     * and longest-first keeps the team busy until the end. */
-    run_qtile(job, &sq, g * pr->group + it / nqt, nqt - 1 - it % nqt, kpack,
-              vpack, ws);
+    run_item(job, &sq, g, it, kpack, vpack, ws);
   }
 }
 

@@ -399,16 +399,23 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
 
 static void KFN(fwd_qtile)(const attn_qtile *t) {
   const int64_t dvp = t->dvp;
-  float alpha[BR], lm[BR];
-  for (int r = 0; r < t->rows; r++) {
-    t->m[r] = -INFINITY;
-    t->l[r] = 0.0f;
-    lm[r] = 0.0f;
-    alpha[r] = 1.0f;
-    memset(t->acc + r * dvp, 0, sizeof(float) * (size_t)dvp);
-    memset(t->accm + r * dvp, 0, sizeof(float) * (size_t)dvp);
+  float alpha_own[BR], lm_own[BR];
+  int tiles_own = 0;
+  float *alpha = t->alpha ? t->alpha : alpha_own;
+  float *lm = t->lm ? t->lm : lm_own;
+  int *ntiles = t->ntiles ? t->ntiles : &tiles_own;
+  if (!t->resume) {
+    for (int r = 0; r < t->rows; r++) {
+      t->m[r] = -INFINITY;
+      t->l[r] = 0.0f;
+      lm[r] = 0.0f;
+      alpha[r] = 1.0f;
+      memset(t->acc + r * dvp, 0, sizeof(float) * (size_t)dvp);
+      memset(t->accm + r * dvp, 0, sizeof(float) * (size_t)dvp);
+    }
+    *ntiles = 0;
   }
-  int tiles = 0;
+  int tiles = *ntiles;
   for (int ri = 0; ri < t->nruns; ri++) {
     const attn_tile_run *run = &t->runs[ri];
     for (int64_t kt = run->kt0; kt < run->kt1; kt++) {
@@ -420,6 +427,9 @@ static void KFN(fwd_qtile)(const attn_qtile *t) {
         KFN(flush)(t, lm);
     }
   }
+  *ntiles = tiles;
+  if (t->partial)
+    return;
   KFN(flush)(t, lm);
   for (int r = 0; r < t->rows; r++) {
     /* l = 0: the row saw no key (o = 0, lse = -inf); l NaN: it saw a

@@ -39,6 +39,16 @@ typedef struct attn_qtile {
   const uint16_t *vh; /* [ceil(sk/nr)*nr/2][dvp][2] bf16 value pairs, or
                          NULL: P V in f32 from vp                          */
   float qscale;       /* scale, applied to the dot products                */
+  /* One tile in several calls over consecutive ranges of its runs (fwd.c's
+   * query-tile groups). resume: m, l, acc, accm, *alpha, *lm and *ntiles
+   * hold the previous call's state (else the call initialises them);
+   * partial: more runs follow, so the final flush and the normalisation
+   * wait. alpha, lm [br] and ntiles are the kernel's running state; NULL
+   * (with resume = partial = 0): the kernel keeps its own. Splitting a
+   * tile's runs this way gives the bits of one call over all of them. */
+  int resume, partial;
+  float *alpha, *lm;
+  int *ntiles;
 } attn_qtile;
 
 typedef struct attn_kernel {
