@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from compare import machine_info, prepare_env  # noqa: E402
-from versus import SHAPES, median_times, report  # noqa: E402
+from versus import SHAPES, median_times, report, side_by_side_args  # noqa: E402
 
 ISA_AVX512 = 3
 
@@ -148,13 +148,9 @@ def bf16_peak(lib, threads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--max-seq", type=int, default=1 << 30)
+    side_by_side_args(ap)
     ap.add_argument("--backward", action="store_true",
                     help="time the backward instead of the forward")
-    ap.add_argument("--markdown", help="also write the table here")
     args = ap.parse_args()
     notes = prepare_env(args.threads)
     import numpy as np

@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 
 from bf16_vs_torch import make_libattn, make_torch  # noqa: E402
 from compare import machine_info, prepare_env  # noqa: E402
-from versus import SHAPES, median_times, report  # noqa: E402
+from versus import SHAPES, median_times, report, side_by_side_args  # noqa: E402
 
 # short and odd shapes of issue 14: head_dim 80/96/112, batch x heads
 # below the thread count
@@ -51,13 +51,9 @@ ODD = [
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--max-seq", type=int, default=1 << 30)
+    side_by_side_args(ap, markdown="also write the report here")
     ap.add_argument("--modes", default="fwd,fwd+bwd",
                     help="comma-separated: fwd, fwd+bwd")
-    ap.add_argument("--markdown", help="also write the report here")
     args = ap.parse_args()
     notes = prepare_env(args.threads)
     import torch

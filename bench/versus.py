@@ -119,6 +119,16 @@ def median_times(fns, rounds):
     return {n: statistics.median(times[n]) for n in names}
 
 
+def side_by_side_args(ap, rounds=7, markdown="also write the table here"):
+    """The options every side-by-side script shares: --build, --threads,
+    --rounds, --max-seq, --markdown."""
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--max-seq", type=int, default=1 << 30)
+    ap.add_argument("--markdown", help=markdown)
+
+
 def report(lines, markdown):
     """Prints the report's lines and writes them to markdown (a path, or
     None)."""
