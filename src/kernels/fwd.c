@@ -26,7 +26,6 @@
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-/* Sizes of the workspace pieces. */
 /* Query-tile groups. With long keys a thread takes QGROUP consecutive
  * query tiles of one head at a time and runs them chunk by chunk over the
  * keys (each chunk about QCHUNK_BYTES of packed K and V, so it stays in
@@ -45,6 +44,7 @@ static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 #endif
 #define QCHUNK_BYTES ((size_t)QCHUNK_KIB << 10)
 
+/* Sizes of the workspace pieces. */
 typedef struct ws_layout {
   size_t counters;     /* one claim counter per group (bytes)    */
   size_t kpack, vpack; /* packed K and V of one kv head (bytes)  */
