@@ -327,7 +327,10 @@ static ALWAYS_INLINE const float *KFN(dec_val_f32)(const attn_dec_chunk *c,
   return dst;
 }
 
-/* Keys ahead that pass (1) and (4) ask the caches for. */
+/* Keys ahead that pass (1) and (4) ask the caches for, and the hint:
+ * locality 2 (prefetcht1), the lines left in L2; with prefetcht0 each
+ * request held one of L1's few miss buffers and one Zen 4 thread read
+ * 10-11 GB/s instead of 15-18 (docs/decisions.md). */
 #ifndef DEC_PF_HINT
 #define DEC_PF_HINT 2
 #endif
