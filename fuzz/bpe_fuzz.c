@@ -21,15 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_MERGES 64
 #define NT (256 + MAX_MERGES + 3)
 
-static uint32_t b2u(int c) {
-  if ((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))
-    return (uint32_t)c;
-  int n = 0;
-  for (int k = 0; k < c; k++)
-    if (!((k >= 33 && k <= 126) || (k >= 161 && k <= 172) ||
-          (k >= 174 && k <= 255)))
-      n++;
-  return 256u + (uint32_t)n;
+/* GPT-2's byte alphabet: printable bytes stand for themselves, the others
+ * take 256, 257, ... in byte order (n counts those before c). */
+static int printable(int c) {
+  return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) ||
+         (c >= 174 && c <= 255);
 }
 
 typedef struct vocab {
@@ -54,9 +50,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   vocab *v = calloc(1, sizeof *v);
   if (!v)
     return 0;
-  for (int c = 0; c < 256; c++) {
+  for (int c = 0, n = 0; c < 256; c++) {
     char s[4];
-    add(v, s, utf8_encode(b2u(c), s), 1);
+    add(v, s, utf8_encode(printable(c) ? (uint32_t)c : 256u + (uint32_t)n++, s),
+        1);
   }
   size_t k = data[1] % (MAX_MERGES + 1), pos = 2;
   for (size_t i = 0; i < k && pos + 1 < size; i++, pos += 2) {
