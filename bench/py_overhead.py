@@ -6,7 +6,9 @@ loop running inside the extension (no Python between calls):
   C fwd      attn_forward_sized (no lse);
   C fwd+lse  attn_forward_sized writing the lse (what autograd needs);
   C bwd      attn_backward_sized.
-Paths (each against its baseline; "over" = path - baseline, in us):
+Paths (each against its baseline; "over" = path - baseline, in us, the
+median over rounds of the difference between the path and its baseline
+timed just before it in the same round; "over IQR" its quartiles):
   np fwd out=    attn.forward(q, k, v, out=o) on numpy arrays      C fwd
   np fwd         attn.forward(q, k, v) (allocates o)               C fwd
   th fwd out=    the same on torch CPU tensors                     C fwd
@@ -175,24 +177,37 @@ def main():
                  if any(n.startswith(o) for o in only)}
         need = sorted({bn for bl, _ in p.values() for bn in bl})
         res = {n: [] for n in need + list(p)}
+        over = {n: [] for n in p}
         for _, fn in p.values():
             per_call(fn, 200)  # warm up
         for _ in range(a.rounds):
-            for n in need:
-                res[n].append(base[n](a.calls, a.cpu))
-            for n, (_, fn) in p.items():
-                res[n].append(per_call(fn, a.calls, n))
+            # each path right after its own baselines: "over" is the median
+            # of these paired differences, which a slow drift of the
+            # machine (frequency, a neighbour) moves far less than the
+            # difference of two medians taken apart
+            for n, (bl, fn) in p.items():
+                b = 0.0
+                for x in bl:
+                    tb = base[x](a.calls, a.cpu)
+                    res[x].append(tb)
+                    b += tb
+                t = per_call(fn, a.calls, n)
+                res[n].append(t)
+                over[n].append(t - b)
         med = {n: statistics.median(x) * 1e6 for n, x in res.items()}
         print("\nb %d sq %d sk %d h %d d %d: %s" % (shape + (", ".join(
             "%s %.2f us" % (n, med[n]) for n in need),)))
-        print("  %-12s %9s %9s %9s %8s" % ("path", "us", "baseline", "over",
-                                            "faults"))
+        print("  %-12s %9s %9s %9s %9s %8s" % ("path", "us", "baseline",
+                                                "over", "over IQR",
+                                                "faults"))
         for n, (bl, _) in p.items():
             b = sum(med[x] for x in bl)
-            over = med[n] - b
-            worst[n] = max(worst.get(n, over), over)
-            print("  %-12s %9.2f %9.2f %9.2f %8.1f" % (n, med[n], b, over,
-                                                     FAULTS.get(n, 0.0)))
+            q = statistics.quantiles(over[n], n=4) if len(over[n]) > 1 \
+                else [over[n][0]] * 3
+            o = statistics.median(over[n]) * 1e6
+            worst[n] = max(worst.get(n, o), o)
+            print("  %-12s %9.2f %9.2f %9.2f %4.1f-%4.1f %8.1f" % (
+                n, med[n], b, o, q[0] * 1e6, q[2] * 1e6, FAULTS.get(n, 0.0)))
     print("\nlargest overhead per path over the shapes (us; target < 10 for "
           "%s):" % ", ".join(TARGETED))
     for n, w in worst.items():

@@ -31,6 +31,7 @@ library_path = _loader.library_path(_ext_dir)
 _ext.load(library_path)
 _ext.set_error_factory(_errors.make)
 _api._ext = _ext
+_api._ext_dir = _ext_dir
 _layer._libattn_path = library_path  # attn.Layer looks beside it
 
 try:  # installed (pip install .): the distribution's version

@@ -17,6 +17,7 @@ import numpy as np
 from . import _errors, _mask
 
 _ext: Any = None  # attn._attn, set by attn/__init__.py
+_ext_dir = ""  # the directory it was loaded from, set there too
 
 ArrayLike = Any  # numpy.ndarray, torch.Tensor (CPU) or a __dlpack__ object
 

@@ -284,7 +284,9 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
   for (int i = A_Q; i <= A_DSINKS; ++i) {
     if (i >= A_CAUSAL && i <= A_DROP_SEED)
       continue;
-    if (args[i] == Py_None || (i == A_LSE && mode == 0 && args[i] == Py_True))
+    if (args[i] == Py_None ||
+        (mode == 0 && (i == A_O || i == A_LSE) &&
+         (args[i] == Py_Ellipsis || (i == A_LSE && args[i] == Py_True))))
       continue; /* absent, or allocated below */
     if (mode == 0 && i >= A_DOUT)
       continue; /* the forward ignores the backward's operands */
@@ -295,10 +297,14 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
     got[i] = 1;
   }
   /* o (forward) or dq, dk, dv (backward) passed as None: allocated like q
-   * (o: v's last axis), k, v, C-contiguous, and returned */
+   * (o: v's last axis), k, v, C-contiguous, and returned; o passed as
+   * Ellipsis (attn.torch, layout bhsd): axes 1 and 2 swapped in memory, so
+   * that the usual out.transpose(1, 2) is contiguous, as PyTorch's CPU
+   * kernels do */
   for (int i = mode ? A_DQ : A_O; i <= (mode ? A_DV : A_O); ++i) {
     int src = mode ? A_Q + (i - A_DQ) : A_Q, nd = a[src].ndim;
-    if (args[i] != Py_None || !got[src] || !got[A_V])
+    int swap = i == A_O && args[i] == Py_Ellipsis;
+    if ((args[i] != Py_None && !swap) || !got[src] || !got[A_V])
       continue;
     int64_t sh[MAXDIM];
     memcpy(sh, a[src].shape, sizeof sh);
@@ -306,8 +312,9 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
       sh[nd++] = 1;
     else if (mode == 0 && a[A_V].ndim > 0)
       sh[nd - 1] = a[A_V].shape[a[A_V].ndim - 1];
-    if (arr_make(args[src], nd, sh, a[src].dtype, arg_names[i], &made[i],
-                 &a[i]))
+    if (arr_make(args[src], nd, sh, a[src].dtype,
+                 swap && layout == 1 ? MAKE_SWAP12 : MAKE_LIKE, arg_names[i],
+                 &made[i], &a[i]))
       goto done;
     got[i] = 1;
   }
@@ -353,10 +360,12 @@ static PyObject *py_run(PyObject *self, PyObject *const *args,
     p.varlen_batch = nq - 1;
     batch = nq - 1;
   }
-  if (mode == 0 && args[A_LSE] == Py_True) {
-    /* return_lse: allocated, [heads_q, total_q] when varlen */
+  if (mode == 0 && (args[A_LSE] == Py_True || args[A_LSE] == Py_Ellipsis)) {
+    /* return_lse: allocated, [heads_q, total_q] when varlen; Ellipsis: a
+     * numpy array whatever q is (attn.torch keeps it for the backward) */
     int64_t sh[3] = {batch, hq, seq_q};
-    if (arr_make(args[A_Q], 3 - varlen, sh + varlen, DT_F32, "lse",
+    if (arr_make(args[A_Q], 3 - varlen, sh + varlen, DT_F32,
+                 args[A_LSE] == Py_Ellipsis ? MAKE_NUMPY : MAKE_LIKE, "lse",
                  &made[A_LSE], &a[A_LSE]))
       goto done;
     got[A_LSE] = 1;

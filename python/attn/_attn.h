@@ -82,7 +82,8 @@ struct attn_py_lib {
   int (*torch_dl_from)(void *py_object, void *dl_tensor);
   /* outputs run() allocates (arr_empty): torch.empty and its kwnames
    * ("dtype",); numpy.empty and numpy's float32 / float16 dtypes */
-  PyObject *torch_empty, *kw_dtype, *np_empty, *np_f32, *np_f16;
+  PyObject *torch_empty, *torch_empty_strided, *kw_dtype;
+  PyObject *np_empty, *np_f32, *np_f16;
 };
 extern struct attn_py_lib lib;
 
@@ -123,11 +124,16 @@ PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *py_cache(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* A bias or mask tensor of dtype dt as an attn_tensor. */
 int bm_tensor(const arr *a, const char *name, int dt, attn_tensor *t);
-/* An output the caller left to run(): a new C-contiguous array of shape
- * [ndim] and dtype dt (DT_F32/F16/BF16) of like's kind (torch.empty for a
- * torch tensor, else numpy.empty), read into *a as the operand name;
- * *made holds the new reference. -1 with a Python exception. */
-int arr_make(PyObject *like, int ndim, const int64_t *shape, int dt,
+/* An output the caller left to run(): a new array of shape [ndim] and
+ * dtype dt (DT_F32/F16/BF16), read into *a as the operand name; *made
+ * holds the new reference. -1 with a Python exception. how: MAKE_LIKE, of
+ * like's kind (torch.empty for a torch tensor, else numpy.empty),
+ * C-contiguous; MAKE_NUMPY, a numpy array whatever like is (a buffer that
+ * never reaches the caller: cheaper to make than a tensor); MAKE_SWAP12,
+ * as MAKE_LIKE but for a 4-axis torch tensor its axes 1 and 2 swapped in
+ * memory (PyTorch's [b, h, s, d] output over [b, s, h, d] memory). */
+enum { MAKE_LIKE, MAKE_NUMPY, MAKE_SWAP12 };
+int arr_make(PyObject *like, int ndim, const int64_t *shape, int dt, int how,
              const char *name, PyObject **made, arr *a);
 
 /* _attn_pos.c: attn._attn.pos(op, ...) (RoPE, sinusoidal, T5, ALiBi,

@@ -178,15 +178,19 @@ static int torch_lookup(void) {
   Py_XDECREF(nn);
   PyErr_Clear();
   PyObject *empty = PyObject_GetAttrString(torch, "empty");
-  PyObject *kw = empty ? Py_BuildValue("(s)", "dtype") : NULL;
+  PyObject *strided =
+      empty ? PyObject_GetAttrString(torch, "empty_strided") : NULL;
+  PyObject *kw = strided ? Py_BuildValue("(s)", "dtype") : NULL;
   Py_DECREF(torch);
   if (!kw) {
     Py_XDECREF(empty);
+    Py_XDECREF(strided);
     for (int i = 0; i < 7; ++i)
       Py_DECREF(got[i]);
     return -1;
   }
   lib.torch_empty = empty;
+  lib.torch_empty_strided = strided;
   lib.kw_dtype = kw;
   for (int i = 0; i < 7; ++i)
     *slots[i] = got[i];
@@ -546,14 +550,47 @@ static int numpy_lookup(void) {
   return 0;
 }
 
+static PyObject *torch_dtype(int dt) {
+  return dt == DT_F32   ? lib.torch_f32
+         : dt == DT_F16 ? lib.torch_f16
+                        : lib.torch_bf16;
+}
+
+/* torch.empty_strided: [a, b, c, d] seen over [a, c, b, d] memory. */
+static PyObject *torch_empty_swap12(const int64_t *shape, int dt) {
+  const int64_t st[4] = {shape[1] * shape[2] * shape[3], shape[3],
+                         shape[1] * shape[3], 1};
+  PyObject *r = NULL,
+           *call[3] = {PyTuple_New(4), PyTuple_New(4), torch_dtype(dt)};
+  if (!call[0] || !call[1])
+    goto done;
+  for (int d = 0; d < 4; ++d) {
+    PyObject *x = PyLong_FromLongLong(shape[d]);
+    PyObject *y = x ? PyLong_FromLongLong(st[d]) : NULL;
+    if (!y) {
+      Py_XDECREF(x);
+      goto done;
+    }
+    PyTuple_SET_ITEM(call[0], d, x);
+    PyTuple_SET_ITEM(call[1], d, y);
+  }
+  r = PyObject_Vectorcall(lib.torch_empty_strided, call, 2, lib.kw_dtype);
+done:
+  Py_XDECREF(call[0]); /* a tuple's unset items are NULL: skipped */
+  Py_XDECREF(call[1]);
+  return r;
+}
+
 /* torch.empty(*shape, dtype=...) for a torch tensor (called with
  * positional sizes: PyTorch parses them faster than a tuple), else
- * numpy.empty(shape, dtype). */
+ * numpy.empty(shape, dtype); how as arr_make's. */
 static PyObject *arr_empty(PyObject *like, int ndim, const int64_t *shape,
-                           int dt) {
-  int t = is_torch(like);
+                           int dt, int how) {
+  int t = how == MAKE_NUMPY ? 0 : is_torch(like);
   if (t < 0)
     return NULL;
+  if (t && how == MAKE_SWAP12 && ndim == 4)
+    return torch_empty_swap12(shape, dt);
   PyObject *args[MAXDIM + 1];
   PyObject *r = NULL;
   int n = 0;
@@ -561,9 +598,7 @@ static PyObject *arr_empty(PyObject *like, int ndim, const int64_t *shape,
     if (!(args[n] = PyLong_FromLongLong(shape[n])))
       goto done;
   if (t) {
-    args[n] = dt == DT_F32   ? lib.torch_f32
-              : dt == DT_F16 ? lib.torch_f16
-                             : lib.torch_bf16;
+    args[n] = torch_dtype(dt);
     r = PyObject_Vectorcall(lib.torch_empty, args, (size_t)n, lib.kw_dtype);
     goto done;
   }
@@ -588,11 +623,11 @@ done:
   return r;
 }
 
-int arr_make(PyObject *like, int ndim, const int64_t *shape, int dt,
+int arr_make(PyObject *like, int ndim, const int64_t *shape, int dt, int how,
              const char *name, PyObject **made, arr *a) {
   if (dt != DT_F16 && dt != DT_BF16)
     dt = DT_F32; /* like is not a float array: its own check says so */
-  *made = arr_empty(like, ndim, shape, dt);
+  *made = arr_empty(like, ndim, shape, dt, how);
   if (!*made)
     return -1;
   if (arr_get(*made, name, 1, a) != 0) {

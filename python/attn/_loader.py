@@ -21,6 +21,9 @@ library
      directory: ``BUILD/python/attn/_attn*.so`` -> ``BUILD/libattn.so.0``);
   4. ``build/libattn.so.0`` of this source tree;
   5. the system's (``libattn.so.0`` through the dynamic loader).
+
+``attn._attn_torch`` (attn.torch's autograd node in C++, optional) is
+looked for beside this file, then beside the extension.
 """
 
 import glob
@@ -45,7 +48,8 @@ def _find_in(directory):
         p = os.path.join(directory, "_attn" + suf)
         if os.path.isfile(p):
             return p
-    hits = sorted(glob.glob(os.path.join(directory, "_attn*.so")))
+    hits = sorted(p for p in glob.glob(os.path.join(directory, "_attn*.so"))
+                  if not os.path.basename(p).startswith("_attn_"))
     return hits[0] if hits else None
 
 
@@ -113,6 +117,30 @@ def load_extension():
     if not path:
         path = _compile(why)
     return _load_module_from(path), os.path.dirname(os.path.abspath(path))
+
+
+def load_torch_module(ext_dir):
+    """attn._attn_torch (attn.torch's autograd node in C++), from beside
+    this file or beside the extension; None where it was not built (CMake
+    builds it only where PyTorch's headers were found). Imported after
+    torch, which attn.torch imports first."""
+    for d in dict.fromkeys((HERE, ext_dir)):
+        for suf in _suffixes():
+            path = os.path.join(d, "_attn_torch" + suf)
+            if not os.path.isfile(path):
+                continue
+            name = "attn._attn_torch"
+            loader = importlib.machinery.ExtensionFileLoader(name, path)
+            spec = importlib.util.spec_from_file_location(name, path,
+                                                          loader=loader)
+            mod = importlib.util.module_from_spec(spec)
+            try:
+                loader.exec_module(mod)
+            except ImportError:
+                return None  # built against another torch: the Python path
+            sys.modules[name] = mod
+            return mod
+    return None
 
 
 def library_path(ext_dir):

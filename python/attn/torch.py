@@ -18,11 +18,17 @@ strides allow it). Gradients flow to q, k, v and to a float ``attn_mask``
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import torch
 
-from . import _api
+from . import _api, _loader
+
+# the autograd node in C++ (_attn_torch.cpp) where it was built, else None
+# (the Python Function below); ATTN_TORCH_CXX=0 declines it
+_cxx = (None if os.environ.get("ATTN_TORCH_CXX", "1") == "0" else
+        _loader.load_torch_module(_api._ext_dir))
 
 __all__ = ["scaled_dot_product_attention", "flash_attn_func",
            "flash_attn_varlen_func"]
@@ -96,25 +102,15 @@ def _run(mode, o: _Opts, q, k, v, out, lse, bias, dout=None, dq=None,
                  dbias)
 
 
-def _out(q, v, layout):
-    """The forward's output, or None (the extension allocates it like q).
-    bhsd: [b, h, s, dv] seen over [b, s, h, dv] memory, as PyTorch's own
-    CPU kernels do: the usual .transpose(1, 2) after attention is then
-    contiguous for free."""
-    if layout != 1:
-        return None
-    b, h, s, _ = q.shape
-    dv = v.shape[3]
-    return torch.empty_strided((b, h, s, dv), (s * h * dv, dv, h * dv, 1),
-                               dtype=q.dtype)
-
-
 def _forward(q, k, v, bias, a, need_lse=True):
     """out, lse (None unless need_lse): the forward call (inputs on the
     CPU: checked by the C side, which names the device of a tensor that is
-    not)."""
-    return _call(0, a, q, k, v, _out(q, v, a[0]), True if need_lse else None,
-                 bias)
+    not). The extension allocates out: passed as Ellipsis for layout bhsd,
+    it is [b, h, s, dv] seen over [b, s, h, dv] memory, as PyTorch's own
+    CPU kernels do (the usual .transpose(1, 2) after attention is then
+    contiguous for free)."""
+    return _call(0, a, q, k, v, ... if a[0] == 1 else None,
+                 True if need_lse else None, bias)
 
 
 def _attend(q, k, v, bias, a, need_lse=False):
@@ -125,9 +121,15 @@ def _attend(q, k, v, bias, a, need_lse=False):
             (bias is not None and bias.requires_grad)):
         if need_lse:
             return _Attention.apply(q, k, v, bias, a, True)
+        if (_cxx is not None and bias is None and a[0] != 2
+                and a[6] is None and a[7] is None and a[8] is None
+                and a[9] is None
+                and not a[10]):  # plain options: the C++ node
+            return _cxx.attention(q, k, v, a[0], a[1], a[2], a[3], a[4],
+                                  a[5]), None
         return _Attention.apply(q, k, v, bias, a, False), None
     # _forward inlined (a Python frame less on the no-gradient path)
-    return _api._ext.run(0, a[0], q, k, v, _out(q, v, a[0]),
+    return _api._ext.run(0, a[0], q, k, v, ... if a[0] == 1 else None,
                          True if need_lse else None, bias, a[7], a[6], None,
                          a[8], a[9], None, a[1], a[2], a[3], a[4], a[5], 0,
                          a[10], a[11], None, None, None, None, None, None,
@@ -146,7 +148,13 @@ class _Attention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, a, need_lse):
-        out, lse = _forward(q, k, v, bias, a)
+        # _forward inlined; the lse autograd keeps (Ellipsis) is a numpy
+        # array, cheaper to make than a tensor, unless the caller wants it
+        out, lse = _api._ext.run(
+            0, a[0], q, k, v, ... if a[0] == 1 else None,
+            True if need_lse else ..., bias, a[7], a[6], None, a[8], a[9],
+            None, a[1], a[2], a[3], a[4], a[5], 0, a[10], a[11], None, None,
+            None, None, None, None, None, 0)
         ctx.save_for_backward(q, k, v, out, bias)
         ctx.a = a
         ctx.lse = lse
@@ -203,6 +211,23 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor,
     One difference: a query row whose keys are all masked gives 0 here
     (libattn's rule), where PyTorch's math kernel gives NaN.
     """
+    if (attn_mask is None and scale is None and not dropout_p
+            and query.dim() == 4 and key.dim() == 4 and value.dim() == 4
+            and (enable_gqa or query.size(1) == key.size(1))):
+        # the common call, with no Python frame between here and the
+        # extension (or the autograd Function)
+        a = _PLAIN[1][2 if is_causal else 0]
+        if torch.is_grad_enabled() and (query.requires_grad or
+                                        key.requires_grad or
+                                        value.requires_grad):
+            if _cxx is not None:
+                return _cxx.attention(query, key, value, 1, a[1], -1, -1,
+                                      0.0, 0.0)
+            return _Attention.apply(query, key, value, None, a, False)
+        return _api._ext.run(0, 1, query, key, value, ..., None, None, None,
+                             None, None, None, None, None, a[1], -1, -1, 0.0,
+                             0.0, 0, 0.0, 0, None, None, None, None, None,
+                             None, None, 0)[0]
     nd = query.dim()
     if nd < 3 or key.dim() != nd or value.dim() != nd:
         raise ValueError(

@@ -120,6 +120,7 @@ def test_sdpa_paths_agree():
     qg, kg, vg = (x.clone().requires_grad_() for x in (q, k, v))
     og = at.scaled_dot_product_attention(qg, kg, vg, enable_gqa=True)
     assert og.grad_fn is not None and o.grad_fn is None
+    assert og.transpose(1, 2).is_contiguous()
     torch.testing.assert_close(og.detach(), o, rtol=0, atol=0)
     ref = torch.nn.functional.scaled_dot_product_attention(
         qg, kg, vg, enable_gqa=True)
@@ -131,6 +132,30 @@ def test_sdpa_paths_agree():
     with torch.no_grad():
         assert at.scaled_dot_product_attention(qg, kg, vg,
                                                enable_gqa=True).grad_fn is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16,
+                                   torch.bfloat16])
+def test_sdpa_output_layout_and_heads(dtype):
+    """The output the extension allocates for attn.torch (Ellipsis): its
+    dtype, shape [b, h, s, dv] and [b, s, h, dv] memory, with and without
+    autograd; unequal heads without enable_gqa still refused."""
+    torch.manual_seed(2)
+    q = torch.randn(3, 2, 5, 8, dtype=dtype)
+    k = torch.randn(3, 2, 7, 8, dtype=dtype)
+    v = torch.randn(3, 2, 7, 4, dtype=dtype)
+    for grad in (False, True):
+        qq = q.clone().requires_grad_(grad)
+        o = at.scaled_dot_product_attention(qq, k, v)
+        assert o.dtype == dtype and tuple(o.shape) == (3, 2, 5, 4)
+        assert o.stride() == (40, 4, 8, 1)
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q.float(), k.float(), v.float())
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        torch.testing.assert_close(o.detach().float(), ref, rtol=tol,
+                                   atol=tol)
+    with pytest.raises(ValueError, match="enable_gqa"):
+        at.scaled_dot_product_attention(q, k[:, :1], v[:, :1])
 
 
 def test_flash_lse_with_and_without_grad():

@@ -1,0 +1,128 @@
+"""attn.torch's autograd node in C++ (attn._attn_torch, _attn_torch.cpp)
+against the Python torch.autograd.Function it replaces for plain options:
+the same bits forward and backward, the same exceptions, the Python path
+kept for every option the C++ node does not take."""
+
+import pytest
+import torch
+
+import attn.torch as at
+
+cxx = pytest.mark.skipif(at._cxx is None,
+                         reason="attn._attn_torch not built (no PyTorch "
+                         "headers at build time)")
+
+
+def both(monkeypatch, fn):
+    """fn() through the C++ node, then through the Python Function."""
+    got = fn()
+    with monkeypatch.context() as m:
+        m.setattr(at, "_cxx", None)
+        want = fn()
+    return got, want
+
+
+def grads(make_out, inputs, seed):
+    out = make_out()
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float32).to(out.dtype)
+    return (out.detach(),) + torch.autograd.grad(out, inputs, g), out.grad_fn
+
+
+CASES = [  # (api, dtype, kwargs)
+    ("sdpa", torch.float32, {}),
+    ("sdpa", torch.float32, {"is_causal": True}),
+    ("sdpa", torch.float16, {"is_causal": True}),
+    ("sdpa", torch.bfloat16, {}),
+    ("sdpa_gqa", torch.float32, {"is_causal": True}),
+    ("flash", torch.float32, {"causal": True}),
+    ("flash", torch.float32, {"window_size": (3, 1)}),
+    ("flash", torch.float32, {"softmax_scale": 0.3, "softcap": 5.0}),
+    ("flash", torch.bfloat16, {"causal": True, "window_size": (4, 0)}),
+    ("flash_gqa", torch.float32, {"causal": True}),
+]
+
+
+@cxx
+@pytest.mark.parametrize("api,dtype,kw", CASES)
+def test_cxx_node_bitwise_equal_to_python(monkeypatch, api, dtype, kw):
+    torch.manual_seed(hash(api) % 1000)
+    hk = 2 if api.endswith("gqa") else 4
+    if api.startswith("sdpa"):  # [b, h, s, d] views of [b, s, h, d]
+        q = torch.randn(2, 7, 4, 16).transpose(1, 2)
+        k = torch.randn(2, 11, hk, 16).transpose(1, 2)
+        v = torch.randn(2, 11, hk, 8).transpose(1, 2)
+    else:
+        q = torch.randn(2, 7, 4, 16)
+        k = torch.randn(2, 11, hk, 16)
+        v = torch.randn(2, 11, hk, 8)
+    q, k, v = (x.to(dtype).requires_grad_() for x in (q, k, v))
+
+    def run():
+        if api.startswith("sdpa"):
+            f = lambda: at.scaled_dot_product_attention(  # noqa: E731
+                q, k, v, enable_gqa=hk != 4, **kw)
+        else:
+            f = lambda: at.flash_attn_func(q, k, v, **kw)  # noqa: E731
+        return grads(f, (q, k, v), 5)
+
+    (got, gfn), (want, wfn) = both(monkeypatch, run)
+    assert type(gfn).__name__ != type(wfn).__name__  # two paths ran
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.stride() == b.stride()
+        assert torch.equal(a, b)
+
+
+@cxx
+def test_cxx_node_errors_are_the_extensions(monkeypatch):
+    q = torch.randn(1, 3, 2, 8, requires_grad=True)
+    k = torch.randn(1, 5, 2, 4)
+    v = torch.randn(1, 5, 2, 8)
+    errs = []
+    for use in (True, False):
+        with monkeypatch.context() as m:
+            if not use:
+                m.setattr(at, "_cxx", None)
+            with pytest.raises(Exception) as e:
+                at.flash_attn_func(q, k, v)
+            errs.append((type(e.value), str(e.value)))
+    assert errs[0] == errs[1] and "head_dim" in errs[0][1]
+    # a dtype the library lacks is refused by name, not crashed on
+    with pytest.raises((ValueError, TypeError)):
+        at.flash_attn_func(q, k.to(torch.float64), v)
+
+
+@cxx
+def test_options_the_cxx_node_does_not_take_keep_python():
+    q = torch.randn(1, 4, 2, 8, requires_grad=True)
+    k = torch.randn(1, 6, 2, 8)
+    v = torch.randn(1, 6, 2, 8)
+    cpp = type(at.flash_attn_func(q, k, v).grad_fn).__name__
+    for out in (at.flash_attn_func(q, k, v, alibi_slopes=torch.ones(2)),
+                at.flash_attn_func(q, k, v, dropout_p=0.1),
+                at.flash_attn_func(q, k, v, return_attn_probs=True)[0],
+                at.scaled_dot_product_attention(
+                    q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                    attn_mask=torch.zeros(4, 6))):
+        assert type(out.grad_fn).__name__ != cpp
+
+
+@cxx
+def test_cxx_node_gradcheck():
+    """float64 finite differences need float64 kernels, which libattn does
+    not have: check the f32 node against PyTorch's float64 SDPA instead,
+    at f32 rounding."""
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(1, 2, n, 8, requires_grad=True)
+               for n in (5, 9, 9))
+    out = at.scaled_dot_product_attention(q, k, v, is_causal=True)
+    q64, k64, v64 = (x.detach().double().requires_grad_() for x in (q, k, v))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q64, k64, v64, is_causal=True)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, (q, k, v), g.float())
+    want = torch.autograd.grad(ref, (q64, k64, v64), g)
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-6)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=2e-5)
