@@ -718,11 +718,28 @@ static PyObject *py_info(PyObject *self, PyObject *obj) {
 /* attn._attn.layer (_attn_layer.c): the multi-head attention layer */
 PyObject *py_layer(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
+/* set_torch_empty(capsule): attn._attn_torch's allocator for the outputs
+ * of torch calls (None: back to torch.empty). */
+static PyObject *py_set_torch_empty(PyObject *self, PyObject *cap) {
+  (void)self;
+  if (cap == Py_None) {
+    lib.torch_make = NULL;
+    Py_RETURN_NONE;
+  }
+  void *p = PyCapsule_GetPointer(cap, "attn._attn_torch.empty");
+  if (!p)
+    return NULL;
+  memcpy(&lib.torch_make, p, sizeof lib.torch_make);
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"load", py_load, METH_O, "load(path): dlopen libattn once"},
     {"set_error_factory", py_set_error_factory, METH_O,
      "set_error_factory(f): f(status, message) builds the exception"},
     {"version", py_version, METH_NOARGS, "the loaded library's version"},
+    {"set_torch_empty", py_set_torch_empty, METH_O,
+     "set_torch_empty(capsule or None): the allocator of attn._attn_torch"},
     {"params_size", py_params_size, METH_NOARGS,
      "the attn_params size this extension passes (0.4's)"},
     {"run", (PyCFunction)(void (*)(void))py_run, METH_FASTCALL,

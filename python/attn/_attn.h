@@ -83,6 +83,9 @@ struct attn_py_lib {
   /* outputs run() allocates (arr_empty): torch.empty and its kwnames
    * ("dtype",); numpy.empty and numpy's float32 / float16 dtypes */
   PyObject *torch_empty, *torch_empty_strided, *kw_dtype;
+  /* attn._attn_torch's allocator (set_torch_empty), NULL without it */
+  PyObject *(*torch_make)(int ndim, const int64_t *shape, const int64_t *stride,
+                          int dt);
   PyObject *np_empty, *np_f32, *np_f16;
 };
 extern struct attn_py_lib lib;

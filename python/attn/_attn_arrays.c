@@ -195,6 +195,11 @@ static int torch_lookup(void) {
   for (int i = 0; i < 7; ++i)
     *slots[i] = got[i];
   torch_exchange_lookup();
+  /* attn.torch hands over attn._attn_torch's allocator when it was built
+   * (set_torch_empty); without it, torch.empty from here */
+  PyObject *front = PyImport_ImportModule("attn.torch");
+  Py_XDECREF(front);
+  PyErr_Clear();
   return 0;
 }
 
@@ -560,6 +565,8 @@ static PyObject *torch_dtype(int dt) {
 static PyObject *torch_empty_swap12(const int64_t *shape, int dt) {
   const int64_t st[4] = {shape[1] * shape[2] * shape[3], shape[3],
                          shape[1] * shape[3], 1};
+  if (lib.torch_make)
+    return lib.torch_make(4, shape, st, dt);
   PyObject *r = NULL,
            *call[3] = {PyTuple_New(4), PyTuple_New(4), torch_dtype(dt)};
   if (!call[0] || !call[1])
@@ -591,6 +598,8 @@ static PyObject *arr_empty(PyObject *like, int ndim, const int64_t *shape,
     return NULL;
   if (t && how == MAKE_SWAP12 && ndim == 4)
     return torch_empty_swap12(shape, dt);
+  if (t && lib.torch_make)
+    return lib.torch_make(ndim, shape, NULL, dt);
   PyObject *args[MAXDIM + 1];
   PyObject *r = NULL;
   int n = 0;

@@ -29,6 +29,8 @@ from . import _api, _loader
 # (the Python Function below); ATTN_TORCH_CXX=0 declines it
 _cxx = (None if os.environ.get("ATTN_TORCH_CXX", "1") == "0" else
         _loader.load_torch_module(_api._ext_dir))
+if _cxx is not None:  # the extension's torch outputs, allocated in C++
+    _api._ext.set_torch_empty(_cxx.empty_capsule)
 
 __all__ = ["scaled_dot_product_attention", "flash_attn_func",
            "flash_attn_varlen_func"]

@@ -6,7 +6,9 @@ kept for every option the C++ node does not take."""
 import pytest
 import torch
 
+import attn
 import attn.torch as at
+from attn import _api
 
 cxx = pytest.mark.skipif(at._cxx is None,
                          reason="attn._attn_torch not built (no PyTorch "
@@ -126,3 +128,37 @@ def test_cxx_node_gradcheck():
     torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-6)
     for a, b in zip(got, want):
         torch.testing.assert_close(a.double(), b, rtol=0, atol=2e-5)
+
+
+@cxx
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16,
+                                   torch.bfloat16])
+def test_outputs_from_the_cxx_allocator(dtype):
+    """attn.forward / attn.backward on torch tensors: outputs made by
+    attn._attn_torch's allocator, then by torch.empty (set_torch_empty
+    None): the same shapes, dtypes, strides and values."""
+    torch.manual_seed(4)
+    q, k, v = (torch.randn(2, n, 2, 8).to(dtype) for n in (3, 5, 5))
+    res = []
+    for cap in (at._cxx.empty_capsule, None):
+        _api._ext.set_torch_empty(cap)
+        try:
+            o, lse = attn.forward(q, k, v, return_lse=True)
+            d = attn.backward(torch.ones_like(o), q, k, v, o, lse)
+        finally:
+            _api._ext.set_torch_empty(at._cxx.empty_capsule)
+        res.append((o, lse) + tuple(d))
+    for a, b in zip(*res):
+        assert (a.dtype, a.shape, a.stride()) == (b.dtype, b.shape, b.stride())
+        assert not a.requires_grad and torch.equal(a, b)
+
+
+@cxx
+def test_allocator_capsule_checked_and_huge_outputs_refused():
+    with pytest.raises((ValueError, TypeError)):
+        _api._ext.set_torch_empty(object())
+    # an output of 2^40 floats: refused with an exception, not a crash
+    q = torch.zeros(1, 1, 1, 1).expand(1, 2 ** 20, 2 ** 14, 64)
+    k = torch.zeros(1, 1, 1, 1).expand(1, 4, 2 ** 14, 64)
+    with pytest.raises((MemoryError, RuntimeError)):
+        attn.forward(q, k, k)
