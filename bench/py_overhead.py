@@ -27,6 +27,8 @@ where the C call's own noise exceeds the cost being measured):
   sdpa f+b       forward and torch.autograd.grad(out, (q, k, v),   C fwd+lse
                  dout): includes PyTorch's autograd engine          + C bwd
   flash          attn.torch.flash_attn_func, bshd, no gradient     C fwd
+  torch f+b      PyTorch's own SDPA forward + autograd.grad, for    (none)
+                 scale (its whole time: kernels and autograd engine)
 "faults": minor page faults per call of the path (its last round): fresh
 output pages touched for the first time (glibc returns freed memory at
 the top of its heap to the kernel and faults it in again), a cost a C
@@ -137,6 +139,13 @@ def paths(b, sq, sk, h, d, torch):
     def fb():
         grad(sdpa(gq, gk, gv), (gq, gk, gv), bg)
     p["sdpa f+b"] = (("C fwd+lse", "C bwd"), fb)
+    tsdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def tfb():
+        grad(tsdpa(gq, gk, gv), (gq, gk, gv), bg)
+    # PyTorch's own SDPA, forward + autograd.grad, for scale: no baseline,
+    # so "over" is its whole time (kernels and autograd engine)
+    p["torch f+b"] = ((), tfb)
     flash = at.flash_attn_func
     p["flash"] = (("C fwd",), lambda: flash(tq, tk, tv))
     return p, base
