@@ -81,7 +81,8 @@ static int pair_params(const ring_plan *pl, bwd_bufs *b, int i, int s,
   return 1;
 }
 
-static attn_status bwd_alloc(const ring_plan *pl, bwd_bufs *b, char *msg) {
+static attn_status bwd_alloc(attn_context *ctx, const ring_plan *pl,
+                             bwd_bufs *b, char *msg) {
   const ring_rank *me = &pl->ranks[pl->rank];
   int64_t maxq = 1, maxk = 1;
   for (int i = 0; i < me->nseg; i++)
@@ -132,7 +133,7 @@ static attn_status bwd_alloc(const ring_plan *pl, bwd_bufs *b, char *msg) {
         size_t n = 0;
         attn_status st = attn_backward_check(&pp);
         if (st == ATTN_OK)
-          st = attn_backward_workspace_size(NULL, &pp, &n);
+          st = attn_backward_workspace_size(ctx, &pp, &n);
         if (st != ATTN_OK)
           return st;
         if (n > ws)
@@ -246,7 +247,7 @@ attn_status attn_ring_backward_sized(attn_context *ctx, MPI_Comm comm,
   bwd_bufs b;
   memset(&b, 0, sizeof b);
   char msg[RING_MSG] = {0};
-  st = ring_agree(&pl, bwd_alloc(&pl, &b, msg), msg);
+  st = ring_agree(&pl, bwd_alloc(ctx, &pl, &b, msg), msg);
   if (st != ATTN_OK) {
     ring_report(&pl, local);
     bwd_bufs_free(&b);

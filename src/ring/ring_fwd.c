@@ -60,7 +60,8 @@ static int pair_params(const ring_plan *pl, fwd_bufs *b, const ring_seg *qs,
   return 1;
 }
 
-static attn_status fwd_alloc(const ring_plan *pl, fwd_bufs *b, char *msg) {
+static attn_status fwd_alloc(attn_context *ctx, const ring_plan *pl,
+                             fwd_bufs *b, char *msg) {
   const ring_rank *me = &pl->ranks[pl->rank];
   int64_t maxq = 1;
   for (int i = 0; i < me->nseg; i++)
@@ -85,7 +86,9 @@ static attn_status fwd_alloc(const ring_plan *pl, fwd_bufs *b, char *msg) {
     return ATTN_ERR_OUT_OF_MEMORY;
   }
   /* Every pair call this rank will make: checked, and the largest
-   * workspace, so that the ring loop allocates nothing and cannot fail. */
+   * workspace, so that the ring loop allocates nothing and cannot fail;
+   * sized for the caller's context (its thread count sizes the per-thread
+   * scratch), which the pair calls run on. */
   size_t ws = 0;
   for (int s = 0; s < pl->nranks; s++) {
     if (!pl->need[(size_t)pl->rank * (size_t)pl->nranks + (size_t)s])
@@ -101,7 +104,7 @@ static attn_status fwd_alloc(const ring_plan *pl, fwd_bufs *b, char *msg) {
         size_t n = 0;
         attn_status st = attn_forward_check(&pp);
         if (st == ATTN_OK)
-          st = attn_forward_workspace_size(NULL, &pp, &n);
+          st = attn_forward_workspace_size(ctx, &pp, &n);
         if (st != ATTN_OK)
           return st;
         if (n > ws)
@@ -241,7 +244,7 @@ attn_status attn_ring_forward_sized(attn_context *ctx, MPI_Comm comm,
   fwd_bufs b;
   memset(&b, 0, sizeof b);
   char msg[RING_MSG] = {0};
-  st = ring_agree(&pl, fwd_alloc(&pl, &b, msg), msg);
+  st = ring_agree(&pl, fwd_alloc(ctx, &pl, &b, msg), msg);
   if (st != ATTN_OK) {
     ring_report(&pl, local);
     fwd_bufs_free(&b);

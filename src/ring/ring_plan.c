@@ -75,32 +75,26 @@ typedef struct ring_verdict {
   char msg[RING_MSG];
 } ring_verdict;
 
+/* Every rank makes the same collective calls whatever failed where (a rank
+ * whose allocation failed must not call another collective than the
+ * others: MPI would match them wrongly or wait forever), and none of them
+ * needs the heap: the lowest failing rank is found by one reduction and
+ * its status and reason broadcast from it. */
 attn_status ring_agree(ring_plan *plan, attn_status st, const char *msg) {
-  ring_verdict mine, *all = calloc((size_t)plan->nranks, sizeof *all);
-  memset(&mine, 0, sizeof mine);
-  mine.status = (int32_t)st;
-  if (st != ATTN_OK)
-    snprintf(mine.msg, sizeof mine.msg, "%s", msg ? msg : attn_strerror(st));
-  if (all == NULL) {
-    /* Cannot gather the reasons: agree on the status alone. */
-    int s = (int)ATTN_ERR_OUT_OF_MEMORY, agreed = 0;
-    MPI_Allreduce(&s, &agreed, 1, MPI_INT, MPI_MIN, plan->comm);
-    say(plan->msg, "rank %d: out of memory", plan->rank);
-    return (attn_status)agreed;
+  int first = st != ATTN_OK ? plan->rank : plan->nranks, lowest = 0;
+  MPI_Allreduce(&first, &lowest, 1, MPI_INT, MPI_MIN, plan->comm);
+  if (lowest >= plan->nranks)
+    return ATTN_OK;
+  ring_verdict v;
+  memset(&v, 0, sizeof v);
+  if (plan->rank == lowest) {
+    v.status = (int32_t)st;
+    snprintf(v.msg, sizeof v.msg, "%s", msg ? msg : attn_strerror(st));
   }
-  MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine,
-                MPI_BYTE, plan->comm);
-  attn_status out = ATTN_OK;
-  for (int r = 0; r < plan->nranks; r++) {
-    if (all[r].status != ATTN_OK) {
-      out = (attn_status)all[r].status;
-      all[r].msg[RING_MSG - 1] = '\0';
-      say(plan->msg, "rank %d: %s", r, all[r].msg);
-      break;
-    }
-  }
-  free(all);
-  return out;
+  MPI_Bcast(&v, (int)sizeof v, MPI_BYTE, lowest, plan->comm);
+  v.msg[RING_MSG - 1] = '\0';
+  say(plan->msg, "rank %d: %s", lowest, v.msg);
+  return (attn_status)v.status;
 }
 
 void ring_report(const ring_plan *plan, const attn_params *local) {
@@ -644,11 +638,14 @@ attn_status ring_plan_make(ring_plan *plan, MPI_Comm comm,
     mine.n = plan->p.q.shape[1];
   }
   mine.status = st;
+  /* the gather's buffer on every rank, or none gathers (ring_agree) */
   ring_info *all = calloc((size_t)plan->nranks, sizeof *all);
-  if (all == NULL) {
-    const attn_status s = ring_agree(plan, ATTN_ERR_OUT_OF_MEMORY, NULL);
+  const attn_status got = ring_agree(
+      plan, all ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY, "out of memory (the plan)");
+  if (got != ATTN_OK) {
+    free(all);
     ring_report(plan, local);
-    return s;
+    return got;
   }
   MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine,
                 MPI_BYTE, plan->comm);
@@ -672,11 +669,8 @@ attn_status ring_plan_make(ring_plan *plan, MPI_Comm comm,
     plan->esv = attn_dtype_size(p->v.dtype);
     st = global_checks(plan, all, &o);
   }
-  if (st == ATTN_OK) {
-    st = build(plan, all, &o);
-    if (st != ATTN_OK) /* every rank allocates the same: one agreement */
-      st = ring_agree(plan, st, "out of memory (the plan)");
-  }
+  if (st == ATTN_OK) /* a rank may fail alone: every rank agrees */
+    st = ring_agree(plan, build(plan, all, &o), "out of memory (the plan)");
   free(all);
   if (st != ATTN_OK)
     ring_report(plan, local);
