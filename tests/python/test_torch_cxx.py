@@ -162,3 +162,34 @@ def test_allocator_capsule_checked_and_huge_outputs_refused():
     k = torch.zeros(1, 1, 1, 1).expand(1, 4, 2 ** 14, 64)
     with pytest.raises((MemoryError, RuntimeError)):
         attn.forward(q, k, k)
+
+
+@cxx
+def test_cxx_node_from_python_threads():
+    """8 Python threads, each forward + backward through the C++ node on
+    its own tensors (the backward takes the GIL from the autograd engine's
+    side): every result bitwise the single-threaded one."""
+    import threading
+    torch.manual_seed(6)
+    inputs = [tuple(torch.randn(1, 3, n, 16) for n in (33, 47, 47))
+              for _ in range(8)]
+
+    def run(i):
+        q, k, v = (x.clone().requires_grad_() for x in inputs[i])
+        out = at.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return (out.detach(),) + torch.autograd.grad(out.sum(), (q, k, v))
+
+    want = [run(i) for i in range(8)]
+    got = [None] * 8
+
+    def work(i):
+        for _ in range(20):
+            got[i] = run(i)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for g, w in zip(got, want):
+        assert all(torch.equal(a, b) for a, b in zip(g, w))
