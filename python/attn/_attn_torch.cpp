@@ -26,6 +26,8 @@
 
 #include <Python.h>
 
+#include "_attn_args.h"
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -35,31 +37,7 @@ using torch::autograd::variable_list;
 // for the life of the process, as the extension holds its own).
 PyObject *g_run = nullptr;
 
-constexpr int kArgs = 30; // run()'s positional arguments (_attn.c: A_COUNT)
-
-// Arguments of run() that this module sets; every other one is None.
-enum {
-  A_MODE,
-  A_LAYOUT,
-  A_Q,
-  A_K,
-  A_V,
-  A_O,
-  A_LSE,
-  A_CAUSAL = 14,
-  A_WL,
-  A_WR,
-  A_SCALE,
-  A_SOFTCAP,
-  A_THREADS,
-  A_DROP_P,
-  A_DROP_SEED,
-  A_DOUT,
-  A_DQ,
-  A_DK,
-  A_DV,
-  A_REPEAT = 29
-};
+constexpr int kArgs = A_COUNT; // run()'s positional arguments
 
 struct Opts {
   int64_t layout, causal, wl, wr;

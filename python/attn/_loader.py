@@ -68,7 +68,7 @@ def _compile(why):
             for n in ("_attn.c", "_attn_arrays.c", "_attn_linear.c",
                       "_attn_cache.c", "_attn_pos.c", "_attn_layer.c",
                       "_attn_layer_call.c",
-                      "_attn.h", "_attn_layer.h")]
+                      "_attn.h", "_attn_args.h", "_attn_layer.h")]
     src = srcs[0]
     inc = os.environ.get("ATTN_INCLUDE", os.path.join(SOURCE_ROOT, "include"))
     header = os.path.join(inc, "attn.h")
