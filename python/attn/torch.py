@@ -98,23 +98,6 @@ def _call(mode, a, q, k, v, out, lse, bias, dout=None, dq=None, dk=None,
                          None, None, 0)
 
 
-def _run(mode, o: _Opts, q, k, v, out, lse, bias, dout=None, dq=None,
-         dk=None, dv=None, dbias=None):
-    return _call(mode, o.args, q, k, v, out, lse, bias, dout, dq, dk, dv,
-                 dbias)
-
-
-def _forward(q, k, v, bias, a, need_lse=True):
-    """out, lse (None unless need_lse): the forward call (inputs on the
-    CPU: checked by the C side, which names the device of a tensor that is
-    not). The extension allocates out: passed as Ellipsis for layout bhsd,
-    it is [b, h, s, dv] seen over [b, s, h, dv] memory, as PyTorch's own
-    CPU kernels do (the usual .transpose(1, 2) after attention is then
-    contiguous for free)."""
-    return _call(0, a, q, k, v, ... if a[0] == 1 else None,
-                 True if need_lse else None, bias)
-
-
 def _attend(q, k, v, bias, a, need_lse=False):
     """(out, lse): through autograd when a gradient is wanted, else the
     bare call; lse is None unless need_lse."""
@@ -130,7 +113,9 @@ def _attend(q, k, v, bias, a, need_lse=False):
             return _cxx.attention(q, k, v, a[0], a[1], a[2], a[3], a[4],
                                   a[5]), None
         return _Attention.apply(q, k, v, bias, a, False), None
-    # _forward inlined (a Python frame less on the no-gradient path)
+    # the bare call; out passed as Ellipsis for layout bhsd: the extension
+    # makes it [b, h, s, dv] over [b, s, h, dv] memory, as PyTorch's own
+    # CPU kernels do (the usual .transpose(1, 2) is then contiguous)
     return _api._ext.run(0, a[0], q, k, v, ... if a[0] == 1 else None,
                          True if need_lse else None, bias, a[7], a[6], None,
                          a[8], a[9], None, a[1], a[2], a[3], a[4], a[5], 0,
@@ -151,8 +136,8 @@ class _Attention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, a, need_lse):
-        # _forward inlined; the lse autograd keeps (Ellipsis) is a numpy
-        # array, cheaper to make than a tensor, unless the caller wants it
+        # the lse autograd keeps (Ellipsis) is a numpy array, cheaper to
+        # make than a tensor, unless the caller wants it
         out, lse = _api._ext.run(
             0, a[0], q, k, v, ... if a[0] == 1 else None,
             True if need_lse else ..., bias, a[7], a[6], None, a[8], a[9],
