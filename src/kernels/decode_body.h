@@ -180,6 +180,66 @@ static ALWAYS_INLINE vf KFN(dec_ld_bf16)(const uint16_t *p) {
 #endif
 }
 
+/* Pins a vector to a register: compilers fold a load into every FMA that
+ * uses it (a q vector once per key, so a Q K step issued more loads than
+ * FMAs, and Zen 4 issues one 512-bit load a cycle); an empty asm that
+ * claims to change it makes them load it once. */
+#if defined(ATTN_SIMD_AVX512)
+#define DEC_IN_REG(x) __asm__("" : "+v"(x))
+#elif defined(ATTN_SIMD_AVX2)
+#define DEC_IN_REG(x) __asm__("" : "+x"(x))
+#else
+#define DEC_IN_REG(x) ((void)0)
+#endif
+
+/* Pairs of bf16 (AVX2, AVX-512): 2 VL elements at p in one load, widened
+ * with a shift and a mask, no shuffle: ev holds the even elements (0, 2,
+ * ...), od the odd ones. A row read this way meets q (Q K) or o (P V)
+ * reordered the same way, block by block of 2 VL (dec_even_odd): two
+ * cheap integer operations per 2 VL elements instead of two widening
+ * shuffles and two shifts, which on Zen 4 share pipes with the FMAs. */
+#if defined(ATTN_SIMD_AVX512) || defined(ATTN_SIMD_AVX2)
+#define DEC_BF16X2 1
+static ALWAYS_INLINE void KFN(dec_ld_bf16x2)(const uint16_t *p, vf *ev,
+                                             vf *od) {
+#if defined(ATTN_SIMD_AVX512)
+  const __m512i w = _mm512_loadu_si512((const void *)p);
+  *ev = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  *od = _mm512_castsi512_ps(
+      _mm512_and_si512(w, _mm512_set1_epi32((int)0xffff0000u)));
+#else
+  const __m256i w = _mm256_loadu_si256((const __m256i *)p);
+  *ev = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  *od = _mm256_castsi256_ps(
+      _mm256_and_si256(w, _mm256_set1_epi32((int)0xffff0000u)));
+#endif
+}
+#else
+#define DEC_BF16X2 0
+#endif
+
+/* The order dec_ld_bf16x2 reads in, on rows of n floats (row stride ld):
+ * each whole block of 2 VL becomes its even elements, then its odd ones
+ * (inverse = 0), or back (inverse = 1); a partial last block stays. */
+static void KFN(dec_even_odd)(float *x, int64_t rows, int64_t n, int64_t ld,
+                              int inverse) {
+  float t[2 * VL];
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t b = 0; b + 2 * VL <= n; b += 2 * VL) {
+      float *blk = x + r * ld + b;
+      for (int i = 0; i < VL; i++) {
+        if (inverse) {
+          t[2 * i] = blk[i];
+          t[2 * i + 1] = blk[VL + i];
+        } else {
+          t[i] = blk[2 * i];
+          t[VL + i] = blk[2 * i + 1];
+        }
+      }
+      memcpy(blk, t, sizeof t);
+    }
+}
+
 static ALWAYS_INLINE vf KFN(dec_ld_f16)(const uint16_t *p) {
 #if defined(ATTN_SIMD_AVX512)
   return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -308,10 +368,29 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
     return;
   }
 #endif
-  for (int64_t x = 0; x < dp; x += VL) {
+  int64_t x = 0;
+#if DEC_BF16X2
+  if (mode == ATTN_DEC_BF16) /* q reordered (dec_even_odd) */
+    for (; x + 2 * VL <= dp; x += 2 * VL) {
+      vf a, a2, b, b2;
+      KFN(dec_ld_bf16x2)((const uint16_t *)k0 + x, &a, &a2);
+      KFN(dec_ld_bf16x2)((const uint16_t *)k1 + x, &b, &b2);
+      UNROLL for (int r = 0; r < mr; r++) {
+        vf qv = vf_load(q + r * dp + x), qv2 = vf_load(q + r * dp + x + VL);
+        DEC_IN_REG(qv);
+        DEC_IN_REG(qv2);
+        c0[r] = vf_fma(qv, a, c0[r]);
+        c1[r] = vf_fma(qv, b, c1[r]);
+        c0[r] = vf_fma(qv2, a2, c0[r]);
+        c1[r] = vf_fma(qv2, b2, c1[r]);
+      }
+    }
+#endif
+  for (; x < dp; x += VL) {
     const vf a = KFN(dec_ld)(k0, x, mode), b = KFN(dec_ld)(k1, x, mode);
     UNROLL for (int r = 0; r < mr; r++) {
-      const vf qv = vf_load(q + r * dp + x);
+      vf qv = vf_load(q + r * dp + x);
+      DEC_IN_REG(qv);
       c0[r] = vf_fma(qv, a, c0[r]);
       c1[r] = vf_fma(qv, b, c1[r]);
     }
@@ -528,6 +607,48 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     return;
   }
 #endif
+#if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
+  if (mode == ATTN_DEC_BF16 && nk == 4 && rows <= 4) {
+    /* Up to 4 rows (decoding under GQA): the 16 broadcast probabilities
+     * pinned to registers for the whole row of V instead of one broadcast
+     * load per two FMAs; per element the same operations in the same
+     * order as below: the same bits. */
+    vf a[4][4];
+    UNROLL for (int r = 0; r < rows; r++) {
+      UNROLL for (int k = 0; k < 4; k++) {
+        a[r][k] = vf_set1(p[r * ATTN_DEC_LDS + k]);
+        DEC_IN_REG(a[r][k]);
+      }
+    }
+    int64_t x = 0;
+    for (; x + 2 * VL <= dvp; x += 2 * VL) {
+      vf b[4], b2[4];
+      UNROLL for (int k = 0; k < 4; k++)
+          KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
+      UNROLL for (int r = 0; r < rows; r++) {
+        float *dst = o + r * dvp + x;
+        vf t = vf_load(dst), t2 = vf_load(dst + VL);
+        UNROLL for (int k = 0; k < 4; k++) {
+          t = vf_fma(a[r][k], b[k], t);
+          t2 = vf_fma(a[r][k], b2[k], t2);
+        }
+        vf_store(dst, t);
+        vf_store(dst + VL, t2);
+      }
+    }
+    for (; x < dvp; x += VL) {
+      vf b[4];
+      UNROLL for (int k = 0; k < 4; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
+      UNROLL for (int r = 0; r < rows; r++) {
+        float *dst = o + r * dvp + x;
+        vf t = vf_load(dst);
+        UNROLL for (int k = 0; k < 4; k++) t = vf_fma(a[r][k], b[k], t);
+        vf_store(dst, t);
+      }
+    }
+    return;
+  }
+#endif
   /* Two vectors at a time: each V vector widened once and used by every
    * row, each probability broadcast once per two vectors (the loads, not
    * the FMAs, bound one vector at a time). Per element the same
@@ -536,6 +657,12 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
   for (; x + 2 * VL <= dvp; x += 2 * VL) {
     vf b[4], b2[4];
     UNROLL for (int k = 0; k < nk; k++) {
+#if DEC_BF16X2
+      if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
+        KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
+        continue;
+      }
+#endif
       b[k] = KFN(dec_ld)(v[k], x, mode);
       b2[k] = KFN(dec_ld)(v[k], x + VL, mode);
     }
@@ -729,6 +856,8 @@ static void KFN(dec_chunk)(const attn_dec_chunk *cin) {
   const attn_dec_chunk *c = &cq;
   const int n = (int)(c->jb - c->ja);
   const int ncol = (n + VL - 1) / VL * VL;
+  if (DEC_BF16X2 && c->kmode == ATTN_DEC_BF16)
+    KFN(dec_even_odd)(c->q, (int64_t)c->nh * c->rows, c->dp, c->dp, 0);
   KFN(dec_qk)(c); /* (1) */
   for (int h = 0; h < c->nh; h++) {
     float *o = c->part[h] + 2 * c->pstride;
@@ -738,9 +867,13 @@ static void KFN(dec_chunk)(const attn_dec_chunk *cin) {
     }
     memset(o, 0, sizeof(float) * (size_t)(c->rows * c->dvp));
   }
-  if (c->rows <= ATTN_DEC_STREAM_ROWS) /* (4) */
+  if (c->rows <= ATTN_DEC_STREAM_ROWS) { /* (4) */
     KFN(dec_pv_stream)(c);
-  else
+    if (DEC_BF16X2 && c->vmode == ATTN_DEC_BF16)
+      for (int h = 0; h < c->nh; h++)
+        KFN(dec_even_odd)
+        (c->part[h] + 2 * c->pstride, c->rows, c->dvp, c->dvp, 1);
+  } else
     for (int h = 0; h < c->nh; h++)
       KFN(dec_pv_tiles)(c, h);
 }

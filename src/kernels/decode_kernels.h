@@ -35,7 +35,9 @@ typedef struct attn_dec_chunk {
   int rows;                /* rows per head, 1 .. ATTN_DEC_RB                 */
   int64_t d, dv;           /* head dims of K and V                            */
   int64_t dp, dvp;         /* padded to the vector width                      */
-  const float *q;          /* [nh][rows][dp] scale * q, zero padded           */
+  float *q;                /* [nh][rows][dp] scale * q, zero padded; the
+                              kernel may reorder it in place (reloaded for
+                              every chunk)                                   */
   const int64_t *qi;       /* [rows] the row's query index in its sequence    */
   const int64_t *lo;       /* [rows] first key the row may see                */
   const int64_t *hi;       /* [rows] last key the row may see (< lo: none)    */
