@@ -59,6 +59,35 @@ def bf16_value(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
+def huge_array(shape, dtype):
+    """An uninitialised array 2 MiB aligned and advised to use transparent
+    huge pages (madvise, before the first touch), as `attn decode` does
+    for its cache and the bandwidth probe for its buffer: every contender
+    then streams without a TLB miss per 4 KiB page. Plain np.empty where
+    madvise is unavailable."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dt.itemsize
+    align = 2 << 20
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    buf = raw[off:off + nbytes]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        size = (nbytes + align - 1) // align * align
+        libc.madvise(ctypes.c_void_p(buf.ctypes.data), size, 14)  # MADV_HUGEPAGE
+    except (OSError, AttributeError):
+        pass
+    return buf.view(dt).reshape(shape)
+
+
+def huge_copy(x):
+    """A contiguous copy of x in a huge_array."""
+    y = huge_array(x.shape, x.dtype)
+    y[...] = x
+    return y
+
+
 def build_naive(cc):
     d = tempfile.mkdtemp(prefix="attn-naive-")
     so = os.path.join(d, "naive_decode.so")
@@ -81,11 +110,11 @@ class Case:
         v = rng.standard_normal((1, L, hk, d), dtype=np.float32)
         self.q = rng.standard_normal((1, 1, hq, d), dtype=np.float32)
         if dtype == "bf16":
-            self.kc, self.vc = bf16_bits(k), bf16_bits(v)
+            self.kc, self.vc = huge_copy(bf16_bits(k)), huge_copy(bf16_bits(v))
             kf, vf = bf16_value(self.kc), bf16_value(self.vc)
             adt = la.ATTN_DTYPE_BF16
         else:
-            self.kc, self.vc = k, v
+            self.kc, self.vc = huge_copy(k), huge_copy(v)
             kf, vf = k, v
             adt = la.ATTN_DTYPE_F32
         self.esize = 2 if dtype == "bf16" else 4
@@ -95,8 +124,10 @@ class Case:
         if args.page_size:
             ps = args.page_size
             bps = (L + ps - 1) // ps
-            pool_k = np.zeros((bps, ps, hk, d), dtype=self.kc.dtype)
-            pool_v = np.zeros((bps, ps, hk, d), dtype=self.kc.dtype)
+            pool_k = huge_array((bps, ps, hk, d), self.kc.dtype)
+            pool_v = huge_array((bps, ps, hk, d), self.kc.dtype)
+            pool_k[...] = 0
+            pool_v[...] = 0
             order = rng.permutation(bps).astype(np.int32)
             for b in range(bps):
                 n = min(ps, L - b * ps)
@@ -111,11 +142,25 @@ class Case:
         # torch: [1, heads, seq, dim]
         tdt = torch.bfloat16 if dtype == "bf16" else torch.float32
         self.tq = torch.from_numpy(self.q).permute(0, 2, 1, 3).contiguous().to(tdt)
-        self.tk = torch.from_numpy(np.ascontiguousarray(kf.transpose(0, 2, 1, 3))).to(tdt)
-        self.tv = torch.from_numpy(np.ascontiguousarray(vf.transpose(0, 2, 1, 3))).to(tdt)
+        self.tk = self.torch_huge(torch, kf, tdt)
+        self.tv = self.torch_huge(torch, vf, tdt)
         # naive: f32 or bf16 bits, [L, hk, d]
         self.naive_o = np.zeros((hq, d), dtype=np.float32)
         self.naive_s = np.zeros(L, dtype=np.float32)
+
+
+    @staticmethod
+    def torch_huge(torch, x, tdt):
+        """x [1, L, heads, d] as a torch tensor [1, heads, L, d] of dtype tdt
+        in huge pages (huge_array), like libattn's cache."""
+        t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1, 3))).to(tdt)
+        if tdt == torch.bfloat16:
+            out = huge_array(tuple(t.shape), np.uint16)
+            torch.from_numpy(out).view(torch.bfloat16).copy_(t)
+            return torch.from_numpy(out).view(torch.bfloat16)
+        out = huge_array(tuple(t.shape), np.float32)
+        torch.from_numpy(out).copy_(t)
+        return torch.from_numpy(out)
 
 
 def run(args):

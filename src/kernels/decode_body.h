@@ -558,6 +558,55 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
                                            int rows, const float *p,
                                            const void *const *v, float *o,
                                            int64_t dvp) {
+#if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
+  if ((mode == ATTN_DEC_BF16 || mode == ATTN_DEC_F32) && nk == 4 && rows <= 4) {
+    /* Up to 4 rows (decoding under GQA): the 16 broadcast probabilities
+     * pinned to registers for the whole row of V, each V vector loaded
+     * once for every row (instead of one load per FMA for f32, one
+     * broadcast load per two FMAs for bf16); per element the same
+     * operations in the same order as below: the same bits. */
+    vf a[4][4];
+    UNROLL for (int r = 0; r < rows; r++) {
+      UNROLL for (int k = 0; k < 4; k++) {
+        a[r][k] = vf_set1(p[r * ATTN_DEC_LDS + k]);
+        DEC_IN_REG(a[r][k]);
+      }
+    }
+    int64_t x = 0;
+    for (; x + 2 * VL <= dvp; x += 2 * VL) {
+      vf b[4], b2[4];
+      UNROLL for (int k = 0; k < 4; k++) {
+        if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
+          KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
+        } else {
+          b[k] = vf_load((const float *)v[k] + x);
+          b2[k] = vf_load((const float *)v[k] + x + VL);
+        }
+      }
+      UNROLL for (int r = 0; r < rows; r++) {
+        float *dst = o + r * dvp + x;
+        vf t = vf_load(dst), t2 = vf_load(dst + VL);
+        UNROLL for (int k = 0; k < 4; k++) {
+          t = vf_fma(a[r][k], b[k], t);
+          t2 = vf_fma(a[r][k], b2[k], t2);
+        }
+        vf_store(dst, t);
+        vf_store(dst + VL, t2);
+      }
+    }
+    for (; x < dvp; x += VL) {
+      vf b[4];
+      UNROLL for (int k = 0; k < 4; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
+      UNROLL for (int r = 0; r < rows; r++) {
+        float *dst = o + r * dvp + x;
+        vf t = vf_load(dst);
+        UNROLL for (int k = 0; k < 4; k++) t = vf_fma(a[r][k], b[k], t);
+        vf_store(dst, t);
+      }
+    }
+    return;
+  }
+#endif
   if (mode == ATTN_DEC_F32) {
     /* f32: rows outer, each row's nk probabilities broadcast once; the V
      * vectors are reloaded from L1 per row. Same order of operations per
@@ -602,48 +651,6 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
               vf_fma(vf_set1(pd[r][k]), b[k], t);
           vf_store(dst, t);
         }
-      }
-    }
-    return;
-  }
-#endif
-#if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
-  if (mode == ATTN_DEC_BF16 && nk == 4 && rows <= 4) {
-    /* Up to 4 rows (decoding under GQA): the 16 broadcast probabilities
-     * pinned to registers for the whole row of V instead of one broadcast
-     * load per two FMAs; per element the same operations in the same
-     * order as below: the same bits. */
-    vf a[4][4];
-    UNROLL for (int r = 0; r < rows; r++) {
-      UNROLL for (int k = 0; k < 4; k++) {
-        a[r][k] = vf_set1(p[r * ATTN_DEC_LDS + k]);
-        DEC_IN_REG(a[r][k]);
-      }
-    }
-    int64_t x = 0;
-    for (; x + 2 * VL <= dvp; x += 2 * VL) {
-      vf b[4], b2[4];
-      UNROLL for (int k = 0; k < 4; k++)
-          KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
-      UNROLL for (int r = 0; r < rows; r++) {
-        float *dst = o + r * dvp + x;
-        vf t = vf_load(dst), t2 = vf_load(dst + VL);
-        UNROLL for (int k = 0; k < 4; k++) {
-          t = vf_fma(a[r][k], b[k], t);
-          t2 = vf_fma(a[r][k], b2[k], t2);
-        }
-        vf_store(dst, t);
-        vf_store(dst + VL, t2);
-      }
-    }
-    for (; x < dvp; x += VL) {
-      vf b[4];
-      UNROLL for (int k = 0; k < 4; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
-      UNROLL for (int r = 0; r < rows; r++) {
-        float *dst = o + r * dvp + x;
-        vf t = vf_load(dst);
-        UNROLL for (int k = 0; k < 4; k++) t = vf_fma(a[r][k], b[k], t);
-        vf_store(dst, t);
       }
     }
     return;
@@ -872,7 +879,7 @@ static void KFN(dec_chunk)(const attn_dec_chunk *cin) {
     if (DEC_BF16X2 && c->vmode == ATTN_DEC_BF16)
       for (int h = 0; h < c->nh; h++)
         KFN(dec_even_odd)
-        (c->part[h] + 2 * c->pstride, c->rows, c->dvp, c->dvp, 1);
+    (c->part[h] + 2 * c->pstride, c->rows, c->dvp, c->dvp, 1);
   } else
     for (int h = 0; h < c->nh; h++)
       KFN(dec_pv_tiles)(c, h);
