@@ -48,13 +48,22 @@
  * it; those rows are computed and dropped. */
 #define KEY_PAD 8
 
-/* Whether the call takes the bf16 kernel (docs/bf16.md): bf16 Q, K, V and
- * dO, and a table that has one. */
+/* Whether the call takes the bf16 kernel (docs/bf16.md): bf16 Q and K and
+ * a table that has one, the forward's own condition, so that S is
+ * recomputed with the forward's arithmetic (bf16 dot products): with f32
+ * dot products here, P differed from the forward's in the last bits of S,
+ * and D = rowsum(dO o O) from it, an error dQ multiplies by the keys'
+ * mean (fuzz/RESULTS.md, finding 1). dP takes bf16 dot products only when
+ * V and dO are bf16 too (dp16). */
 static int use_bf16(const attn_plan *pl) {
   const attn_params *p = pl->pr.p;
   return pl->k.bwd_bf16 && p->q.dtype == ATTN_DTYPE_BF16 &&
-         p->k.dtype == ATTN_DTYPE_BF16 && p->v.dtype == ATTN_DTYPE_BF16 &&
-         p->dout.dtype == ATTN_DTYPE_BF16;
+         p->k.dtype == ATTN_DTYPE_BF16;
+}
+
+/* dP = dO V^T with bf16 dot products (in the bf16 kernel): both bf16. */
+static int use_dp16(const attn_params *p) {
+  return p->v.dtype == ATTN_DTYPE_BF16 && p->dout.dtype == ATTN_DTYPE_BF16;
 }
 
 static attn_status layout(const attn_plan *pl, bwd_layout *w) {
@@ -172,6 +181,9 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
   const int64_t dp = w->dp, dvp = w->dvp, br = job->k->br;
   char *ws = job->mem + w->scratch + (size_t)tid * w->per_thread;
   float *obuf = (float *)(ws + w->krow); /* free during this phase */
+  /* D in dP's arithmetic: the f32 kernel's when dP has f32 products */
+  float (*const dot)(const float *, const float *, int64_t) =
+      job->bf16 && !use_dp16(p) ? job->pl->k.bwd->row_dot : job->k->row_dot;
   const int64_t blocks = cdiv(w->tqp, br);
   const int64_t vr0 = pr->varlen ? p->cu_seqlens_q[0] : 0;
   const int64_t vr1 = pr->varlen ? p->cu_seqlens_q[pr->batch] : w->tq;
@@ -207,7 +219,7 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
         memset(o + dv, 0, sizeof(float) * (size_t)(dvp - dv));
         attn_load_row_f32(attn_elem(&p->o, tb, i, h, 0), p->o.dtype,
                           p->o.stride[3], dv, 1.0f, obuf);
-        job->dd[li] = job->k->row_dot(o, obuf, dv); /* dP's arithmetic */
+        job->dd[li] = dot(o, obuf, dv); /* dP's arithmetic */
         const float lse = pr->varlen ? p->lse[h * s0 + r]
                                      : p->lse[(tb * pr->hq + h) * s0 + i];
         job->l2[li] = lse;
@@ -340,7 +352,8 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   /* bf16 kernel: P and dS are rounded to bf16 only for a gradient that is
    * stored in bf16 (docs/bf16.md) */
   t->qscale = pr->scale;
-  t->pv16 = p->dv.dtype == ATTN_DTYPE_BF16;
+  t->dp16 = use_dp16(p);
+  t->pv16 = p->dv.dtype == ATTN_DTYPE_BF16 && p->dout.dtype == ATTN_DTYPE_BF16;
   t->dk16 = p->dk.dtype == ATTN_DTYPE_BF16;
   t->dq16 = p->dq.dtype == ATTN_DTYPE_BF16;
   t->bf = (uint16_t *)(ws + w->bf);

@@ -25,7 +25,32 @@
 
 /* c[r][0..NR) = sum_k a[r*lda + k] * bp[k*NR + 0..NR) for r < MR (c: row
  * stride BC): the shared micro-kernel, all MR rows, no fusion. */
-#if !defined(ATTN_BWD_BF16)
+#if defined(ATTN_BWD_BF16)
+/* The bf16 kernel's mk_qk takes bf16 pairs; dP of f32 V or dO (dp16 = 0)
+ * takes f32 products: mk_qk's f32 loop (no fusion), the same operations in
+ * the same order as the f32 kernel's, so D (its row_dot) matches. */
+static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
+                                      int64_t kdim, const float *restrict bp,
+                                      float *restrict c) {
+  vf acc[MR][NV];
+  UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int v = 0; v < NV; v++) acc[r][v] = vf_zero();
+  }
+  for (int64_t k = 0; k < kdim; k++) {
+    vf b[NV];
+    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(bp + k * NR + v * VL);
+    UNROLL for (int r = 0; r < MR; r++) {
+      const vf x = vf_set1(a[r * lda + k]);
+      UNROLL for (int v = 0; v < NV; v++) acc[r][v] =
+          vf_fma(x, b[v], acc[r][v]);
+    }
+  }
+  UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL for (int v = 0; v < NV; v++)
+        vf_store(c + r * BC + v * VL, acc[r][v]);
+  }
+}
+#else
 static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
                                       int64_t kdim, const float *restrict bp,
                                       float *restrict c) {
@@ -337,21 +362,22 @@ static void KFN(bwd_block)(const attn_bblock *t) {
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
 #if defined(ATTN_BWD_BF16)
-  for (int r = 0; r < rows_mr; r++)
+  for (int r = 0; r < rows_mr && t->dp16; r++)
     KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
-  for (int pc = 0; pc < ncol; pc += NR) {
+  for (int pc = 0; pc < ncol && t->dp16; pc += NR) {
     const uint16_t *vp = vh + (pc / NR) * dv2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       BF_MK_QK(0, MR, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL,
                NULL, NULL, 1.0f);
   }
+  for (int pc = 0; pc < ncol && !t->dp16; pc += NR) {
 #else
   for (int pc = 0; pc < ncol; pc += NR) {
+#endif
     const float *vp = t->vt + (pc / NR) * dv * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)(t->dout + r0 * dvp, dvp, dv, vp, ds + r0 * BC + pc);
   }
-#endif
   for (int r = 0; r < rows_mr; r++) {
     float *x = ds + r * BC;
     const float *p = s + r * BC;

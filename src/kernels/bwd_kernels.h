@@ -56,11 +56,12 @@ typedef struct attn_bblock {
   float *z; /* scratch [br][bc]: dropout's factors (drop.on only)       */
   /* The bf16 kernel (bwd_bf16 of the table; docs/bf16.md) reads q as the
    * unscaled queries (bf16 values; the caller scales dK as it does dQ),
-   * takes S = qscale (Q K^T) and dP with bf16 dot products, and rounds P
-   * (for dV) and dS (for dK, dQ) to bf16 where pv16, dk16, dq16 say so
-   * (the gradient is stored in bf16 anyway); f32 products otherwise. */
+   * takes S = qscale (Q K^T) with bf16 dot products, dP too where dp16
+   * says so (V and dO bf16), and rounds P (for dV, dO bf16) and dS (for
+   * dK, dQ) to bf16 where pv16, dk16, dq16 say so (the gradient is stored
+   * in bf16 anyway); f32 products otherwise. */
   float qscale;
-  int pv16, dk16, dq16;
+  int dp16, pv16, dk16, dq16;
   uint16_t *bf;  /* scratch: ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp) */
   int keys_bf16; /* 1: prep_keys has filled bf with this key tile's keys */
 } attn_bblock;

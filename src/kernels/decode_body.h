@@ -358,7 +358,8 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
         const vf a = vf_mul(KFN(dec_qld)(mode, b0 + 2, xv), d0);
         const vf b = vf_mul(KFN(dec_qld)(mode, b1 + 2, xv), d1);
         UNROLL for (int r = 0; r < mr; r++) {
-          const vf qv = vf_load(q + r * dp + x + xv * VL);
+          vf qv = vf_load(q + r * dp + x + xv * VL);
+          DEC_IN_REG(qv);
           c0[r] = vf_fma(qv, a, c0[r]);
           c1[r] = vf_fma(qv, b, c1[r]);
         }
