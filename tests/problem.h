@@ -57,7 +57,9 @@ typedef struct tp_problem {
   int32_t kv_lens[TP_MAX_SEQS];
   int decode; /* a few queries, many keys (for the tables)            */
   /* --- storage -------------------------------------------------------- */
-  attn_dtype in_dt;   /* q, k, v, dout                               */
+  attn_dtype in_dt; /* q, k, v, dout                               */
+  int mixed;        /* v and dout in vd_dt instead (not packed)    */
+  attn_dtype vd_dt;
   attn_dtype out_dt;  /* o                                           */
   attn_dtype g_dt[3]; /* dq, dk, dv                                  */
   int order[TP_NT];   /* 0 = bshd, 1 = bhsd                          */

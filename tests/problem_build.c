@@ -146,6 +146,11 @@ static int64_t make_bcast_view(tc_rng *r, const tp_problem *c,
   return span;
 }
 
+/* The storage of input `which` (TP_Q, TP_K, TP_V, TP_DOUT). */
+static attn_dtype input_dt(const tp_problem *c, int which) {
+  return c->mixed && (which == TP_V || which == TP_DOUT) ? c->vd_dt : c->in_dt;
+}
+
 /* q, k, v: one packed [batch, seq, 3, heads, d] buffer, or three views. */
 static void build_inputs(tc_rng *r, const tp_problem *c, attn_params *p,
                          tp_bufs *m) {
@@ -169,8 +174,8 @@ static void build_inputs(tc_rng *r, const tp_problem *c, attn_params *p,
         make_view(r, c, TP_Q, &p->q, c->in_dt, c->batch, c->sq, c->hq, c->d);
     span[1] =
         make_view(r, c, TP_K, &p->k, c->in_dt, c->batch, c->sk, c->hk, c->d);
-    span[2] =
-        make_view(r, c, TP_V, &p->v, c->in_dt, c->batch, c->sk, c->hk, c->dv);
+    span[2] = make_view(r, c, TP_V, &p->v, input_dt(c, TP_V), c->batch, c->sk,
+                        c->hk, c->dv);
     if (c->kv_bcast) {
       span[1] -= (c->batch - 1) * p->k.stride[0];
       span[2] -= (c->batch - 1) * p->v.stride[0];
@@ -178,8 +183,9 @@ static void build_inputs(tc_rng *r, const tp_problem *c, attn_params *p,
     }
     for (int t = 0; t < 3; t++) {
       wild_unit_strides(r, c, ts[t]);
-      m->mem[t] = tc_alloc((size_t)span[t] * esz);
-      fill_nan(c->in_dt, m->mem[t], span[t]);
+      const attn_dtype dt = input_dt(c, t); /* TP_Q, TP_K, TP_V = 0, 1, 2 */
+      m->mem[t] = tc_alloc((size_t)span[t] * attn_dtype_size(dt));
+      fill_nan(dt, m->mem[t], span[t]);
       ts[t]->data = m->mem[t];
     }
   }
@@ -317,11 +323,12 @@ static void build_mask(tc_rng *r, const tp_problem *c, const int64_t full[4],
 /* dout (an input, filled) and the gradient outputs dq, dk, dv. */
 static void build_grads(tc_rng *r, const tp_problem *c, attn_params *p,
                         tp_bufs *m) {
-  const int64_t span = make_view(r, c, TP_DOUT, &p->dout, c->in_dt, c->batch,
-                                 c->sq, c->hq, c->dv);
+  const attn_dtype ddt = input_dt(c, TP_DOUT);
+  const int64_t span =
+      make_view(r, c, TP_DOUT, &p->dout, ddt, c->batch, c->sq, c->hq, c->dv);
   wild_unit_strides(r, c, &p->dout);
-  m->mem[TP_DOUT] = tc_alloc((size_t)span * attn_dtype_size(c->in_dt));
-  fill_nan(c->in_dt, m->mem[TP_DOUT], span);
+  m->mem[TP_DOUT] = tc_alloc((size_t)span * attn_dtype_size(ddt));
+  fill_nan(ddt, m->mem[TP_DOUT], span);
   p->dout.data = m->mem[TP_DOUT];
   fill_view(r, c, &p->dout, 0, 0);
   build_output(r, c, TP_DQ, &p->dq, c->g_dt[0], c->batch, c->sq, c->hq, c->d,

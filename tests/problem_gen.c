@@ -221,6 +221,20 @@ static void gen_storage(tc_rng *r, tp_problem *c) {
   }
   c->kv_bcast = !c->varlen && !c->packed && c->batch > 1 && tc_chance(r, 0.06);
   c->wild_strides = 1;
+  /* Mixed storage: V and dO in another dtype than Q and K (bf16 Q and K
+   * with f32 V and dO made the backward recompute S unlike the forward:
+   * fuzz/RESULTS.md, finding 1). From a stream of its own, so that the
+   * cases drawn before it was added keep their other fields. */
+  tc_rng rm = {c->seed ^ 0x6d69786564ull};
+  if (!c->packed && tc_chance(&rm, 0.2)) {
+    static const attn_dtype dts[3] = {ATTN_DTYPE_F32, ATTN_DTYPE_BF16,
+                                      ATTN_DTYPE_F16};
+    const int in = c->in_dt == ATTN_DTYPE_F32    ? 0
+                   : c->in_dt == ATTN_DTYPE_BF16 ? 1
+                                                 : 2;
+    c->mixed = 1;
+    c->vd_dt = dts[(in + 1 + (int)tc_below(&rm, 2)) % 3];
+  }
 }
 
 static void gen_axes(tc_rng *r, int mode[4]) {
@@ -529,6 +543,8 @@ static void describe_layouts(FILE *f, const tp_problem *c) {
                                         "dout", "dq", "dk", "dv"};
   fprintf(f, "    dtype in %s out %s", tp_dtype_name(c->in_dt),
           tp_dtype_name(c->out_dt));
+  if (c->mixed)
+    fprintf(f, " (v, dout %s)", tp_dtype_name(c->vd_dt));
   if (c->grads)
     fprintf(f, " dq/dk/dv %s/%s/%s", tp_dtype_name(c->g_dt[0]),
             tp_dtype_name(c->g_dt[1]), tp_dtype_name(c->g_dt[2]));
