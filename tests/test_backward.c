@@ -64,17 +64,26 @@ static void result(int ok, const char *fmt, ...) {
 static double worst_budget[ORACLE_NGRADS], worst_err[ORACLE_NGRADS],
     worst_naive[ORACLE_NGRADS];
 static int worst_case[ORACLE_NGRADS];
+static long long n_compared, n_cond_cmp, n_cond_elems;
+static double max_cond_ratio; /* max cond(x) / floor over the comparisons */
 static double t_oracle, t_kernel;
 static attn_context *shared_ctx;
 
 static void stat_add(const tp_problem *c, const oracle_grad_cmp *cmp) {
-  for (int t = 0; t < ORACLE_NGRADS; t++)
+  for (int t = 0; t < ORACLE_NGRADS; t++) {
+    if (cmp->floor[t] > 0) {
+      n_compared++;
+      n_cond_cmp += cmp->n_cond[t] > 0;
+      n_cond_elems += cmp->n_cond[t];
+      max_cond_ratio = fmax(max_cond_ratio, cmp->cond[t] / cmp->floor[t]);
+    }
     if (cmp->budget[t] > worst_budget[t]) {
       worst_budget[t] = cmp->budget[t];
       worst_err[t] = cmp->err[t];
       worst_naive[t] = cmp->naive[t];
       worst_case[t] = c->index;
     }
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -406,8 +415,11 @@ int main(int argc, char **argv) {
     printf("%-9s %-9.3g %-9.3g %-7.3f %d\n", oracle_grad_names[t], worst_err[t],
            worst_naive[t], worst_budget[t], worst_case[t]);
   printf("err, naive: max |grad - oracle| of the kernel and of the naive f32 "
-         "reference in the case\nwith the largest budget = err / (2 * naive "
-         "+ floor); a run passes at budget <= 1.\n");
+         "reference in the case\nwith the largest budget = max err(x) / (2 * "
+         "naive + max(floor, cond(x))); a run passes at\nbudget <= 1.\n");
+  printf("cond(x) above the floor in %lld of %lld gradient comparisons (%lld "
+         "elements); max cond / floor %.3g\n",
+         n_cond_cmp, n_compared, n_cond_elems, max_cond_ratio);
   printf("time: %.1f s total (oracle %.1f s, attn_backward %.1f s)\n",
          tc_now() - t_start, t_oracle, t_kernel);
   printf("%ld passed, %ld failed\n", g_pass, g_fail);
