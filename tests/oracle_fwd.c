@@ -316,11 +316,15 @@ static double budget(double err, double allowed) {
 static void compare_setup(const attn_params *p, const oracle_ref *ref,
                           const oracle_naive *nv, oracle_cmp *c) {
   memset(c, 0, sizeof *c);
-  c->floor_o = 1e-5 * ref->max_abs_v;
+  /* below the normal range a rounding errs by an absolute amount (half
+   * the subnormal spacing), not a relative one: one per term of a row's
+   * sum, typically sqrt(n) of them, plus the store's */
+  c->floor_o = 1e-5 * ref->max_abs_v +
+               sqrt((double)oracle_max_keys(p) + 1.0) * ldexp(1.0, -149);
   if (p->o.dtype == ATTN_DTYPE_BF16)
-    c->floor_o += ref->max_abs_o * ldexp(1.0, -8);
+    c->floor_o += ref->max_abs_o * ldexp(1.0, -8) + ldexp(1.0, -133);
   else if (p->o.dtype == ATTN_DTYPE_F16)
-    c->floor_o += ref->max_abs_o * ldexp(1.0, -11);
+    c->floor_o += ref->max_abs_o * ldexp(1.0, -11) + ldexp(1.0, -24);
   c->floor_lse = 1e-5 * (1.0 + ref->max_abs_lse);
   for (int64_t ri = 0; ri < ref->n_rows; ri++) {
     double en = fabs((double)nv->lse[ri] - ref->lse[ri]);

@@ -65,7 +65,10 @@ void oracle_naive_free(oracle_naive *nv);
  *
  * with err(naive) the max absolute error of the naive f32 reference over the
  * whole output, err(kernel) the error of each element, and the floor
- *   o:   1e-5 * max|V|, plus max|o| * 2^-8 (bf16 output) / 2^-11 (f16)
+ *   o:   1e-5 * max|V| + sqrt(keys + 1) * 2^-149 (roundings below f32's
+ *        normal range err by an absolute amount), plus max|o| * 2^-8 +
+ *        2^-133 (bf16 output) / max|o| * 2^-11 + 2^-24 (f16), the output
+ *        type's relative precision and subnormal spacing
  *   lse: 1e-5 * (1 + max|lse|)
  * cond(row) is the row's sensitivity to f32 rounding of its scores:
  *   sqrt(sum_j (p_j * ds_j * max_c |v_jc - o_c|)^2), with the typical f32
