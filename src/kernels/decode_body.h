@@ -497,24 +497,37 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
   }
 }
 
+/* One function per mode (see dec_pv_stream: the same reason). */
+#define DEC_QK_FN(M)                                                           \
+  static NOINLINE void KFN(dec_qk_##M)(const attn_dec_chunk *c) {              \
+    KFN(dec_qk_mode)(c, ATTN_DEC_##M);                                         \
+  }
+DEC_QK_FN(BF16)
+DEC_QK_FN(F16)
+DEC_QK_FN(F32)
+#if DEC_QDIRECT
+DEC_QK_FN(Q8_0)
+DEC_QK_FN(Q4_0)
+#endif
+
 static void KFN(dec_qk)(const attn_dec_chunk *c) {
   switch (c->kmode) {
   case ATTN_DEC_BF16:
-    KFN(dec_qk_mode)(c, ATTN_DEC_BF16);
+    KFN(dec_qk_BF16)(c);
     break;
   case ATTN_DEC_F16:
-    KFN(dec_qk_mode)(c, ATTN_DEC_F16);
+    KFN(dec_qk_F16)(c);
     break;
 #if DEC_QDIRECT
   case ATTN_DEC_Q8_0:
-    KFN(dec_qk_mode)(c, ATTN_DEC_Q8_0);
+    KFN(dec_qk_Q8_0)(c);
     break;
   case ATTN_DEC_Q4_0:
-    KFN(dec_qk_mode)(c, ATTN_DEC_Q4_0);
+    KFN(dec_qk_Q4_0)(c);
     break;
 #endif
   default: /* f32 in place or staged */
-    KFN(dec_qk_mode)(c, ATTN_DEC_F32);
+    KFN(dec_qk_F32)(c);
     break;
   }
 }

@@ -182,54 +182,77 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
   }
 }
 
-static ALWAYS_INLINE void KFN(dec_pv_stream_mode)(const attn_dec_chunk *c,
-                                                  const int mode) {
-  switch (c->rows) {
-  case 1:
-    KFN(dec_pv_stream_rows)(c, mode, 1);
-    break;
-  case 2:
-    KFN(dec_pv_stream_rows)(c, mode, 2);
-    break;
-  case 3:
-    KFN(dec_pv_stream_rows)(c, mode, 3);
-    break;
-  case 4:
-    KFN(dec_pv_stream_rows)(c, mode, 4);
-    break;
-  case 5:
-    KFN(dec_pv_stream_rows)(c, mode, 5);
-    break;
-  case 6:
-    KFN(dec_pv_stream_rows)(c, mode, 6);
-    break;
-  case 7:
-    KFN(dec_pv_stream_rows)(c, mode, 7);
-    break;
-  default: /* ATTN_DEC_STREAM_ROWS */
-    KFN(dec_pv_stream_rows)(c, mode, ATTN_DEC_STREAM_ROWS);
-    break;
+/* One function per (mode, rows): the specialisations in one function
+ * made it so large that clang with UBSan spent minutes on each decode
+ * translation unit; apart, each is small (the same code). */
+#define DEC_PV_STREAM_FN(M, R)                                                 \
+  static NOINLINE void KFN(dec_pv_stream_##M##_##R)(const attn_dec_chunk *c) { \
+    KFN(dec_pv_stream_rows)(c, ATTN_DEC_##M, R);                               \
   }
-}
+#define DEC_PV_STREAM_MODE(M)                                                  \
+  DEC_PV_STREAM_FN(M, 1)                                                       \
+  DEC_PV_STREAM_FN(M, 2)                                                       \
+  DEC_PV_STREAM_FN(M, 3)                                                       \
+  DEC_PV_STREAM_FN(M, 4)                                                       \
+  DEC_PV_STREAM_FN(M, 5)                                                       \
+  DEC_PV_STREAM_FN(M, 6)                                                       \
+  DEC_PV_STREAM_FN(M, 7)                                                       \
+  DEC_PV_STREAM_FN(M, 8)                                                       \
+  static void KFN(dec_pv_stream_##M)(const attn_dec_chunk *c) {                \
+    switch (c->rows) {                                                         \
+    case 1:                                                                    \
+      KFN(dec_pv_stream_##M##_1)(c);                                           \
+      break;                                                                   \
+    case 2:                                                                    \
+      KFN(dec_pv_stream_##M##_2)(c);                                           \
+      break;                                                                   \
+    case 3:                                                                    \
+      KFN(dec_pv_stream_##M##_3)(c);                                           \
+      break;                                                                   \
+    case 4:                                                                    \
+      KFN(dec_pv_stream_##M##_4)(c);                                           \
+      break;                                                                   \
+    case 5:                                                                    \
+      KFN(dec_pv_stream_##M##_5)(c);                                           \
+      break;                                                                   \
+    case 6:                                                                    \
+      KFN(dec_pv_stream_##M##_6)(c);                                           \
+      break;                                                                   \
+    case 7:                                                                    \
+      KFN(dec_pv_stream_##M##_7)(c);                                           \
+      break;                                                                   \
+    default: /* ATTN_DEC_STREAM_ROWS */                                        \
+      KFN(dec_pv_stream_##M##_8)(c);                                           \
+      break;                                                                   \
+    }                                                                          \
+  }
+_Static_assert(ATTN_DEC_STREAM_ROWS == 8, "dec_pv_stream_*: one per row count");
+DEC_PV_STREAM_MODE(BF16)
+DEC_PV_STREAM_MODE(F16)
+DEC_PV_STREAM_MODE(F32)
+#if DEC_QDIRECT
+DEC_PV_STREAM_MODE(Q8_0)
+DEC_PV_STREAM_MODE(Q4_0)
+#endif
 
 static void KFN(dec_pv_stream)(const attn_dec_chunk *c) {
   switch (c->vmode) {
   case ATTN_DEC_BF16:
-    KFN(dec_pv_stream_mode)(c, ATTN_DEC_BF16);
+    KFN(dec_pv_stream_BF16)(c);
     break;
   case ATTN_DEC_F16:
-    KFN(dec_pv_stream_mode)(c, ATTN_DEC_F16);
+    KFN(dec_pv_stream_F16)(c);
     break;
 #if DEC_QDIRECT
   case ATTN_DEC_Q8_0:
-    KFN(dec_pv_stream_mode)(c, ATTN_DEC_Q8_0);
+    KFN(dec_pv_stream_Q8_0)(c);
     break;
   case ATTN_DEC_Q4_0:
-    KFN(dec_pv_stream_mode)(c, ATTN_DEC_Q4_0);
+    KFN(dec_pv_stream_Q4_0)(c);
     break;
 #endif
   default: /* f32 in place or staged */
-    KFN(dec_pv_stream_mode)(c, ATTN_DEC_F32);
+    KFN(dec_pv_stream_F32)(c);
     break;
   }
 }

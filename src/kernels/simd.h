@@ -390,8 +390,10 @@ static inline void vbf_store_zip(uint16_t *p, vf x, vf y) {
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE __attribute__((always_inline)) inline
+#define NOINLINE __attribute__((noinline))
 #else
 #define ALWAYS_INLINE inline
+#define NOINLINE
 #endif
 
 static const float kLog2e = 1.4426950408889634f;
