@@ -689,6 +689,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bytes in = {data, size};
   fcase c;
   carve(&in, &c);
+  if (getenv("ATTN_FUZZ_VERBOSE")) /* what an input means, for a finding */
+    fprintf(stderr,
+            "params2_fuzz: mode %d batch %lld hq %lld hk %lld sq %lld sk %lld "
+            "d %lld dv %lld dtype %d bhsd %d causal %d window %lld,%lld "
+            "kv_lens %d bias %d softcap %g alibi %d scale %g mags q %g k %g "
+            "v %g bias %g sparse %d (%lld, %lld)\n",
+            c.mode, (long long)c.batch, (long long)c.hq, (long long)c.hk,
+            (long long)c.sq, (long long)c.sk, (long long)c.d, (long long)c.dv,
+            (int)c.dt, c.bhsd, (int)c.causal, (long long)c.wl, (long long)c.wr,
+            c.use_kv, c.use_bias, (double)c.softcap, c.use_alibi,
+            (double)c.scale, (double)c.mq, (double)c.mk, (double)c.mv,
+            (double)c.mb, c.sparse, (long long)c.sl, (long long)c.sc);
   char msg[256];
   msg[0] = '\0';
   attn_params p;
