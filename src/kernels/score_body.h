@@ -109,38 +109,32 @@ static ALWAYS_INLINE void KFN(softmax_bwd_row)(float *restrict x, int n,
     vf_store(x + c, vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c), lv), l2e)));
 }
 
-/* exp2 of (s - m) log2(e) for the softmax, s in x[0..n): the one FMA
- * s log2e - m log2e when |m| is moderate; (s - m) log2e when it is not,
- * so that huge finite scores (|s| ~ 1e9 and beyond, where the FMA's
- * rounding of m log2e alone exceeds 1) still give exactly 1 at the max.
+/* exp2 of (s - m) log2(e) for the softmax, s in x[0..n), the subtraction
+ * first: exact for the scores within a factor 2 of m, so the max gets
+ * exactly P = 1 at any magnitude (a row that sees one key gets O = v
+ * exactly, and the backward's P = 2^((s - lse) log2 e) the same 1). The
+ * one FMA s log2e - m log2e that this replaced rounded m log2e, which
+ * gave the max 2^r with r up to |m| 2^-24 (and O = v (1 +- 1 ulp) for one
+ * key); the fused path of full tiles (mk_qk) keeps the FMA form, against
+ * a possibly stale max, where no P is 1 anyway.
  * Writes P over x and returns the sum of P (vector). */
 static ALWAYS_INLINE vf KFN(softmax_exp_row)(float *restrict x, int n,
                                              float m) {
-  const vf l2e = vf_set1(kLog2e);
+  const vf l2e = vf_set1(kLog2e), mv = vf_set1(m);
   vf sum0 = vf_zero(), sum1 = vf_zero();
   int c = 0;
-  if (fabsf(m) < 65536.0f) {
-    const vf neg = vf_set1(-m * kLog2e);
-    for (; c + 2 * VL <= n; c += 2 * VL) {
-      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
-      const vf p1 = vf_exp2_nonpos(vf_fma(vf_load(x + c + VL), l2e, neg));
-      vf_store(x + c, p0);
-      vf_store(x + c + VL, p1);
-      sum0 = vf_add(sum0, p0);
-      sum1 = vf_add(sum1, p1);
-    }
-    for (; c < n; c += VL) {
-      const vf p0 = vf_exp2_nonpos(vf_fma(vf_load(x + c), l2e, neg));
-      vf_store(x + c, p0);
-      sum0 = vf_add(sum0, p0);
-    }
-  } else {
-    const vf mv = vf_set1(m);
-    for (; c < n; c += VL) {
-      const vf p0 = vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c), mv), l2e));
-      vf_store(x + c, p0);
-      sum0 = vf_add(sum0, p0);
-    }
+  for (; c + 2 * VL <= n; c += 2 * VL) {
+    const vf p0 = vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c), mv), l2e));
+    const vf p1 = vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c + VL), mv), l2e));
+    vf_store(x + c, p0);
+    vf_store(x + c + VL, p1);
+    sum0 = vf_add(sum0, p0);
+    sum1 = vf_add(sum1, p1);
+  }
+  for (; c < n; c += VL) {
+    const vf p0 = vf_exp2_nonpos(vf_mul(vf_sub(vf_load(x + c), mv), l2e));
+    vf_store(x + c, p0);
+    sum0 = vf_add(sum0, p0);
   }
   return vf_add(sum0, sum1);
 }
