@@ -23,9 +23,10 @@
 # Nothing is written into the repository: the seed corpora are only read.
 #
 # params2_fuzz (the compute harness against the double oracles) is slow:
-# about 14 executions a second under the sanitizers, single units up to
+# tens of executions a second under the sanitizers (its oracles are built
+# without libFuzzer's tracing, fuzz/CMakeLists.txt), single units up to
 # ~15 s (sequences near 300 with the oracles), so its minute mostly replays
-# its 255 seeds and makes a few hundred new executions; its per-unit limit
+# its seeds and makes a thousand or so new executions; its per-unit limit
 # is 120 s (-timeout) so that such a unit is not reported as a hang. The
 # other targets run thousands of executions a second.
 set -u

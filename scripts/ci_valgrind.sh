@@ -3,7 +3,7 @@
 # gcc, RelWithDebInfo (-O2 -g, the optimised code with its line numbers),
 # each program under
 #   valgrind --error-exitcode=1 --leak-check=full
-#            --suppressions=scripts/valgrind.supp   (one entry, explained there)
+#            --suppressions=scripts/valgrind.supp   (two entries, explained there)
 # with small case counts, two programs at a time:
 #   faults                  every allocation and thread creation failing in
 #                           turn (tests/test_faults.c, when present)
