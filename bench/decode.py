@@ -10,7 +10,9 @@ everyone alike, medians of the timed calls:
   libattn   attn_kv_cache_attend on a contiguous cache (--page-size P: a
             paged one, pages of the sequence scattered), through ctypes
             (bench/libattn_ctypes.py), its persistent thread pool (default
-            context, ATTN_NUM_THREADS = --threads)
+            context, ATTN_NUM_THREADS = --threads); with a bf16 cache its q
+            and output are bf16 as torch's are (--lib-q f32: f32 q and
+            output, the bf16 cache widened)
   torch     torch.nn.functional.scaled_dot_product_attention, q [1, 32, 1,
             128], k and v [1, 8, L, 128] (enable_gqa=True), same dtype,
             torch.set_num_threads(--threads)
@@ -25,6 +27,7 @@ bandwidth. Outputs are checked against each other (max |diff|) first.
 
     python3 bench/decode.py [--build build] [--threads N] [--reps 20]
         [--cache-len 32768] [--dtypes f32,bf16] [--page-size 0] [--json F]
+        [--lib-q bf16|f32]
 
 Needs numpy and torch (bench/requirements.txt) and a built libattn.so. On a
 shared machine the figures are noisy: run it alone.
@@ -139,6 +142,15 @@ class Case:
             self.cache = lib.make_cache(self.kc, self.vc, self.lens, adt)
         self.o = np.zeros((1, 1, hq, d), dtype=np.float32)
         self.p = lib.make_params(self.q, None, None, self.o, num_threads=args.threads)
+        if dtype == "bf16" and args.lib_q == "bf16":
+            # q and o in bf16 as torch has them: libattn then multiplies
+            # with bf16 dot products (vdpbf16ps) and rounds P for P V, as
+            # PyTorch's bf16 SDPA does (docs/bf16.md)
+            self.q = bf16_value(bf16_bits(self.q))
+            self.q16 = bf16_bits(self.q)
+            self.o16 = np.zeros((1, 1, hq, d), dtype=np.uint16)
+            self.p.q = lib.tensor_of(self.q16, la.ATTN_DTYPE_BF16)
+            self.p.o = lib.tensor_of(self.o16, la.ATTN_DTYPE_BF16)
         # torch: [1, heads, seq, dim]
         tdt = torch.bfloat16 if dtype == "bf16" else torch.float32
         self.tq = torch.from_numpy(self.q).permute(0, 2, 1, 3).contiguous().to(tdt)
@@ -202,7 +214,10 @@ def run(args):
         f_lib()
         t_out = f_torch().float().permute(0, 2, 1, 3).numpy().reshape(c.hq, c.d)
         f_naive()
-        lo = c.o.reshape(c.hq, c.d)
+        if hasattr(c, "o16"):
+            lo = bf16_value(c.o16).reshape(c.hq, c.d)
+        else:
+            lo = c.o.reshape(c.hq, c.d)
         d_torch = float(np.max(np.abs(lo - t_out)))
         d_naive = float(np.max(np.abs(lo - c.naive_o)))
         contenders = [("libattn", f_lib), ("torch", f_torch)]
@@ -261,6 +276,9 @@ def main():
     ap.add_argument("--heads-kv", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--dtypes", default="f32,bf16")
+    ap.add_argument("--lib-q", choices=["bf16", "f32"], default="bf16",
+                    help="libattn's q and output with a bf16 cache: bf16 "
+                         "(as torch's, the default) or f32 (the only choice before)")
     ap.add_argument("--page-size", type=int, default=0)
     ap.add_argument("--no-naive", action="store_true")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))

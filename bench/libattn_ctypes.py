@@ -273,14 +273,23 @@ class LibAttn:
         (any strides, in elements; the array must stay alive)."""
         if arr.dtype.itemsize != 4 or arr.dtype.kind != "f" or arr.ndim != 4:
             raise ValueError("need a 4-D float32 array")
+        return LibAttn.tensor_of(arr, ATTN_DTYPE_F32)
+
+    @staticmethod
+    def tensor_of(arr, dtype):
+        """attn_tensor view of a 4-D numpy array of the element size of
+        dtype: float32 for ATTN_DTYPE_F32, uint16 holding bf16 or f16 bits."""
+        es = 4 if dtype == ATTN_DTYPE_F32 else 2
+        if arr.dtype.itemsize != es or arr.ndim != 4:
+            raise ValueError("need a 4-D array of %d-byte elements" % es)
         t = AttnTensor()
         t.data = arr.ctypes.data
-        t.dtype = ATTN_DTYPE_F32
+        t.dtype = dtype
         for i in range(4):
             t.shape[i] = arr.shape[i]
-            if arr.strides[i] % 4:
+            if arr.strides[i] % es:
                 raise ValueError("stride not a multiple of the element size")
-            t.stride[i] = arr.strides[i] // 4
+            t.stride[i] = arr.strides[i] // es
         return t
 
     def make_params(self, q, k, v, o, causal=ATTN_CAUSAL_NONE, num_threads=0,

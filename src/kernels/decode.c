@@ -163,6 +163,11 @@ typedef struct dec_job {
   const attn_problem *pr;
   const attn_kv_src *src;
   const attn_decode_kernel *k;
+  /* step (1) with bf16 dot products (bf16 q and k, decode_bf16dot.h), or
+   * NULL: the kernel's own, on f32 q */
+  void (*qk_bf16)(const attn_dec_chunk *c);
+  /* step (4) with them (bf16 v and output too, P rounded), or NULL */
+  void (*pv_bf16)(const attn_dec_chunk *c);
   dec_geo g;
   const attn_t5 *t5;      /* the plan's T5 buckets, or NULL             */
   atomic_llong *wave_ctr; /* [nwaves] items taken                      */
@@ -281,10 +286,18 @@ static void run_chunk(const dec_job *job, const dec_unit *u, int nh, int64_t kk,
   for (int hh = 0; hh < nh; hh++)
     for (int r = 0; r < u->rows; r++) {
       const int64_t h = row_head(job, u, r) + hh * g->group;
-      float *row = q + (hh * u->rows + r) * g->dp;
-      attn_load_row_f32(attn_elem(&p->q, u->sq.q_bat, qi[r], h, 0), p->q.dtype,
-                        p->q.stride[3], pr->d, pr->scale, row);
-      memset(row + pr->d, 0, sizeof(float) * (size_t)(g->dp - pr->d));
+      const void *qr = attn_elem(&p->q, u->sq.q_bat, qi[r], h, 0);
+      if (job->qk_bf16) { /* raw bf16, d = dp (qk_bf16_applies) */
+        uint16_t *row16 = (uint16_t *)q + (hh * u->rows + r) * g->dp;
+        const int64_t st = p->q.stride[3];
+        for (int64_t x = 0; x < pr->d; x++)
+          row16[x] = ((const uint16_t *)qr)[x * st];
+      } else {
+        float *row = q + (hh * u->rows + r) * g->dp;
+        attn_load_row_f32(qr, p->q.dtype, p->q.stride[3], pr->d, pr->scale,
+                          row);
+        memset(row + pr->d, 0, sizeof(float) * (size_t)(g->dp - pr->d));
+      }
       attn_score *x = &sc[hh * u->rows + r];
       attn_score_setup(p, &u->sq, &u->pos, h, x);
       x->t5 = job->t5;
@@ -311,6 +324,13 @@ static void run_chunk(const dec_job *job, const dec_unit *u, int nh, int64_t kk,
   c.vs = src->v.stride[3];
   c.kmode = read_mode(c.kdt, c.ks, c.d, c.dp);
   c.vmode = read_mode(c.vdt, c.vs, c.dv, c.dvp);
+  c.scale = pr->scale;
+  c.qk = job->qk_bf16;
+  c.pv = job->pv_bf16;
+  if (job->qk_bf16)
+    c.kmode = ATTN_DEC_BF16DOT;
+  if (job->pv_bf16)
+    c.vmode = ATTN_DEC_BF16DOT;
   c.s = (float *)(ws + g->s);
   c.stage = (float *)(ws + g->stage);
   c.rowp = (const float **)(ws + g->rowp);
@@ -410,6 +430,29 @@ static void run_item(dec_job *job, int64_t ui, int nh, int64_t kk, char *ws,
   }
 }
 
+/* Q K with bf16 dot products: bf16 q and k, as the forward decides
+ * (docs/bf16.md), on an ISA whose table has them; k rows dense and a whole
+ * number of vector pairs long (d = dp, a multiple of 2 VL), else the
+ * kernel widens k as for an f32 q. */
+static int qk_bf16_applies(const attn_plan *pl, const attn_kv_src *src,
+                           const dec_geo *g) {
+  const attn_params *p = &pl->p;
+  return pl->k.dec_qk_bf16 && p->q.dtype == ATTN_DTYPE_BF16 &&
+         src->k.dtype == ATTN_DTYPE_BF16 && src->k.stride[3] == 1 &&
+         pl->pr.d == g->dp && g->dp % (2 * (int64_t)pl->k.dec->vl) == 0;
+}
+
+/* P V with bf16 dot products, P rounded to bf16: besides bf16 q and k,
+ * bf16 v and a bf16 output (the forward's rule), v rows dense and a whole
+ * number of vector pairs long. */
+static int pv_bf16_applies(const attn_plan *pl, const attn_kv_src *src,
+                           const dec_geo *g) {
+  const attn_params *p = &pl->p;
+  return pl->k.dec_pv_bf16 && src->v.dtype == ATTN_DTYPE_BF16 &&
+         p->o.dtype == ATTN_DTYPE_BF16 && src->v.stride[3] == 1 &&
+         pl->pr.dv == g->dvp && g->dvp % (2 * (int64_t)pl->k.dec->vl) == 0;
+}
+
 static void dec_worker(void *arg, attn_team *team, int tid, int nthreads) {
   (void)nthreads;
   dec_job *job = (dec_job *)arg;
@@ -449,6 +492,10 @@ attn_status attn_decode_run(const attn_plan *pl, const attn_kv_src *src,
   job.pr = &pl->pr;
   job.src = src;
   job.k = pl->k.dec;
+  job.qk_bf16 = qk_bf16_applies(pl, src, &job.g) ? pl->k.dec_qk_bf16 : NULL;
+  job.pv_bf16 = job.qk_bf16 && pv_bf16_applies(pl, src, &job.g)
+                    ? pl->k.dec_pv_bf16
+                    : NULL;
   job.t5 = p->rel_bias ? &pl->t5 : NULL; /* set up by attn_plan_prepare */
   void *mem = NULL;
   char *base;

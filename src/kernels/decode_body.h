@@ -180,17 +180,7 @@ static ALWAYS_INLINE vf KFN(dec_ld_bf16)(const uint16_t *p) {
 #endif
 }
 
-/* Pins a vector to a register: compilers fold a load into every FMA that
- * uses it (a q vector once per key, so a Q K step issued more loads than
- * FMAs, and Zen 4 issues one 512-bit load a cycle); an empty asm that
- * claims to change it makes them load it once. */
-#if defined(ATTN_SIMD_AVX512)
-#define DEC_IN_REG(x) __asm__("" : "+v"(x))
-#elif defined(ATTN_SIMD_AVX2)
-#define DEC_IN_REG(x) __asm__("" : "+x"(x))
-#else
-#define DEC_IN_REG(x) ((void)0)
-#endif
+#include "kernels/decode_common.h"
 
 /* Pairs of bf16 (AVX2, AVX-512): 2 VL elements at p in one load, widened
  * with a shift and a mask, no shuffle: ev holds the even elements (0, 2,
@@ -259,78 +249,6 @@ static ALWAYS_INLINE vf KFN(dec_ld)(const void *p, int64_t x, const int mode) {
   if (mode == ATTN_DEC_F16)
     return KFN(dec_ld_f16)((const uint16_t *)p + x);
   return vf_load((const float *)p + x);
-}
-
-#if defined(ATTN_SIMD_AVX2) || defined(ATTN_SIMD_AVX512)
-/* s0[r], s1[r] (row stride lds) = the sums of the 8 lanes of c0[r], c1[r],
- * r < 4: the eight at once, each in vf_hsum's order for 8 lanes (halves,
- * then (t0 + t2) + (t1 + t3)): the same bits, fewer instructions. */
-static ALWAYS_INLINE void KFN(dec_store4_256)(const __m256 *c0,
-                                              const __m256 *c1, float *s0,
-                                              float *s1, int64_t lds) {
-  __m256 t[4];
-  UNROLL for (int r = 0; r < 4; r++) {
-    const __m256 lo = _mm256_permute2f128_ps(c0[r], c1[r], 0x20);
-    const __m256 hi = _mm256_permute2f128_ps(c0[r], c1[r], 0x31);
-    t[r] = _mm256_add_ps(lo, hi); /* [t(k0) | t(k1)] of row r */
-  }
-  const __m256 u01 =
-      _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                    _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 u23 =
-      _mm256_add_ps(_mm256_shuffle_ps(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                    _mm256_shuffle_ps(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 res = _mm256_hadd_ps(u01, u23); /* [rows of k0 | of k1] */
-  const __m128 a = _mm256_castps256_ps128(res);
-  const __m128 b = _mm256_extractf128_ps(res, 1);
-  if (s1 == s0 + 1) {
-    const __m128 x01 = _mm_unpacklo_ps(a, b), x23 = _mm_unpackhi_ps(a, b);
-    _mm_storel_pi((__m64 *)s0, x01);
-    _mm_storeh_pi((__m64 *)(s0 + lds), x01);
-    _mm_storel_pi((__m64 *)(s0 + 2 * lds), x23);
-    _mm_storeh_pi((__m64 *)(s0 + 3 * lds), x23);
-  } else {
-    float ta[4], tb[4];
-    _mm_storeu_ps(ta, a);
-    _mm_storeu_ps(tb, b);
-    UNROLL for (int r = 0; r < 4; r++) {
-      s0[r * lds] = ta[r];
-      s1[r * lds] = tb[r];
-    }
-  }
-}
-#endif
-
-/* s0[r], s1[r] (row stride lds) = hsum(c0[r]), hsum(c1[r]), r < mr. */
-static ALWAYS_INLINE void KFN(dec_dot_store)(const int mr, const vf *c0,
-                                             const vf *c1, float *s0, float *s1,
-                                             int64_t lds) {
-#if defined(ATTN_SIMD_AVX2)
-  if (mr == 4) {
-    KFN(dec_store4_256)(c0, c1, s0, s1, lds);
-    return;
-  }
-#elif defined(ATTN_SIMD_AVX512)
-  if (mr == 4) {
-    /* vf_hsum's first step (the 256-bit halves added), then the 8-lane
-     * order above: vf_hsum's bits */
-    __m256 h0[4], h1[4];
-    UNROLL for (int r = 0; r < 4; r++) {
-      h0[r] = _mm256_add_ps(
-          _mm512_castps512_ps256(c0[r]),
-          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c0[r]), 1)));
-      h1[r] = _mm256_add_ps(
-          _mm512_castps512_ps256(c1[r]),
-          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c1[r]), 1)));
-    }
-    KFN(dec_store4_256)(h0, h1, s0, s1, lds);
-    return;
-  }
-#endif
-  UNROLL for (int r = 0; r < mr; r++) {
-    s0[r * lds] = vf_hsum(c0[r]);
-    s1[r * lds] = vf_hsum(c1[r]);
-  }
 }
 
 /* s0[r], s1[r] (row stride lds) = dot(q[r], k0), dot(q[r], k1) for mr <= 4
@@ -430,27 +348,6 @@ static ALWAYS_INLINE const float *KFN(dec_val_f32)(const attn_dec_chunk *c,
   float *dst = c->stage + slot * ATTN_MAX(c->dp, c->dvp);
   KFN(dec_load)(at, c->vdt, c->vs, c->dv, c->dvp, dst);
   return dst;
-}
-
-/* Keys ahead that pass (1) and (4) ask the caches for, and the hint:
- * locality 2 (prefetcht1), the lines left in L2; with prefetcht0 each
- * request held one of L1's few miss buffers and one Zen 4 thread read
- * 10-11 GB/s instead of 15-18 (docs/decisions.md). */
-#ifndef DEC_PF_HINT
-#define DEC_PF_HINT 2
-#endif
-#ifndef DEC_PREFETCH
-#define DEC_PREFETCH 4
-#endif
-
-/* Prefetches key j's rows (bytes each, heads step apart) of nh heads. */
-static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
-                                            int64_t step, int64_t bytes) {
-  if (DEC_PREFETCH <= 0)
-    return;
-  for (int h = 0; h < nh; h++)
-    for (int64_t off = 0; off < bytes; off += 64)
-      __builtin_prefetch((const char *)row + h * step + off, 0, DEC_PF_HINT);
 }
 
 /* (1) S = Q Kᵀ for every head and row, keys two at a time in memory order
@@ -580,7 +477,10 @@ static void KFN(dec_chunk)(const attn_dec_chunk *cin) {
   const int ncol = (n + VL - 1) / VL * VL;
   if (DEC_BF16X2 && c->kmode == ATTN_DEC_BF16)
     KFN(dec_even_odd)(c->q, (int64_t)c->nh * c->rows, c->dp, c->dp, 0);
-  KFN(dec_qk)(c); /* (1) */
+  if (c->kmode == ATTN_DEC_BF16DOT)
+    c->qk(c); /* (1), bf16 dot products */
+  else
+    KFN(dec_qk)(c); /* (1) */
   for (int h = 0; h < c->nh; h++) {
     float *o = c->part[h] + 2 * c->pstride;
     for (int r = 0; r < c->rows; r++) { /* (2), (3) */
@@ -589,7 +489,9 @@ static void KFN(dec_chunk)(const attn_dec_chunk *cin) {
     }
     memset(o, 0, sizeof(float) * (size_t)(c->rows * c->dvp));
   }
-  if (c->rows <= ATTN_DEC_STREAM_ROWS) { /* (4) */
+  if (c->vmode == ATTN_DEC_BF16DOT) {
+    c->pv(c);                                   /* (4), bf16 dot products */
+  } else if (c->rows <= ATTN_DEC_STREAM_ROWS) { /* (4) */
     KFN(dec_pv_stream)(c);
     if (DEC_BF16X2 && c->vmode == ATTN_DEC_BF16)
       for (int h = 0; h < c->nh; h++)

@@ -30,14 +30,21 @@
 #define ATTN_DEC_RB 64  /* rows per unit                           */
 #define ATTN_DEC_SUB 64 /* keys per sub-tile (= ATTN_TILE_K)       */
 
-typedef struct attn_dec_chunk {
-  int nh;                  /* kv heads (units) served together, 1 ..          */
-  int rows;                /* rows per head, 1 .. ATTN_DEC_RB                 */
-  int64_t d, dv;           /* head dims of K and V                            */
-  int64_t dp, dvp;         /* padded to the vector width                      */
-  float *q;                /* [nh][rows][dp] scale * q, zero padded; the
-                              kernel may reorder it in place (reloaded for
-                              every chunk)                                   */
+typedef struct attn_dec_chunk attn_dec_chunk;
+struct attn_dec_chunk {
+  int nh;          /* kv heads (units) served together, 1 ..          */
+  int rows;        /* rows per head, 1 .. ATTN_DEC_RB                 */
+  int64_t d, dv;   /* head dims of K and V                            */
+  int64_t dp, dvp; /* padded to the vector width                      */
+  float *q;        /* [nh][rows][dp] scale * q, zero padded; the
+                      kernel may reorder it in place (reloaded for
+                      every chunk); for ATTN_DEC_BF16DOT [nh][rows]
+                      [dp] bf16 q, unscaled                          */
+  float scale;     /* ATTN_DEC_BF16DOT: S = scale * (q . k)        */
+  /* ATTN_DEC_BF16DOT k (v): step (1) ((4)) with bf16 dot products
+   * (decode_bf16dot.h) */
+  void (*qk)(const attn_dec_chunk *c);
+  void (*pv)(const attn_dec_chunk *c);
   const int64_t *qi;       /* [rows] the row's query index in its sequence    */
   const int64_t *lo;       /* [rows] first key the row may see                */
   const int64_t *hi;       /* [rows] last key the row may see (< lo: none)    */
@@ -56,7 +63,7 @@ typedef struct attn_dec_chunk {
   float *const *part;      /* [nh] the head's partial: m [pstride],
                               l [pstride], o [rows][dvp] (unnormalised)    */
   int64_t pstride;
-} attn_dec_chunk;
+};
 
 /* How the loops read K and V rows: in place (unit stride, dims a multiple
  * of the vector width) as f32, bf16 or f16 widened in registers, or
@@ -65,14 +72,19 @@ typedef struct attn_dec_chunk {
  * the AVX2 and AVX-512 kernels: Q·K sums each block's products of f32 q
  * and the widened quants, then adds that times the block's scale; P·V
  * folds the scale into the broadcast probability, o += (p d) q. The
- * generic kernel stages them (dequantised rows, then the f32 loops). */
+ * generic kernel stages them (dequantised rows, then the f32 loops).
+ * ATTN_DEC_BF16DOT: bf16 k met by a bf16 q, in place, multiplied with bf16
+ * dot products (the forward's rule, docs/bf16.md) by c->qk; bf16 v, when
+ * the output is bf16 too, by c->pv with P rounded to bf16; on the ISAs
+ * whose table has them (avx512bf16, and generic's exact emulation). */
 enum {
   ATTN_DEC_F32 = 0,
   ATTN_DEC_BF16 = 1,
   ATTN_DEC_F16 = 2,
   ATTN_DEC_STAGED = 3,
   ATTN_DEC_Q8_0 = 4,
-  ATTN_DEC_Q4_0 = 5
+  ATTN_DEC_Q4_0 = 5,
+  ATTN_DEC_BF16DOT = 6
 };
 
 /* Rows per head up to which P V streams keys in memory order with the
@@ -95,5 +107,11 @@ typedef struct attn_decode_kernel {
 const attn_decode_kernel *attn_decode_kernel_generic(void);
 const attn_decode_kernel *attn_decode_kernel_avx2(void);
 const attn_decode_kernel *attn_decode_kernel_avx512(void);
+/* Steps (1) and (4) for ATTN_DEC_BF16DOT (the tables' dec_qk_bf16 and
+ * dec_pv_bf16). */
+void attn_dec_qk_bf16_generic(const attn_dec_chunk *c);
+void attn_dec_pv_bf16_generic(const attn_dec_chunk *c);
+void attn_dec_qk_bf16_avx512bf16(const attn_dec_chunk *c);
+void attn_dec_pv_bf16_avx512bf16(const attn_dec_chunk *c);
 
 #endif

@@ -8,6 +8,8 @@ static void fill_generic(attn_kernels *t) {
   t->bwd_bf16 = attn_bwd_kernel_generic_bf16();
   t->bwd = attn_bwd_kernel_generic();
   t->dec = attn_decode_kernel_generic();
+  t->dec_qk_bf16 = attn_dec_qk_bf16_generic;
+  t->dec_pv_bf16 = attn_dec_pv_bf16_generic;
   t->peak_loop = attn_peak_loop_generic;
   t->peak_loop_bf16 = NULL; /* emulated: no peak to measure */
 }
@@ -19,6 +21,8 @@ static void fill_avx2(attn_kernels *t) {
   t->fwd = attn_kernel_avx2();
   t->fwd_bf16 = NULL; /* no bf16 dot product: widening is faster */
   t->bwd_bf16 = NULL;
+  t->dec_qk_bf16 = NULL;
+  t->dec_pv_bf16 = NULL;
   t->bwd = attn_bwd_kernel_avx2();
   t->dec = attn_decode_kernel_avx2();
   t->peak_loop = attn_peak_loop_avx2;
@@ -38,6 +42,8 @@ static void fill_avx512bf16(attn_kernels *t) {
   t->isa = ATTN_ISA_AVX512_BF16;
   t->fwd_bf16 = attn_kernel_avx512bf16();
   t->bwd_bf16 = attn_bwd_kernel_avx512bf16();
+  t->dec_qk_bf16 = attn_dec_qk_bf16_avx512bf16;
+  t->dec_pv_bf16 = attn_dec_pv_bf16_avx512bf16;
   t->peak_loop_bf16 = attn_peak_loop_avx512bf16;
 }
 #endif

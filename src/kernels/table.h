@@ -20,6 +20,10 @@ typedef struct attn_kernels {
   const attn_bwd_kernel *bwd_bf16;
   /* the split-KV decode kernel (decode_kernels.h) */
   const attn_decode_kernel *dec;
+  /* its steps (1) for bf16 q and k, (4) for bf16 v and output, with bf16
+   * dot products (decode_bf16dot.h), or NULL */
+  void (*dec_qk_bf16)(const attn_dec_chunk *c);
+  void (*dec_pv_bf16)(const attn_dec_chunk *c);
   double (*peak_loop)(int64_t iters);      /* FMA probe: returns FLOPs done */
   double (*peak_loop_bf16)(int64_t iters); /* bf16 dot probe, or NULL  */
 } attn_kernels;

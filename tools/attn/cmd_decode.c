@@ -26,6 +26,9 @@ const char cmd_decode_help[] =
     "  (32768 tokens per sequence) --batch B (1) --queries Q (1 query rows\n"
     "  per sequence) --dtype f32|bf16|f16|q8_0|q4_0 (f32, the cache's\n"
     "  storage; q8_0 and q4_0 need a head_dim multiple of 32)\n"
+    "  --q-dtype f32|bf16|f16 (f32; the query's and the output's storage:\n"
+    "  bf16 q on a bf16 cache takes bf16 dot products where the ISA has\n"
+    "  them, docs/bf16.md)\n"
     "  --page-size P (0 = contiguous) --threads N (0 = all) --isa ISA\n"
     "  --reps R (20) --warmup W (2) --bandwidth GBS (default: measured in\n"
     "  the same run) --json --check (attn_forward on the same keys must\n"
@@ -36,7 +39,7 @@ const char cmd_decode_help[] =
 typedef struct decode_opts {
   int64_t hq, hk, d, len, batch, queries, page, reps, warmup;
   int threads, check, json;
-  attn_dtype dt;
+  attn_dtype dt, qdt;
   attn_isa isa;
   double bandwidth; /* 0 = measure */
 } decode_opts;
@@ -81,6 +84,8 @@ static void parse(int argc, char **argv, decode_opts *o) {
     } else if (args_is(&a, "--dtype")) {
       const char *v = args_value(&a);
       o->dt = v[0] == 'q' ? args_quant("--dtype", v) : args_dtype("--dtype", v);
+    } else if (args_is(&a, "--q-dtype")) {
+      o->qdt = args_dtype("--q-dtype", args_value(&a));
     } else if (args_is(&a, "--bandwidth")) {
       o->bandwidth = args_real("--bandwidth", args_value(&a));
       if (!(o->bandwidth > 0))
@@ -185,12 +190,16 @@ static void setup_call(const decode_opts *o, decode_run *r) {
   uint64_t seed = 0xC0FFEE;
   for (int64_t i = 0; i < nq * o->d; i++)
     r->q[i] = unit(&seed);
+  if (o->qdt != ATTN_DTYPE_F32) { /* in place: 2-byte values, front half */
+    uint16_t *h = (uint16_t *)r->q;
+    for (int64_t i = 0; i < nq * o->d; i++)
+      h[i] = o->qdt == ATTN_DTYPE_BF16 ? attn_f32_to_bf16(r->q[i])
+                                       : attn_f32_to_f16(r->q[i]);
+  }
   attn_params *p = &r->p;
   attn_params_init(p);
-  p->q =
-      attn_tensor_bshd(r->q, ATTN_DTYPE_F32, o->batch, o->queries, o->hq, o->d);
-  p->o =
-      attn_tensor_bshd(r->o, ATTN_DTYPE_F32, o->batch, o->queries, o->hq, o->d);
+  p->q = attn_tensor_bshd(r->q, o->qdt, o->batch, o->queries, o->hq, o->d);
+  p->o = attn_tensor_bshd(r->o, o->qdt, o->batch, o->queries, o->hq, o->d);
   p->lse = r->lse;
   p->causal = ATTN_CAUSAL_BOTTOM_RIGHT;
   p->num_threads = o->threads;
@@ -232,9 +241,17 @@ static void time_calls(const decode_opts *o, decode_run *r, attn_context *ctx) {
   const double kv = (double)o->batch * (double)o->len * (double)o->hk *
                     (double)(2 * o->d / attn_dtype_block(o->dt)) *
                     (double)attn_dtype_size(o->dt);
-  const double qo =
-      (double)(o->batch * o->queries * o->hq) * (double)(2 * o->d + 1) * 4.0;
+  const double qo = (double)(o->batch * o->queries * o->hq) *
+                    (double)(2 * o->d * attn_dtype_size(o->qdt) + 4);
   r->gbytes = (kv + qo) * 1e-9;
+}
+
+/* Element i of an output of o->qdt. */
+static double out_value(const decode_opts *o, const float *x, int64_t i) {
+  const uint16_t *h = (const uint16_t *)x;
+  return o->qdt == ATTN_DTYPE_F32    ? (double)x[i]
+         : o->qdt == ATTN_DTYPE_BF16 ? (double)attn_bf16_to_f32(h[i])
+                                     : (double)attn_f16_to_f32(h[i]);
 }
 
 /* attn_forward on the same keys as tensors (a paged cache gathered), the
@@ -257,7 +274,7 @@ static double check(const decode_opts *o, decode_run *r, attn_context *ctx) {
       }
   }
   const int64_t nq = o->batch * o->queries * o->hq;
-  r->o2 = cli_calloc(nq * o->d, sizeof(float), "o");
+  r->o2 = cli_calloc(nq * o->d, sizeof(float), "o"); /* f32 or less */
   r->lse2 = cli_calloc(nq, sizeof(float), "lse");
   attn_params p = r->p;
   p.k = attn_tensor_bshd(k, o->dt, o->batch, o->len, o->hk, o->d);
@@ -271,7 +288,7 @@ static double check(const decode_opts *o, decode_run *r, attn_context *ctx) {
              r->msg);
   double diff = 0;
   for (int64_t i = 0; i < nq * o->d; i++)
-    diff = fmax(diff, fabs((double)r->o[i] - (double)r->o2[i]));
+    diff = fmax(diff, fabs(out_value(o, r->o, i) - out_value(o, r->o2, i)));
   for (int64_t i = 0; i < nq; i++)
     if (r->lse[i] != r->lse2[i])
       diff = fmax(diff, fabs((double)r->lse[i] - (double)r->lse2[i]));
@@ -286,23 +303,25 @@ static void report(const decode_opts *o, const decode_run *r, int checked,
   if (o->json) {
     printf("{\"command\":\"decode\",\"batch\":%lld,\"heads_q\":%lld,"
            "\"heads_kv\":%lld,\"head_dim\":%lld,\"cache_len\":%lld,"
-           "\"queries\":%lld,\"dtype\":\"%s\",\"page_size\":%lld,"
+           "\"queries\":%lld,\"dtype\":\"%s\",\"q_dtype\":\"%s\","
+           "\"page_size\":%lld,"
            "\"threads\":%d,\"median_ms\":%.4f,\"gb_moved\":%.6f,"
            "\"gbps\":%.3f,\"read_gbps\":%.3f,\"share\":%.4f",
            (long long)o->batch, (long long)o->hq, (long long)o->hk,
            (long long)o->d, (long long)o->len, (long long)o->queries, dt,
-           (long long)o->page, o->threads, r->median * 1e3, r->gbytes, gbs,
-           r->read_gbps, share / 100.0);
+           args_dtype_name(o->qdt), (long long)o->page, o->threads,
+           r->median * 1e3, r->gbytes, gbs, r->read_gbps, share / 100.0);
     if (checked)
       printf(",\"max_diff\":%.3g", diff);
     printf("}\n");
     return;
   }
   printf("decode: batch %lld, heads %lld/%lld, head_dim %lld, cache %lld "
-         "tokens (%s, %s), %lld query row(s)\n",
+         "tokens (%s, %s), %lld query row(s) (%s)\n",
          (long long)o->batch, (long long)o->hq, (long long)o->hk,
          (long long)o->d, (long long)o->len, dt,
-         o->page ? "paged" : "contiguous", (long long)o->queries);
+         o->page ? "paged" : "contiguous", (long long)o->queries,
+         args_dtype_name(o->qdt));
   printf("time: %.3f ms median of %lld (min %.3f ms)\n", r->median * 1e3,
          (long long)o->reps, r->times[0] * 1e3);
   printf("moved: %.1f MB, %.2f GB/s = %.1f%% of the read bandwidth %.2f GB/s "
@@ -325,6 +344,7 @@ int cmd_decode(int argc, char **argv) {
                    .reps = 20,
                    .warmup = 2,
                    .dt = ATTN_DTYPE_F32,
+                   .qdt = ATTN_DTYPE_F32,
                    .isa = ATTN_ISA_AUTO};
   parse(argc, argv, &o);
   cli_parsed(); /* parse-only mode (cli.h) ends here */
