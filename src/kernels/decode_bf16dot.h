@@ -8,9 +8,9 @@
  * arithmetic per key and reads K without converting it.
  *
  * Before including: simd.h with ATTN_SIMD_BF16, decode_kernels.h and
- * KSUFFIX. Defines KFN(dec_qk_bf16dot) and KFN(dec_pv_bf16dot), the
- * functions the decode framework hands the kernel (attn_dec_chunk.qk,
- * .pv). The chunk's q holds, per row,
+ * KSUFFIX. Defines attn_dec_qk_bf16_<KSUFFIX> and attn_dec_pv_bf16_<KSUFFIX>
+ * (decode_kernels.h), the functions the decode framework hands the kernel
+ * (attn_dec_chunk.qk, .pv). The chunk's q holds, per row,
  * dp bf16 values (unscaled) where the f32 kernels keep dp floats; dp is a
  * multiple of 2 VL and equals the head dim (decode.c checks both). */
 #include "kernels/decode_common.h"
@@ -128,7 +128,7 @@ static ALWAYS_INLINE void KFN(dqb_pair)(int mr, const uint16_t *q, int64_t dp,
 /* Keys four at a time in memory order (all heads of keys j .. j + 3), as
  * dec_qk_mode (decode_body.h) takes them two at a time; a last group of
  * fewer keys, and rows past a multiple of four, in pairs. */
-static void KFN(dec_qk_bf16dot)(const attn_dec_chunk *c) {
+void KFN(attn_dec_qk_bf16)(const attn_dec_chunk *c) {
   const int64_t dp = c->dp, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
   const int rows = c->rows;
   const int64_t kb = 2 * c->d;
@@ -253,7 +253,7 @@ DQB_PV_FN(2)
 DQB_PV_FN(4)
 DQB_PV_FN(0)
 
-static void KFN(dec_pv_bf16dot)(const attn_dec_chunk *c) {
+void KFN(attn_dec_pv_bf16)(const attn_dec_chunk *c) {
   const int64_t n = c->jb - c->ja, dvp = c->dvp, lds = ATTN_DEC_LDS;
   const int64_t ncol = (n + VL - 1) / VL * VL;
   const int rows = c->rows;

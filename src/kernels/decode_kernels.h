@@ -109,8 +109,8 @@ const attn_decode_kernel *attn_decode_kernel_avx2(void);
 const attn_decode_kernel *attn_decode_kernel_avx512(void);
 /* Steps (1) and (4) for ATTN_DEC_BF16DOT (the tables' dec_qk_bf16 and
  * dec_pv_bf16). */
-void attn_dec_qk_bf16_generic(const attn_dec_chunk *c);
-void attn_dec_pv_bf16_generic(const attn_dec_chunk *c);
+void attn_dec_qk_bf16_generic_bf16(const attn_dec_chunk *c);
+void attn_dec_pv_bf16_generic_bf16(const attn_dec_chunk *c);
 void attn_dec_qk_bf16_avx512bf16(const attn_dec_chunk *c);
 void attn_dec_pv_bf16_avx512bf16(const attn_dec_chunk *c);
 

@@ -8,8 +8,8 @@ static void fill_generic(attn_kernels *t) {
   t->bwd_bf16 = attn_bwd_kernel_generic_bf16();
   t->bwd = attn_bwd_kernel_generic();
   t->dec = attn_decode_kernel_generic();
-  t->dec_qk_bf16 = attn_dec_qk_bf16_generic;
-  t->dec_pv_bf16 = attn_dec_pv_bf16_generic;
+  t->dec_qk_bf16 = attn_dec_qk_bf16_generic_bf16;
+  t->dec_pv_bf16 = attn_dec_pv_bf16_generic_bf16;
   t->peak_loop = attn_peak_loop_generic;
   t->peak_loop_bf16 = NULL; /* emulated: no peak to measure */
 }

@@ -1,6 +1,7 @@
-/* Decode Q K and P V with the bf16 dot product emulated exactly (simd.h) for
- * bf16 q and k: decode_bf16dot.h, the reference for every machine's numerics of
- * that path; the rest of the chunk is decode_generic.c's. */
+/* Decode Q K and P V with the bf16 dot product emulated exactly (simd.h)
+ * for bf16 q and k (v): decode_bf16dot.h, the reference for every
+ * machine's numerics of that path; the rest of the chunk is
+ * decode_generic.c's. */
 #define ATTN_SIMD_GENERIC 1
 #define ATTN_SIMD_BF16 1
 #include "kernels/simd.h"
@@ -9,11 +10,3 @@
 
 #define KSUFFIX generic_bf16
 #include "kernels/decode_bf16dot.h"
-
-void attn_dec_qk_bf16_generic(const attn_dec_chunk *c) {
-  dec_qk_bf16dot_generic_bf16(c);
-}
-
-void attn_dec_pv_bf16_generic(const attn_dec_chunk *c) {
-  dec_pv_bf16dot_generic_bf16(c);
-}
