@@ -25,6 +25,9 @@
  *       keys four at a time in memory order with the accumulators in L1;
  *       more rows, per head and sub-tile of ATTN_DEC_SUB keys, DMR x DNV
  *       register blocks whose sums are added to o at the sub-tile's end.
+ * With bf16 q and k (and v and output) on an ISA with bf16 dot products,
+ * steps (1) (and (4)) are the chunk's c->qk (c->pv) instead
+ * (decode_bf16dot.h, ATTN_DEC_BF16DOT).
  * Keys outside ja .. jb - 1 are never read. A masked key's non-finite V
  * can reach the unit's other rows through 0 * inf, as the tiled kernel
  * allows inside one ATTN_TILE_Q x ATTN_TILE_K tile (the framework keeps a
