@@ -9,7 +9,8 @@
  * (seq_lens and both pools byte for byte as before) and says why; a
  * successful append advances seq_lens by n_new; a successful attend gives
  * finite outputs (the inputs are finite) and LSE finite or -inf, bitwise
- * the same on 1 and 3 threads.
+ * the same on 1 and 3 threads. q and the output f32 or bf16 (with a bf16
+ * cache and head dims of 32 or 64: the bf16 dot-product decode).
  */
 #include "attn.h"
 
@@ -62,7 +63,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.dtype = dts[pick(&r, 0, 3)];
   c.num_seqs = pick(&r, 1, 3);
   c.heads_kv = pick(&r, 1, 2);
-  c.head_dim = pick(&r, 1, 16);
+  /* 1 .. 16; bytes 248 .. 255 (once 9 .. 16): 32 or 64, whole bf16
+   * vector pairs, which the decode's bf16 dot products need */
+  const unsigned hd = take(&r);
+  c.head_dim = hd >= 248 ? 32 << (hd & 1) : 1 + (int64_t)(hd % 16);
   c.head_dim_v = pick(&r, 0, 9); /* 0 = head_dim */
   const int64_t dv = c.head_dim_v ? c.head_dim_v : c.head_dim;
   const int paged = (int)pick(&r, 0, 2);
@@ -142,10 +146,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fill(q, nq * c.head_dim, &r);
   attn_params p;
   attn_params_init(&p);
-  p.q = attn_tensor_bshd(q, ATTN_DTYPE_F32, c.num_seqs, sq, hq, c.head_dim);
-  p.o = attn_tensor_bshd(o1, ATTN_DTYPE_F32, c.num_seqs, sq, hq, dv);
   p.lse = lse1;
   p.causal = (attn_causal)pick(&r, 0, 3);
+  /* q and o f32, or (the last byte, so that older inputs keep their
+   * meaning) bf16: with a bf16 cache, the bf16 dot-product decode */
+  const attn_dtype qdt = pick(&r, 0, 2) ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
+  uint16_t *q16 = malloc(sizeof(uint16_t) * (size_t)(nq * c.head_dim));
+  to_dtype(q, nq * c.head_dim, ATTN_DTYPE_BF16, q16);
+  p.q = attn_tensor_bshd(qdt == ATTN_DTYPE_F32 ? (void *)q : (void *)q16, qdt,
+                         c.num_seqs, sq, hq, c.head_dim);
+  p.o = attn_tensor_bshd(o1, qdt, c.num_seqs, sq, hq, dv);
+  const size_t obytes = attn_dtype_size(qdt) * (size_t)(nq * dv);
   p.num_threads = 1;
   char pwhy[256];
   p.error_message = pwhy;
@@ -153,7 +164,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const attn_status s1 = attn_kv_cache_attend(NULL, &c, &p, NULL);
   if (s1 == ATTN_OK) {
     for (int64_t i = 0; i < nq * dv; i++)
-      if (!isfinite(o1[i]))
+      if (!isfinite(qdt == ATTN_DTYPE_F32
+                        ? o1[i]
+                        : attn_bf16_to_f32(((const uint16_t *)o1)[i])))
         abort();
     for (int64_t i = 0; i < nq; i++)
       if (isnan(lse1[i]) || lse1[i] == INFINITY)
@@ -162,13 +175,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p.lse = lse3;
     p.num_threads = 3;
     if (attn_kv_cache_attend(NULL, &c, &p, NULL) != ATTN_OK ||
-        memcmp(o1, o3, sizeof(float) * (size_t)(nq * dv)) != 0 ||
+        memcmp(o1, o3, obytes) != 0 ||
         memcmp(lse1, lse3, sizeof(float) * (size_t)nq) != 0)
       abort(); /* thread counts differ */
   } else if (s1 > 0) {
     abort();
   }
   free(q);
+  free(q16);
   free(o1);
   free(o3);
   free(k0);

@@ -13,8 +13,9 @@ is the byte sequence carve() in params2_fuzz.c reads, field by field:
   head, column [, bias key (2 bytes)]; mode 3: backward?, x, y, kind
   (0 same start, 1 touching after, 2 touching before, 3 overlapping),
   delta (2 bytes), threads-1; modes 0/1 then optionally 0xC5, pattern
-  (0 strided, 1 fixed), L-2, C-1 (Child et al.'s patterns); the last byte
-  feeds the data seed.
+  (0 strided, 1 fixed), L-2, C-1 (Child et al.'s patterns); then
+  optionally 0xD3, d = dv = 32 << (byte % 2), bf16 (byte % 2) with at most
+  48 query rows; the last byte feeds the data seed.
 
 Usage: python3 fuzz/gen_params2_corpus.py [OUTDIR]
 """
@@ -132,6 +133,17 @@ def seeds():
                  dt=n, causal=1, bias=n == 1)
         out["huge_sparse_%d_%s%d" % (n, "sf"[kind], L)] = \
             b + [4, 3, 2, 1] + [0xC5, kind, L - 2, C - 1, n]
+    # modes 0 and 1 with head dims 32 and 64 (marker 0xD3 after the sparse
+    # slot): the bf16 dot-product decode (up to 48 query rows) and tiles
+    for n in range(6):
+        mode = n % 2
+        sq, sk = [(1, 1), (4, 160), (48, 300), (13, 64), (2, 160), (47, 97)][n]
+        b = head(mode, 1 + n % 2, 1 + (n // 2) % 2, [4, 2, 1][n % 3], sq, sk,
+                 8, 8, dt=1, bhsd=n % 2, causal=n % 3, kv=n == 3,
+                 bias=n == 4, softcap=7 if n == 5 else 0, alibi=n == 2)
+        mags = [0, 1, 0] if mode == 0 else [3, 3, 2, 1]
+        out["wide_%d_d%d_%dx%d" % (n, 32 << (n % 2), sq, sk)] = \
+            b + mags + [0, 0xD3, n % 2, 1, n]
     return out
 
 

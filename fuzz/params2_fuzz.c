@@ -230,6 +230,17 @@ static void carve(bytes *in, fcase *c) {
     c->sl = 2 + take(in, 64);
     c->sc = 1 + take(in, c->sl);
   }
+  /* last again, behind its own marker: head dims of whole bf16 vector
+   * pairs (32, 64), which the bf16 dot-product paths of the decode kernel
+   * need on AVX-512 and the other draws never reach; at most 48 query rows
+   * (the decode kernel's), bf16 inputs half the time */
+  if ((c->mode == M_ACC || c->mode == M_HUGE) && take(in, 256) == 0xD3) {
+    c->d = c->dv = 32 << take(in, 2);
+    if (c->sq > 48)
+      c->sq = 1 + c->sq % 48;
+    if (take(in, 2))
+      c->dt = ATTN_DTYPE_BF16;
+  }
 }
 
 static attn_tensor view(void *d, attn_dtype dt, int bhsd, int64_t b, int64_t s,
