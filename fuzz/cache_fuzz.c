@@ -10,7 +10,8 @@
  * successful append advances seq_lens by n_new; a successful attend gives
  * finite outputs (the inputs are finite) and LSE finite or -inf, bitwise
  * the same on 1 and 3 threads. q and the output f32 or bf16 (with a bf16
- * cache and head dims of 32 or 64: the bf16 dot-product decode).
+ * cache and head dims of 32 or 64: the bf16 dot-product decode); the
+ * cache f32, bf16, f16, q8_0 or q4_0.
  */
 #include "attn.h"
 
@@ -43,7 +44,22 @@ static void fill(float *x, int64_t n, reader *r) {
     x[i] = (float)((int)take(r) - 128) / 64.0f;
 }
 
+/* Bytes of n values of dt (quantised: whole blocks). */
+static size_t nbytes(attn_dtype dt, int64_t n) {
+  const int64_t blk = attn_dtype_block(dt);
+  return (size_t)((n > 0 ? n : 0) + blk - 1) / (size_t)blk *
+         attn_dtype_size(dt);
+}
+
+/* x to dt at out; a quantised n not a multiple of the block stays zero
+ * (such a cache is refused: head dims must be whole blocks). */
 static void to_dtype(const float *x, int64_t n, attn_dtype dt, void *out) {
+  if (dt == ATTN_DTYPE_Q8_0 || dt == ATTN_DTYPE_Q4_0) {
+    if (n > 0 && n % attn_dtype_block(dt) == 0 &&
+        attn_quantize_row(dt, x, n, out) != ATTN_OK)
+      abort();
+    return;
+  }
   for (int64_t i = 0; i < n; i++) {
     if (dt == ATTN_DTYPE_F32)
       ((float *)out)[i] = x[i];
@@ -60,7 +76,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                     ATTN_DTYPE_F16};
   attn_kv_cache c;
   attn_kv_cache_init(&c);
-  c.dtype = dts[pick(&r, 0, 3)];
+  /* f32, bf16 or f16 (byte % 3); bytes 250 .. 255 (once also those):
+   * q8_0 or q4_0, the quantised decode */
+  const unsigned dtb = take(&r);
+  c.dtype = dtb >= 250 ? ((dtb & 1) ? ATTN_DTYPE_Q4_0 : ATTN_DTYPE_Q8_0)
+                       : dts[dtb % 3];
   c.num_seqs = pick(&r, 1, 3);
   c.heads_kv = pick(&r, 1, 2);
   /* 1 .. 16; bytes 248 .. 255 (once 9 .. 16): 32 or 64, whole bf16
@@ -88,11 +108,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int s = 0; s < 3; s++)
     lens[s] = (int32_t)pick(&r, -1, 14);
   c.seq_lens = lens;
-  const size_t es = attn_dtype_size(c.dtype);
   const int64_t nk = rows * c.heads_kv * c.head_dim,
                 nv = rows * c.heads_kv * dv;
-  void *kp = calloc((size_t)(nk > 0 ? nk : 1), es);
-  void *vp = calloc((size_t)(nv > 0 ? nv : 1), es);
+  const size_t kbytes = nbytes(c.dtype, nk), vbytes = nbytes(c.dtype, nv);
+  void *kp = calloc(kbytes + 1, 1);
+  void *vp = calloc(vbytes + 1, 1);
   float *tmp = malloc(sizeof(float) * (size_t)(nk + nv + 1));
   fill(tmp, nk + nv, &r);
   to_dtype(tmp, nk, c.dtype, kp);
@@ -118,10 +138,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   attn_rope rope;
   attn_rope_init(&rope);
   const int use_rope = (int)pick(&r, 0, 2) && c.head_dim % 2 == 0;
-  void *k0 = malloc((size_t)(nk > 0 ? nk : 1) * es);
-  void *v0 = malloc((size_t)(nv > 0 ? nv : 1) * es);
-  memcpy(k0, kp, (size_t)(nk > 0 ? nk : 0) * es);
-  memcpy(v0, vp, (size_t)(nv > 0 ? nv : 0) * es);
+  void *k0 = malloc(kbytes + 1);
+  void *v0 = malloc(vbytes + 1);
+  memcpy(k0, kp, kbytes);
+  memcpy(v0, vp, vbytes);
   int32_t lens0[3];
   memcpy(lens0, lens, sizeof lens);
   why[0] = '\0';
@@ -129,8 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       NULL, &c, kt, vt, pick(&r, 0, 2) ? nn : NULL, use_rope ? &rope : NULL);
   if (sa != ATTN_OK) {
     if (sa > 0 || memcmp(lens0, lens, sizeof lens) != 0 ||
-        memcmp(k0, kp, (size_t)(nk > 0 ? nk : 0) * es) != 0 ||
-        memcmp(v0, vp, (size_t)(nv > 0 ? nv : 0) * es) != 0)
+        memcmp(k0, kp, kbytes) != 0 || memcmp(v0, vp, vbytes) != 0)
       abort(); /* a failed append wrote something */
     if (sa != ATTN_ERR_ABI && why[0] == '\0')
       abort(); /* no reason given */
