@@ -137,8 +137,7 @@ void KFN(attn_dec_qk_bf16)(const attn_dec_chunk *c) {
     const int64_t nk = ATTN_MIN(4, n - j);
     const int64_t jp = j + 2 * DEC_PREFETCH;
     for (int h = 0; h < c->nh; h++) {
-      for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 4); jj++)
-        KFN(dec_prefetch)((const char *)c->krow[jj] + h * c->kstep, 1, 0, kb);
+      KFN(dec_prefetch_share)(c->krow, c->kstep, kb, n, c->nh, h, jp, 4);
       const uint16_t *k[4];
       for (int kk = 0; kk < 4; kk++)
         k[kk] =
@@ -270,8 +269,7 @@ void KFN(attn_dec_pv_bf16)(const attn_dec_chunk *c) {
   for (int64_t j = 0; j < n; j += 8) {
     const int64_t nk = ATTN_MIN(8, n - j), jp = j + 2 * DEC_PREFETCH;
     for (int h = 0; h < c->nh; h++) {
-      for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 8); jj++)
-        KFN(dec_prefetch)((const char *)c->vrow[jj] + h * c->vstep, 1, 0, vb);
+      KFN(dec_prefetch_share)(c->vrow, c->vstep, vb, n, c->nh, h, jp, 8);
       const uint16_t *v[8];
       for (int k = 0; k < 8; k++)
         v[k] = k < nk ? (const uint16_t *)((const char *)c->vrow[j + k] +

@@ -365,11 +365,10 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
     const int pair = j + 1 < n;
     const int64_t jp = j + DEC_PREFETCH;
     for (int h = 0; h < c->nh; h++) {
-      /* head h's rows of the keys DEC_PREFETCH ahead: spread over the heads
-       * so that few lines are requested at once (a burst of a whole key's
+      /* the rows of the keys DEC_PREFETCH ahead: spread over the heads so
+       * that few lines are requested at once (a burst of a whole key's
        * rows stalls on the miss buffers) */
-      for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 2); jj++)
-        KFN(dec_prefetch)((const char *)c->krow[jj] + h * c->kstep, 1, 0, kb);
+      KFN(dec_prefetch_share)(c->krow, c->kstep, kb, n, c->nh, h, jp, 2);
       const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
       const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;

@@ -166,8 +166,8 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
     const int64_t jp = j + DEC_PREFETCH;
     const int nk = (int)ATTN_MIN((int64_t)4, n - j);
     for (int h = 0; h < c->nh; h++) {
-      for (int64_t jj = jp; jj < ATTN_MIN(n, jp + 4); jj++) /* as in (1) */
-        KFN(dec_prefetch)((const char *)c->vrow[jj] + h * c->vstep, 1, 0, vb);
+      /* as in (1) */
+      KFN(dec_prefetch_share)(c->vrow, c->vstep, vb, n, c->nh, h, jp, 4);
       const float *p = c->s + (int64_t)h * rows * lds + j;
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
