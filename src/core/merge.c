@@ -478,24 +478,20 @@ static void merge_row(const merge_job *job, int64_t b, int64_t i, int64_t h) {
     if (nan || top == -INFINITY) {
       fill(acc, n, nan ? NAN : 0.0f); /* NaN row; a row nothing saw */
     } else {
+      /* weights divided by their sum before they scale the rows: the sum
+       * of the weighted rows is then a convex combination, never past
+       * FLT_MAX where the merged row is not (rows near FLT_MAX, summed with
+       * weights up to 1, overflowed) */
       int first = 1;
       for (int64_t c = 0; c < m->n_parts; c++) {
-        const float w = weight(m->lse_parts[c][row], top);
+        const float w = weight(m->lse_parts[c][row], top) * inv;
         if (w == 0.0f)
-          continue; /* a part that saw no key is never read */
+          continue; /* a part that saw no key (or flushes) is never read */
         accumulate(&m->o_parts[c], b, i, h, x0, n, w, first, acc, tmp);
         first = 0;
       }
       if (first) /* only the sink's weight */
         fill(acc, n, 0.0f);
-      if (m->o.dtype == ATTN_DTYPE_F32 && m->o.stride[3] == 1) {
-        float *d = (float *)elem(&m->o, b, i, h, x0);
-        for (int64_t x = 0; x < n; x++)
-          d[x] = acc[x] * inv;
-        continue;
-      }
-      for (int64_t x = 0; x < n; x++)
-        acc[x] *= inv;
     }
     store(&m->o, b, i, h, x0, n, acc);
   }
@@ -552,8 +548,9 @@ static double merge_row_bwd(const merge_job *job, int64_t b, int64_t i,
     if (m->dlse_parts) {
       float dlc = 0.0f;
       if (w != 0.0f) {
+        /* in double: dot may pass FLT_MAX where w (dot + dl) does not */
         const double dot = row_dot(m, &m->o_parts[c], b, i, h);
-        dlc = w * ((float)dot + dl);
+        dlc = (float)((double)w * (dot + (double)dl));
       }
       m->dlse_parts[c][row] = dlc;
     }
