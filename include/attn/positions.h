@@ -66,7 +66,10 @@ typedef struct attn_rope {
 ATTN_API void attn_rope_init_sized(attn_rope *r, size_t size);
 
 /* inv_freq[dims/2] (dims = r->dims or head_dim) after scaling, and the
- * factor cos and sin are multiplied by (1 except YARN). */
+ * factor cos and sin are multiplied by (1 except YARN). Settings whose
+ * frequencies are not finite, or so large that a position below 2^50
+ * times them overflows (an NTK base * factor^(dims / (dims - 2)) past
+ * DBL_MAX, a linear factor near 1e-300), get ATTN_ERR_INVALID_ARGUMENT. */
 ATTN_API attn_status attn_rope_frequencies_sized(const attn_rope *r,
                                                  size_t size, int64_t head_dim,
                                                  float *inv_freq,

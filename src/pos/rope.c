@@ -234,8 +234,15 @@ attn_status attn_rope_plan_make(const attn_rope *r, int64_t head_dim,
   pl->mscale = 1.0;
   pl->pos_scale = 1.0;
   double base = r->base;
-  if (r->scaling == ATTN_ROPE_SCALING_NTK)
+  if (r->scaling == ATTN_ROPE_SCALING_NTK) {
     base *= pow(r->factor, (double)d / (double)(d - 2));
+    /* an infinite base' would give every frequency but the first 0 */
+    if (!isfinite(base))
+      PFAIL(ATTN_ERR_INVALID_ARGUMENT,
+            "NTK base * factor^(dims / (dims - 2)) overflows (base %g, "
+            "factor %g, dims %lld)",
+            r->base, r->factor, (long long)d);
+  }
   for (int64_t i = 0; i < d / 2; i++)
     pl->inv_freq[i] = pow(base, -(double)(2 * i) / (double)d);
   switch (r->scaling) {
@@ -251,12 +258,15 @@ attn_status attn_rope_plan_make(const attn_rope *r, int64_t head_dim,
   default:
     break;
   }
+  /* every position the library rotates at is below 2^50 in magnitude
+   * (offsets within +-2^48, plus lengths): pos * freq must stay finite,
+   * or attn_pos_sincos's angle is inf and the rotation NaN */
   for (int64_t i = 0; i < d / 2; i++)
     if (!isfinite(pl->inv_freq[i]) ||
-        !isfinite(pl->inv_freq[i] * pl->pos_scale))
+        !isfinite(pl->inv_freq[i] * pl->pos_scale * 0x1p50))
       PFAIL(ATTN_ERR_INVALID_ARGUMENT,
-            "rope frequency %lld is not finite: base %g and factor %g too "
-            "extreme",
+            "rope frequency %lld is not finite, or so large that positions "
+            "times it overflow: base %g and factor %g too extreme",
             (long long)i, r->base, r->factor);
   if (!isfinite(pl->mscale))
     PFAIL(ATTN_ERR_INVALID_ARGUMENT, "rope mscale is not finite");

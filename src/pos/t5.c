@@ -51,13 +51,15 @@ static int64_t t5_bucket_dir(uint64_t n, int64_t nb, int64_t max_distance) {
   float ratio = (float)n / (float)exact;
   float denom = (float)log((double)max_distance / (double)exact);
   float x = logf(ratio) / denom * (float)(nb - exact);
-  /* trunc(x) toward zero, clamped before the cast so it is defined. */
-  float span = (float)(nb - exact); /* x >= span: past the last bucket */
-  if (!(x < span))                  /* also NaN and +inf */
+  /* trunc(x) toward zero, clamped before the cast so it is defined; the
+   * clamps to the range come after it, in integers: (float)(nb - exact)
+   * and (float)exact are rounded once above 2^24 and would misplace the
+   * edge buckets. */
+  if (!(x < 0x1p62f)) /* also NaN and +inf: past the last bucket */
     return nb - 1;
-  if (x <= -(float)exact - 1.0f)
+  if (x <= -0x1p62f)
     return 0;
-  int64_t b = exact + (int64_t)x;
+  int64_t b = exact + (int64_t)x; /* |x| < 2^62, exact <= 2^62 */
   if (b > nb - 1)
     b = nb - 1;
   return b < 0 ? 0 : b;
