@@ -200,7 +200,8 @@ ATTN_API attn_status attn_layer_param_find_sized(attn_layer *layer,
  */
 typedef struct attn_layer_call {
   int64_t batch; /* sequences (1 with cu_seqlens: then seq_q/seq_k are
-                    the total token counts)                            */
+                    the total token counts; rows past the last packed
+                    sequence attend to nothing: out = the output bias) */
   int64_t seq_q; /* rows of x                                          */
   int64_t seq_k; /* cross: rows of y (self: ignored, = seq_q)          */
 

@@ -273,7 +273,12 @@ ATTN_API attn_status attn_layer_decode_sized(attn_layer *L, attn_context *ctx,
       (uintptr_t)c->workspace % sizeof(int32_t) == 0 &&
       c->workspace_size / sizeof(int32_t) >= (size_t)c->batch) {
     lens = c->workspace;
-  } else if (c && size == sizeof(attn_layer_call) && c->batch > 64) {
+  } else if (c && size == sizeof(attn_layer_call) && c->batch > 64 &&
+             c->batch <= INT32_MAX && cache &&
+             cache_size == sizeof(attn_kv_cache) &&
+             c->batch == cache->num_seqs) {
+    /* only for a batch the cache has (else decode_prepare refuses the call
+     * before it writes any length): a hostile batch is not allocated */
     if (c->batch > (int64_t)(SIZE_MAX / sizeof(int32_t)) ||
         !(owned_lens = malloc((size_t)c->batch * sizeof(int32_t))))
       return layer_fail(c->error_message, c->error_message_size,

@@ -129,6 +129,15 @@ static attn_status forward(attn_layer *L, attn_context *ctx,
   st = attn_forward(ctx, &p);
   if (st != ATTN_OK)
     return st;
+  if (lc->opt.cu_seqlens_q) {
+    /* packed rows past the last sequence attend to nothing: o = 0, as for
+     * any row without a key (attn_forward leaves them as they were, which
+     * made out = garbage Wo^T + bo there) */
+    const int64_t r0 = lc->opt.cu_seqlens_q[lc->nseq];
+    if (r0 < lc->rows_q)
+      memset(act + lc->a_o + (size_t)(r0 * L->no) * sizeof(float), 0,
+             (size_t)((lc->rows_q - r0) * L->no) * sizeof(float));
+  }
   layer_linear(lc->rows_q, g->d_out, L->no, (const float *)(act + lc->a_o),
                w.w[3], w.b[3], lc->c.out);
   memset(&h, 0, sizeof h);

@@ -139,6 +139,13 @@ static attn_status config_resolve(attn_layer_config *c, char *err, size_t n) {
                       "t5_buckets (%lld) must be in 1..65536 and "
                       "t5_max_distance (%lld) >= 1",
                       (long long)c->t5_buckets, (long long)c->t5_max_distance);
+  /* the core refuses it on every call (half the buckets each direction) */
+  if (c->position == ATTN_LAYER_POS_T5 && c->t5_bidirectional &&
+      c->t5_buckets < 2)
+    return layer_fail(err, n, ATTN_ERR_INVALID_ARGUMENT,
+                      "t5_bidirectional needs t5_buckets >= 2 (got %lld): "
+                      "half of them for each direction",
+                      (long long)c->t5_buckets);
   if (c->heads_q * c->head_dim > MAX_WIDTH ||
       c->heads_q * c->head_dim_v > MAX_WIDTH)
     return layer_fail(err, n, ATTN_ERR_INVALID_SHAPE,
