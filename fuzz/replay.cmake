@@ -31,8 +31,45 @@ add_executable(cache_replay ${ATTN_FUZZ_DIR}/replay.c
 target_link_libraries(cache_replay PRIVATE attn_static m)
 add_test(NAME fuzz_cache_replay
          COMMAND cache_replay --mutate 20000 ${ATTN_FUZZ_DIR}/corpus/cache)
+
+# attn_merge and its backward against the merge in double.
+add_executable(merge_replay ${ATTN_FUZZ_DIR}/replay.c
+                            ${ATTN_FUZZ_DIR}/merge_fuzz.c)
+target_link_libraries(merge_replay PRIVATE attn_static m)
+add_test(NAME fuzz_merge_replay
+         COMMAND merge_replay --mutate 3000 ${ATTN_FUZZ_DIR}/corpus/merge)
+
+# The position functions (RoPE, the sinusoidal table, T5 buckets) against
+# an oracle in long double.
+add_executable(positions_replay ${ATTN_FUZZ_DIR}/replay.c
+                                ${ATTN_FUZZ_DIR}/positions_fuzz.c)
+target_link_libraries(positions_replay PRIVATE attn_static m)
+add_test(NAME fuzz_positions_replay
+         COMMAND positions_replay --mutate 50000
+                 ${ATTN_FUZZ_DIR}/corpus/positions)
 set_tests_properties(fuzz_npy_replay fuzz_params_replay fuzz_cache_replay
+                     fuzz_merge_replay fuzz_positions_replay
                      PROPERTIES LABELS fuzz TIMEOUT 300)
+
+# Linear attention: forward, backward and the recurrent state against the
+# quadratic form in double.
+add_executable(linear_replay ${ATTN_FUZZ_DIR}/replay.c
+                             ${ATTN_FUZZ_DIR}/linear_fuzz.c)
+target_link_libraries(linear_replay PRIVATE attn_static m)
+add_test(NAME fuzz_linear_replay
+         COMMAND linear_replay --mutate 3000 ${ATTN_FUZZ_DIR}/corpus/linear)
+set_tests_properties(fuzz_linear_replay PROPERTIES LABELS fuzz TIMEOUT 300)
+
+# The multi-head attention layer against a double oracle (libattn_layer,
+# OpenBLAS).
+if(ATTN_HAVE_LAYER)
+  add_executable(layer_replay ${ATTN_FUZZ_DIR}/replay.c
+                              ${ATTN_FUZZ_DIR}/layer_fuzz.c)
+  target_link_libraries(layer_replay PRIVATE attn_layer_static m)
+  add_test(NAME fuzz_layer_replay
+           COMMAND layer_replay --mutate 8000 ${ATTN_FUZZ_DIR}/corpus/layer)
+  set_tests_properties(fuzz_layer_replay PROPERTIES LABELS fuzz TIMEOUT 300)
+endif()
 
 # The safetensors reader (with its JSON parser) and the WordPiece
 # tokenizer, when attn_model is built (issue 11).

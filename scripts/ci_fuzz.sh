@@ -59,7 +59,9 @@ esac
 ALL_TARGETS="npy_fuzz:npy:25:6000000 safetensors_fuzz:safetensors:25:2000000
 gguf_fuzz:gguf:25:1000000 bpe_fuzz:bpe:25:80000 wordpiece_fuzz:wordpiece:25:60000
 cli_fuzz:cli:25:1500000 params_fuzz:params:60:15000 cache_fuzz:cache:60:250000
-params2_fuzz:params2:120:1500 plot_fuzz:plot:25:2000000"
+params2_fuzz:params2:120:1500 plot_fuzz:plot:25:2000000
+merge_fuzz:merge:60:6000 positions_fuzz:positions:60:280000
+layer_fuzz:layer:60:37000 linear_fuzz:linear:60:3400"
 
 tmp_root=${TMPDIR:-/tmp}
 own_build=0
@@ -117,6 +119,11 @@ have_model=0
 if grep -q "attn_model: ON" "$WORK/logs/configure.log"; then
   have_model=1
 fi
+# layer_fuzz only when libattn_layer is built (OpenBLAS)
+have_layer=0
+if grep -q "libattn_layer: ON" "$WORK/logs/configure.log"; then
+  have_layer=1
+fi
 built=""
 for t in $selected; do
   name=${t%%:*}
@@ -124,6 +131,12 @@ for t in $selected; do
   safetensors_fuzz | gguf_fuzz | bpe_fuzz | wordpiece_fuzz | plot_fuzz)
     if [ "$have_model" = 0 ]; then
       echo "ci_fuzz.sh: $name needs attn_model (OpenBLAS, stb): skipped"
+      continue
+    fi
+    ;;
+  layer_fuzz)
+    if [ "$have_layer" = 0 ]; then
+      echo "ci_fuzz.sh: $name needs libattn_layer (OpenBLAS): skipped"
       continue
     fi
     ;;

@@ -8,7 +8,8 @@
 #   faults                  every allocation and thread creation failing in
 #                           turn (tests/test_faults.c, when present)
 #   corpus replays          fuzz/corpus/: npy, params, params2 (every 8th
-#                           seed), cache, and with the model library
+#                           seed), cache, merge, linear, positions, layer
+#                           (its seeds only), and with the model library
 #                           safetensors, wordpiece, gguf, bpe; a few hundred
 #                           mutations each
 #   unit tests              status, forward (15 cases), backward (6),
@@ -80,6 +81,11 @@ params2=$(find "$CORPUS/params2" -type f | LC_ALL=C sort | awk 'NR % 8 == 1' |
   tr '\n' ' ')
 add replay_params2 params2_replay "./params2_replay --mutate 0 $params2"
 add replay_cache cache_replay "./cache_replay --mutate 300 $CORPUS/cache"
+add replay_merge merge_replay "./merge_replay --mutate 100 $CORPUS/merge"
+add replay_linear linear_replay "./linear_replay --mutate 50 $CORPUS/linear"
+add replay_positions positions_replay \
+  "./positions_replay --mutate 300 $CORPUS/positions"
+add replay_layer layer_replay "./layer_replay --mutate 0 $CORPUS/layer"
 for p in safetensors wordpiece gguf bpe; do
   add "replay_$p" "${p}_replay" "./${p}_replay --mutate 300 $CORPUS/$p"
 done
