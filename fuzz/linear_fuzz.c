@@ -185,42 +185,6 @@ static int views_overlap(const attn_tensor *a, const attn_tensor *b) {
   return pa < pb + view_bytes(b) && pb < pa + view_bytes(a);
 }
 
-static void *at(const attn_tensor *t, int64_t b, int64_t i, int64_t h,
-                int64_t x) {
-  const int64_t off =
-      b * t->stride[0] + i * t->stride[1] + h * t->stride[2] + x * t->stride[3];
-  return (char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
-}
-
-static double tget(const attn_tensor *t, int64_t b, int64_t i, int64_t h,
-                   int64_t x) {
-  const void *p = at(t, b, i, h, x);
-  switch (t->dtype) {
-  case ATTN_DTYPE_BF16:
-    return attn_bf16_to_f32(*(const uint16_t *)p);
-  case ATTN_DTYPE_F16:
-    return attn_f16_to_f32(*(const uint16_t *)p);
-  default:
-    return *(const float *)p;
-  }
-}
-
-static void tset(const attn_tensor *t, int64_t b, int64_t i, int64_t h,
-                 int64_t x, float v) {
-  void *p = at(t, b, i, h, x);
-  switch (t->dtype) {
-  case ATTN_DTYPE_BF16:
-    *(uint16_t *)p = attn_f32_to_bf16(v);
-    break;
-  case ATTN_DTYPE_F16:
-    *(uint16_t *)p = attn_f32_to_f16(v);
-    break;
-  default:
-    *(float *)p = v;
-    break;
-  }
-}
-
 /* The arrays of a call by role; OS is the state's output. */
 enum { R_Q, R_K, R_V, R_O, R_DOUT, R_DQ, R_DK, R_DV, R_OS, N_R };
 
@@ -377,7 +341,7 @@ static unsigned char *elems_of(const attn_tensor *t) {
     for (int64_t i = 0; i < t->shape[1]; i++)
       for (int64_t h = 0; h < t->shape[2]; h++)
         for (int64_t x = 0; x < t->shape[3]; x++, k += es)
-          memcpy(o + k, at(t, b, i, h, x), es);
+          memcpy(o + k, fz_elem(t, b, i, h, x), es);
   return o;
 }
 
@@ -395,7 +359,7 @@ static void check_pad(const attn_tensor *t, const char *what) {
     for (int64_t i = 0; i < t->shape[1]; i++)
       for (int64_t h = 0; h < t->shape[2]; h++)
         for (int64_t x = 0; x < t->shape[3]; x++)
-          memset(mask + ((unsigned char *)at(t, b, i, h, x) -
+          memset(mask + ((unsigned char *)fz_elem(t, b, i, h, x) -
                          (unsigned char *)t->data),
                  1, es);
   for (size_t k = 0; k < n; k++)
@@ -442,7 +406,7 @@ static void fill(const attn_tensor *t, gen *g, double scale, double shift) {
     for (int64_t i = 0; i < t->shape[1]; i++)
       for (int64_t h = 0; h < t->shape[2]; h++)
         for (int64_t x = 0; x < t->shape[3]; x++)
-          tset(t, b, i, h, x, value(g, scale, shift));
+          fz_set(t, b, i, h, x, value(g, scale, shift));
 }
 
 /* ---- the oracle: dense inputs ----------------------------------------- */
@@ -495,7 +459,7 @@ ORACLE static double *densify_phi(const attn_tensor *t, double **err) {
     for (int64_t i = 0; i < t->shape[1]; i++)
       for (int64_t h = 0; h < t->shape[2]; h++)
         for (int64_t x = 0; x < t->shape[3]; x++, k++)
-          f[k] = phi_of(tget(t, b, i, h, x), &e[k]);
+          f[k] = phi_of(fz_get(t, b, i, h, x), &e[k]);
   *err = e;
   return f;
 }
@@ -508,7 +472,7 @@ ORACLE static double *densify(const attn_tensor *t) {
     for (int64_t i = 0; i < t->shape[1]; i++)
       for (int64_t h = 0; h < t->shape[2]; h++)
         for (int64_t x = 0; x < t->shape[3]; x++)
-          f[k++] = tget(t, b, i, h, x);
+          f[k++] = fz_get(t, b, i, h, x);
   return f;
 }
 
@@ -942,7 +906,7 @@ ORACLE static void compare_rows(const attn_tensor *t, int64_t s0, int64_t S,
               ((b * S + s0 + i) * t->shape[2] + h) * t->shape[3] + x;
           if (bad[k])
             continue;
-          const double got = tget(t, b, i, h, x);
+          const double got = fz_get(t, b, i, h, x);
           if (!close_to(got, want[k], err[k], t->dtype)) {
             fprintf(stderr,
                     "linear_fuzz: %s[%lld,%lld,%lld,%lld] dtype %d: bound "
@@ -1638,7 +1602,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       for (int64_t i = 0; i < c.SQ; i++)
         for (int64_t h = 0; h < c.HQ; h++)
           for (int64_t x = 0; x < c.DV; x++)
-            opar[k++] = tget(&p.o, b, i, h, x);
+            opar[k++] = fz_get(&p.o, b, i, h, x);
   }
 
   /* backward: dout filled now (o may lie on it) */
@@ -1698,7 +1662,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           for (int64_t i = 0; i < c.SQ; i++)
             for (int64_t h = 0; h < c.HQ; h++)
               for (int64_t x = 0; x < c.DV; x++, k++) {
-                const double got = tget(&os, b, i, h, x);
+                const double got = fz_get(&os, b, i, h, x);
                 if (F.bad[k] || !isfinite(got) || !isfinite(opar[k]))
                   continue; /* (each checked against the oracle) */
                 /* both within eo of o and their storage's rounding */

@@ -127,42 +127,6 @@ static attn_tensor view(void *p, const layout *l, const int64_t sh[4]) {
   return t;
 }
 
-static void *at(const attn_tensor *t, int64_t b, int64_t i, int64_t h,
-                int64_t x) {
-  const int64_t off =
-      b * t->stride[0] + i * t->stride[1] + h * t->stride[2] + x * t->stride[3];
-  return (char *)t->data + off * (int64_t)attn_dtype_size(t->dtype);
-}
-
-static double tget(const attn_tensor *t, int64_t b, int64_t i, int64_t h,
-                   int64_t x) {
-  const void *p = at(t, b, i, h, x);
-  switch (t->dtype) {
-  case ATTN_DTYPE_BF16:
-    return attn_bf16_to_f32(*(const uint16_t *)p);
-  case ATTN_DTYPE_F16:
-    return attn_f16_to_f32(*(const uint16_t *)p);
-  default:
-    return *(const float *)p;
-  }
-}
-
-static void tset(const attn_tensor *t, int64_t b, int64_t i, int64_t h,
-                 int64_t x, float v) {
-  void *p = at(t, b, i, h, x);
-  switch (t->dtype) {
-  case ATTN_DTYPE_BF16:
-    *(uint16_t *)p = attn_f32_to_bf16(v);
-    break;
-  case ATTN_DTYPE_F16:
-    *(uint16_t *)p = attn_f32_to_f16(v);
-    break;
-  default:
-    *(float *)p = v;
-    break;
-  }
-}
-
 /* ---- values ----------------------------------------------------------- */
 
 typedef struct gen {
@@ -197,7 +161,7 @@ static void fill_tensor(const attn_tensor *t, gen *g, float scale) {
     for (int64_t i = 0; i < t->shape[1]; i++)
       for (int64_t h = 0; h < t->shape[2]; h++)
         for (int64_t x = 0; x < t->shape[3]; x++)
-          tset(t, b, i, h, x, value(g, scale));
+          fz_set(t, b, i, h, x, value(g, scale));
 }
 
 /* ---- the call --------------------------------------------------------- */
@@ -338,7 +302,7 @@ static void check_forward(const attn_merge_params *m, const call *c) {
           lse = top + log(sum);
         }
         for (int64_t x = 0; x < D; x++) {
-          const double got = tget(&m->o, b, i, h, x);
+          const double got = fz_get(&m->o, b, i, h, x);
           if (nan) {
             if (!isnan(got))
               fail("o of a NaN row", row, x, got, NAN);
@@ -355,7 +319,7 @@ static void check_forward(const attn_merge_params *m, const call *c) {
             const double l = m->lse_parts[k][row];
             if (l == -INFINITY)
               continue; /* never read */
-            const double v = tget(&m->o_parts[k], b, i, h, x);
+            const double v = fz_get(&m->o_parts[k], b, i, h, x);
             const double d = l - top;
             if (!isfinite(v)) {
               if (d < W_FLUSH_LO)
@@ -398,8 +362,9 @@ static double row_dot(const attn_merge_params *m, const attn_tensor *t,
                       int64_t b, int64_t i, int64_t h, double *mag) {
   double s = 0.0, a = 0.0;
   for (int64_t x = 0; x < m->o.shape[3]; x++) {
-    const double g = tget(&m->dout, b, i, h, x), o = tget(&m->o, b, i, h, x);
-    const double v = t ? tget(t, b, i, h, x) : 0.0;
+    const double g = fz_get(&m->dout, b, i, h, x),
+                 o = fz_get(&m->o, b, i, h, x);
+    const double v = t ? fz_get(t, b, i, h, x) : 0.0;
     s += g * (v - o);
     a += fabs(g) * (fabs(v) + fabs(o));
   }
@@ -432,13 +397,13 @@ static void check_backward(const attn_merge_params *m, const call *c) {
            * is as valid an input as any. */
           const double errw = U32 * w * (fabs(d) + 3.0);
           for (int64_t x = 0; x < D; x++) {
-            const double got = tget(&m->do_parts[k], b, i, h, x);
+            const double got = fz_get(&m->do_parts[k], b, i, h, x);
             if (w == 0.0) {
               if (got != 0.0)
                 fail("do_parts of an unseen part", row, x, got, 0.0);
               continue;
             }
-            const double g = tget(&m->dout, b, i, h, x);
+            const double g = fz_get(&m->dout, b, i, h, x);
             const double want = w * g;
             const double tol = fabs(g) * errw;
             if (flush && (got == 0.0 || !isfinite(g)))
