@@ -187,9 +187,15 @@ static attn_status compute_slice(attn_context *ctx, const ring_plan *pl,
   return ATTN_OK;
 }
 
-/* Sinks join the merged denominator: lse' = log(exp(lse) + exp(sink)). */
+/* Sinks join the merged denominator: lse' = log(exp(lse) + exp(sink)).
+ * Rows in no packed document (from cu_seqlens[varlen_batch] on) stay
+ * o = 0, lse = -inf, as ring.h documents (the sink had been applied to
+ * them too, giving lse = sink; found by fuzz/ring_fuzz.c). */
 static void apply_sinks(const ring_plan *pl, fwd_bufs *b) {
   const ring_rank *me = &pl->ranks[pl->rank];
+  const int64_t end = pl->p.cu_seqlens_q != NULL
+                          ? pl->p.cu_seqlens_q[pl->p.varlen_batch]
+                          : INT64_MAX;
   for (int i = 0; i < me->nseg; i++) {
     const int64_t len = me->seg[i].len;
     for (int64_t bb = 0; bb < pl->batch; bb++)
@@ -198,6 +204,8 @@ static void apply_sinks(const ring_plan *pl, fwd_bufs *b) {
         if (sk == -INFINITY)
           continue;
         for (int64_t r = 0; r < len; r++) {
+          if (me->seg[i].start + r >= end)
+            continue; /* in no document */
           float *l = &b->acc_l[i][(bb * pl->hq + h) * len + r];
           if (isnan(*l))
             continue;

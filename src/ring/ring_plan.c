@@ -23,8 +23,10 @@ void attn_ring_opts_init(attn_ring_opts *o) {
   o->layout = ATTN_RING_CONTIGUOUS;
 }
 
-/* Chunk c of 2R chunks of S tokens. */
-static void zz_chunk(int64_t S, int R, int c, int64_t *start, int64_t *len) {
+/* Chunk c of 2R chunks of S tokens (c in 64 bits: 2R - 1 - r overflowed
+ * int for R > INT_MAX / 2, found by fuzz/ring_fuzz.c). */
+static void zz_chunk(int64_t S, int R, int64_t c, int64_t *start,
+                     int64_t *len) {
   const int64_t n = 2 * (int64_t)R, base = S / n, rem = S % n;
   *start = c * base + (c < rem ? c : rem);
   *len = base + (c < rem ? 1 : 0);
@@ -48,7 +50,7 @@ attn_status attn_ring_partition(attn_ring_layout layout, int64_t seq_len,
   }
   if (layout == ATTN_RING_ZIGZAG) {
     zz_chunk(seq_len, ranks, rank, &start[0], &len[0]);
-    zz_chunk(seq_len, ranks, 2 * ranks - 1 - rank, &start[1], &len[1]);
+    zz_chunk(seq_len, ranks, 2 * (int64_t)ranks - 1 - rank, &start[1], &len[1]);
     *n_ranges = 2;
     return ATTN_OK;
   }
@@ -293,6 +295,29 @@ static attn_status local_checks(const attn_params *p, const attn_ring_opts *o,
                "splits one packed sequence of self-attention)");
       return ATTN_ERR_INVALID_SEQLENS;
     }
+  }
+  /* The slice as a call of its own: the pair calls see only the ring's
+   * own buffers for o (forward), dq, dk and dv, and none of sinks, dsinks,
+   * drel_bias, so o and the gradients against q, k, v (shapes, dtypes),
+   * outputs over inputs or over each other, NaN / +inf sinks, dsinks
+   * without sinks are checked here, by attn_forward/backward_check (found
+   * by fuzz/ring_fuzz.c: such calls returned ATTN_OK, ring_store read past
+   * its accumulator for an o with more heads, wrote outputs over inputs).
+   * What describes the whole sequence (kv_lens, cu_seqlens and the
+   * per-sequence offsets) is left to the global checks and the pair
+   * calls. An empty slice writes nothing. */
+  if (n > 0) {
+    attn_params s = *p;
+    s.kv_lens = NULL;
+    s.cu_seqlens_q = s.cu_seqlens_k = NULL;
+    s.varlen_batch = 0;
+    s.q_pos_offsets = s.k_pos_offsets = NULL;
+    s.error_message = msg;
+    s.error_message_size = RING_MSG;
+    const attn_status st =
+        backward ? attn_backward_check(&s) : attn_forward_check(&s);
+    if (st != ATTN_OK)
+      return st;
   }
   return ATTN_OK;
 }
