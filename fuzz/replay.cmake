@@ -71,6 +71,24 @@ if(ATTN_HAVE_LAYER)
   set_tests_properties(fuzz_layer_replay PROPERTIES LABELS fuzz TIMEOUT 300)
 endif()
 
+# Ring attention over MPI on one process (libattn_ring), against the
+# oracles and single-process attn_forward. This file is included before
+# tests/CMakeLists.txt defines ATTN_MPI_TEST_ENV, so the environment is
+# spelled out here (the harness also sets it itself).
+if(ATTN_HAVE_RING)
+  add_executable(ring_replay ${ATTN_FUZZ_DIR}/replay.c
+                             ${ATTN_FUZZ_DIR}/ring_fuzz.c)
+  target_link_libraries(ring_replay PRIVATE attn_test_oracle attn_ring_static
+                                            MPI::MPI_C m)
+  add_test(NAME fuzz_ring_replay
+           COMMAND ring_replay --mutate 3000 ${ATTN_FUZZ_DIR}/corpus/ring)
+  set(_attn_ring_replay_env
+      "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_btl_vader_single_copy_mechanism=none")
+  set_tests_properties(fuzz_ring_replay PROPERTIES LABELS "fuzz;mpi"
+                       TIMEOUT 300 RESOURCE_LOCK mpi
+                       ENVIRONMENT "${_attn_ring_replay_env}")
+endif()
+
 # The safetensors reader (with its JSON parser) and the WordPiece
 # tokenizer, when attn_model is built (issue 11).
 if(ATTN_HAVE_MODEL)

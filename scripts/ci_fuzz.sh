@@ -61,7 +61,8 @@ gguf_fuzz:gguf:25:1000000 bpe_fuzz:bpe:25:80000 wordpiece_fuzz:wordpiece:25:6000
 cli_fuzz:cli:25:1500000 params_fuzz:params:60:15000 cache_fuzz:cache:60:250000
 params2_fuzz:params2:120:1500 plot_fuzz:plot:25:2000000
 merge_fuzz:merge:60:6000 positions_fuzz:positions:60:280000
-layer_fuzz:layer:60:37000 linear_fuzz:linear:60:3400"
+layer_fuzz:layer:60:37000 linear_fuzz:linear:60:3400
+ring_fuzz:ring:60:1300"
 
 tmp_root=${TMPDIR:-/tmp}
 own_build=0
@@ -124,6 +125,12 @@ have_layer=0
 if grep -q "libattn_layer: ON" "$WORK/logs/configure.log"; then
   have_layer=1
 fi
+# ring_fuzz only when libattn_ring is built (MPI; the harness sets Open
+# MPI's environment itself)
+have_ring=0
+if grep -q "libattn_ring: ON" "$WORK/logs/configure.log"; then
+  have_ring=1
+fi
 built=""
 for t in $selected; do
   name=${t%%:*}
@@ -137,6 +144,12 @@ for t in $selected; do
   layer_fuzz)
     if [ "$have_layer" = 0 ]; then
       echo "ci_fuzz.sh: $name needs libattn_layer (OpenBLAS): skipped"
+      continue
+    fi
+    ;;
+  ring_fuzz)
+    if [ "$have_ring" = 0 ]; then
+      echo "ci_fuzz.sh: $name needs libattn_ring (MPI): skipped"
       continue
     fi
     ;;
