@@ -507,7 +507,7 @@ static void place(call *c, int alias_victim, int alias_target,
     for (int r = 0; r < 10; r++)
       for (int64_t k = 0; k < role_n(c, r); k++) {
         c->a[r][k].bytes = role_bytes(c, r, k);
-        c->a[r][k].p = c->a[r][k].bytes ? malloc(c->a[r][k].bytes) : NULL;
+        c->a[r][k].p = c->a[r][k].bytes ? calloc(1, c->a[r][k].bytes) : NULL;
         if (c->a[r][k].bytes && !c->a[r][k].p)
           abort();
       }

@@ -736,13 +736,13 @@ static void place(mem *m, int victim, int target, unsigned shift) {
   if (victim < 0 || target < 0 || victim == target || !m->bytes[victim] ||
       !m->bytes[target]) {
     for (int r = 0; r < m->n; r++) {
-      m->p[r] = m->bytes[r] ? malloc(m->bytes[r]) : NULL;
+      m->p[r] = m->bytes[r] ? calloc(1, m->bytes[r]) : NULL;
       if (m->bytes[r] && !m->p[r])
         abort();
     }
     return;
   }
-  size_t off[MAXR], o = 0;
+  size_t off[MAXR] = {0}, o = 0;
   for (int r = 0; r < m->n; r++) {
     off[r] = o;
     o += (m->bytes[r] + 63) / 64 * 64;
