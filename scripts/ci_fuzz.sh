@@ -60,9 +60,9 @@ ALL_TARGETS="npy_fuzz:npy:25:6000000 safetensors_fuzz:safetensors:25:2000000
 gguf_fuzz:gguf:25:1000000 bpe_fuzz:bpe:25:80000 wordpiece_fuzz:wordpiece:25:60000
 cli_fuzz:cli:25:1500000 params_fuzz:params:60:15000 cache_fuzz:cache:60:250000
 params2_fuzz:params2:120:1500 plot_fuzz:plot:25:2000000
-merge_fuzz:merge:60:6000 positions_fuzz:positions:60:280000
-layer_fuzz:layer:60:37000 linear_fuzz:linear:60:3400
-ring_fuzz:ring:60:1300"
+merge_fuzz:merge:60:3000 positions_fuzz:positions:60:140000
+layer_fuzz:layer:60:18000 linear_fuzz:linear:60:1700
+ring_fuzz:ring:60:650"
 
 tmp_root=${TMPDIR:-/tmp}
 own_build=0
