@@ -286,9 +286,13 @@ static void ring_call(attn_status (*fn)(attn_context *, MPI_Comm,
   const attn_status st = fn(NULL, MPI_COMM_WORLD, ro, p);
   p->error_message = NULL;
   p->error_message_size = 0;
-  if (st != ATTN_OK) { /* every rank has the same status */
-    g_phase = -1;
-    MPI_Finalize();
+  if (st != ATTN_OK) {
+    /* Every rank has the same status: rank 0 prints, then all finalize
+     * together (at_exit_mpi). Finalizing first let rank 1 leave with its
+     * exit code while rank 0 was still on its way to print, and mpirun
+     * then killed rank 0 with the message unwritten (cli_ring's kv_lens
+     * case, one run in a few on a loaded machine). */
+    g_phase = 0;
     cli_fail(CLI_EXIT_RUNTIME, "%s", msg[0] ? msg : attn_strerror(st));
   }
 }
