@@ -12,7 +12,12 @@
  *     lse = -inf have o = 0; or
  *   - invalid mode: breaks one argument in a way the header says is an error
  *     and checks that attn_forward_check and attn_forward both return the
- *     same error status (and a message), never crash, never succeed.
+ *     same error status (and a message), never crash, never succeed; the
+ *     forward's workspace size query (and the backward's, where
+ *     attn_backward_check refuses too) returns that status and writes
+ *     nothing.
+ * The backward (valid mode) runs on 1 thread and on several in a caller
+ * workspace of attn_backward_workspace_size's bytes: the same bits.
  */
 #include "attn.h"
 #include "carve.h"
@@ -467,6 +472,15 @@ static void run_invalid(const fuzz_case *c, bufs *m, attn_params *p,
     die("attn_forward accepted an invalid argument", inv_id, "");
   if (s != chk)
     die("attn_forward_check and attn_forward disagree", inv_id, msg);
+  /* the size queries validate the same way */
+  size_t ws = 12345;
+  if (attn_forward_workspace_size(NULL, p, &ws) != chk || ws != 12345)
+    die("attn_forward_workspace_size and attn_forward disagree", inv_id, msg);
+  attn_status bchk = attn_backward_check(p);
+  if (bchk != ATTN_OK &&
+      (attn_backward_workspace_size(NULL, p, &ws) != bchk || ws != 12345))
+    die("attn_backward_workspace_size and attn_backward_check disagree", inv_id,
+        msg);
   if (p->isa == ATTN_ISA_GENERIC) { /* unless the ISA is what broke */
     p->isa = ATTN_ISA_AUTO;
     if (attn_forward(NULL, p) != s)
@@ -589,8 +603,22 @@ static void run_backward(fuzz_case *c, const bufs *m, attn_params *p,
     p->drel_bias = nr ? g[r][3] : NULL;
     p->dsinks = ns ? g[r][4] : NULL;
     p->num_threads = r == 0 ? 1 : c->threads;
+    void *ws = NULL;
+    if (r == 1) { /* N threads in a caller workspace of the size asked */
+      size_t n = 0;
+      if (attn_backward_workspace_size(NULL, p, &n) != ATTN_OK)
+        die("attn_backward_workspace_size failed", r, msg);
+      ws = malloc(n ? n : 1);
+      if (ws == NULL)
+        abort();
+      p->workspace = ws;
+      p->workspace_size = n;
+    }
     if (attn_backward(NULL, p) != ATTN_OK)
       die("attn_backward rejected a valid problem", r, msg);
+    p->workspace = NULL;
+    p->workspace_size = 0;
+    free(ws);
   }
   const int64_t n[5] = {nq, nk, nv, nr, ns};
   for (int t = 0; t < 5; t++) {
