@@ -9,7 +9,9 @@
  * (seq_lens and both pools byte for byte as before) and says why; a
  * successful append advances seq_lens by n_new; a successful attend gives
  * finite outputs (the inputs are finite) and LSE finite or -inf, bitwise
- * the same on 1 and 3 threads. q and the output f32 or bf16 (with a bf16
+ * the same on 1 and 3 threads (the 3 in a caller workspace of
+ * attn_kv_cache_attend_workspace_size's bytes; the query on a failing call
+ * returns a status). q and the output f32 or bf16 (with a bf16
  * cache and head dims of 32 or 64: the bf16 dot-product decode); the
  * cache f32, bf16, f16, q8_0 or q4_0.
  */
@@ -193,12 +195,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p.o.data = o3;
     p.lse = lse3;
     p.num_threads = 3;
+    /* 3 threads in a caller workspace of the size the query gives */
+    size_t wsn = 0;
+    if (attn_kv_cache_attend_workspace_size(NULL, &c, &p, NULL, &wsn) !=
+        ATTN_OK)
+      abort();
+    void *ws = malloc(wsn ? wsn : 1);
+    if (ws == NULL)
+      abort();
+    p.workspace = ws;
+    p.workspace_size = wsn;
     if (attn_kv_cache_attend(NULL, &c, &p, NULL) != ATTN_OK ||
         memcmp(o1, o3, obytes) != 0 ||
         memcmp(lse1, lse3, sizeof(float) * (size_t)nq) != 0)
       abort(); /* thread counts differ */
+    p.workspace = NULL;
+    p.workspace_size = 0;
+    free(ws);
   } else if (s1 > 0) {
     abort();
+  } else {
+    /* the size query on the same call: a status, never a crash */
+    size_t wsn = 0;
+    if (attn_kv_cache_attend_workspace_size(NULL, &c, &p, NULL, &wsn) > 0)
+      abort();
   }
   free(q);
   free(q16);
