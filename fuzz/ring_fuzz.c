@@ -608,8 +608,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!cmp.ok)
       die("the ring forward is outside the oracle's tolerance", c.bad,
           cmp.problem);
-    oracle_ref_free(&ref);
-    oracle_naive_free(&nv);
     /* against single-process attn_forward, within its oracle budget */
     obuf so = oalloc(o1.n);
     memset(so.p, 0, so.n);
@@ -622,8 +620,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     st = attn_forward(NULL, &sp);
     if (st != ATTN_OK)
       die("single-process attn_forward failed", st, msg);
-    if (oracle_forward(&sp, &ref) != 0 || oracle_naive_f32(&sp, &nv) != 0)
-      abort();
+    /* the same inputs as the ring's call: the same reference */
     oracle_compare(&sp, &ref, &nv, &cmp);
     oracle_ref_free(&ref);
     oracle_naive_free(&nv);

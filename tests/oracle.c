@@ -5,8 +5,8 @@
 
 #include <math.h>
 
-double oracle_tensor_get(const attn_tensor *t, int64_t i0, int64_t i1,
-                         int64_t i2, int64_t i3) {
+double oracle_tensor_get_any(const attn_tensor *t, int64_t i0, int64_t i1,
+                             int64_t i2, int64_t i3) {
   const int64_t idx[4] = {i0, i1, i2, i3};
   int64_t off = 0;
   const int quant = t->dtype == ATTN_DTYPE_Q8_0 || t->dtype == ATTN_DTYPE_Q4_0;
