@@ -14,9 +14,20 @@
  * value stream and a call of tiny shapes (batch, sequences, padded by
  * kv_lens or packed by cu_seqlens with rows past the last sequence,
  * causal and window masks, position offsets, a custom scale, caller or own
- * buffers) with one of its rules broken now and then; for decoding, a KV
- * cache (f32, bf16 or f16, contiguous or paged) fed a prompt and then one
- * token at a time.
+ * buffers) with one of its rules broken now and then; the core's score
+ * options of the call's attn_params template (carve_extras): softcap,
+ * attention sinks (some heads -inf: no sink) with dsinks asked of the
+ * backward, an additive bias (some elements -inf) with dbias and a boolean
+ * mask, each of every broadcast shape [b|1, hq|1, sq|1, sk|1] (packed
+ * batches: seq axes of the longest sequence or longer), dropout with a
+ * seed, and rarely a NaN or +-inf in x; one of their rules broken now and
+ * then (softcap negative or not finite, a NaN or +inf sink, a bias or mask
+ * of a wrong shape or dtype, dropout_p outside [0, 1), dsinks without
+ * sinks, dbias without bias or of another shape: the last two the forward
+ * may refuse too, since it sizes the backward's workspace); for decoding,
+ * a KV cache (f32, bf16 or f16, contiguous or paged) fed a prompt and then
+ * one token at a time, with softcap and sinks in the template (and a NaN
+ * sink, dropout or a negative softcap as a broken rule).
  *
  * Checks:
  * - no crash or sanitizer report, no leak (create/free, every call);
@@ -36,7 +47,21 @@
  * - the same bits on 1 and 3 threads (forward, backward, decode);
  * - decoding a prompt and then single tokens through a KV cache gives the
  *   rows of the causal forward over the same tokens (the same oracle and
- *   bounds, plus the cache's storage rounding).
+ *   bounds, plus the cache's storage rounding);
+ * - the template's options in the oracle: softcap, sinks (lse and P over
+ *   the sink's term, dsinks[h] = -sum_i exp(sinks[h] - lse_i) D_i), the
+ *   bias added after ALiBi/T5 (dbias = dS summed over its broadcast axes,
+ *   before softcap's chain rule; every element overwritten), the mask and
+ *   -inf bias elements as masked keys, dropout's factor z of
+ *   attn_dropout_keep (O = sum P z V; dV = (P z)^T dO, dS = P (z dP - D));
+ * - non-finite x: the forward's rows whose attention row sees a non-finite
+ *   Q, K or V element (attn.h: o is NaN) are non-finite in every element;
+ *   the other rows are within their bounds, except rows attn.h lets a
+ *   masked key's non-finite V reach (self-attention, the non-finite token
+ *   a key of the row's sequence: "0 * x" inside a tile), which may be
+ *   non-finite instead; the backward only runs (ATTN_OK, the same on 3
+ *   threads up to NaN payloads). With softcap only NaN is drawn, since
+ *   tanh(+-inf) is finite, and no -inf bias elements (NaN + -inf is NaN).
  *
  * Error bounds (first order in u = 2^-24, f32's unit roundoff; g(n) =
  * n u / (1 - n u)). Every intermediate v of the oracle carries e(v), a
@@ -65,6 +90,42 @@
  *   dV = P^T dO (P recomputed from the stored LSE: r plus the LSE's own
  *   error D + (n + 8) u + u |lse|), the inverse rotation, the weight
  *   gradients dW = dY^T X, the bias sums (blocks of 64 rows), dx = dY W.
+ * The template's options:
+ * - softcap c: t = s / c (1/c rounded, the product: 2 u |t|); vf_tanh
+ *   within 2 u relative below |t| = 0.4 (Taylor to t^13, truncation under
+ *   1e-8 relative, Horner in FMAs) and 9 u absolute above (exp2's
+ *   polynomial within 2e-7 + its roundings, say 8 u, its argument 2 u |t|
+ *   relative: 2/(e + 1) <= 0.62 carries 0.62 (8 u + 2 u) + 8 u |t| /
+ *   (e^2|t| + 1) <= 7.4 u, the subtraction u), i.e. 24 u relative since
+ *   |tanh| >= 0.379 there; t's 2 u moves tanh by sech^2(t) 2 u |t| <=
+ *   2 u |tanh t|; c tanh rounded: u. So c tanh(s_lib / c) is within
+ *   27 u |c tanh| (taken as 32 u) of c tanh(s' / c) for the library's
+ *   score s' before the cap, and c tanh(. / c), whose slope is sech^2,
+ *   moves delta_j to sech^2(max(0, |s| - delta_j) / c) delta_j (the mean
+ *   value at the point nearest 0). A_j keeps scale sum |q||k| >= |c
+ *   tanh(s / c)|, so the 8 u (A_j + |max s|) of the later roundings still
+ *   holds. The backward's factor 1 - tanh^2 (f32) is off by
+ *   e_t (2 |tanh| + e_t) + 2 u, e_t = delta_j / c (the capped score's
+ *   bound over c), and dS' = dS (1 - tanh^2) adds that times |dS| + e(dS)
+ *   and one rounding; dBias and the T5 gradient take dS before it.
+ * - sinks: one more term exp(sink - m) of the normaliser, its logit exact:
+ *   the sink's join (the running max's rescaling exp2((m - m') log2 e), the
+ *   sink's own exp2((sink - m') log2 e), m' = max(m, sink)) moves it by
+ *   D_s = 8 u (|sink| + |max s| + |m'|) relative to the keys' terms, so D
+ *   becomes max(D, D_s) and n counts n + 1 terms in r and the LSE's bound;
+ *   a row without keys has o = 0 and lse = sink exactly. dsinks[h]: the
+ *   sink's probability exp(sink - lse_i) from the library's lse, relative
+ *   error expm1(e(lse) + 8 u (|sink| + |lse|)) (the subtraction, log2 e,
+ *   exp), times D_i with its bound, summed over rows: g(rows + 2) of the
+ *   magnitudes.
+ * - bias: an f32 input, exact; its addition is one of the roundings of
+ *   8 u (A_j + |max s|), A_j = scale sum |q||k| + |ALiBi + T5 + bias|.
+ *   -inf elements and the mask remove the key (P = 0, no bound). dbias:
+ *   the e(dS) of its terms plus g(terms + 2) of their magnitudes (the
+ *   kernel's sums in any order).
+ * - dropout p: z = 1 / (1 - p) rounded to f32 (u) and P z rounded (u):
+ *   O's sum takes g(n + 2) over z (P + e(P)) |V|; dV the same with
+ *   g(rows + 3); dP z: 2 u |dP z| more.
  */
 #include "attn.h"
 #include "attn/layer.h"
@@ -84,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NT(t) ((int)(sizeof(t) / sizeof((t)[0])))
 #define POSMAX ((int64_t)1 << 48)
 #define MAXSEQ 4
+#define MAXHEADS 8 /* heads_q of the valid configs drawn: at most 4 */
 
 static void fail(const char *what, long long a, long long b, double got,
                  double want) {
@@ -464,6 +526,19 @@ typedef struct callx {
   int64_t qoffs[MAXSEQ], koffs[MAXSEQ];
   attn_params opt;
   float scale_used;
+  /* the core's score options in the template (opt.softcap, opt.sinks,
+   * opt.bias, opt.mask, opt.dropout_p, set by carve_extras) and what the
+   * backward is asked for (opt.dsinks, opt.dbias) */
+  float sinks[MAXHEADS];
+  float *bias;         /* [bsh], opt.bias.data when drawn */
+  unsigned char *mask; /* [msh], opt.mask.data when drawn */
+  int64_t bsh[4], msh[4];
+  int want_dsinks, want_dbias;
+  float dsinks[MAXHEADS]; /* opt.dsinks when wanted */
+  float *dbias;           /* [bsh], opt.dbias.data when wanted */
+  int nonfinite;          /* x[nf_at] = nf_val, NaN or +-inf */
+  int64_t nf_at;
+  float nf_val;
 } callx;
 
 /* Where sequence b's rows are. */
@@ -532,6 +607,48 @@ static int visible(const callx *c, const geo *g, int64_t i, int64_t j) {
   if (o->window_right >= 0 && kp > qa + o->window_right)
     return 0;
   return 1;
+}
+
+/* Element (b, h, i, j) of a [b|1, hq|1, sq|1, sk|1] tensor (bias, mask),
+ * contiguous: the axes of size 1 broadcast (attn.h). */
+static int64_t bc_index(const int64_t *sh, int64_t b, int64_t h, int64_t i,
+                        int64_t j) {
+  return (((sh[0] == 1 ? 0 : b) * sh[1] + (sh[1] == 1 ? 0 : h)) * sh[2] +
+          (sh[2] == 1 ? 0 : i)) *
+             sh[3] +
+         (sh[3] == 1 ? 0 : j);
+}
+
+/* The template's tensors on key j of query i (sequence b, head h): the
+ * boolean mask, and -inf in the bias, mask. */
+static int tensor_allows(const callx *c, int64_t b, int64_t h, int64_t i,
+                         int64_t j) {
+  if (c->opt.mask.data && !c->mask[bc_index(c->msh, b, h, i, j)])
+    return 0;
+  if (c->opt.bias.data && c->bias[bc_index(c->bsh, b, h, i, j)] == -INFINITY)
+    return 0;
+  return 1;
+}
+
+/* The tensor bias of (b, h, i, j), 0 without one. */
+static double tensor_bias(const callx *c, int64_t b, int64_t h, int64_t i,
+                          int64_t j) {
+  return c->opt.bias.data ? (double)c->bias[bc_index(c->bsh, b, h, i, j)] : 0.0;
+}
+
+/* Dropout's factor z of (b, h, i, j): 1 / (1 - p) kept, 0 dropped (the
+ * decision is attn_dropout_keep's, as tests/oracle_fwd.c's oracle_dropout
+ * takes it: the Philox stream is checked against known answers by
+ * tests/test_dropout.c, this harness checks that the layer applies it
+ * where the contract says), 1 without dropout. */
+static double drop_z(const callx *c, int64_t b, int64_t h, int64_t i,
+                     int64_t j) {
+  const attn_params *o = &c->opt;
+  if (o->dropout_p == 0.0f)
+    return 1.0;
+  if (!attn_dropout_keep(o->dropout_seed, o->dropout_p, b, h, i, j))
+    return 0.0;
+  return 1.0 / (1.0 - (double)o->dropout_p);
 }
 
 /* ---- T5 and ALiBi (references, as positions_fuzz) --------------------- */
@@ -707,6 +824,9 @@ typedef struct net {
   int64_t *pidx; /* (seq, head, row) -> first P index */
   double *alibi_e, *bias_v;
   double cache_u; /* decode: K (after RoPE) and V stored with this unit */
+  /* per key: dropout's factor, softcap's derivative 1 - tanh^2 and its
+   * bound; per (seq, head, row): the sink's probability and its bound */
+  double *z, *cg, *cge, *psink, *psink_e;
 } net;
 
 /* x' = x + positions (SINUSOIDAL table, LEARNED rows) with its bound. */
@@ -819,15 +939,23 @@ static void net_forward(net *N, const float *xin, const float *yin,
   N->rel = xcalloc((size_t)np, sizeof(double));
   N->bias_v = xcalloc((size_t)np, sizeof(double));
   N->alibi_e = xcalloc((size_t)np, sizeof(double));
+  N->z = xcalloc((size_t)np, sizeof(double));
+  N->cg = xcalloc((size_t)np, sizeof(double));
+  N->cge = xcalloc((size_t)np, sizeof(double));
+  N->psink = xcalloc((size_t)(c->nseq * x->hq * 64), sizeof(double));
+  N->psink_e = xcalloc((size_t)(c->nseq * x->hq * 64), sizeof(double));
   N->lse = xcalloc((size_t)(c->nseq * x->hq * 64), sizeof(double));
   N->lse_e = xcalloc((size_t)(c->nseq * x->hq * 64), sizeof(double));
   N->Dl = xcalloc((size_t)(c->nseq * x->hq * 64), sizeof(double));
+  const double cap = (double)c->opt.softcap;
+  const int drop = c->opt.dropout_p != 0.0f;
   int64_t at = 0;
   for (int64_t b = 0; b < c->nseq; b++) {
     geo G;
     geom(x, c, b, &G);
     for (int64_t h = 0; h < x->hq; h++) {
       const int64_t kh = h / grp;
+      const double sink = c->opt.sinks ? (double)c->opt.sinks[h] : -INFINITY;
       for (int64_t i = 0; i < G.sq; i++) {
         const int64_t row = (b * x->hq + h) * 64 + i;
         N->pidx[row] = at;
@@ -835,12 +963,32 @@ static void net_forward(net *N, const float *xin, const float *yin,
         const double *eq = N->Q.e + (G.qr0 + i) * x->nq + h * x->d;
         double smax = -INFINITY;
         double s[64], A[64], dl[64];
-        int vis[64], any = 0;
+        int vis[64], any = 0, nonfin = 0;
         for (int64_t j = 0; j < G.sk; j++) {
-          vis[j] = visible(c, &G, i, j);
+          vis[j] = visible(c, &G, i, j) && tensor_allows(c, b, h, i, j);
+          any |= vis[j];
+        }
+        /* non-finite x: a row that sees a non-finite Q, K or V element
+         * gets o = NaN (attn.h); the bounds below are not computed */
+        for (int64_t j = 0; c->nonfinite && any && j < G.sk; j++) {
+          for (int64_t t = 0; vis[j] && t < x->d; t++)
+            nonfin |= !isfinite(q[t]) ||
+                      !isfinite(N->K.v[(G.kr0 + j) * x->nk + kh * x->d + t]);
+          for (int64_t t = 0; vis[j] && t < x->dv; t++)
+            nonfin |= !isfinite(N->V.v[(G.kr0 + j) * x->nv + kh * x->dv + t]);
+        }
+        if (nonfin) {
+          for (int64_t t = 0; t < x->dv; t++) {
+            N->O.v[(G.qr0 + i) * x->no + h * x->dv + t] = NAN;
+            N->O.e[(G.qr0 + i) * x->no + h * x->dv + t] = 0.0;
+          }
+          N->lse[row] = NAN;
+          at += G.sk > 0 ? G.sk : 1;
+          continue;
+        }
+        for (int64_t j = 0; j < G.sk; j++) {
           if (!vis[j])
             continue;
-          any = 1;
           const double *k = N->K.v + (G.kr0 + j) * x->nk + kh * x->d;
           const double *ek = N->K.e + (G.kr0 + j) * x->nk + kh * x->d;
           double dot = 0.0, ad = 0.0, ed = 0.0;
@@ -861,29 +1009,66 @@ static void net_forward(net *N, const float *xin, const float *yin,
                                       g->t5_max_distance, g->t5_bidirectional);
             bias = th[pl->rel + bk * x->hq + h];
           }
-          s[j] = scale * dot + bias;
+          bias += tensor_bias(c, b, h, i, j);
+          double sc = scale * dot,
+                 dsc = scale * (gam((double)x->d + 2) * ad + ed);
+          N->cg[at + j] = 1.0;
+          N->cge[at + j] = 0.0;
+          if (cap > 0) {
+            /* softcap (see "error bounds"): c tanh(./c) moves the score's
+             * error by at most sech^2 at the point nearest 0, then 32 u
+             * of the capped score; the derivative 1 - tanh^2 off by
+             * e_t (2 |tanh| + e_t) + 2 u, e_t = the capped error / c */
+            const double tt = tanh(sc / cap);
+            const double lo = tanh(fmax(0.0, fabs(sc) - dsc) / cap);
+            dsc = (1.0 - lo * lo) * dsc + 32 * U * fabs(cap * tt);
+            sc = cap * tt;
+            const double et = dsc / cap;
+            N->cg[at + j] = 1.0 - tt * tt;
+            N->cge[at + j] = et * (2 * fabs(tt) + et) + 2 * U;
+          }
+          s[j] = sc + bias;
           A[j] = scale * ad + fabs(bias);
-          dl[j] = scale * (gam((double)x->d + 2) * ad + ed) + be;
+          dl[j] = dsc + be;
           N->bias_v[at + j] = bias;
+          N->z[at + j] = drop_z(c, b, h, i, j);
           if (s[j] > smax)
             smax = s[j];
         }
-        double Z = 0.0, D = 0.0;
+        /* the sink joins the denominator as one more term: its logit is
+         * exact, the join's rescaling and its exp add Ds */
+        const double m = sink > smax ? sink : smax;
+        double Z = sink > -INFINITY ? exp(sink - m) : 0.0, D = 0.0;
         for (int64_t j = 0; j < G.sk; j++)
           if (vis[j]) {
             dl[j] += 8 * U * (A[j] + fabs(smax));
             if (dl[j] > D)
               D = dl[j];
-            Z += exp(s[j] - smax);
+            Z += exp(s[j] - m);
           }
-        const double n = (double)G.sk;
+        if (any && sink > -INFINITY) {
+          const double Ds = 8 * U * (fabs(sink) + fabs(smax) + fabs(m));
+          D = Ds > D ? Ds : D;
+        }
+        const double n = (double)G.sk + (sink > -INFINITY ? 1 : 0);
         const double r = expm1(2 * D + (6 * n + 16) * U);
         N->Dl[row] = D;
-        N->lse[row] = any ? smax + log(Z) : -INFINITY;
-        N->lse_e[row] = D + (n + 8) * U + U * fabs(N->lse[row]);
+        N->lse[row] = any ? m + log(Z) : sink;
+        N->lse_e[row] =
+            any ? D + (n + 8) * U + U * fabs(N->lse[row]) : 0.0; /* sink */
+        /* the sink's probability exp(sink - lse) (dsinks), from the
+         * library's lse: its error, the subtraction, exp */
+        N->psink[row] =
+            sink > -INFINITY ? (any ? exp(sink - N->lse[row]) : 1.0) : 0.0;
+        N->psink_e[row] =
+            sink > -INFINITY && any
+                ? pabs(N->psink[row],
+                       expm1(N->lse_e[row] +
+                             8 * U * (fabs(sink) + fabs(N->lse[row]))))
+                : 0.0;
         double dpf[64];
         for (int64_t j = 0; j < G.sk; j++) {
-          const double P = vis[j] ? exp(s[j] - smax) / Z : 0.0;
+          const double P = vis[j] ? exp(s[j] - m) / Z : 0.0;
           N->P[at + j] = P;
           /* the absolute error of the library's P_j: P_j r, at most 1
            * (both are probabilities), plus double's underflow of P_j */
@@ -901,14 +1086,15 @@ static void net_forward(net *N, const float *xin, const float *yin,
             if (!vis[j])
               continue;
             const int64_t vi = (G.kr0 + j) * x->nv + kh * x->dv + t;
-            const double p = N->P[at + j], v = N->V.v[vi];
-            o += p * v;
-            a += (p + dpf[j]) * fabs(v);
-            e += dpf[j] * fabs(v) + (p + dpf[j]) * N->V.e[vi];
+            const double p = N->P[at + j], v = N->V.v[vi], z = N->z[at + j];
+            o += p * z * v;
+            a += z * (p + dpf[j]) * fabs(v);
+            e += z * (dpf[j] * fabs(v) + (p + dpf[j]) * N->V.e[vi]);
           }
           const int64_t oi = (G.qr0 + i) * x->no + h * x->dv + t;
           N->O.v[oi] = o;
-          N->O.e[oi] = gam(n) * a + e;
+          /* dropout: z rounded to f32 and P z rounded, two more */
+          N->O.e[oi] = gam((double)G.sk + (drop ? 2 : 0)) * a + e;
         }
         at += G.sk > 0 ? G.sk : 1;
       }
@@ -921,6 +1107,7 @@ static void net_forward(net *N, const float *xin, const float *yin,
 typedef struct gradset {
   double *g, *e; /* [total params] */
   arr2 dx, dy, dval;
+  arr2 dsinks, dbias; /* when the template asks for them */
 } gradset;
 
 static void net_backward(net *N, const float *dout, gradset *G2) {
@@ -946,6 +1133,22 @@ static void net_backward(net *N, const float *dout, gradset *G2) {
   const double scale =
       c->opt.scale != 0.0f ? (double)c->opt.scale : 1.0 / sqrt((double)x->d);
   const int64_t grp = x->hq / x->hkv;
+  const int drop = c->opt.dropout_p != 0.0f, cap = c->opt.softcap > 0.0f;
+  /* dsinks and dbias: sums, their bounds' magnitudes and term counts */
+  int64_t nbias = 1;
+  for (int k = 0; k < 4; k++)
+    nbias *= c->want_dbias ? c->bsh[k] : 1;
+  double *ds_a = NULL, *ds_n = NULL, *db_a = NULL, *db_n = NULL;
+  if (c->want_dsinks) {
+    G2->dsinks = arr_new(x->hq);
+    ds_a = xcalloc((size_t)x->hq, sizeof(double));
+    ds_n = xcalloc((size_t)x->hq, sizeof(double));
+  }
+  if (c->want_dbias) {
+    G2->dbias = arr_new(nbias);
+    db_a = xcalloc((size_t)nbias, sizeof(double));
+    db_n = xcalloc((size_t)nbias, sizeof(double));
+  }
   int64_t at = 0;
   for (int64_t b = 0; b < c->nseq; b++) {
     geo G;
@@ -954,6 +1157,7 @@ static void net_backward(net *N, const float *dout, gradset *G2) {
       const int64_t kh = h / grp;
       for (int64_t i = 0; i < G.sq; i++) {
         const int64_t qr = G.qr0 + i;
+        const int64_t row = (b * x->hq + h) * 64 + i;
         const double *o = N->O.v + qr * x->no + h * x->dv;
         const double *eo = N->O.e + qr * x->no + h * x->dv;
         const double *go = dO.v + qr * x->no + h * x->dv;
@@ -965,12 +1169,20 @@ static void net_backward(net *N, const float *dout, gradset *G2) {
           De += fabs(o[t]) * ego[t] + fabs(go[t]) * eo[t];
         }
         De += gam((double)x->dv + 1) * Da;
+        /* dsinks[h] = - sum_i exp(sink - lse_i) D_i */
+        if (c->want_dsinks && N->psink[row] > 0.0) {
+          const double ps = N->psink[row], pe = N->psink_e[row];
+          G2->dsinks.v[h] -= ps * Dv;
+          G2->dsinks.e[h] += pe * fabs(Dv) + (ps + pe) * De;
+          ds_a[h] += (ps + pe) * (fabs(Dv) + De);
+          ds_n[h] += 1;
+        }
         const double nq = (double)(G.sq * grp);
         for (int64_t j = 0; j < G.sk; j++) {
           const double P = N->P[at + j];
           if (P == 0.0 && N->rel[at + j] == 0.0)
             continue; /* not visible */
-          const double dp = N->rel[at + j], Pm = P + dp;
+          const double dp = N->rel[at + j], Pm = P + dp, z = N->z[at + j];
           const int64_t kr = G.kr0 + j;
           double dP = 0.0, dPa = 0.0, dPe = 0.0;
           for (int64_t t = 0; t < x->dv; t++) {
@@ -978,26 +1190,46 @@ static void net_backward(net *N, const float *dout, gradset *G2) {
             dP += go[t] * N->V.v[vi];
             dPa += fabs(go[t] * N->V.v[vi]);
             dPe += fabs(N->V.v[vi]) * ego[t] + fabs(go[t]) * N->V.e[vi];
-            /* dV += P dO */
-            dV.v[vi] += P * go[t];
-            dV.e[vi] +=
-                dp * fabs(go[t]) + Pm * ego[t] + gam(nq + 1) * Pm * fabs(go[t]);
+            /* dV += P z dO (dropout: z and P z rounded, two more) */
+            dV.v[vi] += P * z * go[t];
+            dV.e[vi] += z * (dp * fabs(go[t]) + Pm * ego[t] +
+                             gam(nq + 1 + (drop ? 2 : 0)) * Pm * fabs(go[t]));
           }
           dPe += gam((double)x->dv + 1) * dPa;
-          const double dS = P * (dP - Dv);
-          const double eS = dp * fabs(dP - Dv) +
-                            Pm * (dPe + De + 3 * U * (fabs(dP) + fabs(Dv)));
-          const double dSm = fabs(dS) + eS;
-          /* dQ += scale dS K, dK += scale dS Q */
+          /* dropout: dP z, z rounded and the product: 2 u |dP z| */
+          const double dPz = z * dP;
+          const double dPze = z * dPe + (drop ? 2 * U * fabs(dPz) : 0.0);
+          const double dS = P * (dPz - Dv);
+          const double eS = dp * fabs(dPz - Dv) +
+                            Pm * (dPze + De + 3 * U * (fabs(dPz) + fabs(Dv)));
+          const double dSm0 = fabs(dS) + eS;
+          /* dbias = dS, summed over the axes bias broadcasts */
+          if (c->want_dbias) {
+            const int64_t bi = bc_index(c->bsh, b, h, i, j);
+            G2->dbias.v[bi] += dS;
+            G2->dbias.e[bi] += eS;
+            db_a[bi] += dSm0;
+            db_n[bi] += 1;
+          }
+          /* softcap: dS' = dS (1 - tanh^2), the factor off by cge, one
+           * rounding */
+          double dSc = dS, eSc = eS;
+          if (cap) {
+            const double cg = N->cg[at + j], ce = N->cge[at + j];
+            dSc = dS * cg;
+            eSc = fabs(cg) * eS + dSm0 * ce + U * dSm0 * (fabs(cg) + ce);
+          }
+          const double dSm = fabs(dSc) + eSc;
+          /* dQ += scale dS' K, dK += scale dS' Q */
           for (int64_t t = 0; t < x->d; t++) {
             const int64_t qi = qr * x->nq + h * x->d + t;
             const int64_t ki = kr * x->nk + kh * x->d + t;
             const double kv = N->K.v[ki], qv = N->Q.v[qi];
-            dQ.v[qi] += scale * dS * kv;
-            dQ.e[qi] += scale * (fabs(kv) * eS + dSm * N->K.e[ki] +
+            dQ.v[qi] += scale * dSc * kv;
+            dQ.e[qi] += scale * (fabs(kv) * eSc + dSm * N->K.e[ki] +
                                  gam((double)G.sk + 3) * dSm * fabs(kv));
-            dK.v[ki] += scale * dS * qv;
-            dK.e[ki] += scale * (fabs(qv) * eS + dSm * N->Q.e[qi] +
+            dK.v[ki] += scale * dSc * qv;
+            dK.e[ki] += scale * (fabs(qv) * eSc + dSm * N->Q.e[qi] +
                                  gam(nq + 3) * dSm * fabs(qv));
           }
           if (g->position == ATTN_LAYER_POS_T5) {
@@ -1005,13 +1237,22 @@ static void net_backward(net *N, const float *dout, gradset *G2) {
                                       g->t5_max_distance, g->t5_bidirectional);
             const int64_t gi = pl->rel + bk * x->hq + h;
             G2->g[gi] += dS;
-            G2->e[gi] += eS + gam((double)(rq * rk) + 2) * dSm;
+            G2->e[gi] += eS + gam((double)(rq * rk) + 2) * dSm0;
           }
         }
         at += G.sk > 0 ? G.sk : 1;
       }
     }
   }
+  /* the sums' roundings, in any order: g(terms + 2) of their magnitudes */
+  for (int64_t h = 0; c->want_dsinks && h < x->hq; h++)
+    G2->dsinks.e[h] += gam(ds_n[h] + 2) * ds_a[h];
+  for (int64_t k = 0; c->want_dbias && k < nbias; k++)
+    G2->dbias.e[k] += gam(db_n[k] + 2) * db_a[k];
+  free(ds_a);
+  free(ds_n);
+  free(db_a);
+  free(db_n);
   if (g->position == ATTN_LAYER_POS_ROPE)
     for (int64_t b = 0; b < c->nseq; b++) {
       geo G;
@@ -1092,11 +1333,20 @@ static void net_free(net *N) {
   free(N->pidx);
   free(N->alibi_e);
   free(N->bias_v);
+  free(N->z);
+  free(N->cg);
+  free(N->cge);
+  free(N->psink);
+  free(N->psink_e);
 }
 
 static void grads_free(gradset *G2, int cross, int value) {
   free(G2->g);
   free(G2->e);
+  free(G2->dsinks.v);
+  free(G2->dsinks.e);
+  free(G2->dbias.v);
+  free(G2->dbias.e);
   arr_free(&G2->dx);
   if (cross)
     arr_free(&G2->dy);
@@ -1206,6 +1456,125 @@ static void carve_call(bytes *in, const cfgx *x, callx *c) {
   }
 }
 
+/* The core's score options the template may carry (attn.h), drawn here
+ * for the layer: softcap, sinks (some heads -inf: no sink), an additive
+ * bias and a boolean mask of every broadcast shape, dropout; the backward's
+ * dsinks and dbias. */
+static const float t_cap[] = {1.0f, 0.5f, 5.0f, 30.0f, 0.05f, 2.0f};
+static const float t_sinkv[] = {-INFINITY, 0.0f,  1.5f,   -2.0f,
+                                4.0f,      20.0f, -30.0f, 0.75f};
+static const float t_bscale[] = {1.0f, 4.0f, 0.25f, 30.0f};
+static const float t_keep[] = {-0.6f, 0.0f, 0.5f, -2.0f}; /* mask density */
+static const float t_drop[] = {0.1f, 0.5f, 0.9f, 0.25f};
+
+/* One broken rule of these options (run_fwd_bwd). */
+enum {
+  XB_NONE,
+  XB_CAP_NEG,       /* softcap < 0 */
+  XB_CAP_NONFINITE, /* softcap NaN or +inf */
+  XB_SINK_NAN,      /* a NaN sink */
+  XB_SINK_INF,      /* a +inf sink */
+  XB_BIAS_SHAPE,    /* bias heads axis hq + 1 */
+  XB_BIAS_DTYPE,    /* bias bf16 */
+  XB_MASK_SHAPE,    /* mask heads axis hq + 1 */
+  XB_MASK_DTYPE,    /* mask f32 */
+  XB_DROP,          /* dropout_p 1, negative or NaN */
+  XB_DSINKS,        /* dsinks without sinks (backward; the forward may
+                       refuse it too: it sizes the backward) */
+  XB_DBIAS,         /* dbias without bias, or not of bias's shape (same) */
+  XB_N
+};
+
+/* A bias or mask shape: each axis full or 1 (sel bits 0..3); packed
+ * batches index the seq axes inside each sequence: the longest one, or
+ * one more (sel bit 7: longer axes are allowed there). */
+static void bc_shape(const cfgx *x, const callx *c, unsigned sel, int64_t *sh) {
+  int64_t sq = c->Sq, sk = c->Sk;
+  if (c->varlen) {
+    sq = sk = 1;
+    for (int64_t b = 0; b < c->nseq; b++) {
+      sq = c->cu_q[b + 1] - c->cu_q[b] > sq ? c->cu_q[b + 1] - c->cu_q[b] : sq;
+      sk = c->cu_k[b + 1] - c->cu_k[b] > sk ? c->cu_k[b + 1] - c->cu_k[b] : sk;
+    }
+    sq += (sel & 0x80) ? 1 : 0;
+    sk += (sel & 0x80) ? 1 : 0;
+  }
+  sh[0] = sel & 1 ? 1 : c->nseq;
+  sh[1] = sel & 2 ? 1 : x->hq;
+  sh[2] = sel & 4 ? 1 : sq;
+  sh[3] = sel & 8 ? 1 : sk;
+}
+
+/* Draws the options above into c->opt (with options only); returns the
+ * broken rule, XB_NONE mostly. */
+static int carve_extras(bytes *in, const cfgx *x, callx *c, uint64_t *s) {
+  const unsigned xo = (unsigned)take(in, 256);
+  if (!c->use_opts || !xo || x->hq > MAXHEADS)
+    return XB_NONE;
+  attn_params *o = &c->opt;
+  /* non-finite x, a rare draw (1 in 4 of bit 7) */
+  if ((xo & 0x80) && take(in, 4) == 0) {
+    c->nonfinite = 1;
+    c->nf_at = take(in, 256) % (c->B * c->Sq) * x->E + take(in, 256) % x->E;
+    const float v[3] = {NAN, INFINITY, -INFINITY};
+    c->nf_val = v[take(in, 3)];
+  }
+  if (xo & 1) {
+    o->softcap = t_cap[take(in, NT(t_cap))];
+    if (c->nonfinite) /* tanh(+-inf) is finite: NaN only (see below) */
+      c->nf_val = NAN;
+  }
+  if (xo & 2) {
+    for (int64_t h = 0; h < x->hq; h++)
+      c->sinks[h] = t_sinkv[take(in, NT(t_sinkv))];
+    o->sinks = c->sinks;
+  }
+  if (xo & 4) {
+    const unsigned sel = (unsigned)take(in, 256);
+    bc_shape(x, c, sel, c->bsh);
+    const int64_t n = c->bsh[0] * c->bsh[1] * c->bsh[2] * c->bsh[3];
+    const float sc = t_bscale[(sel >> 4) & 3];
+    c->bias = xcalloc((size_t)n, sizeof(float));
+    for (int64_t k = 0; k < n; k++) {
+      const float r = frand(s);
+      /* -inf masks (not with non-finite x: NaN + -inf is NaN) */
+      c->bias[k] = (sel & 0x40) && !c->nonfinite && r < -0.75f ? -INFINITY
+                                                               : frand(s) * sc;
+    }
+    o->bias = attn_tensor_contiguous(c->bias, ATTN_DTYPE_F32, c->bsh[0],
+                                     c->bsh[1], c->bsh[2], c->bsh[3]);
+  }
+  if (xo & 8) {
+    const unsigned sel = (unsigned)take(in, 256);
+    bc_shape(x, c, sel, c->msh);
+    const int64_t n = c->msh[0] * c->msh[1] * c->msh[2] * c->msh[3];
+    const float thr = t_keep[(sel >> 4) & 3];
+    c->mask = xcalloc((size_t)n, 1);
+    for (int64_t k = 0; k < n; k++)
+      c->mask[k] = frand(s) > thr ? (unsigned char)(1 + (sel & 0x40)) : 0;
+    o->mask = attn_tensor_contiguous(c->mask, ATTN_DTYPE_BOOL, c->msh[0],
+                                     c->msh[1], c->msh[2], c->msh[3]);
+  }
+  if (xo & 16) {
+    o->dropout_p = t_drop[take(in, NT(t_drop))];
+    o->dropout_seed = (uint64_t)take(in, 256) * 0x9E3779B97F4A7C15ULL;
+  }
+  if (xo & 32) {
+    c->want_dsinks = o->sinks != NULL;
+    c->want_dbias = o->bias.data != NULL;
+    if (c->want_dsinks)
+      o->dsinks = c->dsinks;
+    if (c->want_dbias) {
+      c->dbias =
+          xcalloc((size_t)(c->bsh[0] * c->bsh[1] * c->bsh[2] * c->bsh[3]),
+                  sizeof(float));
+      o->dbias = attn_tensor_contiguous(c->dbias, ATTN_DTYPE_F32, c->bsh[0],
+                                        c->bsh[1], c->bsh[2], c->bsh[3]);
+    }
+  }
+  return xo & 64 ? 1 + (int)take(in, XB_N - 1) : XB_NONE;
+}
+
 /* Whether a valid config's call is valid (the core's rules on what was
  * drawn, the absolute tables' ranges). */
 static int call_valid(const cfgx *x, const callx *c) {
@@ -1273,6 +1642,55 @@ static void same_as(const float *p, const float *keep, int64_t n,
     fail(what, n, 0, 0, 0);
 }
 
+/* The same bits, or NaN where keep has NaN (non-finite inputs: NaN's
+ * payload is not part of the contract). */
+static void same_nan(const float *p, const float *keep, int64_t n,
+                     const char *what) {
+  for (int64_t i = 0; p && keep && i < n; i++)
+    if (memcmp(p + i, keep + i, sizeof(float)) != 0 &&
+        !(isnan(p[i]) && isnan(keep[i])))
+      fail(what, i, n, p[i], keep[i]);
+}
+
+/* The forward's out with x[nf_at] non-finite: an out row the oracle makes
+ * non-finite (its attention row sees a non-finite Q, K or V element: o is
+ * NaN, attn.h) is non-finite in every element; a finite oracle row is
+ * within its bound, or non-finite only where attn.h's one exception may
+ * reach it: self-attention, where the non-finite row is a key of the
+ * row's sequence (a non-finite V of a masked key reaches the rows of its
+ * tile through 0 * x). */
+static void compare_nonfinite(const cfgx *x, const callx *c, const float *got,
+                              const arr2 *want) {
+  const int64_t nf_row = c->nf_at / x->E, w = x->dout;
+  for (int64_t r = 0; r < c->B * c->Sq; r++) {
+    int ofin = 1, gfin = 1, leak = 0;
+    for (int64_t t = 0; t < w; t++) {
+      ofin &= isfinite(want->v[r * w + t]) != 0;
+      gfin &= isfinite(got[r * w + t]) != 0;
+    }
+    for (int64_t b = 0; !x->c.cross && b < c->nseq; b++) {
+      geo G;
+      geom(x, c, b, &G);
+      if (r >= G.qr0 && r < G.qr0 + G.sq && nf_row >= G.kr0 &&
+          nf_row < G.kr0 + G.sk)
+        leak = 1;
+    }
+    if (!ofin) {
+      for (int64_t t = 0; t < w; t++)
+        if (isfinite(got[r * w + t]))
+          fail("forward out: finite where the oracle's row is not (x "
+               "non-finite)",
+               r, t, got[r * w + t], want->v[r * w + t]);
+    } else if (gfin) {
+      arr2 row = {want->v + r * w, want->e + r * w};
+      compare("forward out (x non-finite, a finite row)", got + r * w, &row, w);
+    } else if (!leak) {
+      fail("forward out: non-finite where the oracle's row is finite", r,
+           nf_row, 0, 0);
+    }
+  }
+}
+
 static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
                         const plist *pl, uint64_t *s) {
   callx c;
@@ -1299,6 +1717,14 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
       fill(b.val, rk * x->vdim, s, 1.0f);
     }
   }
+  const int xbad = carve_extras(in, x, &c, s);
+  if (c.nonfinite)
+    b.x[c.nf_at] = c.nf_val;
+  const int64_t nbias = c.bsh[0] * c.bsh[1] * c.bsh[2] * c.bsh[3];
+  for (int64_t h = 0; h < MAXHEADS; h++) /* overwritten by the backward */
+    c.dsinks[h] = 1234.5f;
+  for (int64_t k = 0; c.dbias && k < nbias; k++)
+    c.dbias[k] = -1234.5f;
   char msg[256];
   attn_layer_call lc;
   attn_layer_call_init(&lc);
@@ -1333,6 +1759,8 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
     attn_layer_call big = lc;
     attn_params bo = opt;
     bo.q_pos_offset = bo.k_pos_offset = 0;
+    /* tensors of the small shapes do not broadcast to the large ones */
+    bo.bias.data = bo.mask.data = bo.dbias.data = NULL;
     big.options = &bo;
     big.batch = (int64_t)1 << 15;
     big.seq_q = (int64_t)1 << 15;
@@ -1495,6 +1923,62 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
   default:
     break;
   }
+  /* one rule of the template's score options broken */
+  float junk[64], xsinks[MAXHEADS];
+  memset(junk, 0, sizeof junk);
+  int either = 0; /* refused by the forward, or else by the backward */
+  switch (xbad) {
+  case XB_CAP_NEG:
+    opt.softcap = -1.0f;
+    fwd_bad = 1;
+    break;
+  case XB_CAP_NONFINITE:
+    opt.softcap = bf & 4 ? NAN : INFINITY;
+    fwd_bad = 1;
+    break;
+  case XB_SINK_NAN:
+  case XB_SINK_INF:
+    for (int64_t h = 0; h < MAXHEADS; h++)
+      xsinks[h] = opt.sinks ? opt.sinks[h] : -INFINITY;
+    xsinks[x->hq - 1] = xbad == XB_SINK_NAN ? NAN : INFINITY;
+    opt.sinks = xsinks;
+    fwd_bad = 1;
+    break;
+  case XB_BIAS_SHAPE:
+    opt.bias = attn_tensor_contiguous(junk, ATTN_DTYPE_F32, 1, x->hq + 1, 1, 1);
+    fwd_bad = 1;
+    break;
+  case XB_BIAS_DTYPE:
+    opt.bias = attn_tensor_contiguous(junk, ATTN_DTYPE_BF16, 1, 1, 1, 1);
+    fwd_bad = 1;
+    break;
+  case XB_MASK_SHAPE:
+    opt.mask =
+        attn_tensor_contiguous(junk, ATTN_DTYPE_BOOL, 1, x->hq + 1, 1, 1);
+    fwd_bad = 1;
+    break;
+  case XB_MASK_DTYPE:
+    opt.mask = attn_tensor_contiguous(junk, ATTN_DTYPE_F32, 1, 1, 1, 1);
+    fwd_bad = 1;
+    break;
+  case XB_DROP:
+    opt.dropout_p = bf & 4 ? 1.0f : bf & 8 ? -0.25f : NAN;
+    fwd_bad = 1;
+    break;
+  case XB_DSINKS:
+    if (!opt.sinks) {
+      opt.dsinks = junk;
+      either = 1;
+    }
+    break;
+  case XB_DBIAS:
+    opt.dbias = attn_tensor_contiguous(junk, ATTN_DTYPE_F32, 1,
+                                       opt.bias.data ? x->hq + 1 : 1, 1, 1);
+    either = 1;
+    break;
+  default:
+    break;
+  }
   (void)do_bwd;
   float *keep_out, *keep_grads;
   int64_t np;
@@ -1503,7 +1987,9 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
   snapshot(b.out, rq * x->dout, &keep_out);
   msg[0] = '\0';
   const attn_status st = attn_layer_forward_sized(L, NULL, &lc, call_size);
-  if (!valid || fwd_bad) {
+  if (valid && !fwd_bad && either && st == ATTN_OK)
+    bwd_bad = 1; /* the forward took it: the backward must refuse it */
+  if (!valid || fwd_bad || (either && st != ATTN_OK)) {
     if (st == ATTN_OK)
       fail(valid ? "forward accepted an invalid call (hostile)"
                  : "forward accepted an invalid call",
@@ -1532,8 +2018,11 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
   N.rq = rq;
   N.rk = rk;
   net_forward(&N, b.x, b.y, b.val);
-  compare("forward out", b.out, &N.out, rq * x->dout);
-  /* 3 threads: the same bits */
+  if (c.nonfinite)
+    compare_nonfinite(x, &c, b.out, &N.out);
+  else
+    compare("forward out", b.out, &N.out, rq * x->dout);
+  /* 3 threads: the same bits (NaN for NaN with non-finite x) */
   if (c.use_opts) {
     float *one = NULL;
     snapshot(b.out, rq * x->dout, &one);
@@ -1541,24 +2030,48 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
     opt.num_threads = 3;
     if (attn_layer_forward(L, NULL, &lc) != ATTN_OK)
       fail("forward on 3 threads refused", 0, 0, 0, 0);
-    same_as(b.out, one, rq * x->dout, "forward: 1 and 3 threads differ");
+    same_nan(b.out, one, rq * x->dout, "forward: 1 and 3 threads differ");
     free(one);
     opt.num_threads = 1;
   }
   /* the backward */
   {
     snapshot(grads, np, &keep_grads);
-    float *keep_dx;
+    float *keep_dx, *keep_ds, *keep_db;
     snapshot(b.dx, rq * x->E, &keep_dx);
+    snapshot(c.dsinks, MAXHEADS, &keep_ds);
+    snapshot(c.dbias, nbias, &keep_db);
     msg[0] = '\0';
     const attn_status bs = attn_layer_backward(L, NULL, &lc);
     if (bwd_bad) {
       if (bs == ATTN_OK)
-        fail("backward accepted an invalid call", hostile, 0, 0, 0);
+        fail("backward accepted an invalid call", hostile, xbad, 0, 0);
       if (!msg[0])
         fail("backward: a refused call without a reason", bs, hostile, 0, 0);
       same_as(grads, keep_grads, np, "backward: a refused call wrote grads");
       same_as(b.dx, keep_dx, rq * x->E, "backward: a refused call wrote dx");
+      same_as(c.dsinks, keep_ds, MAXHEADS,
+              "backward: a refused call wrote dsinks");
+      same_as(c.dbias, keep_db, nbias, "backward: a refused call wrote dbias");
+    } else if (c.nonfinite) {
+      /* non-finite x: only that the call runs, the same on 3 threads */
+      if (bs != ATTN_OK) {
+        fprintf(stderr, "layer_fuzz: %s\n", msg);
+        fail("backward refused a valid call (non-finite x)", bs, 0, 0, 0);
+      }
+      if (c.use_opts) {
+        float *g1, *dx1;
+        snapshot(grads, np, &g1);
+        snapshot(b.dx, rq * x->E, &dx1);
+        attn_layer_zero_grad(L);
+        opt.num_threads = 3;
+        if (attn_layer_backward(L, NULL, &lc) != ATTN_OK)
+          fail("backward on 3 threads refused", 0, 0, 0, 0);
+        same_nan(grads, g1, np, "backward: 1 and 3 threads differ (grads)");
+        same_nan(b.dx, dx1, rq * x->E, "backward: 1 and 3 threads differ (dx)");
+        free(g1);
+        free(dx1);
+      }
     } else {
       if (bs != ATTN_OK) {
         fprintf(stderr, "layer_fuzz: %s\n", msg);
@@ -1574,28 +2087,45 @@ static void run_fwd_bwd(bytes *in, const cfgx *x, attn_layer *L,
         compare("dy", b.dy, &G2.dy, rk * x->kdim);
       if (x->c.cross && c.use_value)
         compare("dvalue", b.dval, &G2.dval, rk * x->vdim);
+      if (c.want_dsinks)
+        compare("dsinks", c.dsinks, &G2.dsinks, x->hq);
+      if (c.want_dbias)
+        compare("dbias", c.dbias, &G2.dbias, nbias);
       if (c.use_opts) { /* 3 threads: the same bits */
-        float *g1, *dx1;
+        float *g1, *dx1, *ds1, *db1;
         snapshot(grads, np, &g1);
         snapshot(b.dx, rq * x->E, &dx1);
+        snapshot(c.dsinks, MAXHEADS, &ds1);
+        snapshot(c.dbias, nbias, &db1);
         attn_layer_zero_grad(L);
         opt.num_threads = 3;
         if (attn_layer_backward(L, NULL, &lc) != ATTN_OK)
           fail("backward on 3 threads refused", 0, 0, 0, 0);
         same_as(grads, g1, np, "backward: 1 and 3 threads differ (grads)");
         same_as(b.dx, dx1, rq * x->E, "backward: 1 and 3 threads differ (dx)");
+        same_as(c.dsinks, ds1, MAXHEADS,
+                "backward: 1 and 3 threads differ (dsinks)");
+        same_as(c.dbias, db1, nbias,
+                "backward: 1 and 3 threads differ (dbias)");
         free(g1);
         free(dx1);
+        free(ds1);
+        free(db1);
       }
       grads_free(&G2, x->c.cross, c.use_value);
     }
     free(keep_grads);
     free(keep_dx);
+    free(keep_ds);
+    free(keep_db);
   }
   net_free(&N);
   free(th);
 done:
   free(keep_out);
+  free(c.bias);
+  free(c.mask);
+  free(c.dbias);
   free(b.x);
   free(b.y);
   free(b.val);
@@ -1628,6 +2158,16 @@ static void run_decode(bytes *in, const cfgx *x, attn_layer *L, const plist *pl,
   const attn_dtype dt = cache_dts[take(in, 3)];
   const int paged = (f & 1) != 0;
   const int hostile = (int)take(in, 12); /* 0..6: one rule broken */
+  /* the template's softcap and sinks (the decode kernel takes both), or
+   * one of their rules broken at the first step (1: a NaN sink, 2:
+   * dropout, which the cache refuses, 3: a negative softcap) */
+  const unsigned xo = (unsigned)take(in, 256);
+  const float dcap = xo & 1 ? t_cap[take(in, NT(t_cap))] : 0.0f;
+  float dsk[MAXHEADS], xsk[MAXHEADS];
+  const int dsinks = (xo & 2) && x->hq <= MAXHEADS;
+  for (int64_t h = 0; h < MAXHEADS; h++)
+    dsk[h] = dsinks && h < x->hq ? t_sinkv[take(in, NT(t_sinkv))] : -INFINITY;
+  const int dxbad = (xo & 4) && x->hq <= MAXHEADS ? 1 + (int)take(in, 3) : 0;
   const int64_t page = 2;
   const int64_t cap = paged ? ((n + page - 1) / page + (f & 2 ? 1 : 0)) * page
                             : n + (int64_t)(f & 2 ? 1 : 0);
@@ -1670,6 +2210,9 @@ static void run_decode(bytes *in, const cfgx *x, attn_layer *L, const plist *pl,
   memset(&c, 0, sizeof c);
   attn_params_init(&c.opt);
   c.opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+  c.opt.softcap = dcap;
+  memcpy(c.sinks, dsk, sizeof dsk);
+  c.opt.sinks = dsinks ? c.sinks : NULL;
   c.B = c.nseq = B;
   c.Sq = c.Sk = n;
   /* a learned table shorter than the tokens: the step that reaches past
@@ -1698,6 +2241,8 @@ static void run_decode(bytes *in, const cfgx *x, attn_layer *L, const plist *pl,
   attn_params opt;
   attn_params_init(&opt);
   opt.num_threads = 1;
+  opt.softcap = dcap;
+  opt.sinks = c.opt.sinks;
   int64_t done = 0;
   int step = 0, hostile_done = 0;
   while (done < n) {
@@ -1741,6 +2286,19 @@ static void run_decode(bytes *in, const cfgx *x, attn_layer *L, const plist *pl,
       bad = 1;
     } else if (!hostile_done && hostile == 6) {
       lc.batch = ((int64_t)1 << 40) + 1;
+      bad = 1;
+    }
+    if (!hostile_done && dxbad) {
+      if (dxbad == 1) {
+        memcpy(xsk, dsk, sizeof xsk);
+        xsk[x->hq - 1] = NAN;
+        hopt.sinks = xsk;
+      } else if (dxbad == 2) {
+        hopt.dropout_p = 0.5f;
+      } else {
+        hopt.softcap = -2.0f;
+      }
+      lc.options = &hopt;
       bad = 1;
     }
     /* the workspace size (every sequence at capacity) */
