@@ -39,7 +39,8 @@ typedef struct ring_cli {
   const char *dout, *dq, *dk, *dv, *dsinks, *drel;
 } ring_cli;
 
-/* 0 while parsing (every rank fails the same: finalize), 1 after (a
+/* 0 while parsing, and on a library error every rank agrees on (every
+ * rank fails the same: finalize at exit), 1 otherwise after parsing (a
  * failure on one rank: abort the job). */
 static int g_phase = -1;
 
