@@ -20,6 +20,8 @@ struct attn_context {
   int num_threads; /* resolved, >= 1 */
   attn_isa isa;    /* resolved, never AUTO */
   attn_pool *pool; /* never NULL */
+  /* one large workspace kept for the next call (workspace.c), or NULL */
+  _Atomic(void *) spare;
 };
 
 #define ENV_THREADS_MAX 1024
@@ -131,6 +133,7 @@ static attn_status context_make(const attn_context_options *o,
   }
   c->num_threads = threads;
   c->isa = isa;
+  atomic_init(&c->spare, NULL);
   *out = c;
   return ATTN_OK;
 }
@@ -161,7 +164,12 @@ void attn_context_free(attn_context *ctx) {
   if (!ctx)
     return;
   attn_pool_free(ctx->pool);
+  free(atomic_load_explicit(&ctx->spare, memory_order_acquire));
   free(ctx);
+}
+
+void *attn_context_spare_swap(attn_context *ctx, void *block) {
+  return atomic_exchange_explicit(&ctx->spare, block, memory_order_acq_rel);
 }
 
 /* ---------------------------------------------------------------------- */

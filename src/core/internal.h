@@ -130,11 +130,20 @@ static inline void attn_prefetch_row(const void *src, attn_dtype dt, int64_t n,
 }
 
 /* Workspace of one call: p->workspace if set (checked against need), else
- * malloc (returned in *owned, for the caller to free). *base is aligned to
- * ATTN_WORKSPACE_ALIGN; need must include that much slack. */
+ * an allocation (returned in *owned, for attn_workspace_release). *base is
+ * aligned to ATTN_WORKSPACE_ALIGN; need must include that much slack. With
+ * a context (ctx not NULL), a large workspace (ATTN_SPARE_MIN_BYTES ..
+ * ATTN_SPARE_MAX_BYTES) is taken from the context's spare when that is
+ * big enough, and released into it (workspace.c). */
 #define ATTN_WORKSPACE_ALIGN 64
-attn_status attn_workspace_acquire(const attn_params *p, size_t need,
-                                   void **owned, char **base);
+#define ATTN_SPARE_MIN_BYTES ((size_t)8 << 20)
+#define ATTN_SPARE_MAX_BYTES ((size_t)64 << 20)
+attn_status attn_workspace_acquire(attn_context *ctx, const attn_params *p,
+                                   size_t need, void **owned, char **base);
+void attn_workspace_release(attn_context *ctx, void *owned);
+/* Exchanges the context's spare workspace block (NULL: none) for block;
+ * returns the one it held. Thread-safe (context.c). */
+void *attn_context_spare_swap(attn_context *ctx, void *block);
 
 /* CPU features: cached after the first call (thread-safe). */
 int attn_cpu_has_avx2(void);

@@ -640,7 +640,7 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   atomic_init(&job.counter_c, 0);
   void *mem;
   char *base;
-  st = attn_workspace_acquire(&pl.p, job.w.total, &mem, &base);
+  st = attn_workspace_acquire(pl.ctx, &pl.p, job.w.total, &mem, &base);
   if (st != ATTN_OK)
     return st;
   job.mem = base;
@@ -669,7 +669,7 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
     job.item_base[b + 1] = job.item_base[b] + c * pl.pr.hk;
   }
   st = attn_team_run_ctx(pl.ctx, job.w.threads, bwd_worker, &job);
-  free(mem);
+  attn_workspace_release(pl.ctx, mem);
   return st;
 }
 

@@ -506,7 +506,7 @@ attn_status attn_decode_run(const attn_plan *pl, const attn_kv_src *src,
                        job.g.total);
     base = (char *)round_up((size_t)(uintptr_t)ws, ALIGN);
   } else {
-    st = attn_workspace_acquire(p, job.g.total, &mem, &base);
+    st = attn_workspace_acquire(pl->ctx, p, job.g.total, &mem, &base);
     if (st != ATTN_OK)
       return st;
   }
@@ -517,7 +517,7 @@ attn_status attn_decode_run(const attn_plan *pl, const attn_kv_src *src,
   job.slots = base + job.g.counters;
   job.scratch = job.slots + job.g.slot * (size_t)(job.g.wave * pl->pr.hk);
   st = attn_team_run_ctx(pl->ctx, job.g.threads, dec_worker, &job);
-  free(mem);
+  attn_workspace_release(pl->ctx, mem);
   return st;
 }
 

@@ -610,7 +610,7 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
 
   void *mem;
   char *base;
-  st = attn_workspace_acquire(p, job.w.total, &mem, &base);
+  st = attn_workspace_acquire(pl.ctx, p, job.w.total, &mem, &base);
   if (st != ATTN_OK)
     return st;
   job.claimed = (atomic_llong *)base;
@@ -629,7 +629,7 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   atomic_init(&job.cursor, 0);
 
   st = attn_team_run_ctx(pl.ctx, job.w.threads, fwd_worker, &job);
-  free(mem);
+  attn_workspace_release(pl.ctx, mem);
   return st;
 }
 

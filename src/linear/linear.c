@@ -367,11 +367,11 @@ static attn_status lin_run(attn_context *ctx, const attn_linear_params *user,
   ws.error_message = p.error_message;
   ws.error_message_size = p.error_message_size;
   void *owned;
-  st = attn_workspace_acquire(&ws, need, &owned, &job.scratch);
+  st = attn_workspace_acquire(c, &ws, need, &owned, &job.scratch);
   if (st != ATTN_OK)
     return st;
   st = attn_team_run_ctx(c, n, worker, &job);
-  free(owned);
+  attn_workspace_release(c, owned);
   if (st != ATTN_OK)
     return lin_fail(&p, st, "could not run the linear attention's threads");
   return ATTN_OK;
