@@ -6,6 +6,7 @@
 #                          bitwise against a single-threaded run
 #                          (tests/stress/); hammer_layer when OpenBLAS is
 #                          found
+#   spare                  the context's spare workspace, 4 callers racing
 #   pool                   the thread pool: concurrent callers, lifecycles,
 #                          fork (TSan needs die_after_fork=0 for the child's
 #                          threads)
@@ -57,9 +58,9 @@ CC=clang cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DATTN_BUILD_RING=OFF -DATTN_TEST_CASES=150 -DATTN_TEST_BWD_CASES=60 \
   </dev/null || die "configure failed"
 
-tests=(pool determinism forward backward decode cache merge sparse dropout
+tests=(pool spare determinism forward backward decode cache merge sparse dropout
   fuzz_params2_replay fuzz_cache_replay hammer)
-targets=(test_pool test_determinism test_forward test_backward test_decode
+targets=(test_pool test_spare test_determinism test_forward test_backward test_decode
   test_cache test_merge test_sparse test_dropout params2_replay cache_replay
   attn_hammer)
 # (CMake makes BUILD/.../NAME.dir for each target it defines.)
