@@ -620,7 +620,7 @@ attn_kv_cache_attend_sized(attn_context *ctx, const attn_kv_cache *user,
   const attn_params *p = &a.pp;
   void *mem;
   char *base;
-  st = attn_workspace_acquire(ctx, p, a.m.total, &mem, &base);
+  st = attn_workspace_acquire(a.pl.ctx, p, a.m.total, &mem, &base);
   if (st != ATTN_OK)
     return st;
   float *qrot = NULL;
@@ -650,6 +650,6 @@ attn_kv_cache_attend_sized(attn_context *ctx, const attn_kv_cache *user,
   } else {
     st = attend_tiled(ctx, &a.c, &a.pl, &a.m, base, qrot);
   }
-  attn_workspace_release(ctx, mem);
+  attn_workspace_release(a.pl.ctx, mem);
   return st;
 }

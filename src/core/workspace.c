@@ -17,8 +17,8 @@
  * kernel zeroing pages (Zen 3, perf). Smaller workspaces come from malloc,
  * which reuses them itself; larger ones are rare and long calls. At most
  * one block per context is kept (freed with the context; the default
- * context's lives as long as the process). docs/decisions.md, "A spare
- * workspace per context". */
+ * context's lives as long as the process). docs/decisions.md, "Issue 14:
+ * a spare workspace per context". */
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE, posix_memalign */
 #include "core/internal.h"
 
