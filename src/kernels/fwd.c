@@ -21,6 +21,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h> /* baseline on x86-64: no ISA check needed */
+#endif
 
 #define ALIGN 64
 
@@ -239,6 +242,48 @@ static void pack_panel_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
   }
 }
 
+#if defined(__SSE2__)
+/* Four f32 key rows r[0..3] (unit stride) into columns c .. c + 3 of a
+ * panel, kp[kk * nr + i] = r[i][kk], by 4 x 4 transposes in SSE registers
+ * (one 16-byte store per four elements instead of four scalar stores a
+ * panel row apart: the scalar transpose was 8% of a short forward call).
+ * Checks finiteness on the way (attn_row_poison's test); returns 0 if a
+ * row holds a non-finite value, having written garbage the caller's row
+ * path then overwrites (with the poisoned row). */
+static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
+                          float *kp) {
+  const __m128i em = _mm_set1_epi32(0x7f800000),
+                one = _mm_set1_epi32(0x00800000);
+  __m128i e = _mm_setzero_si128();
+  int64_t kk = 0;
+  for (; kk + 4 <= d; kk += 4) {
+    __m128 x0 = _mm_loadu_ps(r[0] + kk), x1 = _mm_loadu_ps(r[1] + kk);
+    __m128 x2 = _mm_loadu_ps(r[2] + kk), x3 = _mm_loadu_ps(r[3] + kk);
+    const __m128i b01 = _mm_or_si128(
+        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x0), em), one),
+        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x1), em), one));
+    const __m128i b23 = _mm_or_si128(
+        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x2), em), one),
+        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x3), em), one));
+    e = _mm_or_si128(e, _mm_or_si128(b01, b23));
+    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
+    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
+    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
+    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
+  }
+  uint32_t et = 0;
+  for (; kk < d; kk++)
+    for (int i = 0; i < 4; i++) {
+      uint32_t u;
+      memcpy(&u, &r[i][kk], sizeof u);
+      et |= (u & 0x7f800000u) + 0x00800000u;
+      kp[kk * nr + i] = r[i][kk];
+    }
+  return !(_mm_movemask_ps(_mm_castsi128_ps(e)) | (int)(et >> 31));
+}
+#endif
+
 /* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
 static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
                        int64_t pnl, float *kpack, float *vpack, float *tmp) {
@@ -250,7 +295,34 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
   const attn_params *p = pr->p;
   const int64_t nr = job->k->nr, d = pr->d, dv = pr->dv, dvp = job->dvp;
   float *kp = kpack + pnl * d * nr;
-  for (int64_t c = 0; c < nr; c++) {
+  int64_t c = 0;
+#if defined(__SSE2__)
+  /* f32 keys in unit stride, four live keys at a time; the row path below
+   * takes the rest (and a block with a non-finite key, from its start). */
+  if (p->k.dtype == ATTN_DTYPE_F32 && p->k.stride[3] == 1)
+    for (; c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
+      const int64_t j = pnl * nr + c;
+      const float *r[4];
+      for (int i = 0; i < 4; i++) {
+        r[i] =
+            (const float *)attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
+        if (j + i + ATTN_PREFETCH_ROWS < sq->sk) { /* as below */
+          const int64_t jp = sq->k_off + j + i + ATTN_PREFETCH_ROWS;
+          attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
+          attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
+        }
+      }
+      if (!pack_keys4_f32(r, d, nr, kp + c))
+        break;
+      for (int i = 0; i < 4; i++) {
+        float *vrow = vpack + (j + i) * dvp;
+        attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j + i, g, 0),
+                          p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+        memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+      }
+    }
+#endif
+  for (; c < nr; c++) {
     const int64_t j = pnl * nr + c;
     float *vrow = vpack + j * dvp;
     if (j < sq->sk) {
