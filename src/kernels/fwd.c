@@ -297,30 +297,38 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
   float *kp = kpack + pnl * d * nr;
   int64_t c = 0;
 #if defined(__SSE2__)
-  /* f32 keys in unit stride, four live keys at a time; the row path below
-   * takes the rest (and a block with a non-finite key, from its start). */
-  if (p->k.dtype == ATTN_DTYPE_F32 && p->k.stride[3] == 1)
-    for (; c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
-      const int64_t j = pnl * nr + c;
-      const float *r[4];
-      for (int i = 0; i < 4; i++) {
-        r[i] =
-            (const float *)attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
-        if (j + i + ATTN_PREFETCH_ROWS < sq->sk) { /* as below */
-          const int64_t jp = sq->k_off + j + i + ATTN_PREFETCH_ROWS;
-          attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
-          attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
-        }
+  /* Four live keys at a time: f32 rows in unit stride read in place, any
+   * other (bf16, f16, strided) converted first into four rows of tmp (the
+   * Q slot of this thread's scratch: br >= 4 rows of d, not in use while
+   * packing). The row path below takes the rest (and a block with a
+   * non-finite key, from its start). */
+  const int direct = p->k.dtype == ATTN_DTYPE_F32 && p->k.stride[3] == 1;
+  for (; c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
+    const int64_t j = pnl * nr + c;
+    const float *r[4];
+    for (int i = 0; i < 4; i++) {
+      if (j + i + ATTN_PREFETCH_ROWS < sq->sk) { /* as below */
+        const int64_t jp = sq->k_off + j + i + ATTN_PREFETCH_ROWS;
+        attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
+        attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
       }
-      if (!pack_keys4_f32(r, d, nr, kp + c))
-        break;
-      for (int i = 0; i < 4; i++) {
-        float *vrow = vpack + (j + i) * dvp;
-        attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j + i, g, 0),
-                          p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-        memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+      const void *at = attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
+      if (direct) {
+        r[i] = (const float *)at;
+      } else {
+        attn_load_row_f32(at, p->k.dtype, p->k.stride[3], d, 1.0f, tmp + i * d);
+        r[i] = tmp + i * d;
       }
     }
+    if (!pack_keys4_f32(r, d, nr, kp + c))
+      break;
+    for (int i = 0; i < 4; i++) {
+      float *vrow = vpack + (j + i) * dvp;
+      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j + i, g, 0),
+                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+      memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+    }
+  }
 #endif
   for (; c < nr; c++) {
     const int64_t j = pnl * nr + c;
