@@ -18,7 +18,8 @@ target_include_directories(test_numerics PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(test_numerics PRIVATE attn_static Threads::Threads m)
 
 add_test(NAME numerics COMMAND test_numerics)
-set_tests_properties(numerics PROPERTIES LABELS "numerics;core" TIMEOUT 1200)
+set_tests_properties(numerics PROPERTIES LABELS "numerics;core" TIMEOUT 1200
+  COST 44)
 if(ATTN_SANITIZE)
   set_tests_properties(numerics PROPERTIES ENVIRONMENT "ATTN_TEST_QUICK=1")
 endif()
