@@ -284,6 +284,14 @@ static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
 }
 #endif
 
+/* Key j's row of V into vrow (f32, zeros from dv to dvp). */
+static void pack_v_row(const attn_params *p, const attn_seq *sq, int64_t g,
+                       int64_t j, int64_t dv, int64_t dvp, float *vrow) {
+  attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
+                    p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+  memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+}
+
 /* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
 static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
                        int64_t pnl, float *kpack, float *vpack, float *tmp) {
@@ -322,12 +330,8 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
     }
     if (!pack_keys4_f32(r, d, nr, kp + c))
       break;
-    for (int i = 0; i < 4; i++) {
-      float *vrow = vpack + (j + i) * dvp;
-      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j + i, g, 0),
-                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-      memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
-    }
+    for (int i = 0; i < 4; i++)
+      pack_v_row(p, sq, g, j + i, dv, dvp, vpack + (j + i) * dvp);
   }
 #endif
   for (; c < nr; c++) {
@@ -344,9 +348,7 @@ static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
       attn_row_poison(tmp, d);
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = tmp[kk];
-      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
-                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-      memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
+      pack_v_row(p, sq, g, j, dv, dvp, vrow);
     } else {
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = 0.0f;
