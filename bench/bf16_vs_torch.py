@@ -161,7 +161,7 @@ def main():
     lib = la.LibAttn(la.find_library(args.build))
     time.sleep(1.0)
     peaks0 = (lib.fma_peak_gflops(args.threads, 1.0), bf16_peak(lib, args.threads))
-    widened = lib.isa_best() == "avx512bf16"
+    widened = lib.isa_best() in ("avx512bf16", "amxbf16")
     lines = ["# bf16 attention%s: libattn %s vs PyTorch %s" % (
         ", backward" if args.backward else "", lib.version(),
         torch.__version__), ""]

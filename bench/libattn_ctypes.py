@@ -33,7 +33,8 @@ ATTN_CAUSAL_NONE = 0
 ATTN_CAUSAL_BOTTOM_RIGHT = 1
 ATTN_CAUSAL_TOP_LEFT = 2
 # enum attn_isa
-ATTN_ISA_NAMES = {0: "auto", 1: "generic", 2: "avx2", 3: "avx512", 4: "avx512bf16"}
+ATTN_ISA_NAMES = {0: "auto", 1: "generic", 2: "avx2", 3: "avx512", 4: "avx512bf16",
+                  5: "amxbf16"}
 
 c_enum = ctypes.c_int  # C enums with small values: int on every ABI we target
 

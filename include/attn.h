@@ -200,11 +200,15 @@ typedef enum attn_isa {
   ATTN_ISA_AVX512 = 3,  /* AVX-512 F/BW/DQ/VL           */
   /* (0.6) AVX-512 plus AVX512-BF16: bf16 Q, K (and V with a bf16 output)
    * take vdpbf16ps dot products (docs/bf16.md); all else as AVX512. */
-  ATTN_ISA_AVX512_BF16 = 4
+  ATTN_ISA_AVX512_BF16 = 4,
+  /* (0.6) AVX512-BF16 plus AMX (AMX-TILE, AMX-BF16; Intel Sapphire Rapids
+   * and later, Linux): the bf16 forward's Q Kᵀ and P V as tile dot products
+   * (docs/bf16.md); all else as AVX512_BF16. */
+  ATTN_ISA_AMX_BF16 = 5
 } attn_isa;
 
-/* Name ("generic", "avx2", "avx512", "avx512bf16", "auto"), or NULL for an
- * unknown value. */
+/* Name ("generic", "avx2", "avx512", "avx512bf16", "amxbf16", "auto"), or
+ * NULL for an unknown value. */
 ATTN_API const char *attn_isa_name(attn_isa isa);
 /* Parses a name as above; returns ATTN_ERR_INVALID_ARGUMENT when unknown. */
 ATTN_API attn_status attn_isa_parse(const char *name, attn_isa *out);
@@ -458,12 +462,12 @@ ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
  * Environment (read when a context is made, for the values its options
  * leave at 0 / AUTO; once per process for the default context):
  *   ATTN_NUM_THREADS  1..1024 (unset or empty: every online CPU)
- *   ATTN_ISA          generic, avx2, avx512, avx512bf16 or auto (unset or
- *                     empty: auto)
- * A bad value is an error, never ignored: ATTN_ERR_INVALID_ARGUMENT (not a
- * number in range, not an ISA name) or ATTN_ERR_UNSUPPORTED_ISA (an ISA
- * this CPU lacks), from attn_context_create, and from every call on the
- * default context with the reason in p->error_message.
+ *   ATTN_ISA          generic, avx2, avx512, avx512bf16, amxbf16 or auto (unset
+ * or empty: auto) A bad value is an error, never ignored:
+ * ATTN_ERR_INVALID_ARGUMENT (not a number in range, not an ISA name) or
+ * ATTN_ERR_UNSUPPORTED_ISA (an ISA this CPU lacks), from attn_context_create,
+ * and from every call on the default context with the reason in
+ * p->error_message.
  *
  * Concurrency: any number of threads may call with one context (or NULL)
  * at once. The pool serves one call at a time; a call that finds it busy

@@ -38,7 +38,8 @@ void check(int sec, attn_isa isa, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* The ISAs in the order they are tested (only those the CPU supports run). */
-extern const attn_isa all_isas[4];
+#define N_ISAS 5 /* generic .. amxbf16 */
+extern const attn_isa all_isas[N_ISAS];
 
 /* ---------------------------------------------------------------------- */
 /* A problem: contiguous [b, s, h, d] f32 tensors, full-shape bias/mask    */

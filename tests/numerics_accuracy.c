@@ -158,7 +158,7 @@ static void acc_forward(int64_t sq, int64_t sk, uint64_t seed) {
   const double e_peer = max_err(po, r.o, n_o(P));
   const double e_peer_l = max_err(pl, r.lse, n_l(P));
   const double budget = 2 * e_peer + 1e-6;
-  for (int ii = 0; ii < 4; ii++) {
+  for (int ii = 0; ii < N_ISAS; ii++) {
     const attn_isa isa = all_isas[ii];
     if (!attn_isa_supported(isa))
       continue;
@@ -258,7 +258,7 @@ static void acc_backward_mqa(int64_t hq, int64_t seq, uint64_t seed) {
   printf("accuracy backward: MQA %lld heads x %lld: oracle and f32 peer "
          "%.1fs (3 threads)\n",
          (long long)hq, (long long)seq, tc_now() - t0);
-  for (int ii = 0; ii < 4; ii++) {
+  for (int ii = 0; ii < N_ISAS; ii++) {
     const attn_isa isa = all_isas[ii];
     if (!attn_isa_supported(isa))
       continue;

@@ -12,8 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const attn_isa all_isas[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2, ATTN_ISA_AVX512,
-                              ATTN_ISA_AVX512_BF16};
+const attn_isa all_isas[N_ISAS] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                   ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                   ATTN_ISA_AMX_BF16};
 
 prob *prob_new(int64_t b, int64_t sq, int64_t sk, int64_t hq, int64_t hk,
                int64_t d, int64_t dv) {

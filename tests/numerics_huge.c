@@ -353,7 +353,7 @@ static void huge_check(const huge_cfg *cfg, int onehot, attn_causal causal,
                        int kvl, uint64_t seed) {
   huge_run H;
   huge_setup(&H, cfg, onehot, causal, kvl, seed);
-  for (int ii = 0; ii < 4; ii++) {
+  for (int ii = 0; ii < N_ISAS; ii++) {
     const attn_isa isa = all_isas[ii];
     if (!attn_isa_supported(isa))
       continue;

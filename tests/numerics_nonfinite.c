@@ -571,7 +571,7 @@ static int nf_cases(int shape, int vr, int cz, nf_case *cases) {
 /* Every case on every supported ISA, each against that ISA's clean run. */
 static void nf_run_isas(prob *P, const nf_case *cases, int nc,
                         const char *shape_name) {
-  for (int ii = 0; ii < 4; ii++) {
+  for (int ii = 0; ii < N_ISAS; ii++) {
     const attn_isa isa = all_isas[ii];
     if (!attn_isa_supported(isa))
       continue;

@@ -360,10 +360,11 @@ static void test_strides(void) {
 }
 
 static void test_isa_forced(void) {
-  static const attn_isa all[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
+  static const attn_isa all[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                  ATTN_ISA_AMX_BF16};
   int tested = 0;
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     attn_params p;
     attn_context *ctx = NULL;
     attn_context_options opt;

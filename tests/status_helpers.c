@@ -133,9 +133,9 @@ static void test_defaults(void) {
 }
 
 static void test_isa_names(void) {
-  static const char *const names[5] = {"auto", "generic", "avx2", "avx512",
-                                       "avx512bf16"};
-  for (int i = 0; i < 5; i++) {
+  static const char *const names[6] = {"auto",   "generic",    "avx2",
+                                       "avx512", "avx512bf16", "amxbf16"};
+  for (int i = 0; i < 6; i++) {
     attn_isa out = (attn_isa)-1;
     const char *n = attn_isa_name((attn_isa)i);
     CHECK(n && strcmp(n, names[i]) == 0, "attn_isa_name(%d) = %s", i,
@@ -146,7 +146,7 @@ static void test_isa_names(void) {
   {
     attn_isa out = ATTN_ISA_AVX2;
     attn_status s;
-    CHECK(attn_isa_name((attn_isa)5) == NULL &&
+    CHECK(attn_isa_name((attn_isa)6) == NULL &&
               attn_isa_name((attn_isa)-1) == NULL,
           "attn_isa_name of unknown values");
     CHECK(attn_isa_parse("sse9", &out) == ATTN_ERR_INVALID_ARGUMENT,
@@ -168,17 +168,20 @@ static void test_isa_names(void) {
     CHECK(best != ATTN_ISA_AUTO && attn_isa_supported(best),
           "attn_isa_best = %d", (int)best);
     if (!getenv("ATTN_ISA"))
-      CHECK(best == (attn_isa_supported(ATTN_ISA_AVX512_BF16)
+      CHECK(best == (attn_isa_supported(ATTN_ISA_AMX_BF16) ? ATTN_ISA_AMX_BF16
+                     : attn_isa_supported(ATTN_ISA_AVX512_BF16)
                          ? ATTN_ISA_AVX512_BF16
                      : attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
                      : attn_isa_supported(ATTN_ISA_AVX2)   ? ATTN_ISA_AVX2
                                                            : ATTN_ISA_GENERIC),
             "attn_isa_best is not the widest supported");
-    printf("isas: generic %d, avx2 %d, avx512 %d, avx512bf16 %d; best %s\n",
+    printf("isas: generic %d, avx2 %d, avx512 %d, avx512bf16 %d, amxbf16 %d; "
+           "best %s\n",
            attn_isa_supported(ATTN_ISA_GENERIC),
            attn_isa_supported(ATTN_ISA_AVX2),
            attn_isa_supported(ATTN_ISA_AVX512),
-           attn_isa_supported(ATTN_ISA_AVX512_BF16), attn_isa_name(best));
+           attn_isa_supported(ATTN_ISA_AVX512_BF16),
+           attn_isa_supported(ATTN_ISA_AMX_BF16), attn_isa_name(best));
   }
 }
 

@@ -378,9 +378,10 @@ int main(int argc, char **argv) {
   const long long only = tc_env_ll("ATTN_TEST_ONLY", -1);
   if (argc > 1)
     n_cases = strtoll(argv[1], NULL, 0);
-  static const attn_isa all[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
-  attn_isa isas[4];
+  static const attn_isa all[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                  ATTN_ISA_AMX_BF16};
+  attn_isa isas[5];
   int n_isas = 0;
   const double t_start = tc_now();
   printf("test_backward: seed 0x%llx (ATTN_TEST_SEED), %lld cases "
@@ -388,7 +389,7 @@ int main(int argc, char **argv) {
          "compiled masks %s\n",
          seed, n_cases, tp_new_options() ? "on" : "off",
          tp_mask_linked ? "linked" : "not linked");
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < 5; k++)
     if (attn_isa_supported(all[k]))
       isas[n_isas++] = all[k];
     else

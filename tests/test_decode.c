@@ -177,9 +177,9 @@ int main(void) {
   const uint64_t seed = tc_env_ull("ATTN_TEST_SEED", 0xDEC0DEull);
   const int verbose = tc_env_ll("ATTN_TEST_VERBOSE", 0) != 0;
   const int quick = tc_env_ll("ATTN_TEST_QUICK", 0) != 0;
-  attn_isa isas[4];
+  attn_isa isas[5];
   int n_isas = 0;
-  for (int k = ATTN_ISA_GENERIC; k <= ATTN_ISA_AVX512_BF16; k++)
+  for (int k = ATTN_ISA_GENERIC; k <= ATTN_ISA_AMX_BF16; k++)
     if (attn_isa_supported((attn_isa)k))
       isas[n_isas++] = (attn_isa)k;
   printf("test_decode: seed %#llx, ATTN_DECODE_CHUNK %d, max rows %d\n",

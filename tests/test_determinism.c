@@ -350,13 +350,14 @@ static void run_shape(const dshape *s, int shrink, const attn_isa *isas,
 
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output if a sanitizer aborts */
-  static const attn_isa all[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
+  static const attn_isa all[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                  ATTN_ISA_AMX_BF16};
   const int quick = (int)tc_env_ll("ATTN_TEST_QUICK", 0) != 0;
-  attn_isa fast[3];
+  attn_isa fast[4];
   int n_fast = 0;
   double t0 = tc_now();
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     if (!attn_isa_supported(all[i]))
       printf("isa %s: not supported on this CPU, skipped\n",
              attn_isa_name(all[i]));

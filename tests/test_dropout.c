@@ -77,7 +77,7 @@ static void result(int ok, const char *fmt, ...) {
   }
 }
 
-static attn_isa g_isas[4];
+static attn_isa g_isas[5];
 static int g_nisas;
 
 /* ---------------------------------------------------------------------- */
@@ -955,9 +955,10 @@ int main(void) {
   const uint64_t seed = tc_env_ull("ATTN_TEST_SEED", DEFAULT_SEED);
   const int quick = tc_env_ll("ATTN_TEST_QUICK", 0) != 0;
   const long n_cases = (long)tc_env_ll("ATTN_TEST_CASES", quick ? 25 : 500);
-  static const attn_isa all[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
-  for (int k = 0; k < 4; k++)
+  static const attn_isa all[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                  ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                  ATTN_ISA_AMX_BF16};
+  for (int k = 0; k < 5; k++)
     if (attn_isa_supported(all[k]))
       g_isas[g_nisas++] = all[k];
     else

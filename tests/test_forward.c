@@ -328,11 +328,12 @@ static void run_case(const tp_problem *c, const attn_isa *isas, int n_isas,
   tp_bufs_free(&m);
 }
 
-static int supported_isas(attn_isa isas[4]) {
-  static const attn_isa all_isas[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                       ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
+static int supported_isas(attn_isa isas[5]) {
+  static const attn_isa all_isas[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                       ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                       ATTN_ISA_AMX_BF16};
   int n = 0;
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < 5; k++) {
     if (attn_isa_supported(all_isas[k]))
       isas[n++] = all_isas[k];
     else
@@ -352,7 +353,7 @@ int main(int argc, char **argv) {
   long long n_cases = tc_env_ll("ATTN_TEST_CASES", DEFAULT_CASES);
   const long long only = tc_env_ll("ATTN_TEST_ONLY", -1);
   const int verbose = (int)tc_env_ll("ATTN_TEST_VERBOSE", 0);
-  attn_isa isas[4];
+  attn_isa isas[5];
   run_totals tot;
   double t_start = tc_now();
 

@@ -90,14 +90,15 @@ static long allocs_in_call(int threads, attn_isa isa, int causal, int varlen) {
 
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output if a sanitizer aborts */
-  static const attn_isa isas[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                   ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
+  static const attn_isa isas[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
+                                   ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16,
+                                   ATTN_ISA_AMX_BF16};
   static const int threads[3] = {1, 2, 4};
   static const int masks[5] = {ATTN_CAUSAL_NONE, ATTN_CAUSAL_BOTTOM_RIGHT, 3, 4,
                                5};
   /* ATTN_TEST_NEW_OPTIONS=0 leaves out the 0.2 options */
   const int n_masks = tc_env_ll("ATTN_TEST_NEW_OPTIONS", 1) != 0 ? 5 : 2;
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     if (!attn_isa_supported(isas[i])) {
       printf("isa %s: not supported on this CPU, skipped\n",
              attn_isa_name(isas[i]));

@@ -70,8 +70,8 @@ static const char *const sec_name[SEC_COUNT] = {
     "huge forward",       "huge backward",   "nonfinite forward",
     "nonfinite backward", "nonfinite extra", "accuracy forward",
     "accuracy backward"};
-static long tally_checks[SEC_COUNT][5],
-    tally_fails[SEC_COUNT][5]; /* by isa value */
+static long tally_checks[SEC_COUNT][6],
+    tally_fails[SEC_COUNT][6]; /* by isa value */
 static long n_pass, n_fail;
 
 void check(int sec, attn_isa isa, int ok, const char *fmt, ...) {
@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
 
   printf("\n%-20s %-8s %7s %7s\n", "section", "isa", "checks", "failed");
   for (int s = 0; s < SEC_COUNT; s++)
-    for (int ii = 0; ii < 4; ii++)
+    for (int ii = 0; ii < N_ISAS; ii++)
       if (tally_checks[s][all_isas[ii]])
         printf("%-20s %-8s %7ld %7ld\n", sec_name[s],
                attn_isa_name(all_isas[ii]), tally_checks[s][all_isas[ii]],

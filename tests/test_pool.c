@@ -385,8 +385,8 @@ static void test_lifecycle(void) {
 /* env                                                                     */
 /* ---------------------------------------------------------------------- */
 static const char *unsupported_isa(void) {
-  static const attn_isa all[] = {ATTN_ISA_AVX512_BF16, ATTN_ISA_AVX512,
-                                 ATTN_ISA_AVX2};
+  static const attn_isa all[] = {ATTN_ISA_AMX_BF16, ATTN_ISA_AVX512_BF16,
+                                 ATTN_ISA_AVX512, ATTN_ISA_AVX2};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     if (!attn_isa_supported(all[i]))
       return attn_isa_name(all[i]);
@@ -488,7 +488,8 @@ static void test_env(const char *self) {
       {"ATTN_NUM_THREADS", "0", "-15",
        "ATTN_NUM_THREADS='0' is not an integer in 1..1024"},
       {"ATTN_ISA", "foo", "-15",
-       "ATTN_ISA='foo' is not generic, avx2, avx512, avx512bf16 or auto"},
+       "ATTN_ISA='foo' is not generic, avx2, avx512, avx512bf16, amxbf16 or "
+       "auto"},
       {"ATTN_ISA", lacking ? lacking : "", lacking ? "-12" : "0",
        lacking ? "ATTN_ISA='" : ""},
       {"ATTN_NUM_THREADS", "3", "0", ""},

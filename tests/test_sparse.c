@@ -255,7 +255,7 @@ static void overlay(tc_rng *r, attn_params *p, pattern *pt) {
 /* ---------------------------------------------------------------------- */
 /* Random cases                                                           */
 /* ---------------------------------------------------------------------- */
-static attn_isa isas[4];
+static attn_isa isas[5];
 static int n_isas;
 
 static void snapshot(const tp_bufs *m, void **o, void **lse) {
@@ -746,9 +746,9 @@ int main(void) {
   const uint64_t seed = tc_env_ull("ATTN_TEST_SEED", 0x5EA55EEDull);
   const long long n_cases = tc_env_ll("ATTN_TEST_CASES", 400);
   const long long only = tc_env_ll("ATTN_TEST_ONLY", -1);
-  const attn_isa all[4] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2, ATTN_ISA_AVX512,
-                           ATTN_ISA_AVX512_BF16};
-  for (int k = 0; k < 4; k++)
+  const attn_isa all[5] = {ATTN_ISA_GENERIC, ATTN_ISA_AVX2, ATTN_ISA_AVX512,
+                           ATTN_ISA_AVX512_BF16, ATTN_ISA_AMX_BF16};
+  for (int k = 0; k < 5; k++)
     if (attn_isa_supported(all[k]))
       isas[n_isas++] = all[k];
   const double t0 = tc_now();

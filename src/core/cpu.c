@@ -1,4 +1,5 @@
 /* CPU feature detection (once, cached) and ISA selection. */
+#define _DEFAULT_SOURCE 1 /* syscall(2), for AMX's permission */
 #include "core/internal.h"
 
 #include <stdatomic.h>
@@ -7,6 +8,10 @@
 
 #if defined(ATTN_HAVE_X86)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static uint64_t xgetbv0(void) {
   uint32_t eax, edx;
@@ -14,8 +19,21 @@ static uint64_t xgetbv0(void) {
   return ((uint64_t)edx << 32) | eax;
 }
 
+/* AMX tile data is off in a Linux process until it asks for it (once, for
+ * every thread of the process): arch_prctl(ARCH_REQ_XCOMP_PERM,
+ * XFEATURE_XTILEDATA). Returns 1 when granted. */
+static int amx_permission(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */,
+                 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+  return 0;
+#endif
+}
+
 /* bit 0: avx2+fma+f16c usable, bit 1: avx512 f/bw/dq/vl usable, bit 2:
- * avx512-bf16 usable as well */
+ * avx512-bf16 usable as well, bit 3: AMX-TILE and AMX-BF16 usable too
+ * (enabled in XCR0 and granted by the OS) */
 static int detect(void) {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -37,8 +55,16 @@ static int detect(void) {
             vl = (b >> 31) & 1;
   if ((flags & 1) && f && dq && bw && vl && (xcr0 & 0xe0) == 0xe0)
     flags |= 2;
+  const int amx = ((d >> 22) & 1) && ((d >> 24) & 1); /* bf16, tile */
   if ((flags & 2) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
     flags |= 4;
+#if defined(ATTN_HAVE_AMX)
+  if ((flags & 4) && amx && (xcr0 & 0x60000) == 0x60000 && amx_permission())
+    flags |= 8;
+#else
+  (void)amx;
+  (void)amx_permission;
+#endif
   return flags;
 }
 #else
@@ -61,6 +87,7 @@ static int flags(void) {
 int attn_cpu_has_avx2(void) { return (flags() & 1) != 0; }
 int attn_cpu_has_avx512(void) { return (flags() & 2) != 0; }
 int attn_cpu_has_avx512bf16(void) { return (flags() & 4) != 0; }
+int attn_cpu_has_amxbf16(void) { return (flags() & 8) != 0; }
 
 const char *attn_isa_name(attn_isa isa) {
   switch (isa) {
@@ -74,6 +101,8 @@ const char *attn_isa_name(attn_isa isa) {
     return "avx512";
   case ATTN_ISA_AVX512_BF16:
     return "avx512bf16";
+  case ATTN_ISA_AMX_BF16:
+    return "amxbf16";
   }
   return NULL;
 }
@@ -81,8 +110,9 @@ const char *attn_isa_name(attn_isa isa) {
 attn_status attn_isa_parse(const char *name, attn_isa *out) {
   if (!name || !out)
     return ATTN_ERR_NULL_POINTER;
-  static const attn_isa all[] = {ATTN_ISA_AUTO, ATTN_ISA_GENERIC, ATTN_ISA_AVX2,
-                                 ATTN_ISA_AVX512, ATTN_ISA_AVX512_BF16};
+  static const attn_isa all[] = {ATTN_ISA_AUTO,        ATTN_ISA_GENERIC,
+                                 ATTN_ISA_AVX2,        ATTN_ISA_AVX512,
+                                 ATTN_ISA_AVX512_BF16, ATTN_ISA_AMX_BF16};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     if (strcmp(name, attn_isa_name(all[i])) == 0) {
       *out = all[i];
@@ -103,11 +133,15 @@ int attn_isa_supported(attn_isa isa) {
     return attn_cpu_has_avx512();
   case ATTN_ISA_AVX512_BF16:
     return attn_cpu_has_avx512bf16();
+  case ATTN_ISA_AMX_BF16:
+    return attn_cpu_has_amxbf16();
   }
   return 0;
 }
 
 static attn_isa widest(void) {
+  if (attn_cpu_has_amxbf16())
+    return ATTN_ISA_AMX_BF16;
   if (attn_cpu_has_avx512bf16())
     return ATTN_ISA_AVX512_BF16;
   if (attn_cpu_has_avx512())
@@ -123,8 +157,8 @@ attn_status attn_isa_env(attn_isa *out, char *why, size_t why_size) {
   if (env && *env && attn_isa_parse(env, &isa) != ATTN_OK) {
     if (why && why_size)
       snprintf(why, why_size,
-               "ATTN_ISA='%.64s%s' is not generic, avx2, avx512, avx512bf16 "
-               "or auto",
+               "ATTN_ISA='%.64s%s' is not generic, avx2, avx512, avx512bf16, "
+               "amxbf16 or auto",
                env, strlen(env) > 64 ? "..." : "");
     return ATTN_ERR_INVALID_ARGUMENT;
   }

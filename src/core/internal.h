@@ -149,6 +149,7 @@ void *attn_context_spare_swap(attn_context *ctx, void *block);
 int attn_cpu_has_avx2(void);
 int attn_cpu_has_avx512(void);
 int attn_cpu_has_avx512bf16(void);
+int attn_cpu_has_amxbf16(void);
 /* Resolves AUTO (the context's ISA; ctx NULL = the default context's, or
  * attn_isa_best() when it cannot be made) and checks support. */
 attn_status attn_isa_resolve(const attn_context *ctx, attn_isa want,

@@ -379,9 +379,10 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   for (int r = 0; r < t.rows && job->bf16; r++)
     load_row_bf16(attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
                   p->q.stride[3], d, job->dq, (uint16_t *)qb + r * job->dq);
-  if (job->bf16) {
+  if (job->bf16) { /* zero rows to the micro-kernel's or AMX's 16 rows */
+    const int pad = ATTN_MIN(k->br, ATTN_MAX(rows_mr, (t.rows + 15) / 16 * 16));
     memset((uint16_t *)qb + t.rows * job->dq, 0,
-           sizeof(uint16_t) * (size_t)((rows_mr - t.rows) * job->dq));
+           sizeof(uint16_t) * (size_t)((pad - t.rows) * job->dq));
     t.d = job->dq;
     t.qh = (const uint16_t *)qb;
     t.kh = (const uint16_t *)kpack;

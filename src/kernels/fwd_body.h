@@ -202,6 +202,21 @@ static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
 #undef PV_CASE_3
 }
 
+/* Step (5) in f32: acc += P V for every row block and column block (p:
+ * the tile's P, row stride BC; v: the tile's first value row). */
+static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
+                         int ncol, const float *alpha) {
+  const int64_t dvp = t->dvp;
+  for (int64_t cb = 0; cb < dvp; cb += NR) {
+    const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
+    for (int r0 = 0; r0 < t->rows; r0 += MR) {
+      const int mr = ATTN_MIN(MR, t->rows - r0);
+      float *acc = t->accm + r0 * dvp + cb;
+      KFN(pv_block)(mr, nv, p + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc);
+    }
+  }
+}
+
 #if defined(ATTN_FWD_BF16)
 _Static_assert(NV == 2,
                "bf16 P rows convert two vectors a step; nv is 1 or NV");
@@ -237,6 +252,114 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
 #undef PVB_ROWS
 #undef PVB_FULL
 #undef PVB_1
+}
+#endif
+
+#if defined(ATTN_FWD_AMX)
+/* The AMX variant (fwd_amxbf16.c; docs/bf16.md): Q Kᵀ and, with a bf16
+ * output, P V as tile dot products (tdpbf16ps: 16 x 16 f32 sums of 32
+ * bf16 pairs a step), everything else as the AVX512-BF16 kernel. The
+ * packed layouts are the ones the tiles read: a K panel of NR = 32 keys is
+ * [d/2][32][2] (two 16-key B tiles, row stride 128 bytes), Q rows are A
+ * tiles, V pairs [keys/2][dvp][2] are B tiles of 16 columns. Tiles of 16
+ * rows: the rows past the tile's own are zero queries (fwd.c pads them),
+ * their sums are computed and never read. Needs d a multiple of 32 (whole
+ * 32-element steps); other lengths take the vdpbf16ps micro-kernels. */
+#include <immintrin.h>
+_Static_assert(NR == 32 && BR % 16 == 0 && BC % 32 == 0,
+               "AMX tiles: two 16-key halves per panel, 16-row blocks");
+
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} KFN(amx_cfg);
+
+/* Every tile 16 rows of 64 bytes: tmm0, tmm1 sums, tmm4 A, tmm6, tmm7 B. */
+static void KFN(amx_config)(void) {
+  KFN(amx_cfg) c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 8; i++) {
+    c.colsb[i] = 64;
+    c.rows[i] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+static int KFN(amx_ok)(const attn_qtile *t) { return t->d % 32 == 0; }
+
+/* Step (1): s = Q Kᵀ (unscaled) for keys j0 .. j0 + ncol of every 16-row
+ * block holding one of the tile's rows. */
+static void KFN(amx_qk)(const attn_qtile *t, int64_t j0, int ncol, float *s) {
+  const int64_t d = t->d;
+  const int nrb = (t->rows + 15) / 16;
+  for (int rb = 0; rb < nrb; rb++) {
+    const uint16_t *q = t->qh + rb * 16 * d;
+    float *out = s + rb * 16 * BC;
+    for (int pc = 0; pc < ncol; pc += NR) {
+      const uint16_t *kp = t->kh + ((j0 + pc) / NR) * d * NR;
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int64_t k = 0; k < d; k += 32) {
+        _tile_loadd(4, q + k, (int)(d * 2));
+        _tile_loadd(6, kp + k * NR, NR * 4);
+        _tile_loadd(7, kp + k * NR + 32, NR * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+      }
+      _tile_stored(0, out + pc, BC * 4);
+      _tile_stored(1, out + pc + 16, BC * 4);
+    }
+  }
+}
+
+/* Step (5) for a bf16 output (pv_tile_bf16's arithmetic) from P already
+ * rounded (pb: [rows rounded up to 16][BC] bf16, zero rows past the
+ * tile's): acc = alpha acc + P V with the tile's sum formed first. */
+static void KFN(amx_pv)(const attn_qtile *t, const uint16_t *pb, int64_t j0,
+                        int ncol, const float *alpha) {
+  _Alignas(64) float cb2[16 * 32];
+  const int64_t dvp = t->dvp;
+  const int nrb = (t->rows + 15) / 16;
+  const uint16_t *v = t->vh + j0 * dvp;
+  for (int rb = 0; rb < nrb; rb++) {
+    const int rows = ATTN_MIN(16, t->rows - rb * 16);
+    for (int64_t cb = 0; cb < dvp; cb += 32) {
+      const int two = cb + 32 <= dvp;
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int k = 0; k < ncol; k += 32) {
+        _tile_loadd(4, pb + rb * 16 * BC + k, BC * 2);
+        _tile_loadd(6, v + k * dvp + 2 * cb, (int)(dvp * 4));
+        _tile_dpbf16ps(0, 4, 6);
+        if (two) {
+          _tile_loadd(7, v + k * dvp + 2 * cb + 32, (int)(dvp * 4));
+          _tile_dpbf16ps(1, 4, 7);
+        }
+      }
+      _tile_stored(0, cb2, 128);
+      if (two)
+        _tile_stored(1, cb2 + 16, 128);
+      for (int r = 0; r < rows; r++) {
+        const int row = rb * 16 + r;
+        const vf a = vf_set1(alpha[row]);
+        float *acc = t->accm + row * dvp + cb;
+        for (int x = 0; x < (two ? 2 : 1); x++)
+          vf_store(acc + x * VL, vf_fma(vf_load(acc + x * VL), a,
+                                        vf_load(cb2 + r * 32 + x * VL)));
+      }
+    }
+  }
+}
+
+/* P of rows r0 .. r1 - 1 from s (f32, row stride BC) into pb as bf16. */
+static void KFN(amx_round_p)(const float *s, int r0, int r1, int ncol,
+                             uint16_t *pb) {
+  for (int r = r0; r < r1; r++)
+    for (int c = 0; c < ncol; c += 2 * VL)
+      vbf_store2(pb + r * BC + c, vf_load(s + r * BC + c),
+                 vf_load(s + r * BC + c + VL));
 }
 #endif
 
@@ -317,6 +440,52 @@ static int KFN(fused_ok)(float m, float mx) {
   return m > -65536.0f && m < 65536.0f && mx <= FUSED_TAU;
 }
 
+#if defined(ATTN_FWD_AMX)
+/* Steps (2)-(4) of a FULL tile without score modifiers or dropout, from
+ * the tile sums in s, in one pass per row: mk_qk's fused step (P against
+ * the running max as it stands, the same kept-or-redone rule per row),
+ * with P written to pb (bf16, a bf16 output) or pf (f32). A row redone
+ * takes plain_rows on its scores, which are still in s. */
+static void KFN(amx_softmax_full)(const attn_qtile *t, float *s, int64_t j0,
+                                  int ncol, float scale, float *alpha,
+                                  float *lm, uint16_t *pb, float *pf) {
+  const vf sc = vf_set1(scale), l2e = vf_set1(kLog2e);
+  for (int r = 0; r < t->rows; r++) {
+    const float m = t->m[r];
+    const vf nm = vf_set1(m > -65536.0f && m < 65536.0f ? -m * kLog2e : 0.0f);
+    float *sr = s + r * BC;
+    vf big = vf_set1(-INFINITY), sum = vf_zero();
+    for (int c = 0; c < ncol; c += 2 * VL) {
+      const vf x0 = vf_fma(vf_mul(vf_load(sr + c), sc), l2e, nm);
+      const vf x1 = vf_fma(vf_mul(vf_load(sr + c + VL), sc), l2e, nm);
+      big = vf_max(x1, vf_max(x0, big)); /* NaN in x stays in big */
+      const vf e0 = vf_exp2_nonpos(x0), e1 = vf_exp2_nonpos(x1);
+      sum = vf_add(sum, vf_add(e0, e1));
+      if (pb)
+        vbf_store2(pb + r * BC + c, e0, e1);
+      else {
+        vf_store(pf + r * BC + c, e0);
+        vf_store(pf + r * BC + c + VL, e1);
+      }
+    }
+    if (KFN(fused_ok)(m, vf_hmax(big))) {
+      if (m == -INFINITY)
+        t->m[r] = 0.0f; /* P was taken against the guess 0 */
+      lm[r] += vf_hsum(sum);
+      alpha[r] = 1.0f;
+      continue;
+    }
+    for (int c = 0; c < ncol; c += VL) /* a score far from the max */
+      vf_store(sr + c, vf_mul(vf_load(sr + c), sc));
+    KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, ATTN_TILE_FULL, alpha, lm);
+    if (pb)
+      KFN(amx_round_p)(s, r, r + 1, ncol, pb);
+    else
+      memcpy(pf + r * BC, sr, sizeof(float) * (size_t)ncol);
+  }
+}
+#endif
+
 /* Steps (1)-(5) on key tile [j0, j1) of the given kind. */
 static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
                           attn_tile_kind kind, float *alpha, float *lm) {
@@ -338,7 +507,12 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
    * row block computes only its valid rows. FULL tiles without score
    * modifiers take the fused path (mk_qk); each row is then kept or redone
    * on its own. */
-  const int fused = kind == ATTN_TILE_FULL && !attn_score_any(&t->sc);
+#if defined(ATTN_FWD_AMX)
+  const int amx = KFN(amx_ok)(t);
+#else
+  const int amx = 0;
+#endif
+  const int fused = !amx && kind == ATTN_TILE_FULL && !attn_score_any(&t->sc);
   float negm[BR], rowsum[BR], rowmax[BR * VL];
   for (int r = 0; r < t->rows && fused; r++) {
     const float m = t->m[r];
@@ -346,7 +520,30 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     rowsum[r] = 0.0f;
     vf_store(rowmax + r * VL, vf_set1(-INFINITY));
   }
-  for (int pc = 0; pc < ncol; pc += NR) { /* (1), fused with (4) */
+#if defined(ATTN_FWD_AMX)
+  _Alignas(64) uint16_t pb[BR * BC];
+  if (amx) {
+    KFN(amx_qk)(t, j0, ncol, s);
+    const int nrb = (t->rows + 15) / 16;
+    for (int r = t->rows; r < nrb * 16 && t->vh; r++)
+      memset(pb + r * BC, 0, sizeof(uint16_t) * (size_t)ncol);
+    if (kind == ATTN_TILE_FULL && !attn_score_any(&t->sc) && !t->drop.on) {
+      _Alignas(64) float pf[BR * BC];
+      KFN(amx_softmax_full)
+      (t, s, j0, ncol, scale, alpha, lm, t->vh ? pb : NULL, pf);
+      if (t->vh)
+        KFN(amx_pv)(t, pb, j0, ncol, alpha);
+      else
+        KFN(pv_tile)(t, pf, v, ncol, alpha);
+      return;
+    }
+    const vf sc = vf_set1(scale);
+    for (int r = 0; r < t->rows; r++)
+      for (int c = 0; c < ncol; c += VL)
+        vf_store(s + r * BC + c, vf_mul(vf_load(s + r * BC + c), sc));
+  }
+#endif
+  for (int pc = 0; pc < ncol && !amx; pc += NR) { /* (1), fused with (4) */
     const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
@@ -383,21 +580,35 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     attn_dropout_apply(&t->drop, t->i0, t->rows, j0, s, BC, ncol);
 #if defined(ATTN_FWD_BF16)
   if (t->vh) { /* (5) with P rounded to bf16 (a bf16 output) */
+#if defined(ATTN_FWD_AMX)
+    if (amx) {
+      KFN(amx_round_p)(s, 0, t->rows, ncol, pb);
+      KFN(amx_pv)(t, pb, j0, ncol, alpha);
+      return;
+    }
+#endif
     KFN(pv_tile_bf16)(t, s, j0, ncol, alpha);
     return;
   }
 #endif
-  for (int64_t cb = 0; cb < dvp; cb += NR) { /* (5) */
-    const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
-    for (int r0 = 0; r0 < t->rows; r0 += MR) {
-      const int mr = ATTN_MIN(MR, t->rows - r0);
-      float *acc = t->accm + r0 * dvp + cb;
-      KFN(pv_block)(mr, nv, s + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc);
-    }
-  }
+  KFN(pv_tile)(t, s, v, ncol, alpha); /* (5) */
 }
 
+static void KFN(fwd_qtile_body)(const attn_qtile *t);
+
 static void KFN(fwd_qtile)(const attn_qtile *t) {
+#if defined(ATTN_FWD_AMX)
+  if (KFN(amx_ok)(t)) { /* the tile registers hold this call's state */
+    KFN(amx_config)();
+    KFN(fwd_qtile_body)(t);
+    _tile_release();
+    return;
+  }
+#endif
+  KFN(fwd_qtile_body)(t);
+}
+
+static void KFN(fwd_qtile_body)(const attn_qtile *t) {
   const int64_t dvp = t->dvp;
   float alpha_own[BR], lm_own[BR];
   int tiles_own = 0;

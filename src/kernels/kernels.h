@@ -66,5 +66,6 @@ const attn_kernel *attn_kernel_avx2(void);
 const attn_kernel *attn_kernel_avx512(void);
 const attn_kernel *attn_kernel_generic_bf16(void);
 const attn_kernel *attn_kernel_avx512bf16(void);
+const attn_kernel *attn_kernel_amxbf16(void);
 
 #endif

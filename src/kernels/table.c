@@ -46,11 +46,22 @@ static void fill_avx512bf16(attn_kernels *t) {
   t->dec_pv_bf16 = attn_dec_pv_bf16_avx512bf16;
   t->peak_loop_bf16 = attn_peak_loop_avx512bf16;
 }
+
+static void fill_amxbf16(attn_kernels *t) {
+  fill_avx512bf16(t);
+#if defined(ATTN_HAVE_AMX)
+  t->isa = ATTN_ISA_AMX_BF16;
+  t->fwd_bf16 = attn_kernel_amxbf16();
+#endif
+}
 #endif
 
 void attn_kernels_for(attn_isa isa, attn_kernels *t) {
   switch (isa) {
 #if defined(ATTN_HAVE_X86)
+  case ATTN_ISA_AMX_BF16:
+    fill_amxbf16(t);
+    return;
   case ATTN_ISA_AVX512_BF16:
     fill_avx512bf16(t);
     return;

@@ -107,10 +107,11 @@ int args_threads(const char *s) {
 attn_isa args_isa(const char *opt, const char *s) {
   attn_isa isa;
   if (attn_isa_parse(s, &isa) != ATTN_OK)
-    cli_fail(CLI_EXIT_USAGE,
-             "%s: unknown ISA '%s' (expected generic, avx2, avx512, avx512bf16 "
-             "or auto)",
-             opt, s);
+    cli_fail(
+        CLI_EXIT_USAGE,
+        "%s: unknown ISA '%s' (expected generic, avx2, avx512, avx512bf16, "
+        "amxbf16 or auto)",
+        opt, s);
   return isa;
 }
 

@@ -38,7 +38,7 @@ long long args_int(const char *opt, const char *s, long long lo, long long hi);
 double args_real(const char *opt, const char *s);
 /* --threads: 0 (all CPUs) to CLI_MAX_THREADS. */
 int args_threads(const char *s);
-/* --isa: generic, avx2, avx512, avx512bf16 or auto. */
+/* --isa: generic, avx2, avx512, avx512bf16, amxbf16 or auto. */
 attn_isa args_isa(const char *opt, const char *s);
 /* --dtype: f32, bf16 or f16. */
 attn_dtype args_dtype(const char *opt, const char *s);
