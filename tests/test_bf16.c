@@ -139,8 +139,71 @@ static long check_f16_stores(void) {
   return values;
 }
 
+/* A key with an infinite element poisons its row (attn_row_poison): every
+ * query that sees it gets NaN, even where IEEE arithmetic would give that
+ * key a score of -inf (all queries negative against +inf), on every ISA,
+ * for bf16 and f32 keys, through the packing's four-key blocks and its
+ * row path (key 37 lies in a four-key block of every panel width; d 6 and
+ * 80 leave tails). Returns the cases run. */
+static long check_nonfinite_keys(void) {
+  enum { S = 70, BAD = 37, DMAX = 80 };
+  static const int64_t dims[] = {64, 6, 80, 32};
+  static uint16_t q16[S * DMAX], k16[S * DMAX], v16[S * DMAX], o16[S * DMAX];
+  static float q32[S * DMAX], k32[S * DMAX], v32[S * DMAX], o32[S * DMAX];
+  long cases = 0;
+  for (int ii = ATTN_ISA_GENERIC; ii <= ATTN_ISA_AMX_BF16; ii++) {
+    if (!attn_isa_supported((attn_isa)ii))
+      continue;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+      const int64_t d = dims[di];
+      for (int i = 0; i < S * d; i++) {
+        q32[i] = -0.25f - (float)(rnd() % 64) / 64.0f;
+        k32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
+        v32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
+        q16[i] = attn_f32_to_bf16(q32[i]);
+        k16[i] = attn_f32_to_bf16(k32[i]);
+        v16[i] = attn_f32_to_bf16(v32[i]);
+      }
+      for (int bad = 0; bad < 2; bad++) {
+        k32[BAD * d + 5] = bad ? INFINITY : k32[BAD * d + 4];
+        k16[BAD * d + 5] = bad ? 0x7f80 : k16[BAD * d + 4];
+        for (int dt = 0; dt < 3; dt++) { /* bf16 out, bf16 in f32 out, f32 */
+          const int in16 = dt < 2;
+          attn_params p;
+          attn_params_init(&p);
+          const attn_dtype in = in16 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
+          p.q = attn_tensor_bshd(in16 ? (void *)q16 : q32, in, 1, S, 1, d);
+          p.k = attn_tensor_bshd(in16 ? (void *)k16 : k32, in, 1, S, 1, d);
+          p.v = attn_tensor_bshd(in16 ? (void *)v16 : v32, in, 1, S, 1, d);
+          p.o = attn_tensor_bshd(dt == 0 ? (void *)o16 : o32,
+                                 dt == 0 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32, 1,
+                                 S, 1, d);
+          p.isa = (attn_isa)ii;
+          p.num_threads = 1;
+          const attn_status st = attn_forward(NULL, &p);
+          long nan = 0;
+          for (int i = 0; i < S * d; i++)
+            nan += dt == 0 ? (o16[i] & 0x7fff) > 0x7f80 : isnan(o32[i]);
+          CHECK(st == ATTN_OK && nan == (bad ? S * d : 0),
+                "isa %s d %lld %s, key %d %s: status %d, %ld of %lld "
+                "outputs NaN",
+                attn_isa_name((attn_isa)ii), (long long)d,
+                dt == 0   ? "bf16"
+                : dt == 1 ? "bf16 in, f32 out"
+                          : "f32",
+                BAD, bad ? "+inf" : "finite", (int)st, nan, (long long)(S * d));
+          cases++;
+        }
+      }
+    }
+  }
+  return cases;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("non-finite keys poison their rows: %ld runs\n",
+         check_nonfinite_keys());
   printf("f16 widening (F16C %s): %ld values bit for bit\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          check_f16_rows());

@@ -192,15 +192,102 @@ static void load_row_bf16(const void *src, int64_t s, int64_t n, int64_t n_pad,
                           uint16_t *dst) {
   const uint16_t *x = (const uint16_t *)src;
   int bad = 0;
-  for (int64_t i = 0; i < n; i++) {
-    dst[i] = x[i * s];
+  if (s == 1)
+    memcpy(dst, x, sizeof(uint16_t) * (size_t)n);
+  else
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = x[i * s];
+  for (int64_t i = 0; i < n; i++) /* vectorised by the compiler */
     bad |= (dst[i] & 0x7f80) == 0x7f80;
-  }
   for (int64_t i = n; i < n_pad; i++)
     dst[i] = 0;
   for (int64_t i = 0; i < n_pad && bad; i++)
     dst[i] = 0x7fc0;
 }
+
+/* Key j's value row for the bf16 kernel: with pv16 the pair slot
+ * vp[j/2][col][j%2] = V[j][col], else f32 as pack_panel (zeros past dv,
+ * and for a key past the sequence). */
+static void pack_v_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
+                        int64_t j, float *vpack) {
+  const attn_params *p = job->pr->p;
+  const int64_t dv = job->pr->dv, dvp = job->dvp;
+  const int live = j < sq->sk;
+  if (!job->pv16) {
+    float *vrow = vpack + j * dvp;
+    if (live)
+      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
+                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+    memset(vrow + (live ? dv : 0), 0,
+           sizeof(float) * (size_t)(live ? dvp - dv : dvp));
+    return;
+  }
+  uint16_t *vp = (uint16_t *)vpack + (j >> 1) * 2 * dvp + (j & 1);
+  if (live) {
+    const uint16_t *x =
+        (const uint16_t *)attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0);
+    for (int64_t col = 0; col < dv; col++)
+      vp[2 * col] = x[col * p->v.stride[3]];
+  }
+  for (int64_t col = live ? dv : 0; col < dvp; col++)
+    vp[2 * col] = 0;
+}
+
+#if defined(__SSE2__)
+/* Four bf16 key rows r[0..3] (unit stride, d even) into columns c .. c + 3
+ * of a pair panel (kp already at column c). The panel is a transpose of
+ * 32-bit pairs, kp[kk/2][c] = (K[c][kk], K[c][kk + 1]), so 4 x 4
+ * transposes of 32-bit lanes do it. Returns 0 if a row holds a non-finite
+ * value (load_row_bf16's test), having written what the row path then
+ * overwrites. */
+static int pack_keys4_bf16(const uint16_t *const r[4], int64_t d, int64_t nr,
+                           uint16_t *kp) {
+  const __m128i em = _mm_set1_epi16(0x7f80);
+  __m128i bad = _mm_setzero_si128();
+  int64_t kk = 0;
+  for (; kk + 8 <= d; kk += 8) {
+    __m128i x[4];
+    for (int i = 0; i < 4; i++) {
+      x[i] = _mm_loadu_si128((const __m128i *)(r[i] + kk));
+      bad = _mm_or_si128(bad, _mm_cmpeq_epi16(_mm_and_si128(x[i], em), em));
+    }
+    const __m128i t0 = _mm_unpacklo_epi32(x[0], x[1]),
+                  t1 = _mm_unpacklo_epi32(x[2], x[3]),
+                  t2 = _mm_unpackhi_epi32(x[0], x[1]),
+                  t3 = _mm_unpackhi_epi32(x[2], x[3]);
+    uint16_t *o = kp + (kk >> 1) * 2 * nr;
+    _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi64(t0, t1));
+    _mm_storeu_si128((__m128i *)(o + 2 * nr), _mm_unpackhi_epi64(t0, t1));
+    _mm_storeu_si128((__m128i *)(o + 4 * nr), _mm_unpacklo_epi64(t2, t3));
+    _mm_storeu_si128((__m128i *)(o + 6 * nr), _mm_unpackhi_epi64(t2, t3));
+  }
+  int tail_bad = 0;
+  for (; kk < d; kk++)
+    for (int i = 0; i < 4; i++) {
+      tail_bad |= (r[i][kk] & 0x7f80) == 0x7f80;
+      kp[(kk >> 1) * 2 * nr + 2 * i + (kk & 1)] = r[i][kk];
+    }
+  return !(_mm_movemask_epi8(bad) | tail_bad);
+}
+
+/* Value rows j, j + 1 (j even, both live, bf16, unit stride) into their
+ * pair row vp[j/2][col][0..1], zeros from dv to dvp. */
+static void pack_v2_bf16(const uint16_t *x0, const uint16_t *x1, int64_t dv,
+                         int64_t dvp, uint16_t *vp) {
+  int64_t col = 0;
+  for (; col + 8 <= dv; col += 8) {
+    const __m128i a = _mm_loadu_si128((const __m128i *)(x0 + col)),
+                  b = _mm_loadu_si128((const __m128i *)(x1 + col));
+    _mm_storeu_si128((__m128i *)(vp + 2 * col), _mm_unpacklo_epi16(a, b));
+    _mm_storeu_si128((__m128i *)(vp + 2 * col + 8), _mm_unpackhi_epi16(a, b));
+  }
+  for (; col < dv; col++) {
+    vp[2 * col] = x0[col];
+    vp[2 * col + 1] = x1[col];
+  }
+  memset(vp + 2 * dv, 0, sizeof(uint16_t) * (size_t)(2 * (dvp - dv)));
+}
+#endif
 
 /* The bf16 packing of panel pnl (docs/bf16.md): key pairs
  * kp[pnl][kk/2][c][kk%2] = K[j][kk] (j = pnl*nr + c, a zero appended to an
@@ -213,7 +300,38 @@ static void pack_panel_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
   const attn_params *p = pr->p;
   const int64_t nr = job->k->nr, d2 = job->dq, dv = pr->dv, dvp = job->dvp;
   uint16_t *kp = (uint16_t *)kpack + pnl * d2 * nr, *row = (uint16_t *)tmp;
-  for (int64_t c = 0; c < nr; c++) {
+  int64_t c = 0;
+#if defined(__SSE2__)
+  /* Four live keys at a time where K rows are read in place (unit stride,
+   * even d); V pairs of keys interleaved in place where they are bf16 in
+   * unit stride too. The row path takes the rest (and a block with a
+   * non-finite key, from its start). */
+  const int direct = p->k.stride[3] == 1 && d2 == pr->d;
+  const int v2 = job->pv16 && p->v.stride[3] == 1;
+  for (; direct && c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
+    const int64_t j = pnl * nr + c;
+    const uint16_t *r[4];
+    for (int i = 0; i < 4; i++)
+      r[i] = (const uint16_t *)attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g,
+                                         0);
+    if (!pack_keys4_bf16(r, d2, nr, kp + 2 * c))
+      break;
+    for (int i = 0; i < 4; i += 2) {
+      if (!v2) {
+        pack_v_bf16(job, sq, g, j + i, vpack);
+        pack_v_bf16(job, sq, g, j + i + 1, vpack);
+        continue;
+      }
+      const uint16_t *x0 = (const uint16_t *)attn_elem(&p->v, sq->q_bat,
+                                                       sq->k_off + j + i, g, 0);
+      const uint16_t *x1 = (const uint16_t *)attn_elem(
+          &p->v, sq->q_bat, sq->k_off + j + i + 1, g, 0);
+      pack_v2_bf16(x0, x1, dv, dvp,
+                   (uint16_t *)vpack + ((j + i) >> 1) * 2 * dvp);
+    }
+  }
+#endif
+  for (; c < nr; c++) {
     const int64_t j = pnl * nr + c;
     const int live = j < sq->sk;
     if (live)
@@ -221,24 +339,7 @@ static void pack_panel_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
                     p->k.stride[3], pr->d, d2, row);
     for (int64_t kk = 0; kk < d2; kk++)
       kp[(kk >> 1) * 2 * nr + 2 * c + (kk & 1)] = live ? row[kk] : 0;
-    if (!job->pv16) {
-      float *vrow = vpack + j * dvp;
-      if (live)
-        attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
-                          p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-      memset(vrow + (live ? dv : 0), 0,
-             sizeof(float) * (size_t)(live ? dvp - dv : dvp));
-      continue;
-    }
-    uint16_t *vp = (uint16_t *)vpack + (j >> 1) * 2 * dvp + (j & 1);
-    if (live) {
-      const uint16_t *x =
-          (const uint16_t *)attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0);
-      for (int64_t col = 0; col < dv; col++)
-        vp[2 * col] = x[col * p->v.stride[3]];
-    }
-    for (int64_t col = live ? dv : 0; col < dvp; col++)
-      vp[2 * col] = 0;
+    pack_v_bf16(job, sq, g, j, vpack);
   }
 }
 
