@@ -272,7 +272,75 @@ static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
 }
 #endif
 
+#if defined(ATTN_BWD_AMX)
+/* The AMX variant (bwd_amxbf16.c; docs/bf16.md): S = scale (Q Kᵀ) as the
+ * forward's amx_qk computes it (tile dot products from zeroed tiles, the
+ * same 32-element steps in order, then the scale), so that P is recomputed
+ * with the forward's arithmetic (bwd.c's use_bf16 explains why). dP keeps
+ * vdpbf16ps (D's arithmetic, row_dot), and dV, dK, dQ take f32 products
+ * of f32 P and dS (on the AMX CPUs measured vdpbf16ps runs at half the
+ * FMA rate). Needs d a multiple of 32, as the forward's tiles. */
+#include <immintrin.h>
+_Static_assert(NR == 32 && BR % 16 == 0, "AMX: 16-key halves, 16-row blocks");
+
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} KFN(amx_cfg);
+
+static void KFN(amx_config)(void) {
+  KFN(amx_cfg) c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 8; i++) {
+    c.colsb[i] = 64;
+    c.rows[i] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+/* s[r][0..ncol) = sum over k < d of a[r][k] kp[k][..] for the nrb blocks
+ * of 16 rows of a (bf16 rows, stride lda) against the pair panels kp
+ * ([ncol / 32][d / 2][32][2]); out: row stride BC. */
+static void KFN(amx_rows)(const uint16_t *a, int64_t lda, int64_t d,
+                          const uint16_t *kp, int nrb, int ncol, float *out) {
+  for (int rb = 0; rb < nrb; rb++) {
+    const uint16_t *q = a + rb * 16 * lda;
+    float *o = out + rb * 16 * BC;
+    for (int pc = 0; pc < ncol; pc += NR) {
+      const uint16_t *p = kp + (pc / NR) * d * NR;
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int64_t k = 0; k < d; k += 32) {
+        _tile_loadd(4, q + k, (int)(lda * 2));
+        _tile_loadd(6, p + k * NR, NR * 4);
+        _tile_loadd(7, p + k * NR + 32, NR * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+      }
+      _tile_stored(0, o + pc, BC * 4);
+      _tile_stored(1, o + pc + 16, BC * 4);
+    }
+  }
+}
+#endif
+
+static void KFN(bwd_block_body)(const attn_bblock *t);
+
 static void KFN(bwd_block)(const attn_bblock *t) {
+#if defined(ATTN_BWD_AMX)
+  if (t->d % 32 == 0) { /* the tile registers hold this block's state */
+    KFN(amx_config)();
+    KFN(bwd_block_body)(t);
+    _tile_release();
+    return;
+  }
+#endif
+  KFN(bwd_block_body)(t);
+}
+
+static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int rows = t->rows;
   const int rows_mr = (rows + MR - 1) / MR * MR;
   const int ncol = (t->nkeys + NR - 1) / NR * NR;
@@ -291,7 +359,25 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   /* (1) S = scale (Q K^T) with bf16 dot products */
   for (int r = 0; r < rows_mr; r++)
     KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
-  for (int pc = 0; pc < ncol; pc += NR) {
+#if defined(ATTN_BWD_AMX)
+  const int amx = d % 32 == 0;
+  /* f32 products for dV, dK, dQ (above) */
+  const int pv16 = 0, dk16 = 0, dq16 = 0;
+  if (amx) {
+    const int nrb = (rows_mr + 15) / 16;
+    memset(qh + rows_mr * dp, 0,
+           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dp));
+    KFN(amx_rows)(qh, dp, d, kh, nrb, ncol, s);
+    const vf sc = vf_set1(t->qscale);
+    for (int r = 0; r < rows_mr; r++)
+      for (int c = 0; c < ncol; c += VL)
+        vf_store(s + r * BC + c, vf_mul(vf_load(s + r * BC + c), sc));
+  }
+#else
+  const int amx = 0;
+  const int pv16 = t->pv16, dk16 = t->dk16, dq16 = t->dq16;
+#endif
+  for (int pc = 0; pc < ncol && !amx; pc += NR) {
     const uint16_t *kp = kh + (pc / NR) * d2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
       float *c = s + r0 * BC + pc;
@@ -345,14 +431,14 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   /* (3) dV += (P z)^T dO: rows of dV are keys, the sum runs over queries */
   const float *pv = drop ? ds : s;
 #if defined(ATTN_BWD_BF16)
-  if (t->dvacc && t->pv16) { /* P rounded to bf16: a bf16 dV */
+  if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
     KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
   }
-  for (int r0 = 0; r0 < ncol && t->dvacc && !t->pv16; r0 += MR) {
+  for (int r0 = 0; r0 < ncol && t->dvacc && !pv16; r0 += MR) {
 #else
   for (int r0 = 0; r0 < ncol && t->dvacc; r0 += MR) {
 #endif
@@ -417,25 +503,25 @@ static void KFN(bwd_block)(const attn_bblock *t) {
       /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
 #if defined(ATTN_BWD_BF16)
   /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
-  if (t->dk && t->dk16) {
+  if (t->dk && dk16) {
     KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
     KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp,
                    t->dk + r0 * dp, dp, dp, MR);
   }
-  if (t->dq && t->dq16) {
+  if (t->dq && dq16) {
     for (int r = 0; r < rows_mr; r++)
       KFN(cvt_row)(ds + r * BC, ncol, dsb + r * BC);
     for (int r0 = 0; r0 < rows; r0 += MR)
       BF_ACC_COLS2(dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp,
                    dp, rows - r0 < MR ? rows - r0 : MR);
   }
-  for (int r0 = 0; r0 < ncol && t->dk && !t->dk16; r0 += MR) {
+  for (int r0 = 0; r0 < ncol && t->dk && !dk16; r0 += MR) {
     float *c = t->dk + r0 * dp;
     KFN(acc_cols)(ds + r0, 1, BC, rows_mr, t->q, dp, c, dp, dp, MR);
   }
-  for (int r0 = 0; r0 < rows && t->dq && !t->dq16; r0 += MR) {
+  for (int r0 = 0; r0 < rows && t->dq && !dq16; r0 += MR) {
     float *c = t->dq + r0 * dp;
     const int nst = rows - r0 < MR ? rows - r0 : MR;
     KFN(acc_cols)(ds + r0 * BC, BC, 1, ncol, t->krow, dp, c, dp, dp, nst);

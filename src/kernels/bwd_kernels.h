@@ -94,5 +94,6 @@ const attn_bwd_kernel *attn_bwd_kernel_avx2(void);
 const attn_bwd_kernel *attn_bwd_kernel_avx512(void);
 const attn_bwd_kernel *attn_bwd_kernel_generic_bf16(void);
 const attn_bwd_kernel *attn_bwd_kernel_avx512bf16(void);
+const attn_bwd_kernel *attn_bwd_kernel_amxbf16(void);
 
 #endif

@@ -52,10 +52,9 @@ static void fill_amxbf16(attn_kernels *t) {
 #if defined(ATTN_HAVE_AMX)
   t->isa = ATTN_ISA_AMX_BF16;
   t->fwd_bf16 = attn_kernel_amxbf16();
-  /* The backward widens bf16 (avx512's kernel): on the AMX CPU measured
-   * (Intel family 6 model 207) vdpbf16ps runs at half the FMA rate and
-   * avx512bf16's backward at 0.66-0.80x the widened one (docs/bf16.md). */
-  t->bwd_bf16 = NULL;
+  /* The backward recomputes S with the forward's tiles (bwd.c's use_bf16:
+   * P must be the forward's) and takes f32 products for dV, dK, dQ. */
+  t->bwd_bf16 = attn_bwd_kernel_amxbf16();
   /* So does decode with a bf16 q on a bf16 cache: widened, 99-101% of the
    * read bandwidth there against 84-87% with vdpbf16ps. */
   t->dec_qk_bf16 = NULL;

@@ -5,7 +5,10 @@
 
 #include "kernels/bwd_kernels.h"
 
-#if defined(ATTN_BWD_BF16) /* bwd_avx512bf16.c: the bf16 kernel */
+#if defined(ATTN_BWD_AMX) /* bwd_amxbf16.c: the bf16 kernel with AMX */
+#define KSUFFIX amxbf16
+#define KISA ATTN_ISA_AMX_BF16
+#elif defined(ATTN_BWD_BF16) /* bwd_avx512bf16.c: the bf16 kernel */
 #define KSUFFIX avx512bf16
 #define KISA ATTN_ISA_AVX512_BF16
 #else
