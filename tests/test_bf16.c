@@ -139,6 +139,36 @@ static long check_f16_stores(void) {
   return values;
 }
 
+/* attn_store_row to bf16 (AVX2 where the CPU has it) against
+ * attn_f32_to_bf16 on random bit patterns (NaN, infinities, subnormals
+ * included) and on ties and near-ties of the rounding. */
+static long check_bf16_stores(void) {
+  enum { N = 4099 };
+  static float src[N];
+  static uint16_t got[3 * N];
+  long values = 0;
+  for (int it = 0; it < 600; it++) {
+    for (int i = 0; i < N; i++) {
+      uint32_t u = rnd() << 16 ^ rnd();
+      if (it % 3 == 2) /* ties and near-ties of the bf16 rounding */
+        u = (u & 0xffff0000u) | (rnd() % 3 == 0   ? 0x8000u
+                                 : rnd() % 2 == 0 ? 0x7fffu
+                                                  : 0x8001u);
+      memcpy(&src[i], &u, 4);
+    }
+    const int64_t st = it % 4 == 3 ? 3 : 1, n = N - it % 17;
+    attn_store_row(src, n, got, ATTN_DTYPE_BF16, st);
+    int bad = 0;
+    for (int64_t i = 0; i < n && !bad; i++, values++) {
+      const uint16_t want = attn_f32_to_bf16(src[i]);
+      bad = got[i * st] != want;
+      CHECK(!bad, "f32 %a to bf16 (stride %lld): %04x, want %04x",
+            (double)src[i], (long long)st, got[i * st], want);
+    }
+  }
+  return values;
+}
+
 /* A key with an infinite element poisons its row (attn_row_poison): every
  * query that sees it gets NaN, even where IEEE arithmetic would give that
  * key a score of -inf (all queries negative against +inf), on every ISA,
@@ -208,6 +238,9 @@ int main(void) {
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          check_f16_rows());
   printf("f16 narrowing: %ld values bit for bit\n", check_f16_stores());
+  printf("bf16 narrowing (AVX2 %s): %ld values bit for bit\n",
+         attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
+         check_bf16_stores());
   const int hw = attn_isa_supported(ATTN_ISA_AVX512_BF16);
   long lanes = 0, lanes_hw = 0, cvt = 0;
   for (int it = 0; it < 300000; it++) {

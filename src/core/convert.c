@@ -278,6 +278,12 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
   }
   case ATTN_DTYPE_BF16: {
     uint16_t *d = (uint16_t *)dst;
+#if defined(ATTN_HAVE_X86)
+    if (stride == 1 && attn_cpu_has_avx2()) {
+      attn_bf16_store_avx2(src, n, d);
+      break;
+    }
+#endif
     if (stride == 1) /* vectorised by the compiler */
       for (int64_t i = 0; i < n; i++)
         d[i] = f32_bf16(src[i]);

@@ -107,6 +107,7 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
  * attn_load_row_f32 and attn_store_row take them by themselves. */
 void attn_f16_row_f16c(const uint16_t *src, int64_t n, float mul, float *dst);
 void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst);
+void attn_bf16_store_avx2(const float *src, int64_t n, uint16_t *dst);
 #endif
 /* Asks the cache for the bytes of a row of n elements of dt (stride 1)
  * at src, ahead of its use: rows of one head sit a whole token apart
