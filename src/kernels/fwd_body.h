@@ -294,61 +294,97 @@ static int KFN(amx_ok)(const attn_qtile *t) { return t->d % 32 == 0; }
 static void KFN(amx_qk)(const attn_qtile *t, int64_t j0, int ncol, float *s) {
   const int64_t d = t->d;
   const int nrb = (t->rows + 15) / 16;
-  for (int rb = 0; rb < nrb; rb++) {
+  /* Two row blocks at a time (tmm4, tmm5) against the panel's two halves
+   * (tmm6, tmm7): four sums per A and B pair loaded. Every sum is the same
+   * sequence of steps whatever the blocking (the backward relies on it). */
+  for (int rb = 0; rb < nrb; rb += 2) {
+    const int two = rb + 1 < nrb;
     const uint16_t *q = t->qh + rb * 16 * d;
     float *out = s + rb * 16 * BC;
     for (int pc = 0; pc < ncol; pc += NR) {
       const uint16_t *kp = t->kh + ((j0 + pc) / NR) * d * NR;
       _tile_zero(0);
       _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
       for (int64_t k = 0; k < d; k += 32) {
         _tile_loadd(4, q + k, (int)(d * 2));
         _tile_loadd(6, kp + k * NR, NR * 4);
         _tile_loadd(7, kp + k * NR + 32, NR * 4);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
+        if (two) {
+          _tile_loadd(5, q + 16 * d + k, (int)(d * 2));
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
       }
       _tile_stored(0, out + pc, BC * 4);
       _tile_stored(1, out + pc + 16, BC * 4);
+      if (two) {
+        _tile_stored(2, out + 16 * BC + pc, BC * 4);
+        _tile_stored(3, out + 16 * BC + pc + 16, BC * 4);
+      }
     }
+  }
+}
+
+/* acc rows of row block rb (rows of them valid) = alpha acc + the sums
+ * c[16][32] (w: 16 or 32 columns from column cb). */
+static void KFN(amx_acc)(const attn_qtile *t, int rb, int rows, int64_t cb,
+                         int w, const float *c, const float *alpha) {
+  for (int r = 0; r < rows; r++) {
+    const int row = rb * 16 + r;
+    const vf a = vf_set1(alpha[row]);
+    float *acc = t->accm + row * t->dvp + cb;
+    for (int x = 0; x < w / VL; x++)
+      vf_store(acc + x * VL,
+               vf_fma(vf_load(acc + x * VL), a, vf_load(c + r * 32 + x * VL)));
   }
 }
 
 /* Step (5) for a bf16 output (pv_tile_bf16's arithmetic) from P already
  * rounded (pb: [rows rounded up to 16][BC] bf16, zero rows past the
- * tile's): acc = alpha acc + P V with the tile's sum formed first. */
+ * tile's): acc = alpha acc + P V with the tile's sum formed first. Two row
+ * blocks (tmm4, tmm5) against two 16-column blocks of V (tmm6, tmm7). */
 static void KFN(amx_pv)(const attn_qtile *t, const uint16_t *pb, int64_t j0,
                         int ncol, const float *alpha) {
-  _Alignas(64) float cb2[16 * 32];
+  _Alignas(64) float c0[16 * 32], c1[16 * 32];
   const int64_t dvp = t->dvp;
   const int nrb = (t->rows + 15) / 16;
   const uint16_t *v = t->vh + j0 * dvp;
-  for (int rb = 0; rb < nrb; rb++) {
-    const int rows = ATTN_MIN(16, t->rows - rb * 16);
+  for (int rb = 0; rb < nrb; rb += 2) {
+    const int two = rb + 1 < nrb;
+    const uint16_t *p = pb + rb * 16 * BC;
     for (int64_t cb = 0; cb < dvp; cb += 32) {
-      const int two = cb + 32 <= dvp;
+      const int w = cb + 32 <= dvp ? 32 : 16;
       _tile_zero(0);
       _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
       for (int k = 0; k < ncol; k += 32) {
-        _tile_loadd(4, pb + rb * 16 * BC + k, BC * 2);
+        _tile_loadd(4, p + k, BC * 2);
         _tile_loadd(6, v + k * dvp + 2 * cb, (int)(dvp * 4));
         _tile_dpbf16ps(0, 4, 6);
         if (two) {
+          _tile_loadd(5, p + 16 * BC + k, BC * 2);
+          _tile_dpbf16ps(2, 5, 6);
+        }
+        if (w == 32) {
           _tile_loadd(7, v + k * dvp + 2 * cb + 32, (int)(dvp * 4));
           _tile_dpbf16ps(1, 4, 7);
+          if (two)
+            _tile_dpbf16ps(3, 5, 7);
         }
       }
-      _tile_stored(0, cb2, 128);
+      _tile_stored(0, c0, 128);
+      _tile_stored(1, c0 + 16, 128);
+      _tile_stored(2, c1, 128);
+      _tile_stored(3, c1 + 16, 128);
+      KFN(amx_acc)(t, rb, ATTN_MIN(16, t->rows - rb * 16), cb, w, c0, alpha);
       if (two)
-        _tile_stored(1, cb2 + 16, 128);
-      for (int r = 0; r < rows; r++) {
-        const int row = rb * 16 + r;
-        const vf a = vf_set1(alpha[row]);
-        float *acc = t->accm + row * dvp + cb;
-        for (int x = 0; x < (two ? 2 : 1); x++)
-          vf_store(acc + x * VL, vf_fma(vf_load(acc + x * VL), a,
-                                        vf_load(cb2 + r * 32 + x * VL)));
-      }
+        KFN(amx_acc)
+      (t, rb + 1, ATTN_MIN(16, t->rows - rb * 16 - 16), cb, w, c1, alpha);
     }
   }
 }
