@@ -202,8 +202,9 @@ typedef enum attn_isa {
    * take vdpbf16ps dot products (docs/bf16.md); all else as AVX512. */
   ATTN_ISA_AVX512_BF16 = 4,
   /* (0.6) AVX512-BF16 plus AMX (AMX-TILE, AMX-BF16; Intel Sapphire Rapids
-   * and later, Linux): the bf16 forward's Q Kᵀ and P V as tile dot products
-   * (docs/bf16.md); all else as AVX512_BF16. */
+   * and later, Linux): the bf16 forward's Q Kᵀ and P V, and the backward's
+   * S, as tile dot products; the backward's gradient products in f32 and
+   * decode widened (docs/bf16.md); all else as AVX512_BF16. */
   ATTN_ISA_AMX_BF16 = 5
 } attn_isa;
 

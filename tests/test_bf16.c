@@ -110,60 +110,39 @@ static long check_f16_rows(void) {
   return values;
 }
 
-/* attn_store_row to f16 against attn_f32_to_f16, on random bit patterns
- * and on every f32 around the f16 subnormal, normal and overflow edges. */
-static long check_f16_stores(void) {
+/* attn_store_row to f16 (F16C where the CPU has it) or bf16 (AVX2) against
+ * attn_f32_to_f16 / attn_f32_to_bf16, on random bit patterns (NaN,
+ * infinities, subnormals included) and, for f16, on every f32 around its
+ * subnormal, normal and overflow edges; ties and near-ties of the
+ * rounding for both. */
+static long check_stores(attn_dtype dt) {
   enum { N = 4099 };
   static float src[N];
   static uint16_t got[3 * N];
+  const int f16 = dt == ATTN_DTYPE_F16;
   long values = 0;
   for (int it = 0; it < 600; it++) {
     for (int i = 0; i < N; i++) {
       uint32_t u = rnd() << 16 ^ rnd();
-      if (it % 3 == 1) /* exponents 100..145: f16 subnormals to overflow */
+      if (it % 3 == 1 && f16) /* exponents 100..145: subnormals to overflow */
         u = (u & 0x807fffffu) | ((100u + rnd() % 46) << 23);
-      else if (it % 3 == 2) /* ties and near-ties of the f16 rounding */
+      else if (it % 3 == 2 && f16) /* ties and near-ties */
         u = (u & 0xffffe000u) | (rnd() % 2 ? 0x1000u : 0x0fffu);
-      memcpy(&src[i], &u, 4);
-    }
-    const int64_t st = it % 4 == 3 ? 3 : 1, n = N - it % 17;
-    attn_store_row(src, n, got, ATTN_DTYPE_F16, st);
-    int bad = 0;
-    for (int64_t i = 0; i < n && !bad; i++, values++) {
-      const uint16_t want = attn_f32_to_f16(src[i]);
-      bad = got[i * st] != want;
-      CHECK(!bad, "f32 %a to f16 (stride %lld): %04x, want %04x",
-            (double)src[i], (long long)st, got[i * st], want);
-    }
-  }
-  return values;
-}
-
-/* attn_store_row to bf16 (AVX2 where the CPU has it) against
- * attn_f32_to_bf16 on random bit patterns (NaN, infinities, subnormals
- * included) and on ties and near-ties of the rounding. */
-static long check_bf16_stores(void) {
-  enum { N = 4099 };
-  static float src[N];
-  static uint16_t got[3 * N];
-  long values = 0;
-  for (int it = 0; it < 600; it++) {
-    for (int i = 0; i < N; i++) {
-      uint32_t u = rnd() << 16 ^ rnd();
-      if (it % 3 == 2) /* ties and near-ties of the bf16 rounding */
+      else if (it % 3 == 2) /* bf16: ties and near-ties */
         u = (u & 0xffff0000u) | (rnd() % 3 == 0   ? 0x8000u
                                  : rnd() % 2 == 0 ? 0x7fffu
                                                   : 0x8001u);
       memcpy(&src[i], &u, 4);
     }
     const int64_t st = it % 4 == 3 ? 3 : 1, n = N - it % 17;
-    attn_store_row(src, n, got, ATTN_DTYPE_BF16, st);
+    attn_store_row(src, n, got, dt, st);
     int bad = 0;
     for (int64_t i = 0; i < n && !bad; i++, values++) {
-      const uint16_t want = attn_f32_to_bf16(src[i]);
+      const uint16_t want =
+          f16 ? attn_f32_to_f16(src[i]) : attn_f32_to_bf16(src[i]);
       bad = got[i * st] != want;
-      CHECK(!bad, "f32 %a to bf16 (stride %lld): %04x, want %04x",
-            (double)src[i], (long long)st, got[i * st], want);
+      CHECK(!bad, "f32 %a to %s (stride %lld): %04x, want %04x", (double)src[i],
+            f16 ? "f16" : "bf16", (long long)st, got[i * st], want);
     }
   }
   return values;
@@ -237,10 +216,11 @@ int main(void) {
   printf("f16 widening (F16C %s): %ld values bit for bit\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          check_f16_rows());
-  printf("f16 narrowing: %ld values bit for bit\n", check_f16_stores());
+  printf("f16 narrowing: %ld values bit for bit\n",
+         check_stores(ATTN_DTYPE_F16));
   printf("bf16 narrowing (AVX2 %s): %ld values bit for bit\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
-         check_bf16_stores());
+         check_stores(ATTN_DTYPE_BF16));
   const int hw = attn_isa_supported(ATTN_ISA_AVX512_BF16);
   long lanes = 0, lanes_hw = 0, cvt = 0;
   for (int it = 0; it < 300000; it++) {

@@ -273,57 +273,15 @@ static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
 #endif
 
 #if defined(ATTN_BWD_AMX)
-/* The AMX variant (bwd_amxbf16.c; docs/bf16.md): S = scale (Q Kᵀ) as the
- * forward's amx_qk computes it (tile dot products from zeroed tiles, the
- * same 32-element steps in order, then the scale), so that P is recomputed
- * with the forward's arithmetic (bwd.c's use_bf16 explains why). dP keeps
+/* The AMX variant (bwd_amxbf16.c; docs/bf16.md): S = scale (Q Kᵀ) by the
+ * forward's own routine (amx_qk_rows, then the scale), so that P is
+ * recomputed with the forward's arithmetic (bwd.c's use_bf16 explains
+ * why). dP keeps
  * vdpbf16ps (D's arithmetic, row_dot), and dV, dK, dQ take f32 products
  * of f32 P and dS (on the AMX CPUs measured vdpbf16ps runs at half the
  * FMA rate). Needs d a multiple of 32, as the forward's tiles. */
-#include <immintrin.h>
+#include "kernels/amx_tiles.h"
 _Static_assert(NR == 32 && BR % 16 == 0, "AMX: 16-key halves, 16-row blocks");
-
-typedef struct {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} KFN(amx_cfg);
-
-static void KFN(amx_config)(void) {
-  KFN(amx_cfg) c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int i = 0; i < 8; i++) {
-    c.colsb[i] = 64;
-    c.rows[i] = 16;
-  }
-  _tile_loadconfig(&c);
-}
-
-/* s[r][0..ncol) = sum over k < d of a[r][k] kp[k][..] for the nrb blocks
- * of 16 rows of a (bf16 rows, stride lda) against the pair panels kp
- * ([ncol / 32][d / 2][32][2]); out: row stride BC. */
-static void KFN(amx_rows)(const uint16_t *a, int64_t lda, int64_t d,
-                          const uint16_t *kp, int nrb, int ncol, float *out) {
-  for (int rb = 0; rb < nrb; rb++) {
-    const uint16_t *q = a + rb * 16 * lda;
-    float *o = out + rb * 16 * BC;
-    for (int pc = 0; pc < ncol; pc += NR) {
-      const uint16_t *p = kp + (pc / NR) * d * NR;
-      _tile_zero(0);
-      _tile_zero(1);
-      for (int64_t k = 0; k < d; k += 32) {
-        _tile_loadd(4, q + k, (int)(lda * 2));
-        _tile_loadd(6, p + k * NR, NR * 4);
-        _tile_loadd(7, p + k * NR + 32, NR * 4);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-      }
-      _tile_stored(0, o + pc, BC * 4);
-      _tile_stored(1, o + pc + 16, BC * 4);
-    }
-  }
-}
 #endif
 
 static void KFN(bwd_block_body)(const attn_bblock *t);
@@ -331,7 +289,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t);
 static void KFN(bwd_block)(const attn_bblock *t) {
 #if defined(ATTN_BWD_AMX)
   if (t->d % 32 == 0) { /* the tile registers hold this block's state */
-    KFN(amx_config)();
+    amx_config();
     KFN(bwd_block_body)(t);
     _tile_release();
     return;
@@ -367,7 +325,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     const int nrb = (rows_mr + 15) / 16;
     memset(qh + rows_mr * dp, 0,
            sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dp));
-    KFN(amx_rows)(qh, dp, d, kh, nrb, ncol, s);
+    amx_qk_rows(qh, dp, d, kh, nrb, ncol, s, BC);
     const vf sc = vf_set1(t->qscale);
     for (int r = 0; r < rows_mr; r++)
       for (int c = 0; c < ncol; c += VL)

@@ -265,68 +265,17 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
  * rows: the rows past the tile's own are zero queries (fwd.c pads them),
  * their sums are computed and never read. Needs d a multiple of 32 (whole
  * 32-element steps); other lengths take the vdpbf16ps micro-kernels. */
-#include <immintrin.h>
+#include "kernels/amx_tiles.h"
 _Static_assert(NR == 32 && BR % 16 == 0 && BC % 32 == 0,
                "AMX tiles: two 16-key halves per panel, 16-row blocks");
-
-typedef struct {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} KFN(amx_cfg);
-
-/* Every tile 16 rows of 64 bytes: tmm0, tmm1 sums, tmm4 A, tmm6, tmm7 B. */
-static void KFN(amx_config)(void) {
-  KFN(amx_cfg) c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int i = 0; i < 8; i++) {
-    c.colsb[i] = 64;
-    c.rows[i] = 16;
-  }
-  _tile_loadconfig(&c);
-}
 
 static int KFN(amx_ok)(const attn_qtile *t) { return t->d % 32 == 0; }
 
 /* Step (1): s = Q Kᵀ (unscaled) for keys j0 .. j0 + ncol of every 16-row
  * block holding one of the tile's rows. */
 static void KFN(amx_qk)(const attn_qtile *t, int64_t j0, int ncol, float *s) {
-  const int64_t d = t->d;
-  const int nrb = (t->rows + 15) / 16;
-  /* Two row blocks at a time (tmm4, tmm5) against the panel's two halves
-   * (tmm6, tmm7): four sums per A and B pair loaded. Every sum is the same
-   * sequence of steps whatever the blocking (the backward relies on it). */
-  for (int rb = 0; rb < nrb; rb += 2) {
-    const int two = rb + 1 < nrb;
-    const uint16_t *q = t->qh + rb * 16 * d;
-    float *out = s + rb * 16 * BC;
-    for (int pc = 0; pc < ncol; pc += NR) {
-      const uint16_t *kp = t->kh + ((j0 + pc) / NR) * d * NR;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      for (int64_t k = 0; k < d; k += 32) {
-        _tile_loadd(4, q + k, (int)(d * 2));
-        _tile_loadd(6, kp + k * NR, NR * 4);
-        _tile_loadd(7, kp + k * NR + 32, NR * 4);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        if (two) {
-          _tile_loadd(5, q + 16 * d + k, (int)(d * 2));
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
-        }
-      }
-      _tile_stored(0, out + pc, BC * 4);
-      _tile_stored(1, out + pc + 16, BC * 4);
-      if (two) {
-        _tile_stored(2, out + 16 * BC + pc, BC * 4);
-        _tile_stored(3, out + 16 * BC + pc + 16, BC * 4);
-      }
-    }
-  }
+  amx_qk_rows(t->qh, t->d, t->d, t->kh + (j0 / NR) * t->d * NR,
+              (t->rows + 15) / 16, ncol, s, BC);
 }
 
 /* acc rows of row block rb (rows of them valid) = alpha acc + the sums
@@ -635,7 +584,7 @@ static void KFN(fwd_qtile_body)(const attn_qtile *t);
 static void KFN(fwd_qtile)(const attn_qtile *t) {
 #if defined(ATTN_FWD_AMX)
   if (KFN(amx_ok)(t)) { /* the tile registers hold this call's state */
-    KFN(amx_config)();
+    amx_config();
     KFN(fwd_qtile_body)(t);
     _tile_release();
     return;
