@@ -463,12 +463,12 @@ ATTN_API void attn_params_init_sized(attn_params *p, size_t size);
  * Environment (read when a context is made, for the values its options
  * leave at 0 / AUTO; once per process for the default context):
  *   ATTN_NUM_THREADS  1..1024 (unset or empty: every online CPU)
- *   ATTN_ISA          generic, avx2, avx512, avx512bf16, amxbf16 or auto (unset
- * or empty: auto) A bad value is an error, never ignored:
- * ATTN_ERR_INVALID_ARGUMENT (not a number in range, not an ISA name) or
- * ATTN_ERR_UNSUPPORTED_ISA (an ISA this CPU lacks), from attn_context_create,
- * and from every call on the default context with the reason in
- * p->error_message.
+ *   ATTN_ISA          generic, avx2, avx512, avx512bf16, amxbf16 or auto
+ *                     (unset or empty: auto)
+ * A bad value is an error, never ignored: ATTN_ERR_INVALID_ARGUMENT (not a
+ * number in range, not an ISA name) or ATTN_ERR_UNSUPPORTED_ISA (an ISA
+ * this CPU lacks), from attn_context_create, and from every call on the
+ * default context with the reason in p->error_message.
  *
  * Concurrency: any number of threads may call with one context (or NULL)
  * at once. The pool serves one call at a time; a call that finds it busy

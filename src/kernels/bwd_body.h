@@ -276,10 +276,9 @@ static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
 /* The AMX variant (bwd_amxbf16.c; docs/bf16.md): S = scale (Q Kᵀ) by the
  * forward's own routine (amx_qk_rows, then the scale), so that P is
  * recomputed with the forward's arithmetic (bwd.c's use_bf16 explains
- * why). dP keeps
- * vdpbf16ps (D's arithmetic, row_dot), and dV, dK, dQ take f32 products
- * of f32 P and dS (on the AMX CPUs measured vdpbf16ps runs at half the
- * FMA rate). Needs d a multiple of 32, as the forward's tiles. */
+ * why). dP keeps vdpbf16ps (D's arithmetic, row_dot), and dV, dK, dQ take
+ * f32 products of f32 P and dS (on the AMX CPU measured vdpbf16ps runs at
+ * half the FMA rate). S needs d a multiple of 32, as the forward's tiles. */
 #include "kernels/amx_tiles.h"
 _Static_assert(NR == 32 && BR % 16 == 0, "AMX: 16-key halves, 16-row blocks");
 #endif

@@ -331,9 +331,10 @@ static void KFN(amx_pv)(const attn_qtile *t, const uint16_t *pb, int64_t j0,
       _tile_stored(2, c1, 128);
       _tile_stored(3, c1 + 16, 128);
       KFN(amx_acc)(t, rb, ATTN_MIN(16, t->rows - rb * 16), cb, w, c0, alpha);
-      if (two)
-        KFN(amx_acc)
-      (t, rb + 1, ATTN_MIN(16, t->rows - rb * 16 - 16), cb, w, c1, alpha);
+      if (two) {
+        const int rows = ATTN_MIN(16, t->rows - rb * 16 - 16);
+        KFN(amx_acc)(t, rb + 1, rows, cb, w, c1, alpha);
+      }
     }
   }
 }
@@ -514,8 +515,8 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       memset(pb + r * BC, 0, sizeof(uint16_t) * (size_t)ncol);
     if (kind == ATTN_TILE_FULL && !attn_score_any(&t->sc) && !t->drop.on) {
       _Alignas(64) float pf[BR * BC];
-      KFN(amx_softmax_full)
-      (t, s, j0, ncol, scale, alpha, lm, t->vh ? pb : NULL, pf);
+      uint16_t *pbf = t->vh ? pb : NULL; /* P as bf16 for amx_pv */
+      KFN(amx_softmax_full)(t, s, j0, ncol, scale, alpha, lm, pbf, pf);
       if (t->vh)
         KFN(amx_pv)(t, pb, j0, ncol, alpha);
       else
