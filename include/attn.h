@@ -665,7 +665,8 @@ ATTN_API attn_status attn_alibi_slopes(int64_t heads, float *slopes);
  * num_threads threads (0 = all) for about seconds; writes GFLOP/s. */
 ATTN_API attn_status attn_fma_peak_gflops(int num_threads, double seconds,
                                           double *gflops);
-/* (0.6) The same for the bf16 dot product (vdpbf16ps: 4 FLOPs a lane);
+/* (0.6) The same for the bf16 dot product of the widest ISA: AMX tiles
+ * (tdpbf16ps) on amxbf16, else vdpbf16ps (4 FLOPs a lane);
  * ATTN_ERR_UNSUPPORTED_ISA where the CPU has none (AVX512-BF16). */
 ATTN_API attn_status attn_bf16_peak_gflops(int num_threads, double seconds,
                                            double *gflops);

@@ -200,5 +200,6 @@ double attn_peak_loop_generic(int64_t iters);
 double attn_peak_loop_avx2(int64_t iters);
 double attn_peak_loop_avx512(int64_t iters);
 double attn_peak_loop_avx512bf16(int64_t iters);
+double attn_peak_loop_amxbf16(int64_t iters);
 
 #endif

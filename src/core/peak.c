@@ -30,7 +30,8 @@ static attn_status measure(peak_fn loop, int num_threads, double seconds,
 
 static attn_kernels widest_table(void) {
   attn_kernels t;
-  attn_kernels_for(attn_isa_supported(ATTN_ISA_AVX512_BF16)
+  attn_kernels_for(attn_isa_supported(ATTN_ISA_AMX_BF16) ? ATTN_ISA_AMX_BF16
+                   : attn_isa_supported(ATTN_ISA_AVX512_BF16)
                        ? ATTN_ISA_AVX512_BF16
                    : attn_isa_supported(ATTN_ISA_AVX512) ? ATTN_ISA_AVX512
                    : attn_isa_supported(ATTN_ISA_AVX2)   ? ATTN_ISA_AVX2

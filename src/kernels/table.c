@@ -59,6 +59,7 @@ static void fill_amxbf16(attn_kernels *t) {
    * of the read bandwidth there against 84-87% with vdpbf16ps. */
   t->dec_qk_bf16 = NULL;
   t->dec_pv_bf16 = NULL;
+  t->peak_loop_bf16 = attn_peak_loop_amxbf16; /* the forward's tiles */
 #endif
 }
 #endif

@@ -75,7 +75,10 @@ int cmd_peak(int argc, char **argv) {
     printf("peak: %.1f GFLOP/s (f32 FMA, threads %s, isa %s)\n", g, thr,
            isa ? isa : "?");
     if (g16 > 0)
-      printf("bf16 peak: %.1f GFLOP/s (vdpbf16ps, threads %s)\n", g16, thr);
+      printf("bf16 peak: %.1f GFLOP/s (%s, threads %s)\n", g16,
+             attn_isa_supported(ATTN_ISA_AMX_BF16) ? "AMX tdpbf16ps"
+                                                   : "vdpbf16ps",
+             thr);
     printf("read bandwidth: %.1f GB/s (median pass, threads %s)\n", bw, thr);
   }
   return 0;
