@@ -12,9 +12,10 @@
 const char cmd_peak_help[] =
     "attn peak [--threads N] [--seconds S (1.0)] [--json]\n"
     "    measured f32 FMA peak in GFLOP/s, the bf16 dot-product peak where\n"
-    "    the CPU has one (AVX512-BF16), and memory read bandwidth in GB/s\n"
-    "    (1e9 bytes/s, a buffer of 8x the last-level cache, 256 MiB to 1 "
-    "GiB)\n";
+    "    the CPU has one (AMX tiles on amxbf16, else AVX512-BF16's\n"
+    "    vdpbf16ps), and memory read bandwidth in GB/s (1e9 bytes/s; a\n"
+    "    prefetching reader of a buffer of 8x the last-level cache, 256 MiB\n"
+    "    to 1 GiB)\n";
 
 typedef struct peak_opts {
   int threads, json;
