@@ -1,6 +1,7 @@
-/* The portable forward framework: validation, workspace, threads, packing
- * of K and V, query tiles in and output rows out. The O(seq_q x seq_k) work
- * happens in the per-ISA kernel (kernels.h) one query tile at a time.
+/* The portable forward framework: validation, workspace, threads, query
+ * tiles in and output rows out (the packing of K and V: fwd_pack.c). The
+ * O(seq_q x seq_k) work happens in the per-ISA kernel (kernels.h) one query
+ * tile at a time.
  *
  * Work is split into items (query head, query tile) inside groups
  * (sequence, kv head), in one of two modes:
@@ -14,6 +15,7 @@
  * instruction sequence whatever T is and whichever thread it is, so results
  * are bitwise identical across thread counts. */
 #include "kernels/decode.h"
+#include "kernels/fwd_pack.h"
 #include "kernels/plan.h"
 #include "kernels/sparse_split.h"
 
@@ -21,9 +23,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h> /* baseline on x86-64: no ISA check needed */
-#endif
 
 #define ALIGN 64
 
@@ -179,284 +178,13 @@ typedef struct fwd_job {
   int bf16;              /* Q and K packed as bf16 for k = fwd_bf16 */
   int pv16;              /* V packed as bf16 pairs too (bf16 output)     */
   int64_t dq;            /* row length of packed Q and K: d, even for bf16 */
+  attn_fwd_pack pack;    /* the packing's view of the fields above    */
   float *kpack, *vpack;  /* shared packs (shared mode)           */
   char *scratch;         /* per-thread regions                     */
   atomic_llong *claimed; /* [batch * heads_kv] items taken per group  */
   atomic_llong cursor;   /* next group nobody has started             */
   atomic_llong counter;  /* shared mode: items taken in this group    */
 } fwd_job;
-
-/* n bf16 elements (stride s) of src to dst, then zeros up to n_pad; a row
- * holding a non-finite value becomes all NaN (attn_row_poison). */
-static void load_row_bf16(const void *src, int64_t s, int64_t n, int64_t n_pad,
-                          uint16_t *dst) {
-  const uint16_t *x = (const uint16_t *)src;
-  int bad = 0;
-  if (s == 1)
-    memcpy(dst, x, sizeof(uint16_t) * (size_t)n);
-  else
-    for (int64_t i = 0; i < n; i++)
-      dst[i] = x[i * s];
-  for (int64_t i = 0; i < n; i++) /* vectorised by the compiler */
-    bad |= (dst[i] & 0x7f80) == 0x7f80;
-  for (int64_t i = n; i < n_pad; i++)
-    dst[i] = 0;
-  for (int64_t i = 0; i < n_pad && bad; i++)
-    dst[i] = 0x7fc0;
-}
-
-/* Key j's value row for the bf16 kernel: with pv16 the pair slot
- * vp[j/2][col][j%2] = V[j][col], else f32 as pack_panel (zeros past dv,
- * and for a key past the sequence). */
-static void pack_v_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
-                        int64_t j, float *vpack) {
-  const attn_params *p = job->pr->p;
-  const int64_t dv = job->pr->dv, dvp = job->dvp;
-  const int live = j < sq->sk;
-  if (!job->pv16) {
-    float *vrow = vpack + j * dvp;
-    if (live)
-      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
-                        p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-    memset(vrow + (live ? dv : 0), 0,
-           sizeof(float) * (size_t)(live ? dvp - dv : dvp));
-    return;
-  }
-  uint16_t *vp = (uint16_t *)vpack + (j >> 1) * 2 * dvp + (j & 1);
-  if (live) {
-    const uint16_t *x =
-        (const uint16_t *)attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0);
-    for (int64_t col = 0; col < dv; col++)
-      vp[2 * col] = x[col * p->v.stride[3]];
-  }
-  for (int64_t col = live ? dv : 0; col < dvp; col++)
-    vp[2 * col] = 0;
-}
-
-#if defined(__SSE2__)
-/* Four bf16 key rows r[0..3] (unit stride, d even) into columns c .. c + 3
- * of a pair panel (kp already at column c). The panel is a transpose of
- * 32-bit pairs, kp[kk/2][c] = (K[c][kk], K[c][kk + 1]), so 4 x 4
- * transposes of 32-bit lanes do it. Returns 0 if a row holds a non-finite
- * value (load_row_bf16's test), having written what the row path then
- * overwrites. */
-static int pack_keys4_bf16(const uint16_t *const r[4], int64_t d, int64_t nr,
-                           uint16_t *kp) {
-  const __m128i em = _mm_set1_epi16(0x7f80);
-  __m128i bad = _mm_setzero_si128();
-  int64_t kk = 0;
-  for (; kk + 8 <= d; kk += 8) {
-    __m128i x[4];
-    for (int i = 0; i < 4; i++) {
-      x[i] = _mm_loadu_si128((const __m128i *)(r[i] + kk));
-      bad = _mm_or_si128(bad, _mm_cmpeq_epi16(_mm_and_si128(x[i], em), em));
-    }
-    const __m128i t0 = _mm_unpacklo_epi32(x[0], x[1]),
-                  t1 = _mm_unpacklo_epi32(x[2], x[3]),
-                  t2 = _mm_unpackhi_epi32(x[0], x[1]),
-                  t3 = _mm_unpackhi_epi32(x[2], x[3]);
-    uint16_t *o = kp + (kk >> 1) * 2 * nr;
-    _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi64(t0, t1));
-    _mm_storeu_si128((__m128i *)(o + 2 * nr), _mm_unpackhi_epi64(t0, t1));
-    _mm_storeu_si128((__m128i *)(o + 4 * nr), _mm_unpacklo_epi64(t2, t3));
-    _mm_storeu_si128((__m128i *)(o + 6 * nr), _mm_unpackhi_epi64(t2, t3));
-  }
-  int tail_bad = 0;
-  for (; kk < d; kk++)
-    for (int i = 0; i < 4; i++) {
-      tail_bad |= (r[i][kk] & 0x7f80) == 0x7f80;
-      kp[(kk >> 1) * 2 * nr + 2 * i + (kk & 1)] = r[i][kk];
-    }
-  return !(_mm_movemask_epi8(bad) | tail_bad);
-}
-
-/* Value rows j, j + 1 (j even, both live, bf16, unit stride) into their
- * pair row vp[j/2][col][0..1], zeros from dv to dvp. */
-static void pack_v2_bf16(const uint16_t *x0, const uint16_t *x1, int64_t dv,
-                         int64_t dvp, uint16_t *vp) {
-  int64_t col = 0;
-  for (; col + 8 <= dv; col += 8) {
-    const __m128i a = _mm_loadu_si128((const __m128i *)(x0 + col)),
-                  b = _mm_loadu_si128((const __m128i *)(x1 + col));
-    _mm_storeu_si128((__m128i *)(vp + 2 * col), _mm_unpacklo_epi16(a, b));
-    _mm_storeu_si128((__m128i *)(vp + 2 * col + 8), _mm_unpackhi_epi16(a, b));
-  }
-  for (; col < dv; col++) {
-    vp[2 * col] = x0[col];
-    vp[2 * col + 1] = x1[col];
-  }
-  memset(vp + 2 * dv, 0, sizeof(uint16_t) * (size_t)(2 * (dvp - dv)));
-}
-#endif
-
-/* The bf16 packing of panel pnl (docs/bf16.md): key pairs
- * kp[pnl][kk/2][c][kk%2] = K[j][kk] (j = pnl*nr + c, a zero appended to an
- * odd d), and with pv16 value pairs vp[j/2][col][j%2] = V[j][col], else
- * f32 values as pack_panel. */
-static void pack_panel_bf16(const fwd_job *job, const attn_seq *sq, int64_t g,
-                            int64_t pnl, float *kpack, float *vpack,
-                            float *tmp) {
-  const attn_problem *pr = job->pr;
-  const attn_params *p = pr->p;
-  const int64_t nr = job->k->nr, d2 = job->dq, dv = pr->dv, dvp = job->dvp;
-  uint16_t *kp = (uint16_t *)kpack + pnl * d2 * nr, *row = (uint16_t *)tmp;
-  int64_t c = 0;
-#if defined(__SSE2__)
-  /* Four live keys at a time where K rows are read in place (unit stride,
-   * even d); V pairs of keys interleaved in place where they are bf16 in
-   * unit stride too. The row path takes the rest (and a block with a
-   * non-finite key, from its start). */
-  const int direct = p->k.stride[3] == 1 && d2 == pr->d;
-  const int v2 = job->pv16 && p->v.stride[3] == 1;
-  for (; direct && c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
-    const int64_t j = pnl * nr + c;
-    const uint16_t *r[4];
-    for (int i = 0; i < 4; i++)
-      r[i] = (const uint16_t *)attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g,
-                                         0);
-    if (!pack_keys4_bf16(r, d2, nr, kp + 2 * c))
-      break;
-    for (int i = 0; i < 4; i += 2) {
-      if (!v2) {
-        pack_v_bf16(job, sq, g, j + i, vpack);
-        pack_v_bf16(job, sq, g, j + i + 1, vpack);
-        continue;
-      }
-      const uint16_t *x0 = (const uint16_t *)attn_elem(&p->v, sq->q_bat,
-                                                       sq->k_off + j + i, g, 0);
-      const uint16_t *x1 = (const uint16_t *)attn_elem(
-          &p->v, sq->q_bat, sq->k_off + j + i + 1, g, 0);
-      pack_v2_bf16(x0, x1, dv, dvp,
-                   (uint16_t *)vpack + ((j + i) >> 1) * 2 * dvp);
-    }
-  }
-#endif
-  for (; c < nr; c++) {
-    const int64_t j = pnl * nr + c;
-    const int live = j < sq->sk;
-    if (live)
-      load_row_bf16(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
-                    p->k.stride[3], pr->d, d2, row);
-    for (int64_t kk = 0; kk < d2; kk++)
-      kp[(kk >> 1) * 2 * nr + 2 * c + (kk & 1)] = live ? row[kk] : 0;
-    pack_v_bf16(job, sq, g, j, vpack);
-  }
-}
-
-#if defined(__SSE2__)
-/* Four f32 key rows r[0..3] (unit stride) into columns c .. c + 3 of a
- * panel, kp[kk * nr + i] = r[i][kk], by 4 x 4 transposes in SSE registers
- * (one 16-byte store per four elements instead of four scalar stores a
- * panel row apart: the scalar transpose was 8% of a short forward call).
- * Checks finiteness on the way (attn_row_poison's test); returns 0 if a
- * row holds a non-finite value, having written garbage the caller's row
- * path then overwrites (with the poisoned row). */
-static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
-                          float *kp) {
-  const __m128i em = _mm_set1_epi32(0x7f800000),
-                one = _mm_set1_epi32(0x00800000);
-  __m128i e = _mm_setzero_si128();
-  int64_t kk = 0;
-  for (; kk + 4 <= d; kk += 4) {
-    __m128 x0 = _mm_loadu_ps(r[0] + kk), x1 = _mm_loadu_ps(r[1] + kk);
-    __m128 x2 = _mm_loadu_ps(r[2] + kk), x3 = _mm_loadu_ps(r[3] + kk);
-    const __m128i b01 = _mm_or_si128(
-        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x0), em), one),
-        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x1), em), one));
-    const __m128i b23 = _mm_or_si128(
-        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x2), em), one),
-        _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x3), em), one));
-    e = _mm_or_si128(e, _mm_or_si128(b01, b23));
-    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
-    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
-    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
-    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
-  }
-  uint32_t et = 0;
-  for (; kk < d; kk++)
-    for (int i = 0; i < 4; i++) {
-      uint32_t u;
-      memcpy(&u, &r[i][kk], sizeof u);
-      et |= (u & 0x7f800000u) + 0x00800000u;
-      kp[kk * nr + i] = r[i][kk];
-    }
-  return !(_mm_movemask_ps(_mm_castsi128_ps(e)) | (int)(et >> 31));
-}
-#endif
-
-/* Key j's row of V into vrow (f32, zeros from dv to dvp). */
-static void pack_v_row(const attn_params *p, const attn_seq *sq, int64_t g,
-                       int64_t j, int64_t dv, int64_t dvp, float *vrow) {
-  attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
-                    p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-  memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
-}
-
-/* Packs keys of panel pnl: kp[pnl][kk][c] = K[j = pnl*nr + c][kk]. */
-static void pack_panel(const fwd_job *job, const attn_seq *sq, int64_t g,
-                       int64_t pnl, float *kpack, float *vpack, float *tmp) {
-  if (job->bf16) {
-    pack_panel_bf16(job, sq, g, pnl, kpack, vpack, tmp);
-    return;
-  }
-  const attn_problem *pr = job->pr;
-  const attn_params *p = pr->p;
-  const int64_t nr = job->k->nr, d = pr->d, dv = pr->dv, dvp = job->dvp;
-  float *kp = kpack + pnl * d * nr;
-  int64_t c = 0;
-#if defined(__SSE2__)
-  /* Four live keys at a time: f32 rows in unit stride read in place, any
-   * other (bf16, f16, strided) converted first into four rows of tmp (the
-   * Q slot of this thread's scratch: br >= 4 rows of d, not in use while
-   * packing). The row path below takes the rest (and a block with a
-   * non-finite key, from its start). */
-  const int direct = p->k.dtype == ATTN_DTYPE_F32 && p->k.stride[3] == 1;
-  for (; c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
-    const int64_t j = pnl * nr + c;
-    const float *r[4];
-    for (int i = 0; i < 4; i++) {
-      if (j + i + ATTN_PREFETCH_ROWS < sq->sk) { /* as below */
-        const int64_t jp = sq->k_off + j + i + ATTN_PREFETCH_ROWS;
-        attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
-        attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
-      }
-      const void *at = attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
-      if (direct) {
-        r[i] = (const float *)at;
-      } else {
-        attn_load_row_f32(at, p->k.dtype, p->k.stride[3], d, 1.0f, tmp + i * d);
-        r[i] = tmp + i * d;
-      }
-    }
-    if (!pack_keys4_f32(r, d, nr, kp + c))
-      break;
-    for (int i = 0; i < 4; i++)
-      pack_v_row(p, sq, g, j + i, dv, dvp, vpack + (j + i) * dvp);
-  }
-#endif
-  for (; c < nr; c++) {
-    const int64_t j = pnl * nr + c;
-    float *vrow = vpack + j * dvp;
-    if (j < sq->sk) {
-      if (j + ATTN_PREFETCH_ROWS < sq->sk) { /* strided rows: ask early */
-        const int64_t jp = sq->k_off + j + ATTN_PREFETCH_ROWS;
-        attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
-        attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
-      }
-      attn_load_row_f32(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
-                        p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
-      attn_row_poison(tmp, d);
-      for (int64_t kk = 0; kk < d; kk++)
-        kp[kk * nr + c] = tmp[kk];
-      pack_v_row(p, sq, g, j, dv, dvp, vrow);
-    } else {
-      for (int64_t kk = 0; kk < d; kk++)
-        kp[kk * nr + c] = 0.0f;
-      memset(vrow, 0, sizeof(float) * (size_t)dvp);
-    }
-  }
-}
 
 /* Prepares query tile qt of head h in slot `slot` of a thread's scratch
  * ws: its rows of Q, its intervals and runs, its state buffers. */
@@ -478,8 +206,9 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.qh = t.kh = t.vh = NULL;
   t.qscale = pr->scale;
   for (int r = 0; r < t.rows && job->bf16; r++)
-    load_row_bf16(attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
-                  p->q.stride[3], d, job->dq, (uint16_t *)qb + r * job->dq);
+    attn_fwd_load_row_bf16(
+        attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0), p->q.stride[3],
+        d, job->dq, (uint16_t *)qb + r * job->dq);
   if (job->bf16) { /* zero rows to the micro-kernel's or AMX's 16 rows */
     const int pad = ATTN_MIN(k->br, ATTN_MAX(rows_mr, (t.rows + 15) / 16 * 16));
     memset((uint16_t *)qb + t.rows * job->dq, 0,
@@ -660,7 +389,8 @@ static void worker_shared(fwd_job *job, attn_team *team, int tid,
       /* The q buffer is free during packing: use it for one K row. */
       float *tmp = (float *)(ws + job->w.q);
       for (int64_t pnl = tid; pnl < npanels; pnl += nthreads)
-        pack_panel(job, &sq, g, pnl, job->kpack, job->vpack, tmp);
+        attn_fwd_pack_panel(&job->pack, &sq, g, pnl, job->kpack, job->vpack,
+                            tmp);
       if (tid == 0)
         atomic_store(&job->counter, 0);
       attn_team_barrier(team);
@@ -694,7 +424,7 @@ static void private_group(fwd_job *job, int64_t gi, int64_t *have, char *ws,
       float *tmp = (float *)(ws + job->w.q);
       const int64_t npanels = (sq.sk + k->nr - 1) / k->nr;
       for (int64_t pnl = 0; pnl < npanels; pnl++)
-        pack_panel(job, &sq, g, pnl, kpack, vpack, tmp);
+        attn_fwd_pack_panel(&job->pack, &sq, g, pnl, kpack, vpack, tmp);
       *have = gi;
     }
     run_item(job, &sq, g, it, kpack, vpack, ws);
@@ -790,6 +520,8 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
     job.k = pl.k.fwd_bf16;
   job.dq = job.bf16 ? (pl.pr.d + 1) / 2 * 2 : pl.pr.d;
   job.dvp = (int64_t)round_up((size_t)pl.pr.dv, (size_t)job.k->vl);
+  job.pack =
+      (attn_fwd_pack){&pl.pr, job.k->nr, job.dvp, job.dq, job.bf16, job.pv16};
   atomic_init(&job.counter, 0);
 
   void *mem;
