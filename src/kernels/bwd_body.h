@@ -116,6 +116,29 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
   }
 }
 
+/* acc_cols for every group of MR rows of c, rows 0 .. nrows - 1: row
+ * group r0's A at a + r0 ags (strides ars, acs as in bmk_acc), its c rows
+ * at c + r0 ldc; only rows below nrows are written. The column blocks are
+ * the outer loop: one block's slice of B (n rows of NR floats) stays in L1
+ * while every row group passes over it. Row groups outer, each pass swept
+ * the whole of B (Q, dO or the key rows: 24-32 KiB at head_dim 128, L1's
+ * size), which then streamed from L2. Every element of c gets the same
+ * operations in the same order either way: the same bits. */
+static void KFN(acc_blocks)(const float *restrict a, int64_t ags, int64_t ars,
+                            int64_t acs, int n, const float *restrict b,
+                            int64_t ldb, float *restrict c, int64_t ldc,
+                            int64_t ncols, int nrows) {
+  int64_t cb = 0;
+  for (; cb + NR <= ncols; cb += NR)
+    for (int r0 = 0; r0 < nrows; r0 += MR)
+      KFN(bmk_acc)(NV, a + r0 * ags, ars, acs, n, b + cb, ldb,
+                   c + r0 * ldc + cb, ldc, ATTN_MIN(MR, nrows - r0));
+  if (cb < ncols)
+    for (int r0 = 0; r0 < nrows; r0 += MR)
+      KFN(acc_cols)(a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb,
+                    ldc, ncols - cb, ATTN_MIN(MR, nrows - r0));
+}
+
 #if defined(ATTN_BWD_BF16)
 /* The bf16 kernel (docs/bf16.md): its operands are the f32 ones of
  * bwd_kernels.h converted per block into t->bf (exactly, for the inputs,
@@ -395,13 +418,12 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
       BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
   }
-  for (int r0 = 0; r0 < ncol && t->dvacc && !pv16; r0 += MR) {
+  if (t->dvacc && !pv16)
 #else
-  for (int r0 = 0; r0 < ncol && t->dvacc; r0 += MR) {
+  if (t->dvacc)
 #endif
-    float *c = t->dvacc + r0 * dvp;
-    KFN(acc_cols)(pv + r0, 1, BC, rows_mr, t->dout, dvp, c, dvp, dvp, MR);
-  }
+    KFN(acc_blocks)(pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp,
+                    ncol);
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
 #if defined(ATTN_BWD_BF16)
@@ -474,24 +496,14 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
       BF_ACC_COLS2(dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp,
                    dp, rows - r0 < MR ? rows - r0 : MR);
   }
-  for (int r0 = 0; r0 < ncol && t->dk && !dk16; r0 += MR) {
-    float *c = t->dk + r0 * dp;
-    KFN(acc_cols)(ds + r0, 1, BC, rows_mr, t->q, dp, c, dp, dp, MR);
-  }
-  for (int r0 = 0; r0 < rows && t->dq && !dq16; r0 += MR) {
-    float *c = t->dq + r0 * dp;
-    const int nst = rows - r0 < MR ? rows - r0 : MR;
-    KFN(acc_cols)(ds + r0 * BC, BC, 1, ncol, t->krow, dp, c, dp, dp, nst);
-  }
+  if (t->dk && !dk16)
+    KFN(acc_blocks)(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+  if (t->dq && !dq16)
+    KFN(acc_blocks)(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #else
-  for (int r0 = 0; r0 < ncol && t->dk; r0 += MR) {
-    float *c = t->dk + r0 * dp;
-    KFN(acc_cols)(ds + r0, 1, BC, rows_mr, t->q, dp, c, dp, dp, MR);
-  }
-  for (int r0 = 0; r0 < rows && t->dq; r0 += MR) {
-    float *c = t->dq + r0 * dp;
-    const int nst = rows - r0 < MR ? rows - r0 : MR;
-    KFN(acc_cols)(ds + r0 * BC, BC, 1, ncol, t->krow, dp, c, dp, dp, nst);
-  }
+  if (t->dk)
+    KFN(acc_blocks)(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+  if (t->dq)
+    KFN(acc_blocks)(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #endif
 }
