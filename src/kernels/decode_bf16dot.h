@@ -135,9 +135,9 @@ void KFN(attn_dec_qk_bf16)(const attn_dec_chunk *c) {
   const float scale = c->scale;
   for (int64_t j = 0; j < n; j += 4) {
     const int64_t nk = ATTN_MIN(4, n - j);
-    const int64_t jp = j + 2 * DEC_PREFETCH;
+    attn_dec_pf pf = {j + 2 * DEC_PREFETCH, 0};
     for (int h = 0; h < c->nh; h++) {
-      KFN(dec_prefetch_share)(c->krow, c->kstep, kb, n, c->nh, h, jp, 4);
+      KFN(dec_prefetch_next)(c->krow, c->kstep, kb, n, c->nh, 4, &pf);
       const uint16_t *k[4];
       for (int kk = 0; kk < 4; kk++)
         k[kk] =
@@ -267,9 +267,10 @@ void KFN(attn_dec_pv_bf16)(const attn_dec_chunk *c) {
   memset(zero, 0, sizeof(uint16_t) * (size_t)dvp);
   const int64_t vb = 2 * c->dv;
   for (int64_t j = 0; j < n; j += 8) {
-    const int64_t nk = ATTN_MIN(8, n - j), jp = j + 2 * DEC_PREFETCH;
+    const int64_t nk = ATTN_MIN(8, n - j);
+    attn_dec_pf pf = {j + 2 * DEC_PREFETCH, 0};
     for (int h = 0; h < c->nh; h++) {
-      KFN(dec_prefetch_share)(c->vrow, c->vstep, vb, n, c->nh, h, jp, 8);
+      KFN(dec_prefetch_next)(c->vrow, c->vstep, vb, n, c->nh, 8, &pf);
       const uint16_t *v[8];
       for (int k = 0; k < 8; k++)
         v[k] = k < nk ? (const uint16_t *)((const char *)c->vrow[j + k] +

@@ -363,12 +363,12 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
   const int64_t kb = attn_row_bytes(c->kdt, c->ks, c->d);
   for (int64_t j = 0; j < n; j += 2) {
     const int pair = j + 1 < n;
-    const int64_t jp = j + DEC_PREFETCH;
+    attn_dec_pf pf = {j + DEC_PREFETCH, 0};
     for (int h = 0; h < c->nh; h++) {
       /* the rows of the keys DEC_PREFETCH ahead: spread over the heads so
        * that few lines are requested at once (a burst of a whole key's
        * rows stalls on the miss buffers) */
-      KFN(dec_prefetch_share)(c->krow, c->kstep, kb, n, c->nh, h, jp, 2);
+      KFN(dec_prefetch_next)(c->krow, c->kstep, kb, n, c->nh, 2, &pf);
       const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
       const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;

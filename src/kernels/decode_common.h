@@ -108,22 +108,41 @@ static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
       __builtin_prefetch((const char *)row + h * step + off, 0, DEC_PF_HINT);
 }
 
-/* Head h's share of the prefetch of keys j0 .. j0 + nk - 1 of every head,
- * taken in memory order: the nk * nh rows key by key, heads within a key
- * (adjacent in bshd storage and in the caches), nk of them at each of the
- * nh calls of a pass over the heads. Requested head by head instead (keys
- * j0 .. j0 + nk - 1 of head h, then of h + 1), the lines jump across the
- * block in strides of a key and one Zen 4 thread read a cache from memory
- * 10-15% slower (docs/decisions.md). Keys from n on are not asked for. */
-static ALWAYS_INLINE void KFN(dec_prefetch_share)(const void *const *row,
-                                                  int64_t step, int64_t bytes,
-                                                  int64_t n, int nh, int h,
-                                                  int64_t j0, int nk) {
+/* Where a pass over the heads stands in the prefetch of the keys ahead:
+ * the next row to ask for is key j's, of head hh. */
+#ifndef ATTN_DEC_PF
+#define ATTN_DEC_PF
+typedef struct attn_dec_pf {
+  int64_t j;
+  int hh;
+} attn_dec_pf;
+#endif
+
+/* The next nk rows of the prefetch of keys j0, j0 + 1 ... of every head
+ * (the cursor starts at {j0, 0} before the pass), taken in memory order:
+ * the rows key by key, heads within a key (adjacent in bshd storage and in
+ * the caches), nk at each of the nh calls of a pass over the heads.
+ * Requested head by head instead (keys j0 .. j0 + nk - 1 of head h, then
+ * of h + 1), the lines jump across the block in strides of a key and one
+ * Zen 4 thread read a cache from memory 10-15% slower (docs/decisions.md).
+ * The cursor advances by counting (no division per call). Keys from n
+ * on are not asked for. */
+static ALWAYS_INLINE void KFN(dec_prefetch_next)(const void *const *row,
+                                                 int64_t step, int64_t bytes,
+                                                 int64_t n, int nh, int nk,
+                                                 attn_dec_pf *pf) {
   if (DEC_PREFETCH <= 0)
     return;
-  for (int sg = h * nk; sg < (h + 1) * nk; sg++) {
-    const int64_t j = j0 + sg / nh, hh = sg % nh;
+  int64_t j = pf->j;
+  int hh = pf->hh;
+  for (int i = 0; i < nk; i++) {
     if (j < n)
       KFN(dec_prefetch)((const char *)row[j] + hh * step, 1, 0, bytes);
+    if (++hh == nh) {
+      hh = 0;
+      j++;
+    }
   }
+  pf->j = j;
+  pf->hh = hh;
 }

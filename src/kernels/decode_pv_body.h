@@ -163,11 +163,11 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
   const int64_t n = c->jb - c->ja, dvp = c->dvp, lds = ATTN_DEC_LDS;
   const int64_t vb = attn_row_bytes(c->vdt, c->vs, c->dv);
   for (int64_t j = 0; j < n; j += 4) {
-    const int64_t jp = j + DEC_PREFETCH;
+    attn_dec_pf pf = {j + DEC_PREFETCH, 0};
     const int nk = (int)ATTN_MIN((int64_t)4, n - j);
     for (int h = 0; h < c->nh; h++) {
       /* as in (1) */
-      KFN(dec_prefetch_share)(c->vrow, c->vstep, vb, n, c->nh, h, jp, 4);
+      KFN(dec_prefetch_next)(c->vrow, c->vstep, vb, n, c->nh, 4, &pf);
       const float *p = c->s + (int64_t)h * rows * lds + j;
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
