@@ -131,12 +131,14 @@ static void KFN(acc_blocks)(const float *restrict a, int64_t ags, int64_t ars,
   int64_t cb = 0;
   for (; cb + NR <= ncols; cb += NR)
     for (int r0 = 0; r0 < nrows; r0 += MR)
-      KFN(bmk_acc)(NV, a + r0 * ags, ars, acs, n, b + cb, ldb,
-                   c + r0 * ldc + cb, ldc, ATTN_MIN(MR, nrows - r0));
+      KFN(bmk_acc)
+      (NV, a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
+       ATTN_MIN(MR, nrows - r0));
   if (cb < ncols)
     for (int r0 = 0; r0 < nrows; r0 += MR)
-      KFN(acc_cols)(a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb,
-                    ldc, ncols - cb, ATTN_MIN(MR, nrows - r0));
+      KFN(acc_cols)
+      (a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
+       ncols - cb, ATTN_MIN(MR, nrows - r0));
 }
 
 #if defined(ATTN_BWD_BF16)
@@ -422,10 +424,10 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 #else
   if (t->dvacc)
 #endif
-    KFN(acc_blocks)(pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp,
-                    ncol);
+    KFN(acc_blocks)
+    (pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol);
 
-  /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
+    /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
 #if defined(ATTN_BWD_BF16)
   for (int r = 0; r < rows_mr && t->dp16; r++)
     KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
