@@ -180,9 +180,11 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
   const int64_t s0 = p->q.shape[1], d = pr->d, dv = pr->dv;
   const int64_t dp = w->dp, dvp = w->dvp, br = job->k->br;
   char *ws = job->mem + w->scratch + (size_t)tid * w->per_thread;
-  float *obuf = (float *)(ws + w->krow); /* free during this phase */
+  /* O's rows of a block: the dV accumulators are free during this phase */
+  float *obuf = (float *)(ws + w->dv);
   /* D in dP's arithmetic: the f32 kernel's when dP has f32 products */
-  float (*const dot)(const float *, const float *, int64_t) =
+  void (*const dot)(const float *, int64_t, const float *, int64_t, int64_t,
+                    int64_t, float *) =
       job->bf16 && !use_dp16(p) ? job->pl->k.bwd->row_dot : job->k->row_dot;
   const int64_t blocks = cdiv(w->tqp, br);
   const int64_t vr0 = pr->varlen ? p->cu_seqlens_q[0] : 0;
@@ -192,11 +194,15 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
     for (int64_t blk = 0; blk < blocks; blk++, it++) {
       if (it % nthreads != tid)
         continue;
-      for (int64_t r = blk * br; r < ATTN_MIN(w->tqp, (blk + 1) * br); r++) {
+      const int64_t r0 = blk * br, r1 = ATTN_MIN(w->tqp, (blk + 1) * br);
+      /* the block's live rows, an interval: [ra, rb) */
+      const int64_t ra = ATTN_MAX(r0, vr0),
+                    rb = ATTN_MIN(r1, ATTN_MIN(w->tq, vr1));
+      for (int64_t r = r0; r < r1; r++) {
         float *q = job->qs + (h * w->tqp + r) * dp;
         float *o = job->dos + (h * w->tqp + r) * dvp;
         const int64_t li = h * w->tqp + r;
-        if (r >= w->tq || r < vr0 || r >= vr1) {
+        if (r < ra || r >= rb) {
           memset(q, 0, sizeof(float) * (size_t)dp);
           memset(o, 0, sizeof(float) * (size_t)dvp);
           job->l2[li] = -INFINITY;
@@ -204,7 +210,7 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
           continue;
         }
         const int64_t rp = r + ATTN_PREFETCH_ROWS;
-        if (rp < ATTN_MIN(w->tq, vr1)) {
+        if (rp < rb) {
           attn_prefetch_elem(&p->q, rp / s0, rp % s0, h, d, 0);
           attn_prefetch_elem(&p->dout, rp / s0, rp % s0, h, dv, 0);
           attn_prefetch_elem(&p->o, rp / s0, rp % s0, h, dv, 0);
@@ -218,12 +224,14 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
                           p->dout.stride[3], dv, 1.0f, o);
         memset(o + dv, 0, sizeof(float) * (size_t)(dvp - dv));
         attn_load_row_f32(attn_elem(&p->o, tb, i, h, 0), p->o.dtype,
-                          p->o.stride[3], dv, 1.0f, obuf);
-        job->dd[li] = dot(o, obuf, dv); /* dP's arithmetic */
+                          p->o.stride[3], dv, 1.0f, obuf + (r - ra) * dvp);
         const float lse = pr->varlen ? p->lse[h * s0 + r]
                                      : p->lse[(tb * pr->hq + h) * s0 + i];
         job->l2[li] = lse;
       }
+      if (ra < rb) /* D = rowsum(dO O), dP's arithmetic */
+        dot(job->dos + (h * w->tqp + ra) * dvp, dvp, obuf, dvp, dv, rb - ra,
+            job->dd + h * w->tqp + ra);
     }
   /* Gradient rows no query or key reaches: zero, one head per thread. */
   float *zeros = (float *)(ws + w->dk);

@@ -132,13 +132,13 @@ static void KFN(acc_blocks)(const float *restrict a, int64_t ags, int64_t ars,
   for (; cb + NR <= ncols; cb += NR)
     for (int r0 = 0; r0 < nrows; r0 += MR)
       KFN(bmk_acc)
-      (NV, a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
-       ATTN_MIN(MR, nrows - r0));
+  (NV, a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
+   ATTN_MIN(MR, nrows - r0));
   if (cb < ncols)
     for (int r0 = 0; r0 < nrows; r0 += MR)
       KFN(acc_cols)
-      (a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
-       ncols - cb, ATTN_MIN(MR, nrows - r0));
+  (a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc, ncols - cb,
+   ATTN_MIN(MR, nrows - r0));
 }
 
 #if defined(ATTN_BWD_BF16)
@@ -268,34 +268,56 @@ static inline float KFN(ftz)(float x) {
   return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x;
 }
 
-/* attn_bwd_kernel.row_dot: vf_dot2's lane (pairs in order, the second
+/* One step of row_dot (below): vf_dot2's lane (pairs in order, the second
  * element first, subnormals flushed), dP's arithmetic in this kernel. */
-static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
-  float acc = 0.0f;
-  for (int64_t c = 0; c < n; c += 2) {
-    if (c + 1 < n)
-      acc = KFN(ftz)(fmaf(KFN(ftz)(a[c + 1]), KFN(ftz)(b[c + 1]), acc));
-    acc = KFN(ftz)(fmaf(KFN(ftz)(a[c]), KFN(ftz)(b[c]), acc));
-  }
-  return acc;
+#define DOT_STEP 2
+static ALWAYS_INLINE float KFN(dot_step)(float acc, const float *a,
+                                         const float *b, int64_t c, int64_t n) {
+  if (c + 1 < n)
+    acc = KFN(ftz)(fmaf(KFN(ftz)(a[c + 1]), KFN(ftz)(b[c + 1]), acc));
+  return KFN(ftz)(fmaf(KFN(ftz)(a[c]), KFN(ftz)(b[c]), acc));
 }
 #else
 /* attn_bwd_kernel.prep_keys of this body: the f32 kernels have none. */
 #define KPREP NULL
 
-/* attn_bwd_kernel.row_dot: the sequence of mk_qk's accumulation for one
- * lane (c starts at 0, one vf_fma per k in order). */
-static float KFN(row_dot)(const float *a, const float *b, int64_t n) {
-  float acc = 0.0f;
-  for (int64_t c = 0; c < n; c++)
+/* One step of row_dot (below): the sequence of mk_qk's accumulation for
+ * one lane (c starts at 0, one vf_fma per k in order). */
+#define DOT_STEP 1
+static ALWAYS_INLINE float KFN(dot_step)(float acc, const float *a,
+                                         const float *b, int64_t c, int64_t n) {
+  (void)n;
 #if defined(ATTN_SIMD_GENERIC)
-    acc = a[c] * b[c] + acc;
+  return a[c] * b[c] + acc;
 #else
-    acc = fmaf(a[c], b[c], acc);
+  return fmaf(a[c], b[c], acc);
 #endif
-  return acc;
 }
 #endif
+
+/* attn_bwd_kernel.row_dot: out[i] = the chain of dot_step over row i of a
+ * and of b. Four rows at a time, their chains interleaved: each is one
+ * long dependent chain (at head_dim 64, 64 FMA latencies), which alone
+ * kept a short backward (8 heads, seq 128) 5% of its time in D. Every row
+ * gets the same operations in the same order as alone: the same bits. */
+static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
+                         int64_t ldb, int64_t n, int64_t rows, float *out) {
+  int64_t i = 0;
+  for (; i + 4 <= rows; i += 4) {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t c = 0; c < n; c += DOT_STEP) {
+      UNROLL for (int k = 0; k < 4; k++) acc[k] =
+          KFN(dot_step)(acc[k], a + (i + k) * lda, b + (i + k) * ldb, c, n);
+    }
+    UNROLL for (int k = 0; k < 4; k++) out[i + k] = acc[k];
+  }
+  for (; i < rows; i++) {
+    float acc = 0.0f;
+    for (int64_t c = 0; c < n; c += DOT_STEP)
+      acc = KFN(dot_step)(acc, a + i * lda, b + i * ldb, c, n);
+    out[i] = acc;
+  }
+}
 
 #if defined(ATTN_BWD_AMX)
 /* The AMX variant (bwd_amxbf16.c; docs/bf16.md): S = scale (Q Kᵀ) by the
@@ -425,9 +447,9 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   if (t->dvacc)
 #endif
     KFN(acc_blocks)
-    (pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol);
+  (pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol);
 
-    /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
+  /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
 #if defined(ATTN_BWD_BF16)
   for (int r = 0; r < rows_mr && t->dp16; r++)
     KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);

@@ -79,11 +79,13 @@ typedef struct attn_bwd_kernel {
   int br; /* query rows per block (mult. of mr) */
   int bc; /* keys per block (multiple of nr)    */
   void (*block)(const attn_bblock *t);
-  /* sum_c a[c] b[c] in order, with the arithmetic of the micro-kernels'
-   * dot products (fused on AVX2/AVX-512, two roundings in generic): D is
-   * computed with it, so that dP - D is exactly 0 wherever O equals the
-   * one value a row sees (dS = 0 then, as in exact arithmetic). */
-  float (*row_dot)(const float *a, const float *b, int64_t n);
+  /* out[i] = sum_c a[i lda + c] b[i ldb + c] in order for i < rows, with
+   * the arithmetic of the micro-kernels' dot products (fused on
+   * AVX2/AVX-512, two roundings in generic): D is computed with it, so
+   * that dP - D is exactly 0 wherever O equals the one value a row sees
+   * (dS = 0 then, as in exact arithmetic). */
+  void (*row_dot)(const float *a, int64_t lda, const float *b, int64_t ldb,
+                  int64_t n, int64_t rows, float *out);
   /* bf16 kernel: converts a key tile's kt, vt, krow into t->bf once for
    * all its blocks (then keys_bf16 = 1); NULL in the f32 kernels. */
   void (*prep_keys)(const attn_bblock *t);
