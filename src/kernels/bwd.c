@@ -38,6 +38,10 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,9 +281,38 @@ static size_t acc_rows(const attn_bwd_kernel *k, int nkeys) {
   return (size_t)ATTN_MIN(n, k->bc + KEY_PAD);
 }
 
+_Static_assert(4 * ATTN_MAX_HEAD_DIM <= ATTN_TILE_Q * ATTN_TILE_K,
+               "pack_keys: four V rows fit in the scores buffer");
+
+/* Rows x[0..3] (n floats each, row stride ldx) into four adjacent columns
+ * of a panel whose rows are nr floats apart: p[k nr + i] = x[i][k]. With
+ * SSE, 4 x 4 transposes: one 16-byte store per panel row and four keys
+ * instead of four scalar stores a panel row apart. A copy either way. */
+static void transpose4(const float *x, int64_t ldx, int64_t n, int64_t nr,
+                       float *p) {
+  int64_t k = 0;
+#if defined(__SSE2__)
+  for (; k + 4 <= n; k += 4) {
+    __m128 a = _mm_loadu_ps(x + k), b = _mm_loadu_ps(x + ldx + k);
+    __m128 c = _mm_loadu_ps(x + 2 * ldx + k), e = _mm_loadu_ps(x + 3 * ldx + k);
+    _MM_TRANSPOSE4_PS(a, b, c, e);
+    _mm_storeu_ps(p + k * nr, a);
+    _mm_storeu_ps(p + (k + 1) * nr, b);
+    _mm_storeu_ps(p + (k + 2) * nr, c);
+    _mm_storeu_ps(p + (k + 3) * nr, e);
+  }
+#endif
+  for (; k < n; k++)
+    for (int i = 0; i < 4; i++)
+      p[k * nr + i] = x[i * ldx + k];
+}
+
 /* Packs keys j0..j0+nkeys-1 of sequence sq, kv head g, into the thread's
  * kt, vt and krow, with zeros up to block_cols keys (a short last tile
- * packs no more: a block reads no further). */
+ * packs no more: a block reads no further). Four live keys at a time
+ * where the panel width allows: their rows loaded (K into krow, V into
+ * the scores buffer, free until the tile's first block), then transposed
+ * into the panels (transpose4). */
 static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
                       int64_t j0, int nkeys, char *ws) {
   const attn_params *p = job->pr->p;
@@ -288,22 +321,35 @@ static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
   const int nr = job->k->nr, ncol = block_cols(job->k, nkeys);
   float *kt = (float *)(ws + w->kt), *vt = (float *)(ws + w->vt);
   float *krow = (float *)(ws + w->krow), *tmp = (float *)(ws + w->tmp);
+  float *vrows = (float *)(ws + w->s); /* 4 dv <= br bc floats */
   for (int r = 0; r < ncol; r++) {
     float *kr = krow + r * dp;
     float *ktp = kt + (r / nr) * d * nr + r % nr;
     float *vtp = vt + (r / nr) * dv * nr + r % nr;
     if (r < nkeys) {
-      const int64_t j = sq->k_off + j0 + r;
-      if (r + ATTN_PREFETCH_ROWS < nkeys) {
-        attn_prefetch_elem(&p->k, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, d, 0);
-        attn_prefetch_elem(&p->v, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, dv, 0);
+      const int four = nr % 4 == 0 && r % 4 == 0 && r + 4 <= nkeys;
+      const int n = four ? 4 : 1;
+      for (int i = 0; i < n; i++) {
+        const int64_t j = sq->k_off + j0 + r + i;
+        if (r + i + ATTN_PREFETCH_ROWS < nkeys) {
+          attn_prefetch_elem(&p->k, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, d, 0);
+          attn_prefetch_elem(&p->v, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, dv,
+                             0);
+        }
+        attn_load_row_f32(attn_elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
+                          p->k.stride[3], d, 1.0f, kr + i * dp);
+        attn_row_poison(kr + i * dp, d);
+        memset(kr + i * dp + d, 0, sizeof(float) * (size_t)(dp - d));
+        attn_load_row_f32(attn_elem(&p->v, sq->q_bat, j, g, 0), p->v.dtype,
+                          p->v.stride[3], dv, 1.0f,
+                          four ? vrows + i * dv : tmp);
       }
-      attn_load_row_f32(attn_elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
-                        p->k.stride[3], d, 1.0f, kr);
-      attn_row_poison(kr, d);
-      memset(kr + d, 0, sizeof(float) * (size_t)(dp - d));
-      attn_load_row_f32(attn_elem(&p->v, sq->q_bat, j, g, 0), p->v.dtype,
-                        p->v.stride[3], dv, 1.0f, tmp);
+      if (four) {
+        transpose4(kr, dp, d, nr, ktp);
+        transpose4(vrows, dv, dv, nr, vtp);
+        r += 3;
+        continue;
+      }
       for (int64_t c = 0; c < d; c++)
         ktp[c * nr] = kr[c];
       for (int64_t c = 0; c < dv; c++)
