@@ -259,14 +259,18 @@ static ALWAYS_INLINE vf KFN(dec_ld)(const void *p, int64_t x, const int mode) {
 static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
                                        const float *restrict q, int64_t dp,
                                        const void *k0, const void *k1,
-                                       float *s0, float *s1, int64_t lds) {
+                                       float *s0, float *s1, int64_t lds,
+                                       const char *pfp, int64_t pfn) {
   vf c0[4], c1[4];
+  int64_t li = 0; /* lines of pfp asked for, one per step of the loop */
   UNROLL for (int r = 0; r < mr; r++) {
     c0[r] = vf_zero();
     c1[r] = vf_zero();
   }
 #if DEC_QDIRECT
   if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
+    for (; li < pfn; li++)
+      __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
     /* d q is exact in f32 (an f16 scale times an integer below 2^8), so
      * each vector is dequantised exactly, then used like an f32 row: no
      * per-block partial sums, no chains of dependent FMAs. */
@@ -295,6 +299,8 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
   if (mode == ATTN_DEC_BF16) /* q reordered (dec_even_odd) */
     for (; x + 2 * VL <= dp; x += 2 * VL) {
       vf a, a2, b, b2;
+      if (li < pfn)
+        __builtin_prefetch(pfp + 64 * li++, 0, DEC_PF_HINT);
       KFN(dec_ld_bf16x2)((const uint16_t *)k0 + x, &a, &a2);
       KFN(dec_ld_bf16x2)((const uint16_t *)k1 + x, &b, &b2);
       UNROLL for (int r = 0; r < mr; r++) {
@@ -309,6 +315,8 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
     }
 #endif
   for (; x < dp; x += VL) {
+    if (li < pfn)
+      __builtin_prefetch(pfp + 64 * li++, 0, DEC_PF_HINT);
     const vf a = KFN(dec_ld)(k0, x, mode), b = KFN(dec_ld)(k1, x, mode);
     UNROLL for (int r = 0; r < mr; r++) {
       vf qv = vf_load(q + r * dp + x);
@@ -317,6 +325,8 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
       c1[r] = vf_fma(qv, b, c1[r]);
     }
   }
+  for (; li < pfn; li++)
+    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
   KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
 }
 
@@ -368,7 +378,22 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
       /* the rows of the keys DEC_PREFETCH ahead: spread over the heads so
        * that few lines are requested at once (a burst of a whole key's
        * rows stalls on the miss buffers) */
-      KFN(dec_prefetch_next)(c->krow, c->kstep, kb, n, c->nh, 2, &pf);
+      const char *pfp = NULL;
+      int64_t pfn = 0;
+      if (c->kstep == kb && pf.hh + 2 <= c->nh) {
+        /* the two rows are one span: its lines go one per step of the
+         * first dot product's loop, spread over the arithmetic */
+        if (pf.j < n) {
+          pfp = (const char *)c->krow[pf.j] + pf.hh * kb;
+          pfn = DEC_PREFETCH > 0 ? (2 * kb + 63) / 64 : 0;
+        }
+        if ((pf.hh += 2) == c->nh) {
+          pf.hh = 0;
+          pf.j++;
+        }
+      } else {
+        KFN(dec_prefetch_next)(c->krow, c->kstep, kb, n, c->nh, 2, &pf);
+      }
       const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
       const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;
@@ -377,18 +402,20 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
         float *s0 = s + r0 * lds + j;
         float *s1 = pair ? s0 + 1 : s + r0 * lds + lds - 1;
         const float *qr = q + r0 * dp;
+        if (r0 > 0)
+          pfn = 0; /* asked for by the first group of rows */
         switch (ATTN_MIN(4, rows - r0)) {
         case 1:
-          KFN(dec_dot)(1, mode, qr, dp, k0, k1, s0, s1, lds);
+          KFN(dec_dot)(1, mode, qr, dp, k0, k1, s0, s1, lds, pfp, pfn);
           break;
         case 2:
-          KFN(dec_dot)(2, mode, qr, dp, k0, k1, s0, s1, lds);
+          KFN(dec_dot)(2, mode, qr, dp, k0, k1, s0, s1, lds, pfp, pfn);
           break;
         case 3:
-          KFN(dec_dot)(3, mode, qr, dp, k0, k1, s0, s1, lds);
+          KFN(dec_dot)(3, mode, qr, dp, k0, k1, s0, s1, lds, pfp, pfn);
           break;
         default:
-          KFN(dec_dot)(4, mode, qr, dp, k0, k1, s0, s1, lds);
+          KFN(dec_dot)(4, mode, qr, dp, k0, k1, s0, s1, lds, pfp, pfn);
           break;
         }
       }

@@ -9,10 +9,25 @@
 /* o[r] += sum_k p[r][k] v_k over the nk keys and the rows r (row strides
  * ATTN_DEC_LDS for p, dvp for o); the accumulators stay in L1, each
  * loaded and stored once per nk keys. */
+/* Issues up to two lines of the span pfp (pfn lines; *li asked for). */
+static ALWAYS_INLINE void KFN(dec_pf2)(const char *pfp, int64_t pfn,
+                                       int64_t *li) {
+  UNROLL for (int i = 0; i < 2; i++) {
+    if (*li < pfn) {
+      __builtin_prefetch(pfp + 64 * *li, 0, DEC_PF_HINT);
+      ++*li;
+    }
+  }
+}
+
+/* The prefetch of the span pfp (pfn lines) is spread over the loops, two
+ * lines a step, the rest at the end. */
 static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
                                            int rows, const float *p,
                                            const void *const *v, float *o,
-                                           int64_t dvp) {
+                                           int64_t dvp, const char *pfp,
+                                           int64_t pfn) {
+  int64_t li = 0;
 #if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
   if ((mode == ATTN_DEC_BF16 || mode == ATTN_DEC_F32) && nk == 4 && rows <= 4) {
     /* Up to 4 rows (decoding under GQA): the 16 broadcast probabilities
@@ -30,6 +45,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     int64_t x = 0;
     for (; x + 2 * VL <= dvp; x += 2 * VL) {
       vf b[4], b2[4];
+      KFN(dec_pf2)(pfp, pfn, &li);
       UNROLL for (int k = 0; k < 4; k++) {
         if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
           KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
@@ -59,6 +75,8 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
         vf_store(dst, t);
       }
     }
+    for (; li < pfn; li++)
+      __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
     return;
   }
 #endif
@@ -72,14 +90,20 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
       UNROLL for (int k = 0; k < nk; k++) a[k] = vf_set1(pr[k]);
       float *dst = o + r * dvp;
       for (int64_t x = 0; x < dvp; x += VL) {
+        if (r == 0)
+          KFN(dec_pf2)(pfp, pfn, &li);
         vf t = vf_load(dst + x);
         UNROLL for (int k = 0; k < nk; k++) t =
             vf_fma(a[k], vf_load((const float *)v[k] + x), t);
         vf_store(dst + x, t);
       }
     }
+    for (; li < pfn; li++)
+      __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
     return;
   }
+  for (; li < pfn && mode != ATTN_DEC_BF16 && mode != ATTN_DEC_F16; li++)
+    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT); /* quantised */
 #if DEC_QDIRECT
   if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
     /* Per block: the scale folded into each probability, (p d) q; each
@@ -118,6 +142,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
   int64_t x = 0;
   for (; x + 2 * VL <= dvp; x += 2 * VL) {
     vf b[4], b2[4];
+    KFN(dec_pf2)(pfp, pfn, &li);
     UNROLL for (int k = 0; k < nk; k++) {
 #if DEC_BF16X2
       if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
@@ -152,6 +177,8 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
       vf_store(dst, t);
     }
   }
+  for (; li < pfn; li++)
+    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
 }
 
 /* (4), few rows: keys in memory order, four at a time, every head; rows
@@ -167,17 +194,31 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
     const int nk = (int)ATTN_MIN((int64_t)4, n - j);
     for (int h = 0; h < c->nh; h++) {
       /* as in (1) */
-      KFN(dec_prefetch_next)(c->vrow, c->vstep, vb, n, c->nh, 4, &pf);
+      const char *pfp = NULL;
+      int64_t pfn = 0;
+      if (c->vstep == vb && pf.hh + 4 <= c->nh) {
+        if (pf.j < n) {
+          pfp = (const char *)c->vrow[pf.j] + pf.hh * vb;
+          pfn = DEC_PREFETCH > 0 ? (4 * vb + 63) / 64 : 0;
+        }
+        if ((pf.hh += 4) == c->nh) {
+          pf.hh = 0;
+          pf.j++;
+        }
+      } else {
+        KFN(dec_prefetch_next)(c->vrow, c->vstep, vb, n, c->nh, 4, &pf);
+      }
       const float *p = c->s + (int64_t)h * rows * lds + j;
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
       for (int k = 0; k < nk; k++)
         v[k] = KFN(dec_val)(c, j + k, h, ATTN_DEC_STAGE_ROW(h, k));
       if (nk == 4)
-        KFN(dec_pv_keys)(4, mode, rows, p, v, o, dvp);
+        KFN(dec_pv_keys)(4, mode, rows, p, v, o, dvp, pfp, pfn);
       else
         for (int k = 0; k < nk; k++)
-          KFN(dec_pv_keys)(1, mode, rows, p + k, v + k, o, dvp);
+          KFN(dec_pv_keys)
+          (1, mode, rows, p + k, v + k, o, dvp, pfp, k == 0 ? pfn : 0);
     }
   }
 }
