@@ -462,9 +462,10 @@ static void KFN(dec_qk)(const attn_dec_chunk *c) {
  * x[0..ncol). */
 static void KFN(dec_softmax_row)(const attn_dec_chunk *c, int h, int r,
                                  float *x, int n, int ncol) {
-  for (int j = 0; j < n; j++)
-    if (!(fabsf(x[j]) <= FLT_MAX))
-      x[j] = NAN; /* inf or NaN: the row's result is NaN */
+  for (int j = 0; j < n; j++) { /* inf or NaN: the row's result is NaN */
+    const float v = x[j];
+    x[j] = fabsf(v) <= FLT_MAX ? v : NAN; /* no branch: vectorised */
+  }
   for (int j = n; j < ncol; j++)
     x[j] = 0.0f;
   const attn_score *sc = &c->sc[h * c->rows + r];
@@ -477,9 +478,10 @@ static void KFN(dec_softmax_row)(const attn_dec_chunk *c, int h, int r,
     KFN(score_fwd_row)(sc, c->qi[r], c->ja, x, NULL, t5, ncol);
   }
   const int64_t a = c->lo[r] - c->ja, b = ATTN_MIN(c->hi[r] - c->ja, n - 1);
-  for (int j = 0; j < ncol; j++)
-    if (j < a || j > b)
-      x[j] = -INFINITY;
+  for (int64_t j = 0; j < ATTN_MIN(a, (int64_t)ncol); j++)
+    x[j] = -INFINITY; /* before the row's interval */
+  for (int64_t j = ATTN_MAX(b + 1, (int64_t)0); j < ncol; j++)
+    x[j] = -INFINITY; /* after it */
   vf mx = vf_load(x);
   for (int j = VL; j < ncol; j += VL)
     mx = vf_max(mx, vf_load(x + j));
