@@ -299,8 +299,7 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
   if (mode == ATTN_DEC_BF16) /* q reordered (dec_even_odd) */
     for (; x + 2 * VL <= dp; x += 2 * VL) {
       vf a, a2, b, b2;
-      if (li < pfn)
-        __builtin_prefetch(pfp + 64 * li++, 0, DEC_PF_HINT);
+      KFN(dec_pf_lines)(DEC_PF_STEP, pfp, pfn, &li);
       KFN(dec_ld_bf16x2)((const uint16_t *)k0 + x, &a, &a2);
       KFN(dec_ld_bf16x2)((const uint16_t *)k1 + x, &b, &b2);
       UNROLL for (int r = 0; r < mr; r++) {
@@ -315,8 +314,7 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
     }
 #endif
   for (; x < dp; x += VL) {
-    if (li < pfn)
-      __builtin_prefetch(pfp + 64 * li++, 0, DEC_PF_HINT);
+    KFN(dec_pf_lines)(DEC_PF_STEP, pfp, pfn, &li);
     const vf a = KFN(dec_ld)(k0, x, mode), b = KFN(dec_ld)(k1, x, mode);
     UNROLL for (int r = 0; r < mr; r++) {
       vf qv = vf_load(q + r * dp + x);

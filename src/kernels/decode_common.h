@@ -98,6 +98,25 @@ static ALWAYS_INLINE void KFN(dec_dot_store)(const int mr, const vf *c0,
 #define DEC_PREFETCH 4
 #endif
 
+/* Lines of the keys ahead asked for per step of a dot product's loop over
+ * a row (Q K: two keys' rows, d / 16 lines of bf16 over d / (2 VL)
+ * steps, d / 8 of f32 over d / VL; P V asks for twice as many: four keys'
+ * rows), so that the requests spread over the arithmetic. Issued in one
+ * burst per head instead, one Zen 3 thread's decode from memory was 7-9%
+ * slower (docs/decisions.md). */
+#define DEC_PF_STEP (VL >= 8 ? VL / 8 : 1)
+
+/* Issues up to k more lines of the span pfp (pfn lines, *li asked for). */
+static ALWAYS_INLINE void KFN(dec_pf_lines)(const int k, const char *pfp,
+                                            int64_t pfn, int64_t *li) {
+  UNROLL for (int i = 0; i < k; i++) {
+    if (*li < pfn) {
+      __builtin_prefetch(pfp + 64 * *li, 0, DEC_PF_HINT);
+      ++*li;
+    }
+  }
+}
+
 /* Prefetches key j's rows (bytes each, heads step apart) of nh heads. */
 static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
                                             int64_t step, int64_t bytes) {

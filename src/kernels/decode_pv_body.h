@@ -9,19 +9,9 @@
 /* o[r] += sum_k p[r][k] v_k over the nk keys and the rows r (row strides
  * ATTN_DEC_LDS for p, dvp for o); the accumulators stay in L1, each
  * loaded and stored once per nk keys. */
-/* Issues up to two lines of the span pfp (pfn lines; *li asked for). */
-static ALWAYS_INLINE void KFN(dec_pf2)(const char *pfp, int64_t pfn,
-                                       int64_t *li) {
-  UNROLL for (int i = 0; i < 2; i++) {
-    if (*li < pfn) {
-      __builtin_prefetch(pfp + 64 * *li, 0, DEC_PF_HINT);
-      ++*li;
-    }
-  }
-}
-
-/* The prefetch of the span pfp (pfn lines) is spread over the loops, two
- * lines a step, the rest at the end. */
+/* The prefetch of the span pfp (pfn lines) is spread over the loops
+ * (dec_pf_lines: the span's lines over the steps of a row), the rest at
+ * the end. */
 static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
                                            int rows, const float *p,
                                            const void *const *v, float *o,
@@ -45,7 +35,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     int64_t x = 0;
     for (; x + 2 * VL <= dvp; x += 2 * VL) {
       vf b[4], b2[4];
-      KFN(dec_pf2)(pfp, pfn, &li);
+      KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
       UNROLL for (int k = 0; k < 4; k++) {
         if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
           KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
@@ -91,7 +81,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
       float *dst = o + r * dvp;
       for (int64_t x = 0; x < dvp; x += VL) {
         if (r == 0)
-          KFN(dec_pf2)(pfp, pfn, &li);
+          KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
         vf t = vf_load(dst + x);
         UNROLL for (int k = 0; k < nk; k++) t =
             vf_fma(a[k], vf_load((const float *)v[k] + x), t);
@@ -142,7 +132,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
   int64_t x = 0;
   for (; x + 2 * VL <= dvp; x += 2 * VL) {
     vf b[4], b2[4];
-    KFN(dec_pf2)(pfp, pfn, &li);
+    KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
     UNROLL for (int k = 0; k < nk; k++) {
 #if DEC_BF16X2
       if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
@@ -218,7 +208,7 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
       else
         for (int k = 0; k < nk; k++)
           KFN(dec_pv_keys)
-          (1, mode, rows, p + k, v + k, o, dvp, pfp, k == 0 ? pfn : 0);
+      (1, mode, rows, p + k, v + k, o, dvp, pfp, k == 0 ? pfn : 0);
     }
   }
 }
