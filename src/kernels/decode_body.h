@@ -373,25 +373,12 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
     const int pair = j + 1 < n;
     attn_dec_pf pf = {j + DEC_PREFETCH, 0};
     for (int h = 0; h < c->nh; h++) {
-      /* the rows of the keys DEC_PREFETCH ahead: spread over the heads so
-       * that few lines are requested at once (a burst of a whole key's
-       * rows stalls on the miss buffers) */
-      const char *pfp = NULL;
-      int64_t pfn = 0;
-      if (c->kstep == kb && pf.hh + 2 <= c->nh) {
-        /* the two rows are one span: its lines go one per step of the
-         * first dot product's loop, spread over the arithmetic */
-        if (pf.j < n) {
-          pfp = (const char *)c->krow[pf.j] + pf.hh * kb;
-          pfn = DEC_PREFETCH > 0 ? (2 * kb + 63) / 64 : 0;
-        }
-        if ((pf.hh += 2) == c->nh) {
-          pf.hh = 0;
-          pf.j++;
-        }
-      } else {
-        KFN(dec_prefetch_next)(c->krow, c->kstep, kb, n, c->nh, 2, &pf);
-      }
+      /* the rows of the keys DEC_PREFETCH ahead, nk = 2 a head: their
+       * lines go one a step of the first dot product's loop */
+      const char *pfp;
+      int64_t pfn;
+      KFN(dec_prefetch_span)
+      (c->krow, c->kstep, kb, n, c->nh, 2, &pf, &pfp, &pfn);
       const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
       const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;

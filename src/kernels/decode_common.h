@@ -165,3 +165,28 @@ static ALWAYS_INLINE void KFN(dec_prefetch_next)(const void *const *row,
   pf->j = j;
   pf->hh = hh;
 }
+
+/* The prefetch of one head's turn in a pass over the heads ((1) and (4) of
+ * decode_body.h): where the next nk rows are one span (heads side by side,
+ * as in bshd storage and the caches), its start and line count come back
+ * in *pfp, *pfn, for the loop to spread (dec_pf_lines); otherwise they are
+ * asked for now, row by row. Advances the cursor either way. */
+static ALWAYS_INLINE void
+KFN(dec_prefetch_span)(const void *const *row, int64_t step, int64_t bytes,
+                       int64_t n, int nh, int nk, attn_dec_pf *pf,
+                       const char **pfp, int64_t *pfn) {
+  *pfp = NULL;
+  *pfn = 0;
+  if (step != bytes || pf->hh + nk > nh) {
+    KFN(dec_prefetch_next)(row, step, bytes, n, nh, nk, pf);
+    return;
+  }
+  if (pf->j < n && DEC_PREFETCH > 0) {
+    *pfp = (const char *)row[pf->j] + pf->hh * bytes;
+    *pfn = (nk * bytes + 63) / 64;
+  }
+  if ((pf->hh += nk) == nh) {
+    pf->hh = 0;
+    pf->j++;
+  }
+}

@@ -183,21 +183,11 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
     attn_dec_pf pf = {j + DEC_PREFETCH, 0};
     const int nk = (int)ATTN_MIN((int64_t)4, n - j);
     for (int h = 0; h < c->nh; h++) {
-      /* as in (1) */
-      const char *pfp = NULL;
-      int64_t pfn = 0;
-      if (c->vstep == vb && pf.hh + 4 <= c->nh) {
-        if (pf.j < n) {
-          pfp = (const char *)c->vrow[pf.j] + pf.hh * vb;
-          pfn = DEC_PREFETCH > 0 ? (4 * vb + 63) / 64 : 0;
-        }
-        if ((pf.hh += 4) == c->nh) {
-          pf.hh = 0;
-          pf.j++;
-        }
-      } else {
-        KFN(dec_prefetch_next)(c->vrow, c->vstep, vb, n, c->nh, 4, &pf);
-      }
+      /* as in (1), four rows a head, two lines a step */
+      const char *pfp;
+      int64_t pfn;
+      KFN(dec_prefetch_span)
+      (c->vrow, c->vstep, vb, n, c->nh, 4, &pf, &pfp, &pfn);
       const float *p = c->s + (int64_t)h * rows * lds + j;
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
