@@ -124,21 +124,28 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
  * the whole of B (Q, dO or the key rows: 24-32 KiB at head_dim 128, L1's
  * size), which then streamed from L2. Every element of c gets the same
  * operations in the same order either way: the same bits. */
-static void KFN(acc_blocks)(const float *restrict a, int64_t ags, int64_t ars,
-                            int64_t acs, int n, const float *restrict b,
-                            int64_t ldb, float *restrict c, int64_t ldc,
-                            int64_t ncols, int nrows) {
+/* Plain names for the calls below (clang-format reads KFN(f)(...) after a
+ * declaration as another declaration). */
+#define BMK_ACC KFN(bmk_acc)
+#define ACC_COLS KFN(acc_cols)
+#define ACC_BLOCKS KFN(acc_blocks)
+static void ACC_BLOCKS(const float *restrict a, int64_t ags, int64_t ars,
+                       int64_t acs, int n, const float *restrict b, int64_t ldb,
+                       float *restrict c, int64_t ldc, int64_t ncols,
+                       int nrows) {
   int64_t cb = 0;
-  for (; cb + NR <= ncols; cb += NR)
-    for (int r0 = 0; r0 < nrows; r0 += MR)
-      KFN(bmk_acc)
-  (NV, a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
-   ATTN_MIN(MR, nrows - r0));
-  if (cb < ncols)
-    for (int r0 = 0; r0 < nrows; r0 += MR)
-      KFN(acc_cols)
-  (a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc, ncols - cb,
-   ATTN_MIN(MR, nrows - r0));
+  for (; cb + NR <= ncols; cb += NR) {
+    for (int r0 = 0; r0 < nrows; r0 += MR) {
+      const int nst = ATTN_MIN(MR, nrows - r0);
+      BMK_ACC(NV, a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb,
+              ldc, nst);
+    }
+  }
+  for (int r0 = 0; r0 < nrows && cb < ncols; r0 += MR) {
+    const int nst = ATTN_MIN(MR, nrows - r0);
+    ACC_COLS(a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
+             ncols - cb, nst);
+  }
 }
 
 #if defined(ATTN_BWD_BF16)
@@ -442,12 +449,13 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
       BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
   }
-  if (t->dvacc && !pv16)
+  const int dv32 = t->dvacc && !pv16;
 #else
-  if (t->dvacc)
+  const int dv32 = t->dvacc != NULL;
 #endif
-    KFN(acc_blocks)
-  (pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol);
+  if (dv32) {
+    ACC_BLOCKS(pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol);
+  }
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
 #if defined(ATTN_BWD_BF16)
@@ -521,13 +529,13 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
                    dp, rows - r0 < MR ? rows - r0 : MR);
   }
   if (t->dk && !dk16)
-    KFN(acc_blocks)(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
   if (t->dq && !dq16)
-    KFN(acc_blocks)(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #else
   if (t->dk)
-    KFN(acc_blocks)(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
   if (t->dq)
-    KFN(acc_blocks)(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #endif
 }

@@ -262,7 +262,7 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
                                        float *s0, float *s1, int64_t lds,
                                        const char *pfp, int64_t pfn) {
   vf c0[4], c1[4];
-  int64_t li = 0; /* lines of pfp asked for, one per step of the loop */
+  int64_t li = 0; /* lines of pfp asked for (dec_pf_lines) */
   UNROLL for (int r = 0; r < mr; r++) {
     c0[r] = vf_zero();
     c1[r] = vf_zero();
