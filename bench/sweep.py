@@ -174,10 +174,12 @@ def main():
             fh.write(",".join(str(x) if not isinstance(x, float) else "%.3f" % x
                               for x in r) + "\n")
     os.makedirs(args.figures, exist_ok=True)
+    bf16 = (", bf16 peak %.0f GFLOP/s" % p16 if p16 else
+            " GFLOP/s, no bf16 dot products (bf16 widened)")
     title = "libattn vs PyTorch %s: %s, ISA %s, %d threads; f32 FMA peak " \
-            "%.0f, bf16 peak %.0f GFLOP/s; b1 h8 d64" % (
+            "%.0f%s; b1 h8 d64" % (
                 torch.__version__.split("+")[0], machine_info(),
-                lib.isa_best(), args.threads, p32, p16)
+                lib.isa_best(), args.threads, p32, bf16)
     speed_csv = args.out + ".speed"
     with open(speed_csv, "w") as fh:
         for r in panels + rows:
