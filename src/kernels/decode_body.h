@@ -269,8 +269,7 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
   }
 #if DEC_QDIRECT
   if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
-    for (; li < pfn; li++)
-      __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
+    DEC_PF_REST(pfp, pfn, li);
     /* d q is exact in f32 (an f16 scale times an integer below 2^8), so
      * each vector is dequantised exactly, then used like an f32 row: no
      * per-block partial sums, no chains of dependent FMAs. */
@@ -323,8 +322,7 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
       c1[r] = vf_fma(qv, b, c1[r]);
     }
   }
-  for (; li < pfn; li++)
-    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
+  DEC_PF_REST(pfp, pfn, li);
   KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
 }
 
@@ -377,8 +375,7 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
        * lines go one a step of the first dot product's loop */
       const char *pfp;
       int64_t pfn;
-      KFN(dec_prefetch_span)
-      (c->krow, c->kstep, kb, n, c->nh, 2, &pf, &pfp, &pfn);
+      DEC_PREFETCH_SPAN(c->krow, c->kstep, kb, n, c->nh, 2, &pf, &pfp, &pfn);
       const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
       const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;

@@ -117,6 +117,18 @@ static ALWAYS_INLINE void KFN(dec_pf_lines)(const int k, const char *pfp,
   }
 }
 
+/* Issues the lines of the span not asked for yet. */
+static ALWAYS_INLINE void KFN(dec_pf_rest)(const char *pfp, int64_t pfn,
+                                           int64_t li) {
+  for (; li < pfn; li++)
+    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
+}
+
+/* Plain names for the calls of the decode bodies (clang-format reads
+ * KFN(f)(...) after a declaration as another declaration). */
+#define DEC_PREFETCH_SPAN KFN(dec_prefetch_span)
+#define DEC_PF_REST KFN(dec_pf_rest)
+
 /* Prefetches key j's rows (bytes each, heads step apart) of nh heads. */
 static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
                                             int64_t step, int64_t bytes) {

@@ -65,8 +65,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
         vf_store(dst, t);
       }
     }
-    for (; li < pfn; li++)
-      __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
+    DEC_PF_REST(pfp, pfn, li);
     return;
   }
 #endif
@@ -88,12 +87,13 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
         vf_store(dst + x, t);
       }
     }
-    for (; li < pfn; li++)
-      __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
+    DEC_PF_REST(pfp, pfn, li);
     return;
   }
-  for (; li < pfn && mode != ATTN_DEC_BF16 && mode != ATTN_DEC_F16; li++)
-    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT); /* quantised */
+  if (mode != ATTN_DEC_BF16 && mode != ATTN_DEC_F16) { /* quantised, staged */
+    DEC_PF_REST(pfp, pfn, li);
+    li = pfn;
+  }
 #if DEC_QDIRECT
   if (mode == ATTN_DEC_Q8_0 || mode == ATTN_DEC_Q4_0) {
     /* Per block: the scale folded into each probability, (p d) q; each
@@ -167,8 +167,7 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
       vf_store(dst, t);
     }
   }
-  for (; li < pfn; li++)
-    __builtin_prefetch(pfp + 64 * li, 0, DEC_PF_HINT);
+  DEC_PF_REST(pfp, pfn, li);
 }
 
 /* (4), few rows: keys in memory order, four at a time, every head; rows
@@ -186,8 +185,7 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
       /* as in (1), four rows a head, two lines a step */
       const char *pfp;
       int64_t pfn;
-      KFN(dec_prefetch_span)
-      (c->vrow, c->vstep, vb, n, c->nh, 4, &pf, &pfp, &pfn);
+      DEC_PREFETCH_SPAN(c->vrow, c->vstep, vb, n, c->nh, 4, &pf, &pfp, &pfn);
       const float *p = c->s + (int64_t)h * rows * lds + j;
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
