@@ -70,4 +70,114 @@ static inline void amx_qk_rows(const uint16_t *a, int64_t lda, int64_t d,
   }
 }
 
+/* c[m][0..ncols) += (A B)[m] for m < nrows: A the bf16 rows of nrb blocks
+ * of 16 (stride lda elements, kd of them, kd a multiple of 32), B pairs
+ * [kd / 2][ldb][2] (pair rows of ldb pairs; ncols a multiple of 16).
+ * Every 16 x 16 block of the product is summed in its own zeroed tile, 32
+ * elements a step in order, then added to c (two levels, as the f32
+ * kernels' bmk_acc): the same bits whatever the blocking. Rows of A past
+ * nrows must be finite; their sums are dropped. */
+static inline void amx_acc_rows(const uint16_t *a, int64_t lda, int64_t kd,
+                                const uint16_t *b, int64_t ldb, int nrb,
+                                int64_t ncols, float *c, int64_t ldc,
+                                int nrows) {
+  float tmp[4][16 * 16];
+  for (int rb = 0; rb < nrb; rb += 2) {
+    const int two_r = rb + 1 < nrb;
+    const uint16_t *x = a + rb * 16 * lda;
+    for (int64_t cb = 0; cb < ncols; cb += 32) {
+      const int two_c = cb + 16 < ncols;
+      const uint16_t *y = b + 2 * cb;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t k = 0; k < kd; k += 32) {
+        _tile_loadd(4, x + k, (int)(lda * 2));
+        _tile_loadd(6, y + k * ldb, (int)(ldb * 4));
+        _tile_dpbf16ps(0, 4, 6);
+        if (two_c) {
+          _tile_loadd(7, y + k * ldb + 32, (int)(ldb * 4));
+          _tile_dpbf16ps(1, 4, 7);
+        }
+        if (two_r) {
+          _tile_loadd(5, x + 16 * lda + k, (int)(lda * 2));
+          _tile_dpbf16ps(2, 5, 6);
+          if (two_c)
+            _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, tmp[0], 64);
+      _tile_stored(1, tmp[1], 64);
+      _tile_stored(2, tmp[2], 64);
+      _tile_stored(3, tmp[3], 64);
+      for (int t = 0; t < 4; t++) {
+        const int r0 = (rb + t / 2) * 16;
+        const int64_t c0 = cb + 16 * (t % 2);
+        if ((t / 2 && !two_r) || (t % 2 && !two_c))
+          continue;
+        for (int r = 0; r < 16 && r0 + r < nrows; r++) {
+          float *o = c + (r0 + r) * ldc + c0;
+          _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o),
+                                            _mm512_loadu_ps(tmp[t] + 16 * r)));
+        }
+      }
+    }
+  }
+}
+
+/* out[j][0..kq) = bf16 of column j of p (rows of ldp floats), for the
+ * ncol columns (a multiple of 16): the transpose that makes P or dS an A
+ * operand whose sum runs over queries (dV += Pᵀ dO, dK += dSᵀ Q). Rows
+ * from nq to kq (a multiple of 32) are zeros. Rounded as vbf_store_zip
+ * (nearest even, subnormals to 0): pairs of rows zipped, then 16 x 16
+ * transposes of the 32-bit pairs. */
+static inline void amx_zip_t(const float *p, int64_t ldp, int nq, int kq,
+                             int ncol, uint16_t *out, int64_t ldo) {
+  for (int j0 = 0; j0 < ncol; j0 += 16)
+    for (int q0 = 0; q0 < kq; q0 += 32) {
+      __m512i r[16], a[16], b[16];
+      for (int i = 0; i < 16; i++) {
+        const int q = q0 + 2 * i;
+        const __m512 x =
+            q < nq ? _mm512_loadu_ps(p + q * ldp + j0) : _mm512_setzero_ps();
+        const __m512 y = q + 1 < nq ? _mm512_loadu_ps(p + (q + 1) * ldp + j0)
+                                    : _mm512_setzero_ps();
+        const __m512i lo =
+            _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x));
+        const __m512i hi =
+            _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(y));
+        r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+      }
+      /* a: 32-bit interleave of row pairs; b[4g + c]: lane L holds column
+       * 4L + c of rows 4g .. 4g + 3 */
+      for (int i = 0; i < 16; i += 2) {
+        a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+      }
+      for (int g = 0; g < 16; g += 4) {
+        b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
+        b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
+        b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
+        b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
+      }
+      /* a 4 x 4 transpose of 128-bit lanes per c: row 4L + c of the result
+       * is lane L of b[c], b[4 + c], b[8 + c], b[12 + c] */
+      for (int c = 0; c < 4; c++) {
+        const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x44);
+        const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xEE);
+        const __m512i e2 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x44);
+        const __m512i e3 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xEE);
+        uint16_t *o = out + (j0 + c) * ldo + q0;
+        _mm512_storeu_si512((void *)o, _mm512_shuffle_i32x4(e0, e2, 0x88));
+        _mm512_storeu_si512((void *)(o + 4 * ldo),
+                            _mm512_shuffle_i32x4(e0, e2, 0xDD));
+        _mm512_storeu_si512((void *)(o + 8 * ldo),
+                            _mm512_shuffle_i32x4(e1, e3, 0x88));
+        _mm512_storeu_si512((void *)(o + 12 * ldo),
+                            _mm512_shuffle_i32x4(e1, e3, 0xDD));
+      }
+    }
+}
+
 #endif

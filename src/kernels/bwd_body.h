@@ -197,6 +197,7 @@ static void KFN(cvt_rowpairs)(const float *x, int64_t ld, int n, int64_t ncols,
     KFN(cvt_zip)(x + i * ld, x + (i + 1) * ld, ncols, h + i * hld);
 }
 
+#if !defined(ATTN_BWD_AMX) /* the AMX kernel sums pairs in tiles */
 /* bmk_acc over bf16 pairs: c[r][x] += sum_{p<np} A2(r, p) . B2[p][x],
  * A2(r, p) the pair at a + r ars + p aps, B2 pairs [np][ldb][2]. */
 static ALWAYS_INLINE void
@@ -237,6 +238,7 @@ static void KFN(acc_cols2)(const uint16_t *a, int64_t ars, int64_t aps, int np,
     KFN(bmk_acc2)(1, a, ars, aps, np, b + 2 * cb, ldb, c + cb, ldc, nst);
 }
 _Static_assert(NV == 2, "acc_cols2 leaves at most one vector");
+#endif
 
 /* The bf16 operands in t->bf (ATTN_BWD_BF16_SCRATCH elements). */
 typedef struct KFN(bf_ops) {
@@ -248,13 +250,17 @@ typedef struct KFN(bf_ops) {
   uint16_t *dsb;      /* dS rows [BR][BC]                                */
 } KFN(bf_ops);
 
+/* Query rows rounded up to a tile step (32): the AMX kernel's products
+ * that sum over queries pad them with zeros (ATTN_BWD_BF16_SCRATCH). */
+#define BRP ((BR + 31) / 32 * 32)
+
 static KFN(bf_ops) KFN(bf_carve)(const attn_bblock *t) {
   const int64_t dp = t->dp, dvp = t->dvp;
   KFN(bf_ops) o;
-  o.qh = t->bf, o.doh = o.qh + BR * dp, o.qp = o.doh + BR * dvp;
-  o.dop = o.qp + BR * dp, o.kh = o.dop + BR * dvp, o.vh = o.kh + BC * dp;
+  o.qh = t->bf, o.doh = o.qh + BRP * dp, o.qp = o.doh + BRP * dvp;
+  o.dop = o.qp + BRP * dp, o.kh = o.dop + BRP * dvp, o.vh = o.kh + BC * dp;
   o.kq = o.vh + BC * dvp, o.pq = o.kq + BC * dp;
-  o.dsq = o.pq + BR * BC + 64, o.dsb = o.dsq + BR * BC + 64;
+  o.dsq = o.pq + BRP * BC + 64, o.dsb = o.dsq + BRP * BC + 64;
   return o;
 }
 
@@ -307,8 +313,9 @@ static ALWAYS_INLINE float KFN(dot_step)(float acc, const float *a,
  * long dependent chain (at head_dim 64, 64 FMA latencies), which alone
  * kept a short backward (8 heads, seq 128) 5% of its time in D. Every row
  * gets the same operations in the same order as alone: the same bits. */
-static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
-                         int64_t ldb, int64_t n, int64_t rows, float *out) {
+static void KFN(row_dot_chain)(const float *a, int64_t lda, const float *b,
+                               int64_t ldb, int64_t n, int64_t rows,
+                               float *out) {
   int64_t i = 0;
   for (; i + 4 <= rows; i += 4) {
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -327,28 +334,98 @@ static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
 }
 
 #if defined(ATTN_BWD_AMX)
-/* The AMX variant (bwd_amxbf16.c; docs/bf16.md): S = scale (Q Kᵀ) by the
+/* The AMX variant (bwd_amxbf16.c; docs/bf16.md). S = scale (Q Kᵀ) by the
  * forward's own routine (amx_qk_rows, then the scale), so that P is
  * recomputed with the forward's arithmetic (bwd.c's use_bf16 explains
- * why). dP keeps vdpbf16ps (D's arithmetic, row_dot), and dV, dK, dQ take
- * f32 products of f32 P and dS (on the AMX CPU measured vdpbf16ps runs at
- * half the FMA rate). S needs d a multiple of 32, as the forward's tiles. */
+ * why); it needs d a multiple of 32, as the forward's tiles. dP = dO Vᵀ
+ * takes tiles too where dv is a multiple of 32 (and V, dO are bf16: dp16),
+ * with D = rowsum(dO ∘ O) in the same tile arithmetic (row_dot below).
+ * dV, dK and dQ take tiles of P or dS rounded to bf16 where their gradient
+ * is stored in bf16 (pv16, dk16, dq16, as the avx512bf16 kernel), f32
+ * products otherwise. Dims off the tiles' steps keep vdpbf16ps. */
 #include "kernels/amx_tiles.h"
 _Static_assert(NR == 32 && BR % 16 == 0, "AMX: 16-key halves, 16-row blocks");
+
+/* attn_bwd_kernel.row_dot of the AMX kernel: where n is a multiple of 32
+ * (dP on tiles), each row's sum is the diagonal of a tile product of 16
+ * dO rows against 16 O rows, in the steps dP takes (a zeroed tile, 32
+ * elements a step, in order). O is f32: it is split into three bf16 parts
+ * that sum to it exactly (head, then the rounded rest, then what remains,
+ * subnormals aside), summed in that order. Where a row sees one key, O is
+ * that key's bf16 V row, the other parts are zero, and D equals that key's
+ * dP bit for bit, so dS is exactly 0 (the chain version's reason). */
+static inline vf KFN(widen)(const uint16_t *h) { /* VL bf16 to f32 */
+  const __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)h));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+}
+
+static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
+                         int64_t ldb, int64_t n, int64_t rows, float *out) {
+  if (n % 32 != 0 || n > ATTN_MAX_HEAD_DIM) {
+    KFN(row_dot_chain)(a, lda, b, ldb, n, rows, out);
+    return;
+  }
+  _Alignas(64) uint16_t ah[16 * ATTN_MAX_HEAD_DIM];
+  _Alignas(64) uint32_t part[3][8 * ATTN_MAX_HEAD_DIM]; /* [n / 2][16] */
+  _Alignas(64) float c[16 * 16];
+  uint16_t row[ATTN_MAX_HEAD_DIM];
+  amx_config();
+  for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+    const int m = rows - i0 < 16 ? (int)(rows - i0) : 16;
+    for (int r = 0; r < 16; r++) {
+      if (r >= m) {
+        memset(ah + r * n, 0, sizeof(uint16_t) * (size_t)n);
+        for (int64_t p = 0; p < n / 2; p++)
+          part[0][p * 16 + r] = part[1][p * 16 + r] = part[2][p * 16 + r] = 0;
+        continue;
+      }
+      const float *x = a + (i0 + r) * lda;
+      for (int64_t k = 0; k < n; k += 2 * VL)
+        vbf_store2(ah + r * n + k, vf_load(x + k), vf_load(x + k + VL));
+      _Alignas(64) float rest[ATTN_MAX_HEAD_DIM];
+      memcpy(rest, b + (i0 + r) * ldb, sizeof(float) * (size_t)n);
+      for (int h = 0; h < 3; h++) {
+        for (int64_t k = 0; k < n; k += 2 * VL) {
+          const vf y0 = vf_load(rest + k), y1 = vf_load(rest + k + VL);
+          vbf_store2(row + k, y0, y1);
+          vf_store(rest + k, vf_sub(y0, KFN(widen)(row + k)));
+          vf_store(rest + k + VL, vf_sub(y1, KFN(widen)(row + k + VL)));
+        }
+        for (int64_t p = 0; p < n / 2; p++) /* the pair panel [n / 2][16] */
+          memcpy(part[h] + p * 16 + r, row + 2 * p, 4);
+      }
+    }
+    _tile_zero(0);
+    for (int h = 0; h < 3; h++)
+      for (int64_t k = 0; k < n; k += 32) {
+        _tile_loadd(4, ah + k, (int)(n * 2));
+        _tile_loadd(6, part[h] + k * 8, 64);
+        _tile_dpbf16ps(0, 4, 6);
+      }
+    _tile_stored(0, c, 64);
+    for (int r = 0; r < m; r++)
+      out[i0 + r] = c[r * 16 + r];
+  }
+  _tile_release();
+}
+#else
+#define ROW_DOT_CHAIN KFN(row_dot_chain)
+static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
+                         int64_t ldb, int64_t n, int64_t rows, float *out) {
+  ROW_DOT_CHAIN(a, lda, b, ldb, n, rows, out);
+}
 #endif
 
 static void KFN(bwd_block_body)(const attn_bblock *t);
 
 static void KFN(bwd_block)(const attn_bblock *t) {
-#if defined(ATTN_BWD_AMX)
-  if (t->d % 32 == 0) { /* the tile registers hold this block's state */
-    amx_config();
-    KFN(bwd_block_body)(t);
-    _tile_release();
-    return;
-  }
-#endif
+#if defined(ATTN_BWD_AMX) /* the tile registers hold this block's state */
+  amx_config();
   KFN(bwd_block_body)(t);
+  _tile_release();
+#else
+  KFN(bwd_block_body)(t);
+#endif
 }
 
 static void KFN(bwd_block_body)(const attn_bblock *t) {
@@ -371,11 +448,11 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   for (int r = 0; r < rows_mr; r++)
     KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
 #if defined(ATTN_BWD_AMX)
-  const int amx = d % 32 == 0;
-  /* f32 products for dV, dK, dQ (above) */
-  const int pv16 = 0, dk16 = 0, dq16 = 0;
+  const int amx = d % 32 == 0, amx_dp = t->dp16 && dv % 32 == 0;
+  const int pv16 = t->pv16, dk16 = t->dk16, dq16 = t->dq16;
+  const int nrb = (rows_mr + 15) / 16;  /* blocks of 16 query rows */
+  const int qpad = (rows_mr + 31) / 32; /* query pairs: qpad * 32 rows */
   if (amx) {
-    const int nrb = (rows_mr + 15) / 16;
     memset(qh + rows_mr * dp, 0,
            sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dp));
     amx_qk_rows(qh, dp, d, kh, nrb, ncol, s, BC);
@@ -443,11 +520,20 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const float *pv = drop ? ds : s;
 #if defined(ATTN_BWD_BF16)
   if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
+#if defined(ATTN_BWD_AMX)
+    const int nq = 32 * qpad; /* Pᵀ's rows: queries, zeros past rows_mr */
+    amx_zip_t(pv, BC, rows_mr, nq, ncol, pq, nq);
+    KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
+    memset(dop + rows_mr * dvp, 0,
+           sizeof(uint16_t) * (size_t)((nq - rows_mr) * dvp));
+    amx_acc_rows(pq, nq, nq, dop, dvp, ncol / 16, dvp, t->dvacc, dvp, ncol);
+#else
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
     KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
+#endif
   }
   const int dv32 = t->dvacc && !pv16;
 #else
@@ -459,9 +545,21 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
 #if defined(ATTN_BWD_BF16)
-  for (int r = 0; r < rows_mr && t->dp16; r++)
+#if defined(ATTN_BWD_AMX)
+  const int vdp = t->dp16 && !amx_dp; /* dP with vdpbf16ps */
+  if (amx_dp) {                       /* D in this arithmetic: row_dot */
+    for (int r = 0; r < rows_mr; r++)
+      KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
+    memset(doh + rows_mr * dvp, 0,
+           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dvp));
+    amx_qk_rows(doh, dvp, dv, vh, nrb, ncol, ds, BC);
+  }
+#else
+  const int vdp = t->dp16;
+#endif
+  for (int r = 0; r < rows_mr && vdp; r++)
     KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
-  for (int pc = 0; pc < ncol && t->dp16; pc += NR) {
+  for (int pc = 0; pc < ncol && vdp; pc += NR) {
     const uint16_t *vp = vh + (pc / NR) * dv2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       BF_MK_QK(0, MR, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL,
@@ -515,18 +613,33 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 #if defined(ATTN_BWD_BF16)
   /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
   if (t->dk && dk16) {
+#if defined(ATTN_BWD_AMX)
+    const int nq = 32 * qpad; /* dSᵀ's rows: queries, zeros past rows_mr */
+    amx_zip_t(ds, BC, rows_mr, nq, ncol, dsq, nq);
+    KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
+    memset(qp + rows_mr * dp, 0,
+           sizeof(uint16_t) * (size_t)((nq - rows_mr) * dp));
+    amx_acc_rows(dsq, nq, nq, qp, dp, ncol / 16, dp, t->dk, dp, ncol);
+#else
     KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
     KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp,
                    t->dk + r0 * dp, dp, dp, MR);
+#endif
   }
   if (t->dq && dq16) {
     for (int r = 0; r < rows_mr; r++)
       KFN(cvt_row)(ds + r * BC, ncol, dsb + r * BC);
+#if defined(ATTN_BWD_AMX)
+    memset(dsb + rows_mr * BC, 0,
+           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * BC));
+    amx_acc_rows(dsb, BC, ncol, kq, dp, nrb, dp, t->dq, dp, rows);
+#else
     for (int r0 = 0; r0 < rows; r0 += MR)
       BF_ACC_COLS2(dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp,
                    dp, rows - r0 < MR ? rows - r0 : MR);
+#endif
   }
   if (t->dk && !dk16)
     ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);

@@ -68,8 +68,8 @@ typedef struct attn_bblock {
 
 /* uint16_t elements of attn_bblock.bf. */
 #define ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp)                                 \
-  (2 * (br) * ((dp) + (dvp)) + (bc) * (2 * (dp) + (dvp)) + 3 * (br) * (bc) +   \
-   256)
+  (2 * (((br) + 31) / 32 * 32) * ((dp) + (dvp)) + (bc) * (2 * (dp) + (dvp)) +  \
+   3 * (((br) + 31) / 32 * 32) * (bc) + 256)
 
 typedef struct attn_bwd_kernel {
   attn_isa isa;
