@@ -151,7 +151,25 @@ def main():
     side_by_side_args(ap)
     ap.add_argument("--backward", action="store_true",
                     help="time the backward instead of the forward")
+    ap.add_argument("--shape", action="append", default=[],
+                    metavar="B,H,S,D[,causal]",
+                    help="time this shape instead of the default list "
+                    "(repeatable), e.g. 1,8,512,80 or 1,8,512,112,causal")
     args = ap.parse_args()
+    shapes = [x for x in SHAPES if x[2] <= args.max_seq]
+    if args.shape:
+        shapes = []
+        for text in args.shape:
+            f = text.split(",")
+            if len(f) not in (4, 5) or (len(f) == 5 and f[4] != "causal"):
+                ap.error("--shape wants B,H,S,D or B,H,S,D,causal: %r" % text)
+            try:
+                b, h, s, d = (int(x) for x in f[:4])
+            except ValueError:
+                ap.error("--shape wants integers: %r" % text)
+            if min(b, h, s, d) < 1:
+                ap.error("--shape wants positive sizes: %r" % text)
+            shapes.append((b, h, s, d, len(f) == 5))
     notes = prepare_env(args.threads)
     import numpy as np
     import torch
@@ -175,7 +193,7 @@ def main():
               "bf16 / torch-bf16 speed | max err bf16 | max err torch-bf16 |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
-    for shape in [x for x in SHAPES if x[2] <= args.max_seq]:
+    for shape in shapes:
         b, h, s, d, causal = shape
         g = torch.Generator().manual_seed(0)
         f32 = [torch.randn(b, h, s, d, generator=g) for _ in range(3)]

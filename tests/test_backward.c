@@ -370,6 +370,61 @@ static void fd_check(void) {
          worst);
 }
 
+/* Rows that see one key (row 0 under causal masking) have dQ exactly 0
+ * on every bf16 ISA: P = 1, O is that key's V row, and D = rowsum(dO ∘ O)
+ * must be computed in dP's arithmetic for dS = P (dP - D) to vanish (the
+ * AMX kernel's tiles included, at head dims of 0 and 16 mod 32). */
+static void one_key_rows(const attn_isa *isas, int n_isas) {
+  enum { S = 37, H = 2 };
+  static const int dims[] = {32, 48, 64, 80, 128};
+  for (int di = 0; di < (int)(sizeof dims / sizeof dims[0]); di++) {
+    const int64_t d = dims[di], n = S * H * d;
+    uint16_t *q = malloc(sizeof(uint16_t) * (size_t)(6 * n));
+    float *g = malloc(sizeof(float) * (size_t)(3 * n));
+    float lse[H * S];
+    if (!q || !g) {
+      result(0, "one_key_rows: out of memory");
+      free(q);
+      free(g);
+      return;
+    }
+    uint16_t *k = q + n, *v = k + n, *o = v + n, *dout = o + n;
+    uint64_t st = 0x243f6a8885a308d3ull + (uint64_t)d;
+    for (int64_t i = 0; i < 5 * n; i++) { /* q, k, v, (o), dout */
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      const float x = (float)((int64_t)(st >> 40) % 2001 - 1000) / 700.0f;
+      q[i] = attn_f32_to_bf16(x);
+    }
+    for (int ii = 0; ii < n_isas; ii++) {
+      attn_params p;
+      attn_params_init(&p);
+      p.q = attn_tensor_bshd(q, ATTN_DTYPE_BF16, 1, S, H, d);
+      p.k = attn_tensor_bshd(k, ATTN_DTYPE_BF16, 1, S, H, d);
+      p.v = attn_tensor_bshd(v, ATTN_DTYPE_BF16, 1, S, H, d);
+      p.o = attn_tensor_bshd(o, ATTN_DTYPE_BF16, 1, S, H, d);
+      p.lse = lse;
+      p.causal = ATTN_CAUSAL_TOP_LEFT;
+      p.isa = isas[ii];
+      attn_status rc = attn_forward(shared_ctx, &p);
+      p.dout = attn_tensor_bshd(dout, ATTN_DTYPE_BF16, 1, S, H, d);
+      p.dq = attn_tensor_bshd(g, ATTN_DTYPE_F32, 1, S, H, d);
+      p.dk = attn_tensor_bshd(g + n, ATTN_DTYPE_F32, 1, S, H, d);
+      p.dv = attn_tensor_bshd(g + 2 * n, ATTN_DTYPE_F32, 1, S, H, d);
+      if (rc == ATTN_OK)
+        rc = attn_backward(shared_ctx, &p);
+      int64_t nz = 0;
+      for (int64_t i = 0; i < H * d; i++) /* row 0 of every head */
+        nz += g[i] != 0.0f;
+      result(rc == ATTN_OK && nz == 0,
+             "one_key_rows: isa %s, head_dim %lld: status %d, %lld nonzero "
+             "dq elements in rows that see one key",
+             attn_isa_name(isas[ii]), (long long)d, (int)rc, (long long)nz);
+    }
+    free(q);
+    free(g);
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -400,8 +455,10 @@ int main(int argc, char **argv) {
   opt.num_threads = 3;
   if (attn_context_create(&shared_ctx, &opt) != ATTN_OK)
     result(0, "attn_context_create");
-  if (only < 0)
+  if (only < 0) {
     fd_check();
+    one_key_rows(isas, n_isas);
+  }
   for (long long i = 0; i < n_cases; i++) {
     if (only >= 0 && i != only)
       continue;

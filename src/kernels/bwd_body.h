@@ -175,17 +175,30 @@ static void KFN(cvt_zip)(const float *x, const float *y, int64_t n,
     vbf_store_zip(h + 2 * c, vf_load(x + c), y ? vf_load(y + c) : vf_zero());
 }
 
-/* np panels [kd][NR] of f32 to bf16 pair panels [kd2 / 2][NR][2]. */
+/* The length of a bf16 row of n elements (Q, dO) and of a pair panel of
+ * K or V: even; the AMX kernel's tiles take 32 elements a step, so there
+ * lengths of 16 mod 32 get 16 zeros more (as fwd.c's Q and K rows). */
+static int64_t KFN(kd_pad)(int64_t n) {
+#if defined(ATTN_BWD_AMX)
+  if (n % 16 == 0)
+    return (n + 31) / 32 * 32;
+#endif
+  return (n + 1) / 2 * 2;
+}
+
+/* np panels [kd][NR] of f32 to bf16 pair panels [kdp / 2][NR][2], kdp =
+ * kd_pad(kd) (pairs past kd zero). */
 static void KFN(cvt_panels)(const float *src, int np, int64_t kd,
                             uint16_t *dst) {
-  const int64_t kd2 = (kd + 1) / 2 * 2;
+  const int64_t kdp = KFN(kd_pad)(kd), kd2 = (kd + 1) / 2 * 2;
   for (int pn = 0; pn < np; pn++) {
     const float *x = src + pn * kd * NR;
-    uint16_t *h = dst + pn * kd2 * NR;
+    uint16_t *h = dst + pn * kdp * NR;
     for (int64_t k = 0; k < kd; k += 2) {
       const float *y = k + 1 < kd ? x + (k + 1) * NR : NULL;
       KFN(cvt_zip)(x + k * NR, y, NR, h + k * NR);
     }
+    memset(h + kd2 * NR, 0, sizeof(uint16_t) * (size_t)((kdp - kd2) * NR));
   }
 }
 
@@ -255,7 +268,8 @@ typedef struct KFN(bf_ops) {
 #define BRP ((BR + 31) / 32 * 32)
 
 static KFN(bf_ops) KFN(bf_carve)(const attn_bblock *t) {
-  const int64_t dp = t->dp, dvp = t->dvp;
+  /* as ATTN_BWD_BF16_SCRATCH: row lengths up to a multiple of 32 */
+  const int64_t dp = (t->dp + 31) / 32 * 32, dvp = (t->dvp + 31) / 32 * 32;
   KFN(bf_ops) o;
   o.qh = t->bf, o.doh = o.qh + BRP * dp, o.qp = o.doh + BRP * dvp;
   o.dop = o.qp + BRP * dp, o.kh = o.dop + BRP * dvp, o.vh = o.kh + BC * dp;
@@ -361,44 +375,43 @@ static inline vf KFN(widen)(const uint16_t *h) { /* VL bf16 to f32 */
 
 static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
                          int64_t ldb, int64_t n, int64_t rows, float *out) {
-  if (n % 32 != 0 || n > ATTN_MAX_HEAD_DIM) {
+  if (n % 16 != 0 || n > ATTN_MAX_HEAD_DIM) {
     KFN(row_dot_chain)(a, lda, b, ldb, n, rows, out);
     return;
   }
+  const int64_t n32 = KFN(kd_pad)(n); /* zeros past n, as dP's rows */
   _Alignas(64) uint16_t ah[16 * ATTN_MAX_HEAD_DIM];
-  _Alignas(64) uint32_t part[3][8 * ATTN_MAX_HEAD_DIM]; /* [n / 2][16] */
+  _Alignas(64) uint32_t part[3][8 * ATTN_MAX_HEAD_DIM]; /* [n32 / 2][16] */
   _Alignas(64) float c[16 * 16];
+  _Alignas(64) float rest[ATTN_MAX_HEAD_DIM];
   uint16_t row[ATTN_MAX_HEAD_DIM];
+  memset(part, 0, sizeof part);
   amx_config();
   for (int64_t i0 = 0; i0 < rows; i0 += 16) {
     const int m = rows - i0 < 16 ? (int)(rows - i0) : 16;
+    memset(ah, 0, sizeof(uint16_t) * (size_t)(16 * n32));
     for (int r = 0; r < 16; r++) {
       if (r >= m) {
-        memset(ah + r * n, 0, sizeof(uint16_t) * (size_t)n);
         for (int64_t p = 0; p < n / 2; p++)
           part[0][p * 16 + r] = part[1][p * 16 + r] = part[2][p * 16 + r] = 0;
         continue;
       }
-      const float *x = a + (i0 + r) * lda;
-      for (int64_t k = 0; k < n; k += 2 * VL)
-        vbf_store2(ah + r * n + k, vf_load(x + k), vf_load(x + k + VL));
-      _Alignas(64) float rest[ATTN_MAX_HEAD_DIM];
+      KFN(cvt_row)(a + (i0 + r) * lda, n, ah + r * n32);
       memcpy(rest, b + (i0 + r) * ldb, sizeof(float) * (size_t)n);
       for (int h = 0; h < 3; h++) {
-        for (int64_t k = 0; k < n; k += 2 * VL) {
-          const vf y0 = vf_load(rest + k), y1 = vf_load(rest + k + VL);
-          vbf_store2(row + k, y0, y1);
-          vf_store(rest + k, vf_sub(y0, KFN(widen)(row + k)));
-          vf_store(rest + k + VL, vf_sub(y1, KFN(widen)(row + k + VL)));
+        for (int64_t k = 0; k < n; k += VL) {
+          const vf y = vf_load(rest + k);
+          vbf_store1(row + k, y);
+          vf_store(rest + k, vf_sub(y, KFN(widen)(row + k)));
         }
-        for (int64_t p = 0; p < n / 2; p++) /* the pair panel [n / 2][16] */
+        for (int64_t p = 0; p < n / 2; p++) /* the pair panel [n32 / 2][16] */
           memcpy(part[h] + p * 16 + r, row + 2 * p, 4);
       }
     }
     _tile_zero(0);
     for (int h = 0; h < 3; h++)
-      for (int64_t k = 0; k < n; k += 32) {
-        _tile_loadd(4, ah + k, (int)(n * 2));
+      for (int64_t k = 0; k < n32; k += 32) {
+        _tile_loadd(4, ah + k, (int)(n32 * 2));
         _tile_loadd(6, part[h] + k * 8, 64);
         _tile_dpbf16ps(0, 4, 6);
       }
@@ -413,6 +426,14 @@ static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
 static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
                          int64_t ldb, int64_t n, int64_t rows, float *out) {
   ROW_DOT_CHAIN(a, lda, b, ldb, n, rows, out);
+}
+#endif
+
+#if defined(ATTN_BWD_AMX)
+/* Columns n0 .. ld - 1 of rows 0 .. rows - 1 of h (row stride ld): zero. */
+static void KFN(zero_cols)(uint16_t *h, int64_t ld, int64_t n0, int rows) {
+  for (int r = 0; r < rows && n0 < ld; r++)
+    memset(h + r * ld + n0, 0, sizeof(uint16_t) * (size_t)(ld - n0));
 }
 #endif
 
@@ -438,24 +459,26 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   float *restrict ds = t->ds;
 
 #if defined(ATTN_BWD_BF16)
-  const int64_t d2 = (d + 1) / 2 * 2, dv2 = (dv + 1) / 2 * 2;
+  const int64_t d2 = KFN(kd_pad)(d), dv2 = KFN(kd_pad)(dv);
   const KFN(bf_ops) o = KFN(bf_carve)(t);
   uint16_t *qh = o.qh, *doh = o.doh, *qp = o.qp, *dop = o.dop, *kh = o.kh;
   uint16_t *vh = o.vh, *kq = o.kq, *pq = o.pq, *dsq = o.dsq, *dsb = o.dsb;
   if (!t->keys_bf16)
     KFN(prep_keys)(t);
-  /* (1) S = scale (Q K^T) with bf16 dot products */
-  for (int r = 0; r < rows_mr; r++)
-    KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
+    /* (1) S = scale (Q K^T) with bf16 dot products */
 #if defined(ATTN_BWD_AMX)
-  const int amx = d % 32 == 0, amx_dp = t->dp16 && dv % 32 == 0;
+  /* tiles where d and dv are multiples of 16 (rows padded to d2, dv2) */
+  const int amx = d % 16 == 0, amx_dp = t->dp16 && dv % 16 == 0;
   const int pv16 = t->pv16, dk16 = t->dk16, dq16 = t->dq16;
   const int nrb = (rows_mr + 15) / 16;  /* blocks of 16 query rows */
   const int qpad = (rows_mr + 31) / 32; /* query pairs: qpad * 32 rows */
-  if (amx) {
-    memset(qh + rows_mr * dp, 0,
-           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dp));
-    amx_qk_rows(qh, dp, d, kh, nrb, ncol, s, BC);
+  if (amx) { /* qh rows of d2 (dp = d here), zeros past d and rows_mr */
+    for (int r = 0; r < rows_mr; r++)
+      KFN(cvt_row)(t->q + r * dp, dp, qh + r * d2);
+    KFN(zero_cols)(qh, d2, dp, rows_mr);
+    memset(qh + rows_mr * d2, 0,
+           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * d2));
+    amx_qk_rows(qh, d2, d2, kh, nrb, ncol, s, BC);
     const vf sc = vf_set1(t->qscale);
     for (int r = 0; r < rows_mr; r++)
       for (int c = 0; c < ncol; c += VL)
@@ -465,6 +488,8 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int amx = 0;
   const int pv16 = t->pv16, dk16 = t->dk16, dq16 = t->dq16;
 #endif
+  for (int r = 0; r < rows_mr && !amx; r++)
+    KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
   for (int pc = 0; pc < ncol && !amx; pc += NR) {
     const uint16_t *kp = kh + (pc / NR) * d2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
@@ -549,10 +574,11 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int vdp = t->dp16 && !amx_dp; /* dP with vdpbf16ps */
   if (amx_dp) {                       /* D in this arithmetic: row_dot */
     for (int r = 0; r < rows_mr; r++)
-      KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
-    memset(doh + rows_mr * dvp, 0,
-           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dvp));
-    amx_qk_rows(doh, dvp, dv, vh, nrb, ncol, ds, BC);
+      KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dv2);
+    KFN(zero_cols)(doh, dv2, dvp, rows_mr);
+    memset(doh + rows_mr * dv2, 0,
+           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dv2));
+    amx_qk_rows(doh, dv2, dv2, vh, nrb, ncol, ds, BC);
   }
 #else
   const int vdp = t->dp16;

@@ -66,10 +66,13 @@ typedef struct attn_bblock {
   int keys_bf16; /* 1: prep_keys has filled bf with this key tile's keys */
 } attn_bblock;
 
-/* uint16_t elements of attn_bblock.bf. */
+/* uint16_t elements of attn_bblock.bf: query rows rounded up to 32 and
+ * row lengths up to a multiple of 32 (the AMX kernel's tile steps). */
+#define ATTN_BWD_R32(n) (((n) + 31) / 32 * 32)
 #define ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp)                                 \
-  (2 * (((br) + 31) / 32 * 32) * ((dp) + (dvp)) + (bc) * (2 * (dp) + (dvp)) +  \
-   3 * (((br) + 31) / 32 * 32) * (bc) + 256)
+  (2 * ATTN_BWD_R32(br) * (ATTN_BWD_R32(dp) + ATTN_BWD_R32(dvp)) +             \
+   (bc) * (2 * ATTN_BWD_R32(dp) + ATTN_BWD_R32(dvp)) +                         \
+   3 * ATTN_BWD_R32(br) * (bc) + 256)
 
 typedef struct attn_bwd_kernel {
   attn_isa isa;

@@ -519,6 +519,12 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   if (job.bf16)
     job.k = pl.k.fwd_bf16;
   job.dq = job.bf16 ? (pl.pr.d + 1) / 2 * 2 : pl.pr.d;
+  /* AMX tiles take 32 elements a step: Q and K rows of 16 mod 32 get 16
+   * zeros more, so they take the tiles too (and the backward pads them the
+   * same way to recompute S: bwd_body.h kd_pad). 2 (d + 16) bytes fit the
+   * d floats the workspace holds for them (d >= 16). */
+  if (job.bf16 && job.k->isa == ATTN_ISA_AMX_BF16 && pl.pr.d % 32 == 16)
+    job.dq = pl.pr.d + 16;
   job.dvp = (int64_t)round_up((size_t)pl.pr.dv, (size_t)job.k->vl);
   job.pack =
       (attn_fwd_pack){&pl.pr, job.k->nr, job.dvp, job.dq, job.bf16, job.pv16};
