@@ -1,14 +1,15 @@
 /* short_calls.c: times one short attention call in a loop (the calls where
  * per-call costs show: workspace, packing, threads), median and minimum of
- * the repetitions, f32, [batch 1, heads, seq, dim] buffers (bhsd).
+ * the repetitions, f32 or bf16, [batch 1, heads, seq, dim] buffers (bhsd).
  *
  *   cc -O2 -Iinclude bench/short_calls.c -Lbuild -lattn -Wl,-rpath,build \
  *      -o /tmp/short_calls
- *   /tmp/short_calls HEADS SEQ DIM REPS MODE [causal] [threads]
+ *   /tmp/short_calls HEADS SEQ DIM REPS MODE [causal] [threads] [dtype]
  *
  * MODE: fwd (attn_forward), bwd (attn_backward after one forward), both
  * (attn_forward then attn_backward). threads 0 (default): the library's
- * choice. Linked against the shared library, so that two builds can be
+ * choice. dtype f32 (default) or bf16: every tensor, gradients included.
+ * Linked against the shared library, so that two builds can be
  * compared on the same binary by LD_LIBRARY_PATH (bench/RESULTS.md, the
  * spare workspace's before and after). */
 #define _POSIX_C_SOURCE 199309L
@@ -43,7 +44,7 @@ int main(int argc, char **argv) {
   if (argc < 6) {
     fprintf(stderr,
             "usage: %s HEADS SEQ DIM REPS fwd|bwd|both [causal] "
-            "[threads]\n",
+            "[threads] [f32|bf16]\n",
             argv[0]);
     return 2;
   }
@@ -52,9 +53,12 @@ int main(int argc, char **argv) {
   const char *mode = argv[5];
   const int causal = argc > 6 && atoi(argv[6]) != 0;
   const int threads = argc > 7 ? atoi(argv[7]) : 0;
+  const char *dtype = argc > 8 ? argv[8] : "f32";
+  const int bf = strcmp(dtype, "bf16") == 0;
   const int fwd = strcmp(mode, "bwd") != 0, bwd = strcmp(mode, "fwd") != 0;
   if (h < 1 || s < 1 || d < 1 || reps < 1 ||
-      (strcmp(mode, "fwd") && strcmp(mode, "bwd") && strcmp(mode, "both"))) {
+      (strcmp(mode, "fwd") && strcmp(mode, "bwd") && strcmp(mode, "both")) ||
+      (!bf && strcmp(dtype, "f32"))) {
     fprintf(stderr, "bad arguments\n");
     return 2;
   }
@@ -69,17 +73,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "out of memory\n");
     return 1;
   }
+  float *all[8] = {q, k, v, dout, o, dq, dk, dv};
+  for (int b = 0; b < 8 && bf; b++) { /* bf16 in place, the first half */
+    uint16_t *x = (uint16_t *)all[b];
+    for (size_t i = 0; i < n; i++)
+      x[i] = attn_f32_to_bf16(all[b][i]);
+  }
+  const attn_dtype dt = bf ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
   attn_params p;
   attn_params_init(&p);
-  p.q = attn_tensor_bhsd(q, ATTN_DTYPE_F32, 1, s, h, d);
-  p.k = attn_tensor_bhsd(k, ATTN_DTYPE_F32, 1, s, h, d);
-  p.v = attn_tensor_bhsd(v, ATTN_DTYPE_F32, 1, s, h, d);
-  p.o = attn_tensor_bhsd(o, ATTN_DTYPE_F32, 1, s, h, d);
+  p.q = attn_tensor_bhsd(q, dt, 1, s, h, d);
+  p.k = attn_tensor_bhsd(k, dt, 1, s, h, d);
+  p.v = attn_tensor_bhsd(v, dt, 1, s, h, d);
+  p.o = attn_tensor_bhsd(o, dt, 1, s, h, d);
   p.lse = lse;
-  p.dout = attn_tensor_bhsd(dout, ATTN_DTYPE_F32, 1, s, h, d);
-  p.dq = attn_tensor_bhsd(dq, ATTN_DTYPE_F32, 1, s, h, d);
-  p.dk = attn_tensor_bhsd(dk, ATTN_DTYPE_F32, 1, s, h, d);
-  p.dv = attn_tensor_bhsd(dv, ATTN_DTYPE_F32, 1, s, h, d);
+  p.dout = attn_tensor_bhsd(dout, dt, 1, s, h, d);
+  p.dq = attn_tensor_bhsd(dq, dt, 1, s, h, d);
+  p.dk = attn_tensor_bhsd(dk, dt, 1, s, h, d);
+  p.dv = attn_tensor_bhsd(dv, dt, 1, s, h, d);
   p.causal = causal ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_NONE;
   p.num_threads = threads;
   attn_status st = attn_forward(NULL, &p); /* warm-up; o, lse for bwd */
@@ -96,9 +107,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   qsort(t, (size_t)reps, sizeof *t, by_value);
-  printf("heads %lld seq %lld dim %lld %s%s threads %d: median %.3f ms, "
+  printf("heads %lld seq %lld dim %lld %s %s%s threads %d: median %.3f ms, "
          "min %.3f ms (%d calls)\n",
-         (long long)h, (long long)s, (long long)d, mode,
+         (long long)h, (long long)s, (long long)d, dtype, mode,
          causal ? " causal" : "", threads, 1e3 * t[reps / 2], 1e3 * t[0], reps);
   free(q), free(k), free(v), free(dout), free(o), free(dq), free(dk);
   free(dv), free(lse), free(t);

@@ -278,62 +278,65 @@ static void KFN(amx_qk)(const attn_qtile *t, int64_t j0, int ncol, float *s) {
               (t->rows + 15) / 16, ncol, s, BC);
 }
 
-/* acc rows of row block rb (rows of them valid) = alpha acc + the sums
- * c[16][32] (w: 16 or 32 columns from column cb). */
-static void KFN(amx_acc)(const attn_qtile *t, int rb, int rows, int64_t cb,
-                         int w, const float *c, const float *alpha) {
-  for (int r = 0; r < rows; r++) {
-    const int row = rb * 16 + r;
-    const vf a = vf_set1(alpha[row]);
-    float *acc = t->accm + row * t->dvp + cb;
-    for (int x = 0; x < w / VL; x++)
-      vf_store(acc + x * VL,
-               vf_fma(vf_load(acc + x * VL), a, vf_load(c + r * 32 + x * VL)));
-  }
-}
-
 /* Step (5) for a bf16 output (pv_tile_bf16's arithmetic) from P already
  * rounded (pb: [rows rounded up to 16][BC] bf16, zero rows past the
- * tile's): acc = alpha acc + P V with the tile's sum formed first. Two row
- * blocks (tmm4, tmm5) against two 16-column blocks of V (tmm6, tmm7). */
+ * tile's): acc = alpha acc + P V. The rows whose alpha is not 1 are
+ * rescaled first; then the tiles load acc (accm) itself, add P V 32 keys a
+ * step, and store it back: no separate pass adds the tile's sums (that
+ * pass, a load, an FMA and a store per 16 sums, had cost as much as the
+ * tile products). Each step's 32 products still form their sum in the
+ * tile, so the running sum takes one rounding per 32 keys, against one
+ * per 64 before. Two row blocks (tmm4, tmm5) against two 16-column blocks
+ * of V (tmm6, tmm7); rows past the tile's are zeros in P and in accm. */
 static void KFN(amx_pv)(const attn_qtile *t, const uint16_t *pb, int64_t j0,
                         int ncol, const float *alpha) {
-  _Alignas(64) float c0[16 * 32], c1[16 * 32];
   const int64_t dvp = t->dvp;
-  const int nrb = (t->rows + 15) / 16;
+  const int nrb = (t->rows + 15) / 16, ld = (int)(dvp * 4);
   const uint16_t *v = t->vh + j0 * dvp;
+  for (int r = 0; r < t->rows; r++) {
+    if (alpha[r] == 1.0f)
+      continue;
+    const vf a = vf_set1(alpha[r]);
+    float *acc = t->accm + r * dvp;
+    for (int64_t c = 0; c < dvp; c += VL)
+      vf_store(acc + c, vf_mul(vf_load(acc + c), a));
+  }
   for (int rb = 0; rb < nrb; rb += 2) {
     const int two = rb + 1 < nrb;
     const uint16_t *p = pb + rb * 16 * BC;
     for (int64_t cb = 0; cb < dvp; cb += 32) {
       const int w = cb + 32 <= dvp ? 32 : 16;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      float *c0 = t->accm + rb * 16 * dvp + cb, *c1 = c0 + 16 * dvp;
+      _tile_loadd(0, c0, ld);
+      if (w == 32)
+        _tile_loadd(1, c0 + 16, ld);
+      if (two) {
+        _tile_loadd(2, c1, ld);
+        if (w == 32)
+          _tile_loadd(3, c1 + 16, ld);
+      }
       for (int k = 0; k < ncol; k += 32) {
         _tile_loadd(4, p + k, BC * 2);
-        _tile_loadd(6, v + k * dvp + 2 * cb, (int)(dvp * 4));
+        _tile_loadd(6, v + k * dvp + 2 * cb, ld);
         _tile_dpbf16ps(0, 4, 6);
         if (two) {
           _tile_loadd(5, p + 16 * BC + k, BC * 2);
           _tile_dpbf16ps(2, 5, 6);
         }
         if (w == 32) {
-          _tile_loadd(7, v + k * dvp + 2 * cb + 32, (int)(dvp * 4));
+          _tile_loadd(7, v + k * dvp + 2 * cb + 32, ld);
           _tile_dpbf16ps(1, 4, 7);
           if (two)
             _tile_dpbf16ps(3, 5, 7);
         }
       }
-      _tile_stored(0, c0, 128);
-      _tile_stored(1, c0 + 16, 128);
-      _tile_stored(2, c1, 128);
-      _tile_stored(3, c1 + 16, 128);
-      KFN(amx_acc)(t, rb, ATTN_MIN(16, t->rows - rb * 16), cb, w, c0, alpha);
+      _tile_stored(0, c0, ld);
+      if (w == 32)
+        _tile_stored(1, c0 + 16, ld);
       if (two) {
-        const int rows = ATTN_MIN(16, t->rows - rb * 16 - 16);
-        KFN(amx_acc)(t, rb + 1, rows, cb, w, c1, alpha);
+        _tile_stored(2, c1, ld);
+        if (w == 32)
+          _tile_stored(3, c1 + 16, ld);
       }
     }
   }
@@ -610,6 +613,10 @@ static void KFN(fwd_qtile_body)(const attn_qtile *t) {
       memset(t->acc + r * dvp, 0, sizeof(float) * (size_t)dvp);
       memset(t->accm + r * dvp, 0, sizeof(float) * (size_t)dvp);
     }
+#if defined(ATTN_FWD_AMX) /* amx_pv's tiles load and store whole blocks */
+    memset(t->accm + t->rows * dvp, 0,
+           sizeof(float) * (size_t)((BR - t->rows) * dvp));
+#endif
     *ntiles = 0;
   }
   int tiles = *ntiles;
