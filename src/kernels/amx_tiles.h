@@ -42,7 +42,33 @@ static inline void amx_qk_rows(const uint16_t *a, int64_t lda, int64_t d,
     const int two = rb + 1 < nrb;
     const uint16_t *q = a + rb * 16 * lda;
     float *o = out + rb * 16 * ldo;
-    for (int pc = 0; pc < ncol; pc += 32) {
+    int pc = 0;
+    /* A last block alone takes two panels at once: four sums a step, as
+     * the pairs, rather than two (a tile product's latency is several of
+     * its issue intervals). */
+    for (; !two && pc + 64 <= ncol; pc += 64) {
+      const uint16_t *p = kp + (pc / 32) * d * 32;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t k = 0; k < d; k += 32) {
+        _tile_loadd(4, q + k, (int)(lda * 2));
+        _tile_loadd(6, p + k * 32, 128);
+        _tile_loadd(7, p + k * 32 + 32, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(6, p + d * 32 + k * 32, 128);
+        _tile_loadd(7, p + d * 32 + k * 32 + 32, 128);
+        _tile_dpbf16ps(2, 4, 6);
+        _tile_dpbf16ps(3, 4, 7);
+      }
+      _tile_stored(0, o + pc, (int)(ldo * 4));
+      _tile_stored(1, o + pc + 16, (int)(ldo * 4));
+      _tile_stored(2, o + pc + 32, (int)(ldo * 4));
+      _tile_stored(3, o + pc + 48, (int)(ldo * 4));
+    }
+    for (; pc < ncol; pc += 32) {
       const uint16_t *p = kp + (pc / 32) * d * 32;
       _tile_zero(0);
       _tile_zero(1);
