@@ -20,6 +20,7 @@
 #include <math.h>
 
 #define NR (NV * VL)
+_Static_assert(MR <= 8, "bwd.c pads buffers of key rows by KEY_PAD = 8 rows");
 #include "kernels/mk_qk.h"
 #include "kernels/score_body.h"
 

@@ -18,16 +18,18 @@
 /* Tile sizes; each can be overridden at build time (-DMR=.. -DNV=.. -DBR=..
  * -DBC=..) to compare variants (see "Tuning" in bench/RESULTS.md).
  * MR rows x NV vectors is the register block; BR must be a multiple of MR
- * and BC of NV * VL. f32: 4 x 4 (16 accumulators, 4 loads and 4
- * broadcasts per 16 FMAs), measured on Zen 4 against 6 x 2 (the AVX2
- * kernel's shape scaled, tuned by proxy before): 2.5-5.5% faster at seq
- * 1024-4096, d 64-128, full and causal; 8 x 2, 6 x 4, 12 x 2 and 3 x 4 no
- * better. The bf16 kernel converts P two vectors a step (NV = 2). */
+ * and BC of NV * VL. f32: 6 x 4 (24 accumulators, 4 loads and 6
+ * broadcasts per 24 FMAs). On Zen 4, 4 x 4 had been 2.5-5.5% faster than
+ * 6 x 2 at seq 1024-4096, d 64-128, full and causal, and 8 x 2, 6 x 4,
+ * 12 x 2 and 3 x 4 no better than 4 x 4; on an Intel Xeon (two 512-bit
+ * FMA ports) 6 x 4 is 5-7% faster than 4 x 4 (d64 and d128, 1 and 2
+ * threads, causal too) and 12 x 2, 8 x 2 slower. The bf16 kernel converts
+ * P two vectors a step (NV = 2). */
 #ifndef MR
 #if defined(ATTN_FWD_BF16)
 #define MR 6
 #else
-#define MR 4
+#define MR 6
 #endif
 #endif
 #ifndef NV
