@@ -152,6 +152,41 @@ static inline void amx_acc_rows(const uint16_t *a, int64_t lda, int64_t kd,
   }
 }
 
+/* The 16 x 16 transpose of 32-bit elements: row 4L + c of the result
+ * (L, c < 4) is column 4L + c of r; written to out rows of ldo elements. */
+static inline void amx_t16_u32(const __m512i r[16], uint32_t *out,
+                               int64_t ldo) {
+  __m512i a[16], b[16];
+  /* a: 32-bit interleave of row pairs; b[4g + c]: lane L holds column
+   * 4L + c of rows 4g .. 4g + 3 */
+  for (int i = 0; i < 16; i += 2) {
+    a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {
+    b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
+    b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
+    b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
+    b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
+  }
+  /* a 4 x 4 transpose of 128-bit lanes per c: row 4L + c of the result is
+   * lane L of b[c], b[4 + c], b[8 + c], b[12 + c] */
+  for (int c = 0; c < 4; c++) {
+    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x44);
+    const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xEE);
+    const __m512i e2 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x44);
+    const __m512i e3 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xEE);
+    uint32_t *o = out + c * ldo;
+    _mm512_storeu_si512((void *)o, _mm512_shuffle_i32x4(e0, e2, 0x88));
+    _mm512_storeu_si512((void *)(o + 4 * ldo),
+                        _mm512_shuffle_i32x4(e0, e2, 0xDD));
+    _mm512_storeu_si512((void *)(o + 8 * ldo),
+                        _mm512_shuffle_i32x4(e1, e3, 0x88));
+    _mm512_storeu_si512((void *)(o + 12 * ldo),
+                        _mm512_shuffle_i32x4(e1, e3, 0xDD));
+  }
+}
+
 /* out[j][0..kq) = bf16 of column j of p (rows of ldp floats), for the
  * ncol columns (a multiple of 16): the transpose that makes P or dS an A
  * operand whose sum runs over queries (dV += Pᵀ dO, dK += dSᵀ Q). Rows
@@ -162,7 +197,7 @@ static inline void amx_zip_t(const float *p, int64_t ldp, int nq, int kq,
                              int ncol, uint16_t *out, int64_t ldo) {
   for (int j0 = 0; j0 < ncol; j0 += 16)
     for (int q0 = 0; q0 < kq; q0 += 32) {
-      __m512i r[16], a[16], b[16];
+      __m512i r[16];
       for (int i = 0; i < 16; i++) {
         const int q = q0 + 2 * i;
         const __m512 x =
@@ -175,34 +210,7 @@ static inline void amx_zip_t(const float *p, int64_t ldp, int nq, int kq,
             _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(y));
         r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
       }
-      /* a: 32-bit interleave of row pairs; b[4g + c]: lane L holds column
-       * 4L + c of rows 4g .. 4g + 3 */
-      for (int i = 0; i < 16; i += 2) {
-        a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-      }
-      for (int g = 0; g < 16; g += 4) {
-        b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
-        b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
-        b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
-        b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
-      }
-      /* a 4 x 4 transpose of 128-bit lanes per c: row 4L + c of the result
-       * is lane L of b[c], b[4 + c], b[8 + c], b[12 + c] */
-      for (int c = 0; c < 4; c++) {
-        const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x44);
-        const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xEE);
-        const __m512i e2 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x44);
-        const __m512i e3 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xEE);
-        uint16_t *o = out + (j0 + c) * ldo + q0;
-        _mm512_storeu_si512((void *)o, _mm512_shuffle_i32x4(e0, e2, 0x88));
-        _mm512_storeu_si512((void *)(o + 4 * ldo),
-                            _mm512_shuffle_i32x4(e0, e2, 0xDD));
-        _mm512_storeu_si512((void *)(o + 8 * ldo),
-                            _mm512_shuffle_i32x4(e1, e3, 0x88));
-        _mm512_storeu_si512((void *)(o + 12 * ldo),
-                            _mm512_shuffle_i32x4(e1, e3, 0xDD));
-      }
+      amx_t16_u32(r, (uint32_t *)(out + j0 * ldo + q0), ldo / 2);
     }
 }
 

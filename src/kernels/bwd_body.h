@@ -382,33 +382,41 @@ static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
   }
   const int64_t n32 = KFN(kd_pad)(n); /* zeros past n, as dP's rows */
   _Alignas(64) uint16_t ah[16 * ATTN_MAX_HEAD_DIM];
-  _Alignas(64) uint32_t part[3][8 * ATTN_MAX_HEAD_DIM]; /* [n32 / 2][16] */
-  _Alignas(64) float c[16 * 16];
-  _Alignas(64) float rest[ATTN_MAX_HEAD_DIM];
-  uint16_t row[ATTN_MAX_HEAD_DIM];
-  memset(part, 0, sizeof part);
+  _Alignas(64) uint16_t rows3[3][16 * ATTN_MAX_HEAD_DIM]; /* O's parts */
+  _Alignas(64) uint32_t part[3][8 * ATTN_MAX_HEAD_DIM];   /* [n32 / 2][16] */
+  _Alignas(64) float c[16 * 16], rest[ATTN_MAX_HEAD_DIM];
   amx_config();
   for (int64_t i0 = 0; i0 < rows; i0 += 16) {
     const int m = rows - i0 < 16 ? (int)(rows - i0) : 16;
-    memset(ah, 0, sizeof(uint16_t) * (size_t)(16 * n32));
     for (int r = 0; r < 16; r++) {
+      uint16_t *x = ah + r * n32;
       if (r >= m) {
-        for (int64_t p = 0; p < n / 2; p++)
-          part[0][p * 16 + r] = part[1][p * 16 + r] = part[2][p * 16 + r] = 0;
+        memset(x, 0, sizeof(uint16_t) * (size_t)n32);
+        for (int h = 0; h < 3; h++)
+          memset(rows3[h] + r * n32, 0, sizeof(uint16_t) * (size_t)n32);
         continue;
       }
-      KFN(cvt_row)(a + (i0 + r) * lda, n, ah + r * n32);
+      KFN(cvt_row)(a + (i0 + r) * lda, n, x);
+      memset(x + n, 0, sizeof(uint16_t) * (size_t)(n32 - n));
       memcpy(rest, b + (i0 + r) * ldb, sizeof(float) * (size_t)n);
       for (int h = 0; h < 3; h++) {
+        uint16_t *y = rows3[h] + r * n32;
         for (int64_t k = 0; k < n; k += VL) {
-          const vf y = vf_load(rest + k);
-          vbf_store1(row + k, y);
-          vf_store(rest + k, vf_sub(y, KFN(widen)(row + k)));
+          const vf z = vf_load(rest + k);
+          vbf_store1(y + k, z);
+          vf_store(rest + k, vf_sub(z, KFN(widen)(y + k)));
         }
-        for (int64_t p = 0; p < n / 2; p++) /* the pair panel [n32 / 2][16] */
-          memcpy(part[h] + p * 16 + r, row + 2 * p, 4);
+        memset(y + n, 0, sizeof(uint16_t) * (size_t)(n32 - n));
       }
     }
+    for (int h = 0; h < 3; h++) /* rows of pairs to the panel [n32 / 2][16] */
+      for (int64_t p0 = 0; p0 < n32 / 2; p0 += 16) {
+        __m512i t[16];
+        for (int r = 0; r < 16; r++)
+          t[r] =
+              _mm512_loadu_si512((const void *)(rows3[h] + r * n32 + 2 * p0));
+        amx_t16_u32(t, part[h] + p0 * 16, 16);
+      }
     _tile_zero(0);
     for (int h = 0; h < 3; h++)
       for (int64_t k = 0; k < n32; k += 32) {
