@@ -40,6 +40,7 @@
 #include "core/internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -47,9 +48,18 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long a waiting thread spins before it sleeps, in nanoseconds. */
+/* How long an idle worker spins for the next call before it sleeps, in
+ * nanoseconds. */
 #ifndef ATTN_SPIN_NS
 #define ATTN_SPIN_NS 4000
+#endif
+/* How long a thread waiting inside a call (a barrier, the caller waiting
+ * for the last worker) spins before it sleeps: its partners are working
+ * on the same call and arrive within its phases' imbalance, while a sleep
+ * costs a futex wake-up (30-100 µs in the VMs measured; docs/decisions.md,
+ * "barriers spin longer"). */
+#ifndef ATTN_BARRIER_SPIN_NS
+#define ATTN_BARRIER_SPIN_NS 200000
 #endif
 
 struct attn_team {
@@ -81,27 +91,36 @@ static uint64_t now_ns(void) {
 }
 
 /* A bounded spin: while (!ready && spin_more(&s)) ...; gives up after
- * about ATTN_SPIN_NS (the clock is read every 32 rounds only). */
+ * about budget nanoseconds (the clock is read every 32 rounds only). */
 typedef struct spinner {
   unsigned rounds;
-  uint64_t deadline;
+  int yielding;
+  uint64_t deadline, budget, yield_at;
 } spinner;
 
 static int spin_more(spinner *s) {
   if ((++s->rounds & 31) == 0) {
     const uint64_t t = now_ns();
     if (s->deadline == 0)
-      s->deadline = t + ATTN_SPIN_NS;
+      s->deadline = t + s->budget, s->yield_at = t + ATTN_SPIN_NS;
     else if (t >= s->deadline)
       return 0;
+    else if (t >= s->yield_at)
+      s->yielding = 1;
   }
-  cpu_relax();
+  /* Past the first ATTN_SPIN_NS, a long spin yields the core each round:
+   * with more threads than cores the partner it waits for may need it. */
+  if (s->yielding)
+    sched_yield();
+  else
+    cpu_relax();
   return 1;
 }
 
-/* Spins for about ATTN_SPIN_NS while *w == old; returns the last value. */
-static unsigned spin_while_equal(atomic_uint *w, unsigned old) {
-  spinner s = {0, 0};
+/* Spins for about budget ns while *w == old; returns the last value. */
+static unsigned spin_while_equal(atomic_uint *w, unsigned old,
+                                 uint64_t budget) {
+  spinner s = {0, 0, 0, budget, 0};
   unsigned v;
   while ((v = atomic_load_explicit(w, memory_order_acquire)) == old &&
          spin_more(&s))
@@ -127,7 +146,7 @@ void attn_team_barrier(attn_team *t) {
     pthread_cond_broadcast(&t->cv);
     return;
   }
-  if (spin_while_equal(&t->phase, phase) != phase)
+  if (spin_while_equal(&t->phase, phase, ATTN_BARRIER_SPIN_NS) != phase)
     return;
   pthread_mutex_lock(&t->mu);
   while (atomic_load_explicit(&t->phase, memory_order_acquire) == phase)
@@ -276,7 +295,7 @@ static void *worker_main(void *vp) {
   attn_pool *pool = self->pool;
   unsigned seen = 0; /* jobs of this worker taken so far */
   for (;;) {
-    unsigned g = spin_while_equal(&self->go, seen);
+    unsigned g = spin_while_equal(&self->go, seen, ATTN_SPIN_NS);
     if (g == seen) {
       pthread_mutex_lock(&pool->mu);
       while ((g = atomic_load_explicit(&self->go, memory_order_acquire)) ==
@@ -380,7 +399,7 @@ static void pool_run(attn_pool *pool, int n, attn_team_fn fn, void *arg) {
   fn(arg, t, 0, n);
 
   /* Wait for the last worker: spin, then sleep. */
-  spinner s = {0, 0};
+  spinner s = {0, 0, 0, ATTN_BARRIER_SPIN_NS, 0};
   while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0 &&
          spin_more(&s))
     ;
