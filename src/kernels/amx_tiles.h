@@ -96,21 +96,22 @@ static inline void amx_qk_rows(const uint16_t *a, int64_t lda, int64_t d,
   }
 }
 
-/* c[m][0..ncols) += (A B)[m] for m < nrows: A the bf16 rows of nrb blocks
- * of 16 (stride lda elements, kd of them, kd a multiple of 32), B pairs
- * [kd / 2][ldb][2] (pair rows of ldb pairs; ncols a multiple of 16).
- * Every 16 x 16 block of the product is summed in its own zeroed tile, 32
- * elements a step in order, then added to c (two levels, as the f32
- * kernels' bmk_acc): the same bits whatever the blocking. Rows of A past
- * nrows must be finite; their sums are dropped. */
-static inline void amx_acc_rows(const uint16_t *a, int64_t lda, int64_t kd,
-                                const uint16_t *b, int64_t ldb, int nrb,
-                                int64_t ncols, float *c, int64_t ldc,
+/* c[m][0..ncols) += (A B)[m] for m < nrows: A the sum of np bf16 parts
+ * a[0..np) (each rows of nrb blocks of 16, stride lda elements, kd of them,
+ * kd a multiple of 32), B pairs [kd / 2][ldb][2] (pair rows of ldb pairs;
+ * ncols a multiple of 16). Every 16 x 16 block of the product is summed
+ * in its own zeroed tile, 32 elements a step in order (the parts in order
+ * within a step), then added to c (two levels, as the f32 kernels'
+ * bmk_acc): the same bits whatever the blocking. Rows of A past nrows
+ * must be finite; their sums are dropped. */
+static inline void amx_acc_rows(const uint16_t *const *a, int np, int64_t lda,
+                                int64_t kd, const uint16_t *b, int64_t ldb,
+                                int nrb, int64_t ncols, float *c, int64_t ldc,
                                 int nrows) {
   float tmp[4][16 * 16];
   for (int rb = 0; rb < nrb; rb += 2) {
     const int two_r = rb + 1 < nrb;
-    const uint16_t *x = a + rb * 16 * lda;
+    const int64_t x = rb * 16 * lda;
     for (int64_t cb = 0; cb < ncols; cb += 32) {
       const int two_c = cb + 16 < ncols;
       const uint16_t *y = b + 2 * cb;
@@ -119,18 +120,20 @@ static inline void amx_acc_rows(const uint16_t *a, int64_t lda, int64_t kd,
       _tile_zero(2);
       _tile_zero(3);
       for (int64_t k = 0; k < kd; k += 32) {
-        _tile_loadd(4, x + k, (int)(lda * 2));
         _tile_loadd(6, y + k * ldb, (int)(ldb * 4));
-        _tile_dpbf16ps(0, 4, 6);
-        if (two_c) {
+        if (two_c)
           _tile_loadd(7, y + k * ldb + 32, (int)(ldb * 4));
-          _tile_dpbf16ps(1, 4, 7);
-        }
-        if (two_r) {
-          _tile_loadd(5, x + 16 * lda + k, (int)(lda * 2));
-          _tile_dpbf16ps(2, 5, 6);
+        for (int h = 0; h < np; h++) {
+          _tile_loadd(4, a[h] + x + k, (int)(lda * 2));
+          _tile_dpbf16ps(0, 4, 6);
           if (two_c)
-            _tile_dpbf16ps(3, 5, 7);
+            _tile_dpbf16ps(1, 4, 7);
+          if (two_r) {
+            _tile_loadd(5, a[h] + x + 16 * lda + k, (int)(lda * 2));
+            _tile_dpbf16ps(2, 5, 6);
+            if (two_c)
+              _tile_dpbf16ps(3, 5, 7);
+          }
         }
       }
       _tile_stored(0, tmp[0], 64);
@@ -150,6 +153,16 @@ static inline void amx_acc_rows(const uint16_t *a, int64_t lda, int64_t kd,
       }
     }
   }
+}
+
+/* x rounded to bf16 (nearest even, subnormals to 0, as vbf_store1) and
+ * what remains of x: *rest = x - that (exact in f32). */
+static inline __m256i amx_bf16_part(__m512 x, __m512 *rest) {
+  const __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
+  const __m512 w =
+      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  *rest = _mm512_sub_ps(x, w);
+  return h;
 }
 
 /* The 16 x 16 transpose of 32-bit elements: row 4L + c of the result
@@ -187,30 +200,35 @@ static inline void amx_t16_u32(const __m512i r[16], uint32_t *out,
   }
 }
 
-/* out[j][0..kq) = bf16 of column j of p (rows of ldp floats), for the
- * ncol columns (a multiple of 16): the transpose that makes P or dS an A
- * operand whose sum runs over queries (dV += Pᵀ dO, dK += dSᵀ Q). Rows
- * from nq to kq (a multiple of 32) are zeros. Rounded as vbf_store_zip
- * (nearest even, subnormals to 0): pairs of rows zipped, then 16 x 16
- * transposes of the 32-bit pairs. */
+/* out[h][j][0..kq) = part h of column j of p (rows of ldp floats), for
+ * the ncol columns (a multiple of 16) and np parts: the transpose that
+ * makes P or dS an A operand whose sum runs over queries (dV += Pᵀ dO,
+ * dK += dSᵀ Q). Part 0 is p rounded to bf16 (nearest even, subnormals to
+ * 0, as vbf_store_zip), part h + 1 what part h left, rounded: three parts
+ * sum to p exactly (subnormals aside). Rows from nq to kq (a multiple of
+ * 32) are zeros. Pairs of rows zipped, then 16 x 16 transposes of the
+ * 32-bit pairs. */
 static inline void amx_zip_t(const float *p, int64_t ldp, int nq, int kq,
-                             int ncol, uint16_t *out, int64_t ldo) {
+                             int ncol, int np, uint16_t *const *out,
+                             int64_t ldo) {
   for (int j0 = 0; j0 < ncol; j0 += 16)
     for (int q0 = 0; q0 < kq; q0 += 32) {
-      __m512i r[16];
+      __m512 x[16], y[16];
       for (int i = 0; i < 16; i++) {
         const int q = q0 + 2 * i;
-        const __m512 x =
-            q < nq ? _mm512_loadu_ps(p + q * ldp + j0) : _mm512_setzero_ps();
-        const __m512 y = q + 1 < nq ? _mm512_loadu_ps(p + (q + 1) * ldp + j0)
-                                    : _mm512_setzero_ps();
-        const __m512i lo =
-            _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x));
-        const __m512i hi =
-            _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(y));
-        r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+        x[i] = q < nq ? _mm512_loadu_ps(p + q * ldp + j0) : _mm512_setzero_ps();
+        y[i] = q + 1 < nq ? _mm512_loadu_ps(p + (q + 1) * ldp + j0)
+                          : _mm512_setzero_ps();
       }
-      amx_t16_u32(r, (uint32_t *)(out + j0 * ldo + q0), ldo / 2);
+      for (int h = 0; h < np; h++) {
+        __m512i r[16];
+        for (int i = 0; i < 16; i++) {
+          const __m512i lo = _mm512_cvtepu16_epi32(amx_bf16_part(x[i], &x[i]));
+          const __m512i hi = _mm512_cvtepu16_epi32(amx_bf16_part(y[i], &y[i]));
+          r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+        }
+        amx_t16_u32(r, (uint32_t *)(out[h] + j0 * ldo + q0), ldo / 2);
+      }
     }
 }
 

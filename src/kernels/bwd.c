@@ -410,6 +410,7 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->pv16 = p->dv.dtype == ATTN_DTYPE_BF16 && p->dout.dtype == ATTN_DTYPE_BF16;
   t->dk16 = p->dk.dtype == ATTN_DTYPE_BF16;
   t->dq16 = p->dq.dtype == ATTN_DTYPE_BF16;
+  t->do16 = p->dout.dtype == ATTN_DTYPE_BF16;
   t->bf = (uint16_t *)(ws + w->bf);
   t->keys_bf16 = 0;
   attn_dropout_init(&t->drop, p->dropout_seed, p->dropout_p, sq->b, h);

@@ -552,22 +552,27 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 
   /* (3) dV += (P z)^T dO: rows of dV are keys, the sum runs over queries */
   const float *pv = drop ? ds : s;
-#if defined(ATTN_BWD_BF16)
-  if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
 #if defined(ATTN_BWD_AMX)
+  /* Pᵀ on tiles wherever dO is bf16: rounded to bf16 for a bf16 dV, else
+   * split into three bf16 parts that sum to it (f32's accuracy) */
+  uint16_t *const part[3] = {pq, dsq, dsb}; /* three bf16 slots */
+  const int dv32 = t->dvacc && !t->do16;
+  if (t->dvacc && t->do16) {
     const int nq = 32 * qpad; /* Pᵀ's rows: queries, zeros past rows_mr */
-    amx_zip_t(pv, BC, rows_mr, nq, ncol, pq, nq);
+    amx_zip_t(pv, BC, rows_mr, nq, ncol, pv16 ? 1 : 3, part, nq);
     KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
     memset(dop + rows_mr * dvp, 0,
            sizeof(uint16_t) * (size_t)((nq - rows_mr) * dvp));
-    amx_acc_rows(pq, nq, nq, dop, dvp, ncol / 16, dvp, t->dvacc, dvp, ncol);
-#else
+    amx_acc_rows((const uint16_t *const *)part, pv16 ? 1 : 3, nq, nq, dop, dvp,
+                 ncol / 16, dvp, t->dvacc, dvp, ncol);
+  }
+#elif defined(ATTN_BWD_BF16)
+  if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
     KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
-#endif
   }
   const int dv32 = t->dvacc && !pv16;
 #else
@@ -645,45 +650,59 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
       KFN(score_bwd_row)(&t->sc, ds + r * BC, t->g + r * BC, ncol);
 
       /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
-#if defined(ATTN_BWD_BF16)
-  /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
-  if (t->dk && dk16) {
 #if defined(ATTN_BWD_AMX)
+  /* dS on tiles (Q and K are bf16): rounded to bf16 for a bf16 dK / dQ,
+   * else split into three bf16 parts; Q unscaled (bwd.c scales dK) */
+  if (t->dk) {
     const int nq = 32 * qpad; /* dSᵀ's rows: queries, zeros past rows_mr */
-    amx_zip_t(ds, BC, rows_mr, nq, ncol, dsq, nq);
+    amx_zip_t(ds, BC, rows_mr, nq, ncol, dk16 ? 1 : 3, part, nq);
     KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
     memset(qp + rows_mr * dp, 0,
            sizeof(uint16_t) * (size_t)((nq - rows_mr) * dp));
-    amx_acc_rows(dsq, nq, nq, qp, dp, ncol / 16, dp, t->dk, dp, ncol);
-#else
+    amx_acc_rows((const uint16_t *const *)part, dk16 ? 1 : 3, nq, nq, qp, dp,
+                 ncol / 16, dp, t->dk, dp, ncol);
+  }
+  if (t->dq) {
+    const int np = dq16 ? 1 : 3;
+    for (int r = 0; r < rows_mr; r++) {
+      const float *x = ds + r * BC;
+      for (int c = 0; c < ncol; c += VL) {
+        __m512 rest = vf_load(x + c);
+        for (int h = 0; h < np; h++)
+          _mm256_storeu_si256((__m256i *)(part[h] + r * BC + c),
+                              amx_bf16_part(rest, &rest));
+      }
+    }
+    for (int h = 0; h < np; h++)
+      memset(part[h] + rows_mr * BC, 0,
+             sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * BC));
+    amx_acc_rows((const uint16_t *const *)part, np, BC, ncol, kq, dp, nrb, dp,
+                 t->dq, dp, rows);
+  }
+#elif defined(ATTN_BWD_BF16)
+  /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
+  if (t->dk && dk16) {
     KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
     KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp,
                    t->dk + r0 * dp, dp, dp, MR);
-#endif
   }
   if (t->dq && dq16) {
     for (int r = 0; r < rows_mr; r++)
       KFN(cvt_row)(ds + r * BC, ncol, dsb + r * BC);
-#if defined(ATTN_BWD_AMX)
-    memset(dsb + rows_mr * BC, 0,
-           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * BC));
-    amx_acc_rows(dsb, BC, ncol, kq, dp, nrb, dp, t->dq, dp, rows);
-#else
     for (int r0 = 0; r0 < rows; r0 += MR)
       BF_ACC_COLS2(dsb + r0 * BC, BC, 2, ncol / 2, kq, dp, t->dq + r0 * dp, dp,
                    dp, rows - r0 < MR ? rows - r0 : MR);
-#endif
   }
   if (t->dk && !dk16)
     ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
   if (t->dq && !dq16)
     ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #else
-  if (t->dk)
-    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
-  if (t->dq)
-    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+if (t->dk)
+  ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+if (t->dq)
+  ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #endif
 }

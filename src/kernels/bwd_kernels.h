@@ -59,9 +59,10 @@ typedef struct attn_bblock {
    * takes S = qscale (Q K^T) with bf16 dot products, dP too where dp16
    * says so (V and dO bf16), and rounds P (for dV, dO bf16) and dS (for
    * dK, dQ) to bf16 where pv16, dk16, dq16 say so (the gradient is stored
-   * in bf16 anyway); f32 products otherwise. */
+   * in bf16 anyway); f32 products otherwise (the AMX kernel: P or dS split
+   * into three bf16 parts on the tiles, dO bf16 for dV: do16). */
   float qscale;
-  int dp16, pv16, dk16, dq16;
+  int dp16, pv16, dk16, dq16, do16;
   uint16_t *bf;  /* scratch: ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp) */
   int keys_bf16; /* 1: prep_keys has filled bf with this key tile's keys */
 } attn_bblock;
