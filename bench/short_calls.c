@@ -8,7 +8,8 @@
  *
  * MODE: fwd (attn_forward), bwd (attn_backward after one forward), both
  * (attn_forward then attn_backward). threads 0 (default): the library's
- * choice. dtype f32 (default) or bf16: every tensor, gradients included.
+ * choice. dtype f32 (default), bf16 (every tensor, gradients included) or
+ * bf16-f32grad (bf16 inputs and output, f32 gradients).
  * Linked against the shared library, so that two builds can be
  * compared on the same binary by LD_LIBRARY_PATH (bench/RESULTS.md, the
  * spare workspace's before and after). */
@@ -44,7 +45,7 @@ int main(int argc, char **argv) {
   if (argc < 6) {
     fprintf(stderr,
             "usage: %s HEADS SEQ DIM REPS fwd|bwd|both [causal] "
-            "[threads] [f32|bf16]\n",
+            "[threads] [f32|bf16|bf16-f32grad]\n",
             argv[0]);
     return 2;
   }
@@ -54,7 +55,8 @@ int main(int argc, char **argv) {
   const int causal = argc > 6 && atoi(argv[6]) != 0;
   const int threads = argc > 7 ? atoi(argv[7]) : 0;
   const char *dtype = argc > 8 ? argv[8] : "f32";
-  const int bf = strcmp(dtype, "bf16") == 0;
+  const int g32 = strcmp(dtype, "bf16-f32grad") == 0;
+  const int bf = g32 || strcmp(dtype, "bf16") == 0;
   const int fwd = strcmp(mode, "bwd") != 0, bwd = strcmp(mode, "fwd") != 0;
   if (h < 1 || s < 1 || d < 1 || reps < 1 ||
       (strcmp(mode, "fwd") && strcmp(mode, "bwd") && strcmp(mode, "both")) ||
@@ -74,7 +76,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   float *all[8] = {q, k, v, dout, o, dq, dk, dv};
-  for (int b = 0; b < 8 && bf; b++) { /* bf16 in place, the first half */
+  for (int b = 0; b < (g32 ? 5 : 8) && bf; b++) { /* bf16 in place */
     uint16_t *x = (uint16_t *)all[b];
     for (size_t i = 0; i < n; i++)
       x[i] = attn_f32_to_bf16(all[b][i]);
@@ -88,9 +90,10 @@ int main(int argc, char **argv) {
   p.o = attn_tensor_bhsd(o, dt, 1, s, h, d);
   p.lse = lse;
   p.dout = attn_tensor_bhsd(dout, dt, 1, s, h, d);
-  p.dq = attn_tensor_bhsd(dq, dt, 1, s, h, d);
-  p.dk = attn_tensor_bhsd(dk, dt, 1, s, h, d);
-  p.dv = attn_tensor_bhsd(dv, dt, 1, s, h, d);
+  const attn_dtype gt = g32 ? ATTN_DTYPE_F32 : dt;
+  p.dq = attn_tensor_bhsd(dq, gt, 1, s, h, d);
+  p.dk = attn_tensor_bhsd(dk, gt, 1, s, h, d);
+  p.dv = attn_tensor_bhsd(dv, gt, 1, s, h, d);
   p.causal = causal ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_NONE;
   p.num_threads = threads;
   attn_status st = attn_forward(NULL, &p); /* warm-up; o, lse for bwd */
