@@ -130,6 +130,7 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
 #define BMK_ACC KFN(bmk_acc)
 #define ACC_COLS KFN(acc_cols)
 #define ACC_BLOCKS KFN(acc_blocks)
+#define SCORE_BWD_ROW KFN(score_bwd_row)
 static void ACC_BLOCKS(const float *restrict a, int64_t ags, int64_t ars,
                        int64_t acs, int n, const float *restrict b, int64_t ldb,
                        float *restrict c, int64_t ldc, int64_t ncols,
@@ -261,7 +262,7 @@ typedef struct KFN(bf_ops) {
   uint16_t *kh, *vh;  /* pair panels of K and V [BC / NR][d2 / 2][NR][2] */
   uint16_t *kq;       /* pairs of key rows [BC / 2][dp][2]               */
   uint16_t *pq, *dsq; /* P, dS as pairs of query rows [BR / 2][BC][2]    */
-  uint16_t *dsb;      /* dS rows [BR][BC]                                */
+  uint16_t *dsb;      /* dS rows [BR][BC]; AMX: pq, dsq, dsb hold parts  */
 } KFN(bf_ops);
 
 /* Query rows rounded up to a tile step (32): the AMX kernel's products
@@ -349,30 +350,33 @@ static void KFN(row_dot_chain)(const float *a, int64_t lda, const float *b,
 }
 
 #if defined(ATTN_BWD_AMX)
-/* The AMX variant (bwd_amxbf16.c; docs/bf16.md). S = scale (Q Kᵀ) by the
- * forward's own routine (amx_qk_rows, then the scale), so that P is
+/* The AMX variant (bwd_amxbf16.c; docs/bf16.md, "AMX"). S = scale (Q Kᵀ)
+ * by the forward's own routine (amx_qk_rows, then the scale), so that P is
  * recomputed with the forward's arithmetic (bwd.c's use_bf16 explains
- * why); it needs d a multiple of 32, as the forward's tiles. dP = dO Vᵀ
- * takes tiles too where dv is a multiple of 32 (and V, dO are bf16: dp16),
- * with D = rowsum(dO ∘ O) in the same tile arithmetic (row_dot below).
- * dV, dK and dQ take tiles of P or dS rounded to bf16 where their gradient
- * is stored in bf16 (pv16, dk16, dq16, as the avx512bf16 kernel), f32
- * products otherwise. Dims off the tiles' steps keep vdpbf16ps. */
+ * why); it needs d a multiple of 16 (rows padded to 32, as the forward's).
+ * dP = dO Vᵀ takes tiles too where dv is a multiple of 16 (and V, dO are
+ * bf16: dp16), with D = rowsum(dO ∘ O) in the same tile arithmetic
+ * (row_dot below). dV (with a bf16 dO), dK and dQ take tiles of P or dS
+ * rounded to bf16 where their gradient is stored in bf16 (pv16, dk16,
+ * dq16, as the avx512bf16 kernel), split into three bf16 parts otherwise.
+ * Other head dims keep vdpbf16ps for S and dP. */
 #include "kernels/amx_tiles.h"
 _Static_assert(NR == 32 && BR % 16 == 0, "AMX: 16-key halves, 16-row blocks");
 
-/* attn_bwd_kernel.row_dot of the AMX kernel: where n is a multiple of 32
- * (dP on tiles), each row's sum is the diagonal of a tile product of 16
- * dO rows against 16 O rows, in the steps dP takes (a zeroed tile, 32
- * elements a step, in order). O is f32: it is split into three bf16 parts
- * that sum to it exactly (head, then the rounded rest, then what remains,
- * subnormals aside), summed in that order. Where a row sees one key, O is
- * that key's bf16 V row, the other parts are zero, and D equals that key's
- * dP bit for bit, so dS is exactly 0 (the chain version's reason). */
 static inline vf KFN(widen)(const uint16_t *h) { /* VL bf16 to f32 */
   const __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)h));
   return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
 }
+
+/* attn_bwd_kernel.row_dot of the AMX kernel: where n is a multiple of 16
+ * (dP on tiles), each row's sum is the diagonal of a tile product of 16
+ * dO rows against 16 O rows, in the steps dP takes (a zeroed tile, 32
+ * elements a step, zeros past n, in order). O is f32: it is split into
+ * three bf16 parts that sum to it exactly (head, then the rounded rest,
+ * then what remains, subnormals aside), summed in that order. Where a row
+ * sees one key, O is that key's bf16 V row, the other parts are zero, and
+ * D equals that key's dP bit for bit, so dS is exactly 0 (the chain
+ * version's reason). */
 
 static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
                          int64_t ldb, int64_t n, int64_t rows, float *out) {
@@ -472,9 +476,10 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const KFN(bf_ops) o = KFN(bf_carve)(t);
   uint16_t *qh = o.qh, *doh = o.doh, *qp = o.qp, *dop = o.dop, *kh = o.kh;
   uint16_t *vh = o.vh, *kq = o.kq, *pq = o.pq, *dsq = o.dsq, *dsb = o.dsb;
-  if (!t->keys_bf16)
+  if (!t->keys_bf16) {
     KFN(prep_keys)(t);
-    /* (1) S = scale (Q K^T) with bf16 dot products */
+  }
+  /* (1) S = scale (Q K^T) with bf16 dot products */
 #if defined(ATTN_BWD_AMX)
   /* tiles where d and dv are multiples of 16 (rows padded to d2, dv2) */
   const int amx = d % 16 == 0, amx_dp = t->dp16 && dv % 16 == 0;
@@ -552,6 +557,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 
   /* (3) dV += (P z)^T dO: rows of dV are keys, the sum runs over queries */
   const float *pv = drop ? ds : s;
+#if defined(ATTN_BWD_BF16)
 #if defined(ATTN_BWD_AMX)
   /* Pᵀ on tiles wherever dO is bf16: rounded to bf16 for a bf16 dV, else
    * split into three bf16 parts that sum to it (f32's accuracy) */
@@ -566,7 +572,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     amx_acc_rows((const uint16_t *const *)part, pv16 ? 1 : 3, nq, nq, dop, dvp,
                  ncol / 16, dvp, t->dvacc, dvp, ncol);
   }
-#elif defined(ATTN_BWD_BF16)
+#else
   if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
     KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
@@ -575,6 +581,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
   }
   const int dv32 = t->dvacc && !pv16;
+#endif
 #else
   const int dv32 = t->dvacc != NULL;
 #endif
@@ -645,11 +652,13 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     return; /* dBias only wants dS */
 
   /* (6) the modifiers' backward rules (softcap's chain rule) */
-  for (int r = 0; r < rows; r++)
+  for (int r = 0; r < rows; r++) {
     if (t->lse[r] != -INFINITY)
-      KFN(score_bwd_row)(&t->sc, ds + r * BC, t->g + r * BC, ncol);
+      SCORE_BWD_ROW(&t->sc, ds + r * BC, t->g + r * BC, ncol);
+  }
 
-      /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
+  /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
+#if defined(ATTN_BWD_BF16)
 #if defined(ATTN_BWD_AMX)
   /* dS on tiles (Q and K are bf16): rounded to bf16 for a bf16 dK / dQ,
    * else split into three bf16 parts; Q unscaled (bwd.c scales dK) */
@@ -679,7 +688,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     amx_acc_rows((const uint16_t *const *)part, np, BC, ncol, kq, dp, nrb, dp,
                  t->dq, dp, rows);
   }
-#elif defined(ATTN_BWD_BF16)
+#else
   /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
   if (t->dk && dk16) {
     KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
@@ -699,10 +708,11 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
   if (t->dq && !dq16)
     ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+#endif
 #else
-if (t->dk)
-  ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
-if (t->dq)
-  ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+  if (t->dk)
+    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+  if (t->dq)
+    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
 #endif
 }
