@@ -443,6 +443,23 @@ static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
 #endif
 
 #if defined(ATTN_BWD_AMX)
+/* c[j][0..ldy) += sum_q x[q][j] y[q][0..ldy) for the ncol keys j on tiles
+ * (dV += Pᵀ dO, dK += dSᵀ Q): x (P or dS, rows of BC floats) transposed
+ * into np bf16 parts (1: rounded; 3: exact), y (dO or Q, rows of ldy
+ * floats, bf16 values) as query row pairs in yp, both padded with zero
+ * queries from rows_mr to nq (a multiple of 32); c has row stride ldy. */
+#define AMX_XT_Y KFN(amx_xt_y)
+static void AMX_XT_Y(const float *x, int np, const float *y, int64_t ldy,
+                     uint16_t *yp, float *c, int rows_mr, int nq, int ncol,
+                     uint16_t *const *part) {
+  amx_zip_t(x, BC, rows_mr, nq, ncol, np, part, nq);
+  KFN(cvt_rowpairs)(y, ldy, rows_mr, ldy, yp, ldy);
+  memset(yp + rows_mr * ldy, 0,
+         sizeof(uint16_t) * (size_t)((nq - rows_mr) * ldy));
+  amx_acc_rows((const uint16_t *const *)part, np, nq, nq, yp, ldy, ncol / 16,
+               ldy, c, ldy, ncol);
+}
+
 /* Columns n0 .. ld - 1 of rows 0 .. rows - 1 of h (row stride ld): zero. */
 static void KFN(zero_cols)(uint16_t *h, int64_t ld, int64_t n0, int rows) {
   for (int r = 0; r < rows && n0 < ld; r++)
@@ -563,15 +580,9 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
    * split into three bf16 parts that sum to it (f32's accuracy) */
   uint16_t *const part[3] = {pq, dsq, dsb}; /* three bf16 slots */
   const int dv32 = t->dvacc && !t->do16;
-  if (t->dvacc && t->do16) {
-    const int nq = 32 * qpad; /* Pᵀ's rows: queries, zeros past rows_mr */
-    amx_zip_t(pv, BC, rows_mr, nq, ncol, pv16 ? 1 : 3, part, nq);
-    KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
-    memset(dop + rows_mr * dvp, 0,
-           sizeof(uint16_t) * (size_t)((nq - rows_mr) * dvp));
-    amx_acc_rows((const uint16_t *const *)part, pv16 ? 1 : 3, nq, nq, dop, dvp,
-                 ncol / 16, dvp, t->dvacc, dvp, ncol);
-  }
+  if (t->dvacc && t->do16)
+    AMX_XT_Y(pv, pv16 ? 1 : 3, t->dout, dvp, dop, t->dvacc, rows_mr, 32 * qpad,
+             ncol, part);
 #else
   if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
@@ -662,15 +673,9 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 #if defined(ATTN_BWD_AMX)
   /* dS on tiles (Q and K are bf16): rounded to bf16 for a bf16 dK / dQ,
    * else split into three bf16 parts; Q unscaled (bwd.c scales dK) */
-  if (t->dk) {
-    const int nq = 32 * qpad; /* dSᵀ's rows: queries, zeros past rows_mr */
-    amx_zip_t(ds, BC, rows_mr, nq, ncol, dk16 ? 1 : 3, part, nq);
-    KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
-    memset(qp + rows_mr * dp, 0,
-           sizeof(uint16_t) * (size_t)((nq - rows_mr) * dp));
-    amx_acc_rows((const uint16_t *const *)part, dk16 ? 1 : 3, nq, nq, qp, dp,
-                 ncol / 16, dp, t->dk, dp, ncol);
-  }
+  if (t->dk)
+    AMX_XT_Y(ds, dk16 ? 1 : 3, t->q, dp, qp, t->dk, rows_mr, 32 * qpad, ncol,
+             part);
   if (t->dq) {
     const int np = dq16 ? 1 : 3;
     for (int r = 0; r < rows_mr; r++) {
