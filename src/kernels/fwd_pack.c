@@ -127,10 +127,11 @@ static void pack_panel_bf16(const attn_fwd_pack *pk, const attn_seq *sq,
   int64_t c = 0;
 #if defined(__SSE2__)
   /* Four live keys at a time where K rows are read in place (unit stride,
-   * even d); V pairs of keys interleaved in place where they are bf16 in
-   * unit stride too. The row path takes the rest (and a block with a
-   * non-finite key, from its start). */
-  const int direct = p->k.stride[3] == 1 && d2 == pr->d;
+   * even d; pairs past d up to d2, AMX's padding, zero); V pairs of keys
+   * interleaved in place where they are bf16 in unit stride too. The row
+   * path takes the rest (and a block with a non-finite key, from its
+   * start). */
+  const int direct = p->k.stride[3] == 1 && pr->d % 2 == 0;
   const int v2 = pk->pv16 && p->v.stride[3] == 1;
   for (; direct && c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
     const int64_t j = pnl * nr + c;
@@ -138,8 +139,11 @@ static void pack_panel_bf16(const attn_fwd_pack *pk, const attn_seq *sq,
     for (int i = 0; i < 4; i++)
       r[i] = (const uint16_t *)attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g,
                                          0);
-    if (!pack_keys4_bf16(r, d2, nr, kp + 2 * c))
+    if (!pack_keys4_bf16(r, pr->d, nr, kp + 2 * c))
       break;
+    for (int64_t kk = pr->d; kk < d2; kk += 2)
+      _mm_storeu_si128((__m128i *)(kp + (kk >> 1) * 2 * nr + 2 * c),
+                       _mm_setzero_si128());
     for (int i = 0; i < 4; i += 2) {
       if (!v2) {
         pack_v_bf16(pk, sq, g, j + i, vpack);
