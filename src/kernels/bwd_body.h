@@ -460,10 +460,21 @@ static void AMX_XT_Y(const float *x, int np, const float *y, int64_t ldy,
                ldy, c, ldy, ncol);
 }
 
-/* Columns n0 .. ld - 1 of rows 0 .. rows - 1 of h (row stride ld): zero. */
-static void KFN(zero_cols)(uint16_t *h, int64_t ld, int64_t n0, int rows) {
-  for (int r = 0; r < rows && n0 < ld; r++)
-    memset(h + r * ld + n0, 0, sizeof(uint16_t) * (size_t)(ld - n0));
+/* out = x (Q or dO: rows_mr rows of n floats, n a multiple of 16) times
+ * the pair panels p ([ncol / 32][n2 / 2][32][2]) on tiles, unscaled (S or
+ * dP; row stride BC): x as bf16 rows of n2 (a multiple of 32) in h, zeros
+ * past n and past rows_mr up to nrb blocks of 16 rows. */
+#define AMX_ROWS_QK KFN(amx_rows_qk)
+static void AMX_ROWS_QK(const float *x, int64_t n, int rows_mr, int nrb,
+                        uint16_t *h, int64_t n2, const uint16_t *p, int ncol,
+                        float *out) {
+  for (int r = 0; r < rows_mr; r++) {
+    KFN(cvt_row)(x + r * n, n, h + r * n2);
+    memset(h + r * n2 + n, 0, sizeof(uint16_t) * (size_t)(n2 - n));
+  }
+  memset(h + rows_mr * n2, 0,
+         sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * n2));
+  amx_qk_rows(h, n2, n2, p, nrb, ncol, out, BC);
 }
 #endif
 
@@ -503,13 +514,8 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int pv16 = t->pv16, dk16 = t->dk16, dq16 = t->dq16;
   const int nrb = (rows_mr + 15) / 16;  /* blocks of 16 query rows */
   const int qpad = (rows_mr + 31) / 32; /* query pairs: qpad * 32 rows */
-  if (amx) { /* qh rows of d2 (dp = d here), zeros past d and rows_mr */
-    for (int r = 0; r < rows_mr; r++)
-      KFN(cvt_row)(t->q + r * dp, dp, qh + r * d2);
-    KFN(zero_cols)(qh, d2, dp, rows_mr);
-    memset(qh + rows_mr * d2, 0,
-           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * d2));
-    amx_qk_rows(qh, d2, d2, kh, nrb, ncol, s, BC);
+  if (amx) {                            /* dp = d here */
+    AMX_ROWS_QK(t->q, dp, rows_mr, nrb, qh, d2, kh, ncol, s);
     const vf sc = vf_set1(t->qscale);
     for (int r = 0; r < rows_mr; r++)
       for (int c = 0; c < ncol; c += VL)
@@ -604,14 +610,8 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 #if defined(ATTN_BWD_BF16)
 #if defined(ATTN_BWD_AMX)
   const int vdp = t->dp16 && !amx_dp; /* dP with vdpbf16ps */
-  if (amx_dp) {                       /* D in this arithmetic: row_dot */
-    for (int r = 0; r < rows_mr; r++)
-      KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dv2);
-    KFN(zero_cols)(doh, dv2, dvp, rows_mr);
-    memset(doh + rows_mr * dv2, 0,
-           sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * dv2));
-    amx_qk_rows(doh, dv2, dv2, vh, nrb, ncol, ds, BC);
-  }
+  if (amx_dp) /* D in this arithmetic: row_dot; dvp = dv here */
+    AMX_ROWS_QK(t->dout, dvp, rows_mr, nrb, doh, dv2, vh, ncol, ds);
 #else
   const int vdp = t->dp16;
 #endif
