@@ -34,17 +34,19 @@
 /* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + (sum_j p[r][j] * v[j][..]),
  * the tile's sum formed on its own first,
  * for r < mr <= MR and nv <= NV vectors, both compile-time constants at
- * every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row stride dvp). */
-static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
-                                     const float *restrict p, int ncol,
-                                     const float *restrict v, int64_t dvp,
-                                     const float *restrict alpha,
-                                     float *restrict acc) {
+ * every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row stride dvp).
+ * pf, npf: lines to bring into L2 on the way, one per key (mk_qk). */
+static ALWAYS_INLINE void
+KFN(mk_pv)(const int mr, const int nv, const float *restrict p, int ncol,
+           const float *restrict v, int64_t dvp, const float *restrict alpha,
+           float *restrict acc, const char *pf, int npf) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_zero();
   }
   for (int j = 0; j < ncol; j++) {
+    if (j < npf)
+      ATTN_PF_L2(pf + 64 * j);
     vf b[NV];
     UNROLL for (int x = 0; x < nv; x++) b[x] = vf_load(v + j * dvp + x * VL);
     UNROLL for (int r = 0; r < mr; r++) {
@@ -68,12 +70,15 @@ static ALWAYS_INLINE void KFN(mk_pv)(const int mr, const int nv,
 static ALWAYS_INLINE void
 KFN(mk_pv_bf16)(const int mr, const int nv, const uint16_t *restrict p,
                 int ncol, const uint16_t *restrict v, int64_t dvp,
-                const float *restrict alpha, float *restrict acc) {
+                const float *restrict alpha, float *restrict acc,
+                const char *pf, int npf) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_zero();
   }
   for (int j = 0; j < ncol; j += 2) {
+    if (j < 2 * npf)
+      ATTN_PF_L2(pf + 32 * j);
     vbf b[NV];
     UNROLL for (int x = 0; x < nv; x++) b[x] =
         vbf_load(v + j * dvp + 2 * x * VL);
@@ -157,9 +162,10 @@ KFN(mk_pv_bf16)(const int mr, const int nv, const uint16_t *restrict p,
 
 /* S for one row block of mr rows against one K panel. */
 static void KFN(qk_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
-                          float *s, float scale) {
+                          float *s, float scale, const char *pf, int npf) {
 #define QK_CASE(n)                                                             \
-  KFN(mk_qk)(0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL, NULL, scale);
+  KFN(mk_qk)                                                                   \
+  (0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL, NULL, scale, pf, npf);
   SWITCH_UPTO(MR, mr, QK_CASE)
 #undef QK_CASE
 }
@@ -167,10 +173,12 @@ static void KFN(qk_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
 /* The fused S and P for one row block against one K panel. */
 static void KFN(qk_exp_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
                               float *p, const float *negm, float *rowsum,
-                              float *rowmax, float scale) {
+                              float *rowmax, float scale, const char *pf,
+                              int npf) {
 #define QKE_CASE(n)                                                            \
   KFN(mk_qk)                                                                   \
-  (1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum, rowmax, scale);
+  (1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum, rowmax, scale, pf,   \
+   npf);
   SWITCH_UPTO(MR, mr, QKE_CASE)
 #undef QKE_CASE
 }
@@ -179,9 +187,10 @@ static void KFN(qk_exp_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
  * vectors. */
 static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
                                         int ncol, const float *v, int64_t dvp,
-                                        const float *alpha, float *acc) {
+                                        const float *alpha, float *acc,
+                                        const char *pf, int npf) {
 #define PV_ROWS(n, NVEC)                                                       \
-  KFN(mk_pv)((n) <= MR ? (n) : MR, NVEC, p, ncol, v, dvp, alpha, acc);
+  KFN(mk_pv)((n) <= MR ? (n) : MR, NVEC, p, ncol, v, dvp, alpha, acc, pf, npf);
 #define PV_CASE_FULL(n) PV_ROWS(n, NV)
 #define PV_CASE_1(n) PV_ROWS(n, 1)
 #define PV_CASE_2(n) PV_ROWS(n, (2 <= NV ? 2 : NV))
@@ -202,17 +211,40 @@ static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
 #undef PV_CASE_3
 }
 
+/* The next key tile's operands, brought into L2 while this tile computes
+ * (without it, every tile's K and V come from L3 or memory when a head's
+ * K and V exceed L2): bytes from at, spread over a loop's n calls. */
+typedef struct {
+  const char *at;
+  int64_t bytes;
+} pf_span;
+
+/* Call i of n's share of span: its first line (*line) and count. */
+static int KFN(pf_share)(pf_span sp, int i, int n, const char **line) {
+  const int64_t lines = (sp.bytes + 63) / 64, per = (lines + n - 1) / n;
+  const int64_t first = (int64_t)i * per, left = lines - first;
+  *line = sp.at + 64 * first;
+  return sp.at && left > 0 ? (int)ATTN_MIN(per, left) : 0;
+}
+
 /* Step (5) in f32: acc += P V for every row block and column block (p:
- * the tile's P, row stride BC; v: the tile's first value row). */
+ * the tile's P, row stride BC; v: the tile's first value row; pf: the
+ * next tile's V). */
 static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
-                         int ncol, const float *alpha) {
+                         int ncol, const float *alpha, pf_span pf) {
   const int64_t dvp = t->dvp;
+  const int nrb = (t->rows + MR - 1) / MR, ncb = (int)((dvp + NR - 1) / NR);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
       float *acc = t->accm + r0 * dvp + cb;
-      KFN(pv_block)(mr, nv, p + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc);
+      const char *at;
+      const int npf =
+          KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, ncb * nrb, &at);
+      KFN(pv_block)
+      (mr, nv, p + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc, at,
+       ATTN_MIN(npf, ncol));
     }
   }
 }
@@ -223,7 +255,7 @@ _Static_assert(NV == 2,
 /* Step (5) for a bf16 output: P (s, row stride BC) rounded to bf16 once,
  * then acc += P V by bf16 dot products over pairs of keys. */
 static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
-                              int ncol, const float *alpha) {
+                              int ncol, const float *alpha, pf_span pf) {
   uint16_t pb[BR * BC];
   const int64_t dvp = t->dvp;
   for (int r = 0; r < t->rows; r++)
@@ -234,14 +266,19 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
 #define PVB_ROWS(n, NVEC)                                                      \
   KFN(mk_pv_bf16)                                                              \
   ((n) <= MR ? (n) : MR, NVEC, pb + r0 * BC, ncol, v + 2 * cb, dvp,            \
-   alpha + r0, acc);
+   alpha + r0, acc, at, npf);
 #define PVB_FULL(n) PVB_ROWS(n, NV)
 #define PVB_1(n) PVB_ROWS(n, 1)
+  const int nrb = (t->rows + MR - 1) / MR, ncb = (int)((dvp + NR - 1) / NR);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
       float *acc = t->accm + r0 * dvp + cb;
+      const char *at;
+      const int npf = ATTN_MIN(
+          KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, ncb * nrb, &at),
+          ncol / 2);
       if (nv == NV) {
         SWITCH_UPTO(MR, mr, PVB_FULL)
       } else {
@@ -475,9 +512,11 @@ static void KFN(amx_softmax_full)(const attn_qtile *t, float *s, int64_t j0,
 }
 #endif
 
-/* Steps (1)-(5) on key tile [j0, j1) of the given kind. */
+/* Steps (1)-(5) on key tile [j0, j1) of the given kind; the keys of the
+ * next tile, [jn, jn1) (empty: none), are brought into L2 meanwhile. */
 static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
-                          attn_tile_kind kind, float *alpha, float *lm) {
+                          int64_t jn, int64_t jn1, attn_tile_kind kind,
+                          float *alpha, float *lm) {
   const int64_t d = t->d, dvp = t->dvp;
 #if defined(ATTN_FWD_BF16)
   const qk_t *tq = t->qh, *tk = t->kh;
@@ -491,6 +530,18 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     kind = ATTN_TILE_PARTIAL; /* padding keys in the last panel */
   const float *v = t->vp + j0 * dvp;
   float *s = t->s;
+  /* The next tile's K panels and V rows (whole panels of NR keys). */
+  const int64_t nn = jn1 > jn ? (jn1 - jn + NR - 1) / NR * NR : 0;
+  const pf_span kn = {nn ? (const char *)(tk + (jn / NR) * d * NR) : NULL,
+                      nn * d * (int64_t)sizeof(qk_t)};
+  pf_span vn = {nn ? (const char *)(t->vp + jn * dvp) : NULL,
+                nn * dvp * (int64_t)sizeof(float)};
+#if defined(ATTN_FWD_BF16)
+  if (t->vh) {
+    vn.at = nn ? (const char *)(t->vh + jn * dvp) : NULL;
+    vn.bytes /= 2;
+  }
+#endif
   /* GEMM order: each K panel stays in L1 while every row block uses it,
    * then each V column block stays in L1 for every row block. The last
    * row block computes only its valid rows. FULL tiles without score
@@ -523,7 +574,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       if (t->vh)
         KFN(amx_pv)(t, pb, j0, ncol, alpha);
       else
-        KFN(pv_tile)(t, pf, v, ncol, alpha);
+        KFN(pv_tile)(t, pf, v, ncol, alpha, vn);
       return;
     }
     const vf sc = vf_set1(scale);
@@ -532,6 +583,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
         vf_store(s + r * BC + c, vf_mul(vf_load(s + r * BC + c), sc));
   }
 #endif
+  const int nrb = (t->rows + MR - 1) / MR, npc = ncol / NR;
   for (int pc = 0; pc < ncol && !amx; pc += NR) { /* (1), fused with (4) */
     const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
@@ -539,10 +591,14 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       const qk_t *qr = tq + r0 * d;
       const float *nm = negm + r0;
       float *out = s + r0 * BC + pc, *rs = rowsum + r0, *rm = rowmax + r0 * VL;
+      const char *at; /* at most one line per step of the sum over d */
+      const int npf = (int)ATTN_MIN(
+          KFN(pf_share)(kn, (pc / NR) * nrb + r0 / MR, npc * nrb, &at),
+          d / (int64_t)(sizeof(float) / sizeof(qk_t)));
       if (fused)
-        KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm, scale);
+        KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm, scale, at, npf);
       else
-        KFN(qk_block)(mr, qr, d, kp, out, scale);
+        KFN(qk_block)(mr, qr, d, kp, out, scale, at, npf);
     }
   }
   if (!fused)
@@ -559,7 +615,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     float *sr = s + r * BC; /* a score far from the max: redo the row */
     for (int pc = 0; pc < ncol; pc += NR) {
       const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
-      KFN(qk_block)(1, tq + r * d, d, kp, sr + pc, scale);
+      KFN(qk_block)(1, tq + r * d, d, kp, sr + pc, scale, NULL, 0);
     }
     KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
   }
@@ -576,11 +632,11 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       return;
     }
 #endif
-    KFN(pv_tile_bf16)(t, s, j0, ncol, alpha);
+    KFN(pv_tile_bf16)(t, s, j0, ncol, alpha, vn);
     return;
   }
 #endif
-  KFN(pv_tile)(t, s, v, ncol, alpha); /* (5) */
+  KFN(pv_tile)(t, s, v, ncol, alpha, vn); /* (5) */
 }
 
 static void KFN(fwd_qtile_body)(const attn_qtile *t);
@@ -626,7 +682,13 @@ static void KFN(fwd_qtile_body)(const attn_qtile *t) {
       const int64_t j0 = kt * BC, j1 = ATTN_MIN(j0 + BC, t->j_end);
       if (j1 <= j0)
         break;
-      KFN(key_tile)(t, j0, j1, (attn_tile_kind)run->kind, alpha, lm);
+      /* The next tile: in this run, or the first of the next. */
+      const int64_t kn = kt + 1 < run->kt1   ? kt + 1
+                         : ri + 1 < t->nruns ? t->runs[ri + 1].kt0
+                                             : -1;
+      const int64_t jn = kn < 0 ? 0 : kn * BC;
+      const int64_t jn1 = kn < 0 ? 0 : ATTN_MIN(jn + BC, t->j_end);
+      KFN(key_tile)(t, j0, j1, jn, jn1, (attn_tile_kind)run->kind, alpha, lm);
       if (++tiles % FLUSH == 0)
         KFN(flush)(t, lm);
     }

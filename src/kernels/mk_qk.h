@@ -22,7 +22,10 @@
  * A row that has seen no key yet may take the fused path too, guessing
  * m = 0 (negm[r] = 0): the caller accepts the guess when the row's largest
  * exponent lies within +-FUSED_TAU. Every decision is per row, so no row's
- * result depends on another row's data. */
+ * result depends on another row's data.
+ *
+ * pf, npf: npf lines of 64 bytes from pf to bring into L2, one per step of
+ * k (the next key tile's panel while this one computes; npf 0: none). */
 #define FUSED_TAU 16.0f
 #if defined(ATTN_FWD_BF16) || defined(ATTN_BWD_BF16)
 /* bf16 kernels (docs/bf16.md): q holds bf16 rows of an even length d (the
@@ -36,13 +39,15 @@ static ALWAYS_INLINE void
 KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
            int64_t d, const qk_t *restrict kp, float *restrict out,
            const float *restrict negm, float *restrict rowsum,
-           float *restrict rowmax, float scale) {
+           float *restrict rowmax, float scale, const char *pf, int npf) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
   }
 #if defined(ATTN_FWD_BF16) || defined(ATTN_BWD_BF16)
   for (int64_t k = 0; k < d; k += 2) {
+    if (k < 2 * npf)
+      ATTN_PF_L2(pf + 32 * k);
     vbf b[NV];
     UNROLL for (int v = 0; v < NV; v++) b[v] =
         vbf_load(kp + k * NR + 2 * v * VL);
@@ -58,6 +63,8 @@ KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
 #else
   (void)scale;
   for (int64_t k = 0; k < d; k++) {
+    if (k < npf)
+      ATTN_PF_L2(pf + 64 * k);
     vf b[NV];
     UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
     UNROLL for (int r = 0; r < mr; r++) {

@@ -396,6 +396,14 @@ static inline void vbf_store_zip(uint16_t *p, vf x, vf y) {
 #define NOINLINE
 #endif
 
+/* A hint to bring the 64-byte line at p into L2 (a later tile's operands,
+ * fetched while this tile computes; fwd_body.h). */
+#if defined(__GNUC__)
+#define ATTN_PF_L2(p) __builtin_prefetch((p), 0, 2)
+#else
+#define ATTN_PF_L2(p) ((void)(p))
+#endif
+
 static const float kLog2e = 1.4426950408889634f;
 
 #endif
