@@ -15,15 +15,25 @@
 #define KSUFFIX avx512
 #define KISA ATTN_ISA_AVX512
 #endif
-/* MR x NV: 8 x 2 (16 accumulators, 2 loads and 8 broadcasts per 16
- * FMAs). On an Intel Xeon (2 FMA ports of 512 bits) 8 x 2 ran the f32
- * backward 9-10% faster than 4 x 2 and 6 x 2 5-6% (1 thread, h8 s2048 d64,
- * h4 s2048 d128, alternating builds); MR stays <= 8 (bwd.c's KEY_PAD). */
+/* MR x NV. f32: 6 x 4 (24 accumulators, 4 loads and 6 broadcasts per 24
+ * FMAs); on an Intel Xeon (2 FMA ports of 512 bits, 2 threads, h8 s4096)
+ * 5-7% faster than 8 x 2 at d64 and 4-5% at d128, and 8 x 2 had been
+ * 9-10% faster than 4 x 2 (1 thread, h8 s2048 d64, h4 s2048 d128,
+ * alternating builds). The bf16 kernel keeps 8 x 2 (acc_cols2 takes two
+ * vectors a step). MR stays <= 8 (bwd.c's KEY_PAD). */
 #ifndef MR
+#if defined(ATTN_BWD_BF16)
 #define MR 8
+#else
+#define MR 6
+#endif
 #endif
 #ifndef NV
+#if defined(ATTN_BWD_BF16)
 #define NV 2
+#else
+#define NV 4
+#endif
 #endif
 #ifndef BR
 #define BR ATTN_TILE_Q
