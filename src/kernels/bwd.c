@@ -415,6 +415,7 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->keys_bf16 = 0;
   attn_dropout_init(&t->drop, p->dropout_seed, p->dropout_p, sq->b, h);
   t->dk = t->dvacc = t->dq = t->dt5 = NULL;
+  t->tiles_on = NULL; /* per block unless the caller says otherwise */
   return 1;
 }
 
@@ -433,7 +434,7 @@ static void rel_scatter(const attn_bblock *t, const float *dt5, float *part) {
 }
 
 static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
-                         char *ws) {
+                         char *ws, int *tiles_on) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const attn_bwd_kernel *k = job->k;
@@ -494,6 +495,7 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
         t.dk = hk;
         t.dvacc = hv;
         t.keys_bf16 = k->prep_keys != NULL;
+        t.tiles_on = tiles_on;
         t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
         if (!touched[hh * nqt + qt]) {
           touched[hh * nqt + qt] = 1;
@@ -541,6 +543,7 @@ static void phase_a(bwd_job *job, int tid) {
   const attn_problem *pr = job->pr;
   char *ws = job->mem + job->w.scratch + (size_t)tid * job->w.per_thread;
   int64_t b = 0;
+  int tiles_on = 0; /* the AMX kernel's tiles, configured once (bblock) */
   for (;;) {
     const int64_t it = atomic_fetch_add(&job->counter_a, 1);
     if (it >= job->item_base[pr->batch])
@@ -552,9 +555,11 @@ static void phase_a(bwd_job *job, int tid) {
     /* head-major: a kv head's chunks finish together, so its dQ sum
      * (attn_bwd_group_done) overlaps the other heads' items; within a head the
      * first chunks (the most work under causal masks) start first */
-    phase_a_item(job, b, local / nch, local % nch, ws);
+    phase_a_item(job, b, local / nch, local % nch, ws, &tiles_on);
     attn_bwd_group_done(job, b, local / nch, nch, ws);
   }
+  if (tiles_on && job->k->tiles_done)
+    job->k->tiles_done();
 }
 
 /* ---------------------------------------------------------------------- */

@@ -482,6 +482,13 @@ static void KFN(bwd_block_body)(const attn_bblock *t);
 
 static void KFN(bwd_block)(const attn_bblock *t) {
 #if defined(ATTN_BWD_AMX) /* the tile registers hold this block's state */
+  if (t->tiles_on) {      /* configured once per thread (bwd.c) */
+    if (!*t->tiles_on)
+      amx_config();
+    *t->tiles_on = 1;
+    KFN(bwd_block_body)(t);
+    return;
+  }
   amx_config();
   KFN(bwd_block_body)(t);
   _tile_release();
@@ -489,6 +496,13 @@ static void KFN(bwd_block)(const attn_bblock *t) {
   KFN(bwd_block_body)(t);
 #endif
 }
+
+#if defined(ATTN_BWD_AMX)
+static void KFN(tiles_done)(void) { _tile_release(); }
+#define KDONE KFN(tiles_done)
+#else
+#define KDONE NULL
+#endif
 
 static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int rows = t->rows;

@@ -65,6 +65,11 @@ typedef struct attn_bblock {
   int dp16, pv16, dk16, dq16, do16;
   uint16_t *bf;  /* scratch: ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp) */
   int keys_bf16; /* 1: prep_keys has filled bf with this key tile's keys */
+  /* The AMX kernel: the calling thread's flag, 1 once its tile registers
+   * are configured; block configures them on first use and leaves them so
+   * (the caller ends with tiles_done). NULL: configured and released in
+   * every block (an ldtilecfg costs ~90 ns, ~300 cycles, here). */
+  int *tiles_on;
 } attn_bblock;
 
 /* uint16_t elements of attn_bblock.bf: query rows rounded up to 32 and
@@ -93,6 +98,9 @@ typedef struct attn_bwd_kernel {
   /* bf16 kernel: converts a key tile's kt, vt, krow into t->bf once for
    * all its blocks (then keys_bf16 = 1); NULL in the f32 kernels. */
   void (*prep_keys)(const attn_bblock *t);
+  /* Releases the tile registers block left configured (tiles_on); NULL
+   * where the kernel has none. */
+  void (*tiles_done)(void);
 } attn_bwd_kernel;
 
 const attn_bwd_kernel *attn_bwd_kernel_generic(void);
