@@ -60,9 +60,7 @@
  * mean (fuzz/RESULTS.md, finding 1). dP takes bf16 dot products only when
  * V and dO are bf16 too (dp16). */
 static int use_bf16(const attn_plan *pl) {
-  const attn_params *p = pl->pr.p;
-  return pl->k.bwd_bf16 && p->q.dtype == ATTN_DTYPE_BF16 &&
-         p->k.dtype == ATTN_DTYPE_BF16;
+  return pl->k.bwd_bf16 && attn_plan_bf16(pl);
 }
 
 /* dP = dO V^T with bf16 dot products (in the bf16 kernel): both bf16. */

@@ -512,8 +512,7 @@ attn_status attn_forward_sized(attn_context *ctx, const attn_params *user,
   job.k = pl.k.fwd;
   /* bf16 Q and K take bf16 dot products where the table has them; P is
    * rounded to bf16 for P V only when the output is bf16 (docs/bf16.md). */
-  job.bf16 = pl.k.fwd_bf16 && p->q.dtype == ATTN_DTYPE_BF16 &&
-             p->k.dtype == ATTN_DTYPE_BF16;
+  job.bf16 = attn_plan_bf16(&pl);
   job.pv16 = job.bf16 && p->v.dtype == ATTN_DTYPE_BF16 &&
              p->o.dtype == ATTN_DTYPE_BF16;
   if (job.bf16)

@@ -27,6 +27,21 @@ typedef struct attn_plan {
 attn_status attn_plan_prepare(attn_context *ctx, const attn_params *user,
                               size_t size, attn_pass pass, attn_plan *pl);
 
+/* Whether bf16 Q and K take the table's bf16 kernels (fwd_bf16, and
+ * bwd_bf16, which must recompute the forward's S): the table has them and,
+ * on AMX, the head dim takes the tiles (a multiple of 16). Other head dims
+ * would fall back to vdpbf16ps there, which on the AMX Intel we measured
+ * runs at half the f32 FMA peak (104 against 207 GFLOP/s a core): the
+ * widened f32 kernel is faster (h8 s2048 d72 forward: 38 against 58 ms)
+ * and more exact (decisions.md, "bf16 dot products on AMX machines"). */
+static inline int attn_plan_bf16(const attn_plan *pl) {
+  const attn_params *p = pl->pr.p;
+  if (!pl->k.fwd_bf16 || p->q.dtype != ATTN_DTYPE_BF16 ||
+      p->k.dtype != ATTN_DTYPE_BF16)
+    return 0;
+  return pl->k.fwd_bf16->isa != ATTN_ISA_AMX_BF16 || pl->pr.d % 16 == 0;
+}
+
 /* The lists the call walks: the compiled ones or its own. */
 static inline const attn_tiles *attn_plan_tiles(const attn_plan *pl) {
   return pl->compiled ? pl->compiled : &pl->tiles;
