@@ -221,10 +221,15 @@ typedef struct {
 
 /* Call i of n's share of span: its first line (*line) and count. */
 static int KFN(pf_share)(pf_span sp, int i, int n, const char **line) {
+  *line = sp.at;
+  if (!sp.at)
+    return 0;
   const int64_t lines = (sp.bytes + 63) / 64, per = (lines + n - 1) / n;
   const int64_t first = (int64_t)i * per, left = lines - first;
+  if (left <= 0)
+    return 0;
   *line = sp.at + 64 * first;
-  return sp.at && left > 0 ? (int)ATTN_MIN(per, left) : 0;
+  return (int)ATTN_MIN(per, left);
 }
 
 /* Step (5) in f32: acc += P V for every row block and column block (p:
