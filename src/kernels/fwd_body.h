@@ -539,14 +539,12 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
   const int64_t nn = jn1 > jn ? (jn1 - jn + NR - 1) / NR * NR : 0;
   const pf_span kn = {nn ? (const char *)(tk + (jn / NR) * d * NR) : NULL,
                       nn * d * (int64_t)sizeof(qk_t)};
-  pf_span vn = {nn ? (const char *)(t->vp + jn * dvp) : NULL,
-                nn * dvp * (int64_t)sizeof(float)};
-#if defined(ATTN_FWD_BF16)
-  if (t->vh) {
-    vn.at = nn ? (const char *)(t->vh + jn * dvp) : NULL;
-    vn.bytes /= 2;
+  pf_span vn = {NULL, 0}; /* V pairs (a bf16 output) or f32 rows */
+  if (nn) {
+    vn.at = t->vh ? (const char *)(t->vh + jn * dvp)
+                  : (const char *)(t->vp + jn * dvp);
+    vn.bytes = nn * dvp * (t->vh ? 2 : 4);
   }
-#endif
   /* GEMM order: each K panel stays in L1 while every row block uses it,
    * then each V column block stays in L1 for every row block. The last
    * row block computes only its valid rows. FULL tiles without score
