@@ -213,23 +213,29 @@ static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
 
 /* The next key tile's operands, brought into L2 while this tile computes
  * (without it, every tile's K and V come from L3 or memory when a head's
- * K and V exceed L2): bytes from at, spread over a loop's n calls. */
+ * K and V exceed L2): bytes from at, spread over a loop's calls, per lines
+ * a call (pf_split, once per loop: no division in the calls). */
 typedef struct {
   const char *at;
-  int64_t bytes;
+  int64_t bytes, per;
 } pf_span;
 
-/* Call i of n's share of span: its first line (*line) and count. */
-static int KFN(pf_share)(pf_span sp, int i, int n, const char **line) {
+/* Spreads sp over n calls. */
+static void KFN(pf_split)(pf_span *sp, int n) {
+  sp->per = ((sp->bytes + 63) / 64 + n - 1) / n;
+}
+
+/* Call i's share of sp: its first line (*line) and count. */
+static int KFN(pf_share)(pf_span sp, int i, const char **line) {
   *line = sp.at;
   if (!sp.at)
     return 0;
-  const int64_t lines = (sp.bytes + 63) / 64, per = (lines + n - 1) / n;
-  const int64_t first = (int64_t)i * per, left = lines - first;
+  const int64_t first = (int64_t)i * sp.per;
+  const int64_t left = (sp.bytes + 63) / 64 - first;
   if (left <= 0)
     return 0;
   *line = sp.at + 64 * first;
-  return (int)ATTN_MIN(per, left);
+  return (int)ATTN_MIN(sp.per, left);
 }
 
 /* Step (5) in f32: acc += P V for every row block and column block (p:
@@ -239,14 +245,14 @@ static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
                          int ncol, const float *alpha, pf_span pf) {
   const int64_t dvp = t->dvp;
   const int nrb = (t->rows + MR - 1) / MR, ncb = (int)((dvp + NR - 1) / NR);
+  KFN(pf_split)(&pf, ncb * nrb);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
       float *acc = t->accm + r0 * dvp + cb;
       const char *at;
-      const int npf =
-          KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, ncb * nrb, &at);
+      const int npf = KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, &at);
       KFN(pv_block)
       (mr, nv, p + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc, at,
        ATTN_MIN(npf, ncol));
@@ -275,6 +281,7 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
 #define PVB_FULL(n) PVB_ROWS(n, NV)
 #define PVB_1(n) PVB_ROWS(n, 1)
   const int nrb = (t->rows + MR - 1) / MR, ncb = (int)((dvp + NR - 1) / NR);
+  KFN(pf_split)(&pf, ncb * nrb);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
@@ -282,8 +289,7 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
       float *acc = t->accm + r0 * dvp + cb;
       const char *at;
       const int npf = ATTN_MIN(
-          KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, ncb * nrb, &at),
-          ncol / 2);
+          KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, &at), ncol / 2);
       if (nv == NV) {
         SWITCH_UPTO(MR, mr, PVB_FULL)
       } else {
@@ -537,9 +543,9 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
   float *s = t->s;
   /* The next tile's K panels and V rows (whole panels of NR keys). */
   const int64_t nn = jn1 > jn ? (jn1 - jn + NR - 1) / NR * NR : 0;
-  const pf_span kn = {nn ? (const char *)(tk + (jn / NR) * d * NR) : NULL,
-                      nn * d * (int64_t)sizeof(qk_t)};
-  pf_span vn = {NULL, 0}; /* V pairs (a bf16 output) or f32 rows */
+  pf_span kn = {nn ? (const char *)(tk + (jn / NR) * d * NR) : NULL,
+                nn * d * (int64_t)sizeof(qk_t), 0};
+  pf_span vn = {NULL, 0, 0}; /* V pairs (a bf16 output) or f32 rows */
   if (nn) {
     vn.at = t->vh ? (const char *)(t->vh + jn * dvp)
                   : (const char *)(t->vp + jn * dvp);
@@ -587,6 +593,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
   }
 #endif
   const int nrb = (t->rows + MR - 1) / MR, npc = ncol / NR;
+  KFN(pf_split)(&kn, npc * nrb);
   for (int pc = 0; pc < ncol && !amx; pc += NR) { /* (1), fused with (4) */
     const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
@@ -595,9 +602,9 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       const float *nm = negm + r0;
       float *out = s + r0 * BC + pc, *rs = rowsum + r0, *rm = rowmax + r0 * VL;
       const char *at; /* at most one line per step of the sum over d */
-      const int npf = (int)ATTN_MIN(
-          KFN(pf_share)(kn, (pc / NR) * nrb + r0 / MR, npc * nrb, &at),
-          d / (int64_t)(sizeof(float) / sizeof(qk_t)));
+      const int npf =
+          (int)ATTN_MIN(KFN(pf_share)(kn, (pc / NR) * nrb + r0 / MR, &at),
+                        d / (int64_t)(sizeof(float) / sizeof(qk_t)));
       if (fused)
         KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm, scale, at, npf);
       else
