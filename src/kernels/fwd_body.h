@@ -242,20 +242,42 @@ static int KFN(pf_share)(pf_span sp, int i, const char **line) {
  * the tile's P, row stride BC; v: the tile's first value row; pf: the
  * next tile's V). */
 static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
-                         int ncol, const float *alpha, pf_span pf) {
+                         int64_t j0, int ncol, int partial, const float *alpha,
+                         pf_span pf) {
   const int64_t dvp = t->dvp;
   const int nrb = (t->rows + MR - 1) / MR, ncb = (int)((dvp + NR - 1) / NR);
+  /* A partial tile: each row block's keys [c0, c1), the union of its
+   * rows' allowed intervals. P is exactly 0 outside it, and a sum that
+   * starts at +0 is unchanged by adding 0 * v for finite v, so skipping
+   * those keys leaves the bits (a non-finite V of a masked key no longer
+   * reaches the row block: the documented exception only narrows). On
+   * the diagonal of a causal mask this skips half of the tile's P V. */
+  int c0[BR / MR], c1[BR / MR];
+  for (int b = 0; b < nrb; b++) {
+    c0[b] = 0;
+    c1[b] = ncol;
+    for (int r = b * MR; r < ATTN_MIN(t->rows, (b + 1) * MR) && partial; r++) {
+      const int64_t a = t->mv.lo[r] - j0, e = t->mv.hi[r] - j0 + 1;
+      c0[b] = r == b * MR ? (int)ATTN_MAX(ATTN_MIN(a, ncol), 0)
+                          : (int)ATTN_MIN(c0[b], ATTN_MAX(a, 0));
+      c1[b] = r == b * MR ? (int)ATTN_MIN(ATTN_MAX(e, 0), ncol)
+                          : (int)ATTN_MAX(c1[b], ATTN_MIN(e, ncol));
+    }
+    if (c1[b] < c0[b])
+      c1[b] = c0[b]; /* none: the call only rescales */
+  }
   KFN(pf_split)(&pf, ncb * nrb);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     for (int r0 = 0; r0 < t->rows; r0 += MR) {
       const int mr = ATTN_MIN(MR, t->rows - r0);
+      const int b0 = c0[r0 / MR], n = c1[r0 / MR] - b0;
       float *acc = t->accm + r0 * dvp + cb;
       const char *at;
       const int npf = KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, &at);
       KFN(pv_block)
-      (mr, nv, p + r0 * BC, ncol, v + cb, dvp, alpha + r0, acc, at,
-       ATTN_MIN(npf, ncol));
+      (mr, nv, p + r0 * BC + b0, n, v + b0 * dvp + cb, dvp, alpha + r0, acc, at,
+       ATTN_MIN(npf, n));
     }
   }
 }
@@ -583,7 +605,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       if (t->vh)
         KFN(amx_pv)(t, pb, j0, ncol, alpha);
       else
-        KFN(pv_tile)(t, pf, v, ncol, alpha, vn);
+        KFN(pv_tile)(t, pf, v, j0, ncol, 0, alpha, vn);
       return;
     }
     const vf sc = vf_set1(scale);
@@ -646,7 +668,8 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     return;
   }
 #endif
-  KFN(pv_tile)(t, s, v, ncol, alpha, vn); /* (5) */
+  KFN(pv_tile)
+  (t, s, v, j0, ncol, kind == ATTN_TILE_PARTIAL, alpha, vn); /* (5) */
 }
 
 static void KFN(fwd_qtile_body)(const attn_qtile *t);
