@@ -55,7 +55,7 @@ static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
 static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
                                       int64_t kdim, const float *restrict bp,
                                       float *restrict c) {
-  KFN(mk_qk)(0, MR, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f, NULL, 0);
+  KFN(mk_qk)(0, MR, NV, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f, NULL, 0);
 }
 #endif
 
@@ -545,8 +545,8 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     const uint16_t *kp = kh + (pc / NR) * d2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
       float *c = s + r0 * BC + pc;
-      BF_MK_QK(0, MR, qh + r0 * dp, dp, d2, kp, c, NULL, NULL, NULL, t->qscale,
-               NULL, 0);
+      BF_MK_QK(0, MR, NV, qh + r0 * dp, dp, d2, kp, c, NULL, NULL, NULL,
+               t->qscale, NULL, 0);
     }
   }
 #else
@@ -635,7 +635,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   for (int pc = 0; pc < ncol && vdp; pc += NR) {
     const uint16_t *vp = vh + (pc / NR) * dv2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
-      BF_MK_QK(0, MR, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL,
+      BF_MK_QK(0, MR, NV, doh + r0 * dvp, dvp, dv2, vp, ds + r0 * BC + pc, NULL,
                NULL, NULL, 1.0f, NULL, 0);
   }
   for (int pc = 0; pc < ncol && !t->dp16; pc += NR) {

@@ -160,14 +160,33 @@ KFN(mk_pv_bf16)(const int mr, const int nv, const uint16_t *restrict p,
     break;                                                                     \
   }
 
-/* S for one row block of mr rows against one K panel. */
-static void KFN(qk_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
-                          float *s, float scale, const char *pf, int npf) {
-#define QK_CASE(n)                                                             \
+/* S for one row block of mr rows against the first nv vectors of one K
+ * panel. */
+static void KFN(qk_block)(int mr, int nv, const qk_t *q, int64_t d,
+                          const qk_t *kp, float *s, float scale, const char *pf,
+                          int npf) {
+#define QK_ROWS(n, NVEC)                                                       \
   KFN(mk_qk)                                                                   \
-  (0, (n) <= MR ? (n) : MR, q, d, d, kp, s, NULL, NULL, NULL, scale, pf, npf);
-  SWITCH_UPTO(MR, mr, QK_CASE)
-#undef QK_CASE
+  (0, (n) <= MR ? (n) : MR, NVEC, q, d, d, kp, s, NULL, NULL, NULL, scale, pf, \
+   npf);
+#define QK_CASE_FULL(n) QK_ROWS(n, NV)
+#define QK_CASE_1(n) QK_ROWS(n, 1)
+#define QK_CASE_2(n) QK_ROWS(n, (2 <= NV ? 2 : NV))
+#define QK_CASE_3(n) QK_ROWS(n, (3 <= NV ? 3 : NV))
+  if (nv == NV) {
+    SWITCH_UPTO(MR, mr, QK_CASE_FULL)
+  } else if (nv == 1) {
+    SWITCH_UPTO(MR, mr, QK_CASE_1)
+  } else if (nv == 2) {
+    SWITCH_UPTO(MR, mr, QK_CASE_2)
+  } else if (nv == 3) {
+    SWITCH_UPTO(MR, mr, QK_CASE_3)
+  }
+#undef QK_ROWS
+#undef QK_CASE_FULL
+#undef QK_CASE_1
+#undef QK_CASE_2
+#undef QK_CASE_3
 }
 
 /* The fused S and P for one row block against one K panel. */
@@ -177,8 +196,8 @@ static void KFN(qk_exp_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
                               int npf) {
 #define QKE_CASE(n)                                                            \
   KFN(mk_qk)                                                                   \
-  (1, (n) <= MR ? (n) : MR, q, d, d, kp, p, negm, rowsum, rowmax, scale, pf,   \
-   npf);
+  (1, (n) <= MR ? (n) : MR, NV, q, d, d, kp, p, negm, rowsum, rowmax, scale,   \
+   pf, npf);
   SWITCH_UPTO(MR, mr, QKE_CASE)
 #undef QKE_CASE
 }
@@ -627,10 +646,25 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       const int npf =
           (int)ATTN_MIN(KFN(pf_share)(kn, (pc / NR) * nrb + r0 / MR, &at),
                         d / (int64_t)(sizeof(float) / sizeof(qk_t)));
-      if (fused)
+      if (fused) {
         KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm, scale, at, npf);
-      else
-        KFN(qk_block)(mr, qr, d, kp, out, scale, at, npf);
+        continue;
+      }
+      /* A partial tile: only the panel's vectors up to the row block's
+       * last allowed key; the rest is masked, -inf without a product (the
+       * upper half of a causal diagonal). */
+      int nv = NV;
+      if (kind == ATTN_TILE_PARTIAL) {
+        int64_t e = 0;
+        for (int r = r0; r < r0 + mr; r++)
+          e = ATTN_MAX(e, t->mv.hi[r] - (j0 + pc) + 1);
+        nv = (int)((ATTN_MIN(e, (int64_t)NR) + VL - 1) / VL);
+      }
+      if (nv > 0)
+        KFN(qk_block)(mr, nv, qr, d, kp, out, scale, at, npf);
+      for (int r = 0; r < mr && nv < NV; r++)
+        for (int c = nv * VL; c < NR; c += VL)
+          vf_store(out + r * BC + c, vf_set1(-INFINITY));
     }
   }
   if (!fused)
@@ -647,7 +681,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     float *sr = s + r * BC; /* a score far from the max: redo the row */
     for (int pc = 0; pc < ncol; pc += NR) {
       const qk_t *kp = tk + ((j0 + pc) / NR) * d * NR;
-      KFN(qk_block)(1, tq + r * d, d, kp, sr + pc, scale, NULL, 0);
+      KFN(qk_block)(1, NV, tq + r * d, d, kp, sr + pc, scale, NULL, 0);
     }
     KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
   }

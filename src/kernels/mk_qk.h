@@ -4,9 +4,10 @@
 
 /* Step (1), S = Q Kᵀ for one row block against one K panel:
  *     s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)   for r < mr <= MR,
- * q: [mr][d] (row stride lda), kp: [d][NR], out: row stride BC. mr and fuse
- * are compile-time constants at every call (so a last, short row block, or
- * a single decode query, costs only its rows).
+ * q: [mr][d] (row stride lda), kp: [d][NR], out: row stride BC. mr, nv
+ * (vectors of the panel: keys 0 .. nv VL - 1; NV for the whole panel) and
+ * fuse are compile-time constants at every call (so a last, short row
+ * block, a single decode query or a causal diagonal costs only its part).
  *
  * fuse = 0 stores S. fuse = 1 fuses step (4) for FULL tiles without score
  * modifiers once every row of the block has a finite running max m[r]: P is
@@ -36,29 +37,29 @@ typedef uint16_t qk_t;
 typedef float qk_t; /* q: scale * queries; kp: [d][NR] */
 #endif
 static ALWAYS_INLINE void
-KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
-           int64_t d, const qk_t *restrict kp, float *restrict out,
+KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
+           int64_t lda, int64_t d, const qk_t *restrict kp, float *restrict out,
            const float *restrict negm, float *restrict rowsum,
            float *restrict rowmax, float scale, const char *pf, int npf) {
   vf c[MR][NV];
   UNROLL for (int r = 0; r < mr; r++) {
-    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_zero();
+    UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_zero();
   }
 #if defined(ATTN_FWD_BF16) || defined(ATTN_BWD_BF16)
   for (int64_t k = 0; k < d; k += 2) {
     if (k < 2 * npf)
       ATTN_PF_L2(pf + 32 * k);
     vbf b[NV];
-    UNROLL for (int v = 0; v < NV; v++) b[v] =
+    UNROLL for (int v = 0; v < nv; v++) b[v] =
         vbf_load(kp + k * NR + 2 * v * VL);
     UNROLL for (int r = 0; r < mr; r++) {
       const vbf a = vbf_pair(q + r * lda + k);
-      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_dot2(c[r][v], a, b[v]);
+      UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_dot2(c[r][v], a, b[v]);
     }
   }
   const vf sc = vf_set1(scale);
   UNROLL for (int r = 0; r < mr; r++) {
-    UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_mul(c[r][v], sc);
+    UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_mul(c[r][v], sc);
   }
 #else
   (void)scale;
@@ -66,16 +67,16 @@ KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
     if (k < npf)
       ATTN_PF_L2(pf + 64 * k);
     vf b[NV];
-    UNROLL for (int v = 0; v < NV; v++) b[v] = vf_load(kp + k * NR + v * VL);
+    UNROLL for (int v = 0; v < nv; v++) b[v] = vf_load(kp + k * NR + v * VL);
     UNROLL for (int r = 0; r < mr; r++) {
       const vf a = vf_set1(q[r * lda + k]);
-      UNROLL for (int v = 0; v < NV; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
+      UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
   }
 #endif
   if (!fuse) {
     UNROLL for (int r = 0; r < mr; r++) {
-      UNROLL for (int v = 0; v < NV; v++)
+      UNROLL for (int v = 0; v < nv; v++)
           vf_store(out + r * BC + v * VL, c[r][v]);
     }
     return;
@@ -84,7 +85,7 @@ KFN(mk_qk)(const int fuse, const int mr, const qk_t *restrict q, int64_t lda,
   UNROLL for (int r = 0; r < mr; r++) {
     const vf nm = vf_set1(negm[r]);
     vf sum = vf_zero(), big = vf_load(rowmax + r * VL);
-    UNROLL for (int v = 0; v < NV; v++) {
+    UNROLL for (int v = 0; v < nv; v++) {
       const vf x = vf_fma(c[r][v], l2e, nm);
       big = vf_max(x, big); /* NaN in x stays in big */
       const vf e = vf_exp2_nonpos(x);
