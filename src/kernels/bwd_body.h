@@ -57,6 +57,28 @@ static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
                                       float *restrict c) {
   KFN(mk_qk)(0, MR, NV, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f, NULL, 0);
 }
+
+/* bmk_nt over the panel's first keys only: the vectors holding keys 0 ..
+ * e - 1 (e <= 0: none), the other columns set to fill. */
+static void KFN(bmk_nt_part)(int64_t e, const float *restrict a, int64_t lda,
+                             int64_t kdim, const float *restrict bp,
+                             float *restrict c, float fill) {
+  const int nv = (int)((ATTN_MAX(ATTN_MIN(e, (int64_t)NR), 0) + VL - 1) / VL);
+#define NT_PART(n)                                                             \
+  KFN(mk_qk)(0, MR, n, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f, NULL, 0)
+  if (nv == NV)
+    NT_PART(NV);
+  else if (nv == 1)
+    NT_PART(1);
+  else if (nv == 2)
+    NT_PART((2 <= NV ? 2 : NV));
+  else if (nv == 3)
+    NT_PART((3 <= NV ? 3 : NV));
+#undef NT_PART
+  for (int r = 0; r < MR && nv < NV; r++)
+    for (int x = nv * VL; x < NR; x += VL)
+      vf_store(c + r * BC + x, vf_set1(fill));
+}
 #endif
 
 /* c[r][x] += sum_{j<n} a[r*ars + j*acs] * b[j*ldb + x] for r < MR and the
@@ -133,20 +155,60 @@ static void KFN(acc_cols)(const float *restrict a, int64_t ars, int64_t acs,
 #define SCORE_BWD_ROW KFN(score_bwd_row)
 static void ACC_BLOCKS(const float *restrict a, int64_t ags, int64_t ars,
                        int64_t acs, int n, const float *restrict b, int64_t ldb,
-                       float *restrict c, int64_t ldc, int64_t ncols,
-                       int nrows) {
+                       float *restrict c, int64_t ldc, int64_t ncols, int nrows,
+                       const int *jlo, const int *jhi) {
   int64_t cb = 0;
   for (; cb + NR <= ncols; cb += NR) {
     for (int r0 = 0; r0 < nrows; r0 += MR) {
       const int nst = ATTN_MIN(MR, nrows - r0);
-      BMK_ACC(NV, a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb,
-              ldc, nst);
+      const int j0 = jlo ? jlo[r0 / MR] : 0, nj = jlo ? jhi[r0 / MR] - j0 : n;
+      if (nj > 0)
+        BMK_ACC(NV, a + r0 * ags + j0 * acs, ars, acs, nj, b + j0 * ldb + cb,
+                ldb, c + r0 * ldc + cb, ldc, nst);
     }
   }
   for (int r0 = 0; r0 < nrows && cb < ncols; r0 += MR) {
     const int nst = ATTN_MIN(MR, nrows - r0);
-    ACC_COLS(a + r0 * ags, ars, acs, n, b + cb, ldb, c + r0 * ldc + cb, ldc,
-             ncols - cb, nst);
+    const int j0 = jlo ? jlo[r0 / MR] : 0, nj = jlo ? jhi[r0 / MR] - j0 : n;
+    if (nj > 0)
+      ACC_COLS(a + r0 * ags + j0 * acs, ars, acs, nj, b + j0 * ldb + cb, ldb,
+               c + r0 * ldc + cb, ldc, ncols - cb, nst);
+  }
+}
+
+/* A partial block's reach (masks as intervals, mv.lo .. mv.hi): the key
+ * columns [qlo, qhi) each group of MR query rows may see, and the query
+ * rows [klo, khi) that may see each group of MR keys; P and dS are
+ * exactly 0 outside them. The products skip those terms: their sums start
+ * at +0 and adding 0 * x (x finite) changes no bit (a non-finite operand
+ * of a masked element no longer reaches the block: the documented
+ * exception only narrows). On a causal diagonal that is half the block. */
+static void KFN(block_reach)(const attn_bblock *t, int ncol, int *qlo, int *qhi,
+                             int *klo, int *khi) {
+  const int rows = t->rows;
+  for (int g = 0; g * MR < rows; g++) {
+    int64_t a = ncol, e = 0;
+    for (int r = g * MR; r < ATTN_MIN(rows, (g + 1) * MR); r++) {
+      const int64_t lo = t->mv.lo[r] - t->j0, hi = t->mv.hi[r] - t->j0;
+      if (lo > hi || hi < 0 || lo >= ncol)
+        continue; /* sees no key of this block */
+      a = ATTN_MIN(a, ATTN_MAX(lo, 0));
+      e = ATTN_MAX(e, ATTN_MIN(hi + 1, (int64_t)ncol));
+    }
+    qlo[g] = (int)ATTN_MIN(a, e);
+    qhi[g] = (int)e;
+  }
+  for (int g = 0; g * MR < ncol; g++) {
+    const int64_t k0 = t->j0 + g * MR, k1 = k0 + MR - 1;
+    int first = rows, last = -1;
+    for (int r = 0; r < rows; r++)
+      if (t->mv.lo[r] <= k1 && t->mv.hi[r] >= k0 &&
+          t->mv.lo[r] <= t->mv.hi[r]) {
+        first = ATTN_MIN(first, r);
+        last = r;
+      }
+    klo[g] = last < 0 ? 0 : first;
+    khi[g] = last + 1;
   }
 }
 
@@ -512,6 +574,11 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int64_t d = t->d, dv = t->dv, dp = t->dp, dvp = t->dvp;
   float *restrict s = t->s;
   float *restrict ds = t->ds;
+  int qlo[BR / MR + 1], qhi[BR / MR + 1], klo[BC / MR + 1], khi[BC / MR + 1];
+  if (partial)
+    KFN(block_reach)(t, ncol, qlo, qhi, klo, khi);
+#define KREACH partial ? klo : NULL, partial ? khi : NULL
+#define QREACH partial ? qlo : NULL, partial ? qhi : NULL
 
 #if defined(ATTN_BWD_BF16)
   const int64_t d2 = KFN(kd_pad)(d), dv2 = KFN(kd_pad)(dv);
@@ -550,11 +617,16 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     }
   }
 #else
-  /* (1) S = Qs K^T */
+  /* (1) S = Qs K^T; in a partial block without score modifiers, each row
+   * group only up to its last allowed key (-inf past it, as the mask
+   * would store) */
+  const int trim = partial && !attn_score_any(&t->sc);
   for (int pc = 0; pc < ncol; pc += NR) {
     const float *kp = t->kt + (pc / NR) * d * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
-      KFN(bmk_nt)(t->q + r0 * dp, dp, d, kp, s + r0 * BC + pc);
+      KFN(bmk_nt_part)
+    (trim ? qhi[r0 / MR] - pc : NR, t->q + r0 * dp, dp, d, kp, s + r0 * BC + pc,
+     -INFINITY);
   }
 #endif
   /* (2) the forward's pipeline, then P = 2^((S - lse) log2 e) */
@@ -618,7 +690,8 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int dv32 = t->dvacc != NULL;
 #endif
   if (dv32) {
-    ACC_BLOCKS(pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol);
+    ACC_BLOCKS(pv, 1, 1, BC, rows_mr, t->dout, dvp, t->dvacc, dvp, dvp, ncol,
+               KREACH);
   }
 
   /* (4) dP = dO V^T into ds, (5) dS = P (dP - D) */
@@ -639,13 +712,19 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
                NULL, NULL, 1.0f, NULL, 0);
   }
   for (int pc = 0; pc < ncol && !t->dp16; pc += NR) {
-#else
-  for (int pc = 0; pc < ncol; pc += NR) {
-#endif
     const float *vp = t->vt + (pc / NR) * dv * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt)(t->dout + r0 * dvp, dvp, dv, vp, ds + r0 * BC + pc);
   }
+#else
+  for (int pc = 0; pc < ncol; pc += NR) { /* 0 past the reach: dS = 0 there */
+    const float *vp = t->vt + (pc / NR) * dv * NR;
+    for (int r0 = 0; r0 < rows_mr; r0 += MR)
+      KFN(bmk_nt_part)
+    (trim ? qhi[r0 / MR] - pc : NR, t->dout + r0 * dvp, dvp, dv, vp,
+     ds + r0 * BC + pc, 0.0f);
+  }
+#endif
   for (int r = 0; r < rows_mr; r++) {
     float *x = ds + r * BC;
     const float *p = s + r * BC;
@@ -725,14 +804,16 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
                    dp, rows - r0 < MR ? rows - r0 : MR);
   }
   if (t->dk && !dk16)
-    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol, KREACH);
   if (t->dq && !dq16)
-    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows, QREACH);
 #endif
 #else
   if (t->dk)
-    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol);
+    ACC_BLOCKS(ds, 1, 1, BC, rows_mr, t->q, dp, t->dk, dp, dp, ncol, KREACH);
   if (t->dq)
-    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows);
+    ACC_BLOCKS(ds, BC, BC, 1, ncol, t->krow, dp, t->dq, dp, dp, rows, QREACH);
 #endif
 }
+#undef KREACH
+#undef QREACH

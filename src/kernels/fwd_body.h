@@ -652,9 +652,10 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       }
       /* A partial tile: only the panel's vectors up to the row block's
        * last allowed key; the rest is masked, -inf without a product (the
-       * upper half of a causal diagonal). */
+       * upper half of a causal diagonal). Not under a user score_mod,
+       * which would see the -inf (it is given visible scores only). */
       int nv = NV;
-      if (kind == ATTN_TILE_PARTIAL) {
+      if (kind == ATTN_TILE_PARTIAL && !t->sc.mod) {
         int64_t e = 0;
         for (int r = r0; r < r0 + mr; r++)
           e = ATTN_MAX(e, t->mv.hi[r] - (j0 + pc) + 1);
