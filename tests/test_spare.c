@@ -118,8 +118,8 @@ int main(void) {
   prob big, other, tiny;
   memset(&big, 0, sizeof big), memset(&other, 0, sizeof other);
   memset(&tiny, 0, sizeof tiny);
-  const int made = prob_init(&big, 8, 512, 64, 1) &&
-                   prob_init(&other, 8, 448, 64, 2) &&
+  const int made = prob_init(&big, 8, 1024, 64, 1) &&
+                   prob_init(&other, 8, 896, 64, 2) &&
                    prob_init(&tiny, 2, 64, 32, 3);
   CHECK(made, "inputs");
   if (!ctx || !fresh || !made)

@@ -11,7 +11,8 @@
  *      the last cu_seqlens).
  *   A  items (sequence, kv head, key chunk): the keys of a sequence are cut
  *      into at most ATTN_BWD_CHUNKS chunks of whole key tiles (a number that
- *      depends on the sequence length only, never on the thread count).
+ *      depends on the sequence length and the kv head count only, never on
+ *      the thread count: seq_chunks).
  *      For each key tile of its chunk the item loops, in a fixed order, over
  *      the query heads of the group and all query tiles: dK and dV of the
  *      tile are complete when it finishes (written out directly), and the
@@ -83,7 +84,7 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   for (int64_t b = 0; b < pr->batch; b++) {
     attn_seq sq;
     attn_problem_seq(pr, b, &sq);
-    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, k->bc) : 0;
+    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, k->bc, pr->hk) : 0;
     w->chunks = ATTN_MAX(w->chunks, c);
     w->nqt_max = ATTN_MAX(w->nqt_max, cdiv(sq.sq, k->br));
     items_a += c * pr->hk;
@@ -107,6 +108,9 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
       &sh, attn_ws_mul(&sh, (size_t)w->chunks * (size_t)pr->hq, (size_t)w->tq),
       (size_t)w->dp);
   w->dqc = attn_ws_add(&sh, dqc, sizeof(float));
+  w->dqf = attn_ws_add(
+      &sh, attn_ws_mul(&sh, (size_t)w->chunks * (size_t)pr->hq, (size_t)w->tq),
+      1);
   w->base = attn_ws_add(&sh, (size_t)pr->batch + 1, sizeof(int64_t));
   w->done =
       attn_ws_add(&sh, attn_ws_mul(&sh, (size_t)pr->batch, (size_t)pr->hk),
@@ -441,13 +445,17 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   attn_seq sq;
   attn_problem_seq(pr, b, &sq);
   const int64_t nkt = cdiv(sq.sk, k->bc), nqt = cdiv(sq.sq, k->br);
-  const int64_t nch = seq_chunks(sq.sk, k->bc), tpc = cdiv(nkt, nch);
+  const int64_t nch = seq_chunks(sq.sk, k->bc, pr->hk), tpc = cdiv(nkt, nch);
   const int64_t r0 = seq_row0(p, &sq);
   /* The item's dQ partial rows are zeroed a query tile at a time, just
    * before the first block that adds to them (while they are about to be
-   * in cache), and the tiles no block reached at the end. */
+   * in cache), and flagged in dqf; tiles no block reached (under a causal
+   * mask, those above the chunk's keys) are neither zeroed nor summed. */
   uint8_t *touched = (uint8_t *)(ws + w->touched);
   memset(touched, 0, (size_t)(pr->group * nqt));
+  for (int64_t hh = 0; hh < pr->group; hh++)
+    memset(job->dqf + (c * pr->hq + g * pr->group + hh) * w->tq + r0, 0,
+           (size_t)sq.sq);
   float *dk = (float *)(ws + w->dk), *dv = (float *)(ws + w->dv);
   float *dkm = (float *)(ws + w->dkm), *dvm = (float *)(ws + w->dvm);
   /* drel_bias: this item's own partial sums, [group][buckets] */
@@ -498,6 +506,8 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
         if (!touched[hh * nqt + qt]) {
           touched[hh * nqt + qt] = 1;
           memset(t.dq, 0, sizeof(float) * (size_t)(rows * dp));
+          memset(job->dqf + (c * pr->hq + h) * w->tq + r0 + i0, 1,
+                 (size_t)rows);
         }
         t.dt5 = nb ? dt5 : NULL;
         k->block(&t);
@@ -527,14 +537,6 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
                      p->dv.dtype, p->dv.stride[3]);
     }
   }
-  for (int64_t hh = 0; hh < pr->group; hh++)
-    for (int64_t qt = 0; qt < nqt; qt++)
-      if (!touched[hh * nqt + qt]) {
-        const int64_t h = g * pr->group + hh, i0 = qt * k->br;
-        const int64_t rows = ATTN_MIN((int64_t)k->br, sq.sq - i0);
-        memset(job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp, 0,
-               sizeof(float) * (size_t)(rows * dp));
-      }
 }
 
 static void phase_a(bwd_job *job, int tid) {
@@ -707,6 +709,7 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   job.l2 = (float *)(base + job.w.l2);
   job.dd = (float *)(base + job.w.dd);
   job.dqc = (float *)(base + job.w.dqc);
+  job.dqf = (uint8_t *)(base + job.w.dqf);
   job.item_base = (int64_t *)(base + job.w.base);
   job.done = (atomic_llong *)(base + job.w.done);
   job.overlap_b = pl.pr.batch * pl.pr.hk >= job.w.threads;
@@ -723,7 +726,7 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   for (int64_t b = 0; b < pl.pr.batch; b++) {
     attn_seq sq;
     attn_problem_seq(&pl.pr, b, &sq);
-    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc) : 0;
+    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc, pl.pr.hk) : 0;
     job.item_base[b + 1] = job.item_base[b] + c * pl.pr.hk;
   }
   st = attn_team_run_ctx(pl.ctx, job.w.threads, bwd_worker, &job);

@@ -11,7 +11,8 @@
 /* Phase B: dQ = scale * sum of the chunks' partials, in chunk order       */
 /* ---------------------------------------------------------------------- */
 /* dQ of rows i0..i1-1 of sequence b, query head h: scale times the sum
- * of the chunks' partials in chunk order (acc: dp floats of scratch). */
+ * of the chunks' partials in chunk order, those flagged in dqf (acc: dp
+ * floats of scratch). */
 static void dq_rows(bwd_job *job, const attn_seq *sq, int64_t nch, int64_t h,
                     int64_t i0, int64_t i1, float *acc) {
   const attn_problem *pr = job->pr;
@@ -21,6 +22,10 @@ static void dq_rows(bwd_job *job, const attn_seq *sq, int64_t nch, int64_t h,
   for (int64_t i = i0; i < i1; i++) {
     memset(acc, 0, sizeof(float) * (size_t)dp);
     for (int64_t c = 0; c < nch; c++) {
+      /* a chunk no block of this row reached holds nothing: adding its
+       * zeros would give the same bits (the sum starts at +0) */
+      if (!job->dqf[(c * pr->hq + h) * w->tq + r0 + i])
+        continue;
       const float *x = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i) * dp;
       for (int64_t e = 0; e < dp; e++)
         acc[e] += x[e];
