@@ -153,13 +153,27 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
       &t, attn_ws_mul(&t, (size_t)pr->group, (size_t)w->nqt_max), 1);
   if (t.overflow)
     return ATTN_ERR_OVERFLOW;
-  w->per_thread = t.off;
 
   int nt = pl->threads;
   const int64_t most = ATTN_MAX(ATTN_MAX(items_a, w->items_c), 1);
   if (most < nt)
     nt = (int)most;
   w->threads = ATTN_MIN(nt, ATTN_MAX_THREADS);
+  /* The bf16 kernel's query tiles in bf16, kept per phase-A item (a
+   * thread's): where all threads' copies take at most as much as the f32
+   * copies of Q and dO (or 16 MiB), else each block converts its own. */
+  attn_ws rc = t;
+  const size_t slot = ATTN_BWD_ROWS16(br, dp, dvp) * sizeof(uint16_t);
+  const size_t nslot = (size_t)pr->group * (size_t)w->nqt_max;
+  w->rows16 = attn_ws_add(&rc, nslot, slot);
+  size_t cap = w->l2 - w->qs, need = 0; /* qs and dos */
+  w->rows16_on =
+      use_bf16(pl) && !rc.overflow &&
+      !__builtin_mul_overflow(rc.off - t.off, (size_t)w->threads, &need) &&
+      need <= ATTN_MAX(cap, (size_t)16 << 20);
+  if (w->rows16_on)
+    t = rc;
+  w->per_thread = t.off;
   size_t all;
   if (__builtin_mul_overflow(t.off, (size_t)w->threads, &all) ||
       __builtin_add_overflow(all, off, &all) ||
@@ -415,6 +429,7 @@ static int block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
   t->do16 = p->dout.dtype == ATTN_DTYPE_BF16;
   t->bf = (uint16_t *)(ws + w->bf);
   t->keys_bf16 = 0;
+  t->rows16 = NULL;
   attn_dropout_init(&t->drop, p->dropout_seed, p->dropout_p, sq->b, h);
   t->dk = t->dvacc = t->dq = t->dt5 = NULL;
   t->tiles_on = NULL; /* per block unless the caller says otherwise */
@@ -463,6 +478,8 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   float *rel = job->rel + (job->item_base[b] + c * pr->hk + g) * pr->group * nb;
   memset(rel, 0, sizeof(float) * (size_t)(pr->group * nb));
   float *dt5 = (float *)(ws + w->dt5);
+  uint16_t *rowbuf = (uint16_t *)(ws + w->rows16);
+  const size_t slot = ATTN_BWD_ROWS16(k->br, dp, dvp);
   for (int64_t kt = c * tpc; kt < ATTN_MIN(nkt, (c + 1) * tpc); kt++) {
     const int64_t j0 = kt * k->bc;
     const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
@@ -503,8 +520,11 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
         t.keys_bf16 = k->prep_keys != NULL;
         t.tiles_on = tiles_on;
         t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
+        t.rows16 = w->rows16_on ? rowbuf + (hh * nqt + qt) * slot : NULL;
         if (!touched[hh * nqt + qt]) {
           touched[hh * nqt + qt] = 1;
+          if (t.rows16) /* the tile's Q and dO in bf16, for all its blocks */
+            k->prep_rows(&t, (uint16_t *)t.rows16);
           memset(t.dq, 0, sizeof(float) * (size_t)(rows * dp));
           memset(job->dqf + (c * pr->hq + h) * w->tq + r0 + i0, 1,
                  (size_t)rows);

@@ -145,12 +145,20 @@ typedef struct KFN(bf_ops) {
  * that sum over queries pad them with zeros (ATTN_BWD_BF16_SCRATCH). */
 #define BRP ((BR + 31) / 32 * 32)
 
+/* Q's and dO's pieces (qh, doh, qp, dop) from rows (ATTN_BWD_ROWS16). */
+static void KFN(rows_carve)(const attn_bblock *t, uint16_t *rows,
+                            KFN(bf_ops) * o) {
+  const int64_t dp = (t->dp + 31) / 32 * 32, dvp = (t->dvp + 31) / 32 * 32;
+  o->qh = rows, o->doh = o->qh + BRP * dp, o->qp = o->doh + BRP * dvp;
+  o->dop = o->qp + BRP * dp;
+}
+
 static KFN(bf_ops) KFN(bf_carve)(const attn_bblock *t) {
   /* as ATTN_BWD_BF16_SCRATCH: row lengths up to a multiple of 32 */
   const int64_t dp = (t->dp + 31) / 32 * 32, dvp = (t->dvp + 31) / 32 * 32;
   KFN(bf_ops) o;
-  o.qh = t->bf, o.doh = o.qh + BRP * dp, o.qp = o.doh + BRP * dvp;
-  o.dop = o.qp + BRP * dp, o.kh = o.dop + BRP * dvp, o.vh = o.kh + BC * dp;
+  KFN(rows_carve)(t, t->bf, &o);
+  o.kh = o.dop + BRP * dvp, o.vh = o.kh + BC * dp;
   o.kq = o.vh + BC * dvp, o.pq = o.kq + BC * dp;
   o.dsq = o.pq + BRP * BC + 64, o.dsb = o.dsq + BRP * BC + 64;
   return o;
@@ -169,6 +177,66 @@ static void KFN(prep_keys)(const attn_bblock *t) {
 /* attn_bwd_kernel.prep_keys of this body (the ISA files fill it in). */
 #define KPREP KFN(prep_keys)
 
+/* n rows of x (row stride ldx floats, a multiple of VL) to bf16 rows of h
+ * (row stride ldh >= ldx, zeros past ldx), then zero rows up to m. */
+static void KFN(cvt_rows)(const float *x, int64_t ldx, int n, int m,
+                          uint16_t *h, int64_t ldh) {
+  for (int r = 0; r < n; r++) {
+    KFN(cvt_row)(x + r * ldx, ldx, h + r * ldh);
+    memset(h + r * ldh + ldx, 0, sizeof(uint16_t) * (size_t)(ldh - ldx));
+  }
+  memset(h + n * ldh, 0, sizeof(uint16_t) * (size_t)((m - n) * ldh));
+}
+
+/* Q and dO (t->q, t->dout) in the forms the block reads: bf16 rows (qh:
+ * S; doh: dP with bf16 products) and pairs of rows (qp: dK; dop: dV),
+ * with the zeros the AMX tiles read past rows_mr. Once per query tile
+ * for all its blocks (prep_rows: phase A keeps them per item), or by a
+ * block alone. Per block, these conversions were 15-20% of a short AMX
+ * backward (h8 s128, s512 causal; d64). */
+static void KFN(conv_rows)(const attn_bblock *t, const KFN(bf_ops) * o) {
+  const int rows_mr = (t->rows + MR - 1) / MR * MR;
+  const int64_t d = t->d, dv = t->dv, dp = t->dp, dvp = t->dvp;
+#if defined(ATTN_BWD_AMX)
+  const int nrb = (rows_mr + 15) / 16, nq = (rows_mr + 31) / 32 * 32;
+  const int64_t d2 = KFN(kd_pad)(d), dv2 = KFN(kd_pad)(dv);
+  if (d % 16 == 0) /* dp = d: rows of d2 for the tiles */
+    KFN(cvt_rows)(t->q, dp, rows_mr, nrb * 16, o->qh, d2);
+  else
+    KFN(cvt_rows)(t->q, dp, rows_mr, rows_mr, o->qh, dp);
+  if (t->dp16 && dv % 16 == 0)
+    KFN(cvt_rows)(t->dout, dvp, rows_mr, nrb * 16, o->doh, dv2);
+  else if (t->dp16)
+    KFN(cvt_rows)(t->dout, dvp, rows_mr, rows_mr, o->doh, dvp);
+  const int dop = t->dvacc && t->do16, qp = t->dk != NULL;
+#else
+  const int nq = rows_mr;
+  (void)d, (void)dv;
+  KFN(cvt_rows)(t->q, dp, rows_mr, rows_mr, o->qh, dp);
+  if (t->dp16)
+    KFN(cvt_rows)(t->dout, dvp, rows_mr, rows_mr, o->doh, dvp);
+  const int dop = t->dvacc && t->pv16, qp = t->dk && t->dk16;
+#endif
+  if (dop) {
+    KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, o->dop, dvp);
+    memset(o->dop + rows_mr * dvp, 0,
+           sizeof(uint16_t) * (size_t)((nq - rows_mr) * dvp));
+  }
+  if (qp) {
+    KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, o->qp, dp);
+    memset(o->qp + rows_mr * dp, 0,
+           sizeof(uint16_t) * (size_t)((nq - rows_mr) * dp));
+  }
+}
+
+/* attn_bwd_kernel.prep_rows of this body. */
+static void KFN(prep_rows)(const attn_bblock *t, uint16_t *out) {
+  KFN(bf_ops) o;
+  KFN(rows_carve)(t, out, &o);
+  KFN(conv_rows)(t, &o);
+}
+#define KROWS KFN(prep_rows)
+
 static inline float KFN(ftz)(float x) {
   return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x;
 }
@@ -185,6 +253,7 @@ static ALWAYS_INLINE float KFN(dot_step)(float acc, const float *a,
 #else
 /* attn_bwd_kernel.prep_keys of this body: the f32 kernels have none. */
 #define KPREP NULL
+#define KROWS NULL
 
 /* One step of row_dot (below): the sequence of mk_qk's accumulation for
  * one lane (c starts at 0, one vf_fma per k in order). */
@@ -321,37 +390,18 @@ static void KFN(row_dot)(const float *a, int64_t lda, const float *b,
 #if defined(ATTN_BWD_AMX)
 /* c[j][0..ldy) += sum_q x[q][j] y[q][0..ldy) for the ncol keys j on tiles
  * (dV += Pᵀ dO, dK += dSᵀ Q): x (P or dS, rows of BC floats) transposed
- * into np bf16 parts (1: rounded; 3: exact), y (dO or Q, rows of ldy
- * floats, bf16 values) as query row pairs in yp, both padded with zero
- * queries from rows_mr to nq (a multiple of 32); c has row stride ldy. */
+ * into np bf16 parts (1: rounded; 3: exact), y (dO or Q) as query row
+ * pairs yp (conv_rows), both padded with zero queries from rows_mr to nq
+ * (a multiple of 32); c has row stride ldy. */
 #define AMX_XT_Y KFN(amx_xt_y)
-static void AMX_XT_Y(const float *x, int np, const float *y, int64_t ldy,
-                     uint16_t *yp, float *c, int rows_mr, int nq, int ncol,
+static void AMX_XT_Y(const float *x, int np, const uint16_t *yp, int64_t ldy,
+                     float *c, int rows_mr, int nq, int ncol,
                      uint16_t *const *part) {
   amx_zip_t(x, BC, rows_mr, nq, ncol, np, part, nq);
-  KFN(cvt_rowpairs)(y, ldy, rows_mr, ldy, yp, ldy);
-  memset(yp + rows_mr * ldy, 0,
-         sizeof(uint16_t) * (size_t)((nq - rows_mr) * ldy));
   amx_acc_rows((const uint16_t *const *)part, np, nq, nq, yp, ldy, ncol / 16,
                ldy, c, ldy, ncol);
 }
 
-/* out = x (Q or dO: rows_mr rows of n floats, n a multiple of 16) times
- * the pair panels p ([ncol / 32][n2 / 2][32][2]) on tiles, unscaled (S or
- * dP; row stride BC): x as bf16 rows of n2 (a multiple of 32) in h, zeros
- * past n and past rows_mr up to nrb blocks of 16 rows. */
-#define AMX_ROWS_QK KFN(amx_rows_qk)
-static void AMX_ROWS_QK(const float *x, int64_t n, int rows_mr, int nrb,
-                        uint16_t *h, int64_t n2, const uint16_t *p, int ncol,
-                        float *out) {
-  for (int r = 0; r < rows_mr; r++) {
-    KFN(cvt_row)(x + r * n, n, h + r * n2);
-    memset(h + r * n2 + n, 0, sizeof(uint16_t) * (size_t)(n2 - n));
-  }
-  memset(h + rows_mr * n2, 0,
-         sizeof(uint16_t) * (size_t)((nrb * 16 - rows_mr) * n2));
-  amx_qk_rows(h, n2, n2, p, nrb, ncol, out, BC);
-}
 #endif
 
 static void KFN(bwd_block_body)(const attn_bblock *t);
@@ -399,6 +449,13 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const KFN(bf_ops) o = KFN(bf_carve)(t);
   uint16_t *qh = o.qh, *doh = o.doh, *qp = o.qp, *dop = o.dop, *kh = o.kh;
   uint16_t *vh = o.vh, *kq = o.kq, *pq = o.pq, *dsq = o.dsq, *dsb = o.dsb;
+  if (t->rows16) { /* converted once for the query tile (prep_rows) */
+    KFN(bf_ops) r;
+    KFN(rows_carve)(t, (uint16_t *)t->rows16, &r);
+    qh = r.qh, doh = r.doh, qp = r.qp, dop = r.dop;
+  } else {
+    KFN(conv_rows)(t, &o);
+  }
   if (!t->keys_bf16) {
     KFN(prep_keys)(t);
   }
@@ -410,7 +467,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int nrb = (rows_mr + 15) / 16;  /* blocks of 16 query rows */
   const int qpad = (rows_mr + 31) / 32; /* query pairs: qpad * 32 rows */
   if (amx) {                            /* dp = d here */
-    AMX_ROWS_QK(t->q, dp, rows_mr, nrb, qh, d2, kh, ncol, s);
+    amx_qk_rows(qh, d2, d2, kh, nrb, ncol, s, BC);
     const vf sc = vf_set1(t->qscale);
     for (int r = 0; r < rows_mr; r++)
       for (int c = 0; c < ncol; c += VL)
@@ -420,8 +477,6 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   const int amx = 0;
   const int pv16 = t->pv16, dk16 = t->dk16, dq16 = t->dq16;
 #endif
-  for (int r = 0; r < rows_mr && !amx; r++)
-    KFN(cvt_row)(t->q + r * dp, dp, qh + r * dp);
   for (int pc = 0; pc < ncol && !amx; pc += NR) {
     const uint16_t *kp = kh + (pc / NR) * d2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR) {
@@ -488,12 +543,11 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   uint16_t *const part[3] = {pq, dsq, dsb}; /* three bf16 slots */
   const int dv32 = t->dvacc && !t->do16;
   if (t->dvacc && t->do16)
-    AMX_XT_Y(pv, pv16 ? 1 : 3, t->dout, dvp, dop, t->dvacc, rows_mr, 32 * qpad,
-             ncol, part);
+    AMX_XT_Y(pv, pv16 ? 1 : 3, dop, dvp, t->dvacc, rows_mr, 32 * qpad, ncol,
+             part);
 #else
   if (t->dvacc && pv16) { /* P rounded to bf16: a bf16 dV */
     KFN(cvt_rowpairs)(pv, BC, rows_mr, ncol, pq, BC);
-    KFN(cvt_rowpairs)(t->dout, dvp, rows_mr, dvp, dop, dvp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(pq + 2 * r0, 2, 2 * BC, rows_mr / 2, dop, dvp,
                    t->dvacc + r0 * dvp, dvp, dvp, MR);
@@ -513,12 +567,10 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
 #if defined(ATTN_BWD_AMX)
   const int vdp = t->dp16 && !amx_dp; /* dP with vdpbf16ps */
   if (amx_dp) /* D in this arithmetic: row_dot; dvp = dv here */
-    AMX_ROWS_QK(t->dout, dvp, rows_mr, nrb, doh, dv2, vh, ncol, ds);
+    amx_qk_rows(doh, dv2, dv2, vh, nrb, ncol, ds, BC);
 #else
   const int vdp = t->dp16;
 #endif
-  for (int r = 0; r < rows_mr && vdp; r++)
-    KFN(cvt_row)(t->dout + r * dvp, dvp, doh + r * dvp);
   for (int pc = 0; pc < ncol && vdp; pc += NR) {
     const uint16_t *vp = vh + (pc / NR) * dv2 * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
@@ -582,8 +634,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   /* dS on tiles (Q and K are bf16): rounded to bf16 for a bf16 dK / dQ,
    * else split into three bf16 parts; Q unscaled (bwd.c scales dK) */
   if (t->dk)
-    AMX_XT_Y(ds, dk16 ? 1 : 3, t->q, dp, qp, t->dk, rows_mr, 32 * qpad, ncol,
-             part);
+    AMX_XT_Y(ds, dk16 ? 1 : 3, qp, dp, t->dk, rows_mr, 32 * qpad, ncol, part);
   if (t->dq) {
     const int np = dq16 ? 1 : 3;
     for (int r = 0; r < rows_mr; r++) {
@@ -605,7 +656,6 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
   /* dS rounded to bf16 for a bf16 dK / dQ; Q unscaled (bwd.c scales dK) */
   if (t->dk && dk16) {
     KFN(cvt_rowpairs)(ds, BC, rows_mr, ncol, dsq, BC);
-    KFN(cvt_rowpairs)(t->q, dp, rows_mr, dp, qp, dp);
     for (int r0 = 0; r0 < ncol; r0 += MR)
       BF_ACC_COLS2(dsq + 2 * r0, 2, 2 * BC, rows_mr / 2, qp, dp,
                    t->dk + r0 * dp, dp, dp, MR);

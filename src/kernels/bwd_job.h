@@ -35,7 +35,10 @@ typedef struct bwd_layout {
   size_t gm;       /* score_mod's derivative [br][bc] (empty without it) */
   size_t tiles;    /* offset of the call's own tile lists (if not compiled) */
   size_t bf;       /* the bf16 kernel's operands (bwd_kernels.h), or empty */
-  size_t scratch;  /* offset of thread 0's scratch                */
+  size_t rows16;   /* bf16 kernel: [group][nqt_max] query tiles' Q and dO
+                      (prep_rows), or empty (rows16_on = 0)            */
+  int rows16_on;
+  size_t scratch; /* offset of thread 0's scratch                */
   size_t total;
   int threads;
 } bwd_layout;

@@ -65,6 +65,9 @@ typedef struct attn_bblock {
   int dp16, pv16, dk16, dq16, do16;
   uint16_t *bf;  /* scratch: ATTN_BWD_BF16_SCRATCH(br, bc, dp, dvp) */
   int keys_bf16; /* 1: prep_keys has filled bf with this key tile's keys */
+  /* bf16 kernel: this query tile's Q and dO in bf16, as prep_rows left
+   * them (ATTN_BWD_ROWS16 elements), or NULL: the block converts them. */
+  const uint16_t *rows16;
   /* The AMX kernel: the calling thread's flag, 1 once its tile registers
    * are configured; block configures them on first use and leaves them so
    * (the caller ends with tiles_done). NULL: configured and released in
@@ -79,6 +82,11 @@ typedef struct attn_bblock {
   (2 * ATTN_BWD_R32(br) * (ATTN_BWD_R32(dp) + ATTN_BWD_R32(dvp)) +             \
    (bc) * (2 * ATTN_BWD_R32(dp) + ATTN_BWD_R32(dvp)) +                         \
    3 * ATTN_BWD_R32(br) * (bc) + 256)
+
+/* uint16_t elements of one query tile's bf16 Q and dO (prep_rows): rows
+ * and pairs of rows of each, the first four pieces of the scratch above. */
+#define ATTN_BWD_ROWS16(br, dp, dvp)                                           \
+  (2 * ATTN_BWD_R32(br) * (ATTN_BWD_R32(dp) + ATTN_BWD_R32(dvp)))
 
 typedef struct attn_bwd_kernel {
   attn_isa isa;
@@ -101,6 +109,10 @@ typedef struct attn_bwd_kernel {
   /* Releases the tile registers block left configured (tiles_on); NULL
    * where the kernel has none. */
   void (*tiles_done)(void);
+  /* bf16 kernel: converts a query tile's Q and dO (t->q, t->dout, t->rows
+   * and the flags) into out (ATTN_BWD_ROWS16 elements) once for all the
+   * blocks of the tile that pass it as rows16; NULL in the f32 kernels. */
+  void (*prep_rows)(const attn_bblock *t, uint16_t *out);
 } attn_bwd_kernel;
 
 const attn_bwd_kernel *attn_bwd_kernel_generic(void);

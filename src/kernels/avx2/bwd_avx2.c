@@ -25,7 +25,7 @@ _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
 
 const attn_bwd_kernel *attn_bwd_kernel_avx2(void) {
   static const attn_bwd_kernel k = {
-      ATTN_ISA_AVX2,  VL,           MR,   NR,  BR, BC,
-      bwd_block_avx2, row_dot_avx2, NULL, NULL};
+      ATTN_ISA_AVX2,  VL,           MR,   NR,   BR,  BC,
+      bwd_block_avx2, row_dot_avx2, NULL, NULL, NULL};
   return &k;
 }

@@ -31,6 +31,7 @@ _Static_assert(BR == ATTN_TILE_Q && BC == ATTN_TILE_K,
 
 const attn_bwd_kernel *KFN(attn_bwd_kernel)(void) {
   static const attn_bwd_kernel k = {
-      KISA, VL, MR, NR, BR, BC, KFN(bwd_block), KFN(row_dot), KPREP, KDONE};
+      KISA,           VL,           MR,    NR,    BR,   BC,
+      KFN(bwd_block), KFN(row_dot), KPREP, KDONE, KROWS};
   return &k;
 }
