@@ -31,8 +31,10 @@
  * bitwise identical for every thread count.
  *
  * Memory: Q and dO once in f32, ATTN_BWD_CHUNKS f32 copies of dQ at most,
- * and a few hundred KiB of tiles per thread: linear in the sequence
- * lengths, nothing of size seq_q x seq_k.
+ * a few hundred KiB of tiles per thread and, for the bf16 kernel, each
+ * thread's bf16 query tiles (at most the size of the f32 Q and dO, or
+ * 16 MiB in all): linear in the sequence lengths, nothing of size
+ * seq_q x seq_k.
  */
 #include "kernels/bwd_job.h"
 #include "kernels/sparse_split.h"
