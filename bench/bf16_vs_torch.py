@@ -227,7 +227,7 @@ def main():
                          ms("bf16"), ms("bf16-widened"), ms("torch-f32"),
                          ms("torch-bf16"), gf, t["f32"] / t["bf16"],
                          t["torch-bf16"] / t["bf16"], err[0], err[1]))
-        print(lines[-1], flush=True)
+        print(lines[-1].replace("{peak}", "(peak at the end)"), flush=True)
     time.sleep(1.0)
     peaks1 = (lib.fma_peak_gflops(args.threads, 1.0), bf16_peak(lib, args.threads))
     peak, peak16 = max(peaks0[0], peaks1[0]), max(peaks0[1], peaks1[1])

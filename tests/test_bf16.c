@@ -148,7 +148,7 @@ static long check_stores(attn_dtype dt) {
   return values;
 }
 
-/* A key with an infinite element poisons its row (attn_row_poison): every
+/* A key with an infinite element poisons its row (attn_load_row_poison): every
  * query that sees it gets NaN, even where IEEE arithmetic would give that
  * key a score of -inf (all queries negative against +inf), on every ISA,
  * for bf16 and f32 keys, through the packing's four-key blocks and its
@@ -209,10 +209,74 @@ static long check_nonfinite_keys(void) {
   return cases;
 }
 
+/* attn_load_row_poison (one AVX2 pass for contiguous f32 and bf16 rows,
+ * attn_load_row_f32 and a separate test otherwise) against a scalar
+ * model: each element widened and multiplied once, and the whole row NaN
+ * when one product is not finite (an infinity, a NaN, or an overflow of
+ * the multiplier), with the return value saying so. Random finite rows,
+ * rows with one bad element at every position of the vector loop and its
+ * tail, lengths 0..70, strides 1 and 3, f32, bf16 and f16. */
+static long check_load_poison(void) {
+  enum { N = 70, ST = 3 };
+  static float src32[N * ST], got[N], want[N];
+  static uint16_t src16[N * ST];
+  static const float muls[] = {1.0f, 0.125f, 0x1p100f};
+  static const attn_dtype dts[] = {ATTN_DTYPE_F32, ATTN_DTYPE_BF16,
+                                   ATTN_DTYPE_F16};
+  long rows = 0;
+  for (int it = 0; it < 4000; it++) {
+    const attn_dtype dt = dts[it % 3];
+    const int64_t n = (it / 3) % (N + 1), st = it % 2 ? ST : 1;
+    const float mul = muls[(it / 7) % 3];
+    for (int64_t i = 0; i < n * st; i++) {
+      /* exponents around 1 (and, now and then, near the top) */
+      const uint32_t e =
+          rnd() % 16 == 0 ? 200u + rnd() % 54 : 120u + rnd() % 16;
+      uint32_t u = (rnd() & 0x807fffu) << 8 ^ (rnd() & 0xffu);
+      u = (u & 0x807fffffu) | e << 23;
+      memcpy(&src32[i], &u, 4);
+      src16[i] = dt == ATTN_DTYPE_F16 ? attn_f32_to_f16(src32[i] * 0x1p-120f)
+                                      : attn_f32_to_bf16(src32[i]);
+    }
+    if (n > 0 && it % 4 == 0) { /* one non-finite element */
+      const int64_t at = (int64_t)(rnd() % (uint32_t)n) * st;
+      const int kind = (int)(rnd() % 3);
+      src32[at] = kind == 0 ? INFINITY : kind == 1 ? -INFINITY : NAN;
+      src16[at] = dt == ATTN_DTYPE_F16 ? (kind == 2 ? 0x7e00 : 0x7c00)
+                                       : attn_f32_to_bf16(src32[at]);
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const float x = dt == ATTN_DTYPE_F32   ? src32[i * st]
+                      : dt == ATTN_DTYPE_F16 ? attn_f16_to_f32(src16[i * st])
+                                             : attn_bf16_to_f32(src16[i * st]);
+      want[i] = x * mul;
+      bad |= !isfinite(want[i]);
+    }
+    const void *src = dt == ATTN_DTYPE_F32 ? (const void *)src32 : src16;
+    const int ret = attn_load_row_poison(src, dt, st, n, mul, got);
+    int ok = ret == bad;
+    for (int64_t i = 0; i < n && ok; i++)
+      ok = bad ? isnan(got[i]) : memcmp(&got[i], &want[i], 4) == 0;
+    CHECK(ok,
+          "load_row_poison %s n %lld stride %lld mul %a: returned %d, "
+          "want %d",
+          dt == ATTN_DTYPE_F32   ? "f32"
+          : dt == ATTN_DTYPE_F16 ? "f16"
+                                 : "bf16",
+          (long long)n, (long long)st, (double)mul, ret, bad);
+    rows++;
+  }
+  return rows;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("non-finite keys poison their rows: %ld runs\n",
          check_nonfinite_keys());
+  printf("rows loaded and poisoned (AVX2 %s): %ld rows\n",
+         attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
+         check_load_poison());
   printf("f16 widening (F16C %s): %ld values bit for bit\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          check_f16_rows());

@@ -267,6 +267,31 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
   }
 }
 
+int attn_load_row_poison(const void *src, attn_dtype dt, int64_t stride,
+                         int64_t n, float mul, float *dst) {
+  int bad;
+#if defined(ATTN_HAVE_X86)
+  if (stride == 1 && (dt == ATTN_DTYPE_F32 || dt == ATTN_DTYPE_BF16) &&
+      attn_cpu_has_avx2())
+    bad = attn_row_load_avx2(src, dt == ATTN_DTYPE_BF16, n, mul, dst);
+  else
+#endif
+  {
+    attn_load_row_f32(src, dt, stride, n, mul, dst);
+    uint32_t e = 0; /* the test of internal.h */
+    for (int64_t i = 0; i < n; i++) {
+      uint32_t u;
+      memcpy(&u, &dst[i], sizeof u);
+      e |= (u & 0x7f800000u) + 0x00800000u;
+    }
+    bad = (e & 0x80000000u) != 0;
+  }
+  if (bad)
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = NAN;
+  return bad;
+}
+
 void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
                     int64_t stride) {
   switch (dt) {

@@ -101,6 +101,15 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
                        int64_t n, float mul, float *dst);
 void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
                     int64_t stride);
+/* attn_load_row_f32 and then, if one of the n results is not finite, the
+ * whole row NaN (returns 1; else 0): a non-finite Q or K row must make
+ * every score it enters NaN (an inf times a key of the wrong sign would
+ * otherwise look like a mask). The test: a non-finite float has an all-ones
+ * exponent, and adding one to the exponent field then carries into the
+ * sign bit (integer AND, ADD and OR; vectorised). One pass where the row is
+ * contiguous f32 or bf16 and the CPU has AVX2. */
+int attn_load_row_poison(const void *src, attn_dtype dt, int64_t stride,
+                         int64_t n, float mul, float *dst);
 #if defined(ATTN_HAVE_X86)
 /* dst[i] = f16 src[i] * mul, and dst[i] = f16(src[i]), with F16C
  * (kernels/avx2/convert_f16c.c); only where attn_cpu_has_avx2().
@@ -108,6 +117,8 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
 void attn_f16_row_f16c(const uint16_t *src, int64_t n, float mul, float *dst);
 void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst);
 void attn_bf16_store_avx2(const float *src, int64_t n, uint16_t *dst);
+int attn_row_load_avx2(const void *src, int bf16, int64_t n, float mul,
+                       float *dst);
 #endif
 /* Asks the cache for the bytes of a row of n elements of dt (stride 1)
  * at src, ahead of its use: rows of one head sit a whole token apart

@@ -238,9 +238,9 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
           attn_prefetch_elem(&p->o, rp / s0, rp % s0, h, dv, 0);
         }
         const int64_t tb = r / s0, i = r % s0;
-        attn_load_row_f32(attn_elem(&p->q, tb, i, h, 0), p->q.dtype,
-                          p->q.stride[3], d, job->bf16 ? 1.0f : pr->scale, q);
-        attn_row_poison(q, d);
+        attn_load_row_poison(attn_elem(&p->q, tb, i, h, 0), p->q.dtype,
+                             p->q.stride[3], d, job->bf16 ? 1.0f : pr->scale,
+                             q);
         memset(q + d, 0, sizeof(float) * (size_t)(dp - d));
         attn_load_row_f32(attn_elem(&p->dout, tb, i, h, 0), p->dout.dtype,
                           p->dout.stride[3], dv, 1.0f, o);
@@ -354,9 +354,8 @@ static void pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
           attn_prefetch_elem(&p->v, sq->q_bat, j + ATTN_PREFETCH_ROWS, g, dv,
                              0);
         }
-        attn_load_row_f32(attn_elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
-                          p->k.stride[3], d, 1.0f, kr + i * dp);
-        attn_row_poison(kr + i * dp, d);
+        attn_load_row_poison(attn_elem(&p->k, sq->q_bat, j, g, 0), p->k.dtype,
+                             p->k.stride[3], d, 1.0f, kr + i * dp);
         memset(kr + i * dp + d, 0, sizeof(float) * (size_t)(dp - d));
         attn_load_row_f32(attn_elem(&p->v, sq->q_bat, j, g, 0), p->v.dtype,
                           p->v.stride[3], dv, 1.0f,

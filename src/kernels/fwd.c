@@ -223,9 +223,9 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
     if (r + ATTN_PREFETCH_ROWS < t.rows)
       attn_prefetch_elem(&p->q, sq->q_bat,
                          sq->q_off + t.i0 + r + ATTN_PREFETCH_ROWS, h, d, 0);
-    attn_load_row_f32(attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0),
-                      p->q.dtype, p->q.stride[3], d, pr->scale, row);
-    attn_row_poison(row, d);
+    attn_load_row_poison(
+        attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0), p->q.dtype,
+        p->q.stride[3], d, pr->scale, row);
   }
   if (!job->bf16)
     memset(qb + t.rows * d, 0,

@@ -11,7 +11,7 @@
 #endif
 
 /* n bf16 elements (stride s) of src to dst, then zeros up to n_pad; a row
- * holding a non-finite value becomes all NaN (attn_row_poison). */
+ * holding a non-finite value becomes all NaN (attn_load_row_poison). */
 void attn_fwd_load_row_bf16(const void *src, int64_t s, int64_t n,
                             int64_t n_pad, uint16_t *dst) {
   const uint16_t *x = (const uint16_t *)src;
@@ -176,7 +176,7 @@ static void pack_panel_bf16(const attn_fwd_pack *pk, const attn_seq *sq,
  * panel, kp[kk * nr + i] = r[i][kk], by 4 x 4 transposes in SSE registers
  * (one 16-byte store per four elements instead of four scalar stores a
  * panel row apart: the scalar transpose was 8% of a short forward call).
- * Checks finiteness on the way (attn_row_poison's test); returns 0 if a
+ * Checks finiteness on the way (attn_load_row_poison's test); returns 0 if a
  * row holds a non-finite value, having written garbage the caller's row
  * path then overwrites (with the poisoned row). */
 static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
@@ -272,9 +272,8 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
         attn_prefetch_elem(&p->k, sq->q_bat, jp, g, d, 0);
         attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
       }
-      attn_load_row_f32(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
-                        p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
-      attn_row_poison(tmp, d);
+      attn_load_row_poison(attn_elem(&p->k, sq->q_bat, sq->k_off + j, g, 0),
+                           p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = tmp[kk];
       pack_v_row(p, sq, g, j, dv, dvp, vrow);

@@ -15,7 +15,7 @@ typedef struct attn_fwd_pack {
 } attn_fwd_pack;
 
 /* n bf16 elements (stride s) of src to dst, then zeros up to n_pad; a row
- * holding a non-finite value becomes all NaN (attn_row_poison). */
+ * holding a non-finite value becomes all NaN (attn_load_row_poison). */
 void attn_fwd_load_row_bf16(const void *src, int64_t s, int64_t n,
                             int64_t n_pad, uint16_t *dst);
 

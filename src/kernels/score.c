@@ -29,24 +29,6 @@ void attn_score_setup(const attn_params *p, const attn_seq *s,
   }
 }
 
-int attn_row_poison(float *x, int64_t n) {
-  /* Non-finite means an all-ones exponent; adding one to the exponent
-   * field then carries into the sign bit. Plain integer AND, ADD and OR,
-   * which the compiler vectorises even for baseline SSE2 (isfinite it
-   * does not). */
-  uint32_t e = 0;
-  for (int64_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &x[i], sizeof u);
-    e |= (u & 0x7f800000u) + 0x00800000u;
-  }
-  if (!(e & 0x80000000u))
-    return 0;
-  for (int64_t i = 0; i < n; i++)
-    x[i] = NAN;
-  return 1;
-}
-
 void attn_t5_setup(const attn_params *p, int64_t hq, int64_t sq_max,
                    int64_t sk_max, attn_t5 *t) {
   const int64_t nb = p->rel_buckets, md = p->rel_max_distance;

@@ -82,12 +82,6 @@ static inline int attn_score_any(const attn_score *sc) {
 void attn_score_t5_lut(const attn_score *sc, int64_t i_last, int64_t j0, int n,
                        float *lut);
 
-/* Replaces every non-finite element of x[0..n) by NaN when x holds one:
- * a non-finite Q or K row must make every score it enters NaN (an inf
- * times a key of the wrong sign would otherwise look like a mask). Returns
- * 1 when it did. */
-int attn_row_poison(float *x, int64_t n);
-
 /* Joins a sink logit (attn_params.sinks, finite) to a row's softmax: m is
  * the row's max (-inf when it saw no key) and l its sum of exp(s - m). On
  * return m = max(m, sink), l = l a + exp(sink - m) and a = exp(m_old - m),
