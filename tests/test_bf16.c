@@ -15,6 +15,9 @@
  * The kernels built on it are checked against the oracle by test_forward,
  * test_numerics and the others, on every ISA including avx512bf16.
  */
+#if defined(__x86_64__) && !defined(ATTN_HAVE_X86)
+#define ATTN_HAVE_X86 1 /* as the library is built (CMakeLists.txt) */
+#endif
 #include "attn.h"
 #include "bf16_vec.h"
 #include "core/internal.h"
@@ -110,7 +113,8 @@ static long check_f16_rows(void) {
   return values;
 }
 
-/* attn_store_row to f16 (F16C where the CPU has it) or bf16 (AVX2) against
+/* attn_store_row to f16 (F16C where the CPU has it) or bf16 (AVX-512 or
+ * AVX2, and each of those directly where the CPU has it) against
  * attn_f32_to_f16 / attn_f32_to_bf16, on random bit patterns (NaN,
  * infinities, subnormals included) and, for f16, on every f32 around its
  * subnormal, normal and overflow edges; ties and near-ties of the
@@ -136,6 +140,13 @@ static long check_stores(attn_dtype dt) {
     }
     const int64_t st = it % 4 == 3 ? 3 : 1, n = N - it % 17;
     attn_store_row(src, n, got, dt, st);
+#if defined(ATTN_HAVE_X86)
+    /* both vector paths where the CPU has them, whichever the row took */
+    if (!f16 && st == 1 && it % 4 == 1 && attn_cpu_has_avx2())
+      attn_bf16_store_avx2(src, n, got);
+    if (!f16 && st == 1 && it % 4 == 2 && attn_cpu_has_avx512())
+      attn_bf16_store_avx512(src, n, got);
+#endif
     int bad = 0;
     for (int64_t i = 0; i < n && !bad; i++, values++) {
       const uint16_t want =
@@ -282,8 +293,9 @@ int main(void) {
          check_f16_rows());
   printf("f16 narrowing: %ld values bit for bit\n",
          check_stores(ATTN_DTYPE_F16));
-  printf("bf16 narrowing (AVX2 %s): %ld values bit for bit\n",
+  printf("bf16 narrowing (AVX2 %s, AVX-512 %s): %ld values bit for bit\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
+         attn_isa_supported(ATTN_ISA_AVX512) ? "used" : "not on this CPU",
          check_stores(ATTN_DTYPE_BF16));
   const int hw = attn_isa_supported(ATTN_ISA_AVX512_BF16);
   long lanes = 0, lanes_hw = 0, cvt = 0;

@@ -235,6 +235,12 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
   }
   case ATTN_DTYPE_BF16: {
     const uint16_t *s = (const uint16_t *)src;
+#if defined(ATTN_HAVE_X86)
+    if (stride == 1 && attn_cpu_has_avx2()) { /* the same products */
+      (void)attn_row_load_avx2(s, 1, n, mul, dst);
+      break;
+    }
+#endif
     if (stride == 1) /* vectorised by the compiler */
       for (int64_t i = 0; i < n; i++)
         dst[i] = bf16_f32(s[i]) * mul;
@@ -304,6 +310,10 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
   case ATTN_DTYPE_BF16: {
     uint16_t *d = (uint16_t *)dst;
 #if defined(ATTN_HAVE_X86)
+    if (stride == 1 && attn_cpu_has_avx512()) {
+      attn_bf16_store_avx512(src, n, d);
+      break;
+    }
     if (stride == 1 && attn_cpu_has_avx2()) {
       attn_bf16_store_avx2(src, n, d);
       break;

@@ -117,6 +117,7 @@ int attn_load_row_poison(const void *src, attn_dtype dt, int64_t stride,
 void attn_f16_row_f16c(const uint16_t *src, int64_t n, float mul, float *dst);
 void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst);
 void attn_bf16_store_avx2(const float *src, int64_t n, uint16_t *dst);
+void attn_bf16_store_avx512(const float *src, int64_t n, uint16_t *dst);
 int attn_row_load_avx2(const void *src, int bf16, int64_t n, float mul,
                        float *dst);
 #endif
