@@ -118,8 +118,8 @@ int main(void) {
   prob big, other, tiny;
   memset(&big, 0, sizeof big), memset(&other, 0, sizeof other);
   memset(&tiny, 0, sizeof tiny);
-  const int made = prob_init(&big, 8, 1024, 64, 1) &&
-                   prob_init(&other, 8, 896, 64, 2) &&
+  const int made = prob_init(&big, 16, 1024, 64, 1) &&
+                   prob_init(&other, 16, 896, 64, 2) &&
                    prob_init(&tiny, 2, 64, 32, 3);
   CHECK(made, "inputs");
   if (!ctx || !fresh || !made)
@@ -133,6 +133,13 @@ int main(void) {
   CHECK(attn_backward_workspace_size(ctx, &a, &need) == ATTN_OK, "size");
   CHECK(need >= ((size_t)8 << 20) && need <= ((size_t)64 << 20),
         "the case's workspace (%zu bytes) goes through the spare", need);
+  attn_params b2;
+  prob_params(&other, &b2, NULL, NULL, NULL);
+  size_t need2 = 0;
+  CHECK(attn_backward_workspace_size(ctx, &b2, &need2) == ATTN_OK &&
+            need2 >= ((size_t)8 << 20) && need2 < need,
+        "the smaller case's workspace (%zu bytes) goes through the spare too",
+        need2);
   const prob *all[3] = {&big, &other, &tiny};
   for (int i = 0; i < 3; i++) { /* forwards: o and lse; reference grads */
     attn_params f;

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(ATTN_HAVE_X86)
 #include <cpuid.h>
@@ -71,8 +72,9 @@ static int detect(void) {
 static int detect(void) { return 0; }
 #endif
 
-/* Global state (the only other piece is context.c's default context): a
- * cache of an immutable fact. Racing first callers compute the same value. */
+/* Global state (the only other pieces are cpu_count below and context.c's
+ * default context): a cache of an immutable fact. Racing first callers
+ * compute the same value. */
 static atomic_int cpu_flags = -1;
 
 static int flags(void) {
@@ -82,6 +84,22 @@ static int flags(void) {
     atomic_store_explicit(&cpu_flags, f, memory_order_relaxed);
   }
   return f;
+}
+
+/* The online CPUs, read once per process: the first reading stays (a
+ * compare-exchange), so a process sizes its work from one value even if
+ * CPUs come and go. */
+static atomic_int cpu_count = -1;
+
+int attn_cpu_count(void) {
+  int n = atomic_load_explicit(&cpu_count, memory_order_relaxed);
+  if (n > 0)
+    return n;
+  const long c = sysconf(_SC_NPROCESSORS_ONLN);
+  int want = c < 1 ? 1 : c > 4096 ? 4096 : (int)c, none = -1;
+  if (!atomic_compare_exchange_strong(&cpu_count, &none, want))
+    want = none; /* another thread's reading came first */
+  return want;
 }
 
 int attn_cpu_has_avx2(void) { return (flags() & 1) != 0; }

@@ -158,6 +158,8 @@ void attn_workspace_release(attn_context *ctx, void *owned);
  * returns the one it held. Thread-safe (context.c). */
 void *attn_context_spare_swap(attn_context *ctx, void *block);
 
+/* The machine's online CPUs, as first read in this process (cpu.c). */
+int attn_cpu_count(void);
 /* CPU features: cached after the first call (thread-safe). */
 int attn_cpu_has_avx2(void);
 int attn_cpu_has_avx512(void);

@@ -11,8 +11,8 @@
  *      the last cu_seqlens).
  *   A  items (sequence, kv head, key chunk): the keys of a sequence are cut
  *      into at most ATTN_BWD_CHUNKS chunks of whole key tiles (a number that
- *      depends on the sequence length and the kv head count only, never on
- *      the thread count: seq_chunks).
+ *      depends on the sequence length, the kv head count and the machine's
+ *      CPU count only, never on the call's thread count: seq_chunks).
  *      For each key tile of its chunk the item loops, in a fixed order, over
  *      the query heads of the group and all query tiles: dK and dV of the
  *      tile are complete when it finishes (written out directly), and the
@@ -28,7 +28,8 @@
  *
  * Items are claimed from shared counters, so which thread does an item
  * varies; what an item computes, and in which order, does not: results are
- * bitwise identical for every thread count.
+ * bitwise identical for every thread count (on one machine: the chunks
+ * follow its CPU count, as the kernels follow its ISA).
  *
  * Memory: Q and dO once in f32, ATTN_BWD_CHUNKS f32 copies of dQ at most,
  * a few hundred KiB of tiles per thread and, for the bf16 kernel, each
@@ -81,12 +82,13 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->dp = (int64_t)round_up((size_t)pr->d, (size_t)k->vl);
   w->dvp = (int64_t)round_up((size_t)pr->dv, (size_t)k->vl);
   w->chunks = 1;
+  w->aim = ATTN_BWD_ITEMS(attn_cpu_count());
   w->nqt_max = 1;
   int64_t items_a = 0;
   for (int64_t b = 0; b < pr->batch; b++) {
     attn_seq sq;
     attn_problem_seq(pr, b, &sq);
-    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, k->bc, pr->hk) : 0;
+    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, k->bc, pr->hk, w->aim) : 0;
     w->chunks = ATTN_MAX(w->chunks, c);
     w->nqt_max = ATTN_MAX(w->nqt_max, cdiv(sq.sq, k->br));
     items_a += c * pr->hk;
@@ -461,7 +463,8 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   attn_seq sq;
   attn_problem_seq(pr, b, &sq);
   const int64_t nkt = cdiv(sq.sk, k->bc), nqt = cdiv(sq.sq, k->br);
-  const int64_t nch = seq_chunks(sq.sk, k->bc, pr->hk), tpc = cdiv(nkt, nch);
+  const int64_t nch = seq_chunks(sq.sk, k->bc, pr->hk, w->aim),
+                tpc = cdiv(nkt, nch);
   const int64_t r0 = seq_row0(p, &sq);
   /* The item's dQ partial rows are zeroed a query tile at a time, just
    * before the first block that adds to them (while they are about to be
@@ -747,7 +750,8 @@ attn_status attn_backward_sized(attn_context *ctx, const attn_params *user,
   for (int64_t b = 0; b < pl.pr.batch; b++) {
     attn_seq sq;
     attn_problem_seq(&pl.pr, b, &sq);
-    const int64_t c = sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc, pl.pr.hk) : 0;
+    const int64_t c =
+        sq.sq > 0 ? seq_chunks(sq.sk, job.k->bc, pl.pr.hk, job.w.aim) : 0;
     job.item_base[b + 1] = job.item_base[b] + c * pl.pr.hk;
   }
   st = attn_team_run_ctx(pl.ctx, job.w.threads, bwd_worker, &job);

@@ -12,7 +12,8 @@
 #include <stdint.h>
 
 #define ATTN_BWD_CHUNKS 8 /* most key chunks (dQ partial copies) */
-#define ATTN_BWD_ITEMS 32 /* phase-A items a sequence aims at     */
+/* Phase-A items a sequence aims at: four per online CPU, 8 to 32 */
+#define ATTN_BWD_ITEMS(cpus) ATTN_MIN(ATTN_MAX(4 * (int64_t)(cpus), 8), 32)
 
 static inline size_t round_up(size_t x, size_t a) {
   return (x + a - 1) / a * a;
@@ -23,6 +24,7 @@ typedef struct bwd_layout {
   int64_t tqp;        /* tq + br zero rows (reads past a tile end)   */
   int64_t dp, dvp;    /* head dims padded to the vector width        */
   int64_t chunks;     /* dQ partial copies (<= ATTN_BWD_CHUNKS)      */
+  int64_t aim;        /* phase-A items a sequence aims at (seq_chunks) */
   int64_t items_c;    /* dbias items                                 */
   int64_t items_a;    /* phase-A items (sequence, kv head, chunk)    */
   size_t qs, dos, l2; /* offsets of the shared pieces (bytes)        */
@@ -46,14 +48,17 @@ typedef struct bwd_layout {
 static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Key chunks of a sequence with sk keys and hk kv heads: enough phase-A
- * items for the threads (ATTN_BWD_ITEMS over the sequence's kv heads), at
- * most ATTN_BWD_CHUNKS and the key tiles. Each chunk has its own f32 copy
- * of the sequence's dQ, zeroed and summed once per call: at 8 chunks that
- * was 8 MiB for h8 s512 d64, 14% of a causal bf16 backward. A function of
- * the sequence and the model's head counts only: neither the thread count
- * nor the rest of the batch changes the sums. */
-static inline int64_t seq_chunks(int64_t sk, int64_t bc, int64_t hk) {
-  const int64_t want = cdiv(ATTN_BWD_ITEMS, hk > 0 ? hk : 1);
+ * items for the machine (aim items, ATTN_BWD_ITEMS of its CPUs, over the
+ * sequence's kv heads), at most ATTN_BWD_CHUNKS and the key tiles. Each
+ * chunk has its own f32 copy of the sequence's dQ, zeroed and summed once
+ * per call, and converts its query tiles again: at h8 s512 d64, 4 chunks
+ * rather than 1 made a bf16 backward 10% slower on 2 CPUs. A function of
+ * the sequence, the model's head counts and the machine's CPU count only:
+ * neither the call's thread count nor the rest of the batch changes the
+ * sums. */
+static inline int64_t seq_chunks(int64_t sk, int64_t bc, int64_t hk,
+                                 int64_t aim) {
+  const int64_t want = cdiv(aim, hk > 0 ? hk : 1);
   return ATTN_MIN(ATTN_MIN(cdiv(sk, bc), (int64_t)ATTN_BWD_CHUNKS), want);
 }
 
