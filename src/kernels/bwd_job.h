@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #define ATTN_BWD_CHUNKS 8 /* most key chunks (dQ partial copies) */
-/* Phase-A items a sequence aims at: four per online CPU, 8 to 32 */
-#define ATTN_BWD_ITEMS(cpus) ATTN_MIN(ATTN_MAX(4 * (int64_t)(cpus), 8), 32)
+/* Phase-A items a sequence aims at: two per online CPU, 4 to 32 */
+#define ATTN_BWD_ITEMS(cpus) ATTN_MIN(ATTN_MAX(2 * (int64_t)(cpus), 4), 32)
 
 static inline size_t round_up(size_t x, size_t a) {
   return (x + a - 1) / a * a;
