@@ -237,7 +237,7 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
     const uint16_t *s = (const uint16_t *)src;
 #if defined(ATTN_HAVE_X86)
     if (stride == 1 && attn_cpu_has_avx2()) { /* the same products */
-      (void)attn_row_load_avx2(s, 1, n, mul, dst);
+      (void)attn_row_load_avx2(s, ATTN_DTYPE_BF16, n, mul, dst);
       break;
     }
 #endif
@@ -277,9 +277,10 @@ int attn_load_row_poison(const void *src, attn_dtype dt, int64_t stride,
                          int64_t n, float mul, float *dst) {
   int bad;
 #if defined(ATTN_HAVE_X86)
-  if (stride == 1 && (dt == ATTN_DTYPE_F32 || dt == ATTN_DTYPE_BF16) &&
+  if (stride == 1 &&
+      (dt == ATTN_DTYPE_F32 || dt == ATTN_DTYPE_BF16 || dt == ATTN_DTYPE_F16) &&
       attn_cpu_has_avx2())
-    bad = attn_row_load_avx2(src, dt == ATTN_DTYPE_BF16, n, mul, dst);
+    bad = attn_row_load_avx2(src, dt, n, mul, dst);
   else
 #endif
   {

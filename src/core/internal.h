@@ -107,7 +107,7 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
  * otherwise look like a mask). The test: a non-finite float has an all-ones
  * exponent, and adding one to the exponent field then carries into the
  * sign bit (integer AND, ADD and OR; vectorised). One pass where the row is
- * contiguous f32 or bf16 and the CPU has AVX2. */
+ * contiguous f32, bf16 or f16 and the CPU has AVX2 (and F16C). */
 int attn_load_row_poison(const void *src, attn_dtype dt, int64_t stride,
                          int64_t n, float mul, float *dst);
 #if defined(ATTN_HAVE_X86)
@@ -118,7 +118,7 @@ void attn_f16_row_f16c(const uint16_t *src, int64_t n, float mul, float *dst);
 void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst);
 void attn_bf16_store_avx2(const float *src, int64_t n, uint16_t *dst);
 void attn_bf16_store_avx512(const float *src, int64_t n, uint16_t *dst);
-int attn_row_load_avx2(const void *src, int bf16, int64_t n, float mul,
+int attn_row_load_avx2(const void *src, attn_dtype dt, int64_t n, float mul,
                        float *dst);
 #endif
 /* Asks the cache for the bytes of a row of n elements of dt (stride 1)

@@ -64,26 +64,29 @@ void attn_bf16_store_avx2(const float *src, int64_t n, uint16_t *dst) {
     dst[i] = attn_f32_to_bf16(src[i]);
 }
 
-/* dst[i] = src[i] * mul for a contiguous f32 (bf16 0) or bf16 (bf16 1)
- * row, eight at a time, with attn_load_row_poison's finiteness test on the
+/* dst[i] = src[i] * mul for a contiguous row of dt (f32, bf16 or f16),
+ * eight at a time, with attn_load_row_poison's finiteness test on the
  * products on the way: returns 1 if one is not finite (dst then holds the
  * products; the caller poisons the row). The products are the portable
- * loop's (one rounding each). */
-int attn_row_load_avx2(const void *src, int bf16, int64_t n, float mul,
+ * loops' (widening is exact; one rounding each). */
+int attn_row_load_avx2(const void *src, attn_dtype dt, int64_t n, float mul,
                        float *dst) {
   const __m256 m = _mm256_set1_ps(mul);
   const __m256i em = _mm256_set1_epi32(0x7f800000),
                 one = _mm256_set1_epi32(0x00800000);
+  const uint16_t *h16 = (const uint16_t *)src;
+  const float *f32 = (const float *)src;
   __m256i e = _mm256_setzero_si256();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 x;
-    if (bf16) {
-      const __m128i h =
-          _mm_loadu_si128((const __m128i *)((const uint16_t *)src + i));
+    if (dt == ATTN_DTYPE_BF16) {
+      const __m128i h = _mm_loadu_si128((const __m128i *)(h16 + i));
       x = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    } else if (dt == ATTN_DTYPE_F16) {
+      x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h16 + i)));
     } else {
-      x = _mm256_loadu_ps((const float *)src + i);
+      x = _mm256_loadu_ps(f32 + i);
     }
     x = _mm256_mul_ps(x, m);
     e = _mm256_or_si256(
@@ -93,13 +96,15 @@ int attn_row_load_avx2(const void *src, int bf16, int64_t n, float mul,
   uint32_t et = 0;
   for (; i < n; i++) {
     uint32_t u;
-    if (bf16) {
-      u = (uint32_t)((const uint16_t *)src)[i] << 16;
+    if (dt == ATTN_DTYPE_BF16) {
+      u = (uint32_t)h16[i] << 16;
       float f;
       memcpy(&f, &u, sizeof f);
       dst[i] = f * mul;
+    } else if (dt == ATTN_DTYPE_F16) {
+      dst[i] = _cvtsh_ss(h16[i]) * mul;
     } else {
-      dst[i] = ((const float *)src)[i] * mul;
+      dst[i] = f32[i] * mul;
     }
     memcpy(&u, &dst[i], sizeof u);
     et |= (u & 0x7f800000u) + 0x00800000u;
