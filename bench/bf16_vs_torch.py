@@ -138,6 +138,30 @@ def reference(np, q, k, v, causal):
     return (s / s.sum(-1, keepdims=True)) @ v
 
 
+def reference_grads(np, q, k, v, do, causal):
+    """float64 dQ, dK, dV of the (bf16-exact) inputs and output gradient,
+    [b, h, s, d] each: the textbook backward of softmax(q kᵀ / √d) v."""
+    q, k, v, do = (x.double().numpy() for x in (q, k, v, do))
+    scale = 1.0 / np.sqrt(q.shape[-1])
+    s = q @ k.transpose(0, 1, 3, 2) * scale
+    if causal:
+        n = s.shape[-1]
+        s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    o = p @ v
+    dv = p.transpose(0, 1, 3, 2) @ do
+    dp = do @ v.transpose(0, 1, 3, 2)
+    ds = p * (dp - (do * o).sum(-1, keepdims=True))
+    return ds @ k * scale, ds.transpose(0, 1, 3, 2) @ q * scale, dv
+
+
+def grad_err(np, got, ref):
+    """Largest |got - ref| over the three gradients."""
+    return max(float(np.abs(g.double().numpy() - r).max())
+               for g, r in zip(got, ref))
+
+
 def bf16_peak(lib, threads):
     fn = lib.lib.attn_bf16_peak_gflops
     fn.restype = ctypes.c_int
@@ -214,6 +238,12 @@ def main():
         if s <= 1024 and not bw:
             ref = reference(np, *b16, causal)
             err = tuple("%.2e" % np.abs(fns[n]().double().numpy() - ref).max()
+                        for n in ("bf16", "torch-bf16"))
+        elif s <= 1024:  # the gradients against float64, same dO for both
+            do = torch.randn(b16[0].shape, generator=torch.Generator()
+                             .manual_seed(1)).to(torch.bfloat16)
+            ref = reference_grads(np, *b16, do, causal)
+            err = tuple("%.2e" % grad_err(np, fns[n](), ref)
                         for n in ("bf16", "torch-bf16"))
         t = median_times(fns, args.rounds)
         flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)
