@@ -519,23 +519,48 @@ static int KFN(fused_ok)(float m, float mx) {
 }
 
 #if defined(ATTN_FWD_AMX)
-/* Steps (2)-(4) of a FULL tile without score modifiers or dropout, from
- * the tile sums in s, in one pass per row: mk_qk's fused step (P against
- * the running max as it stands, the same kept-or-redone rule per row),
- * with P written to pb (bf16, a bf16 output) or pf (f32). A row redone
- * takes plain_rows on its scores, which are still in s. */
+/* Lanes c .. c + VL - 1 of x, the columns outside [e, f) set to -inf (a
+ * partial tile's mask as an interval: mask_apply's runs). */
+static inline vf KFN(amx_keep)(vf x, int c, int e, int f) {
+  const int lo = ATTN_MIN(ATTN_MAX(e - c, 0), VL);
+  const int hi = ATTN_MIN(ATTN_MAX(f - c, 0), VL);
+  const __mmask16 k = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  return _mm512_mask_mov_ps(vf_set1(-INFINITY), k, x);
+}
+
+/* Steps (2)-(4) of a FULL tile, or of a PARTIAL one whose mask is the
+ * rows' intervals alone (causal, windows, lengths: no mask tensor or
+ * sparse pattern), without score modifiers or dropout, from the tile sums
+ * in s, in one pass per row: mk_qk's fused step (P against the running
+ * max as it stands, the same kept-or-redone rule per row), with P written
+ * to pb (bf16, a bf16 output) or pf (f32). A partial tile's masked
+ * columns enter as -inf, so their P is +0 exactly, as through mask_apply
+ * and the softmax. A row redone takes plain_rows on its scores, which are
+ * still in s. */
 static void KFN(amx_softmax_full)(const attn_qtile *t, float *s, int64_t j0,
-                                  int ncol, float scale, float *alpha,
-                                  float *lm, uint16_t *pb, float *pf) {
+                                  int ncol, attn_tile_kind kind, float scale,
+                                  float *alpha, float *lm, uint16_t *pb,
+                                  float *pf) {
   const vf sc = vf_set1(scale), l2e = vf_set1(kLog2e);
+  const int part = kind == ATTN_TILE_PARTIAL;
   for (int r = 0; r < t->rows; r++) {
     const float m = t->m[r];
     const vf nm = vf_set1(m > -65536.0f && m < 65536.0f ? -m * kLog2e : 0.0f);
     float *sr = s + r * BC;
+    int e = 0, f = ncol; /* allowed columns [e, f) */
+    if (part) {
+      const int64_t a = t->mv.lo[r] - j0, b = t->mv.hi[r] - j0;
+      e = (int)ATTN_MIN(ATTN_MAX(a, 0), (int64_t)ncol);
+      f = b < e ? e : (int)ATTN_MIN(b + 1, (int64_t)ncol);
+    }
     vf big = vf_set1(-INFINITY), sum = vf_zero();
     for (int c = 0; c < ncol; c += 2 * VL) {
-      const vf x0 = vf_fma(vf_mul(vf_load(sr + c), sc), l2e, nm);
-      const vf x1 = vf_fma(vf_mul(vf_load(sr + c + VL), sc), l2e, nm);
+      vf x0 = vf_fma(vf_mul(vf_load(sr + c), sc), l2e, nm);
+      vf x1 = vf_fma(vf_mul(vf_load(sr + c + VL), sc), l2e, nm);
+      if (part) {
+        x0 = KFN(amx_keep)(x0, c, e, f);
+        x1 = KFN(amx_keep)(x1, c + VL, e, f);
+      }
       big = vf_max(x1, vf_max(x0, big)); /* NaN in x stays in big */
       const vf e0 = vf_exp2_nonpos(x0), e1 = vf_exp2_nonpos(x1);
       sum = vf_add(sum, vf_add(e0, e1));
@@ -555,7 +580,7 @@ static void KFN(amx_softmax_full)(const attn_qtile *t, float *s, int64_t j0,
     }
     for (int c = 0; c < ncol; c += VL) /* a score far from the max */
       vf_store(sr + c, vf_mul(vf_load(sr + c), sc));
-    KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, ATTN_TILE_FULL, alpha, lm);
+    KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
     if (pb)
       KFN(amx_round_p)(s, r, r + 1, ncol, pb);
     else
@@ -617,14 +642,17 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     const int nrb = (t->rows + 15) / 16;
     for (int r = t->rows; r < nrb * 16 && t->vh; r++)
       memset(pb + r * BC, 0, sizeof(uint16_t) * (size_t)ncol);
-    if (kind == ATTN_TILE_FULL && !attn_score_any(&t->sc) && !t->drop.on) {
+    const int interval = kind == ATTN_TILE_FULL ||
+                         (kind == ATTN_TILE_PARTIAL && !t->mv.tensor &&
+                          !t->mv.sp); /* the mask: the rows' intervals */
+    if (interval && !attn_score_any(&t->sc) && !t->drop.on) {
       _Alignas(64) float pf[BR * BC];
       uint16_t *pbf = t->vh ? pb : NULL; /* P as bf16 for amx_pv */
-      KFN(amx_softmax_full)(t, s, j0, ncol, scale, alpha, lm, pbf, pf);
+      KFN(amx_softmax_full)(t, s, j0, ncol, kind, scale, alpha, lm, pbf, pf);
       if (t->vh)
         KFN(amx_pv)(t, pb, j0, ncol, alpha);
       else
-        KFN(pv_tile)(t, pf, v, j0, ncol, 0, alpha, vn);
+        KFN(pv_tile)(t, pf, v, j0, ncol, kind == ATTN_TILE_PARTIAL, alpha, vn);
       return;
     }
     const vf sc = vf_set1(scale);
