@@ -373,13 +373,16 @@ static void fd_check(void) {
 /* Rows that see one key (row 0 under causal masking) have dQ exactly 0
  * on every bf16 ISA: P = 1, O is that key's V row, and D = rowsum(dO ∘ O)
  * must be computed in dP's arithmetic for dS = P (dP - D) to vanish (the
- * AMX kernel's tiles included, at head dims of 0 and 16 mod 32). */
+ * AMX kernel's tiles included, at head dims of 0 and 16 mod 32). The
+ * forward's O of such rows is checked to be V exactly too, also for every
+ * row of a one-key window (window 0, 0) with an f32 output: a fused
+ * softmax that guessed the row's max would leave P != 1 there. */
 static void one_key_rows(const attn_isa *isas, int n_isas) {
-  enum { S = 37, H = 2 };
+  enum { S = 63, H = 2 };
   static const int dims[] = {32, 48, 64, 80, 128};
   for (int di = 0; di < (int)(sizeof dims / sizeof dims[0]); di++) {
     const int64_t d = dims[di], n = S * H * d;
-    uint16_t *q = malloc(sizeof(uint16_t) * (size_t)(6 * n));
+    uint16_t *q = malloc(sizeof(uint16_t) * (size_t)(7 * n));
     float *g = malloc(sizeof(float) * (size_t)(3 * n));
     float lse[H * S];
     if (!q || !g) {
@@ -389,12 +392,15 @@ static void one_key_rows(const attn_isa *isas, int n_isas) {
       return;
     }
     uint16_t *k = q + n, *v = k + n, *o = v + n, *dout = o + n;
+    uint16_t *q8 = dout + n; /* 8 q: large logits (exact in bf16) */
     uint64_t st = 0x243f6a8885a308d3ull + (uint64_t)d;
     for (int64_t i = 0; i < 5 * n; i++) { /* q, k, v, (o), dout */
       st = st * 6364136223846793005ull + 1442695040888963407ull;
       const float x = (float)((int64_t)(st >> 40) % 2001 - 1000) / 700.0f;
       q[i] = attn_f32_to_bf16(x);
     }
+    for (int64_t i = 0; i < n; i++)
+      q8[i] = attn_f32_to_bf16(8.0f * attn_bf16_to_f32(q[i]));
     for (int ii = 0; ii < n_isas; ii++) {
       attn_params p;
       attn_params_init(&p);
@@ -412,8 +418,43 @@ static void one_key_rows(const attn_isa *isas, int n_isas) {
       p.dv = attn_tensor_bshd(g + 2 * n, ATTN_DTYPE_F32, 1, S, H, d);
       if (rc == ATTN_OK)
         rc = attn_backward(shared_ctx, &p);
-      int64_t nz = 0;
+      int64_t nz = 0, ov = 0;
       for (int64_t i = 0; i < H * d; i++) /* row 0 of every head */
+        nz += g[i] != 0.0f;
+      for (int64_t i = 0; i < H * d && rc == ATTN_OK; i++)
+        ov += o[i] != v[i];
+      result(ov == 0,
+             "one_key_rows: isa %s, head_dim %lld: %lld elements of O in "
+             "rows that see one key differ from V",
+             attn_isa_name(isas[ii]), (long long)d, (long long)ov);
+      /* every row sees its own key only, with large logits (some within
+       * the fused path's +-16 of a guessed max), f32 and bf16 out: O = V
+       * exactly */
+      for (int ob = 0; ob < 2; ob++) {
+        float *of = g; /* free until the next backward */
+        uint16_t *oh = (uint16_t *)(g + n);
+        attn_params w;
+        attn_params_init(&w);
+        w.q = attn_tensor_bshd(q8, ATTN_DTYPE_BF16, 1, S, H, d);
+        w.k = p.k, w.v = p.v;
+        w.o = ob ? attn_tensor_bshd(oh, ATTN_DTYPE_BF16, 1, S, H, d)
+                 : attn_tensor_bshd(of, ATTN_DTYPE_F32, 1, S, H, d);
+        w.window_left = w.window_right = 0;
+        w.isa = isas[ii];
+        const attn_status rw = attn_forward(shared_ctx, &w);
+        int64_t wv = 0;
+        for (int64_t i = 0; i < n && rw == ATTN_OK; i++)
+          wv += ob ? oh[i] != v[i] : of[i] != attn_bf16_to_f32(v[i]);
+        result(rw == ATTN_OK && wv == 0,
+               "one_key_rows: isa %s, head_dim %lld, window (0, 0), %s out: "
+               "status %d, %lld elements of O differ from V",
+               attn_isa_name(isas[ii]), (long long)d, ob ? "bf16" : "f32",
+               (int)rw, (long long)wv);
+      }
+      if (rc == ATTN_OK) /* the backward of the causal call, again */
+        rc = attn_backward(shared_ctx, &p);
+      nz = 0;
+      for (int64_t i = 0; i < H * d; i++)
         nz += g[i] != 0.0f;
       result(rc == ATTN_OK && nz == 0,
              "one_key_rows: isa %s, head_dim %lld: status %d, %lld nonzero "

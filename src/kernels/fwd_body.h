@@ -519,47 +519,44 @@ static int KFN(fused_ok)(float m, float mx) {
 }
 
 #if defined(ATTN_FWD_AMX)
-/* Lanes c .. c + VL - 1 of x, the columns outside [e, f) set to -inf (a
- * partial tile's mask as an interval: mask_apply's runs). */
-static inline vf KFN(amx_keep)(vf x, int c, int e, int f) {
-  const int lo = ATTN_MIN(ATTN_MAX(e - c, 0), VL);
-  const int hi = ATTN_MIN(ATTN_MAX(f - c, 0), VL);
-  const __mmask16 k = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-  return _mm512_mask_mov_ps(vf_set1(-INFINITY), k, x);
-}
-
-/* Steps (2)-(4) of a FULL tile, or of a PARTIAL one whose mask is the
- * rows' intervals alone (causal, windows, lengths: no mask tensor or
- * sparse pattern), without score modifiers or dropout, from the tile sums
- * in s, in one pass per row: mk_qk's fused step (P against the running
- * max as it stands, the same kept-or-redone rule per row), with P written
- * to pb (bf16, a bf16 output) or pf (f32). A partial tile's masked
- * columns enter as -inf, so their P is +0 exactly, as through mask_apply
- * and the softmax. A row redone takes plain_rows on its scores, which are
- * still in s. */
+/* Steps (2)-(4) of a FULL or PARTIAL tile without score modifiers or
+ * dropout, from the tile sums in s, in one pass per row: mk_qk's fused
+ * step (P against the running max as it stands, the same kept-or-redone
+ * rule per row), with P written to pb (bf16, a bf16 output) or pf (f32).
+ * A partial tile's mask is applied to s first (mask_apply: -inf where
+ * masked, whatever the mask: intervals, tensor, sparse patterns), and a
+ * sum of -inf enters the exponent as -inf, so P is +0 there exactly, as
+ * through the separate softmax. A row redone takes plain_rows on its
+ * scores, which are still in s; so does a partial tile's row that has no
+ * max yet: a row that sees few keys (a one-key window, the first rows of
+ * a causal mask) then gets the exact max and P = 1 at it, so O = v for
+ * one key, where the guess would leave P's bf16 rounding (2^-9) or a
+ * subnormal V's underflow in O. */
 static void KFN(amx_softmax_full)(const attn_qtile *t, float *s, int64_t j0,
                                   int ncol, attn_tile_kind kind, float scale,
                                   float *alpha, float *lm, uint16_t *pb,
                                   float *pf) {
   const vf sc = vf_set1(scale), l2e = vf_set1(kLog2e);
+  const vf ninf = vf_set1(-INFINITY);
   const int part = kind == ATTN_TILE_PARTIAL;
+  if (part)
+    attn_mask_apply(&t->mv, 0, t->rows, j0, ncol, s, BC);
   for (int r = 0; r < t->rows; r++) {
     const float m = t->m[r];
     const vf nm = vf_set1(m > -65536.0f && m < 65536.0f ? -m * kLog2e : 0.0f);
     float *sr = s + r * BC;
-    int e = 0, f = ncol; /* allowed columns [e, f) */
-    if (part) {
-      const int64_t a = t->mv.lo[r] - j0, b = t->mv.hi[r] - j0;
-      e = (int)ATTN_MIN(ATTN_MAX(a, 0), (int64_t)ncol);
-      f = b < e ? e : (int)ATTN_MIN(b + 1, (int64_t)ncol);
-    }
+    if (part && m == -INFINITY)
+      continue; /* no max yet: exact, below */
     vf big = vf_set1(-INFINITY), sum = vf_zero();
     for (int c = 0; c < ncol; c += 2 * VL) {
-      vf x0 = vf_fma(vf_mul(vf_load(sr + c), sc), l2e, nm);
-      vf x1 = vf_fma(vf_mul(vf_load(sr + c + VL), sc), l2e, nm);
-      if (part) {
-        x0 = KFN(amx_keep)(x0, c, e, f);
-        x1 = KFN(amx_keep)(x1, c + VL, e, f);
+      const vf s0 = vf_load(sr + c), s1 = vf_load(sr + c + VL);
+      vf x0 = vf_fma(vf_mul(s0, sc), l2e, nm);
+      vf x1 = vf_fma(vf_mul(s1, sc), l2e, nm);
+      if (part) { /* masked: -inf whatever the scale's sign */
+        x0 = _mm512_mask_mov_ps(x0, _mm512_cmp_ps_mask(s0, ninf, _CMP_EQ_OQ),
+                                ninf);
+        x1 = _mm512_mask_mov_ps(x1, _mm512_cmp_ps_mask(s1, ninf, _CMP_EQ_OQ),
+                                ninf);
       }
       big = vf_max(x1, vf_max(x0, big)); /* NaN in x stays in big */
       const vf e0 = vf_exp2_nonpos(x0), e1 = vf_exp2_nonpos(x1);
@@ -585,6 +582,28 @@ static void KFN(amx_softmax_full)(const attn_qtile *t, float *s, int64_t j0,
       KFN(amx_round_p)(s, r, r + 1, ncol, pb);
     else
       memcpy(pf + r * BC, sr, sizeof(float) * (size_t)ncol);
+  }
+  /* A partial tile's rows without a max, in runs of consecutive rows (the
+   * first rows of a causal mask): the separate passes, row by row as ever
+   * (a row's path depends on its own state only). */
+  for (int ra = 0; ra < t->rows && part;) {
+    if (t->m[ra] != -INFINITY) {
+      ra++;
+      continue;
+    }
+    int rb = ra + 1;
+    while (rb < t->rows && t->m[rb] == -INFINITY)
+      rb++;
+    for (int r = ra; r < rb; r++)
+      for (int c = 0; c < ncol; c += VL)
+        vf_store(s + r * BC + c, vf_mul(vf_load(s + r * BC + c), sc));
+    KFN(plain_rows)(t, ra, rb, s + ra * BC, j0, ncol, kind, alpha, lm);
+    if (pb)
+      KFN(amx_round_p)(s, ra, rb, ncol, pb);
+    else
+      memcpy(pf + ra * BC, s + ra * BC,
+             sizeof(float) * (size_t)((rb - ra) * BC));
+    ra = rb;
   }
 }
 #endif
@@ -642,10 +661,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
     const int nrb = (t->rows + 15) / 16;
     for (int r = t->rows; r < nrb * 16 && t->vh; r++)
       memset(pb + r * BC, 0, sizeof(uint16_t) * (size_t)ncol);
-    const int interval = kind == ATTN_TILE_FULL ||
-                         (kind == ATTN_TILE_PARTIAL && !t->mv.tensor &&
-                          !t->mv.sp); /* the mask: the rows' intervals */
-    if (interval && !attn_score_any(&t->sc) && !t->drop.on) {
+    if (!attn_score_any(&t->sc) && !t->drop.on) {
       _Alignas(64) float pf[BR * BC];
       uint16_t *pbf = t->vh ? pb : NULL; /* P as bf16 for amx_pv */
       KFN(amx_softmax_full)(t, s, j0, ncol, kind, scale, alpha, lm, pbf, pf);
