@@ -327,11 +327,13 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
 }
 
 /* Key j's row (j counted from ja) of head h: in place, or converted to
- * f32 into stage slot `slot` (ATTN_DEC_STAGED). */
+ * f32 into stage slot `slot` (ATTN_DEC_STAGED, read by the F32 mode's
+ * loops: only that mode looks). */
 static ALWAYS_INLINE const void *KFN(dec_key)(const attn_dec_chunk *c,
-                                              int64_t j, int h, int slot) {
+                                              const int mode, int64_t j, int h,
+                                              int slot) {
   const char *at = (const char *)c->krow[j] + h * c->kstep;
-  if (c->kmode != ATTN_DEC_STAGED)
+  if (mode != ATTN_DEC_F32 || c->kmode != ATTN_DEC_STAGED)
     return at;
   float *dst = c->stage + slot * ATTN_MAX(c->dp, c->dvp);
   KFN(dec_load)(at, c->kdt, c->ks, c->d, c->dp, dst);
@@ -339,9 +341,10 @@ static ALWAYS_INLINE const void *KFN(dec_key)(const attn_dec_chunk *c,
 }
 
 static ALWAYS_INLINE const void *KFN(dec_val)(const attn_dec_chunk *c,
-                                              int64_t j, int h, int slot) {
+                                              const int mode, int64_t j, int h,
+                                              int slot) {
   const char *at = (const char *)c->vrow[j] + h * c->vstep;
-  if (c->vmode != ATTN_DEC_STAGED)
+  if (mode != ATTN_DEC_F32 || c->vmode != ATTN_DEC_STAGED)
     return at;
   float *dst = c->stage + slot * ATTN_MAX(c->dp, c->dvp);
   KFN(dec_load)(at, c->vdt, c->vs, c->dv, c->dvp, dst);
@@ -363,9 +366,9 @@ static ALWAYS_INLINE const float *KFN(dec_val_f32)(const attn_dec_chunk *c,
  * (all heads of key j, then of j + 1 ...). An odd last key is paired with
  * itself, its copy going to the last (never used) column. */
 static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
-                                           const int mode) {
+                                           const int mode, const int crows) {
   const int64_t dp = c->dp, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
-  const int rows = c->rows;
+  const int rows = crows ? crows : c->rows;
   const int64_t kb = attn_row_bytes(c->kdt, c->ks, c->d);
   for (int64_t j = 0; j < n; j += 2) {
     const int pair = j + 1 < n;
@@ -376,8 +379,8 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
       const char *pfp;
       int64_t pfn;
       DEC_PREFETCH_SPAN(c->krow, c->kstep, kb, n, c->nh, 2, &pf, &pfp, &pfn);
-      const void *k0 = KFN(dec_key)(c, j, h, 2 * h);
-      const void *k1 = pair ? KFN(dec_key)(c, j + 1, h, 2 * h + 1) : k0;
+      const void *k0 = KFN(dec_key)(c, mode, j, h, 2 * h);
+      const void *k1 = pair ? KFN(dec_key)(c, mode, j + 1, h, 2 * h + 1) : k0;
       const float *q = c->q + (int64_t)h * rows * dp;
       float *s = c->s + (int64_t)h * rows * lds;
       for (int r0 = 0; r0 < rows; r0 += 4) {
@@ -407,8 +410,14 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
 
 /* One function per mode (see dec_pv_stream: the same reason). */
 #define DEC_QK_FN(M)                                                           \
+  static NOINLINE void KFN(dec_qk_##M##_4)(const attn_dec_chunk *c) {          \
+    KFN(dec_qk_mode)(c, ATTN_DEC_##M, 4);                                      \
+  }                                                                            \
   static NOINLINE void KFN(dec_qk_##M)(const attn_dec_chunk *c) {              \
-    KFN(dec_qk_mode)(c, ATTN_DEC_##M);                                         \
+    if (c->rows == 4)                                                          \
+      KFN(dec_qk_##M##_4)(c);                                                  \
+    else                                                                       \
+      KFN(dec_qk_mode)(c, ATTN_DEC_##M, 0);                                    \
   }
 DEC_QK_FN(BF16)
 DEC_QK_FN(F16)

@@ -125,11 +125,47 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
     return;
   }
 #endif
+  int64_t x = 0;
+#if defined(ATTN_SIMD_AVX2)
+  if (rows <= 4) {
+    /* Up to 4 rows (decoding under GQA) on AVX2's 16 registers: the rows'
+     * two vectors of o stay in registers while the keys pass (keys inner,
+     * each V vector widened into 2 registers, not 2 nk), which one Zen 2
+     * thread ran 5-8% faster than the keys' vectors first, then the rows
+     * (docs/decisions.md). Per element the same operations in the same
+     * order (o, then the keys in order): the same bits. */
+    for (; x + 2 * VL <= dvp; x += 2 * VL) {
+      vf t[4], t2[4];
+      KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
+      UNROLL for (int r = 0; r < rows; r++) {
+        t[r] = vf_load(o + r * dvp + x);
+        t2[r] = vf_load(o + r * dvp + x + VL);
+      }
+      UNROLL for (int k = 0; k < nk; k++) {
+        vf b, b2;
+        if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
+          KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b, &b2);
+        } else {
+          b = KFN(dec_ld)(v[k], x, mode);
+          b2 = KFN(dec_ld)(v[k], x + VL, mode);
+        }
+        UNROLL for (int r = 0; r < rows; r++) {
+          const vf a = vf_set1(p[r * ATTN_DEC_LDS + k]);
+          t[r] = vf_fma(a, b, t[r]);
+          t2[r] = vf_fma(a, b2, t2[r]);
+        }
+      }
+      UNROLL for (int r = 0; r < rows; r++) {
+        vf_store(o + r * dvp + x, t[r]);
+        vf_store(o + r * dvp + x + VL, t2[r]);
+      }
+    }
+  }
+#endif
   /* Two vectors at a time: each V vector widened once and used by every
    * row, each probability broadcast once per two vectors (the loads, not
    * the FMAs, bound one vector at a time). Per element the same
    * operations in the same order as one at a time: the same bits. */
-  int64_t x = 0;
   for (; x + 2 * VL <= dvp; x += 2 * VL) {
     vf b[4], b2[4];
     KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
@@ -190,7 +226,7 @@ static ALWAYS_INLINE void KFN(dec_pv_stream_rows)(const attn_dec_chunk *c,
       float *o = c->part[h] + 2 * c->pstride;
       const void *v[4];
       for (int k = 0; k < nk; k++)
-        v[k] = KFN(dec_val)(c, j + k, h, ATTN_DEC_STAGE_ROW(h, k));
+        v[k] = KFN(dec_val)(c, mode, j + k, h, ATTN_DEC_STAGE_ROW(h, k));
       if (nk == 4)
         KFN(dec_pv_keys)(4, mode, rows, p, v, o, dvp, pfp, pfn);
       else
