@@ -136,9 +136,11 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
 
 /* What handing work to the pool's workers costs, in FLOPs of one core's
  * tile work: waking them, their first touch of the inputs, the wait for the
- * last one. About 30-50 us on the 2-core Zen 3 and Zen 4 machines of
- * bench/RESULTS.md, where one core does ~75-100 GFLOP/s on short tiles. */
-#define ATTN_TEAM_FLOPS 4e6
+ * last one. 30-50 us when this was first set (4 MFLOP), before waits inside
+ * a call spun instead of sleeping; since then 5-15 us on the 2-core Zen 2
+ * and Intel machines of bench/RESULTS.md, where one core does 55-100
+ * GFLOP/s on short tiles (docs/decisions.md, 2026-12-03). */
+#define ATTN_TEAM_FLOPS 1e6
 
 /* A thread count given in the call (num_threads > 0) is taken as given,
  * one thread per query tile at most. Otherwise (the context's count) the
