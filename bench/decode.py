@@ -3,9 +3,10 @@
 
 The shape of issue 7: batch 1, 32 query heads, 8 kv heads, head_dim 128,
 cache length 32768, f32 and bf16 caches. In one run, alternating in
-bursts of --burst calls (the first of each burst untimed, so that one
-contender's leftover threads do not bill the next) so that drift hits
-everyone alike, medians of the timed calls:
+bursts of --burst calls after a pause of --pause seconds (the pause and
+the first call of each burst untimed, so that one contender's leftover
+threads do not bill the next) so that drift hits everyone alike, medians
+of the timed calls:
 
   libattn   attn_kv_cache_attend on a contiguous cache (--page-size P: a
             paged one, pages of the sequence scattered), through ctypes
@@ -229,10 +230,13 @@ def run(args):
                 f()
         for _ in range(args.reps):
             for n, f in contenders:
-                # a burst: the first call absorbs what the previous
-                # contender left behind (torch's OpenMP workers spin for a
-                # while after each call and hold the cores); only the
-                # calls after it are timed
+                # a pause, then a burst: torch's OpenMP workers spin for
+                # a while after each call and hold the cores (on a 2-core
+                # Zen 2 they took 20-30% off libattn's next calls, a
+                # whole untimed call later: docs/decisions.md); the pause
+                # lets them sleep, the first call absorbs what is left,
+                # only the calls after it are timed
+                time.sleep(args.pause)
                 f()
                 for _ in range(args.burst - 1):
                     t0 = time.perf_counter()
@@ -271,6 +275,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--burst", type=int, default=3,
                     help="calls per contender in a row; the first is not timed")
+    ap.add_argument("--pause", type=float, default=0.2,
+                    help="seconds of idle before each burst (default 0.2)")
     ap.add_argument("--cache-len", type=int, default=32768)
     ap.add_argument("--heads-q", type=int, default=32)
     ap.add_argument("--heads-kv", type=int, default=8)
