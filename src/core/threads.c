@@ -17,9 +17,10 @@
  * own condition variable and a "go" word (a count of the jobs posted to it): a
  * call publishes its job in the pool, bumps the go words of workers 1..n-1 only
  * (workers beyond the team stay asleep) and signals those that sleep. A worker
- * that finishes a job spins on its go word for about ATTN_SPIN_NS (a few
+ * that finishes a job spins on its go word for about ATTN_IDLE_SPIN_NS (50
  * microseconds) before it sleeps on its condition variable, so back-to-back
- * calls hand over without a futex wake-up and idle workers burn no CPU. The
+ * calls hand over without a futex wake-up and idle workers burn no CPU
+ * beyond that. The
  * caller, done with its share, waits the same way (spin, then sleep) for the
  * last worker; barriers spin, then sleep, too.
  *
@@ -48,10 +49,20 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long an idle worker spins for the next call before it sleeps, in
- * nanoseconds. */
+/* How long a spinning thread busy-waits (pause) before each further round
+ * of its spin yields the core, in nanoseconds. */
 #ifndef ATTN_SPIN_NS
 #define ATTN_SPIN_NS 4000
+#endif
+/* How long an idle worker busy-waits for the next call before it sleeps.
+ * A Python caller's gap between back-to-back calls (ctypes, its loop) is
+ * itself a few microseconds, longer on a core that has just idled, and on
+ * the project's VMs each sleep costs a wake-up of tens of microseconds:
+ * with 4 µs here, one head of 128 queries called from Python right after
+ * an idle pause took 0.12-0.31 ms a call instead of 0.06; yielding the
+ * core past 4 µs did not help (docs/decisions.md, 2026-12-03). */
+#ifndef ATTN_IDLE_SPIN_NS
+#define ATTN_IDLE_SPIN_NS 50000
 #endif
 /* How long a thread waiting inside a call (a barrier, the caller waiting
  * for the last worker) spins before it sleeps: its partners are working
@@ -96,19 +107,20 @@ typedef struct spinner {
   unsigned rounds;
   int yielding;
   uint64_t deadline, budget, yield_at;
+  uint64_t busy; /* ns before the rounds yield the core */
 } spinner;
 
 static int spin_more(spinner *s) {
   if ((++s->rounds & 31) == 0) {
     const uint64_t t = now_ns();
     if (s->deadline == 0)
-      s->deadline = t + s->budget, s->yield_at = t + ATTN_SPIN_NS;
+      s->deadline = t + s->budget, s->yield_at = t + s->busy;
     else if (t >= s->deadline)
       return 0;
     else if (t >= s->yield_at)
       s->yielding = 1;
   }
-  /* Past the first ATTN_SPIN_NS, a long spin yields the core each round:
+  /* Past the first s->busy ns, a long spin yields the core each round:
    * with more threads than cores the partner it waits for may need it. */
   if (s->yielding)
     sched_yield();
@@ -118,9 +130,9 @@ static int spin_more(spinner *s) {
 }
 
 /* Spins for about budget ns while *w == old; returns the last value. */
-static unsigned spin_while_equal(atomic_uint *w, unsigned old,
-                                 uint64_t budget) {
-  spinner s = {0, 0, 0, budget, 0};
+static unsigned spin_while_equal(atomic_uint *w, unsigned old, uint64_t budget,
+                                 uint64_t busy) {
+  spinner s = {0, 0, 0, budget, 0, busy};
   unsigned v;
   while ((v = atomic_load_explicit(w, memory_order_acquire)) == old &&
          spin_more(&s))
@@ -146,7 +158,8 @@ void attn_team_barrier(attn_team *t) {
     pthread_cond_broadcast(&t->cv);
     return;
   }
-  if (spin_while_equal(&t->phase, phase, ATTN_BARRIER_SPIN_NS) != phase)
+  if (spin_while_equal(&t->phase, phase, ATTN_BARRIER_SPIN_NS, ATTN_SPIN_NS) !=
+      phase)
     return;
   pthread_mutex_lock(&t->mu);
   while (atomic_load_explicit(&t->phase, memory_order_acquire) == phase)
@@ -295,7 +308,8 @@ static void *worker_main(void *vp) {
   attn_pool *pool = self->pool;
   unsigned seen = 0; /* jobs of this worker taken so far */
   for (;;) {
-    unsigned g = spin_while_equal(&self->go, seen, ATTN_SPIN_NS);
+    unsigned g =
+        spin_while_equal(&self->go, seen, ATTN_IDLE_SPIN_NS, ATTN_IDLE_SPIN_NS);
     if (g == seen) {
       pthread_mutex_lock(&pool->mu);
       while ((g = atomic_load_explicit(&self->go, memory_order_acquire)) ==
@@ -399,7 +413,7 @@ static void pool_run(attn_pool *pool, int n, attn_team_fn fn, void *arg) {
   fn(arg, t, 0, n);
 
   /* Wait for the last worker: spin, then sleep. */
-  spinner s = {0, 0, 0, ATTN_BARRIER_SPIN_NS, 0};
+  spinner s = {0, 0, 0, ATTN_BARRIER_SPIN_NS, 0, ATTN_SPIN_NS};
   while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0 &&
          spin_more(&s))
     ;
