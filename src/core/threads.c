@@ -20,9 +20,8 @@
  * that finishes a job spins on its go word for about ATTN_IDLE_SPIN_NS (50
  * microseconds) before it sleeps on its condition variable, so back-to-back
  * calls hand over without a futex wake-up and idle workers burn no CPU
- * beyond that. The
- * caller, done with its share, waits the same way (spin, then sleep) for the
- * last worker; barriers spin, then sleep, too.
+ * beyond that. The caller, done with its share, waits the same way (spin,
+ * then sleep) for the last worker; barriers spin, then sleep, too.
  *
  * Concurrent calls on one context: the pool serves one call at a time. A
  * call that finds it busy (another thread's call is running on it) does not
