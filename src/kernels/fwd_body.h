@@ -31,16 +31,26 @@
 #include "kernels/mk_qk.h"
 #include "kernels/score_body.h"
 
+/* Rows of a P V block of nv vectors: MR for the whole width; a narrow
+ * block (the last one of a head dim that is not a multiple of NR, such as
+ * 80 or 112) takes more rows, so that it keeps about MR * NV independent
+ * sums in flight (MR x 2 vectors on AVX2 were 6 chains of FMAs, bound by
+ * their latency), at most 12 (SWITCH_UPTO). */
+#define PV_ROWS(nv)                                                            \
+  ((nv) >= NV ? MR : MR * (NV / (nv)) > 12 ? 12 : MR * (NV / (nv)))
+
 /* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + (sum_j p[r][j] * v[j][..]),
  * the tile's sum formed on its own first,
- * for r < mr <= MR and nv <= NV vectors, both compile-time constants at
- * every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row stride dvp).
- * pf, npf: lines to bring into L2 on the way, one per key (mk_qk). */
+ * for r < mr <= PV_ROWS(nv) and nv <= NV vectors, both compile-time
+ * constants at every call. p: [mr][BC] probabilities, v: [ncol][dvp] (row
+ * stride dvp). Each row's sum runs over the keys in order whatever mr is,
+ * so the blocking leaves the bits. pf, npf: lines to bring into L2 on the
+ * way, one per key (mk_qk). */
 static ALWAYS_INLINE void
 KFN(mk_pv)(const int mr, const int nv, const float *restrict p, int ncol,
            const float *restrict v, int64_t dvp, const float *restrict alpha,
            float *restrict acc, const char *pf, int npf) {
-  vf c[MR][NV];
+  vf c[12][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_zero();
   }
@@ -208,22 +218,24 @@ static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
                                         int ncol, const float *v, int64_t dvp,
                                         const float *alpha, float *acc,
                                         const char *pf, int npf) {
-#define PV_ROWS(n, NVEC)                                                       \
-  KFN(mk_pv)((n) <= MR ? (n) : MR, NVEC, p, ncol, v, dvp, alpha, acc, pf, npf);
-#define PV_CASE_FULL(n) PV_ROWS(n, NV)
-#define PV_CASE_1(n) PV_ROWS(n, 1)
-#define PV_CASE_2(n) PV_ROWS(n, (2 <= NV ? 2 : NV))
-#define PV_CASE_3(n) PV_ROWS(n, (3 <= NV ? 3 : NV))
+#define PV_CALL(n, NVEC)                                                       \
+  KFN(mk_pv)                                                                   \
+  ((n) <= PV_ROWS(NVEC) ? (n) : PV_ROWS(NVEC), NVEC, p, ncol, v, dvp, alpha,   \
+   acc, pf, npf);
+#define PV_CASE_FULL(n) PV_CALL(n, NV)
+#define PV_CASE_1(n) PV_CALL(n, 1)
+#define PV_CASE_2(n) PV_CALL(n, (2 <= NV ? 2 : NV))
+#define PV_CASE_3(n) PV_CALL(n, (3 <= NV ? 3 : NV))
   if (nv == NV) {
     SWITCH_UPTO(MR, mr, PV_CASE_FULL)
   } else if (nv == 1) {
-    SWITCH_UPTO(MR, mr, PV_CASE_1)
+    SWITCH_UPTO(PV_ROWS(1), mr, PV_CASE_1)
   } else if (nv == 2) {
-    SWITCH_UPTO(MR, mr, PV_CASE_2)
+    SWITCH_UPTO(PV_ROWS(2 <= NV ? 2 : NV), mr, PV_CASE_2)
   } else if (nv == 3) {
-    SWITCH_UPTO(MR, mr, PV_CASE_3)
+    SWITCH_UPTO(PV_ROWS(3 <= NV ? 3 : NV), mr, PV_CASE_3)
   }
-#undef PV_ROWS
+#undef PV_CALL
 #undef PV_CASE_FULL
 #undef PV_CASE_1
 #undef PV_CASE_2
@@ -244,8 +256,9 @@ static void KFN(pf_split)(pf_span *sp, int n) {
   sp->per = ((sp->bytes + 63) / 64 + n - 1) / n;
 }
 
-/* Call i's share of sp: its first line (*line) and count. */
-static int KFN(pf_share)(pf_span sp, int i, const char **line) {
+/* Calls i .. i + n - 1's shares of sp: their first line (*line) and
+ * count. */
+static int KFN(pf_shares)(pf_span sp, int i, int n, const char **line) {
   *line = sp.at;
   if (!sp.at)
     return 0;
@@ -254,7 +267,12 @@ static int KFN(pf_share)(pf_span sp, int i, const char **line) {
   if (left <= 0)
     return 0;
   *line = sp.at + 64 * first;
-  return (int)ATTN_MIN(sp.per, left);
+  return (int)ATTN_MIN(n * sp.per, left);
+}
+
+/* Call i's share of sp. */
+static int KFN(pf_share)(pf_span sp, int i, const char **line) {
+  return KFN(pf_shares)(sp, i, 1, line);
 }
 
 /* Step (5) in f32: acc += P V for every row block and column block (p:
@@ -288,12 +306,19 @@ static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
   KFN(pf_split)(&pf, ncb * nrb);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
-    for (int r0 = 0; r0 < t->rows; r0 += MR) {
-      const int mr = ATTN_MIN(MR, t->rows - r0);
+    /* A narrow block takes PV_ROWS(nv) rows at a time on a full tile (a
+     * partial tile's row blocks keep their own key ranges). */
+    const int step = partial || nv >= NV ? MR
+                     : nv == 1           ? PV_ROWS(1)
+                     : nv == 2           ? PV_ROWS(2 <= NV ? 2 : NV)
+                                         : PV_ROWS(3 <= NV ? 3 : NV);
+    for (int r0 = 0; r0 < t->rows; r0 += step) {
+      const int mr = ATTN_MIN(step, t->rows - r0);
       const int b0 = c0[r0 / MR], n = c1[r0 / MR] - b0;
       float *acc = t->accm + r0 * dvp + cb;
       const char *at;
-      const int npf = KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, &at);
+      const int npf =
+          KFN(pf_shares)(pf, (int)(cb / NR) * nrb + r0 / MR, step / MR, &at);
       KFN(pv_block)
       (mr, nv, p + r0 * BC + b0, n, v + b0 * dvp + cb, dvp, alpha + r0, acc, at,
        ATTN_MIN(npf, n));
