@@ -93,13 +93,18 @@ def make_torch(torch, prob, backward):
     return run
 
 
-def median_times(fns, rounds):
+def median_times(fns, rounds, pause=0.2):
     """Median seconds per call of each function. A sample is a burst of
     back-to-back calls of one implementation (at least ~30 ms, so a layer
     stack's steady state, with its threads warm, is what is timed); the
-    implementations alternate burst by burst in a rotating order, with a
-    short untimed pause between bursts so that one implementation's
-    spinning idle workers do not take a core from the next."""
+    implementations alternate burst by burst in a rotating order, with an
+    untimed pause (seconds) before each burst so that one implementation's
+    spinning idle workers do not take a core from the next: OpenBLAS's
+    (numpy, the naive contender) spin for about 0.1 s after a call and
+    PyTorch's OpenMP workers for milliseconds. With 20 ms (the value until
+    2026-12-03) and the naive contender in the rotation, libattn's h8 s512
+    forward read 7.8-7.9 ms against 4.1-4.2 after 0.2 s, PyTorch's 6.5
+    against 5.4 (docs/decisions.md)."""
     names = list(fns)
     burst = {}
     for n in names:
@@ -111,7 +116,7 @@ def median_times(fns, rounds):
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
-            time.sleep(0.02)
+            time.sleep(pause)
             t0 = time.perf_counter()
             for _ in range(burst[n]):
                 fns[n]()
