@@ -35,9 +35,12 @@
  * block (the last one of a head dim that is not a multiple of NR, such as
  * 80 or 112) takes more rows, so that it keeps about MR * NV independent
  * sums in flight (MR x 2 vectors on AVX2 were 6 chains of FMAs, bound by
- * their latency), at most 12 (SWITCH_UPTO). */
+ * their latency), at most PV_MAX_ROWS (SWITCH_UPTO's limit). */
+#define PV_MAX_ROWS 12
 #define PV_ROWS(nv)                                                            \
-  ((nv) >= NV ? MR : MR * (NV / (nv)) > 12 ? 12 : MR * (NV / (nv)))
+  ((nv) >= NV                       ? MR                                       \
+   : MR * (NV / (nv)) > PV_MAX_ROWS ? PV_MAX_ROWS                              \
+                                    : MR * (NV / (nv)))
 
 /* acc[r][0..nv*VL) = alpha[r] * acc[r][..] + (sum_j p[r][j] * v[j][..]),
  * the tile's sum formed on its own first,
@@ -50,7 +53,7 @@ static ALWAYS_INLINE void
 KFN(mk_pv)(const int mr, const int nv, const float *restrict p, int ncol,
            const float *restrict v, int64_t dvp, const float *restrict alpha,
            float *restrict acc, const char *pf, int npf) {
-  vf c[12][NV];
+  vf c[PV_MAX_ROWS][NV];
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int x = 0; x < nv; x++) c[r][x] = vf_zero();
   }
@@ -308,10 +311,7 @@ static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
     const int nv = (int)(ATTN_MIN((int64_t)NR, dvp - cb) / VL);
     /* A narrow block takes PV_ROWS(nv) rows at a time on a full tile (a
      * partial tile's row blocks keep their own key ranges). */
-    const int step = partial || nv >= NV ? MR
-                     : nv == 1           ? PV_ROWS(1)
-                     : nv == 2           ? PV_ROWS(2 <= NV ? 2 : NV)
-                                         : PV_ROWS(3 <= NV ? 3 : NV);
+    const int step = partial ? MR : PV_ROWS(nv);
     for (int r0 = 0; r0 < t->rows; r0 += step) {
       const int mr = ATTN_MIN(step, t->rows - r0);
       const int b0 = c0[r0 / MR], n = c1[r0 / MR] - b0;
