@@ -164,6 +164,33 @@ static const dshape shapes[] = {
      .new_options = 1,
      .t5 = 33,
      .t5_bidirectional = 1},
+    /* one or two heads of few query tiles: from 2 threads the forward
+     * splits each tile into row ranges (fwd.c parts_for) */
+    {"one head 128x128 d64",
+     {1, 1, 1, 128, 128, 64, 64},
+     .in_dt = ATTN_DTYPE_F32},
+    {"one head prefix-lm 131x131 d64",
+     {1, 1, 1, 131, 131, 64, 64},
+     .in_dt = ATTN_DTYPE_F32,
+     .new_options = 1,
+     .prefix_len = 40},
+    {"one head compiled mask causal-br 250x260 d64",
+     {1, 1, 1, 250, 260, 64, 64},
+     .causal = ATTN_CAUSAL_BOTTOM_RIGHT,
+     .mask = 1,
+     .new_options = 1,
+     .compiled = 1},
+    {"two heads window softcap alibi bias t5 f16 200x210 d40/24",
+     {1, 2, 1, 200, 210, 40, 24},
+     .in_dt = ATTN_DTYPE_F16,
+     .window = 1,
+     .wl = 50,
+     .wr = 20,
+     .softcap = 10.0f,
+     .alibi = 1,
+     .bias = 1,
+     .new_options = 1,
+     .t5 = 16},
 };
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 

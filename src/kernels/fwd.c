@@ -13,7 +13,14 @@
  *            the items, meets again.
  * Each output row is computed by exactly one thread with the same
  * instruction sequence whatever T is and whichever thread it is, so results
- * are bitwise identical across thread counts. */
+ * are bitwise identical across thread counts.
+ *
+ * Calls with fewer query tiles than 4 per thread (one head of 128 or 512
+ * queries) split each tile into `parts` row ranges, each its own item. A
+ * part runs its tile's key tiles, kinds and key bound (j_end) with the
+ * tile's other rows left out; every step of the kernel is per row (the
+ * fused path's kept-or-redone test, the sums over d and over the keys), so
+ * a row's bits do not depend on which rows share its call. */
 #include "kernels/decode.h"
 #include "kernels/fwd_pack.h"
 #include "kernels/plan.h"
@@ -57,6 +64,7 @@ typedef struct ws_layout {
   size_t q, acc, accm, vec, lo, hi, runs;
   size_t slot, s, crun;
   int nslot;        /* query tiles per group (1: no groups) */
+  int parts;        /* row ranges per query tile (items)      */
   int64_t chunk_kt; /* key tiles per chunk of a group        */
   size_t total;
   int threads;
@@ -64,6 +72,82 @@ typedef struct ws_layout {
 
 static int mul_ok(size_t a, size_t b, size_t *out) {
   return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Row ranges per query tile (fwd_job items) for a team of `threads`: 1,
+ * 2 or 4, as long as a range keeps a multiple of the micro-kernel's rows;
+ * considered only with fewer than 4 query tiles per thread. Each choice's
+ * run is simulated: the items in the order the team claims them, each to
+ * the thread that frees first, an item costing its rows times the keys
+ * they see (half-way through a causal tile) plus FWD_ITEM_ROWS rows for
+ * streaming K and V and its set-up; the shortest wins, fewer parts on a
+ * tie. On the 2-vCPU Zen 2 EPYC one head of 128 queries (tiles of 48, 48
+ * and 32 rows) on two threads went from 0.061 to 0.056 ms in 6 items of
+ * at most 24 rows (alternating runs, medians); balanced splits (two heads of
+ * 128) gain nothing and lose a few percent when split (the set-up per item),
+ * which FWD_ITEM_ROWS prices. Not for the bf16 kernels (AMX tiles take 16 rows
+ * at a time: their paths are not split). */
+#define FWD_MAX_PARTS 4
+#define FWD_ITEM_ROWS 2.0
+static double parts_makespan(const attn_problem *pr, const attn_kernel *k,
+                             int parts, int threads) {
+  double load[ATTN_MAX_THREADS]; /* a binary min-heap of the threads' ends */
+  for (int i = 0; i < threads; i++)
+    load[i] = 0.0;
+  const int64_t sq = pr->sq_max, sk = pr->sk_max, br = k->br;
+  const int64_t nqt = (sq + br - 1) / br, sub = br / parts;
+  const int causal = pr->p->causal;
+  for (int64_t h = 0; h < pr->batch * pr->hq; h++)
+    for (int64_t u = 0; u < nqt * parts; u++) {
+      const int64_t qt = nqt - 1 - u / parts, part = parts - 1 - u % parts;
+      const int64_t i0 = qt * br + part * sub;
+      const int64_t rows =
+          ATTN_MIN(sub, ATTN_MIN(br, sq - qt * br) - part * sub);
+      if (rows <= 0)
+        continue;
+      double keys = (double)sk;
+      if (causal != ATTN_CAUSAL_NONE) {
+        const double ic =
+            (double)i0 + 0.5 * (double)(rows - 1) + 1.0 +
+            (causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (double)(sk - sq) : 0.0);
+        keys = ic < 0 ? 0 : ic > (double)sk ? (double)sk : ic;
+      }
+      load[0] += (double)rows * keys + FWD_ITEM_ROWS * (double)sk;
+      for (int i = 0;;) { /* sift the grown root down */
+        const int l = 2 * i + 1, r = l + 1;
+        int m = i;
+        if (l < threads && load[l] < load[m])
+          m = l;
+        if (r < threads && load[r] < load[m])
+          m = r;
+        if (m == i)
+          break;
+        const double x = load[i];
+        load[i] = load[m];
+        load[m] = x;
+        i = m;
+      }
+    }
+  double end = 0.0;
+  for (int i = 0; i < threads; i++)
+    end = load[i] > end ? load[i] : end;
+  return end;
+}
+
+static int parts_for(const attn_plan *pl, int64_t tiles, int threads) {
+  const attn_kernel *k = pl->k.fwd;
+  if (attn_plan_bf16(pl) || threads < 2 || tiles >= 4 * (int64_t)threads)
+    return 1;
+  int best = 1;
+  double best_end = parts_makespan(&pl->pr, k, 1, threads);
+  for (int parts = 2; parts <= FWD_MAX_PARTS; parts *= 2) {
+    if (k->br % parts != 0 || (k->br / parts) % k->mr != 0)
+      break;
+    const double end = parts_makespan(&pl->pr, k, parts, threads);
+    if (end < best_end)
+      best = parts, best_end = end;
+  }
+  return best;
 }
 
 static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
@@ -98,6 +182,8 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   while (w->nslot > 1 &&
          pr->batch * pr->hq * ((nqt + w->nslot - 1) / w->nslot) < 4 * threads)
     w->nslot /= 2;
+  w->parts =
+      w->nslot == 1 ? parts_for(pl, pr->batch * pr->hq * nqt, threads) : 1;
   const size_t key_bytes = (d + dvp) * sizeof(float);
   w->chunk_kt = (int64_t)ATTN_MAX((size_t)1, QCHUNK_BYTES / (key_bytes * bc));
   const size_t slots = attn_ws_mul(&t, w->slot, (size_t)w->nslot);
@@ -143,19 +229,20 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
 #define ATTN_TEAM_FLOPS 1e6
 
 /* A thread count given in the call (num_threads > 0) is taken as given,
- * one thread per query tile at most. Otherwise (the context's count) the
- * team size with the shortest estimated time: the query tiles dealt out
- * evenly (ceil(tiles / n) per thread, each a full row of keys, half for a
- * causal mask), plus ATTN_TEAM_FLOPS when there is more than one thread.
- * Small calls (one head of 128 queries) so run on the calling thread
- * alone; the result is the same for any team (threads.c). */
+ * one thread per row range of a query tile at most (parts_for then picks
+ * the ranges for that team). Otherwise (the context's count) the team size
+ * with the shortest estimated time: the query tiles dealt out evenly
+ * (ceil(tiles / n) per thread, each a full row of keys, half for a causal
+ * mask), plus ATTN_TEAM_FLOPS when there is more than one thread. Small
+ * calls (one head of 48 queries) so run on the calling thread alone; the
+ * result is the same for any team (threads.c). */
 static int threads_for(const attn_plan *pl) {
   const attn_problem *pr = &pl->pr;
   const attn_kernel *k = pl->k.fwd;
   const int n = ATTN_MIN(pl->threads, ATTN_MAX_THREADS);
   const int64_t tiles = pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
   if (pr->p->num_threads > 0)
-    return (int)ATTN_MAX(ATTN_MIN((int64_t)n, tiles), 1);
+    return (int)ATTN_MAX(ATTN_MIN((int64_t)n, tiles * FWD_MAX_PARTS), 1);
   const double tile = 2.0 * k->br * (double)pr->sk_max *
                       (double)(pr->d + pr->dv) *
                       (pr->p->causal != ATTN_CAUSAL_NONE ? 0.5 : 1.0);
@@ -188,19 +275,31 @@ typedef struct fwd_job {
   atomic_llong counter;  /* shared mode: items taken in this group    */
 } fwd_job;
 
-/* Prepares query tile qt of head h in slot `slot` of a thread's scratch
- * ws: its rows of Q, its intervals and runs, its state buffers. */
+/* Rows [*off, *off + return) of query tile qt that its row range `part`
+ * covers (none past the sequence's last query: 0). */
+static int part_rows(const fwd_job *job, const attn_seq *sq, int64_t qt,
+                     int part, int *off) {
+  const int br = job->k->br, sub = br / job->w.parts;
+  const int rows = (int)ATTN_MIN((int64_t)br, sq->sq - qt * br);
+  *off = part * sub;
+  return ATTN_MAX(0, ATTN_MIN(sub, rows - *off));
+}
+
+/* Prepares row range `part` of query tile qt of head h in slot `slot` of
+ * a thread's scratch ws: its rows of Q, its intervals and runs (those of
+ * the whole tile), its state buffers. */
 static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
-                       int64_t qt, const float *kpack, const float *vpack,
-                       char *ws, int slot, attn_qtile *tp) {
+                       int64_t qt, int part, const float *kpack,
+                       const float *vpack, char *ws, int slot, attn_qtile *tp) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
   const attn_kernel *k = job->k;
   const int64_t d = pr->d, dvp = job->dvp;
   char *sb = ws + (size_t)slot * job->w.slot;
   attn_qtile t;
-  t.i0 = qt * k->br;
-  t.rows = (int)ATTN_MIN((int64_t)k->br, sq->sq - t.i0);
+  int off;
+  t.rows = part_rows(job, sq, qt, part, &off);
+  t.i0 = qt * k->br + off;
   t.d = d;
   t.dvp = dvp;
   float *qb = (float *)(sb + job->w.q);
@@ -235,8 +334,12 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   t.q = qb;
   t.kp = kpack;
   t.vp = vpack;
+  /* The whole tile's intervals, key bound and runs; then the view of the
+   * part's rows. */
   int64_t *lo = (int64_t *)(sb + job->w.lo), *hi = (int64_t *)(sb + job->w.hi);
-  t.j_end = attn_plan_tile(job->pl, sq, h, t.i0, t.rows, lo, hi, &t.sc, &t.mv);
+  const int64_t ti0 = qt * k->br;
+  const int trows = (int)ATTN_MIN((int64_t)k->br, sq->sq - ti0);
+  t.j_end = attn_plan_tile(job->pl, sq, h, ti0, trows, lo, hi, &t.sc, &t.mv);
   if (job->tiles) {
     t.runs = attn_tiles_get(job->tiles, sq->b, h, qt, &t.nruns);
   } else {
@@ -244,6 +347,9 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
     t.nruns = attn_tiles_compile_one(pr, sq, h, qt, lo, hi, runs);
     t.runs = runs;
   }
+  t.mv.i0 = t.i0;
+  t.mv.lo = lo + off;
+  t.mv.hi = hi + off;
   t.s = (float *)(ws + job->w.s);
   t.acc = (float *)(sb + job->w.acc);
   t.accm = (float *)(sb + job->w.accm);
@@ -284,10 +390,13 @@ static void write_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
 }
 
 static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
-                      int64_t qt, const float *kpack, const float *vpack,
-                      char *ws) {
+                      int64_t qt, int part, const float *kpack,
+                      const float *vpack, char *ws) {
   attn_qtile t;
-  prep_qtile(job, sq, h, qt, kpack, vpack, ws, 0, &t);
+  int off;
+  if (part_rows(job, sq, qt, part, &off) == 0)
+    return;
+  prep_qtile(job, sq, h, qt, part, kpack, vpack, ws, 0, &t);
   job->k->fwd_qtile(&t);
   write_qtile(job, sq, h, &t);
 }
@@ -319,7 +428,7 @@ static void run_qgroup(const fwd_job *job, const attn_seq *sq, int64_t h,
   attn_tile_run *cr = (attn_tile_run *)(ws + job->w.crun);
   int64_t kt_end = 0;
   for (int g = 0; g < n; g++) {
-    prep_qtile(job, sq, h, qt0 + g, kpack, vpack, ws, g, &t[g]);
+    prep_qtile(job, sq, h, qt0 + g, 0, kpack, vpack, ws, g, &t[g]);
     runs[g] = t[g].runs;
     nruns[g] = t[g].nruns;
     ntiles[g] = started[g] = 0;
@@ -350,17 +459,20 @@ static void run_qgroup(const fwd_job *job, const attn_seq *sq, int64_t h,
 }
 
 /* Item it of a (sequence, kv head) group's items: its query head and its
- * query tiles (the last ones first: under causal masks they see the most
- * keys, and longest-first keeps the team busy until the end). */
+ * query tiles, or one row range of a tile (the last ones first: under
+ * causal masks they see the most keys, and longest-first keeps the team
+ * busy until the end). */
 static void run_item(const fwd_job *job, const attn_seq *sq, int64_t g,
                      int64_t it, const float *kpack, const float *vpack,
                      char *ws) {
   const attn_problem *pr = job->pr;
   const int64_t nqt = (sq->sq + job->k->br - 1) / job->k->br;
   const int64_t gs = job->w.nslot, ngq = (nqt + gs - 1) / gs;
-  const int64_t h = g * pr->group + it / ngq, gq = ngq - 1 - it % ngq;
+  const int64_t np = job->w.parts, per_head = ngq * np;
+  const int64_t h = g * pr->group + it / per_head, u = it % per_head;
+  const int64_t gq = ngq - 1 - u / np;
   if (gs == 1) {
-    run_qtile(job, sq, h, gq, kpack, vpack, ws);
+    run_qtile(job, sq, h, gq, (int)(np - 1 - u % np), kpack, vpack, ws);
     return;
   }
   run_qgroup(job, sq, h, gq * gs, (int)ATTN_MIN(gs, nqt - gq * gs), kpack,
@@ -370,7 +482,8 @@ static void run_item(const fwd_job *job, const attn_seq *sq, int64_t g,
 /* Items of a (sequence, kv head) group: query heads x query-tile groups. */
 static int64_t group_items(const fwd_job *job, const attn_seq *sq) {
   const int64_t nqt = (sq->sq + job->k->br - 1) / job->k->br;
-  return job->pr->group * ((nqt + job->w.nslot - 1) / job->w.nslot);
+  return job->pr->group * ((nqt + job->w.nslot - 1) / job->w.nslot) *
+         job->w.parts;
 }
 
 /* Shared mode: per (sequence, kv head) group, pack together, barrier,
