@@ -225,7 +225,9 @@ void attn_load_row_f32(const void *src, attn_dtype dt, int64_t stride,
   switch (dt) {
   case ATTN_DTYPE_F32: {
     const float *s = (const float *)src;
-    if (stride == 1)
+    if (stride == 1 && mul == 1.0f) /* x * 1 is x (a signalling NaN aside) */
+      memcpy(dst, s, sizeof(float) * (size_t)n);
+    else if (stride == 1)
       for (int64_t i = 0; i < n; i++)
         dst[i] = s[i] * mul;
     else
@@ -304,8 +306,11 @@ void attn_store_row(const float *src, int64_t n, void *dst, attn_dtype dt,
   switch (dt) {
   case ATTN_DTYPE_F32: {
     float *d = (float *)dst;
-    for (int64_t i = 0; i < n; i++)
-      d[i * stride] = src[i];
+    if (stride == 1)
+      memcpy(d, src, sizeof(float) * (size_t)n);
+    else
+      for (int64_t i = 0; i < n; i++)
+        d[i * stride] = src[i];
     break;
   }
   case ATTN_DTYPE_BF16: {
