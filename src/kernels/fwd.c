@@ -88,7 +88,9 @@ static int mul_ok(size_t a, size_t b, size_t *out) {
  * which FWD_ITEM_ROWS prices. Not for the bf16 kernels (AMX tiles take 16 rows
  * at a time: their paths are not split). */
 #define FWD_MAX_PARTS 4
+#ifndef FWD_ITEM_ROWS
 #define FWD_ITEM_ROWS 2.0
+#endif
 static double parts_makespan(const attn_problem *pr, const attn_kernel *k,
                              int parts, int threads) {
   double load[ATTN_MAX_THREADS]; /* a binary min-heap of the threads' ends */
@@ -150,6 +152,15 @@ static int parts_for(const attn_plan *pl, int64_t tiles, int threads) {
   return best;
 }
 
+/* A single (sequence, kv head) group packs privately up to these (see
+ * layout). */
+#ifndef FWD_PRIVATE_KEYS
+#define FWD_PRIVATE_KEYS 1024
+#endif
+#ifndef FWD_PRIVATE_THREADS
+#define FWD_PRIVATE_THREADS 4
+#endif
+
 static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   const attn_problem *pr = &pl->pr;
   const attn_kernel *k = pl->k.fwd;
@@ -195,15 +206,24 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   size_t off = u.off;
   w->threads = threads;
   /* Many (sequence, kv head) groups: every thread packs the groups it works
-   * on into its own buffers and never waits for the others. Few groups or
-   * very long keys: the team packs one shared copy, then splits the tiles. */
+   * on into its own buffers and never waits for the others. One group with
+   * short keys (at most FWD_PRIVATE_KEYS) and a small team: the same,
+   * each thread packing the one group (a copy costs about threads / seq_q
+   * of the call's work): on the Zen 2 EPYC, one head of 128-512 queries
+   * at d 64 on two threads ran 8-14% faster than with the shared
+   * copy's barrier and its lines in the other core's cache (d 128 and
+   * causal within 1-2.5%, seq 1024 the same; docs/decisions.md). Few
+   * groups or long keys: the team packs one shared copy, then splits the
+   * tiles. */
   size_t pack;
   if (__builtin_add_overflow(w->kpack, w->vpack, &pack))
     return ATTN_ERR_OVERFLOW;
   const int64_t groups = pr->batch * pr->hk;
+  const int one_short =
+      threads <= FWD_PRIVATE_THREADS && pr->sk_max <= FWD_PRIVATE_KEYS;
   w->private_pack =
-      threads == 1 ||
-      (groups >= 2 && pack <= ((size_t)64 << 20) / (size_t)threads);
+      threads == 1 || ((groups >= 2 || one_short) &&
+                       pack <= ((size_t)64 << 20) / (size_t)threads);
   size_t all;
   if (w->private_pack) {
     if (__builtin_add_overflow(off, pack, &off))
