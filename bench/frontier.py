@@ -54,6 +54,10 @@ def main():
     side_by_side_args(ap, markdown="also write the report here")
     ap.add_argument("--modes", default="fwd,fwd+bwd",
                     help="comma-separated: fwd, fwd+bwd")
+    ap.add_argument("--pause", type=float, default=0.2,
+                    help="idle seconds before each burst (versus.median_times;"
+                    " short calls after a long pause time the VM's wake-up "
+                    "too: bench/burst_pin.py)")
     args = ap.parse_args()
     notes = prepare_env(args.threads)
     import torch
@@ -89,7 +93,7 @@ def main():
                                     backward=both, both=both),
                 "torch-f32": make_torch(torch, f32, causal, both, both),
             }
-            t = median_times(fns, args.rounds)
+            t = median_times(fns, args.rounds, args.pause)
             times[(mode, shape)] = t
             flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)
             flops *= 3.5 if both else 1.0
@@ -107,8 +111,9 @@ def main():
     for gf, i in rows:
         lines[i] = lines[i].replace("{peak}", "%.0f%%" % (100 * gf / peak))
     lines.insert(head, "- threads: %d for everyone; f32 FMA peak %.0f GFLOP/s "
-                 "(measured at the start and the end of this run, the larger)"
-                 % (args.threads, peak))
+                 "(measured at the start and the end of this run, the larger);"
+                 " %.2f s idle before each burst"
+                 % (args.threads, peak, args.pause))
     lines += ["", "Causal over full (libattn f32; ideal 0.5):", ""]
     for (mode, (b, h, s, d, causal)), t in times.items():
         full = times.get((mode, (b, h, s, d, False)))
