@@ -466,6 +466,74 @@ static void one_key_rows(const attn_isa *isas, int n_isas) {
   }
 }
 
+/* The backward's scores are the forward's, bit for bit, with f32 inputs
+ * too: under window (0, 0) every row sees only its own key, so the
+ * forward's lse is that score s and the backward's P = 2^((s - lse) log2
+ * e) is exactly 1 only if it recomputes s with the same roundings; then dV
+ * = P dO is dO exactly. Checked on the rows with |s| > 32 (most of them:
+ * |q|, |k| up to 31 and a scale of 0.3, not a power of two, so that
+ * queries scaled before their products would round differently from sums
+ * scaled after them); rows nearer 0 may take the forward's fused softmax
+ * with a guessed max, whose lse = log 2^(s log2 e) is s only to an ulp. */
+static void same_scores_f32(const attn_isa *isas, int n_isas) {
+  enum { S = 150, H = 3 }; /* S > ATTN_DECODE_MAX_ROWS: the tiled forward */
+  static const int dims[] = {1, 7, 64, 80, 111};
+  const float scale = 0.3f;
+  for (int di = 0; di < (int)(sizeof dims / sizeof dims[0]); di++) {
+    const int64_t d = dims[di], n = S * H * d;
+    float *q = malloc(sizeof(float) * (size_t)(8 * n));
+    float lse[S * H];
+    if (!q) {
+      result(0, "same_scores_f32: out of memory");
+      return;
+    }
+    float *k = q + n, *v = k + n, *o = v + n, *dout = o + n, *g = dout + n;
+    uint64_t st = 0x9e3779b97f4a7c15ull + (uint64_t)d;
+    for (int64_t i = 0; i < 5 * n; i++) { /* q, k, v, (o), dout */
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      q[i] = (float)((int64_t)(st >> 40) % 2001 - 1000) / 32.0f;
+    }
+    for (int ii = 0; ii < n_isas; ii++) {
+      attn_params p;
+      attn_params_init(&p);
+      p.q = attn_tensor_bshd(q, ATTN_DTYPE_F32, 1, S, H, d);
+      p.k = attn_tensor_bshd(k, ATTN_DTYPE_F32, 1, S, H, d);
+      p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, 1, S, H, d);
+      p.o = attn_tensor_bshd(o, ATTN_DTYPE_F32, 1, S, H, d);
+      p.lse = lse;
+      p.window_left = p.window_right = 0;
+      p.scale = scale;
+      p.isa = isas[ii];
+      attn_status rc = attn_forward(shared_ctx, &p);
+      p.dout = attn_tensor_bshd(dout, ATTN_DTYPE_F32, 1, S, H, d);
+      p.dq = attn_tensor_bshd(g, ATTN_DTYPE_F32, 1, S, H, d);
+      p.dk = attn_tensor_bshd(g + n, ATTN_DTYPE_F32, 1, S, H, d);
+      p.dv = attn_tensor_bshd(g + 2 * n, ATTN_DTYPE_F32, 1, S, H, d);
+      if (rc == ATTN_OK)
+        rc = attn_backward(shared_ctx, &p);
+      int64_t bad_o = 0, bad_dv = 0, rows = 0;
+      for (int64_t r = 0; r < S * H && rc == ATTN_OK; r++) {
+        double sr = 0.0;
+        for (int64_t c = 0; c < d; c++)
+          sr += (double)q[r * d + c] * k[r * d + c];
+        for (int64_t c = 0; c < d; c++)
+          bad_o += o[r * d + c] != v[r * d + c];
+        if (fabs(sr * scale) <= 32.0)
+          continue;
+        rows++;
+        for (int64_t c = 0; c < d; c++)
+          bad_dv += g[2 * n + r * d + c] != dout[r * d + c];
+      }
+      result(rc == ATTN_OK && bad_o == 0 && bad_dv == 0 && 2 * rows > S * H,
+             "same_scores_f32: isa %s, head_dim %lld: status %d, %lld "
+             "elements of O differ from V, %lld of dV from dO (%lld rows)",
+             attn_isa_name(isas[ii]), (long long)d, (int)rc, (long long)bad_o,
+             (long long)bad_dv, (long long)rows);
+    }
+    free(q);
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -499,6 +567,7 @@ int main(int argc, char **argv) {
   if (only < 0) {
     fd_check();
     one_key_rows(isas, n_isas);
+    same_scores_f32(isas, n_isas);
   }
   for (long long i = 0; i < n_cases; i++) {
     if (only >= 0 && i != only)

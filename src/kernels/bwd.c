@@ -5,7 +5,7 @@
  * FlashAttention-2's backward (Dao 2023, Algorithm 2) with no floating-point
  * atomics. Four phases, one team of threads, barriers between phases:
  *
- *   0  per (query head, row block): Qs = scale * Q and dO in f32 (padded
+ *   0  per (query head, row block): Q and dO in f32 (padded
  *      to the vector width), D = rowsum(dO * O), lse * log2(e); zeros for
  *      gradient rows no key/query ever reaches (kv_lens padding, rows past
  *      the last cu_seqlens).
@@ -241,8 +241,7 @@ static void phase0(bwd_job *job, int tid, int nthreads) {
         }
         const int64_t tb = r / s0, i = r % s0;
         attn_load_row_poison(attn_elem(&p->q, tb, i, h, 0), p->q.dtype,
-                             p->q.stride[3], d, job->bf16 ? 1.0f : pr->scale,
-                             q);
+                             p->q.stride[3], d, 1.0f, q);
         memset(q + d, 0, sizeof(float) * (size_t)(dp - d));
         attn_load_row_f32(attn_elem(&p->dout, tb, i, h, 0), p->dout.dtype,
                           p->dout.stride[3], dv, 1.0f, o);
@@ -545,8 +544,8 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
       for (size_t e = 0; e < nv; e++)
         dv[e] += dvm[e];
     }
-    for (size_t e = 0; e < (size_t)nkeys * (size_t)dp && job->bf16; e++)
-      dk[e] *= pr->scale; /* the bf16 kernel's Q is unscaled */
+    for (size_t e = 0; e < (size_t)nkeys * (size_t)dp; e++)
+      dk[e] *= pr->scale; /* Q is unscaled: S = scale (Q Kᵀ) */
     for (int r = 0; r < nkeys; r++) {
       const int64_t j = sq.k_off + j0 + r;
       if (r + ATTN_PREFETCH_ROWS < nkeys) {

@@ -486,16 +486,16 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     }
   }
 #else
-  /* (1) S = Qs K^T; in a partial block without score modifiers, each row
-   * group only up to its last allowed key (-inf past it, as the mask
-   * would store) */
+  /* (1) S = scale (Q K^T), the forward's rounding; in a partial block
+   * without score modifiers, each row group only up to its last allowed
+   * key (-inf past it, as the mask would store) */
   const int trim = partial && !attn_score_any(&t->sc);
   for (int pc = 0; pc < ncol; pc += NR) {
     const float *kp = t->kt + (pc / NR) * d * NR;
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt_part)
     (trim ? qhi[r0 / MR] - pc : NR, t->q + r0 * dp, dp, d, kp, s + r0 * BC + pc,
-     -INFINITY);
+     t->qscale, -INFINITY);
   }
 #endif
   /* (2) the forward's pipeline, then P = 2^((S - lse) log2 e) */
@@ -588,7 +588,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
     for (int r0 = 0; r0 < rows_mr; r0 += MR)
       KFN(bmk_nt_part)
     (trim ? qhi[r0 / MR] - pc : NR, t->dout + r0 * dvp, dvp, dv, vp,
-     ds + r0 * BC + pc, 0.0f);
+     ds + r0 * BC + pc, 1.0f, 0.0f);
   }
 #endif
   for (int r = 0; r < rows_mr; r++) {
@@ -628,7 +628,7 @@ static void KFN(bwd_block_body)(const attn_bblock *t) {
       SCORE_BWD_ROW(&t->sc, ds + r * BC, t->g + r * BC, ncol);
   }
 
-  /* (7) dK += dS'^T Qs, (8) dQ += dS' K */
+  /* (7) dK += dS'^T Q, (8) dQ += dS' K (bwd.c scales both) */
 #if defined(ATTN_BWD_BF16)
 #if defined(ATTN_BWD_AMX)
   /* dS on tiles (Q and K are bf16): rounded to bf16 for a bf16 dK / dQ,

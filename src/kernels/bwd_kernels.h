@@ -14,7 +14,8 @@
  * f32; the kernel recomputes P from the LSE and accumulates the gradients
  * (FlashAttention-2's backward inner loop, Dao 2023, Algorithm 2):
  *
- *   S  = Qs K^T, mods, masks     exactly the forward's score pipeline
+ *   S  = scale (Q K^T), mods,    exactly the forward's score pipeline
+ *        masks
  *   P  = exp(S - lse)            0 for masked keys and for lse = -inf
  *   Z  = keep / (1 - p)          dropout's factors (1 without dropout)
  *   dV += (P Z)^T dO             (dv != NULL)
@@ -23,7 +24,7 @@
  *                                forward output
  *   dT5[u] = sum of dS over the diagonal u   (dt5 != NULL)
  *   dS'= dS * (1 - tanh^2)       softcap only, when dk or dq is wanted
- *   dK += dS'^T Qs               (dk != NULL)
+ *   dK += dS'^T Q                (dk != NULL; caller multiplies by scale)
  *   dQ += dS' K                  (dq != NULL; caller multiplies by scale)
  */
 typedef struct attn_bblock {
@@ -34,7 +35,7 @@ typedef struct attn_bblock {
   int64_t j0;        /* index of key 0 inside its sequence                 */
   int64_t d, dv;     /* head dims of Q/K and of V/O                        */
   int64_t dp, dvp;   /* d, dv padded to the vector width                   */
-  const float *q;    /* [br][dp] scale * queries; every row finite         */
+  const float *q;    /* [br][dp] queries (unscaled); every row finite      */
   const float *dout; /* [br][dvp] dO rows; every row finite                */
   const float *lse;  /* [rows] the forward's LSE; -inf = row sees no key  */
   const float *dd;   /* [rows] D = rowsum(dO * O)                          */
@@ -54,10 +55,9 @@ typedef struct attn_bblock {
                    distances, attn_score_t5_lut's layout), or NULL      */
   attn_dropout drop; /* dropout of this (sequence, head) (philox.h)       */
   float *z; /* scratch [br][bc]: dropout's factors (drop.on only)       */
-  /* The bf16 kernel (bwd_bf16 of the table; docs/bf16.md) reads q as the
-   * unscaled queries (bf16 values; the caller scales dK as it does dQ),
-   * takes S = qscale (Q K^T) with bf16 dot products, dP too where dp16
-   * says so (V and dO bf16), and rounds P (for dV, dO bf16) and dS (for
+  /* The bf16 kernel (bwd_bf16 of the table; docs/bf16.md) reads q as
+   * bf16 values, takes S = qscale (Q K^T) with bf16 dot products, dP too where
+   * dp16 says so (V and dO bf16), and rounds P (for dV, dO bf16) and dS (for
    * dK, dQ) to bf16 where pv16, dk16, dq16 say so (the gradient is stored
    * in bf16 anyway); f32 products otherwise (the AMX kernel: P or dS split
    * into three bf16 parts on the tiles, dO bf16 for dV: do16). */

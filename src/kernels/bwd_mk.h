@@ -41,10 +41,10 @@ static ALWAYS_INLINE void KFN(bmk_nt)(const float *restrict a, int64_t lda,
  * e - 1 (e <= 0: none), the other columns set to fill. */
 static void KFN(bmk_nt_part)(int64_t e, const float *restrict a, int64_t lda,
                              int64_t kdim, const float *restrict bp,
-                             float *restrict c, float fill) {
+                             float *restrict c, float scale, float fill) {
   const int nv = (int)((ATTN_MAX(ATTN_MIN(e, (int64_t)NR), 0) + VL - 1) / VL);
 #define NT_PART(n)                                                             \
-  KFN(mk_qk)(0, MR, n, a, lda, kdim, bp, c, NULL, NULL, NULL, 1.0f, NULL, 0)
+  KFN(mk_qk)(0, MR, n, a, lda, kdim, bp, c, NULL, NULL, NULL, scale, NULL, 0)
   if (nv == NV)
     NT_PART(NV);
   else if (nv == 1)

@@ -346,7 +346,7 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
                          sq->q_off + t.i0 + r + ATTN_PREFETCH_ROWS, h, d, 0);
     attn_load_row_poison(
         attn_elem(&p->q, sq->q_bat, sq->q_off + t.i0 + r, h, 0), p->q.dtype,
-        p->q.stride[3], d, pr->scale, row);
+        p->q.stride[3], d, 1.0f, row);
   }
   if (!job->bf16)
     memset(qb + t.rows * d, 0,

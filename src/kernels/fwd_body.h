@@ -461,7 +461,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
   const float scale = t->qscale;
 #else
   const qk_t *tq = t->q, *tk = t->kp;
-  const float scale = 1.0f;
+  const float scale = t->qscale;
 #endif
   const int ncol = (int)((j1 - j0 + NR - 1) / NR * NR);
   if (j1 - j0 < ncol)

@@ -2,8 +2,11 @@
  * for S = Q Kᵀ, bwd_body.h for S = Q Kᵀ and dP = dO Vᵀ), compiled with the
  * including body's MR, NV (NR = NV * VL) and BC. */
 
-/* Step (1), S = Q Kᵀ for one row block against one K panel:
- *     s[r][0..NR) = sum_k q[r][k] * kp[k][0..NR)   for r < mr <= MR,
+/* Step (1), S = scale (Q Kᵀ) for one row block against one K panel:
+ *     s[r][0..NR) = scale * (sum_k q[r][k] * kp[k][0..NR))   for r < mr <= MR,
+ * the sums rounded first and then scaled, as PyTorch's and the oracle's
+ * arithmetic does (queries scaled before the products would add one
+ * rounding per term, which huge cancelling logits feel),
  * q: [mr][d] (row stride lda), kp: [d][NR], out: row stride BC. mr, nv
  * (vectors of the panel: keys 0 .. nv VL - 1; NV for the whole panel) and
  * fuse are compile-time constants at every call (so a last, short row
@@ -34,7 +37,7 @@
  * keys c's elements k, k + 1), and S = scale * (vdpbf16ps sums). */
 typedef uint16_t qk_t;
 #else
-typedef float qk_t; /* q: scale * queries; kp: [d][NR] */
+typedef float qk_t; /* q: queries (unscaled); kp: [d][NR] */
 #endif
 static ALWAYS_INLINE void
 KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
@@ -61,8 +64,8 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
   UNROLL for (int r = 0; r < mr; r++) {
     UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_mul(c[r][v], sc);
   }
+  const float xscale = kLog2e;
 #else
-  (void)scale;
   for (int64_t k = 0; k < d; k++) {
     if (k < npf)
       ATTN_PF_L2(pf + 64 * k);
@@ -73,6 +76,16 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
       UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
   }
+  /* S = scale (Q Kᵀ): the sums rounded, then scaled; the fused path folds
+   * the scale into log2 e below (one rounding of scale log2 e, against
+   * that of the product it saves) */
+  if (!fuse && scale != 1.0f) {
+    const vf sc = vf_set1(scale);
+    UNROLL for (int r = 0; r < mr; r++) {
+      UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_mul(c[r][v], sc);
+    }
+  }
+  const float xscale = kLog2e * scale;
 #endif
   if (!fuse) {
     UNROLL for (int r = 0; r < mr; r++) {
@@ -81,7 +94,7 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
     }
     return;
   }
-  const vf l2e = vf_set1(kLog2e);
+  const vf l2e = vf_set1(xscale);
   UNROLL for (int r = 0; r < mr; r++) {
     const vf nm = vf_set1(negm[r]);
     vf sum = vf_zero(), big = vf_load(rowmax + r * VL);
