@@ -294,8 +294,7 @@ static void run_chunk(const dec_job *job, const dec_unit *u, int nh, int64_t kk,
           row16[x] = ((const uint16_t *)qr)[x * st];
       } else {
         float *row = q + (hh * u->rows + r) * g->dp;
-        attn_load_row_f32(qr, p->q.dtype, p->q.stride[3], pr->d, pr->scale,
-                          row);
+        attn_load_row_f32(qr, p->q.dtype, p->q.stride[3], pr->d, 1.0f, row);
         memset(row + pr->d, 0, sizeof(float) * (size_t)(g->dp - pr->d));
       }
       attn_score *x = &sc[hh * u->rows + r];

@@ -453,8 +453,11 @@ static void KFN(dec_qk)(const attn_dec_chunk *c) {
  * x[0..ncol). */
 static void KFN(dec_softmax_row)(const attn_dec_chunk *c, int h, int r,
                                  float *x, int n, int ncol) {
+  /* S = scale (q . k): the sums rounded, then scaled, as in the tiled
+   * kernels (mk_qk.h); the bf16 dot products' qk has scaled them */
+  const float scale = c->kmode == ATTN_DEC_BF16DOT ? 1.0f : c->scale;
   for (int j = 0; j < n; j++) { /* inf or NaN: the row's result is NaN */
-    const float v = x[j];
+    const float v = x[j] * scale;
     x[j] = fabsf(v) <= FLT_MAX ? v : NAN; /* no branch: vectorised */
   }
   for (int j = n; j < ncol; j++)

@@ -8,7 +8,7 @@
  * narrowed to the union of the rows' intervals. The kernel reads each key
  * once for all rows and leaves the chunk's unnormalised partial result:
  *
- *   S[r][j] = q_r . k_j             (scale already in q; non-finite -> NaN)
+ *   S[r][j] = scale (q_r . k_j)     (non-finite -> NaN)
  *   S       = mods(S), -inf outside lo[r] .. hi[r]   (score_body.h)
  *   m[r]    = max_j S[r][j]
  *   P       = 2^((S - m) log2 e),   l[r] = sum_j P[r][j]
@@ -36,11 +36,12 @@ struct attn_dec_chunk {
   int rows;        /* rows per head, 1 .. ATTN_DEC_RB                 */
   int64_t d, dv;   /* head dims of K and V                            */
   int64_t dp, dvp; /* padded to the vector width                      */
-  float *q;        /* [nh][rows][dp] scale * q, zero padded; the
+  float *q;        /* [nh][rows][dp] q (unscaled), zero padded; the
                       kernel may reorder it in place (reloaded for
                       every chunk); for ATTN_DEC_BF16DOT [nh][rows]
-                      [dp] bf16 q, unscaled                          */
-  float scale;     /* ATTN_DEC_BF16DOT: S = scale * (q . k)        */
+                      [dp] bf16 q                                    */
+  float scale;     /* S = scale * (q . k): the bf16 dot products'
+                      qk applies it, dec_softmax_row otherwise       */
   /* ATTN_DEC_BF16DOT k (v): step (1) ((4)) with bf16 dot products
    * (decode_bf16dot.h) */
   void (*qk)(const attn_dec_chunk *c);
