@@ -370,6 +370,26 @@ static void fd_check(void) {
          worst);
 }
 
+/* p's q, k, v, o (all of dtype dt) as [1, S, H, d] bshd tensors. */
+static void inputs_bshd(attn_params *p, void *q, void *k, void *v, void *o,
+                        attn_dtype dt, int64_t S, int64_t H, int64_t d) {
+  p->q = attn_tensor_bshd(q, dt, 1, S, H, d);
+  p->k = attn_tensor_bshd(k, dt, 1, S, H, d);
+  p->v = attn_tensor_bshd(v, dt, 1, S, H, d);
+  p->o = attn_tensor_bshd(o, dt, 1, S, H, d);
+}
+
+/* p's dout (dtype dt) and f32 dq, dk, dv in g[0, 3 S H d), the same
+ * shape. */
+static void grads_bshd(attn_params *p, void *dout, attn_dtype dt, float *g,
+                       int64_t S, int64_t H, int64_t d) {
+  const int64_t n = S * H * d;
+  p->dout = attn_tensor_bshd(dout, dt, 1, S, H, d);
+  p->dq = attn_tensor_bshd(g, ATTN_DTYPE_F32, 1, S, H, d);
+  p->dk = attn_tensor_bshd(g + n, ATTN_DTYPE_F32, 1, S, H, d);
+  p->dv = attn_tensor_bshd(g + 2 * n, ATTN_DTYPE_F32, 1, S, H, d);
+}
+
 /* Rows that see one key (row 0 under causal masking) have dQ exactly 0
  * on every bf16 ISA: P = 1, O is that key's V row, and D = rowsum(dO ∘ O)
  * must be computed in dP's arithmetic for dS = P (dP - D) to vanish (the
@@ -404,18 +424,12 @@ static void one_key_rows(const attn_isa *isas, int n_isas) {
     for (int ii = 0; ii < n_isas; ii++) {
       attn_params p;
       attn_params_init(&p);
-      p.q = attn_tensor_bshd(q, ATTN_DTYPE_BF16, 1, S, H, d);
-      p.k = attn_tensor_bshd(k, ATTN_DTYPE_BF16, 1, S, H, d);
-      p.v = attn_tensor_bshd(v, ATTN_DTYPE_BF16, 1, S, H, d);
-      p.o = attn_tensor_bshd(o, ATTN_DTYPE_BF16, 1, S, H, d);
+      inputs_bshd(&p, q, k, v, o, ATTN_DTYPE_BF16, S, H, d);
       p.lse = lse;
       p.causal = ATTN_CAUSAL_TOP_LEFT;
       p.isa = isas[ii];
       attn_status rc = attn_forward(shared_ctx, &p);
-      p.dout = attn_tensor_bshd(dout, ATTN_DTYPE_BF16, 1, S, H, d);
-      p.dq = attn_tensor_bshd(g, ATTN_DTYPE_F32, 1, S, H, d);
-      p.dk = attn_tensor_bshd(g + n, ATTN_DTYPE_F32, 1, S, H, d);
-      p.dv = attn_tensor_bshd(g + 2 * n, ATTN_DTYPE_F32, 1, S, H, d);
+      grads_bshd(&p, dout, ATTN_DTYPE_BF16, g, S, H, d);
       if (rc == ATTN_OK)
         rc = attn_backward(shared_ctx, &p);
       int64_t nz = 0, ov = 0;
@@ -496,19 +510,13 @@ static void same_scores_f32(const attn_isa *isas, int n_isas) {
     for (int ii = 0; ii < n_isas; ii++) {
       attn_params p;
       attn_params_init(&p);
-      p.q = attn_tensor_bshd(q, ATTN_DTYPE_F32, 1, S, H, d);
-      p.k = attn_tensor_bshd(k, ATTN_DTYPE_F32, 1, S, H, d);
-      p.v = attn_tensor_bshd(v, ATTN_DTYPE_F32, 1, S, H, d);
-      p.o = attn_tensor_bshd(o, ATTN_DTYPE_F32, 1, S, H, d);
+      inputs_bshd(&p, q, k, v, o, ATTN_DTYPE_F32, S, H, d);
       p.lse = lse;
       p.window_left = p.window_right = 0;
       p.scale = scale;
       p.isa = isas[ii];
       attn_status rc = attn_forward(shared_ctx, &p);
-      p.dout = attn_tensor_bshd(dout, ATTN_DTYPE_F32, 1, S, H, d);
-      p.dq = attn_tensor_bshd(g, ATTN_DTYPE_F32, 1, S, H, d);
-      p.dk = attn_tensor_bshd(g + n, ATTN_DTYPE_F32, 1, S, H, d);
-      p.dv = attn_tensor_bshd(g + 2 * n, ATTN_DTYPE_F32, 1, S, H, d);
+      grads_bshd(&p, dout, ATTN_DTYPE_F32, g, S, H, d);
       if (rc == ATTN_OK)
         rc = attn_backward(shared_ctx, &p);
       int64_t bad_o = 0, bad_dv = 0, rows = 0;
