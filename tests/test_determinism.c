@@ -165,9 +165,13 @@ static const dshape shapes[] = {
      .t5 = 33,
      .t5_bidirectional = 1},
     /* one or two heads of few query tiles: from 2 threads the forward
-     * splits each tile into row ranges (fwd.c parts_for) */
+     * splits tiles into row ranges and may claim a short last tile last
+     * (fwd.c split_for) */
     {"one head 128x128 d64",
      {1, 1, 1, 128, 128, 64, 64},
+     .in_dt = ATTN_DTYPE_F32},
+    {"one head 512x512 d64",
+     {1, 1, 1, 512, 512, 64, 64},
      .in_dt = ATTN_DTYPE_F32},
     {"one head prefix-lm 131x131 d64",
      {1, 1, 1, 131, 131, 64, 64},

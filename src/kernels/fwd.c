@@ -15,12 +15,13 @@
  * instruction sequence whatever T is and whichever thread it is, so results
  * are bitwise identical across thread counts.
  *
- * Calls with fewer query tiles than 4 per thread (one head of 128 or 512
- * queries) split each tile into `parts` row ranges, each its own item. A
- * part runs its tile's key tiles, kinds and key bound (j_end) with the
- * tile's other rows left out; every step of the kernel is per row (the
- * fused path's kept-or-redone test, the sums over d and over the keys), so
- * a row's bits do not depend on which rows share its call. */
+ * Calls with few query tiles per thread (one head of 128 to 1024 queries)
+ * may split some tiles into row ranges, each its own item, and may claim a
+ * head's short last tile after the others (split_for). A range runs its
+ * tile's key tiles, kinds and key bound (j_end) with the tile's other rows
+ * left out; every step of the kernel is per row (the fused path's
+ * kept-or-redone test, the sums over d and over the keys), so a row's bits
+ * do not depend on which rows share its call. */
 #include "kernels/decode.h"
 #include "kernels/fwd_pack.h"
 #include "kernels/plan.h"
@@ -64,7 +65,9 @@ typedef struct ws_layout {
   size_t q, acc, accm, vec, lo, hi, runs;
   size_t slot, s, crun;
   int nslot;        /* query tiles per group (1: no groups) */
-  int parts;        /* row ranges per query tile (items)      */
+  int parts;        /* row ranges per split query tile        */
+  int64_t nsplit;   /* tiles split: the last nsplit claimed   */
+  int plast;        /* a head's last tile is claimed last     */
   int64_t chunk_kt; /* key tiles per chunk of a group        */
   size_t total;
   int threads;
@@ -74,47 +77,85 @@ static int mul_ok(size_t a, size_t b, size_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
 
-/* Row ranges per query tile (fwd_job items) for a team of `threads`: 1,
- * 2 or 4, as long as a range keeps a multiple of the micro-kernel's rows;
- * considered only with fewer than 4 query tiles per thread. Each choice's
- * run is simulated: the items in the order the team claims them, each to
- * the thread that frees first, an item costing its rows times the keys
- * they see (half-way through a causal tile) plus FWD_ITEM_ROWS rows for
- * streaming K and V and its set-up; the shortest wins, fewer parts on a
- * tie. On the 2-vCPU Zen 2 EPYC one head of 128 queries (tiles of 48, 48
- * and 32 rows) on two threads went from 0.061 to 0.056 ms in 6 items of
- * at most 24 rows (alternating runs, medians); balanced splits (two heads of
- * 128) gain nothing and lose a few percent when split (the set-up per item),
- * which FWD_ITEM_ROWS prices. Not for the bf16 kernels (AMX tiles take 16 rows
+/* The items of one head with nqt query tiles (nslot == 1). Tiles are
+ * claimed from the last to the first (under causal masks the last see the
+ * most keys, and longest-first keeps the team busy until the end), or,
+ * with plast, the last tile after tile 0 (without a mask a short last tile
+ * is the cheapest: claimed last it fills the gap). The last nsplit tiles
+ * of that order are split into `parts` row ranges each: ranges of
+ * ceil(rows / parts) rows rounded up to the micro-kernel's, the last range
+ * of the tile first. */
+static int64_t head_items(const ws_layout *w, int64_t nqt) {
+  const int64_t ns = ATTN_MIN(w->nsplit, nqt);
+  return nqt - ns + ns * w->parts;
+}
+
+/* Item u of a head: its tile *qt and the rows [*off, *off + return) of
+ * that tile it covers (0 rows: nothing to do); sq: the sequence's queries. */
+static int head_item(const ws_layout *w, int64_t nqt, int64_t u, int mr,
+                     int64_t br, int64_t sq, int64_t *qt, int *off) {
+  const int64_t ns = ATTN_MIN(w->nsplit, nqt), whole = nqt - ns;
+  int64_t pos = u, np = 1, part = 0;
+  if (u >= whole) {
+    np = w->parts;
+    pos = whole + (u - whole) / np;
+    part = np - 1 - (u - whole) % np;
+  }
+  *qt = w->plast ? (pos < nqt - 1 ? nqt - 2 - pos : nqt - 1) : nqt - 1 - pos;
+  const int64_t trows = ATTN_MIN(br, sq - *qt * br);
+  const int64_t rr = ((trows + np - 1) / np + mr - 1) / mr * mr;
+  *off = (int)(part * rr);
+  return (int)ATTN_MAX(0, ATTN_MIN(rr, trows - part * rr));
+}
+
+/* Which split (ws_layout's parts, nsplit, plast) a team of `threads` runs
+ * with, for calls with fewer than FWD_SPLIT_TILES query tiles per thread.
+ * Each candidate's run is simulated: the items in the order the team
+ * claims them, each to the thread that frees first, an item costing its
+ * rows times the keys they see (half-way through a causal range) plus
+ * FWD_ITEM_ROWS rows for streaming K and V and its set-up; the shortest
+ * wins, the simpler on a tie. On the 2-vCPU Zen 2 EPYC one head of 128
+ * queries (tiles of 48, 48 and 32 rows) on two threads went from 0.061 to
+ * 0.056 ms in 6 items of at most 24 rows (alternating runs, medians);
+ * balanced splits (two heads of 128) gain nothing and lose a few percent
+ * when split (the set-up per item), which FWD_ITEM_ROWS prices. One head
+ * of 512 queries (ten tiles of 48, one of 32) ran 6 tiles on one thread
+ * and 5 on the other; its last tile claimed last in two ranges evens them
+ * (docs/decisions.md). Not for the bf16 kernels (AMX tiles take 16 rows
  * at a time: their paths are not split). */
 #define FWD_MAX_PARTS 4
+#ifndef FWD_SPLIT_TILES
+#define FWD_SPLIT_TILES 12
+#endif
 #ifndef FWD_ITEM_ROWS
 #define FWD_ITEM_ROWS 2.0
 #endif
-static double parts_makespan(const attn_problem *pr, const attn_kernel *k,
-                             int parts, int threads) {
+static double split_makespan(const attn_problem *pr, const attn_kernel *k,
+                             const ws_layout *w, int threads, double *work) {
   double load[ATTN_MAX_THREADS]; /* a binary min-heap of the threads' ends */
   for (int i = 0; i < threads; i++)
     load[i] = 0.0;
   const int64_t sq = pr->sq_max, sk = pr->sk_max, br = k->br;
-  const int64_t nqt = (sq + br - 1) / br, sub = br / parts;
+  const int64_t nqt = (sq + br - 1) / br, items = head_items(w, nqt);
   const int causal = pr->p->causal;
+  *work = 0.0;
   for (int64_t h = 0; h < pr->batch * pr->hq; h++)
-    for (int64_t u = 0; u < nqt * parts; u++) {
-      const int64_t qt = nqt - 1 - u / parts, part = parts - 1 - u % parts;
-      const int64_t i0 = qt * br + part * sub;
-      const int64_t rows =
-          ATTN_MIN(sub, ATTN_MIN(br, sq - qt * br) - part * sub);
+    for (int64_t u = 0; u < items; u++) {
+      int64_t qt;
+      int off;
+      const int rows = head_item(w, nqt, u, k->mr, br, sq, &qt, &off);
       if (rows <= 0)
         continue;
       double keys = (double)sk;
       if (causal != ATTN_CAUSAL_NONE) {
         const double ic =
-            (double)i0 + 0.5 * (double)(rows - 1) + 1.0 +
+            (double)(qt * br + off) + 0.5 * (double)(rows - 1) + 1.0 +
             (causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (double)(sk - sq) : 0.0);
         keys = ic < 0 ? 0 : ic > (double)sk ? (double)sk : ic;
       }
-      load[0] += (double)rows * keys + FWD_ITEM_ROWS * (double)sk;
+      const double cost = (double)rows * keys + FWD_ITEM_ROWS * (double)sk;
+      load[0] += cost;
+      *work += cost;
       for (int i = 0;;) { /* sift the grown root down */
         const int l = 2 * i + 1, r = l + 1;
         int m = i;
@@ -136,20 +177,48 @@ static double parts_makespan(const attn_problem *pr, const attn_kernel *k,
   return end;
 }
 
-static int parts_for(const attn_plan *pl, int64_t tiles, int threads) {
+static void split_for(const attn_plan *pl, int64_t tiles, int threads,
+                      ws_layout *w) {
   const attn_kernel *k = pl->k.fwd;
-  if (attn_plan_bf16(pl) || threads < 2 || tiles >= 4 * (int64_t)threads)
-    return 1;
-  int best = 1;
-  double best_end = parts_makespan(&pl->pr, k, 1, threads);
-  for (int parts = 2; parts <= FWD_MAX_PARTS; parts *= 2) {
-    if (k->br % parts != 0 || (k->br / parts) % k->mr != 0)
-      break;
-    const double end = parts_makespan(&pl->pr, k, parts, threads);
-    if (end < best_end)
-      best = parts, best_end = end;
-  }
-  return best;
+  w->parts = 1;
+  w->nsplit = 0;
+  w->plast = 0;
+  if (attn_plan_bf16(pl) || threads < 2 ||
+      tiles >= FWD_SPLIT_TILES * (int64_t)threads)
+    return;
+  const int64_t nqt = (pl->pr.sq_max + k->br - 1) / k->br;
+  /* tiles split (the last claimed), ascending: each distinct one tried */
+  const int64_t counts[] = {0, 1, 2, threads, 2 * (int64_t)threads, nqt};
+  ws_layout c = *w, best = *w;
+  double work, more;
+  double best_end = split_makespan(&pl->pr, k, w, threads, &work);
+  /* No candidate beats the whole tiles' work dealt out evenly (splits only
+   * add items): stop when a run is within 1% of that. The search costs a
+   * few microseconds (a causal head of 512 queries ran 2-3% slower when
+   * every candidate was tried and none won). */
+  const double bound = 1.01 * work / threads;
+  for (int plast = 0; plast <= 1 && best_end > bound; plast++)
+    for (int parts = 1; parts <= FWD_MAX_PARTS; parts *= 2) {
+      if (parts > 1 && (k->br % parts != 0 || (k->br / parts) % k->mr != 0))
+        break;
+      int64_t last = -1;
+      for (size_t i = 0;
+           i < sizeof counts / sizeof counts[0] && best_end > bound; i++) {
+        const int64_t ns = parts == 1 ? 0 : ATTN_MIN(counts[i], nqt);
+        if (ns <= last || (parts > 1 && ns == 0) || (!plast && parts == 1))
+          continue;
+        last = ns;
+        c.parts = parts;
+        c.nsplit = ns;
+        c.plast = plast;
+        const double end = split_makespan(&pl->pr, k, &c, threads, &more);
+        if (end < best_end)
+          best = c, best_end = end;
+      }
+    }
+  w->parts = best.parts;
+  w->nsplit = best.nsplit;
+  w->plast = best.plast;
 }
 
 /* A single (sequence, kv head) group packs privately up to these (see
@@ -193,8 +262,11 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   while (w->nslot > 1 &&
          pr->batch * pr->hq * ((nqt + w->nslot - 1) / w->nslot) < 4 * threads)
     w->nslot /= 2;
-  w->parts =
-      w->nslot == 1 ? parts_for(pl, pr->batch * pr->hq * nqt, threads) : 1;
+  w->parts = 1;
+  w->nsplit = 0;
+  w->plast = 0;
+  if (w->nslot == 1)
+    split_for(pl, pr->batch * pr->hq * nqt, threads, w);
   const size_t key_bytes = (d + dvp) * sizeof(float);
   w->chunk_kt = (int64_t)ATTN_MAX((size_t)1, QCHUNK_BYTES / (key_bytes * bc));
   const size_t slots = attn_ws_mul(&t, w->slot, (size_t)w->nslot);
@@ -249,7 +321,7 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
 #define ATTN_TEAM_FLOPS 1e6
 
 /* A thread count given in the call (num_threads > 0) is taken as given,
- * one thread per row range of a query tile at most (parts_for then picks
+ * one thread per row range of a query tile at most (split_for then picks
  * the ranges for that team). Otherwise (the context's count) the team size
  * with the shortest estimated time: the query tiles dealt out evenly
  * (ceil(tiles / n) per thread, each a full row of keys, half for a causal
@@ -295,21 +367,11 @@ typedef struct fwd_job {
   atomic_llong counter;  /* shared mode: items taken in this group    */
 } fwd_job;
 
-/* Rows [*off, *off + return) of query tile qt that its row range `part`
- * covers (none past the sequence's last query: 0). */
-static int part_rows(const fwd_job *job, const attn_seq *sq, int64_t qt,
-                     int part, int *off) {
-  const int br = job->k->br, sub = br / job->w.parts;
-  const int rows = (int)ATTN_MIN((int64_t)br, sq->sq - qt * br);
-  *off = part * sub;
-  return ATTN_MAX(0, ATTN_MIN(sub, rows - *off));
-}
-
-/* Prepares row range `part` of query tile qt of head h in slot `slot` of
- * a thread's scratch ws: its rows of Q, its intervals and runs (those of
- * the whole tile), its state buffers. */
+/* Prepares rows [off, off + rows) of query tile qt of head h in slot
+ * `slot` of a thread's scratch ws: their rows of Q, the intervals and runs
+ * (those of the whole tile), the state buffers. */
 static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
-                       int64_t qt, int part, const float *kpack,
+                       int64_t qt, int off, int rows, const float *kpack,
                        const float *vpack, char *ws, int slot, attn_qtile *tp) {
   const attn_problem *pr = job->pr;
   const attn_params *p = pr->p;
@@ -317,8 +379,7 @@ static void prep_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
   const int64_t d = pr->d, dvp = job->dvp;
   char *sb = ws + (size_t)slot * job->w.slot;
   attn_qtile t;
-  int off;
-  t.rows = part_rows(job, sq, qt, part, &off);
+  t.rows = rows;
   t.i0 = qt * k->br + off;
   t.d = d;
   t.dvp = dvp;
@@ -410,13 +471,12 @@ static void write_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
 }
 
 static void run_qtile(const fwd_job *job, const attn_seq *sq, int64_t h,
-                      int64_t qt, int part, const float *kpack,
+                      int64_t qt, int off, int rows, const float *kpack,
                       const float *vpack, char *ws) {
   attn_qtile t;
-  int off;
-  if (part_rows(job, sq, qt, part, &off) == 0)
+  if (rows == 0)
     return;
-  prep_qtile(job, sq, h, qt, part, kpack, vpack, ws, 0, &t);
+  prep_qtile(job, sq, h, qt, off, rows, kpack, vpack, ws, 0, &t);
   job->k->fwd_qtile(&t);
   write_qtile(job, sq, h, &t);
 }
@@ -448,7 +508,9 @@ static void run_qgroup(const fwd_job *job, const attn_seq *sq, int64_t h,
   attn_tile_run *cr = (attn_tile_run *)(ws + job->w.crun);
   int64_t kt_end = 0;
   for (int g = 0; g < n; g++) {
-    prep_qtile(job, sq, h, qt0 + g, 0, kpack, vpack, ws, g, &t[g]);
+    const int64_t q0 = (qt0 + g) * job->k->br;
+    prep_qtile(job, sq, h, qt0 + g, 0, (int)ATTN_MIN(job->k->br, sq->sq - q0),
+               kpack, vpack, ws, g, &t[g]);
     runs[g] = t[g].runs;
     nruns[g] = t[g].nruns;
     ntiles[g] = started[g] = 0;
@@ -479,22 +541,26 @@ static void run_qgroup(const fwd_job *job, const attn_seq *sq, int64_t h,
 }
 
 /* Item it of a (sequence, kv head) group's items: its query head and its
- * query tiles, or one row range of a tile (the last ones first: under
- * causal masks they see the most keys, and longest-first keeps the team
- * busy until the end). */
+ * query tile or rows of one (head_item), or its group of query tiles (the
+ * last ones first: under causal masks they see the most keys, and
+ * longest-first keeps the team busy until the end). */
 static void run_item(const fwd_job *job, const attn_seq *sq, int64_t g,
                      int64_t it, const float *kpack, const float *vpack,
                      char *ws) {
   const attn_problem *pr = job->pr;
   const int64_t nqt = (sq->sq + job->k->br - 1) / job->k->br;
   const int64_t gs = job->w.nslot, ngq = (nqt + gs - 1) / gs;
-  const int64_t np = job->w.parts, per_head = ngq * np;
-  const int64_t h = g * pr->group + it / per_head, u = it % per_head;
-  const int64_t gq = ngq - 1 - u / np;
   if (gs == 1) {
-    run_qtile(job, sq, h, gq, (int)(np - 1 - u % np), kpack, vpack, ws);
+    const int64_t per_head = head_items(&job->w, nqt);
+    int64_t qt;
+    int off;
+    const int rows = head_item(&job->w, nqt, it % per_head, job->k->mr,
+                               job->k->br, sq->sq, &qt, &off);
+    run_qtile(job, sq, g * pr->group + it / per_head, qt, off, rows, kpack,
+              vpack, ws);
     return;
   }
+  const int64_t h = g * pr->group + it / ngq, gq = ngq - 1 - it % ngq;
   run_qgroup(job, sq, h, gq * gs, (int)ATTN_MIN(gs, nqt - gq * gs), kpack,
              vpack, ws);
 }
@@ -502,8 +568,9 @@ static void run_item(const fwd_job *job, const attn_seq *sq, int64_t g,
 /* Items of a (sequence, kv head) group: query heads x query-tile groups. */
 static int64_t group_items(const fwd_job *job, const attn_seq *sq) {
   const int64_t nqt = (sq->sq + job->k->br - 1) / job->k->br;
-  return job->pr->group * ((nqt + job->w.nslot - 1) / job->w.nslot) *
-         job->w.parts;
+  return job->pr->group * (job->w.nslot == 1
+                               ? head_items(&job->w, nqt)
+                               : (nqt + job->w.nslot - 1) / job->w.nslot);
 }
 
 /* Shared mode: per (sequence, kv head) group, pack together, barrier,
