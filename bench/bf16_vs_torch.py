@@ -34,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from compare import machine_info, prepare_env  # noqa: E402
-from versus import SHAPES, median_times, report, side_by_side_args  # noqa: E402
+from versus import (SHAPES, median_times, report, shape_arg,  # noqa: E402
+                    shapes_from_args, side_by_side_args)
 
 ISA_AVX512 = 3
 
@@ -175,25 +176,9 @@ def main():
     side_by_side_args(ap)
     ap.add_argument("--backward", action="store_true",
                     help="time the backward instead of the forward")
-    ap.add_argument("--shape", action="append", default=[],
-                    metavar="B,H,S,D[,causal]",
-                    help="time this shape instead of the default list "
-                    "(repeatable), e.g. 1,8,512,80 or 1,8,512,112,causal")
+    shape_arg(ap)
     args = ap.parse_args()
-    shapes = [x for x in SHAPES if x[2] <= args.max_seq]
-    if args.shape:
-        shapes = []
-        for text in args.shape:
-            f = text.split(",")
-            if len(f) not in (4, 5) or (len(f) == 5 and f[4] != "causal"):
-                ap.error("--shape wants B,H,S,D or B,H,S,D,causal: %r" % text)
-            try:
-                b, h, s, d = (int(x) for x in f[:4])
-            except ValueError:
-                ap.error("--shape wants integers: %r" % text)
-            if min(b, h, s, d) < 1:
-                ap.error("--shape wants positive sizes: %r" % text)
-            shapes.append((b, h, s, d, len(f) == 5))
+    shapes = shapes_from_args(ap, args, SHAPES)
     notes = prepare_env(args.threads)
     import numpy as np
     import torch

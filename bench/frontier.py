@@ -20,6 +20,7 @@ at the start and the end of the run; the larger is used. After the table:
 causal time over full time at each length and head_dim (ideal 0.5).
 
     python3 bench/frontier.py --threads 2 --markdown bench/out/frontier.md
+    python3 bench/frontier.py --shape 1,1,512,64 --modes fwd   # chosen shapes
 """
 
 import argparse
@@ -32,7 +33,8 @@ sys.path.insert(0, HERE)
 
 from bf16_vs_torch import make_libattn, make_torch  # noqa: E402
 from compare import machine_info, prepare_env  # noqa: E402
-from versus import SHAPES, median_times, report, side_by_side_args  # noqa: E402
+from versus import (SHAPES, median_times, report, shape_arg,  # noqa: E402
+                    shapes_from_args, side_by_side_args)
 
 # short and odd shapes of issue 14: head_dim 80/96/112, batch x heads
 # below the thread count
@@ -58,6 +60,7 @@ def main():
                     help="idle seconds before each burst (versus.median_times;"
                     " short calls after a long pause time the VM's wake-up "
                     "too: bench/burst_pin.py)")
+    shape_arg(ap)
     args = ap.parse_args()
     notes = prepare_env(args.threads)
     import torch
@@ -78,7 +81,7 @@ def main():
               "| % FMA peak | f16 / f32 speed | f32 / torch speed |",
               "|---|---|---|---|---|---|---|---|---|"]
     rows, times = [], {}
-    shapes = [x for x in SHAPES + ODD if x[2] <= args.max_seq]
+    shapes = shapes_from_args(ap, args, SHAPES + ODD)
     for mode in args.modes.split(","):
         both = mode == "fwd+bwd"
         for shape in shapes:

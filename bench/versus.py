@@ -140,6 +140,34 @@ def side_by_side_args(ap, rounds=7, markdown="also write the table here"):
     ap.add_argument("--markdown", help=markdown)
 
 
+def shape_arg(ap):
+    """--shape B,H,S,D[,causal] (repeatable): shapes_from_args reads it."""
+    ap.add_argument("--shape", action="append", default=[],
+                    metavar="B,H,S,D[,causal]",
+                    help="time this shape instead of the default list "
+                    "(repeatable), e.g. 1,8,512,80 or 1,8,512,112,causal")
+
+
+def shapes_from_args(ap, args, default):
+    """The (batch, heads, seq, head_dim, causal) shapes to time: those of
+    --shape, else the default list cut at --max-seq."""
+    if not args.shape:
+        return [x for x in default if x[2] <= args.max_seq]
+    shapes = []
+    for text in args.shape:
+        f = text.split(",")
+        if len(f) not in (4, 5) or (len(f) == 5 and f[4] != "causal"):
+            ap.error("--shape wants B,H,S,D or B,H,S,D,causal: %r" % text)
+        try:
+            b, h, s, d = (int(x) for x in f[:4])
+        except ValueError:
+            ap.error("--shape wants integers: %r" % text)
+        if min(b, h, s, d) < 1:
+            ap.error("--shape wants positive sizes: %r" % text)
+        shapes.append((b, h, s, d, len(f) == 5))
+    return shapes
+
+
 def report(lines, markdown):
     """Prints the report's lines and writes them to markdown (a path, or
     None)."""
