@@ -114,7 +114,8 @@ static int head_item(const ws_layout *w, int64_t nqt, int64_t u, int mr,
  * claims them, each to the thread that frees first, an item costing its
  * rows times the keys they see (half-way through a causal range) plus
  * FWD_ITEM_ROWS rows for streaming K and V and its set-up; the shortest
- * wins, the simpler on a tie. On the 2-vCPU Zen 2 EPYC one head of 128
+ * wins if it beats the unsplit run by more than 1% (the model is rough),
+ * the simpler on a tie. On the 2-vCPU Zen 2 EPYC one head of 128
  * queries (tiles of 48, 48 and 32 rows) on two threads went from 0.061 to
  * 0.056 ms in 6 items of at most 24 rows (alternating runs, medians);
  * balanced splits (two heads of 128) gain nothing and lose a few percent
@@ -196,7 +197,7 @@ static void split_for(const attn_plan *pl, int64_t tiles, int threads,
    * add items): stop when a run is within 1% of that. The search costs a
    * few microseconds (a causal head of 512 queries ran 2-3% slower when
    * every candidate was tried and none won). */
-  const double bound = 1.01 * work / threads;
+  const double bound = 1.01 * work / threads, base = best_end;
   for (int plast = 0; plast <= 1 && best_end > bound; plast++)
     for (int parts = 1; parts <= FWD_MAX_PARTS; parts *= 2) {
       if (parts > 1 && (k->br % parts != 0 || (k->br / parts) % k->mr != 0))
@@ -212,7 +213,7 @@ static void split_for(const attn_plan *pl, int64_t tiles, int threads,
         c.nsplit = ns;
         c.plast = plast;
         const double end = split_makespan(&pl->pr, k, &c, threads, &more);
-        if (end < best_end)
+        if (end < best_end && end < 0.99 * base)
           best = c, best_end = end;
       }
     }
