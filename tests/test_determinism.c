@@ -4,7 +4,7 @@
  * GQA/MQA, masks, a 1000-token sequence, a long decode, and with the 0.2
  * options prefix-LM, position offsets and a compiled mask used by every
  * call) and for every supported ISA separately, o and lse from 1 thread are
- * compared with memcmp against 2..8 threads, num_threads = 0, a context,
+ * compared with memcmp against 2..8 and 12 threads, num_threads = 0, a context,
  * and a caller-provided workspace. The 1-thread result is also checked
  * against the oracle (same rule as test_forward).
  *
@@ -335,9 +335,11 @@ static void run_isa(const dshape *s, attn_params *p, tp_bufs *m, attn_isa isa,
          attn_isa_name(isa), cmp.err_o, cmp.err_o_naive, cmp.err_lse,
          shrink ? "  (1/4 length)" : "");
 
-  for (int t = 0; t <= 8; t++) {
-    if (t == 1)
-      continue;
+  /* 0 (the library's choice), 2..8, and 12: a team larger than fwd.c's
+   * FWD_SPLIT_TEAM, which plans its row ranges the older way */
+  static const int teams[] = {0, 2, 3, 4, 5, 6, 7, 8, 12};
+  for (size_t i = 0; i < sizeof teams / sizeof teams[0]; i++) {
+    const int t = teams[i];
     clear_outputs(m);
     p->num_threads = t;
     st = attn_forward(NULL, p);

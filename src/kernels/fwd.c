@@ -109,7 +109,9 @@ static int head_item(const ws_layout *w, int64_t nqt, int64_t u, int mr,
 }
 
 /* Which split (ws_layout's parts, nsplit, plast) a team of `threads` runs
- * with, for calls with fewer than FWD_SPLIT_TILES query tiles per thread.
+ * with, for calls with fewer than FWD_SPLIT_TILES query tiles per thread
+ * (teams of up to FWD_SPLIT_TEAM; larger teams: 4 tiles per thread and
+ * every tile split or none, the simulation's cost growing with both).
  * Each candidate's run is simulated: the items in the order the team
  * claims them, each to the thread that frees first, an item costing its
  * rows times the keys they see (half-way through a causal range) plus
@@ -127,6 +129,9 @@ static int head_item(const ws_layout *w, int64_t nqt, int64_t u, int mr,
 #define FWD_MAX_PARTS 4
 #ifndef FWD_SPLIT_TILES
 #define FWD_SPLIT_TILES 12
+#endif
+#ifndef FWD_SPLIT_TEAM
+#define FWD_SPLIT_TEAM 8
 #endif
 #ifndef FWD_ITEM_ROWS
 #define FWD_ITEM_ROWS 2.0
@@ -184,12 +189,17 @@ static void split_for(const attn_plan *pl, int64_t tiles, int threads,
   w->parts = 1;
   w->nsplit = 0;
   w->plast = 0;
+  /* Small teams try every plan; larger ones (each simulated item costs
+   * more, and there are more of them) only the split of every tile, with
+   * fewer than 4 tiles per thread, as before 2026-12-04. */
+  const int small = threads <= FWD_SPLIT_TEAM;
   if (attn_plan_bf16(pl) || threads < 2 ||
-      tiles >= FWD_SPLIT_TILES * (int64_t)threads)
+      tiles >= (small ? FWD_SPLIT_TILES : 4) * (int64_t)threads)
     return;
   const int64_t nqt = (pl->pr.sq_max + k->br - 1) / k->br;
   /* tiles split (the last claimed), ascending: each distinct one tried */
   const int64_t counts[] = {0, 1, 2, threads, 2 * (int64_t)threads, nqt};
+  const size_t first = small ? 0 : sizeof counts / sizeof counts[0] - 1;
   ws_layout c = *w, best = *w;
   double work, more;
   double best_end = split_makespan(&pl->pr, k, w, threads, &work);
@@ -198,12 +208,12 @@ static void split_for(const attn_plan *pl, int64_t tiles, int threads,
    * few microseconds (a causal head of 512 queries ran 2-3% slower when
    * every candidate was tried and none won). */
   const double bound = 1.01 * work / threads, base = best_end;
-  for (int plast = 0; plast <= 1 && best_end > bound; plast++)
+  for (int plast = 0; plast <= small && best_end > bound; plast++)
     for (int parts = 1; parts <= FWD_MAX_PARTS; parts *= 2) {
       if (parts > 1 && (k->br % parts != 0 || (k->br / parts) % k->mr != 0))
         break;
       int64_t last = -1;
-      for (size_t i = 0;
+      for (size_t i = first;
            i < sizeof counts / sizeof counts[0] && best_end > bound; i++) {
         const int64_t ns = parts == 1 ? 0 : ATTN_MIN(counts[i], nqt);
         if (ns <= last || (parts > 1 && ns == 0) || (!plast && parts == 1))
