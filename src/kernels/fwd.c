@@ -183,12 +183,10 @@ static double split_makespan(const attn_problem *pr, const attn_kernel *k,
   return end;
 }
 
+/* w holds the unsplit plan (parts 1, nsplit 0, plast 0) on entry. */
 static void split_for(const attn_plan *pl, int64_t tiles, int threads,
                       ws_layout *w) {
   const attn_kernel *k = pl->k.fwd;
-  w->parts = 1;
-  w->nsplit = 0;
-  w->plast = 0;
   /* Small teams try every plan; larger ones (each simulated item costs
    * more, and there are more of them) only the split of every tile, with
    * fewer than 4 tiles per thread, as before 2026-12-04. */
