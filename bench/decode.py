@@ -21,14 +21,18 @@ of the timed calls:
             obvious loop, one thread
 
 and the machine's read bandwidth measured in the same run
-(attn_read_bandwidth_gbps, the probe of `attn peak`). Reported per dtype:
-median ms, GB/s moved (K and V once), share of the measured bandwidth, and
-the time ratio to libattn. The issue's target is libattn >= 80% of the
-bandwidth. Outputs are checked against each other (max |diff|) first.
+(attn_read_bandwidth_gbps, the probe of `attn peak`): at the start, at the
+end, and (--probe-each S seconds, default 0.25) once more in every round
+just before libattn's burst. Reported per dtype: median ms, GB/s moved (K
+and V once), share of the start's bandwidth, and the time ratio to
+libattn; then the per-round probes and libattn's share of the probe of
+its own round (median over rounds). The issue's target is libattn >= 80%
+of the bandwidth. Outputs are checked against each other (max |diff|)
+first.
 
     python3 bench/decode.py [--build build] [--threads N] [--reps 20]
         [--cache-len 32768] [--dtypes f32,bf16] [--page-size 0] [--json F]
-        [--lib-q bf16|f32]
+        [--lib-q bf16|f32] [--probe-each 0.25]
 
 Needs numpy and torch (bench/requirements.txt) and a built libattn.so. On a
 shared machine the figures are noisy: run it alone.
@@ -225,10 +229,20 @@ def run(args):
         if not args.no_naive:
             contenders.append(("naive", f_naive))
         times = {n: [] for n, _ in contenders}
+        # the probe again in every round, just before libattn's burst:
+        # on a shared VM the read bandwidth moves with the neighbours
+        # (35 <-> 60 GB/s within seconds on the Zen 4 EPYC of
+        # bench/RESULTS.md), so a share against a probe taken minutes
+        # away says more about them than about the kernel
+        probes, shares = [], []
         for _ in range(args.warmup):
             for _, f in contenders:
                 f()
         for _ in range(args.reps):
+            if args.probe_each > 0:
+                time.sleep(args.pause)
+                probes.append(lib.read_bandwidth_gbps(args.threads,
+                                                      args.probe_each))
             for n, f in contenders:
                 # a pause, then a burst: torch's OpenMP workers spin for
                 # a while after each call and hold the cores (on a 2-core
@@ -242,6 +256,10 @@ def run(args):
                     t0 = time.perf_counter()
                     f()
                     times[n].append(time.perf_counter() - t0)
+                if n == "libattn" and probes:
+                    burst = times[n][-(args.burst - 1):]
+                    shares.append(c.bytes / statistics.median(burst) / 1e9 /
+                                  probes[-1])
         med = {n: statistics.median(t) for n, t in times.items()}
         print("%s cache (%.1f MB of K and V): max |libattn - torch| %.2g, "
               "|libattn - naive| %.2g" % (dtype, c.bytes / 1e6, d_torch, d_naive))
@@ -254,6 +272,18 @@ def run(args):
             results.append(r)
             print("  %-8s %10.3f %9.2f %9.1f%% %8.2f" %
                   (n, r["ms"], g, 100 * r["share"], r["ratio_to_libattn"]))
+        if probes:
+            r = {"dtype": dtype, "who": "libattn-per-round",
+                 "probe_gbps": probes, "share_per_round": shares,
+                 "probe_median": statistics.median(probes),
+                 "share_median": statistics.median(shares)}
+            results.append(r)
+            print("  probe before each libattn burst: median %.2f GB/s "
+                  "(%.2f .. %.2f over %d rounds); libattn's share of the "
+                  "probe of its own round: median %.1f%% (%.1f .. %.1f%%)" %
+                  (r["probe_median"], min(probes), max(probes), len(probes),
+                   100 * r["share_median"], 100 * min(shares),
+                   100 * max(shares)))
         print()
     gbps_end = lib.read_bandwidth_gbps(args.threads, 1.0)
     print("read bandwidth at the end: %.2f GB/s (the shares above use the "
@@ -277,6 +307,9 @@ def main():
                     help="calls per contender in a row; the first is not timed")
     ap.add_argument("--pause", type=float, default=0.2,
                     help="seconds of idle before each burst (default 0.2)")
+    ap.add_argument("--probe-each", type=float, default=0.25,
+                    help="seconds of read-bandwidth probe before each "
+                         "libattn burst (0: only at the start and the end)")
     ap.add_argument("--cache-len", type=int, default=32768)
     ap.add_argument("--heads-q", type=int, default=32)
     ap.add_argument("--heads-kv", type=int, default=8)
