@@ -21,6 +21,7 @@
 #include "attn.h"
 #include "bf16_vec.h"
 #include "core/internal.h"
+#include "kernels/bwd_kernels.h"
 #include "test_common.h"
 
 #include <float.h>
@@ -288,6 +289,82 @@ static long check_load_poison(void) {
   return rows;
 }
 
+/* D of the bf16 backward (attn_bwd_kernel.row_dot of the generic bf16 and
+ * avx512bf16 kernels) against vf_dot2's lane written out here: per row,
+ * pairs in order, the second element first, inputs and each fused step
+ * flushed to zero below FLT_MIN. The kernels skip the flushes for rows
+ * whose nonzero elements are all at least 2^-40 (bwd_body.h's
+ * row_plain); rows around that edge, with tiny, subnormal, large and
+ * non-finite elements and with cancellation, must give the same bits. */
+static float row_rule(const float *a, const float *b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t c = 0; c < n; c += 2) {
+    if (c + 1 < n)
+      acc = ftz(fmaf(ftz(a[c + 1]), ftz(b[c + 1]), acc));
+    acc = ftz(fmaf(ftz(a[c]), ftz(b[c]), acc));
+  }
+  return acc;
+}
+
+static float rand_row_elem(int mode) {
+  if (mode < 3)
+    return rand_f32(mode);
+  if (rnd() % 8 == 0) /* some zeros of either sign */
+    return (rnd() & 1) ? -0.0f : 0.0f;
+  /* mode 3: exponents 2^-40 .. 2^-36 (rows the kernels take unflushed);
+   * mode 4: 2^-70 .. 2^-61 (products and their sums around FLT_MIN) */
+  const uint32_t e = mode == 3 ? 87u + rnd() % 5 : 57u + rnd() % 10;
+  return bits_f((rnd() & 0x807fffu) | (e << 23));
+}
+
+static long check_row_dot(void) {
+  static const int64_t lens[] = {1, 2, 3, 31, 32, 64, 65, 80, 128};
+  const attn_bwd_kernel *ks[2] = {attn_bwd_kernel_generic_bf16(), NULL};
+#if defined(ATTN_TEST_X86)
+  if (attn_isa_supported(ATTN_ISA_AVX512_BF16))
+    ks[1] = attn_bwd_kernel_avx512bf16();
+#endif
+  long rows_checked = 0;
+  enum { R = 9, LD = 131 };
+  static float a[R * LD], b[R * LD];
+  for (int it = 0; it < 600; it++) {
+    const int64_t n = lens[it % (int)(sizeof lens / sizeof lens[0])];
+    const int64_t rows = 1 + it % R;
+    /* kinds: every row near 1; every row at 2^-40 .. 2^-36 (cancelling
+     * sums); every row at 2^-70 .. 2^-61; every row near 1 but one
+     * element tiny, subnormal or of any exponent; each row its own mode;
+     * any exponent (inf, NaN) */
+    const int kind = it % 6;
+    for (int64_t i = 0; i < rows; i++) {
+      const int mode = kind == 0 || kind == 3 ? 0
+                       : kind == 1            ? 3
+                       : kind == 2            ? 4
+                       : kind == 4            ? (int)((it + i) % 5)
+                                              : 1;
+      for (int64_t c = 0; c < n; c++) {
+        a[i * LD + c] = rand_row_elem(mode);
+        b[i * LD + c] = rand_row_elem(mode);
+      }
+      if (kind == 3)
+        a[i * LD + rnd() % n] = rand_row_elem(1 + (int)(rnd() % 4));
+    }
+    for (int k = 0; k < 2; k++) {
+      if (!ks[k])
+        continue;
+      float out[R];
+      ks[k]->row_dot(a, LD, b, LD, n, rows, out);
+      for (int64_t i = 0; i < rows; i++, rows_checked++) {
+        const float want = row_rule(a + i * LD, b + i * LD, n);
+        CHECK(same(out[i], want),
+              "row_dot (%s) n %lld row %lld of %lld: %a, want %a",
+              attn_isa_name(ks[k]->isa), (long long)n, (long long)i,
+              (long long)rows, (double)out[i], (double)want);
+      }
+    }
+  }
+  return rows_checked;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("non-finite keys poison their rows: %ld runs\n",
@@ -304,6 +381,8 @@ int main(void) {
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          attn_isa_supported(ATTN_ISA_AVX512) ? "used" : "not on this CPU",
          check_stores(ATTN_DTYPE_BF16));
+  printf("D of the bf16 backward (row_dot): %ld rows bit for bit\n",
+         check_row_dot());
   const int hw = attn_isa_supported(ATTN_ISA_AVX512_BF16);
   long lanes = 0, lanes_hw = 0, cvt = 0;
   for (int it = 0; it < 300000; it++) {
