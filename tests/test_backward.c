@@ -542,6 +542,28 @@ static void same_scores_f32(const attn_isa *isas, int n_isas) {
   }
 }
 
+/* Keys past BWD_KEY_TILES_MIN_KEYS (8192): phase A runs two key tiles per
+ * pass over the query tiles (bwd.c, key_tiles_per_pass), with a last pass
+ * of one when the tile count is odd (8195 keys: 129 tiles). Few queries
+ * keep the oracle cheap; the cases check every ISA against it and thread
+ * counts against each other, f32 and bf16, with and without a causal
+ * mask, two query heads per kv head. About 5 s (the oracle), so only in
+ * runs of at least 100 random cases. */
+static void long_keys(const attn_isa *isas, int n_isas) {
+  for (int n = 0; n < 4; n++) {
+    tp_problem c;
+    tp_problem_init(&c, 1, 4, 2, 29, 8195, 16, 16);
+    c.index = 200000 + n;
+    c.seed = tc_case_seed(0x10E6ull, (uint64_t)c.index);
+    c.grads = 1;
+    c.determinism = 1;
+    c.threads = 2;
+    c.in_dt = n & 1 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
+    c.causal = n & 2 ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE;
+    run_case(&c, isas, n_isas, 0);
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -576,6 +598,8 @@ int main(int argc, char **argv) {
     fd_check();
     one_key_rows(isas, n_isas);
     same_scores_f32(isas, n_isas);
+    if (n_cases >= 100) /* not in the short valgrind and TSan runs */
+      long_keys(isas, n_isas);
   }
   for (long long i = 0; i < n_cases; i++) {
     if (only >= 0 && i != only)

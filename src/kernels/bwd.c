@@ -16,7 +16,9 @@
  *      For each key tile of its chunk the item loops, in a fixed order, over
  *      the query heads of the group and all query tiles: dK and dV of the
  *      tile are complete when it finishes (written out directly), and the
- *      item's share of dQ goes to its own partial buffer dQc[chunk].
+ *      item's share of dQ goes to its own partial buffer dQc[chunk]. With
+ *      long keys it takes up to four key tiles per pass over the query
+ *      tiles (key_tiles_per_pass), each tile's sums in the same order.
  *   C  (only with dbias) items (bias batch, bias head, bias row tile): the
  *      item recomputes dS for every (sequence, head, row) that its dbias
  *      elements sum over, in a fixed order, and accumulates into dbias.
@@ -32,9 +34,9 @@
  * follow its CPU count, as the kernels follow its ISA).
  *
  * Memory: Q and dO once in f32, ATTN_BWD_CHUNKS f32 copies of dQ at most,
- * a few hundred KiB of tiles per thread and, for the bf16 kernel, each
- * thread's bf16 query tiles (at most the size of the f32 Q and dO, or
- * 16 MiB in all): linear in the sequence lengths, nothing of size
+ * a few hundred KiB of tiles per thread (about 1 MiB with long keys) and, for
+ * the bf16 kernel, each thread's bf16 query tiles (at most the size of the f32
+ * Q and dO, or 16 MiB in all): linear in the sequence lengths, nothing of size
  * seq_q x seq_k.
  */
 #include "kernels/bwd_job.h"
@@ -70,6 +72,31 @@ static int use_bf16(const attn_plan *pl) {
 /* dP = dO V^T with bf16 dot products (in the bf16 kernel): both bf16. */
 static int use_dp16(const attn_params *p) {
   return p->v.dtype == ATTN_DTYPE_BF16 && p->dout.dtype == ATTN_DTYPE_BF16;
+}
+
+/* Key tiles a phase-A item runs per pass over its query tiles. Each pass
+ * streams the query tiles' Q, dO (or their bf16 copies), D, lse and dQ
+ * partials through the caches once; with long sequences that is several
+ * MiB a thread per key tile, more than L2 holds, and the bf16 backward ran
+ * 35% slower per FLOP at 16K keys than at 4K on Zen 4 (the f32 one 8%).
+ * Four key tiles per pass quarter that traffic (bf16 at 16K 9-23% faster
+ * than one and 9% faster than two, f32 5%; docs/decisions.md), for three
+ * more key slots a thread (about 0.25 MiB each at d 64). The bits do not
+ * change: each
+ * key tile's dK and dV still sum its blocks in query-tile order, each
+ * query tile's dQ partial its key tiles in key order. drel_bias sums the
+ * blocks of all key tiles into one partial per head, in block order, so it
+ * keeps one key tile a pass. */
+#ifndef BWD_KEY_TILES
+#define BWD_KEY_TILES 4
+#endif
+#ifndef BWD_KEY_TILES_MIN_KEYS
+#define BWD_KEY_TILES_MIN_KEYS 8192
+#endif
+static int key_tiles_per_pass(const attn_problem *pr, const attn_params *p) {
+  if (p->drel_bias || pr->sk_max < BWD_KEY_TILES_MIN_KEYS)
+    return 1;
+  return BWD_KEY_TILES;
 }
 
 static attn_status layout(const attn_plan *pl, bwd_layout *w) {
@@ -153,6 +180,13 @@ static attn_status layout(const attn_plan *pl, bwd_layout *w) {
   w->hi = attn_ws_add(&t, br, sizeof(int64_t));
   w->tmp = attn_ws_add(&t, ATTN_MAX_HEAD_DIM, sizeof(float));
   w->dt5 = attn_ws_add(&t, br + bc, sizeof(float));
+  /* Everything above is one key tile's (the key slot); a phase-A item
+   * with long keys runs BWD_KEY_TILES of them per pass over its query
+   * tiles (key_tiles_per_pass), each in its own slot. */
+  w->kslot = round_up(t.off, ALIGN);
+  w->kp = key_tiles_per_pass(pr, p);
+  t.off = w->kslot;
+  attn_ws_add(&t, attn_ws_mul(&t, w->kslot, (size_t)(w->kp - 1)), 1);
   w->touched = attn_ws_add(
       &t, attn_ws_mul(&t, (size_t)pr->group, (size_t)w->nqt_max), 1);
   if (t.overflow)
@@ -474,8 +508,6 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   for (int64_t hh = 0; hh < pr->group; hh++)
     memset(job->dqf + (c * pr->hq + g * pr->group + hh) * w->tq + r0, 0,
            (size_t)sq.sq);
-  float *dk = (float *)(ws + w->dk), *dv = (float *)(ws + w->dv);
-  float *dkm = (float *)(ws + w->dkm), *dvm = (float *)(ws + w->dvm);
   /* drel_bias: this item's own partial sums, [group][buckets] */
   const int64_t nb = p->drel_bias ? p->rel_buckets : 0;
   float *rel = job->rel + (job->item_base[b] + c * pr->hk + g) * pr->group * nb;
@@ -483,81 +515,105 @@ static void phase_a_item(bwd_job *job, int64_t b, int64_t g, int64_t c,
   float *dt5 = (float *)(ws + w->dt5);
   uint16_t *rowbuf = (uint16_t *)(ws + w->rows16);
   const size_t slot = ATTN_BWD_ROWS16(k->br, dp, dvp);
-  for (int64_t kt = c * tpc; kt < ATTN_MIN(nkt, (c + 1) * tpc); kt++) {
-    const int64_t j0 = kt * k->bc;
-    const int nkeys = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0);
-    pack_keys(job, &sq, g, j0, nkeys, ws);
-    if (k->prep_keys) { /* the bf16 kernel's keys, once for the tile */
-      attn_bblock kb;
-      memset(&kb, 0, sizeof kb);
-      kb.nkeys = nkeys, kb.d = pr->d, kb.dv = pr->dv, kb.dp = dp;
-      kb.dvp = dvp;
-      kb.kt = (const float *)(ws + w->kt);
-      kb.vt = (const float *)(ws + w->vt);
-      kb.krow = (const float *)(ws + w->krow);
-      kb.bf = (uint16_t *)(ws + w->bf);
-      k->prep_keys(&kb);
+  const int64_t kt_end = ATTN_MIN(nkt, (c + 1) * tpc);
+  for (int64_t kt0 = c * tpc; kt0 < kt_end; kt0 += w->kp) {
+    /* key tiles kt0 .. kt0 + nu - 1, tile u in key slot u */
+    const int nu = (int)ATTN_MIN((int64_t)w->kp, kt_end - kt0);
+    int64_t j0[BWD_KEY_TILES];
+    int nkeys[BWD_KEY_TILES];
+    size_t nk[BWD_KEY_TILES], nv[BWD_KEY_TILES];
+    for (int u = 0; u < nu; u++) {
+      char *wu = ws + (size_t)u * w->kslot;
+      j0[u] = (kt0 + u) * k->bc;
+      nkeys[u] = (int)ATTN_MIN((int64_t)k->bc, sq.sk - j0[u]);
+      pack_keys(job, &sq, g, j0[u], nkeys[u], wu);
+      if (k->prep_keys) { /* the bf16 kernel's keys, once for the tile */
+        attn_bblock kb;
+        memset(&kb, 0, sizeof kb);
+        kb.nkeys = nkeys[u], kb.d = pr->d, kb.dv = pr->dv, kb.dp = dp;
+        kb.dvp = dvp;
+        kb.kt = (const float *)(wu + w->kt);
+        kb.vt = (const float *)(wu + w->vt);
+        kb.krow = (const float *)(wu + w->krow);
+        kb.bf = (uint16_t *)(wu + w->bf);
+        k->prep_keys(&kb);
+      }
+      nk[u] = acc_rows(k, nkeys[u]) * (size_t)dp;
+      nv[u] = acc_rows(k, nkeys[u]) * (size_t)dvp;
+      memset(wu + w->dk, 0, sizeof(float) * nk[u]);
+      memset(wu + w->dv, 0, sizeof(float) * nv[u]);
     }
-    const size_t nk = acc_rows(k, nkeys) * (size_t)dp,
-                 nv = acc_rows(k, nkeys) * (size_t)dvp;
-    memset(dk, 0, sizeof(float) * nk);
-    memset(dv, 0, sizeof(float) * nv);
     /* Three levels for accuracy with many query heads per kv head: a
      * block's sum (in the kernel), a head's (dkm, dvm), all heads'. */
     for (int64_t hh = 0; hh < pr->group; hh++) {
       const int64_t h = g * pr->group + hh;
-      /* the first head sums straight into dk, dv (0 + x = x) */
-      float *hk = hh == 0 ? dk : dkm, *hv = hh == 0 ? dv : dvm;
-      if (hh > 0) {
-        memset(dkm, 0, sizeof(float) * nk);
-        memset(dvm, 0, sizeof(float) * nv);
-      }
+      if (hh > 0)
+        for (int u = 0; u < nu; u++) {
+          char *wu = ws + (size_t)u * w->kslot;
+          memset(wu + w->dkm, 0, sizeof(float) * nk[u]);
+          memset(wu + w->dvm, 0, sizeof(float) * nv[u]);
+        }
       for (int64_t qt = 0; qt < nqt; qt++) {
         const int64_t i0 = qt * k->br;
         const int rows = (int)ATTN_MIN((int64_t)k->br, sq.sq - i0);
-        attn_bblock t;
-        if (!block_setup(job, &sq, h, i0, rows, j0, nkeys, ws, &t))
-          continue;
-        t.dk = hk;
-        t.dvacc = hv;
-        t.keys_bf16 = k->prep_keys != NULL;
-        t.tiles_on = tiles_on;
-        t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
-        t.rows16 = w->rows16_on ? rowbuf + (hh * nqt + qt) * slot : NULL;
-        if (!touched[hh * nqt + qt]) {
-          touched[hh * nqt + qt] = 1;
-          if (t.rows16) /* the tile's Q and dO in bf16, for all its blocks */
-            k->prep_rows(&t, (uint16_t *)t.rows16);
-          memset(t.dq, 0, sizeof(float) * (size_t)(rows * dp));
-          memset(job->dqf + (c * pr->hq + h) * w->tq + r0 + i0, 1,
-                 (size_t)rows);
+        for (int u = 0; u < nu; u++) {
+          char *wu = ws + (size_t)u * w->kslot;
+          attn_bblock t;
+          if (!block_setup(job, &sq, h, i0, rows, j0[u], nkeys[u], wu, &t))
+            continue;
+          /* the first head sums straight into dk, dv (0 + x = x) */
+          t.dk = (float *)(wu + (hh == 0 ? w->dk : w->dkm));
+          t.dvacc = (float *)(wu + (hh == 0 ? w->dv : w->dvm));
+          t.keys_bf16 = k->prep_keys != NULL;
+          t.tiles_on = tiles_on;
+          t.dq = job->dqc + ((c * pr->hq + h) * w->tq + r0 + i0) * dp;
+          t.rows16 = w->rows16_on ? rowbuf + (hh * nqt + qt) * slot : NULL;
+          if (!touched[hh * nqt + qt]) {
+            touched[hh * nqt + qt] = 1;
+            if (t.rows16) /* the tile's Q and dO in bf16, for all blocks */
+              k->prep_rows(&t, (uint16_t *)t.rows16);
+            memset(t.dq, 0, sizeof(float) * (size_t)(rows * dp));
+            memset(job->dqf + (c * pr->hq + h) * w->tq + r0 + i0, 1,
+                   (size_t)rows);
+          }
+          t.dt5 = nb ? dt5 : NULL;
+          k->block(&t);
+          if (nb)
+            rel_scatter(&t, dt5, rel + hh * nb);
         }
-        t.dt5 = nb ? dt5 : NULL;
-        k->block(&t);
-        if (nb)
-          rel_scatter(&t, dt5, rel + hh * nb);
       }
       if (hh == 0)
         continue;
-      for (size_t e = 0; e < nk; e++)
-        dk[e] += dkm[e];
-      for (size_t e = 0; e < nv; e++)
-        dv[e] += dvm[e];
-    }
-    for (size_t e = 0; e < (size_t)nkeys * (size_t)dp; e++)
-      dk[e] *= pr->scale; /* Q is unscaled: S = scale (Q Kᵀ) */
-    for (int r = 0; r < nkeys; r++) {
-      const int64_t j = sq.k_off + j0 + r;
-      if (r + ATTN_PREFETCH_ROWS < nkeys) {
-        attn_prefetch_elem(&p->dk, sq.q_bat, j + ATTN_PREFETCH_ROWS, g, pr->d,
-                           1);
-        attn_prefetch_elem(&p->dv, sq.q_bat, j + ATTN_PREFETCH_ROWS, g, pr->dv,
-                           1);
+      for (int u = 0; u < nu; u++) {
+        char *wu = ws + (size_t)u * w->kslot;
+        float *dk = (float *)(wu + w->dk), *dv = (float *)(wu + w->dv);
+        const float *dkm = (const float *)(wu + w->dkm);
+        const float *dvm = (const float *)(wu + w->dvm);
+        for (size_t e = 0; e < nk[u]; e++)
+          dk[e] += dkm[e];
+        for (size_t e = 0; e < nv[u]; e++)
+          dv[e] += dvm[e];
       }
-      attn_store_row(dk + r * dp, pr->d, attn_elem(&p->dk, sq.q_bat, j, g, 0),
-                     p->dk.dtype, p->dk.stride[3]);
-      attn_store_row(dv + r * dvp, pr->dv, attn_elem(&p->dv, sq.q_bat, j, g, 0),
-                     p->dv.dtype, p->dv.stride[3]);
+    }
+    for (int u = 0; u < nu; u++) {
+      char *wu = ws + (size_t)u * w->kslot;
+      float *dk = (float *)(wu + w->dk), *dv = (float *)(wu + w->dv);
+      for (size_t e = 0; e < (size_t)nkeys[u] * (size_t)dp; e++)
+        dk[e] *= pr->scale; /* Q is unscaled: S = scale (Q Kᵀ) */
+      for (int r = 0; r < nkeys[u]; r++) {
+        const int64_t j = sq.k_off + j0[u] + r;
+        if (r + ATTN_PREFETCH_ROWS < nkeys[u]) {
+          attn_prefetch_elem(&p->dk, sq.q_bat, j + ATTN_PREFETCH_ROWS, g, pr->d,
+                             1);
+          attn_prefetch_elem(&p->dv, sq.q_bat, j + ATTN_PREFETCH_ROWS, g,
+                             pr->dv, 1);
+        }
+        attn_store_row(dk + r * dp, pr->d, attn_elem(&p->dk, sq.q_bat, j, g, 0),
+                       p->dk.dtype, p->dk.stride[3]);
+        attn_store_row(dv + r * dvp, pr->dv,
+                       attn_elem(&p->dv, sq.q_bat, j, g, 0), p->dv.dtype,
+                       p->dv.stride[3]);
+      }
     }
   }
 }

@@ -32,6 +32,8 @@ typedef struct bwd_layout {
   size_t rel;        /* drel_bias partials [items_a][group][buckets] */
   size_t per_thread; /* one thread's scratch                        */
   size_t kt, vt, krow, dk, dv, dkm, dvm, s, ds, g, lo, hi, tmp, dt5, touched;
+  size_t kslot;    /* bytes of one key tile's pieces (kt .. dt5, bf)     */
+  int kp;          /* key tiles per pass over the query tiles (>= 1)     */
   int64_t nqt_max; /* most query tiles of a sequence                 */
   size_t z;        /* dropout's factors [br][bc] (empty without dropout) */
   size_t gm;       /* score_mod's derivative [br][bc] (empty without it) */
