@@ -1,7 +1,8 @@
 /* bwd_job.h - the backward's shared state (private to bwd.c, which runs
- * phases 0, A and C, and bwd_reduce.c, which sums dQ, drel_bias and
- * dsinks): the workspace layout, the job, and the item arithmetic both use.
- * See bwd.c for the phases. */
+ * phases 0, A and C, bwd_blocks.c, which packs key tiles and describes
+ * blocks for them, and bwd_reduce.c, which sums dQ, drel_bias and
+ * dsinks): the workspace layout, the job, and the item arithmetic they
+ * use. See bwd.c for the phases. */
 #ifndef ATTN_KERNELS_BWD_JOB_H
 #define ATTN_KERNELS_BWD_JOB_H
 
@@ -88,6 +89,24 @@ typedef struct bwd_job {
 static inline int64_t seq_row0(const attn_params *p, const attn_seq *sq) {
   return sq->q_bat * p->q.shape[1] + sq->q_off;
 }
+
+/* Rows of padding after every buffer of bc key rows: the key-row loops of
+ * the body run in steps of MR (at most 8), past bc when MR does not divide
+ * it; those rows are computed and dropped. */
+#define KEY_PAD 8
+
+/* dP = dO V^T with bf16 dot products (in the bf16 kernel): both bf16. */
+static inline int use_dp16(const attn_params *p) {
+  return p->v.dtype == ATTN_DTYPE_BF16 && p->dout.dtype == ATTN_DTYPE_BF16;
+}
+
+/* bwd_blocks.c */
+size_t attn_bwd_acc_rows(const attn_bwd_kernel *k, int nkeys);
+void attn_bwd_pack_keys(const bwd_job *job, const attn_seq *sq, int64_t g,
+                        int64_t j0, int nkeys, char *ws);
+int attn_bwd_block_setup(const bwd_job *job, const attn_seq *sq, int64_t h,
+                         int64_t i0, int rows, int64_t j0, int nkeys, char *ws,
+                         attn_bblock *t);
 
 /* bwd_reduce.c */
 void attn_bwd_group_done(bwd_job *job, int64_t b, int64_t g, int64_t nch,
