@@ -68,11 +68,10 @@ static int use_bf16(const attn_plan *pl) {
  * Four key tiles per pass quarter that traffic (bf16 at 16K 9-23% faster
  * than one and 9% faster than two, f32 5%; docs/decisions.md), for three
  * more key slots a thread (about 0.25 MiB each at d 64). The bits do not
- * change: each
- * key tile's dK and dV still sum its blocks in query-tile order, each
- * query tile's dQ partial its key tiles in key order. drel_bias sums the
- * blocks of all key tiles into one partial per head, in block order, so it
- * keeps one key tile a pass. */
+ * change: each key tile's dK and dV still sum its blocks in query-tile
+ * order, each query tile's dQ partial its key tiles in key order.
+ * drel_bias sums the blocks of all key tiles into one partial per head,
+ * in block order, so it keeps one key tile a pass. */
 #ifndef BWD_KEY_TILES
 #define BWD_KEY_TILES 4
 #endif
