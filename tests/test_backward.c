@@ -542,9 +542,9 @@ static void same_scores_f32(const attn_isa *isas, int n_isas) {
   }
 }
 
-/* Keys past BWD_KEY_TILES_MIN_KEYS (8192): phase A runs two key tiles per
- * pass over the query tiles (bwd.c, key_tiles_per_pass), with a last pass
- * of one when the tile count is odd (8195 keys: 129 tiles). Few queries
+/* Keys past BWD_KEY_TILES_MIN_KEYS (8192): phase A runs four key tiles
+ * per pass over the query tiles (bwd.c, key_tiles_per_pass), the last
+ * pass here with one (8195 keys: 129 tiles). Few queries
  * keep the oracle cheap; the cases check every ISA against it and thread
  * counts against each other, f32 and bf16, with and without a causal
  * mask, two query heads per kv head. About 5 s (the oracle), so only in
