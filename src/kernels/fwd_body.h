@@ -215,6 +215,22 @@ static void KFN(qk_exp_block)(int mr, const qk_t *q, int64_t d, const qk_t *kp,
 #undef QKE_CASE
 }
 
+#if defined(ATTN_FWD_BF16)
+/* qk_exp_block with P stored as bf16 at p16 (row stride BC): mk_qk's
+ * fuse = 2, for a P V in bf16. */
+static void KFN(qk_exp16_block)(int mr, const qk_t *q, int64_t d,
+                                const qk_t *kp, uint16_t *p16,
+                                const float *negm, float *rowsum, float *rowmax,
+                                float scale, const char *pf, int npf) {
+#define QKE16_CASE(n)                                                          \
+  KFN(mk_qk)                                                                   \
+  (2, (n) <= MR ? (n) : MR, NV, q, d, d, kp, (float *)(void *)p16, negm,       \
+   rowsum, rowmax, scale, pf, npf);
+  SWITCH_UPTO(MR, mr, QKE16_CASE)
+#undef QKE16_CASE
+}
+#endif
+
 /* acc += P V for one row block of mr rows and one column block of nv
  * vectors. */
 static ALWAYS_INLINE void KFN(pv_block)(int mr, int nv, const float *p,
@@ -327,18 +343,23 @@ static void KFN(pv_tile)(const attn_qtile *t, const float *p, const float *v,
 }
 
 #if defined(ATTN_FWD_BF16)
-_Static_assert(NV == 2,
-               "bf16 P rows convert two vectors a step; nv is 1 or NV");
-/* Step (5) for a bf16 output: P (s, row stride BC) rounded to bf16 once,
+_Static_assert(NV == 2 || NV == 4, "bf16 P rows convert two vectors a step");
+/* P's row r (s, row stride BC) rounded to bf16 into pb's. */
+static void KFN(round_p_row)(const float *s, int r, int ncol, uint16_t *pb) {
+  for (int c = 0; c < ncol; c += 2 * VL)
+    vbf_store2(pb + r * BC + c, vf_load(s + r * BC + c),
+               vf_load(s + r * BC + c + VL));
+}
+
+/* Step (5) for a bf16 output: P rounded to bf16 once (pb, row stride BC:
+ * from s now unless rounded, the fused path's mk_qk having stored it so),
  * then acc += P V by bf16 dot products over pairs of keys. */
-static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
-                              int ncol, const float *alpha, pf_span pf) {
-  uint16_t pb[BR * BC];
+static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, uint16_t *pb,
+                              int rounded, int64_t j0, int ncol,
+                              const float *alpha, pf_span pf) {
   const int64_t dvp = t->dvp;
-  for (int r = 0; r < t->rows; r++)
-    for (int c = 0; c < ncol; c += 2 * VL)
-      vbf_store2(pb + r * BC + c, vf_load(s + r * BC + c),
-                 vf_load(s + r * BC + c + VL));
+  for (int r = 0; r < t->rows && !rounded; r++)
+    KFN(round_p_row)(s, r, ncol, pb);
   const uint16_t *v = t->vh + j0 * dvp;
 #define PVB_ROWS(n, NVEC)                                                      \
   KFN(mk_pv_bf16)                                                              \
@@ -346,6 +367,8 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
    alpha + r0, acc, at, npf);
 #define PVB_FULL(n) PVB_ROWS(n, NV)
 #define PVB_1(n) PVB_ROWS(n, 1)
+#define PVB_2(n) PVB_ROWS(n, (2 <= NV ? 2 : NV))
+#define PVB_3(n) PVB_ROWS(n, (3 <= NV ? 3 : NV))
   const int nrb = (t->rows + MR - 1) / MR, ncb = (int)((dvp + NR - 1) / NR);
   KFN(pf_split)(&pf, ncb * nrb);
   for (int64_t cb = 0; cb < dvp; cb += NR) {
@@ -358,14 +381,20 @@ static void KFN(pv_tile_bf16)(const attn_qtile *t, const float *s, int64_t j0,
           KFN(pf_share)(pf, (int)(cb / NR) * nrb + r0 / MR, &at), ncol / 2);
       if (nv == NV) {
         SWITCH_UPTO(MR, mr, PVB_FULL)
-      } else {
+      } else if (nv == 1) {
         SWITCH_UPTO(MR, mr, PVB_1)
+      } else if (nv == 2) {
+        SWITCH_UPTO(MR, mr, PVB_2)
+      } else {
+        SWITCH_UPTO(MR, mr, PVB_3)
       }
     }
   }
 #undef PVB_ROWS
 #undef PVB_FULL
 #undef PVB_1
+#undef PVB_2
+#undef PVB_3
 }
 #endif
 
@@ -489,6 +518,12 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
   const int amx = 0;
 #endif
   const int fused = !amx && kind == ATTN_TILE_FULL && !attn_score_any(&t->sc);
+#if defined(ATTN_FWD_BF16)
+  /* A bf16 P V after the fused path: mk_qk stores P as bf16 into ph
+   * (dropout scales the f32 P first, so it keeps the f32 store) */
+  _Alignas(64) uint16_t ph[BR * BC];
+  const int p16 = fused && t->vh && !t->drop.on;
+#endif
   float negm[BR], rowsum[BR], rowmax[BR * VL];
   for (int r = 0; r < t->rows && fused; r++) {
     const float m = t->m[r];
@@ -532,6 +567,13 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       const int npf =
           (int)ATTN_MIN(KFN(pf_share)(kn, (pc / NR) * nrb + r0 / MR, &at),
                         d / (int64_t)(sizeof(float) / sizeof(qk_t)));
+#if defined(ATTN_FWD_BF16)
+      if (p16) {
+        KFN(qk_exp16_block)
+        (mr, qr, d, kp, ph + r0 * BC + pc, nm, rs, rm, scale, at, npf);
+        continue;
+      }
+#endif
       if (fused) {
         KFN(qk_exp_block)(mr, qr, d, kp, out, nm, rs, rm, scale, at, npf);
         continue;
@@ -571,6 +613,10 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       KFN(qk_block)(1, NV, tq + r * d, d, kp, sr + pc, scale, NULL, 0);
     }
     KFN(plain_rows)(t, r, r + 1, sr, j0, ncol, kind, alpha, lm);
+#if defined(ATTN_FWD_BF16)
+    if (p16) /* its bf16 P from the redone f32 one */
+      KFN(round_p_row)(s, r, ncol, ph);
+#endif
   }
   /* Dropout: l has summed the undropped P (so lse and the normalisation
    * are the undropped softmax's); P V takes P * keep / (1 - p). */
@@ -585,7 +631,7 @@ static void KFN(key_tile)(const attn_qtile *t, int64_t j0, int64_t j1,
       return;
     }
 #endif
-    KFN(pv_tile_bf16)(t, s, j0, ncol, alpha, vn);
+    KFN(pv_tile_bf16)(t, s, ph, p16, j0, ncol, alpha, vn);
     return;
   }
 #endif

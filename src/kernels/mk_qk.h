@@ -26,7 +26,9 @@
  * A row that has seen no key yet may take the fused path too, guessing
  * m = 0 (negm[r] = 0): the caller accepts the guess when the row's largest
  * exponent lies within +-FUSED_TAU. Every decision is per row, so no row's
- * result depends on another row's data.
+ * result depends on another row's data. fuse = 2 (the bf16 kernel, when
+ * P V takes P in bf16) is fuse = 1 with P stored as bf16 at out instead
+ * (uint16_t, row stride BC): the rounding pass over P is then not needed.
  *
  * pf, npf: npf lines of 64 bytes from pf to bring into L2, one per step of
  * k (the next key tile's panel while this one computes; npf 0: none). */
@@ -60,11 +62,6 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
       UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_dot2(c[r][v], a, b[v]);
     }
   }
-  const vf sc = vf_set1(scale);
-  UNROLL for (int r = 0; r < mr; r++) {
-    UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_mul(c[r][v], sc);
-  }
-  const float xscale = kLog2e;
 #else
   for (int64_t k = 0; k < d; k++) {
     if (k < npf)
@@ -76,6 +73,7 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
       UNROLL for (int v = 0; v < nv; v++) c[r][v] = vf_fma(a, b[v], c[r][v]);
     }
   }
+#endif
   /* S = scale (Q Kᵀ): the sums rounded, then scaled; the fused path folds
    * the scale into log2 e below (one rounding of scale log2 e, against
    * that of the product it saves) */
@@ -86,7 +84,6 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
     }
   }
   const float xscale = kLog2e * scale;
-#endif
   if (!fuse) {
     UNROLL for (int r = 0; r < mr; r++) {
       UNROLL for (int v = 0; v < nv; v++)
@@ -102,9 +99,20 @@ KFN(mk_qk)(const int fuse, const int mr, const int nv, const qk_t *restrict q,
       const vf x = vf_fma(c[r][v], l2e, nm);
       big = vf_max(x, big); /* NaN in x stays in big */
       const vf e = vf_exp2_nonpos(x);
-      vf_store(out + r * BC + v * VL, e);
+      if (fuse == 1)
+        vf_store(out + r * BC + v * VL, e);
+      c[r][v] = e;
       sum = vf_add(sum, e);
     }
+#if defined(ATTN_FWD_BF16)
+    /* fuse = 2: P goes out as bf16 (out: uint16_t [mr][BC]), for a P V in
+     * bf16 (fwd_body.h pv_tile_bf16), the same rounding as its pass */
+    if (fuse == 2) {
+      for (int v = 0; v + 1 < nv; v += 2)
+        vbf_store2((uint16_t *)(void *)out + r * BC + v * VL, c[r][v],
+                   c[r][v + 1]);
+    }
+#endif
     vf_store(rowmax + r * VL, big);
     rowsum[r] += vf_hsum(sum);
   }

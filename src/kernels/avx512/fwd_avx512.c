@@ -23,8 +23,10 @@
  * 6 x 2 at seq 1024-4096, d 64-128, full and causal, and 8 x 2, 6 x 4,
  * 12 x 2 and 3 x 4 no better than 4 x 4; on an Intel Xeon (two 512-bit
  * FMA ports) 6 x 4 is 5-7% faster than 4 x 4 (d64 and d128, 1 and 2
- * threads, causal too) and 12 x 2, 8 x 2 slower. The bf16 kernel converts
- * P two vectors a step (NV = 2). */
+ * threads, causal too) and 12 x 2, 8 x 2 slower. The bf16 kernel
+ * takes 6 x 4 too (on Zen 4 0-2% faster than 6 x 2 at seq 128-4096, d
+ * 64-128: one horizontal sum of P per row for 64 keys instead of 32); the
+ * AMX one keeps 6 x 2 (fwd_amx.h's tiles read 32-key panels). */
 #ifndef MR
 #if defined(ATTN_FWD_BF16)
 #define MR 6
@@ -33,7 +35,7 @@
 #endif
 #endif
 #ifndef NV
-#if defined(ATTN_FWD_BF16)
+#if defined(ATTN_FWD_AMX)
 #define NV 2
 #else
 #define NV 4
