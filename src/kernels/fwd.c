@@ -239,7 +239,10 @@ static void split_for(const attn_plan *pl, int64_t tiles, int threads,
 #define FWD_PRIVATE_THREADS 4
 #endif
 
-static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
+/* found: split_for's answer for this team when threads_for has it (its
+ * threads field equal to `threads`), else NULL. */
+static attn_status layout(const attn_plan *pl, int threads,
+                          const ws_layout *found, ws_layout *w) {
   const attn_problem *pr = &pl->pr;
   const attn_kernel *k = pl->k.fwd;
   const size_t nr = (size_t)k->nr, br = (size_t)k->br, bc = (size_t)k->bc;
@@ -274,8 +277,13 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
   w->parts = 1;
   w->nsplit = 0;
   w->plast = 0;
-  if (w->nslot == 1)
+  if (w->nslot == 1 && found && found->threads == threads) {
+    w->parts = found->parts;
+    w->nsplit = found->nsplit;
+    w->plast = found->plast;
+  } else if (w->nslot == 1) {
     split_for(pl, pr->batch * pr->hq * nqt, threads, w);
+  }
   const size_t key_bytes = (d + dvp) * sizeof(float);
   w->chunk_kt = (int64_t)ATTN_MAX((size_t)1, QCHUNK_BYTES / (key_bytes * bc));
   const size_t slots = attn_ws_mul(&t, w->slot, (size_t)w->nslot);
@@ -324,24 +332,33 @@ static attn_status layout(const attn_plan *pl, int threads, ws_layout *w) {
 /* What handing work to the pool's workers costs, in FLOPs of one core's
  * tile work: waking them, their first touch of the inputs, the wait for the
  * last one. 30-50 us when this was first set (4 MFLOP), before waits inside
- * a call spun instead of sleeping; since then 5-15 us on the 2-core Zen 2
- * and Intel machines of bench/RESULTS.md, where one core does 55-100
- * GFLOP/s on short tiles (docs/decisions.md, 2026-12-03). */
-#define ATTN_TEAM_FLOPS 1e6
+ * a call spun instead of sleeping; 5-15 us on the 2-core Zen 2 and Intel
+ * machines of bench/RESULTS.md (2026-12-03, then 1 MFLOP); 3-4 us on the
+ * Zen 3 EPYC of 2026-12-05, where one core does about 55 GFLOP/s on such
+ * tiles: two balanced heads of 48 queries took 0.029 ms on one thread and
+ * 0.018 on two (docs/decisions.md). */
+#define ATTN_TEAM_FLOPS 3e5
 
 /* A thread count given in the call (num_threads > 0) is taken as given,
  * one thread per row range of a query tile at most (split_for then picks
  * the ranges for that team). Otherwise (the context's count) the team size
- * with the shortest estimated time: the query tiles dealt out evenly
- * (ceil(tiles / n) per thread, each a full row of keys, half for a causal
- * mask), plus ATTN_TEAM_FLOPS when there is more than one thread. Small
- * calls (one head of 48 queries) so run on the calling thread alone; the
- * result is the same for any team (threads.c). */
-static int threads_for(const attn_plan *pl) {
+ * with the shortest estimated time, plus ATTN_TEAM_FLOPS when there is
+ * more than one thread: with few query tiles (fewer than FWD_SPLIT_TILES a
+ * thread, split_for's calls) each team's run as split_for would split and
+ * simulate it, so that one head of 64 queries, or a causal one of 128,
+ * can be shared by two threads (its tiles split into row ranges); with
+ * more, the tiles dealt out evenly (ceil(tiles / n) per thread, each a
+ * full row of keys, half for a causal mask). The split found for the
+ * chosen team comes back in *found (its threads field 0 when none was
+ * simulated) for layout to take instead of searching again. Small calls
+ * (one head of 32 queries) so run on the calling thread alone; the result
+ * is the same for any team (threads.c). */
+static int threads_for(const attn_plan *pl, ws_layout *found) {
   const attn_problem *pr = &pl->pr;
   const attn_kernel *k = pl->k.fwd;
   const int n = ATTN_MIN(pl->threads, ATTN_MAX_THREADS);
   const int64_t tiles = pr->batch * pr->hq * ((pr->sq_max + k->br - 1) / k->br);
+  memset(found, 0, sizeof *found); /* threads 0: nothing found */
   if (pr->p->num_threads > 0)
     return (int)ATTN_MAX(ATTN_MIN((int64_t)n, tiles * FWD_MAX_PARTS), 1);
   const double tile = 2.0 * k->br * (double)pr->sk_max *
@@ -349,8 +366,29 @@ static int threads_for(const attn_plan *pl) {
                       (pr->p->causal != ATTN_CAUSAL_NONE ? 0.5 : 1.0);
   int best = 1;
   double best_cost = (double)tiles * tile;
-  for (int m = 2; m <= n && m <= tiles; m++) {
-    const double cost = (double)((tiles + m - 1) / m) * tile + ATTN_TEAM_FLOPS;
+  /* Few tiles (split_for's calls): each team's split simulated, in FLOPs
+   * (a row's key costs 2 (d + dv)), against the one thread's run. */
+  const int sim = !attn_plan_bf16(pl) && tiles < FWD_SPLIT_TILES * (int64_t)n;
+  const double flops = 2.0 * (double)(pr->d + pr->dv);
+  ws_layout w;
+  memset(&w, 0, sizeof w);
+  w.parts = 1;
+  w.nslot = 1;
+  if (sim) {
+    double work;
+    best_cost = split_makespan(pr, k, &w, 1, &work) * flops;
+  }
+  for (int m = 2; m <= n && m <= tiles * (sim ? FWD_MAX_PARTS : 1); m++) {
+    double cost = (double)((tiles + m - 1) / m) * tile + ATTN_TEAM_FLOPS;
+    if (sim && m <= FWD_SPLIT_TEAM) {
+      ws_layout c = w;
+      double work;
+      split_for(pl, tiles, m, &c);
+      cost = split_makespan(pr, k, &c, m, &work) * flops + ATTN_TEAM_FLOPS;
+      c.threads = m;
+      if (cost < best_cost)
+        *found = c;
+    }
     if (cost < best_cost)
       best = m, best_cost = cost;
   }
@@ -682,7 +720,9 @@ static attn_status prepare(attn_context *ctx, const attn_params *user,
   attn_status st = attn_plan_prepare(ctx, user, size, ATTN_PASS_FWD, pl);
   if (st != ATTN_OK)
     return st;
-  st = layout(pl, threads_for(pl), w);
+  ws_layout found;
+  const int threads = threads_for(pl, &found);
+  st = layout(pl, threads, &found, w);
   if (st != ATTN_OK)
     return attn_fail(&pl->p, st, "workspace size overflows");
   return ATTN_OK;
