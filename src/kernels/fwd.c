@@ -343,12 +343,14 @@ static attn_status layout(const attn_plan *pl, int threads,
  * one thread per row range of a query tile at most (split_for then picks
  * the ranges for that team). Otherwise (the context's count) the team size
  * with the shortest estimated time, plus ATTN_TEAM_FLOPS when there is
- * more than one thread: with few query tiles (fewer than FWD_SPLIT_TILES a
- * thread, split_for's calls) each team's run as split_for would split and
- * simulate it, so that one head of 64 queries, or a causal one of 128,
- * can be shared by two threads (its tiles split into row ranges); with
- * more, the tiles dealt out evenly (ceil(tiles / n) per thread, each a
- * full row of keys, half for a causal mask). The split found for the
+ * more than one thread: for a team of up to FWD_SPLIT_TEAM with fewer than
+ * FWD_SPLIT_TILES query tiles a thread (split_for's calls), its run as
+ * split_for would split it, simulated (split_makespan, in FLOPs: 2 (d +
+ * dv) a row's key), so that one head of 64 queries, or a causal one of
+ * 128, can be shared by two threads (its tiles split into row ranges);
+ * otherwise the tiles dealt out evenly (ceil(tiles / n) per thread, each a
+ * full row of keys, half for a causal mask), in the same units as the one
+ * thread's run. The split found for the
  * chosen team comes back in *found (its threads field 0 when none was
  * simulated) for layout to take instead of searching again. Small calls
  * (one head of 32 queries) so run on the calling thread alone; the result
@@ -366,8 +368,6 @@ static int threads_for(const attn_plan *pl, ws_layout *found) {
                       (pr->p->causal != ATTN_CAUSAL_NONE ? 0.5 : 1.0);
   int best = 1;
   double best_cost = (double)tiles * tile;
-  /* Few tiles (split_for's calls): each team's split simulated, in FLOPs
-   * (a row's key costs 2 (d + dv)), against the one thread's run. */
   const int sim = !attn_plan_bf16(pl) && tiles < FWD_SPLIT_TILES * (int64_t)n;
   const double flops = 2.0 * (double)(pr->d + pr->dv);
   ws_layout w;
@@ -378,17 +378,23 @@ static int threads_for(const attn_plan *pl, ws_layout *found) {
     double work;
     best_cost = split_makespan(pr, k, &w, 1, &work) * flops;
   }
+  const double one = best_cost; /* the one thread's run */
   for (int m = 2; m <= n && m <= tiles * (sim ? FWD_MAX_PARTS : 1); m++) {
-    double cost = (double)((tiles + m - 1) / m) * tile + ATTN_TEAM_FLOPS;
-    if (sim && m <= FWD_SPLIT_TEAM) {
+    double cost;
+    if (sim && m <= FWD_SPLIT_TEAM && tiles < FWD_SPLIT_TILES * (int64_t)m) {
       ws_layout c = w;
       double work;
       split_for(pl, tiles, m, &c);
-      cost = split_makespan(pr, k, &c, m, &work) * flops + ATTN_TEAM_FLOPS;
+      cost = split_makespan(pr, k, &c, m, &work) * flops;
       c.threads = m;
-      if (cost < best_cost)
+      if (cost + ATTN_TEAM_FLOPS < best_cost)
         *found = c;
+    } else if (m <= tiles) { /* whole tiles dealt out evenly */
+      cost = (double)((tiles + m - 1) / m) * one / (double)tiles;
+    } else {
+      break;
     }
+    cost += ATTN_TEAM_FLOPS;
     if (cost < best_cost)
       best = m, best_cost = cost;
   }
