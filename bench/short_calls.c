@@ -8,8 +8,9 @@
  *
  * MODE: fwd (attn_forward), bwd (attn_backward after one forward), both
  * (attn_forward then attn_backward). threads 0 (default): the library's
- * choice. dtype f32 (default), bf16 (every tensor, gradients included) or
- * bf16-f32grad (bf16 inputs and output, f32 gradients).
+ * choice. dtype f32 (default), bf16 (every tensor, gradients included),
+ * bf16-f32grad (bf16 inputs and output, f32 gradients) or f16 (every
+ * tensor).
  * Linked against the shared library, so that two builds can be
  * compared on the same binary by LD_LIBRARY_PATH (bench/RESULTS.md, the
  * spare workspace's before and after). */
@@ -45,7 +46,7 @@ int main(int argc, char **argv) {
   if (argc < 6) {
     fprintf(stderr,
             "usage: %s HEADS SEQ DIM REPS fwd|bwd|both [causal] "
-            "[threads] [f32|bf16|bf16-f32grad]\n",
+            "[threads] [f32|bf16|bf16-f32grad|f16]\n",
             argv[0]);
     return 2;
   }
@@ -57,10 +58,11 @@ int main(int argc, char **argv) {
   const char *dtype = argc > 8 ? argv[8] : "f32";
   const int g32 = strcmp(dtype, "bf16-f32grad") == 0;
   const int bf = g32 || strcmp(dtype, "bf16") == 0;
+  const int f16 = strcmp(dtype, "f16") == 0;
   const int fwd = strcmp(mode, "bwd") != 0, bwd = strcmp(mode, "fwd") != 0;
   if (h < 1 || s < 1 || d < 1 || reps < 1 ||
       (strcmp(mode, "fwd") && strcmp(mode, "bwd") && strcmp(mode, "both")) ||
-      (!bf && strcmp(dtype, "f32"))) {
+      (!bf && !f16 && strcmp(dtype, "f32"))) {
     fprintf(stderr, "bad arguments\n");
     return 2;
   }
@@ -76,12 +78,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   float *all[8] = {q, k, v, dout, o, dq, dk, dv};
-  for (int b = 0; b < (g32 ? 5 : 8) && bf; b++) { /* bf16 in place */
+  for (int b = 0; b < (g32 ? 5 : 8) && (bf || f16); b++) { /* in place */
     uint16_t *x = (uint16_t *)all[b];
     for (size_t i = 0; i < n; i++)
-      x[i] = attn_f32_to_bf16(all[b][i]);
+      x[i] = f16 ? attn_f32_to_f16(all[b][i]) : attn_f32_to_bf16(all[b][i]);
   }
-  const attn_dtype dt = bf ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
+  const attn_dtype dt = bf    ? ATTN_DTYPE_BF16
+                        : f16 ? ATTN_DTYPE_F16
+                              : ATTN_DTYPE_F32;
   attn_params p;
   attn_params_init(&p);
   p.q = attn_tensor_bhsd(q, dt, 1, s, h, d);

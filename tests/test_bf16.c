@@ -221,6 +221,73 @@ static long check_nonfinite_keys(void) {
   return cases;
 }
 
+/* f16 inputs give the bits of f32 inputs holding the same values (their
+ * widening is exact), through the forward's packing of f16 keys four at a
+ * time (F16C where the CPU has it) and its row path, on every ISA: finite
+ * inputs, an infinity or a NaN in key 37 (every row sees it: all NaN) and
+ * an infinity in its value row; d 64, 7 and 80 leave tails, seq 70 a
+ * short panel. Returns the cases run. */
+static long check_f16_forward(void) {
+  enum { S = 70, BAD = 37, DMAX = 80 };
+  static const int64_t dims[] = {64, 7, 80, 32};
+  static uint16_t q16[S * DMAX], k16[S * DMAX], v16[S * DMAX];
+  static float q32[S * DMAX], k32[S * DMAX], v32[S * DMAX];
+  static float o32[S * DMAX], o16[S * DMAX];
+  long cases = 0;
+  for (int ii = ATTN_ISA_GENERIC; ii <= ATTN_ISA_AMX_BF16; ii++) {
+    if (!attn_isa_supported((attn_isa)ii))
+      continue;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+      const int64_t d = dims[di];
+      for (int bad = 0; bad < 4; bad++) {
+        for (int i = 0; i < S * d; i++) { /* multiples of 1/32: exact */
+          q32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
+          k32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
+          v32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
+        }
+        const int64_t at = BAD * d + d - 1; /* the last (tail) element */
+        if (bad == 1 || bad == 2)
+          k32[at] = bad == 1 ? INFINITY : NAN;
+        if (bad == 3)
+          v32[BAD * d] = INFINITY;
+        for (int i = 0; i < S * d; i++) {
+          q16[i] = attn_f32_to_f16(q32[i]);
+          k16[i] = attn_f32_to_f16(k32[i]);
+          v16[i] = attn_f32_to_f16(v32[i]);
+        }
+        attn_status st[2];
+        for (int f16 = 0; f16 < 2; f16++) {
+          attn_params p;
+          attn_params_init(&p);
+          const attn_dtype in = f16 ? ATTN_DTYPE_F16 : ATTN_DTYPE_F32;
+          p.q = attn_tensor_bshd(f16 ? (void *)q16 : q32, in, 1, S, 1, d);
+          p.k = attn_tensor_bshd(f16 ? (void *)k16 : k32, in, 1, S, 1, d);
+          p.v = attn_tensor_bshd(f16 ? (void *)v16 : v32, in, 1, S, 1, d);
+          p.o = attn_tensor_bshd(f16 ? o16 : o32, ATTN_DTYPE_F32, 1, S, 1, d);
+          p.isa = (attn_isa)ii;
+          p.num_threads = 1;
+          st[f16] = attn_forward(NULL, &p);
+        }
+        long diff = 0, nan = 0;
+        for (int i = 0; i < S * d; i++) {
+          nan += isnan(o16[i]);
+          diff += !(same(o16[i], o32[i]) || (isnan(o16[i]) && isnan(o32[i])));
+        }
+        CHECK(st[0] == ATTN_OK && st[1] == ATTN_OK && diff == 0 &&
+                  (bad == 1 || bad == 2 ? nan == S * d
+                   : bad == 0           ? !nan
+                                        : 1),
+              "isa %s d %lld, case %d: status %d/%d, %ld outputs differ "
+              "from f32 inputs', %ld NaN",
+              attn_isa_name((attn_isa)ii), (long long)d, bad, (int)st[0],
+              (int)st[1], diff, nan);
+        cases++;
+      }
+    }
+  }
+  return cases;
+}
+
 /* attn_load_row_poison (one AVX2 pass for contiguous f32 and bf16 rows,
  * attn_load_row_f32 and a separate test otherwise) against a scalar
  * model: each element widened and multiplied once, and the whole row NaN
@@ -369,6 +436,7 @@ int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("non-finite keys poison their rows: %ld runs\n",
          check_nonfinite_keys());
+  printf("f16 inputs give f32 inputs' bits: %ld runs\n", check_f16_forward());
   printf("rows loaded and poisoned (AVX2 %s): %ld rows\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          check_load_poison());

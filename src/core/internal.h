@@ -116,6 +116,13 @@ int attn_load_row_poison(const void *src, attn_dtype dt, int64_t stride,
  * attn_load_row_f32 and attn_store_row take them by themselves. */
 void attn_f16_row_f16c(const uint16_t *src, int64_t n, float mul, float *dst);
 void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst);
+/* Four f16 key rows r[0..3] (unit stride, d elements) widened into columns
+ * 0..3 of a forward panel of nr keys (kp[kk * nr + i] = r[i][kk]): the
+ * bits of widening each row, then packing it. Returns 0 if a row holds an
+ * infinity or a NaN, having written garbage the caller's row path then
+ * overwrites (fwd_pack.c). Only where attn_cpu_has_avx2(). */
+int attn_f16_pack_keys4_f16c(const uint16_t *const r[4], int64_t d, int64_t nr,
+                             float *kp);
 void attn_bf16_store_avx2(const float *src, int64_t n, uint16_t *dst);
 void attn_bf16_store_avx512(const float *src, int64_t n, uint16_t *dst);
 int attn_row_load_avx2(const void *src, attn_dtype dt, int64_t n, float mul,

@@ -213,11 +213,20 @@ static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
 }
 #endif
 
-/* Key j's row of V into vrow (f32, zeros from dv to dvp). */
+/* Key j's row of V into vrow (f32, zeros from dv to dvp); f16c: V is f16
+ * in unit stride and the CPU has F16C (widened directly, without
+ * attn_load_row_f32's dispatch per row: the same bits). */
 static void pack_v_row(const attn_params *p, const attn_seq *sq, int64_t g,
-                       int64_t j, int64_t dv, int64_t dvp, float *vrow) {
-  attn_load_row_f32(attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0),
-                    p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+                       int64_t j, int64_t dv, int64_t dvp, float *vrow,
+                       int f16c) {
+  const void *at = attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0);
+#if defined(ATTN_HAVE_X86)
+  if (f16c)
+    attn_f16_row_f16c((const uint16_t *)at, dv, 1.0f, vrow);
+  else
+#endif
+    attn_load_row_f32(at, p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
+  (void)f16c;
   memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
 }
 
@@ -233,6 +242,16 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
   const int64_t nr = pk->nr, d = pr->d, dv = pr->dv, dvp = pk->dvp;
   float *kp = kpack + pnl * d * nr;
   int64_t c = 0;
+  /* f16 rows in unit stride on a CPU with F16C: widened in place of the
+   * row-by-row conversions (short f16 calls spent 5-9% more than f32 in
+   * them and their dispatch, docs/decisions.md) */
+  int f16k = 0, f16v = 0;
+#if defined(ATTN_HAVE_X86)
+  if (attn_cpu_has_avx2()) {
+    f16k = p->k.dtype == ATTN_DTYPE_F16 && p->k.stride[3] == 1;
+    f16v = p->v.dtype == ATTN_DTYPE_F16 && p->v.stride[3] == 1;
+  }
+#endif
 #if defined(__SSE2__)
   /* Four live keys at a time: f32 rows in unit stride read in place, any
    * other (bf16, f16, strided) converted first into four rows of tmp (the
@@ -243,6 +262,7 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
   for (; c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
     const int64_t j = pnl * nr + c;
     const float *r[4];
+    const uint16_t *h[4];
     for (int i = 0; i < 4; i++) {
       if (j + i + ATTN_PREFETCH_ROWS < sq->sk) { /* as below */
         const int64_t jp = sq->k_off + j + i + ATTN_PREFETCH_ROWS;
@@ -250,19 +270,28 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
         attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
       }
       const void *at = attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
-      if (direct) {
-        r[i] = (const float *)at;
+      h[i] = (const uint16_t *)at;
+      if (direct || f16k) {
+        r[i] = (const float *)at; /* f16k: not read */
       } else {
         attn_load_row_f32(at, p->k.dtype, p->k.stride[3], d, 1.0f, tmp + i * d);
         r[i] = tmp + i * d;
       }
     }
+#if defined(ATTN_HAVE_X86)
+    if (f16k ? !attn_f16_pack_keys4_f16c(h, d, nr, kp + c)
+             : !pack_keys4_f32(r, d, nr, kp + c))
+      break;
+#else
+    (void)h;
     if (!pack_keys4_f32(r, d, nr, kp + c))
       break;
+#endif
     for (int i = 0; i < 4; i++)
-      pack_v_row(p, sq, g, j + i, dv, dvp, vpack + (j + i) * dvp);
+      pack_v_row(p, sq, g, j + i, dv, dvp, vpack + (j + i) * dvp, f16v);
   }
 #endif
+  (void)f16k;
   for (; c < nr; c++) {
     const int64_t j = pnl * nr + c;
     float *vrow = vpack + j * dvp;
@@ -276,7 +305,7 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
                            p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = tmp[kk];
-      pack_v_row(p, sq, g, j, dv, dvp, vrow);
+      pack_v_row(p, sq, g, j, dv, dvp, vrow, f16v);
     } else {
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = 0.0f;

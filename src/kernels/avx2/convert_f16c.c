@@ -31,6 +31,38 @@ void attn_f16_store_f16c(const float *src, int64_t n, uint16_t *dst) {
     dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+int attn_f16_pack_keys4_f16c(const uint16_t *const r[4], int64_t d, int64_t nr,
+                             float *kp) {
+  /* an f16 is infinite or NaN where its exponent bits are all ones */
+  const __m128i em = _mm_set1_epi16(0x7c00);
+  __m128i e = _mm_setzero_si128();
+  int64_t kk = 0;
+  for (; kk + 4 <= d; kk += 4) {
+    const __m128i h0 = _mm_loadl_epi64((const __m128i *)(r[0] + kk));
+    const __m128i h1 = _mm_loadl_epi64((const __m128i *)(r[1] + kk));
+    const __m128i h2 = _mm_loadl_epi64((const __m128i *)(r[2] + kk));
+    const __m128i h3 = _mm_loadl_epi64((const __m128i *)(r[3] + kk));
+    const __m128i h01 = _mm_unpacklo_epi64(h0, h1);
+    const __m128i h23 = _mm_unpacklo_epi64(h2, h3);
+    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h01, em), em));
+    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h23, em), em));
+    __m128 x0 = _mm_cvtph_ps(h0), x1 = _mm_cvtph_ps(h1);
+    __m128 x2 = _mm_cvtph_ps(h2), x3 = _mm_cvtph_ps(h3);
+    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
+    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
+    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
+    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
+  }
+  int bad = _mm_movemask_epi8(e) != 0;
+  for (; kk < d; kk++)
+    for (int i = 0; i < 4; i++) {
+      bad |= (r[i][kk] & 0x7c00) == 0x7c00;
+      kp[kk * nr + i] = _cvtsh_ss(r[i][kk]);
+    }
+  return !bad;
+}
+
 /* f32 to bf16, sixteen at a time with AVX2: attn_f32_to_bf16's integer
  * rounding (nearest even on the bits, subnormals kept, a NaN made quiet)
  * lane by lane, so the bits are the portable path's (tests/test_bf16.c).
