@@ -221,9 +221,10 @@ static long check_nonfinite_keys(void) {
   return cases;
 }
 
-/* f16 inputs give the bits of f32 inputs holding the same values (their
- * widening is exact), through the forward's packing of f16 keys four at a
- * time (F16C where the CPU has it) and its row path, on every ISA: finite
+/* f16 and bf16 inputs give the bits of f32 inputs holding the same values
+ * (their widening is exact), through the forward's packing of such keys
+ * four at a time (F16C for f16 where the CPU has it; bf16 where the ISA
+ * has no bf16 kernels) and its row path, on every ISA: finite
  * inputs, an infinity or a NaN in key 37 (every row sees it: all NaN) and
  * an infinity in its value row; d 64, 7 and 80 leave tails, seq 70 a
  * short panel. Returns the cases run. */
@@ -239,27 +240,30 @@ static long check_f16_forward(void) {
       continue;
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
       const int64_t d = dims[di];
-      for (int bad = 0; bad < 4; bad++) {
+      for (int bad = 0; bad < 8; bad++) {
+        const int bf = bad >= 4;          /* bf16 inputs, else f16 */
         for (int i = 0; i < S * d; i++) { /* multiples of 1/32: exact */
           q32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
           k32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
           v32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
         }
         const int64_t at = BAD * d + d - 1; /* the last (tail) element */
-        if (bad == 1 || bad == 2)
-          k32[at] = bad == 1 ? INFINITY : NAN;
-        if (bad == 3)
+        if (bad % 4 == 1 || bad % 4 == 2)
+          k32[at] = bad % 4 == 1 ? INFINITY : NAN;
+        if (bad % 4 == 3)
           v32[BAD * d] = INFINITY;
         for (int i = 0; i < S * d; i++) {
-          q16[i] = attn_f32_to_f16(q32[i]);
-          k16[i] = attn_f32_to_f16(k32[i]);
-          v16[i] = attn_f32_to_f16(v32[i]);
+          q16[i] = bf ? attn_f32_to_bf16(q32[i]) : attn_f32_to_f16(q32[i]);
+          k16[i] = bf ? attn_f32_to_bf16(k32[i]) : attn_f32_to_f16(k32[i]);
+          v16[i] = bf ? attn_f32_to_bf16(v32[i]) : attn_f32_to_f16(v32[i]);
         }
         attn_status st[2];
         for (int f16 = 0; f16 < 2; f16++) {
           attn_params p;
           attn_params_init(&p);
-          const attn_dtype in = f16 ? ATTN_DTYPE_F16 : ATTN_DTYPE_F32;
+          const attn_dtype in = !f16 ? ATTN_DTYPE_F32
+                                : bf ? ATTN_DTYPE_BF16
+                                     : ATTN_DTYPE_F16;
           p.q = attn_tensor_bshd(f16 ? (void *)q16 : q32, in, 1, S, 1, d);
           p.k = attn_tensor_bshd(f16 ? (void *)k16 : k32, in, 1, S, 1, d);
           p.v = attn_tensor_bshd(f16 ? (void *)v16 : v32, in, 1, S, 1, d);
@@ -436,7 +440,8 @@ int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("non-finite keys poison their rows: %ld runs\n",
          check_nonfinite_keys());
-  printf("f16 inputs give f32 inputs' bits: %ld runs\n", check_f16_forward());
+  printf("f16 and bf16 inputs give f32 inputs' bits: %ld runs\n",
+         check_f16_forward());
   printf("rows loaded and poisoned (AVX2 %s): %ld rows\n",
          attn_isa_supported(ATTN_ISA_AVX2) ? "used" : "not on this CPU",
          check_load_poison());

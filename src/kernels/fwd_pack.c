@@ -213,20 +213,108 @@ static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
 }
 #endif
 
-/* Key j's row of V into vrow (f32, zeros from dv to dvp); f16c: V is f16
- * in unit stride and the CPU has F16C (widened directly, without
- * attn_load_row_f32's dispatch per row: the same bits). */
+#if defined(__SSE2__)
+/* Four bf16 key rows r[0..3] (unit stride) widened into columns c .. c + 3
+ * of a panel (a bf16 is the top half of its f32: exact), as
+ * pack_keys4_f32 packs f32 rows; returns 0 if a row holds an infinity or
+ * a NaN (exponent bits all ones), having written garbage the caller's row
+ * path then overwrites. */
+static int pack_keys4_bf16w(const uint16_t *const r[4], int64_t d, int64_t nr,
+                            float *kp) {
+  const __m128i em = _mm_set1_epi16(0x7f80), z = _mm_setzero_si128();
+  __m128i e = z;
+  int64_t kk = 0;
+  for (; kk + 4 <= d; kk += 4) {
+    const __m128i h0 = _mm_loadl_epi64((const __m128i *)(r[0] + kk));
+    const __m128i h1 = _mm_loadl_epi64((const __m128i *)(r[1] + kk));
+    const __m128i h2 = _mm_loadl_epi64((const __m128i *)(r[2] + kk));
+    const __m128i h3 = _mm_loadl_epi64((const __m128i *)(r[3] + kk));
+    const __m128i h01 = _mm_unpacklo_epi64(h0, h1);
+    const __m128i h23 = _mm_unpacklo_epi64(h2, h3);
+    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h01, em), em));
+    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h23, em), em));
+    __m128 x0 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h0));
+    __m128 x1 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h1));
+    __m128 x2 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h2));
+    __m128 x3 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h3));
+    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
+    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
+    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
+    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
+  }
+  int bad = _mm_movemask_epi8(e) != 0;
+  for (; kk < d; kk++)
+    for (int i = 0; i < 4; i++) {
+      const uint32_t u = (uint32_t)r[i][kk] << 16;
+      bad |= (r[i][kk] & 0x7f80) == 0x7f80;
+      memcpy(&kp[kk * nr + i], &u, sizeof u);
+    }
+  return !bad;
+}
+
+/* n bf16 (unit stride) widened to f32 (exact). */
+static void widen_bf16_row(const uint16_t *src, int64_t n, float *dst) {
+  const __m128i z = _mm_setzero_si128();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+    _mm_storeu_ps(dst + i, _mm_castsi128_ps(_mm_unpacklo_epi16(z, h)));
+    _mm_storeu_ps(dst + i + 4, _mm_castsi128_ps(_mm_unpackhi_epi16(z, h)));
+  }
+  for (; i < n; i++) {
+    const uint32_t u = (uint32_t)src[i] << 16;
+    memcpy(&dst[i], &u, sizeof u);
+  }
+}
+#endif
+
+/* How the f32 kernels' packing reads K and V rows: f32 in place (K only),
+ * widened directly (f16 with F16C, bf16), or through attn_load_row_f32
+ * (anything else: strided rows, f16 without F16C, quantised types). The
+ * direct paths skip that call's dispatch per row (a switch, the CPU check,
+ * the call: comparable to widening a row of 64) and, for K, the scratch
+ * rows before the transpose; short f16 and bf16 calls spent 2-9% more
+ * than f32 in them (docs/decisions.md). The same bits either way. */
+enum { ROW_CONVERT, ROW_F32, ROW_F16C, ROW_BF16 };
+
+static int row_mode(const attn_tensor *t) {
+  if (t->stride[3] != 1)
+    return ROW_CONVERT;
+  if (t->dtype == ATTN_DTYPE_F32)
+    return ROW_F32;
+#if defined(__SSE2__)
+  if (t->dtype == ATTN_DTYPE_BF16)
+    return ROW_BF16;
+#endif
+#if defined(ATTN_HAVE_X86)
+  if (t->dtype == ATTN_DTYPE_F16 && attn_cpu_has_avx2())
+    return ROW_F16C;
+#endif
+  return ROW_CONVERT;
+}
+
+/* Key j's row of V into vrow (f32, zeros from dv to dvp), read as vmode
+ * says (row_mode). */
 static void pack_v_row(const attn_params *p, const attn_seq *sq, int64_t g,
                        int64_t j, int64_t dv, int64_t dvp, float *vrow,
-                       int f16c) {
+                       int vmode) {
   const void *at = attn_elem(&p->v, sq->q_bat, sq->k_off + j, g, 0);
+  switch (vmode) {
 #if defined(ATTN_HAVE_X86)
-  if (f16c)
+  case ROW_F16C:
     attn_f16_row_f16c((const uint16_t *)at, dv, 1.0f, vrow);
-  else
+    break;
 #endif
+#if defined(__SSE2__)
+  case ROW_BF16:
+    widen_bf16_row((const uint16_t *)at, dv, vrow);
+    break;
+#endif
+  default:
     attn_load_row_f32(at, p->v.dtype, p->v.stride[3], dv, 1.0f, vrow);
-  (void)f16c;
+    break;
+  }
   memset(vrow + dv, 0, sizeof(float) * (size_t)(dvp - dv));
 }
 
@@ -242,23 +330,13 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
   const int64_t nr = pk->nr, d = pr->d, dv = pr->dv, dvp = pk->dvp;
   float *kp = kpack + pnl * d * nr;
   int64_t c = 0;
-  /* f16 rows in unit stride on a CPU with F16C: widened in place of the
-   * row-by-row conversions (short f16 calls spent 5-9% more than f32 in
-   * them and their dispatch, docs/decisions.md) */
-  int f16k = 0, f16v = 0;
-#if defined(ATTN_HAVE_X86)
-  if (attn_cpu_has_avx2()) {
-    f16k = p->k.dtype == ATTN_DTYPE_F16 && p->k.stride[3] == 1;
-    f16v = p->v.dtype == ATTN_DTYPE_F16 && p->v.stride[3] == 1;
-  }
-#endif
+  const int kmode = row_mode(&p->k), vmode = row_mode(&p->v);
 #if defined(__SSE2__)
-  /* Four live keys at a time: f32 rows in unit stride read in place, any
-   * other (bf16, f16, strided) converted first into four rows of tmp (the
-   * Q slot of this thread's scratch: br >= 4 rows of d, not in use while
-   * packing). The row path below takes the rest (and a block with a
-   * non-finite key, from its start). */
-  const int direct = p->k.dtype == ATTN_DTYPE_F32 && p->k.stride[3] == 1;
+  /* Four live keys at a time: f32 rows in unit stride read in place, f16
+   * (F16C) and bf16 ones widened on the way, any other converted first
+   * into four rows of tmp (the Q slot of this thread's scratch: br >= 4
+   * rows of d, not in use while packing). The row path below takes the
+   * rest (and a block with a non-finite key, from its start). */
   for (; c + 4 <= nr && pnl * nr + c + 4 <= sq->sk; c += 4) {
     const int64_t j = pnl * nr + c;
     const float *r[4];
@@ -271,27 +349,33 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
       }
       const void *at = attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
       h[i] = (const uint16_t *)at;
-      if (direct || f16k) {
-        r[i] = (const float *)at; /* f16k: not read */
-      } else {
+      r[i] = (const float *)at;
+      if (kmode == ROW_CONVERT) {
         attn_load_row_f32(at, p->k.dtype, p->k.stride[3], d, 1.0f, tmp + i * d);
         r[i] = tmp + i * d;
       }
     }
+    int ok;
+    switch (kmode) {
 #if defined(ATTN_HAVE_X86)
-    if (f16k ? !attn_f16_pack_keys4_f16c(h, d, nr, kp + c)
-             : !pack_keys4_f32(r, d, nr, kp + c))
-      break;
-#else
-    (void)h;
-    if (!pack_keys4_f32(r, d, nr, kp + c))
+    case ROW_F16C:
+      ok = attn_f16_pack_keys4_f16c(h, d, nr, kp + c);
       break;
 #endif
+    case ROW_BF16:
+      ok = pack_keys4_bf16w(h, d, nr, kp + c);
+      break;
+    default: /* f32 in place, or converted into tmp */
+      ok = pack_keys4_f32(r, d, nr, kp + c);
+      break;
+    }
+    if (!ok)
+      break;
     for (int i = 0; i < 4; i++)
-      pack_v_row(p, sq, g, j + i, dv, dvp, vpack + (j + i) * dvp, f16v);
+      pack_v_row(p, sq, g, j + i, dv, dvp, vpack + (j + i) * dvp, vmode);
   }
 #endif
-  (void)f16k;
+  (void)kmode;
   for (; c < nr; c++) {
     const int64_t j = pnl * nr + c;
     float *vrow = vpack + j * dvp;
@@ -305,7 +389,7 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
                            p->k.dtype, p->k.stride[3], d, 1.0f, tmp);
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = tmp[kk];
-      pack_v_row(p, sq, g, j, dv, dvp, vrow, f16v);
+      pack_v_row(p, sq, g, j, dv, dvp, vrow, vmode);
     } else {
       for (int64_t kk = 0; kk < d; kk++)
         kp[kk * nr + c] = 0.0f;
