@@ -350,11 +350,10 @@ static attn_status layout(const attn_plan *pl, int threads,
  * 128, can be shared by two threads (its tiles split into row ranges);
  * otherwise the tiles dealt out evenly (ceil(tiles / n) per thread, each a
  * full row of keys, half for a causal mask), in the same units as the one
- * thread's run. The split found for the
- * chosen team comes back in *found (its threads field 0 when none was
- * simulated) for layout to take instead of searching again. Small calls
- * (one head of 32 queries) so run on the calling thread alone; the result
- * is the same for any team (threads.c). */
+ * thread's run. The split found for the chosen team comes back in *found
+ * (its threads field 0 when none was simulated) for layout to take instead
+ * of searching again. Small calls (one head of 32 queries) so run on the
+ * calling thread alone; the result is the same for any team (threads.c). */
 static int threads_for(const attn_plan *pl, ws_layout *found) {
   const attn_problem *pr = &pl->pr;
   const attn_kernel *k = pl->k.fwd;

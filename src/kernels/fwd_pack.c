@@ -348,12 +348,16 @@ void attn_fwd_pack_panel(const attn_fwd_pack *pk, const attn_seq *sq, int64_t g,
         attn_prefetch_elem(&p->v, sq->q_bat, jp, g, dv, 0);
       }
       const void *at = attn_elem(&p->k, sq->q_bat, sq->k_off + j + i, g, 0);
-      h[i] = (const uint16_t *)at;
-      r[i] = (const float *)at;
-      if (kmode == ROW_CONVERT) {
+      /* each pointer made only where its type is the data's (a cast to a
+       * stricter alignment is undefined even unread) */
+      h[i] = NULL;
+      r[i] = tmp + i * d;
+      if (kmode == ROW_F32)
+        r[i] = (const float *)at;
+      else if (kmode == ROW_CONVERT)
         attn_load_row_f32(at, p->k.dtype, p->k.stride[3], d, 1.0f, tmp + i * d);
-        r[i] = tmp + i * d;
-      }
+      else
+        h[i] = (const uint16_t *)at;
     }
     int ok;
     switch (kmode) {
