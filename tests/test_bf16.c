@@ -160,6 +160,22 @@ static long check_stores(attn_dtype dt) {
   return values;
 }
 
+/* attn_forward on one head of s rows of d (bshd), q, k and v of type in,
+ * o of type out, on one thread of the given ISA. */
+static attn_status fwd_one_head(void *q, void *k, void *v, attn_dtype in,
+                                void *o, attn_dtype out, int64_t s, int64_t d,
+                                attn_isa isa) {
+  attn_params p;
+  attn_params_init(&p);
+  p.q = attn_tensor_bshd(q, in, 1, s, 1, d);
+  p.k = attn_tensor_bshd(k, in, 1, s, 1, d);
+  p.v = attn_tensor_bshd(v, in, 1, s, 1, d);
+  p.o = attn_tensor_bshd(o, out, 1, s, 1, d);
+  p.isa = isa;
+  p.num_threads = 1;
+  return attn_forward(NULL, &p);
+}
+
 /* A key with an infinite element poisons its row (attn_load_row_poison): every
  * query that sees it gets NaN, even where IEEE arithmetic would give that
  * key a score of -inf (all queries negative against +inf), on every ISA,
@@ -190,18 +206,11 @@ static long check_nonfinite_keys(void) {
         k16[BAD * d + 5] = bad ? 0x7f80 : k16[BAD * d + 4];
         for (int dt = 0; dt < 3; dt++) { /* bf16 out, bf16 in f32 out, f32 */
           const int in16 = dt < 2;
-          attn_params p;
-          attn_params_init(&p);
-          const attn_dtype in = in16 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
-          p.q = attn_tensor_bshd(in16 ? (void *)q16 : q32, in, 1, S, 1, d);
-          p.k = attn_tensor_bshd(in16 ? (void *)k16 : k32, in, 1, S, 1, d);
-          p.v = attn_tensor_bshd(in16 ? (void *)v16 : v32, in, 1, S, 1, d);
-          p.o = attn_tensor_bshd(dt == 0 ? (void *)o16 : o32,
-                                 dt == 0 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32, 1,
-                                 S, 1, d);
-          p.isa = (attn_isa)ii;
-          p.num_threads = 1;
-          const attn_status st = attn_forward(NULL, &p);
+          const attn_status st = fwd_one_head(
+              in16 ? (void *)q16 : q32, in16 ? (void *)k16 : k32,
+              in16 ? (void *)v16 : v32, in16 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32,
+              dt == 0 ? (void *)o16 : o32,
+              dt == 0 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32, S, d, (attn_isa)ii);
           long nan = 0;
           for (int i = 0; i < S * d; i++)
             nan += dt == 0 ? (o16[i] & 0x7fff) > 0x7f80 : isnan(o32[i]);
@@ -259,18 +268,13 @@ static long check_f16_forward(void) {
         }
         attn_status st[2];
         for (int f16 = 0; f16 < 2; f16++) {
-          attn_params p;
-          attn_params_init(&p);
           const attn_dtype in = !f16 ? ATTN_DTYPE_F32
                                 : bf ? ATTN_DTYPE_BF16
                                      : ATTN_DTYPE_F16;
-          p.q = attn_tensor_bshd(f16 ? (void *)q16 : q32, in, 1, S, 1, d);
-          p.k = attn_tensor_bshd(f16 ? (void *)k16 : k32, in, 1, S, 1, d);
-          p.v = attn_tensor_bshd(f16 ? (void *)v16 : v32, in, 1, S, 1, d);
-          p.o = attn_tensor_bshd(f16 ? o16 : o32, ATTN_DTYPE_F32, 1, S, 1, d);
-          p.isa = (attn_isa)ii;
-          p.num_threads = 1;
-          st[f16] = attn_forward(NULL, &p);
+          st[f16] =
+              fwd_one_head(f16 ? (void *)q16 : q32, f16 ? (void *)k16 : k32,
+                           f16 ? (void *)v16 : v32, in, f16 ? o16 : o32,
+                           ATTN_DTYPE_F32, S, d, (attn_isa)ii);
         }
         long diff = 0, nan = 0;
         for (int i = 0; i < S * d; i++) {

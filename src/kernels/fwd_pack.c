@@ -7,7 +7,7 @@
 
 #include <string.h>
 #if defined(__SSE2__)
-#include <emmintrin.h> /* baseline on x86-64: no ISA check needed */
+#include "kernels/pack4.h" /* SSE2: baseline on x86-64, no ISA check */
 #endif
 
 /* n bf16 elements (stride s) of src to dst, then zeros up to n_pad; a row
@@ -195,11 +195,7 @@ static int pack_keys4_f32(const float *const r[4], int64_t d, int64_t nr,
         _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x2), em), one),
         _mm_add_epi32(_mm_and_si128(_mm_castps_si128(x3), em), one));
     e = _mm_or_si128(e, _mm_or_si128(b01, b23));
-    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
-    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
-    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
-    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
+    attn_pack4_store(x0, x1, x2, x3, kk, nr, kp);
   }
   uint32_t et = 0;
   for (; kk < d; kk++)
@@ -225,23 +221,12 @@ static int pack_keys4_bf16w(const uint16_t *const r[4], int64_t d, int64_t nr,
   __m128i e = z;
   int64_t kk = 0;
   for (; kk + 4 <= d; kk += 4) {
-    const __m128i h0 = _mm_loadl_epi64((const __m128i *)(r[0] + kk));
-    const __m128i h1 = _mm_loadl_epi64((const __m128i *)(r[1] + kk));
-    const __m128i h2 = _mm_loadl_epi64((const __m128i *)(r[2] + kk));
-    const __m128i h3 = _mm_loadl_epi64((const __m128i *)(r[3] + kk));
-    const __m128i h01 = _mm_unpacklo_epi64(h0, h1);
-    const __m128i h23 = _mm_unpacklo_epi64(h2, h3);
-    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h01, em), em));
-    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h23, em), em));
-    __m128 x0 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h0));
-    __m128 x1 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h1));
-    __m128 x2 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h2));
-    __m128 x3 = _mm_castsi128_ps(_mm_unpacklo_epi16(z, h3));
-    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
-    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
-    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
-    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
+    __m128i h[4];
+    attn_pack4_load16(r, kk, em, h, &e);
+    attn_pack4_store(_mm_castsi128_ps(_mm_unpacklo_epi16(z, h[0])),
+                     _mm_castsi128_ps(_mm_unpacklo_epi16(z, h[1])),
+                     _mm_castsi128_ps(_mm_unpacklo_epi16(z, h[2])),
+                     _mm_castsi128_ps(_mm_unpacklo_epi16(z, h[3])), kk, nr, kp);
   }
   int bad = _mm_movemask_epi8(e) != 0;
   for (; kk < d; kk++)

@@ -5,6 +5,7 @@
  * (widening is exact; narrowing rounds the same way and makes the same
  * quiet NaNs), which tests/test_bf16.c checks. */
 #include "core/internal.h"
+#include "kernels/pack4.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -38,21 +39,10 @@ int attn_f16_pack_keys4_f16c(const uint16_t *const r[4], int64_t d, int64_t nr,
   __m128i e = _mm_setzero_si128();
   int64_t kk = 0;
   for (; kk + 4 <= d; kk += 4) {
-    const __m128i h0 = _mm_loadl_epi64((const __m128i *)(r[0] + kk));
-    const __m128i h1 = _mm_loadl_epi64((const __m128i *)(r[1] + kk));
-    const __m128i h2 = _mm_loadl_epi64((const __m128i *)(r[2] + kk));
-    const __m128i h3 = _mm_loadl_epi64((const __m128i *)(r[3] + kk));
-    const __m128i h01 = _mm_unpacklo_epi64(h0, h1);
-    const __m128i h23 = _mm_unpacklo_epi64(h2, h3);
-    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h01, em), em));
-    e = _mm_or_si128(e, _mm_cmpeq_epi16(_mm_and_si128(h23, em), em));
-    __m128 x0 = _mm_cvtph_ps(h0), x1 = _mm_cvtph_ps(h1);
-    __m128 x2 = _mm_cvtph_ps(h2), x3 = _mm_cvtph_ps(h3);
-    _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
-    _mm_storeu_ps(kp + (kk + 0) * nr, x0);
-    _mm_storeu_ps(kp + (kk + 1) * nr, x1);
-    _mm_storeu_ps(kp + (kk + 2) * nr, x2);
-    _mm_storeu_ps(kp + (kk + 3) * nr, x3);
+    __m128i h[4];
+    attn_pack4_load16(r, kk, em, h, &e);
+    attn_pack4_store(_mm_cvtph_ps(h[0]), _mm_cvtph_ps(h[1]), _mm_cvtph_ps(h[2]),
+                     _mm_cvtph_ps(h[3]), kk, nr, kp);
   }
   int bad = _mm_movemask_epi8(e) != 0;
   for (; kk < d; kk++)
