@@ -250,7 +250,13 @@ static long check_f16_forward(void) {
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
       const int64_t d = dims[di];
       for (int bad = 0; bad < 8; bad++) {
-        const int bf = bad >= 4;          /* bf16 inputs, else f16 */
+        const int bf = bad >= 4; /* bf16 inputs, else f16 */
+        /* bf16 q and k on amxbf16 take AMX tiles where d is a multiple
+         * of 16, with a softmax of their own (docs/bf16.md: "amxbf16's
+         * bits are its own"; the oracle tests check them): no packing of
+         * bf16 keys to compare there. */
+        if (bf && ii == ATTN_ISA_AMX_BF16 && d % 16 == 0)
+          continue;
         for (int i = 0; i < S * d; i++) { /* multiples of 1/32: exact */
           q32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
           k32[i] = (float)((int)(rnd() % 64) - 32) / 32.0f;
