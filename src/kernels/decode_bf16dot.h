@@ -38,15 +38,10 @@ static ALWAYS_INLINE void KFN(dqb_dot)(const int mr, const uint16_t *q,
   KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
 }
 
-/* Rows of 4 keys: their 16 sums reduced together. On AVX-512 a transposing
- * reduction (the 16 accumulators to one vector of 16 sums in four levels
- * of block shuffles and adds: 45 operations where a horizontal sum apiece
- * costs about 80), then times the scale, one 128-bit store per row; acc
- * index of (row r, key k) is DQB_IDX(r, k), which the levels leave in
- * block r, lane k. Elsewhere a horizontal sum each. */
-#define DQB_IDX(r, k)                                                          \
-  ((((r)&1) << 3) | (((r) >> 1) << 2) | (((k)&1) << 1) | ((k) >> 1))
-
+/* Rows of 4 keys: their 16 sums reduced together (on AVX-512 in one
+ * dec_hsum16, which leaves the sum of (row r, key k), accumulator r + 4 k,
+ * in block r, lane k), then times the scale, one 128-bit store per row.
+ * Elsewhere a horizontal sum each. */
 static ALWAYS_INLINE void KFN(dqb_dot4x4)(const uint16_t *q, int64_t dp,
                                           const uint16_t *const *k, float *s,
                                           int64_t lds, float scale) {
@@ -58,36 +53,16 @@ static ALWAYS_INLINE void KFN(dqb_dot4x4)(const uint16_t *q, int64_t dp,
     UNROLL for (int r = 0; r < 4; r++) {
       vbf qv = vbf_load(q + r * dp + x);
       DEC_IN_REG(qv);
-      UNROLL for (int kk = 0; kk < 4; kk++) c[DQB_IDX(r, kk)] =
-          vf_dot2(c[DQB_IDX(r, kk)], qv, kv[kk]);
+      UNROLL for (int kk = 0; kk < 4; kk++) c[r + 4 * kk] =
+          vf_dot2(c[r + 4 * kk], qv, kv[kk]);
     }
   }
 #if defined(ATTN_SIMD_AVX512)
-  __m512 b[8], d[4], e[2];
-  UNROLL for (int i = 0; i < 8; i++) /* blocks [i, i, i + 8, i + 8] */
-      b[i] = _mm512_add_ps(
-          _mm512_shuffle_f32x4(c[i], c[i + 8], _MM_SHUFFLE(1, 0, 1, 0)),
-          _mm512_shuffle_f32x4(c[i], c[i + 8], _MM_SHUFFLE(3, 2, 3, 2)));
-  UNROLL for (int i = 0; i < 4; i++) /* [i, i + 8, i + 4, i + 12] */
-      d[i] = _mm512_add_ps(
-          _mm512_shuffle_f32x4(b[i], b[i + 4], _MM_SHUFFLE(2, 0, 2, 0)),
-          _mm512_shuffle_f32x4(b[i], b[i + 4], _MM_SHUFFLE(3, 1, 3, 1)));
-  UNROLL for (int i = 0; i < 2; i++) /* lanes [i, i, i + 2, i + 2] */
-      e[i] = _mm512_add_ps(
-          _mm512_shuffle_ps(d[i], d[i + 2], _MM_SHUFFLE(1, 0, 1, 0)),
-          _mm512_shuffle_ps(d[i], d[i + 2], _MM_SHUFFLE(3, 2, 3, 2)));
-  /* lanes [0, 2, 1, 3] of each block: keys 0 .. 3 by DQB_IDX */
-  const __m512 t = _mm512_mul_ps(
-      _mm512_add_ps(_mm512_shuffle_ps(e[0], e[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                    _mm512_shuffle_ps(e[0], e[1], _MM_SHUFFLE(3, 1, 3, 1))),
-      _mm512_set1_ps(scale));
-  _mm_storeu_ps(s, _mm512_castps512_ps128(t));
-  _mm_storeu_ps(s + lds, _mm512_extractf32x4_ps(t, 1));
-  _mm_storeu_ps(s + 2 * lds, _mm512_extractf32x4_ps(t, 2));
-  _mm_storeu_ps(s + 3 * lds, _mm512_extractf32x4_ps(t, 3));
+  KFN(dec_store16)
+  (_mm512_mul_ps(KFN(dec_hsum16)(c), _mm512_set1_ps(scale)), s, lds);
 #else
   UNROLL for (int r = 0; r < 4; r++) UNROLL for (int kk = 0; kk < 4; kk++)
-      s[r * lds + kk] = vf_hsum(c[DQB_IDX(r, kk)]) * scale;
+      s[r * lds + kk] = vf_hsum(c[r + 4 * kk]) * scale;
 #endif
 }
 

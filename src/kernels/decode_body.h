@@ -326,6 +326,56 @@ static ALWAYS_INLINE void KFN(dec_dot)(const int mr, const int mode,
   KFN(dec_dot_store)(mr, c0, c1, s0, s1, lds);
 }
 
+#if defined(ATTN_SIMD_AVX512)
+/* s[r * lds + k] = dot(q[r], key k), r, k < 4: dec_dot's sums for four
+ * keys at once (each accumulator takes the same products in the same
+ * order, so the same bits), their sums in one dec_hsum16. Modes F32 (in
+ * place), BF16 (q in dec_even_odd's order) and F16. */
+static ALWAYS_INLINE void KFN(dec_dot4)(const int mode, const float *restrict q,
+                                        int64_t dp, const void *const *k,
+                                        float *s, int64_t lds, const char *pfp,
+                                        int64_t pfn) {
+  vf c[16];
+  int64_t li = 0;
+  UNROLL for (int i = 0; i < 16; i++) c[i] = vf_zero();
+  int64_t x = 0;
+  if (mode == ATTN_DEC_BF16) /* q reordered (dec_even_odd) */
+    for (; x + 2 * VL <= dp; x += 2 * VL) {
+      KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
+      vf qa[4], qb[4];
+      UNROLL for (int r = 0; r < 4; r++) {
+        qa[r] = vf_load(q + r * dp + x);
+        qb[r] = vf_load(q + r * dp + x + VL);
+        DEC_IN_REG(qa[r]);
+        DEC_IN_REG(qb[r]);
+      }
+      UNROLL for (int kk = 0; kk < 4; kk++) {
+        vf a, a2;
+        KFN(dec_ld_bf16x2)((const uint16_t *)k[kk] + x, &a, &a2);
+        UNROLL for (int r = 0; r < 4; r++) {
+          c[r + 4 * kk] = vf_fma(qa[r], a, c[r + 4 * kk]);
+          c[r + 4 * kk] = vf_fma(qb[r], a2, c[r + 4 * kk]);
+        }
+      }
+    }
+  for (; x < dp; x += VL) {
+    KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
+    vf qv[4];
+    UNROLL for (int r = 0; r < 4; r++) {
+      qv[r] = vf_load(q + r * dp + x);
+      DEC_IN_REG(qv[r]);
+    }
+    UNROLL for (int kk = 0; kk < 4; kk++) {
+      const vf a = KFN(dec_ld)(k[kk], x, mode);
+      UNROLL for (int r = 0; r < 4; r++) c[r + 4 * kk] =
+          vf_fma(qv[r], a, c[r + 4 * kk]);
+    }
+  }
+  DEC_PF_REST(pfp, pfn, li);
+  KFN(dec_store16)(KFN(dec_hsum16)(c), s, lds);
+}
+#endif
+
 /* Key j's row (j counted from ja) of head h: in place, or converted to
  * f32 into stage slot `slot` (ATTN_DEC_STAGED, read by the F32 mode's
  * loops: only that mode looks). */
@@ -370,7 +420,28 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
   const int64_t dp = c->dp, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
   const int rows = crows ? crows : c->rows;
   const int64_t kb = attn_row_bytes(c->kdt, c->ks, c->d);
-  for (int64_t j = 0; j < n; j += 2) {
+  int64_t j = 0;
+#if defined(ATTN_SIMD_AVX512)
+  /* Four rows: keys four at a time where they are read in place, their
+   * sixteen sums in one reduction (dec_dot4); the rest two at a time. */
+  if (rows == 4 && mode != ATTN_DEC_Q8_0 && mode != ATTN_DEC_Q4_0 &&
+      (mode != ATTN_DEC_F32 || c->kmode != ATTN_DEC_STAGED))
+    for (; j + 4 <= n; j += 4) {
+      attn_dec_pf pf = {j + DEC_PREFETCH, 0};
+      for (int h = 0; h < c->nh; h++) {
+        const char *pfp;
+        int64_t pfn;
+        DEC_PREFETCH_SPAN(c->krow, c->kstep, kb, n, c->nh, 4, &pf, &pfp, &pfn);
+        const void *k4[4];
+        for (int kk = 0; kk < 4; kk++)
+          k4[kk] = (const char *)c->krow[j + kk] + h * c->kstep;
+        KFN(dec_dot4)
+        (mode, c->q + (int64_t)h * 4 * dp, dp, k4,
+         c->s + (int64_t)h * 4 * lds + j, lds, pfp, pfn);
+      }
+    }
+#endif
+  for (; j < n; j += 2) {
     const int pair = j + 1 < n;
     attn_dec_pf pf = {j + DEC_PREFETCH, 0};
     for (int h = 0; h < c->nh; h++) {

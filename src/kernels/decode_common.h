@@ -55,6 +55,42 @@ static ALWAYS_INLINE void KFN(dec_store4_256)(const __m256 *c0,
 }
 #endif
 
+#if defined(ATTN_SIMD_AVX512)
+/* Sixteen horizontal sums at once: lane 4 r + k of the result is
+ * vf_hsum(c[r + 4 k]), r, k < 4, with vf_hsum's additions in its order
+ * (the 256-bit halves, then the 128-bit ones, then (t0 + t2) + (t1 + t3)):
+ * the same bits as sixteen vf_hsum calls, in 45 shuffles and adds instead
+ * of 80 (dec_dot_store's, two calls of eight). Each level adds the halves
+ * of two vectors' partial sums side by side. */
+static ALWAYS_INLINE __m512 KFN(dec_hsum16)(const __m512 *c) {
+  __m512 a[8], b[4], z[2];
+  UNROLL for (int i = 0; i < 8; i++) /* halves of 512 bits */
+      a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x44),
+                           _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xee));
+  UNROLL for (int i = 0; i < 4; i++) /* halves of 256 bits */
+      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
+                           _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xdd));
+  UNROLL for (int i = 0; i < 2; i++) { /* t0 + t2, t1 + t3 */
+    const __m512d x = _mm512_castps_pd(b[2 * i]);
+    const __m512d y = _mm512_castps_pd(b[2 * i + 1]);
+    z[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  /* (t0 + t2) + (t1 + t3); 128-bit lane r now holds c[r], c[r + 4],
+   * c[r + 8], c[r + 12] */
+  return _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* Block r of t (four floats) to s + r * lds, r < 4. */
+static ALWAYS_INLINE void KFN(dec_store16)(__m512 t, float *s, int64_t lds) {
+  _mm_storeu_ps(s, _mm512_castps512_ps128(t));
+  _mm_storeu_ps(s + lds, _mm512_extractf32x4_ps(t, 1));
+  _mm_storeu_ps(s + 2 * lds, _mm512_extractf32x4_ps(t, 2));
+  _mm_storeu_ps(s + 3 * lds, _mm512_extractf32x4_ps(t, 3));
+}
+#endif
+
 /* s0[r], s1[r] (row stride lds) = hsum(c0[r]), hsum(c1[r]), r < mr. */
 static ALWAYS_INLINE void KFN(dec_dot_store)(const int mr, const vf *c0,
                                              const vf *c1, float *s0, float *s1,
