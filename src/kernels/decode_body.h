@@ -424,9 +424,10 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
   const int64_t kb = attn_row_bytes(c->kdt, c->ks, c->d);
   int64_t j = 0;
 #if defined(ATTN_SIMD_AVX512)
-  /* Four rows: keys four at a time where they are read in place, their
-   * sixteen sums in one reduction (dec_dot4); the rest two at a time. */
-  if (rows == 4 && mode != ATTN_DEC_Q8_0 && mode != ATTN_DEC_Q4_0 &&
+  /* Rows in fours (a unit of 4, 8 ... query heads a kv head): keys four
+   * at a time where they are read in place, each group's sixteen sums in
+   * one reduction (dec_dot4); the rest two at a time. */
+  if (rows % 4 == 0 && mode != ATTN_DEC_Q8_0 && mode != ATTN_DEC_Q4_0 &&
       (mode != ATTN_DEC_F32 || c->kmode != ATTN_DEC_STAGED))
     for (; j + 4 <= n; j += 4) {
       attn_dec_pf pf = {j + DEC_PREFETCH, 0};
@@ -437,9 +438,10 @@ static ALWAYS_INLINE void KFN(dec_qk_mode)(const attn_dec_chunk *c,
         const void *k4[4];
         for (int kk = 0; kk < 4; kk++)
           k4[kk] = (const char *)c->krow[j + kk] + h * c->kstep;
-        KFN(dec_dot4)
-        (mode, c->q + (int64_t)h * 4 * dp, dp, k4,
-         c->s + (int64_t)h * 4 * lds + j, lds, pfp, pfn);
+        for (int r0 = 0; r0 < rows; r0 += 4) /* the first group prefetches */
+          KFN(dec_dot4)
+        (mode, c->q + ((int64_t)h * rows + r0) * dp, dp, k4,
+         c->s + ((int64_t)h * rows + r0) * lds + j, lds, pfp, r0 ? 0 : pfn);
       }
     }
 #endif
