@@ -11,8 +11,9 @@
  * side by side:
  *   (1) keys two at a time in memory order (every head of key j, then of
  *       j + 1), S = Q Kᵀ by 4 rows x 2 keys of vector dot products (on
- *       AVX-512 units of four rows take four keys at a time, their sixteen
- *       sums in one transposing reduction, dec_dot4); bf16
+ *       AVX-512 units of 4, 8 ... rows take four keys at a time, each
+ *       group of four rows' sixteen sums in one transposing reduction,
+ *       dec_dot4); bf16
  *       and f16 rows are widened in registers, strided rows or head dims
  *       that are not a whole number of vectors are converted to f32 rows
  *       first (the stage); the rows DEC_PREFETCH keys ahead are prefetched
