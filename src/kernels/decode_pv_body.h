@@ -6,6 +6,63 @@
  *   - more rows: per head and sub-tile of ATTN_DEC_SUB keys, DMR x DNV
  *     register blocks added to o at the sub-tile's end (dec_pv_tiles). */
 
+#if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
+/* dec_pv_keys for four keys and up to 4 rows (decoding under GQA), f32 or
+ * bf16 V: the 16 broadcast probabilities pinned to registers for the
+ * whole row of V, each V vector loaded once for every row (instead of one
+ * load per FMA for f32, one broadcast load per two FMAs for bf16); per
+ * element the same operations in the same order as dec_pv_keys' other
+ * paths: the same bits. */
+static ALWAYS_INLINE void KFN(dec_pv_pinned)(const int mode, const int rows,
+                                             const float *p,
+                                             const void *const *v, float *o,
+                                             int64_t dvp, const char *pfp,
+                                             int64_t pfn) {
+  int64_t li = 0;
+  vf a[4][4];
+  UNROLL for (int r = 0; r < rows; r++) {
+    UNROLL for (int k = 0; k < 4; k++) {
+      a[r][k] = vf_set1(p[r * ATTN_DEC_LDS + k]);
+      DEC_IN_REG(a[r][k]);
+    }
+  }
+  int64_t x = 0;
+  for (; x + 2 * VL <= dvp; x += 2 * VL) {
+    vf b[4], b2[4];
+    KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
+    UNROLL for (int k = 0; k < 4; k++) {
+      if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
+        KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
+      } else {
+        b[k] = vf_load((const float *)v[k] + x);
+        b2[k] = vf_load((const float *)v[k] + x + VL);
+      }
+    }
+    UNROLL for (int r = 0; r < rows; r++) {
+      float *dst = o + r * dvp + x;
+      vf t = vf_load(dst), t2 = vf_load(dst + VL);
+      UNROLL for (int k = 0; k < 4; k++) {
+        t = vf_fma(a[r][k], b[k], t);
+        t2 = vf_fma(a[r][k], b2[k], t2);
+      }
+      vf_store(dst, t);
+      vf_store(dst + VL, t2);
+    }
+  }
+  for (; x < dvp; x += VL) {
+    vf b[4];
+    UNROLL for (int k = 0; k < 4; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
+    UNROLL for (int r = 0; r < rows; r++) {
+      float *dst = o + r * dvp + x;
+      vf t = vf_load(dst);
+      UNROLL for (int k = 0; k < 4; k++) t = vf_fma(a[r][k], b[k], t);
+      vf_store(dst, t);
+    }
+  }
+  DEC_PF_REST(pfp, pfn, li);
+}
+#endif
+
 /* o[r] += sum_k p[r][k] v_k over the nk keys and the rows r (row strides
  * ATTN_DEC_LDS for p, dvp for o); the accumulators stay in L1, each
  * loaded and stored once per nk keys. */
@@ -20,52 +77,17 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
   int64_t li = 0;
 #if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
   if ((mode == ATTN_DEC_BF16 || mode == ATTN_DEC_F32) && nk == 4 && rows <= 4) {
-    /* Up to 4 rows (decoding under GQA): the 16 broadcast probabilities
-     * pinned to registers for the whole row of V, each V vector loaded
-     * once for every row (instead of one load per FMA for f32, one
-     * broadcast load per two FMAs for bf16); per element the same
-     * operations in the same order as below: the same bits. */
-    vf a[4][4];
-    UNROLL for (int r = 0; r < rows; r++) {
-      UNROLL for (int k = 0; k < 4; k++) {
-        a[r][k] = vf_set1(p[r * ATTN_DEC_LDS + k]);
-        DEC_IN_REG(a[r][k]);
-      }
-    }
-    int64_t x = 0;
-    for (; x + 2 * VL <= dvp; x += 2 * VL) {
-      vf b[4], b2[4];
-      KFN(dec_pf_lines)(2 * DEC_PF_STEP, pfp, pfn, &li);
-      UNROLL for (int k = 0; k < 4; k++) {
-        if (mode == ATTN_DEC_BF16) { /* o reordered (dec_even_odd) */
-          KFN(dec_ld_bf16x2)((const uint16_t *)v[k] + x, &b[k], &b2[k]);
-        } else {
-          b[k] = vf_load((const float *)v[k] + x);
-          b2[k] = vf_load((const float *)v[k] + x + VL);
-        }
-      }
-      UNROLL for (int r = 0; r < rows; r++) {
-        float *dst = o + r * dvp + x;
-        vf t = vf_load(dst), t2 = vf_load(dst + VL);
-        UNROLL for (int k = 0; k < 4; k++) {
-          t = vf_fma(a[r][k], b[k], t);
-          t2 = vf_fma(a[r][k], b2[k], t2);
-        }
-        vf_store(dst, t);
-        vf_store(dst + VL, t2);
-      }
-    }
-    for (; x < dvp; x += VL) {
-      vf b[4];
-      UNROLL for (int k = 0; k < 4; k++) b[k] = KFN(dec_ld)(v[k], x, mode);
-      UNROLL for (int r = 0; r < rows; r++) {
-        float *dst = o + r * dvp + x;
-        vf t = vf_load(dst);
-        UNROLL for (int k = 0; k < 4; k++) t = vf_fma(a[r][k], b[k], t);
-        vf_store(dst, t);
-      }
-    }
-    DEC_PF_REST(pfp, pfn, li);
+    KFN(dec_pv_pinned)(mode, rows, p, v, o, dvp, pfp, pfn);
+    return;
+  }
+  if (mode == ATTN_DEC_F32 && nk == 4) {
+    /* More rows, f32: groups of four, each V vector loaded again from L1
+     * per group (the per-row path below loads every V vector once per row
+     * and FMA, five loads per four FMAs: bound by the loads on two ports).
+     * bf16 keeps that path: its V vectors would be widened again. */
+    UNROLL for (int g = 0; g < rows; g += 4)
+        KFN(dec_pv_pinned)(mode, ATTN_MIN(4, rows - g), p + g * ATTN_DEC_LDS, v,
+                           o + g * dvp, dvp, pfp, g ? 0 : pfn);
     return;
   }
 #endif
