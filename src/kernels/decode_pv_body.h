@@ -76,15 +76,13 @@ static ALWAYS_INLINE void KFN(dec_pv_keys)(const int nk, const int mode,
                                            int64_t pfn) {
   int64_t li = 0;
 #if DEC_BF16X2 && defined(ATTN_SIMD_AVX512)
-  if ((mode == ATTN_DEC_BF16 || mode == ATTN_DEC_F32) && nk == 4 && rows <= 4) {
-    KFN(dec_pv_pinned)(mode, rows, p, v, o, dvp, pfp, pfn);
-    return;
-  }
-  if (mode == ATTN_DEC_F32 && nk == 4) {
-    /* More rows, f32: groups of four, each V vector loaded again from L1
-     * per group (the per-row path below loads every V vector once per row
-     * and FMA, five loads per four FMAs: bound by the loads on two ports).
-     * bf16 keeps that path: its V vectors would be widened again. */
+  if (nk == 4 &&
+      (mode == ATTN_DEC_F32 || (mode == ATTN_DEC_BF16 && rows <= 4))) {
+    /* Groups of up to four rows; more than four f32 rows load each V
+     * vector again from L1 per group (the per-row path below loads every V
+     * vector once per row and FMA, five loads per four FMAs: bound by the
+     * loads on two ports). More bf16 rows keep that path: their V vectors
+     * would be widened again. */
     UNROLL for (int g = 0; g < rows; g += 4)
         KFN(dec_pv_pinned)(mode, ATTN_MIN(4, rows - g), p + g * ATTN_DEC_LDS, v,
                            o + g * dvp, dvp, pfp, g ? 0 : pfn);
