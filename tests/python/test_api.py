@@ -238,7 +238,12 @@ def test_gil_released_during_compute(rng):
     done = threading.Event()
 
     def work():
-        for _ in range(3):
+        # Calls for at least 0.3 s, whatever the CPU's speed: three calls
+        # took 15 ms on a fast Xeon, too short a window under a loaded
+        # ctest -j2 (86 ticks). With the GIL held the main thread could
+        # tick only between calls (a few ms each: under 100 in 0.3 s).
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
             attn.forward(q, k, v, threads=1)
         done.set()
 
