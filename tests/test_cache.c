@@ -6,7 +6,9 @@
  *               sizes 1, 7, 16, 64 and contiguous, random block tables),
  *               filled by appends of random sizes (k_new in any dtype and
  *               layout, RoPE on or off), then attend with 1 .. 50 query
- *               rows and random options. Checked:
+ *               rows (f32, or bf16 without RoPE; also bf16 caches in
+ *               pages of 1 and 7 keys with bf16 q) and random options.
+ *               Checked:
  *                 - the stored rows equal the keys rotated by attn_rope_apply
  *                   and rounded to the cache dtype (bitwise);
  *                 - paged == contiguous, bitwise (o and lse);
@@ -50,6 +52,7 @@ typedef struct scen {
   attn_dtype dt;
   int rope;
   attn_rope r;
+  int q16;            /* 1: every call's q is bf16 (bf16_q_scenarios) */
   int32_t lens[MAXS]; /* target lengths                                */
   float *kh, *vh;     /* history [S][cap][hk][d | dv] f32               */
   /* contiguous cache */
@@ -88,7 +91,10 @@ static void put(void *buf, attn_dtype dt, size_t i, float x) {
     ((uint16_t *)buf)[i] = tc_f32_to_f16(x);
 }
 
-static void scen_init(scen *sc, tc_rng *r) {
+/* forced: a bf16 cache of head dim forced_d in pages of forced_ps, no
+ * RoPE, bf16 queries (forced_d 0: everything drawn) */
+static void scen_init(scen *sc, tc_rng *r, int64_t forced_d,
+                      int64_t forced_ps) {
   static const attn_dtype dts[3] = {ATTN_DTYPE_F32, ATTN_DTYPE_BF16,
                                     ATTN_DTYPE_F16};
   static const int64_t pss[4] = {1, 7, 16, 64};
@@ -120,6 +126,16 @@ static void scen_init(scen *sc, tc_rng *r) {
     }
   }
   sc->rope = tc_chance(r, 0.5);
+  if (forced_d > 0) {
+    sc->d = sc->dv = forced_d;
+    sc->dt = ATTN_DTYPE_BF16;
+    sc->ps = forced_ps;
+    sc->cap = (sc->cap + sc->ps - 1) / sc->ps * sc->ps;
+    for (int64_t s = 0; s < sc->S; s++)
+      sc->lens[s] = (int32_t)ATTN_MIN(sc->lens[s], sc->cap);
+    sc->rope = 0;
+    sc->q16 = 1;
+  }
   attn_rope_init(&sc->r);
   if (sc->rope && tc_chance(r, 0.5))
     sc->r.style = ATTN_ROPE_INTERLEAVED;
@@ -305,6 +321,7 @@ static void check_stored(const scen *sc) {
 typedef struct call {
   int64_t sq;
   float *q, *qrot, *o[3], *lse[3];
+  uint16_t *q16; /* bf16 q, or NULL */
   float *bias;
   int32_t kvl[MAXS];
   int64_t pos[MAXS * 64];
@@ -328,6 +345,16 @@ static void call_init(call *cl, const scen *sc, tc_rng *r, int64_t sq,
   attn_params *p = &cl->p;
   attn_params_init(p);
   p->q = attn_tensor_bshd(cl->q, ATTN_DTYPE_F32, sc->S, sq, hq, sc->d);
+  /* bf16 q (without RoPE, whose from-scratch twin rotates into f32): on
+   * a bf16 cache the decode multiplies with bf16 dot products or AMX
+   * tiles, whose keys must give the same bits from pages as from one
+   * block */
+  if (!sc->rope && (sc->q16 || tc_chance(r, 0.3))) {
+    cl->q16 = tc_alloc(nq * (size_t)sc->d * sizeof(uint16_t));
+    for (size_t i = 0; i < nq * (size_t)sc->d; i++)
+      cl->q16[i] = tc_f32_to_bf16(cl->q[i]);
+    p->q = attn_tensor_bshd(cl->q16, ATTN_DTYPE_BF16, sc->S, sq, hq, sc->d);
+  }
   p->o = attn_tensor_bshd(cl->o[0], ATTN_DTYPE_F32, sc->S, sq, hq, sc->dv);
   p->lse = cl->lse[0];
   const int64_t mode = tc_below(r, 4);
@@ -365,6 +392,7 @@ static void call_init(call *cl, const scen *sc, tc_rng *r, int64_t sq,
 
 static void call_free(call *cl) {
   free(cl->q);
+  free(cl->q16);
   free(cl->qrot);
   for (int k = 0; k < 3; k++) {
     free(cl->o[k]);
@@ -499,7 +527,7 @@ static void scenarios(uint64_t seed, int n) {
   for (int i = 0; i < n; i++) {
     tc_rng r = {tc_case_seed(seed, (uint64_t)i)};
     scen sc;
-    scen_init(&sc, &r);
+    scen_init(&sc, &r, 0, 0);
     scen_fill(&sc, &r);
     check_stored(&sc);
     static const int64_t sqs[] = {1, 2, 3, 5, 16, 47, 48, 50};
@@ -507,6 +535,22 @@ static void scenarios(uint64_t seed, int n) {
     check_call(&sc, &r, sq, 0);
     if (i % 4 == 0)
       check_call(&sc, &r, tc_range(&r, 1, 4), 1);
+    scen_free(&sc);
+  }
+}
+
+/* bf16 q on bf16 caches of whole 32-dim steps in pages of 1 and 7 keys:
+ * the decode's bf16 dot products (AMX tiles on amxbf16) read keys whose
+ * rows are not evenly spaced, and paged must still equal contiguous. */
+static void bf16_q_scenarios(uint64_t seed, int n) {
+  for (int i = 0; i < n; i++) {
+    tc_rng r = {tc_case_seed(seed, (uint64_t)i)};
+    scen sc;
+    scen_init(&sc, &r, i % 2 ? 128 : 64, i % 4 < 2 ? 1 : 7);
+    scen_fill(&sc, &r);
+    check_stored(&sc);
+    static const int64_t sqs[] = {1, 2, 5, 48};
+    check_call(&sc, &r, sqs[tc_below(&r, 4)], 0);
     scen_free(&sc);
   }
 }
@@ -821,6 +865,7 @@ int main(void) {
   edges();
   bad_input();
   scenarios(seed, quick ? 24 : 80);
+  bf16_q_scenarios(seed + 3, quick ? 8 : 24);
   decode_vs_prefill(seed + 1, 70, 16, ATTN_DTYPE_F32);
   decode_vs_prefill(seed + 2, quick ? 40 : 600, 7, ATTN_DTYPE_BF16);
   printf("time: %.1f s\n", tc_now() - t0);

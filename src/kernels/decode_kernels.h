@@ -114,5 +114,10 @@ void attn_dec_qk_bf16_generic_bf16(const attn_dec_chunk *c);
 void attn_dec_pv_bf16_generic_bf16(const attn_dec_chunk *c);
 void attn_dec_qk_bf16_avx512bf16(const attn_dec_chunk *c);
 void attn_dec_pv_bf16_avx512bf16(const attn_dec_chunk *c);
+/* amxbf16: (1) with AMX tiles (avx512/decode_amxbf16.c), and the
+ * vdpbf16ps steps compiled beside it. */
+void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c);
+void attn_dec_qk_bf16_amxbf16(const attn_dec_chunk *c);
+void attn_dec_pv_bf16_amxbf16(const attn_dec_chunk *c);
 
 #endif

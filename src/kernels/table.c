@@ -55,9 +55,10 @@ static void fill_amxbf16(attn_kernels *t) {
   /* The backward recomputes S with the forward's tiles (bwd.c's use_bf16:
    * P must be the forward's) and takes f32 products for dV, dK, dQ. */
   t->bwd_bf16 = attn_bwd_kernel_amxbf16();
-  /* Decode with a bf16 q on a bf16 cache widens (as on avx512): 99-101%
-   * of the read bandwidth there against 84-87% with vdpbf16ps. */
-  t->dec_qk_bf16 = NULL;
+  /* Decode with a bf16 q on a bf16 cache: Q K with AMX tiles; P V widens
+   * V (as on avx512: 99-101% of the read bandwidth there against 84-87%
+   * with vdpbf16ps). */
+  t->dec_qk_bf16 = attn_dec_qk_amx_amxbf16;
   t->dec_pv_bf16 = NULL;
   t->peak_loop_bf16 = attn_peak_loop_amxbf16; /* the forward's tiles */
 #endif

@@ -1,0 +1,245 @@
+/* Decode Q K with AMX tiles (ISA amxbf16) for bf16 q and k: step (1) of
+ * decode_body.h, S = scale * (Q Kᵀ), as the chunk's c->qk.
+ *
+ * Sixteen keys of one kv head are an A tile read in place (16 rows of 32
+ * bf16, the rows' stride apart), the head's query rows the B tiles (their
+ * pairs transposed once per chunk), and tdpbf16ps sums the exact products
+ * 32 dims a step into a zeroed 16 x N f32 tile: one tile product per 16
+ * keys and 32 dims instead of a vdpbf16ps and a share of a horizontal sum
+ * per key and row (docs/decisions.md, "Issue 7: decode Q K with AMX
+ * tiles"). The sums are then scaled and written transposed into the
+ * score rows. Keys whose 16 rows are not evenly spaced (a page boundary of
+ * a paged cache, gathered rows) and a last group of fewer than 16 are
+ * copied into a zero-padded block first and take the same tile steps, so
+ * every score has the same bits whatever the storage: the paged and the
+ * contiguous cache, and attn_forward on the same keys, agree bitwise.
+ * The sums follow the forward's AMX rule for bf16 Q and K (docs/bf16.md:
+ * exact products, f32 sums in the tile's order, subnormal inputs read as
+ * zero). Step (4) stays decode_avx512.c's (V widened) or the vdpbf16ps
+ * one (decode_bf16dot.h, compiled here too). */
+#define ATTN_SIMD_AVX512 1
+#define ATTN_SIMD_BF16 1
+#include "kernels/simd.h"
+
+#include "kernels/decode_kernels.h"
+
+#define KSUFFIX amxbf16
+#include "kernels/decode_bf16dot.h"
+
+#include "kernels/amx_tiles.h"
+
+/* Query rows (kv heads x rows) and dims whose transposed pairs fit the
+ * stack block below: the framework's items hold at most ATTN_DEC_RB rows. */
+#define DQA_ROWS ATTN_DEC_RB
+#define DQA_DIMS ATTN_MAX_HEAD_DIM
+/* Keys ahead whose rows are asked for: the next group of 16. */
+#define DQA_AHEAD 16
+
+/* Tiles: 0 the sums (16 keys x 16 rows), 1, 5, 6, 7 sixteen keys' 32
+ * dims each, 2 the pairs of 16 rows; 3 and 4 the sums and pairs of a last
+ * block of nl < 16 rows (nl = 0: unused, configured full). */
+static void dqa_config(int nl) {
+  amx_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int i = 0; i < 8; i++) {
+    cfg.colsb[i] = 64;
+    cfg.rows[i] = 16;
+  }
+  if (nl > 0) {
+    cfg.colsb[3] = (uint16_t)(4 * nl);
+    cfg.colsb[4] = (uint16_t)(4 * nl);
+  }
+  _tile_loadconfig(&cfg);
+}
+
+/* The prefetch of the next group's rows, spread over the tile steps: a
+ * cursor over its 16 keys' spans (every head of a key, hb bytes), `per`
+ * lines at each of the head's steps. */
+typedef struct {
+  const void *const *row; /* the chunk's key rows (head 0)            */
+  int64_t j, n;           /* next key asked for, keys in the chunk     */
+  int64_t line, lines;    /* next line of key j's span, lines a span   */
+  int per;                /* lines per tile step                       */
+} dqa_pf;
+
+static inline void dqa_pf_step(dqa_pf *pf) {
+  for (int i = 0; i < pf->per && pf->j < pf->n; i++) {
+    __builtin_prefetch((const char *)pf->row[pf->j] + 64 * pf->line, 0, 2);
+    if (++pf->line == pf->lines) {
+      pf->line = 0;
+      pf->j++;
+    }
+  }
+}
+
+/* A tiles: tmm1, 5, 6, 7 hold four steps' keys, loaded before their
+ * products so that the four loads are in flight together. */
+#define DQA_A(i) ((i) == 0 ? 1 : 4 + (i))
+
+/* The sums of one block of nb rows against 16 keys (a: their rows, lda
+ * bytes apart; bt: the rows' pairs, [d / 32][16][nb]) into t[16][nb]:
+ * up to four 32-dim steps' keys loaded, then their products in order. */
+static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
+                             const uint32_t *bt, int nb, float *t, dqa_pf *pf) {
+  const int full = nb == 16;
+  if (full)
+    _tile_zero(0);
+  else
+    _tile_zero(3);
+  for (int64_t x0 = 0; x0 < d; x0 += 128) {
+    const int ns = (int)ATTN_MIN(4, (d - x0) / 32);
+    dqa_pf_step(pf);
+    _tile_loadd(1, a + x0, lda);
+    if (ns > 1)
+      _tile_loadd(5, a + x0 + 32, lda);
+    if (ns > 2)
+      _tile_loadd(6, a + x0 + 64, lda);
+    if (ns > 3)
+      _tile_loadd(7, a + x0 + 96, lda);
+    for (int i = 0; i < ns; i++) {
+      const int64_t st = x0 / 32 + i;
+      if (full) {
+        _tile_loadd(2, bt + st * 256, 64);
+        switch (i) {
+        case 0:
+          _tile_dpbf16ps(0, 1, 2);
+          break;
+        case 1:
+          _tile_dpbf16ps(0, 5, 2);
+          break;
+        case 2:
+          _tile_dpbf16ps(0, 6, 2);
+          break;
+        default:
+          _tile_dpbf16ps(0, 7, 2);
+          break;
+        }
+      } else {
+        _tile_loadd(4, bt + st * 16 * nb, 4 * nb);
+        switch (i) {
+        case 0:
+          _tile_dpbf16ps(3, 1, 4);
+          break;
+        case 1:
+          _tile_dpbf16ps(3, 5, 4);
+          break;
+        case 2:
+          _tile_dpbf16ps(3, 6, 4);
+          break;
+        default:
+          _tile_dpbf16ps(3, 7, 4);
+          break;
+        }
+      }
+      if (i > 0)
+        dqa_pf_step(pf);
+    }
+  }
+  if (full)
+    _tile_stored(0, t, 64);
+  else
+    _tile_stored(3, t, 4 * nb);
+}
+
+/* s[r * lds + k] = scale * t[k][r] for nb rows and nk keys. */
+static inline void dqa_scatter(const float *t, int nb, int nk, float scale,
+                               float *s, int64_t lds) {
+  if (nb == 4 && nk == 16) {
+    /* t: four vectors of four keys x four rows; row r is every fourth
+     * element from r */
+    const __m512 t0 = _mm512_loadu_ps(t), t1 = _mm512_loadu_ps(t + 16);
+    const __m512 t2 = _mm512_loadu_ps(t + 32), t3 = _mm512_loadu_ps(t + 48);
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < 4; r++) {
+      const __m512i ix = _mm512_setr_epi32(
+          r, 4 + r, 8 + r, 12 + r, 16 + r, 20 + r, 24 + r, 28 + r, r, 4 + r,
+          8 + r, 12 + r, 16 + r, 20 + r, 24 + r, 28 + r);
+      const __m512 lo = _mm512_permutex2var_ps(t0, ix, t1);
+      const __m512 hi = _mm512_permutex2var_ps(t2, ix, t3);
+      const __m512 row = _mm512_shuffle_f32x4(lo, hi, 0x44);
+      _mm512_storeu_ps(s + r * lds, _mm512_mul_ps(row, sc));
+    }
+    return;
+  }
+  for (int r = 0; r < nb; r++)
+    for (int k = 0; k < nk; k++)
+      s[r * lds + k] = t[k * nb + r] * scale;
+}
+
+void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
+  const int64_t d = c->d, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
+  const int rows = c->rows, nh = c->nh;
+  if ((int64_t)nh * rows > DQA_ROWS || d > DQA_DIMS || d % 32 != 0 ||
+      c->dp != d) {
+    attn_dec_qk_bf16_amxbf16(c); /* not reached from decode.c */
+    return;
+  }
+  const float scale = c->scale;
+  const int nrb = (rows + 15) / 16, nl = rows % 16;
+  /* The B operands: bt[h][rb] = [d / 32][16][nb] pairs of q (32-bit
+   * words: dims 2p, 2p + 1 of row rb * 16 + i at [x / 32][p % 16][i]). */
+  _Alignas(64) uint32_t bt[DQA_ROWS * DQA_DIMS / 2];
+  const uint32_t *btp[DQA_ROWS];
+  {
+    uint32_t *w = bt;
+    for (int h = 0; h < nh; h++)
+      for (int rb = 0; rb < nrb; rb++) {
+        const int nb = ATTN_MIN(16, rows - 16 * rb);
+        btp[h * nrb + rb] = w;
+        for (int i = 0; i < nb; i++) {
+          const uint32_t *q =
+              (const uint32_t *)((const uint16_t *)c->q +
+                                 ((int64_t)h * rows + 16 * rb + i) * d);
+          for (int64_t p = 0; p < d / 2; p++)
+            w[(p / 16) * 16 * nb + (p % 16) * nb + i] = q[p];
+        }
+        w += d / 2 * nb;
+      }
+  }
+  _Alignas(64) uint16_t kb[16 * DQA_DIMS]; /* copied keys, zero padded */
+  _Alignas(64) float t[16 * 16];
+  const int64_t kbytes = 2 * d;
+  dqa_config(nl);
+  /* a key's span: its heads side by side (kstep apart) */
+  const int64_t span = (int64_t)(nh - 1) * c->kstep + kbytes;
+  dqa_pf pf = {c->krow, DQA_AHEAD, n, 0, (span + 63) / 64, 1};
+  /* lines a group, over nh heads x nrb blocks x d / 32 steps */
+  pf.per =
+      (int)((16 * pf.lines + nh * nrb * (d / 32) - 1) / (nh * nrb * (d / 32)));
+  for (int64_t j = 0; j < n; j += 16) {
+    const int nk = (int)ATTN_MIN(16, n - j);
+    /* the 16 rows evenly spaced (head 0; the heads are kstep apart) */
+    int64_t step =
+        nk > 1 ? (const char *)c->krow[j + 1] - (const char *)c->krow[j] : 0;
+    int even = nk == 16;
+    for (int k = 2; even && k < 16; k++)
+      even =
+          (const char *)c->krow[j + k] == (const char *)c->krow[j] + k * step;
+    for (int h = 0; h < nh; h++) {
+      const uint16_t *a;
+      int64_t lda;
+      if (even) {
+        a = (const uint16_t *)((const char *)c->krow[j] + h * c->kstep);
+        lda = step;
+      } else {
+        for (int k = 0; k < 16; k++) {
+          if (k < nk)
+            memcpy(kb + k * d, (const char *)c->krow[j + k] + h * c->kstep,
+                   (size_t)kbytes);
+          else
+            memset(kb + k * d, 0, (size_t)kbytes);
+        }
+        a = kb;
+        lda = kbytes;
+      }
+      for (int rb = 0; rb < nrb; rb++) {
+        const int nb = ATTN_MIN(16, rows - 16 * rb);
+        dqa_block(a, lda, d, btp[h * nrb + rb], nb, t, &pf);
+        dqa_scatter(t, nb, nk, scale,
+                    c->s + ((int64_t)h * rows + 16 * rb) * lds + j, lds);
+      }
+    }
+  }
+  _tile_release();
+}
