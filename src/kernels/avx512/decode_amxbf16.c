@@ -54,28 +54,31 @@ static void dqa_config(int nl) {
 }
 
 /* The prefetch of the next group's rows, spread over the tile steps: a
- * cursor over its 16 keys' spans (every head of a key, hb bytes), `per`
- * lines at each of the head's steps. */
+ * cursor over its keys' rows in memory order (key by key, heads within a
+ * key: one span when the heads are side by side, as in bshd storage and
+ * the caches), `per` lines at each tile step. */
 typedef struct {
-  const void *const *row; /* the chunk's key rows (head 0)            */
-  int64_t j, n;           /* next key asked for, keys in the chunk     */
-  int64_t line, lines;    /* next line of key j's span, lines a span   */
-  int per;                /* lines per tile step                       */
+  const void *const *row; /* the chunk's key rows (head 0)              */
+  int64_t step;           /* bytes from one head's row to the next's    */
+  int64_t j, n;           /* next key asked for, keys in the chunk       */
+  int64_t line, lines;    /* next line of the current row, lines a row   */
+  int hh, nrow;           /* current row of key j, rows a key            */
+  int per;                /* lines per tile step                         */
 } dqa_pf;
 
 static inline void dqa_pf_step(dqa_pf *pf) {
   for (int i = 0; i < pf->per && pf->j < pf->n; i++) {
-    __builtin_prefetch((const char *)pf->row[pf->j] + 64 * pf->line, 0, 2);
+    __builtin_prefetch(
+        (const char *)pf->row[pf->j] + pf->hh * pf->step + 64 * pf->line, 0, 2);
     if (++pf->line == pf->lines) {
       pf->line = 0;
-      pf->j++;
+      if (++pf->hh == pf->nrow) {
+        pf->hh = 0;
+        pf->j++;
+      }
     }
   }
 }
-
-/* A tiles: tmm1, 5, 6, 7 hold four steps' keys, loaded before their
- * products so that the four loads are in flight together. */
-#define DQA_A(i) ((i) == 0 ? 1 : 4 + (i))
 
 /* The sums of one block of nb rows against 16 keys (a: their rows, lda
  * bytes apart; bt: the rows' pairs, [d / 32][16][nb]) into t[16][nb]:
@@ -201,12 +204,19 @@ void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
   _Alignas(64) float t[16 * 16];
   const int64_t kbytes = 2 * d;
   dqa_config(nl);
-  /* a key's span: its heads side by side (kstep apart) */
-  const int64_t span = (int64_t)(nh - 1) * c->kstep + kbytes;
-  dqa_pf pf = {c->krow, DQA_AHEAD, n, 0, (span + 63) / 64, 1};
-  /* lines a group, over nh heads x nrb blocks x d / 32 steps */
-  pf.per =
-      (int)((16 * pf.lines + nh * nrb * (d / 32) - 1) / (nh * nrb * (d / 32)));
+  /* a key's rows: one span of its heads when they are side by side */
+  const int span = c->kstep == kbytes;
+  const int64_t rowb = span ? nh * kbytes : kbytes;
+  dqa_pf pf = {.row = c->krow,
+               .step = c->kstep,
+               .j = DQA_AHEAD,
+               .n = n,
+               .lines = (rowb + 63) / 64,
+               .nrow = span ? 1 : nh,
+               .per = 1};
+  /* a group's lines over its nh x nrb x d / 32 tile steps */
+  const int64_t steps = (int64_t)nh * nrb * (d / 32);
+  pf.per = (int)((16 * pf.nrow * pf.lines + steps - 1) / steps);
   for (int64_t j = 0; j < n; j += 16) {
     const int nk = (int)ATTN_MIN(16, n - j);
     /* the 16 rows evenly spaced (head 0; the heads are kstep apart) */
