@@ -53,38 +53,12 @@ static void dqa_config(int nl) {
   _tile_loadconfig(&cfg);
 }
 
-/* The prefetch of the next group's rows, spread over the tile steps: a
- * cursor over its keys' rows in memory order (key by key, heads within a
- * key: one span when the heads are side by side, as in bshd storage and
- * the caches), `per` lines at each tile step. */
-typedef struct {
-  const void *const *row; /* the chunk's key rows (head 0)              */
-  int64_t step;           /* bytes from one head's row to the next's    */
-  int64_t j, n;           /* next key asked for, keys in the chunk       */
-  int64_t line, lines;    /* next line of the current row, lines a row   */
-  int hh, nrow;           /* current row of key j, rows a key            */
-  int per;                /* lines per tile step                         */
-} dqa_pf;
-
-static inline void dqa_pf_step(dqa_pf *pf) {
-  for (int i = 0; i < pf->per && pf->j < pf->n; i++) {
-    __builtin_prefetch(
-        (const char *)pf->row[pf->j] + pf->hh * pf->step + 64 * pf->line, 0, 2);
-    if (++pf->line == pf->lines) {
-      pf->line = 0;
-      if (++pf->hh == pf->nrow) {
-        pf->hh = 0;
-        pf->j++;
-      }
-    }
-  }
-}
-
 /* The sums of one block of nb rows against 16 keys (a: their rows, lda
  * bytes apart; bt: the rows' pairs, [d / 32][16][nb]) into t[16][nb]:
  * up to four 32-dim steps' keys loaded, then their products in order. */
 static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
-                             const uint32_t *bt, int nb, float *t, dqa_pf *pf) {
+                             const uint32_t *bt, int nb, float *t,
+                             attn_dec_rowpf *pf) {
   const int full = nb == 16;
   if (full)
     _tile_zero(0);
@@ -92,7 +66,7 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
     _tile_zero(3);
   for (int64_t x0 = 0; x0 < d; x0 += 128) {
     const int ns = (int)ATTN_MIN(4, (d - x0) / 32);
-    dqa_pf_step(pf);
+    attn_dec_rowpf_step(pf);
     _tile_loadd(1, a + x0, lda);
     if (ns > 1)
       _tile_loadd(5, a + x0 + 32, lda);
@@ -136,7 +110,7 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
         }
       }
       if (i > 0)
-        dqa_pf_step(pf);
+        attn_dec_rowpf_step(pf);
     }
   }
   if (full)
@@ -191,11 +165,11 @@ void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
         const int nb = ATTN_MIN(16, rows - 16 * rb);
         btp[h * nrb + rb] = w;
         for (int i = 0; i < nb; i++) {
-          const uint32_t *q =
-              (const uint32_t *)((const uint16_t *)c->q +
-                                 ((int64_t)h * rows + 16 * rb + i) * d);
-          for (int64_t p = 0; p < d / 2; p++)
-            w[(p / 16) * 16 * nb + (p % 16) * nb + i] = q[p];
+          const uint16_t *q =
+              (const uint16_t *)c->q + ((int64_t)h * rows + 16 * rb + i) * d;
+          for (int64_t p = 0; p < d / 2; p++) /* a pair as one word */
+            memcpy(&w[(p / 16) * 16 * nb + (p % 16) * nb + i], q + 2 * p,
+                   sizeof(uint32_t));
         }
         w += d / 2 * nb;
       }
@@ -204,19 +178,10 @@ void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
   _Alignas(64) float t[16 * 16];
   const int64_t kbytes = 2 * d;
   dqa_config(nl);
-  /* a key's rows: one span of its heads when they are side by side */
-  const int span = c->kstep == kbytes;
-  const int64_t rowb = span ? nh * kbytes : kbytes;
-  dqa_pf pf = {.row = c->krow,
-               .step = c->kstep,
-               .j = DQA_AHEAD,
-               .n = n,
-               .lines = (rowb + 63) / 64,
-               .nrow = span ? 1 : nh,
-               .per = 1};
-  /* a group's lines over its nh x nrb x d / 32 tile steps */
-  const int64_t steps = (int64_t)nh * nrb * (d / 32);
-  pf.per = (int)((16 * pf.nrow * pf.lines + steps - 1) / steps);
+  /* the next group's rows over its nh x nrb x d / 32 tile steps */
+  attn_dec_rowpf pf =
+      attn_dec_rowpf_init(c->krow, c->kstep, kbytes, nh, DQA_AHEAD, n, 16,
+                          (int64_t)nh * nrb * (d / 32));
   for (int64_t j = 0; j < n; j += 16) {
     const int nk = (int)ATTN_MIN(16, n - j);
     /* the 16 rows evenly spaced (head 0; the heads are kstep apart) */
