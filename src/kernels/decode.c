@@ -52,7 +52,7 @@ typedef struct dec_geo {
   int64_t dp, dvp; /* head dims padded to the vector width             */
   size_t slot;     /* bytes of one unit's partials                     */
   size_t counters; /* bytes: nwaves + units atomic counters            */
-  size_t q, s, stage, rowp, krow, vrow, qi, lo, hi, sc, obuf, lut, part;
+  size_t q, s, stage, rowp, krow, vrow, qi, lo, hi, sc, obuf, lut, part, qt;
   size_t per_thread;
   size_t total;
   int threads;
@@ -133,6 +133,11 @@ static attn_status geometry(const attn_plan *pl, dec_geo *g) {
   g->sc = attn_ws_add(&s, hrows, sizeof(attn_score));
   g->obuf = attn_ws_add(&s, (size_t)g->dvp, sizeof(float));
   g->lut = attn_ws_add(&s, ATTN_DEC_LDS, sizeof(float));
+  /* the AMX Q K's B operands: q's pairs */
+  g->qt =
+      pl->k.isa == ATTN_ISA_AMX_BF16
+          ? attn_ws_add(&s, hrows * (size_t)(g->dp / 2 + 1), sizeof(uint32_t))
+          : 0;
   g->per_thread = s.off;
   /* Threads: no more than the items of one wave. */
   int64_t n = pl->threads;
@@ -326,6 +331,7 @@ static void run_chunk(const dec_job *job, const dec_unit *u, int nh, int64_t kk,
   c.scale = pr->scale;
   c.qk = job->qk_bf16;
   c.pv = job->pv_bf16;
+  c.qt = g->qt ? (uint32_t *)(ws + g->qt) : NULL;
   if (job->qk_bf16)
     c.kmode = ATTN_DEC_BF16DOT;
   if (job->pv_bf16)

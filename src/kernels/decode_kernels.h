@@ -46,6 +46,8 @@ struct attn_dec_chunk {
    * (decode_bf16dot.h) */
   void (*qk)(const attn_dec_chunk *c);
   void (*pv)(const attn_dec_chunk *c);
+  uint32_t *qt;            /* scratch [nh][rows][dp / 2] for the AMX Q K's B
+                              operands (amxbf16), else NULL                    */
   const int64_t *qi;       /* [rows] the row's query index in its sequence    */
   const int64_t *lo;       /* [rows] first key the row may see                */
   const int64_t *hi;       /* [rows] last key the row may see (< lo: none)    */

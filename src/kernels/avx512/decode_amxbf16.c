@@ -53,9 +53,21 @@ static void dqa_config(int nl) {
   _tile_loadconfig(&cfg);
 }
 
+/* B tile `tb` from bt's step st for nb rows, then C (tile tc) += A (ta)
+ * times it. */
+#define DQA_DP(tc, ta, tb)                                                     \
+  do {                                                                         \
+    if (full)                                                                  \
+      _tile_loadd(tb, bt + st * 256, 64);                                      \
+    else                                                                       \
+      _tile_loadd(tb, bt + st * 16 * nb, 4 * nb);                              \
+    _tile_dpbf16ps(tc, ta, tb);                                                \
+  } while (0)
+
 /* The sums of one block of nb rows against 16 keys (a: their rows, lda
- * bytes apart; bt: the rows' pairs, [d / 32][16][nb]) into t[16][nb]:
- * up to four 32-dim steps' keys loaded, then their products in order. */
+ * bytes apart; bt: the rows' pairs, [d / 32][16][nb]) into t[16][nb]: up
+ * to four 32-dim steps' keys loaded (tmm1, 5, 6, 7) before their
+ * products, so that the loads are in flight together. */
 static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
                              const uint32_t *bt, int nb, float *t,
                              attn_dec_rowpf *pf) {
@@ -77,35 +89,33 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
     for (int i = 0; i < ns; i++) {
       const int64_t st = x0 / 32 + i;
       if (full) {
-        _tile_loadd(2, bt + st * 256, 64);
         switch (i) {
         case 0:
-          _tile_dpbf16ps(0, 1, 2);
+          DQA_DP(0, 1, 2);
           break;
         case 1:
-          _tile_dpbf16ps(0, 5, 2);
+          DQA_DP(0, 5, 2);
           break;
         case 2:
-          _tile_dpbf16ps(0, 6, 2);
+          DQA_DP(0, 6, 2);
           break;
         default:
-          _tile_dpbf16ps(0, 7, 2);
+          DQA_DP(0, 7, 2);
           break;
         }
       } else {
-        _tile_loadd(4, bt + st * 16 * nb, 4 * nb);
         switch (i) {
         case 0:
-          _tile_dpbf16ps(3, 1, 4);
+          DQA_DP(3, 1, 4);
           break;
         case 1:
-          _tile_dpbf16ps(3, 5, 4);
+          DQA_DP(3, 5, 4);
           break;
         case 2:
-          _tile_dpbf16ps(3, 6, 4);
+          DQA_DP(3, 6, 4);
           break;
         default:
-          _tile_dpbf16ps(3, 7, 4);
+          DQA_DP(3, 7, 4);
           break;
         }
       }
@@ -144,36 +154,25 @@ static inline void dqa_scatter(const float *t, int nb, int nk, float scale,
       s[r * lds + k] = t[k * nb + r] * scale;
 }
 
-void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
+/* Row r (of nh x rows) of q, d bf16 in q16, as part of the B operands
+ * bt: blocks [head][row block of 16] of [d / 32][16][nb] words (a word is
+ * a pair of dims). */
+static void dqa_pair_row(const uint16_t *q16, int64_t r, int rows, int64_t d,
+                         uint32_t *bt) {
+  const int64_t h = r / rows, ri = r % rows, rb = ri / 16, i = ri % 16;
+  const int64_t nb = ATTN_MIN(16, rows - 16 * rb);
+  uint32_t *w = bt + h * rows * (d / 2) + 16 * rb * (d / 2);
+  for (int64_t p = 0; p < d / 2; p++) /* a pair as one word */
+    memcpy(&w[(p / 16) * 16 * nb + (p % 16) * nb + i], q16 + 2 * p,
+           sizeof(uint32_t));
+}
+
+/* Step (1) from the B operands bt (dqa_pair_row's blocks). */
+static void dqa_run(const attn_dec_chunk *c, const uint32_t *bt) {
   const int64_t d = c->d, n = c->jb - c->ja, lds = ATTN_DEC_LDS;
   const int rows = c->rows, nh = c->nh;
-  if ((int64_t)nh * rows > DQA_ROWS || d > DQA_DIMS || d % 32 != 0 ||
-      c->dp != d) {
-    attn_dec_qk_bf16_amxbf16(c); /* not reached from decode.c */
-    return;
-  }
   const float scale = c->scale;
   const int nrb = (rows + 15) / 16, nl = rows % 16;
-  /* The B operands: bt[h][rb] = [d / 32][16][nb] pairs of q (32-bit
-   * words: dims 2p, 2p + 1 of row rb * 16 + i at [x / 32][p % 16][i]). */
-  _Alignas(64) uint32_t bt[DQA_ROWS * DQA_DIMS / 2];
-  const uint32_t *btp[DQA_ROWS];
-  {
-    uint32_t *w = bt;
-    for (int h = 0; h < nh; h++)
-      for (int rb = 0; rb < nrb; rb++) {
-        const int nb = ATTN_MIN(16, rows - 16 * rb);
-        btp[h * nrb + rb] = w;
-        for (int i = 0; i < nb; i++) {
-          const uint16_t *q =
-              (const uint16_t *)c->q + ((int64_t)h * rows + 16 * rb + i) * d;
-          for (int64_t p = 0; p < d / 2; p++) /* a pair as one word */
-            memcpy(&w[(p / 16) * 16 * nb + (p % 16) * nb + i], q + 2 * p,
-                   sizeof(uint32_t));
-        }
-        w += d / 2 * nb;
-      }
-  }
   _Alignas(64) uint16_t kb[16 * DQA_DIMS]; /* copied keys, zero padded */
   _Alignas(64) float t[16 * 16];
   const int64_t kbytes = 2 * d;
@@ -208,13 +207,27 @@ void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
         a = kb;
         lda = kbytes;
       }
+      const uint32_t *bh = bt + (int64_t)h * rows * (d / 2);
       for (int rb = 0; rb < nrb; rb++) {
         const int nb = ATTN_MIN(16, rows - 16 * rb);
-        dqa_block(a, lda, d, btp[h * nrb + rb], nb, t, &pf);
+        dqa_block(a, lda, d, bh + (int64_t)16 * rb * (d / 2), nb, t, &pf);
         dqa_scatter(t, nb, nk, scale,
                     c->s + ((int64_t)h * rows + 16 * rb) * lds + j, lds);
       }
     }
   }
   _tile_release();
+}
+
+/* bf16 q (ATTN_DEC_BF16DOT: c->q holds bf16 rows): one part. */
+void attn_dec_qk_amx_amxbf16(const attn_dec_chunk *c) {
+  const int64_t d = c->d;
+  const int nrows = c->nh * c->rows;
+  if (nrows > DQA_ROWS || d > DQA_DIMS || d % 32 != 0 || c->dp != d || !c->qt) {
+    attn_dec_qk_bf16_amxbf16(c); /* not reached from decode.c */
+    return;
+  }
+  for (int64_t r = 0; r < nrows; r++)
+    dqa_pair_row((const uint16_t *)c->q + r * d, r, c->rows, d, c->qt);
+  dqa_run(c, c->qt);
 }
