@@ -15,8 +15,9 @@ typedef struct {
   uint8_t rows[16];
 } amx_cfg;
 
-/* Loads the configuration; the caller releases the tiles when done. */
-static inline void amx_config(void) {
+/* Loads eight tiles of 16 rows, of 64 bytes but the n tiles listed in
+ * narrow, of colsb; the caller releases the tiles when done. */
+static inline void amx_config_cols(int n, const int *narrow, int colsb) {
   amx_cfg c;
   memset(&c, 0, sizeof c);
   c.palette = 1;
@@ -24,8 +25,13 @@ static inline void amx_config(void) {
     c.colsb[i] = 64;
     c.rows[i] = 16;
   }
+  for (int i = 0; i < n; i++)
+    c.colsb[narrow[i]] = (uint16_t)colsb;
   _tile_loadconfig(&c);
 }
+
+/* The forward's and backward's configuration: every tile 16 x 64 bytes. */
+static inline void amx_config(void) { amx_config_cols(0, NULL, 0); }
 
 /* S = A Kᵀ, unscaled: out[r][0..ncol) (row stride ldo floats) for the nrb
  * blocks of 16 bf16 rows of a (stride lda elements, d a multiple of 32)

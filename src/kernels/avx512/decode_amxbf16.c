@@ -39,18 +39,8 @@
  * dims each, 2 the pairs of 16 rows; 3 and 4 the sums and pairs of a last
  * block of nl < 16 rows (nl = 0: unused, configured full). */
 static void dqa_config(int nl) {
-  amx_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int i = 0; i < 8; i++) {
-    cfg.colsb[i] = 64;
-    cfg.rows[i] = 16;
-  }
-  if (nl > 0) {
-    cfg.colsb[3] = (uint16_t)(4 * nl);
-    cfg.colsb[4] = (uint16_t)(4 * nl);
-  }
-  _tile_loadconfig(&cfg);
+  static const int narrow[2] = {3, 4};
+  amx_config_cols(nl > 0 ? 2 : 0, narrow, 4 * nl);
 }
 
 /* B tile `tb` from bt's step st for nb rows, then C (tile tc) += A (ta)
@@ -62,6 +52,20 @@ static void dqa_config(int nl) {
     else                                                                       \
       _tile_loadd(tb, bt + st * 16 * nb, 4 * nb);                              \
     _tile_dpbf16ps(tc, ta, tb);                                                \
+  } while (0)
+
+/* Step i's product into tc with B tile tb: its A tile is tmm1, 5, 6 or
+ * 7 (tile numbers are immediates). */
+#define DQA_STEP(tc, tb)                                                       \
+  do {                                                                         \
+    if (i == 0)                                                                \
+      DQA_DP(tc, 1, tb);                                                       \
+    else if (i == 1)                                                           \
+      DQA_DP(tc, 5, tb);                                                       \
+    else if (i == 2)                                                           \
+      DQA_DP(tc, 6, tb);                                                       \
+    else                                                                       \
+      DQA_DP(tc, 7, tb);                                                       \
   } while (0)
 
 /* The sums of one block of nb rows against 16 keys (a: their rows, lda
@@ -88,37 +92,10 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
       _tile_loadd(7, a + x0 + 96, lda);
     for (int i = 0; i < ns; i++) {
       const int64_t st = x0 / 32 + i;
-      if (full) {
-        switch (i) {
-        case 0:
-          DQA_DP(0, 1, 2);
-          break;
-        case 1:
-          DQA_DP(0, 5, 2);
-          break;
-        case 2:
-          DQA_DP(0, 6, 2);
-          break;
-        default:
-          DQA_DP(0, 7, 2);
-          break;
-        }
-      } else {
-        switch (i) {
-        case 0:
-          DQA_DP(3, 1, 4);
-          break;
-        case 1:
-          DQA_DP(3, 5, 4);
-          break;
-        case 2:
-          DQA_DP(3, 6, 4);
-          break;
-        default:
-          DQA_DP(3, 7, 4);
-          break;
-        }
-      }
+      if (full)
+        DQA_STEP(0, 2);
+      else
+        DQA_STEP(3, 4);
       if (i > 0)
         attn_dec_rowpf_step(pf);
     }
