@@ -103,10 +103,11 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
   if (full)
     _tile_stored(0, t, 64);
   else
-    _tile_stored(3, t, 4 * nb);
+    _tile_stored(3, t, nb > 4 ? 64 : 4 * nb);
 }
 
-/* s[r * lds + k] = scale * t[k][r] for nb rows and nk keys. */
+/* s[r * lds + k] = scale * t[k][r] for nb rows and nk keys (t's rows
+ * 16 floats apart when nb > 4, else nb). */
 static inline void dqa_scatter(const float *t, int nb, int nk, float scale,
                                float *s, int64_t lds) {
   if (nb == 4 && nk == 16) {
@@ -124,6 +125,23 @@ static inline void dqa_scatter(const float *t, int nb, int nk, float scale,
       const __m512 row = _mm512_shuffle_f32x4(lo, hi, 0x44);
       _mm512_storeu_ps(s + r * lds, _mm512_mul_ps(row, sc));
     }
+    return;
+  }
+  if (nb > 4) {
+    /* t: [16][16] (columns past nb zero): one 16 x 16 transpose, the
+     * first nb rows written */
+    __m512i rw[16];
+    _Alignas(64) uint32_t tt[16 * 16];
+    for (int k = 0; k < 16; k++)
+      rw[k] = _mm512_castps_si512(_mm512_loadu_ps(t + 16 * k));
+    amx_t16_u32(rw, tt, 16);
+    const __m512 sc = _mm512_set1_ps(scale);
+    const __mmask16 m = (__mmask16)((1u << nk) - 1);
+    for (int r = 0; r < nb; r++)
+      _mm512_mask_storeu_ps(
+          s + r * lds, m,
+          _mm512_mul_ps(_mm512_castsi512_ps(_mm512_loadu_si512(tt + 16 * r)),
+                        sc));
     return;
   }
   for (int r = 0; r < nb; r++)
@@ -151,7 +169,7 @@ static void dqa_run(const attn_dec_chunk *c, const uint32_t *bt) {
   const float scale = c->scale;
   const int nrb = (rows + 15) / 16, nl = rows % 16;
   _Alignas(64) uint16_t kb[16 * DQA_DIMS]; /* copied keys, zero padded */
-  _Alignas(64) float t[16 * 16];
+  _Alignas(64) float t[16 * 16] = {0};     /* columns past a block's rows: 0 */
   const int64_t kbytes = 2 * d;
   dqa_config(nl);
   /* the next group's rows over its nh x nrb x d / 32 tile steps */
