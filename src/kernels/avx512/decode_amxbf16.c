@@ -15,8 +15,9 @@
  * contiguous cache, and attn_forward on the same keys, agree bitwise.
  * The sums follow the forward's AMX rule for bf16 Q and K (docs/bf16.md:
  * exact products, f32 sums in the tile's order, subnormal inputs read as
- * zero). Step (4) stays decode_avx512.c's (V widened) or the vdpbf16ps
- * one (decode_bf16dot.h, compiled here too). */
+ * zero). Step (4) stays decode_avx512.c's (V widened: faster here than
+ * vdpbf16ps). decode_bf16dot.h is compiled here for the vdpbf16ps Q K,
+ * the fallback of a call this file does not take (never from decode.c). */
 #define ATTN_SIMD_AVX512 1
 #define ATTN_SIMD_BF16 1
 #include "kernels/simd.h"
@@ -28,8 +29,9 @@
 
 #include "kernels/amx_tiles.h"
 
-/* Query rows (kv heads x rows) and dims whose transposed pairs fit the
- * stack block below: the framework's items hold at most ATTN_DEC_RB rows. */
+/* Query rows (kv heads x rows) the B operands' scratch holds (decode.c
+ * sizes it for an item's rows, at most ATTN_DEC_RB) and the head dims the
+ * key copy holds. */
 #define DQA_ROWS ATTN_DEC_RB
 #define DQA_DIMS ATTN_MAX_HEAD_DIM
 /* Keys ahead whose rows are asked for: the next group of 16. */
@@ -128,7 +130,7 @@ static inline void dqa_scatter(const float *t, int nb, int nk, float scale,
     return;
   }
   if (nb > 4) {
-    /* t: [16][16] (columns past nb zero): one 16 x 16 transpose, the
+    /* t: [16][16] (columns past nb unused): one 16 x 16 transpose, the
      * first nb rows written */
     __m512i rw[16];
     _Alignas(64) uint32_t tt[16 * 16];
@@ -169,7 +171,7 @@ static void dqa_run(const attn_dec_chunk *c, const uint32_t *bt) {
   const float scale = c->scale;
   const int nrb = (rows + 15) / 16, nl = rows % 16;
   _Alignas(64) uint16_t kb[16 * DQA_DIMS]; /* copied keys, zero padded */
-  _Alignas(64) float t[16 * 16] = {0};     /* columns past a block's rows: 0 */
+  _Alignas(64) float t[16 * 16] = {0};     /* the tile's sums, 16 x nb */
   const int64_t kbytes = 2 * d;
   dqa_config(nl);
   /* the next group's rows over its nh x nrb x d / 32 tile steps */
