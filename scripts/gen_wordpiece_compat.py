@@ -2,7 +2,7 @@
 """Writes src/model/wordpiece_compat.c: where Hugging Face's BERT
 normaliser and pre-tokeniser (the `tokenizers` package, Rust) classify a
 code point differently from this Python's unicodedata (the version of
-src/model/unicode_tables.c).
+src/model/unicode_cat.c).
 
 tokenizers takes "control" (removed by clean_text: Cc, Cf, Co), "nonspacing
 mark" (removed by strip_accents) and "punctuation" (split off) from the

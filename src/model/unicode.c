@@ -1,4 +1,4 @@
-/* unicode.c - see unicode.h; the tables are in unicode_tables.c. */
+/* unicode.c - see unicode.h; the tables are unicode_cat.c, unicode_lower.c, unicode_nfd.c. */
 #include "unicode.h"
 
 #include "unicode_tables.h"

@@ -1,9 +1,10 @@
 /*
  * unicode.h - the Unicode facts the tokenizers need: UTF-8 decoding and
  * encoding, general categories, full lowercase mappings and canonical
- * decomposition (NFD). The tables (unicode_tables.c) are generated from
- * Python's unicodedata by scripts/gen_unicode.py; uc_unicode_version names
- * their Unicode version.
+ * decomposition (NFD). The tables (unicode_cat.c, unicode_lower.c,
+ * unicode_nfd.c: one table a file) are generated from Python's unicodedata
+ * by scripts/gen_unicode.py; uc_unicode_version names their Unicode
+ * version.
  */
 #ifndef ATTN_MODEL_UNICODE_H
 #define ATTN_MODEL_UNICODE_H
