@@ -1,4 +1,5 @@
-/* unicode.c - see unicode.h; the tables are unicode_cat.c, unicode_lower.c, unicode_nfd.c. */
+/* unicode.c - see unicode.h; the tables are unicode_cat.c, unicode_lower.c
+ * and unicode_nfd.c. */
 #include "unicode.h"
 
 #include "unicode_tables.h"
