@@ -133,11 +133,10 @@ static attn_status geometry(const attn_plan *pl, dec_geo *g) {
   g->sc = attn_ws_add(&s, hrows, sizeof(attn_score));
   g->obuf = attn_ws_add(&s, (size_t)g->dvp, sizeof(float));
   g->lut = attn_ws_add(&s, ATTN_DEC_LDS, sizeof(float));
-  /* the AMX Q K's B operands: q's pairs */
-  g->qt =
-      pl->k.isa == ATTN_ISA_AMX_BF16
-          ? attn_ws_add(&s, hrows * (size_t)(g->dp / 2 + 1), sizeof(uint32_t))
-          : 0;
+  /* the AMX Q K's B operands: a bf16 q's pairs */
+  g->qt = pl->k.isa == ATTN_ISA_AMX_BF16 && pl->p.q.dtype == ATTN_DTYPE_BF16
+              ? attn_ws_add(&s, hrows * (size_t)(g->dp / 2), sizeof(uint32_t))
+              : 0;
   g->per_thread = s.off;
   /* Threads: no more than the items of one wave. */
   int64_t n = pl->threads;
