@@ -175,58 +175,6 @@ static ALWAYS_INLINE void KFN(dec_prefetch)(const void *row, int nh,
       __builtin_prefetch((const char *)row + h * step + off, 0, DEC_PF_HINT);
 }
 
-/* A prefetch spread over a loop's steps: a cursor over rows in memory
- * order (key by key, heads within a key: one span when the heads are side
- * by side, as in bshd storage and the caches), `per` lines at each step
- * (attn_dec_rowpf_step). Asked for in one burst per head instead (16-32
- * lines), the prefetches stalled on the fill buffers: a third of the AMX
- * Q K's samples on the Intel Xeon (docs/decisions.md). */
-#ifndef ATTN_DEC_ROWPF
-#define ATTN_DEC_ROWPF
-typedef struct attn_dec_rowpf {
-  const void *const *row; /* rows of head 0, one a key                  */
-  int64_t step;           /* bytes from one head's row to the next's    */
-  int64_t j, n;           /* next key asked for, keys                   */
-  int64_t line, lines;    /* next line of the current row, lines a row  */
-  int hh, nrow;           /* current row of key j, rows a key           */
-  int per;                /* lines per step                             */
-} attn_dec_rowpf;
-
-/* The cursor at key j0 for nh heads of `bytes` bytes a row, `keys` keys'
- * rows spread over `steps` steps. */
-static inline attn_dec_rowpf attn_dec_rowpf_init(const void *const *row,
-                                                 int64_t step, int64_t bytes,
-                                                 int nh, int64_t j0, int64_t n,
-                                                 int64_t keys, int64_t steps) {
-  const int span = step == bytes;
-  attn_dec_rowpf pf = {.row = row,
-                       .step = step,
-                       .j = j0,
-                       .n = n,
-                       .lines = ((span ? nh * bytes : bytes) + 63) / 64,
-                       .nrow = span ? 1 : nh,
-                       .per = 1};
-  if (steps > 0)
-    pf.per = (int)((keys * pf.nrow * pf.lines + steps - 1) / steps);
-  return pf;
-}
-
-static inline void attn_dec_rowpf_step(attn_dec_rowpf *pf) {
-  for (int i = 0; i < pf->per && pf->j < pf->n; i++) {
-    __builtin_prefetch((const char *)pf->row[pf->j] + pf->hh * pf->step +
-                           64 * pf->line,
-                       0, DEC_PF_HINT);
-    if (++pf->line == pf->lines) {
-      pf->line = 0;
-      if (++pf->hh == pf->nrow) {
-        pf->hh = 0;
-        pf->j++;
-      }
-    }
-  }
-}
-#endif
-
 /* Where a pass over the heads stands in the prefetch of the keys ahead:
  * the next row to ask for is key j's, of head hh. */
 #ifndef ATTN_DEC_PF

@@ -47,7 +47,7 @@ struct attn_dec_chunk {
   void (*qk)(const attn_dec_chunk *c);
   void (*pv)(const attn_dec_chunk *c);
   uint32_t *qt;            /* scratch [nh][rows][dp / 2] for the AMX Q K's B
-                              operands (amxbf16), else NULL                    */
+                              operands (amxbf16, bf16 q), else NULL            */
   const int64_t *qi;       /* [rows] the row's query index in its sequence    */
   const int64_t *lo;       /* [rows] first key the row may see                */
   const int64_t *hi;       /* [rows] last key the row may see (< lo: none)    */

@@ -37,6 +37,54 @@
 /* Keys ahead whose rows are asked for: the next group of 16. */
 #define DQA_AHEAD 16
 
+/* A prefetch spread over a loop's steps: a cursor over rows in memory
+ * order (key by key, heads within a key: one span when the heads are side
+ * by side, as in bshd storage and the caches), `per` lines at each step
+ * (dqa_pf_step). Asked for in one burst per head instead (16-32
+ * lines), the prefetches stalled on the fill buffers: a third of this
+ * Q K's samples on the Intel Xeon (docs/decisions.md). */
+typedef struct dqa_pf {
+  const void *const *row; /* rows of head 0, one a key                  */
+  int64_t step;           /* bytes from one head's row to the next's    */
+  int64_t j, n;           /* next key asked for, keys                   */
+  int64_t line, lines;    /* next line of the current row, lines a row  */
+  int hh, nrow;           /* current row of key j, rows a key           */
+  int per;                /* lines per step                             */
+} dqa_pf;
+
+/* The cursor at key j0 for nh heads of `bytes` bytes a row, `keys` keys'
+ * rows spread over `steps` steps. */
+static inline dqa_pf dqa_pf_init(const void *const *row, int64_t step,
+                                 int64_t bytes, int nh, int64_t j0, int64_t n,
+                                 int64_t keys, int64_t steps) {
+  const int span = step == bytes;
+  dqa_pf pf = {.row = row,
+               .step = step,
+               .j = j0,
+               .n = n,
+               .lines = ((span ? nh * bytes : bytes) + 63) / 64,
+               .nrow = span ? 1 : nh,
+               .per = 1};
+  if (steps > 0)
+    pf.per = (int)((keys * pf.nrow * pf.lines + steps - 1) / steps);
+  return pf;
+}
+
+static inline void dqa_pf_step(dqa_pf *pf) {
+  for (int i = 0; i < pf->per && pf->j < pf->n; i++) {
+    __builtin_prefetch((const char *)pf->row[pf->j] + pf->hh * pf->step +
+                           64 * pf->line,
+                       0, DEC_PF_HINT);
+    if (++pf->line == pf->lines) {
+      pf->line = 0;
+      if (++pf->hh == pf->nrow) {
+        pf->hh = 0;
+        pf->j++;
+      }
+    }
+  }
+}
+
 /* Tiles: 0 the sums (16 keys x 16 rows), 1, 5, 6, 7 sixteen keys' 32
  * dims each, 2 the pairs of 16 rows; 3 and 4 the sums and pairs of a last
  * block of nl < 16 rows (nl = 0: unused, configured full). */
@@ -75,8 +123,7 @@ static void dqa_config(int nl) {
  * to four 32-dim steps' keys loaded (tmm1, 5, 6, 7) before their
  * products, so that the loads are in flight together. */
 static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
-                             const uint32_t *bt, int nb, float *t,
-                             attn_dec_rowpf *pf) {
+                             const uint32_t *bt, int nb, float *t, dqa_pf *pf) {
   const int full = nb == 16;
   if (full)
     _tile_zero(0);
@@ -84,7 +131,7 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
     _tile_zero(3);
   for (int64_t x0 = 0; x0 < d; x0 += 128) {
     const int ns = (int)ATTN_MIN(4, (d - x0) / 32);
-    attn_dec_rowpf_step(pf);
+    dqa_pf_step(pf);
     _tile_loadd(1, a + x0, lda);
     if (ns > 1)
       _tile_loadd(5, a + x0 + 32, lda);
@@ -99,7 +146,7 @@ static inline void dqa_block(const uint16_t *a, int64_t lda, int64_t d,
       else
         DQA_STEP(3, 4);
       if (i > 0)
-        attn_dec_rowpf_step(pf);
+        dqa_pf_step(pf);
     }
   }
   if (full)
@@ -175,8 +222,7 @@ static void dqa_run(const attn_dec_chunk *c, const uint32_t *bt) {
   const int64_t kbytes = 2 * d;
   dqa_config(nl);
   /* the next group's rows over its nh x nrb x d / 32 tile steps */
-  attn_dec_rowpf pf =
-      attn_dec_rowpf_init(c->krow, c->kstep, kbytes, nh, DQA_AHEAD, n, 16,
+  dqa_pf pf = dqa_pf_init(c->krow, c->kstep, kbytes, nh, DQA_AHEAD, n, 16,
                           (int64_t)nh * nrb * (d / 32));
   for (int64_t j = 0; j < n; j += 16) {
     const int nk = (int)ATTN_MIN(16, n - j);
